@@ -1,0 +1,657 @@
+#!/usr/bin/env bash
+# deploy/local.sh - install and run callgate's whole stack on loopback.
+#
+#   deploy/local.sh up       install what is missing, start PostgreSQL, Redis,
+#                            Coturn and LiveKit (idempotent: reuses whatever
+#                            already answers on the ports)
+#   deploy/local.sh down     stop the servers `up` started (servers it found
+#                            already running are left alone)
+#   deploy/local.sh run      up + `cargo run --release -- serve` (foreground)
+#   deploy/local.sh test [cargo test args] [-- test binary args]
+#                            up + cargo fmt --check, clippy -D warnings, cargo test
+#   deploy/local.sh status   what runs where
+#
+# Environment:
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit),
+#                    venv/ (Python LiveKit SDK for the e2e tests), run/ (pid
+#                    files, logs, Redis/Coturn data). Nothing is written to the repo.
+#   CI=true          section headers and timings for every step.
+#   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
+#
+# Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
+# (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
+# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver.
+set -euo pipefail
+
+SELF="$(readlink -f "${BASH_SOURCE[0]}")"
+ROOT="$(cd "$(dirname "$SELF")/.." && pwd)"
+cd "$ROOT"
+
+CACHE="${CALLGATE_CACHE:-$HOME/.cache/callgate}"
+RUN="$CACHE/run"
+BIN="$CACHE/bin"
+VENV="$CACHE/venv"
+
+LIVEKIT_VERSION=1.13.5
+LIVEKIT_BIN="$BIN/server"
+LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
+# livekit-server v1.13.5's go.mod says `go 1.26`.
+GO_MIN_MINOR=26
+GO_BOOTSTRAP_VERSION=go1.26.0
+PY_PACKAGES=(livekit livekit-api)
+
+PG_PORT=5432
+REDIS_PORT=6379
+TURN_PORT=3478
+LK_PORT=7880
+WAIT_SECS="${CALLGATE_WAIT_SECS:-60}"
+
+export DEBIAN_FRONTEND=noninteractive
+
+# ---------------------------------------------------------------- helpers ---
+
+log() { printf '[local.sh] %s\n' "$*" >&2; }
+die() { printf '[local.sh] error: %s\n' "$*" >&2; exit 1; }
+is_ci() { [[ "${CI:-}" == "true" ]]; }
+
+SECTION_NAME=""
+SECTION_T0=0
+section() { # section <name>: header (CI) and start the clock
+    SECTION_NAME="$1"
+    SECTION_T0=$SECONDS
+    if is_ci; then
+        printf '\n==== %s ====\n' "$SECTION_NAME" >&2
+    fi
+}
+section_done() {
+    if is_ci; then
+        printf '==== %s: ok (%ss) ====\n' "$SECTION_NAME" "$((SECONDS - SECTION_T0))" >&2
+    fi
+}
+section_fail() {
+    printf '==== %s: FAILED after %ss ====\n' "$SECTION_NAME" "$((SECONDS - SECTION_T0))" >&2
+}
+
+SUDO=""
+if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and no sudo: cannot install packages or manage PostgreSQL"
+    SUDO="sudo"
+fi
+
+# Run as the postgres OS user (local peer auth on the Debian cluster's socket).
+as_postgres() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        sudo -u postgres -- "$@"
+    fi
+}
+
+tcp_open() { # tcp_open <port>: something accepts TCP connections on 127.0.0.1:<port>
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+http_ok() { # http_ok <port> [path]: GET answers 200
+    local port="$1" path="${2:-/}"
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+        IFS= read -r -t 5 status <&3 || exit 1
+        [[ "$status" == HTTP/1.?" 200"* ]]
+    ) 2>/dev/null
+}
+
+pid_alive() { # pid_alive <pidfile> <comm>: the pid in the file runs a process named <comm>
+    local file="$1" comm="$2" pid
+    [[ -s "$file" ]] || return 1
+    pid="$(tr -dc '0-9' <"$file")"
+    [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm"* ]]
+}
+
+# spawn <pidfile> <logfile> <command...>: start a server in its own session
+# (so Ctrl-C on `run` does not reach it), detached from our stdio, and record
+# its pid (written by the shell that then execs the server, so it is right even
+# if setsid has to fork).
+spawn() {
+    local pidfile="$1" logfile="$2" i
+    shift 2
+    rm -f "$pidfile"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+        </dev/null >>"$logfile" 2>&1 &
+    for ((i = 0; i < 100; i++)); do
+        [[ -s "$pidfile" ]] && return 0
+        sleep 0.05
+    done
+    die "could not start $1"
+}
+
+spawned_alive() { # spawned_alive <pidfile>: that process still runs
+    local pid
+    pid="$(tr -dc '0-9' <"$1" 2>/dev/null)" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# wait_for <seconds> <what> <logfile> <command...>: poll until the command succeeds;
+# on timeout print the tail of the log and fail.
+wait_for() {
+    local secs="$1" what="$2" logfile="$3"
+    shift 3
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            log "$what did not come up within ${secs}s"
+            if [[ -n "$logfile" && -r "$logfile" ]]; then
+                log "---- last 40 lines of $logfile ----"
+                tail -n 40 "$logfile" >&2 || true
+            fi
+            exit 1
+        fi
+        sleep 0.3
+    done
+}
+
+stop_pidfile() { # stop_pidfile <name> <pidfile> <comm>
+    local name="$1" file="$2" comm="$3" pid i
+    if ! pid_alive "$file" "$comm"; then
+        rm -f "$file"
+        return 0
+    fi
+    pid="$(tr -dc '0-9' <"$file")"
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        # LiveKit drains rooms on the first signal and stops at once on the second.
+        ((i == 30)) && kill -TERM "$pid" 2>/dev/null
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name did not stop in 10s; killing"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+}
+
+rotate_log() { # keep the previous run's log as <log>.1
+    [[ -s "$1" ]] && mv -f "$1" "$1.1"
+    : >"$1"
+}
+
+file_hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --------------------------------------------------------------- packages ---
+
+ensure_packages() {
+    local missing=()
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null &&
+        command -v pg_ctlcluster >/dev/null && command -v psql >/dev/null &&
+        command -v pg_isready >/dev/null || missing+=(postgresql)
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
+    command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null || missing+=(coturn)
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v flock >/dev/null && command -v runuser >/dev/null || missing+=(util-linux)
+    if ! command -v python3 >/dev/null; then
+        missing+=(python3 python3-venv)
+    elif [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        missing+=(python3-venv)
+    fi
+    ((${#missing[@]} == 0)) && return 0
+
+    section "apt-get install ${missing[*]}"
+    log "installing Debian packages: ${missing[*]}"
+    # Do not let the packages' maintainer scripts start their system services
+    # (coturn/redis/postgresql with Debian's configs); `up` starts its own.
+    local policy=/usr/sbin/policy-rc.d added_policy=""
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        added_policy=1
+    fi
+    local rc=0
+    { $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; } || rc=$?
+    [[ -n "$added_policy" ]] && $SUDO rm -f "$policy"
+    ((rc == 0)) || die "apt-get install ${missing[*]} failed"
+    section_done
+}
+
+# --------------------------------------------------------- Go and LiveKit ---
+
+go_minor() { # go_minor <go binary>: prints the minor version (go1.26.8 -> 26)
+    local v
+    v="$("$1" env GOVERSION 2>/dev/null || "$1" version 2>/dev/null | awk '{print $3}')" || return 1
+    v="${v#go1.}"
+    printf '%s\n' "${v%%[.a-z]*}"
+}
+
+# Prints the path of a Go toolchain able to build LiveKit, bootstrapping one
+# through the Go module proxy (golang.org/toolchain module, the same mechanism
+# as GOTOOLCHAIN) when the machine has none or only an old one.
+find_go() {
+    local cand minor best="" best_minor=0
+    for cand in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/lib/go/bin/go \
+        "$CACHE/go/bin/go"; do
+        [[ -n "$cand" && -x "$cand" ]] || continue
+        minor="$(go_minor "$cand")" || continue
+        [[ "$minor" =~ ^[0-9]+$ ]] || continue
+        if ((minor > best_minor)); then best="$cand" best_minor=$minor; fi
+    done
+    if [[ -n "$best" ]] && ((best_minor >= GO_MIN_MINOR)); then
+        printf '%s\n' "$best"
+        return 0
+    fi
+    if [[ -n "$best" ]] && ((best_minor >= 21)); then
+        # go >= 1.21 switches toolchains itself (GOTOOLCHAIN=auto, set by the caller).
+        printf '%s\n' "$best"
+        return 0
+    fi
+    if [[ -z "$best" ]]; then
+        log "no Go toolchain found; installing Debian's golang-go to bootstrap"
+        { $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends golang-go ca-certificates; } >&2 ||
+            die "apt-get install golang-go failed"
+        best=/usr/lib/go/bin/go
+        [[ -x "$best" ]] || best="$(command -v go)"
+    fi
+    local arch mod dir
+    arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+    mod="golang.org/toolchain@v0.0.1-$GO_BOOTSTRAP_VERSION.linux-$arch"
+    log "bootstrapping $GO_BOOTSTRAP_VERSION from the Go module proxy ($mod)"
+    dir="$(cd /tmp && GOFLAGS=-modcacherw GO111MODULE=on "$best" mod download -json "$mod" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || true
+    [[ -n "$dir" && -d "$dir/bin" ]] || die "could not download $mod; install Go >= 1.$GO_MIN_MINOR (e.g. /usr/local/go)"
+    rm -rf "$CACHE/go"
+    cp -a "$dir" "$CACHE/go"
+    chmod -R u+w "$CACHE/go"
+    # module zips carry no executable bits
+    find "$CACHE/go/bin" "$CACHE/go/pkg/tool" -type f -exec chmod 755 {} +
+    printf '%s\n' "$CACHE/go/bin/go"
+}
+
+livekit_version_ok() {
+    [[ -x "$LIVEKIT_BIN" ]] && "$LIVEKIT_BIN" --version 2>/dev/null | grep -qw "$LIVEKIT_VERSION"
+}
+
+ensure_livekit_binary() {
+    livekit_version_ok && return 0
+    section "build LiveKit server v$LIVEKIT_VERSION (go install, takes minutes)"
+    local go
+    go="$(find_go)"
+    log "building LiveKit v$LIVEKIT_VERSION with $go ($("$go" version)) into $BIN"
+    mkdir -p "$BIN"
+    GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$LIVEKIT_PKG" ||
+        die "go install $LIVEKIT_PKG failed"
+    livekit_version_ok || die "$LIVEKIT_BIN --version does not report $LIVEKIT_VERSION"
+    section_done
+}
+
+# ------------------------------------------------------------- Python venv ---
+
+venv_ok() { # cheap check: distributions installed and modules present
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
+import importlib.metadata as md, importlib.util as iu
+for d in ("livekit", "livekit-api"): md.version(d)
+assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")' 2>/dev/null
+}
+
+ensure_venv() {
+    venv_ok && return 0
+    section "Python venv with ${PY_PACKAGES[*]}"
+    if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        log "creating virtualenv $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+    fi
+    log "installing ${PY_PACKAGES[*]} into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
+        die "pip install ${PY_PACKAGES[*]} failed"
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc' || die "$VENV: livekit packages still not importable"
+    section_done
+}
+
+# -------------------------------------------------------------- PostgreSQL ---
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+
+# Prints "<version> <cluster>" of the Debian cluster configured for $PG_PORT.
+pg_cluster() {
+    pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p { print $1, $2; exit }'
+}
+
+ensure_postgres() {
+    if pg_ready; then
+        [[ -s "$RUN/postgres.cluster" ]] || log "PostgreSQL: reusing the server already on 127.0.0.1:$PG_PORT"
+    else
+        section "start PostgreSQL"
+        local cl ver name logf
+        cl="$(pg_cluster)"
+        if [[ -z "$cl" ]]; then
+            ver="$(basename "$(dirname "$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n1)")")")"
+            [[ -n "$ver" ]] || die "no PostgreSQL server installed"
+            name=main
+            if pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1 == v && $2 == "main" { f = 1 } END { exit !f }'; then
+                name=callgate
+            fi
+            log "creating PostgreSQL $ver cluster '$name' on port $PG_PORT"
+            $SUDO pg_createcluster --port "$PG_PORT" "$ver" "$name" >&2
+            cl="$ver $name"
+        fi
+        read -r ver name <<<"$cl"
+        logf="$(pg_lsclusters -h | awk -v v="$ver" -v n="$name" '$1 == v && $2 == n { print $7 }')"
+        log "starting PostgreSQL cluster $ver/$name (pg_ctlcluster)"
+        if ! $SUDO pg_ctlcluster "$ver" "$name" start; then
+            [[ -r "$logf" ]] && tail -n 40 "$logf" >&2
+            die "pg_ctlcluster $ver $name start failed"
+        fi
+        printf '%s %s\n' "$ver" "$name" >"$RUN/postgres.cluster"
+        wait_for "$WAIT_SECS" "PostgreSQL $ver/$name" "$logf" pg_ready
+        section_done
+    fi
+    ensure_pg_roles
+}
+
+ensure_pg_roles() {
+    local ok
+    ok="$(PGPASSWORD=callgate PGCONNECT_TIMEOUT=5 psql -X -qAt -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate -c \
+        "SELECT (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user)::text || ':' ||
+                (SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+                  WHERE d.datname IN ('callgate', 'callgate_test') AND r.rolname = 'callgate')" 2>/dev/null)" || true
+    [[ "$ok" == "true:2" ]] && return 0
+    log "PostgreSQL: creating role callgate (CREATEDB) and databases callgate, callgate_test"
+    id postgres >/dev/null 2>&1 ||
+        die "PostgreSQL on $PG_PORT is not a local Debian cluster; create role callgate/callgate (CREATEDB) and databases callgate, callgate_test yourself"
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres <<'SQL'
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callgate') THEN
+    CREATE ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
+  ELSE
+    ALTER ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
+  END IF;
+END
+$$;
+SELECT 'CREATE DATABASE callgate OWNER callgate'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate') \gexec
+SELECT 'CREATE DATABASE callgate_test OWNER callgate'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate_test') \gexec
+ALTER DATABASE callgate OWNER TO callgate;
+ALTER DATABASE callgate_test OWNER TO callgate;
+SQL
+}
+
+drop_test_databases() {
+    local dbs
+    dbs="$(PGPASSWORD=callgate psql -X -qAt -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate -c \
+        "SELECT datname FROM pg_database WHERE datname LIKE 'callgate\_t\_%'")"
+    [[ -z "$dbs" ]] && return 0
+    log "dropping $(wc -w <<<"$dbs") leftover test database(s) callgate_t_*"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<'SQL'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+  FROM pg_database WHERE datname LIKE 'callgate\_t\_%' \gexec
+SQL
+}
+
+# ------------------------------------------------------------------- Redis ---
+
+redis_ready() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]; }
+
+ensure_redis() {
+    if redis_ready; then
+        pid_alive "$RUN/redis.pid" redis-server || log "Redis: reusing the server already on 127.0.0.1:$REDIS_PORT"
+        return 0
+    fi
+    section "start Redis"
+    mkdir -p "$RUN/redis"
+    # No persistence: Redis only holds ephemeral state (pub/sub, presence,
+    # rate limits, cooldowns); PostgreSQL is the source of truth.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+        --pidfile "$RUN/redis.pid" --logfile "$RUN/redis.log" --dir "$RUN/redis" \
+        --save '' --appendonly no </dev/null >/dev/null 2>&1 || true
+    wait_for "$WAIT_SECS" "Redis" "$RUN/redis.log" redis_ready
+    section_done
+}
+
+# ------------------------------------------------------------------ Coturn ---
+
+turn_ready() { tcp_open "$TURN_PORT"; }
+
+ensure_coturn() {
+    local conf="$ROOT/coturn/turnserver.conf" hash
+    hash="$(file_hash "$conf")"
+    if pid_alive "$RUN/coturn.pid" turnserver; then
+        if [[ "$(cat "$RUN/coturn.hash" 2>/dev/null)" == "$hash" ]]; then
+            return 0
+        fi
+        log "coturn/turnserver.conf changed: restarting Coturn"
+        stop_pidfile Coturn "$RUN/coturn.pid" turnserver
+    elif turn_ready; then
+        log "Coturn: reusing the server already on 127.0.0.1:$TURN_PORT (not started by local.sh; it must use coturn/turnserver.conf's secret)"
+        return 0
+    fi
+    section "start Coturn"
+    mkdir -p "$RUN/coturn"
+    rotate_log "$RUN/turnserver.log"
+    : >"$RUN/turnserver.out"
+    spawn "$RUN/coturn.pid" "$RUN/turnserver.out" \
+        turnserver -c "$conf" --log-file "$RUN/turnserver.log" --no-stdout-log \
+        --pidfile "$RUN/coturn/turnserver.pid" --userdb "$RUN/coturn/turndb"
+    echo "$hash" >"$RUN/coturn.hash"
+    wait_for "$WAIT_SECS" "Coturn" "$RUN/turnserver.log" coturn_started
+    section_done
+}
+
+coturn_started() {
+    spawned_alive "$RUN/coturn.pid" || {
+        log "Coturn exited during start-up"
+        cat "$RUN/turnserver.out" >&2 || true
+        tail -n 40 "$RUN/turnserver.log" >&2 || true
+        exit 1
+    }
+    turn_ready
+}
+
+# ----------------------------------------------------------------- LiveKit ---
+
+livekit_ready() { http_ok "$LK_PORT" /; }
+
+ensure_livekit() {
+    local conf="$ROOT/livekit.yaml" hash
+    hash="$({ cat "$conf"; stat -c '%s %Y' "$LIVEKIT_BIN"; } | sha256sum | cut -c1-16)"
+    if pid_alive "$RUN/livekit.pid" server; then
+        if [[ "$(cat "$RUN/livekit.hash" 2>/dev/null)" == "$hash" ]]; then
+            return 0
+        fi
+        log "livekit.yaml or the LiveKit binary changed: restarting LiveKit"
+        stop_pidfile LiveKit "$RUN/livekit.pid" server
+    elif livekit_ready; then
+        log "LiveKit: reusing the server already on 127.0.0.1:$LK_PORT (not started by local.sh)"
+        return 0
+    fi
+    section "start LiveKit"
+    rotate_log "$RUN/livekit.log"
+    spawn "$RUN/livekit.pid" "$RUN/livekit.log" "$LIVEKIT_BIN" --config "$conf"
+    echo "$hash" >"$RUN/livekit.hash"
+    wait_for "$WAIT_SECS" "LiveKit" "$RUN/livekit.log" livekit_started
+    section_done
+}
+
+livekit_started() {
+    spawned_alive "$RUN/livekit.pid" || {
+        log "LiveKit exited during start-up"
+        tail -n 40 "$RUN/livekit.log" >&2 || true
+        exit 1
+    }
+    livekit_ready
+}
+
+# -------------------------------------------------------------- subcommands ---
+
+cmd_up() {
+    mkdir -p "$CACHE" "$RUN"
+    if [[ -z "${CALLGATE_UP_LOCKED:-}" ]] && command -v flock >/dev/null; then
+        # Serialise concurrent `up`s; -o: the servers we start do not inherit the lock.
+        section "stack up"
+        CALLGATE_UP_LOCKED=1 flock -o "$CACHE/.lock" "$SELF" up
+        section_done
+        return
+    fi
+    local t0=$SECONDS
+    ensure_packages
+    ensure_livekit_binary
+    ensure_venv
+    ensure_postgres
+    ensure_redis
+    ensure_coturn
+    ensure_livekit
+    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT, redis :$REDIS_PORT, coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
+}
+
+cmd_down() {
+    stop_pidfile LiveKit "$RUN/livekit.pid" server
+    stop_pidfile Coturn "$RUN/coturn.pid" turnserver
+    stop_pidfile Redis "$RUN/redis.pid" redis-server
+    if [[ -s "$RUN/postgres.cluster" ]]; then
+        local ver name
+        read -r ver name <"$RUN/postgres.cluster"
+        log "stopping PostgreSQL cluster $ver/$name"
+        $SUDO pg_ctlcluster "$ver" "$name" stop || true
+        rm -f "$RUN/postgres.cluster"
+    fi
+    rm -f "$RUN/livekit.hash" "$RUN/coturn.hash"
+    log "down (servers not started by local.sh were left running)"
+}
+
+ext() { if [[ "$1" == up ]]; then echo "not local.sh (reused)"; else echo "-"; fi; }
+
+status_line() { # status_line <name> <addr> <up?> <owner>
+    printf '%-11s %-24s %-5s %s\n' "$1" "$2" "$3" "$4"
+}
+
+cmd_status() {
+    local state owner
+    printf '%-11s %-24s %-5s %s\n' SERVICE ADDRESS STATE MANAGED-BY
+    pg_ready && state=up || state=down
+    if [[ -s "$RUN/postgres.cluster" ]]; then owner="local.sh (cluster $(cat "$RUN/postgres.cluster"))"; else owner="$(ext "$state")"; fi
+    status_line postgresql "127.0.0.1:$PG_PORT" "$state" "$owner"
+    redis_ready && state=up || state=down
+    if pid_alive "$RUN/redis.pid" redis-server; then owner="local.sh (pid $(cat "$RUN/redis.pid"))"; else owner="$(ext "$state")"; fi
+    status_line redis "127.0.0.1:$REDIS_PORT" "$state" "$owner"
+    turn_ready && state=up || state=down
+    if pid_alive "$RUN/coturn.pid" turnserver; then owner="local.sh (pid $(cat "$RUN/coturn.pid"))"; else owner="$(ext "$state")"; fi
+    status_line coturn "127.0.0.1:$TURN_PORT" "$state" "$owner"
+    livekit_ready && state=up || state=down
+    if pid_alive "$RUN/livekit.pid" server; then owner="local.sh (pid $(cat "$RUN/livekit.pid"))"; else owner="$(ext "$state")"; fi
+    status_line livekit "127.0.0.1:$LK_PORT" "$state" "$owner"
+    tcp_open 8080 && state=up || state=down
+    status_line callgate "127.0.0.1:8080" "$state" "deploy/local.sh run"
+    echo
+    if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
+    if venv_ok; then echo "python venv:    $VENV (livekit, livekit-api)"; else echo "python venv:    missing ($VENV)"; fi
+    echo "logs:           $RUN/{livekit,turnserver,redis}.log"
+    local down=0
+    pg_ready && redis_ready && turn_ready && livekit_ready || down=1
+    return "$down"
+}
+
+load_env() {
+    [[ -r "$ROOT/.env.example" ]] || die "$ROOT/.env.example missing"
+    set -a
+    # shellcheck source=/dev/null
+    . "$ROOT/.env.example"
+    set +a
+}
+
+ensure_cargo_on_path() {
+    command -v cargo >/dev/null && return 0
+    [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+    command -v cargo >/dev/null || die "cargo not found (install Rust with rustup)"
+}
+
+cmd_run() {
+    cmd_up
+    load_env
+    ensure_cargo_on_path
+    log "cargo run --release -- serve (PORT=${PORT:-})"
+    exec cargo run --release -- serve
+}
+
+run_step() { # run_step <name> <command...>
+    section "$1"
+    is_ci || log "$1"
+    shift
+    if ! "$@"; then
+        section_fail
+        return 1
+    fi
+    section_done
+}
+
+dump_server_logs() {
+    local f
+    for f in "$RUN/livekit.log" "$RUN/turnserver.log"; do
+        [[ -r "$f" ]] || continue
+        printf '\n---- last 60 lines of %s ----\n' "$f" >&2
+        tail -n 60 "$f" >&2 || true
+    done
+}
+
+cmd_test() {
+    # Split our args: before `--` go to cargo test, after it to the test binaries.
+    local cargo_args=() bin_args=() seen_sep="" a
+    for a in "$@"; do
+        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
+        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
+    done
+    local targets=(--all-targets)
+    for a in "${cargo_args[@]}"; do
+        case "$a" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+        esac
+    done
+    local threads=(--test-threads=8)
+    for a in "${bin_args[@]}"; do
+        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
+    done
+
+    local t0=$SECONDS
+    cmd_up
+
+    load_env
+    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test"
+    export CALLGATE_PYTHON="$VENV/bin/python"
+    export TEST_WEBHOOK_PORT=8089
+    ensure_cargo_on_path
+
+    run_step "drop leftover test databases" drop_test_databases
+    if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
+        run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
+        run_step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+    fi
+    local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
+    if ! run_step "${test_cmd[*]}" "${test_cmd[@]}"; then
+        is_ci && dump_server_logs
+        return 1
+    fi
+    log "all checks passed ($((SECONDS - t0))s)"
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "$SELF" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+    exit "${1:-2}"
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case "$cmd" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    run) cmd_run ;;
+    test) cmd_test "$@" ;;
+    status) cmd_status ;;
+    -h | --help | help) usage 0 ;;
+    *) usage 2 ;;
+    esac
+}
+
+main "$@"

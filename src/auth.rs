@@ -1,0 +1,163 @@
+//! Verifies the host application's user tokens.
+//!
+//! Only the algorithm that matches the configured key is accepted, so `alg:
+//! none` and algorithm confusion (an HS256 token signed with a public key)
+//! are refused by construction.
+
+use std::collections::BTreeSet;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::{JwtConfig, JwtKey};
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::policy::Gender;
+use crate::state::AppState;
+
+/// The caller, as the verified token says. Gender stays inside the service.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub id: UserId,
+    pub name: Option<String>,
+    pub gender: Gender,
+    pub roles: BTreeSet<String>,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains("admin")
+    }
+}
+
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    gender_claim: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("JWT_PUBLIC_KEY is neither an RSA nor an EC public key")]
+    UnsupportedKey,
+}
+
+impl Authenticator {
+    pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
+        let (key, algorithm) = match &config.key {
+            JwtKey::Hmac(secret) => (DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256),
+            JwtKey::Public { pem } => {
+                if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+                    (key, Algorithm::RS256)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+                    (key, Algorithm::ES256)
+                } else {
+                    return Err(KeyError::UnsupportedKey);
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &config.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation, gender_claim: config.gender_claim.clone() })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(
+            |err| {
+                tracing::debug!(error = %err, "user token refused");
+                ApiError::Unauthorized("invalid or expired token")
+            },
+        )?;
+        let claims = data.claims;
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let id = UserId::parse(sub).map_err(|_| ApiError::Unauthorized("invalid subject"))?;
+        let name = claims
+            .get("name")
+            .and_then(Value::as_str)
+            .map(|n| n.chars().filter(|c| !c.is_control()).take(128).collect::<String>())
+            .filter(|n| !n.trim().is_empty());
+        let gender = claims
+            .get(&self.gender_claim)
+            .and_then(Value::as_str)
+            .map(Gender::parse)
+            .unwrap_or(Gender::Other);
+        let roles = match claims.get("roles") {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => BTreeSet::new(),
+        };
+        Ok(AuthUser { id, name, gender, roles })
+    }
+}
+
+/// The bearer token of a request, if it has one of the right shape.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let user = state.auth.verify(token)?;
+        tracing::Span::current().record("user_id", user.id.as_str());
+        Ok(user)
+    }
+}
+
+/// The claims of a development token, as `callgate token` prints them.
+pub struct DevToken<'a> {
+    pub user: &'a str,
+    pub name: Option<&'a str>,
+    pub gender: Option<&'a str>,
+    pub roles: &'a [String],
+    pub ttl: std::time::Duration,
+}
+
+/// Signs an HS256 user token the way a host application would.
+pub fn mint_dev_token(
+    secret: &str,
+    config: &JwtConfig,
+    token: &DevToken<'_>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = Map::new();
+    claims.insert("sub".into(), token.user.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + token.ttl.as_secs() as i64).into());
+    if let Some(name) = token.name {
+        claims.insert("name".into(), name.into());
+    }
+    if let Some(gender) = token.gender {
+        claims.insert(config.gender_claim.clone(), gender.into());
+    }
+    if !token.roles.is_empty() {
+        claims.insert("roles".into(), token.roles.to_vec().into());
+    }
+    if let Some(iss) = &config.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &config.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}

@@ -1,0 +1,514 @@
+//! The call lifecycle: start, answer, hang up, and what LiveKit and the
+//! clock tell us. Each operation is one transaction that locks the call row;
+//! LiveKit rooms are created inside it (so a failure leaves nothing live)
+//! and deleted after it commits.
+
+use chrono::Utc;
+use serde_json::json;
+use sqlx::PgConnection;
+
+use crate::auth::AuthUser;
+use crate::domain::{
+    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
+};
+use crate::error::ApiError;
+use crate::livekit::RoomSpec;
+use crate::policy::{self, VideoSession};
+use crate::state::AppState;
+use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, ParticipantRow};
+use crate::video;
+use crate::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
+
+/// A validated request to start a call.
+#[derive(Debug)]
+pub struct StartCall {
+    pub invitees: Vec<UserId>,
+    pub call_type: CallType,
+    pub conversation_id: Option<String>,
+    pub external_ref: Option<String>,
+    pub scheduled: bool,
+}
+
+fn chrono_secs(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Whether this user's role lets them share their screen.
+pub fn may_share_screen(app: &AppState, user: &AuthUser) -> bool {
+    match &app.config.screen_share_roles {
+        None => true,
+        Some(roles) => roles.iter().any(|r| user.roles.contains(r)),
+    }
+}
+
+pub fn room_metadata(call: CallId, call_type: CallType, video: policy::VideoState) -> String {
+    json!({"callId": call, "type": call_type, "video": video}).to_string()
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
+pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, ApiError> {
+    let call_id = CallId::new();
+    tracing::Span::current().record("call_id", tracing::field::display(call_id));
+    let room_name = app.livekit.room_name(call_id);
+    let session = VideoSession::new(app.config.video_policy);
+    let new_call = NewCall {
+        id: call_id,
+        room_name: &room_name,
+        call_type: req.call_type,
+        state: if req.scheduled { CallState::Connecting } else { CallState::Ringing },
+        initiator: &user.id,
+        conversation_id: req.conversation_id.as_deref(),
+        external_ref: req.external_ref.as_deref(),
+        scheduled: req.scheduled,
+        video_session: &session,
+        video_requested_at_start: req.call_type == CallType::Video && !policy::camera_allowed(session.state),
+    };
+    let share = may_share_screen(app, user);
+    let mut tx = app.db.begin().await?;
+    store::insert_call(&mut tx, &new_call).await?;
+    let me = NewParticipant {
+        user: &user.id,
+        name: user.name.as_deref(),
+        gender: user.gender,
+        role: Role::Initiator,
+        status: ParticipantStatus::Accepted,
+        may_share_screen: share,
+    };
+    if !store::insert_live_participant(&mut tx, call_id, &me).await? {
+        return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
+    }
+    let invitee_status = if req.scheduled { ParticipantStatus::Accepted } else { ParticipantStatus::Invited };
+    let mut rung = Vec::new();
+    let mut busy = Vec::new();
+    for invitee in &req.invitees {
+        let p = NewParticipant {
+            user: invitee,
+            name: None,
+            gender: policy::Gender::Other,
+            role: Role::Invitee,
+            status: invitee_status,
+            may_share_screen: true,
+        };
+        if store::insert_live_participant(&mut tx, call_id, &p).await? {
+            rung.push(invitee.clone());
+        } else {
+            busy.push(invitee.clone());
+        }
+    }
+    if rung.is_empty() {
+        tx.rollback().await?;
+        record_busy_call(app, &new_call, &me, &req.invitees).await?;
+        return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
+    }
+    for invitee in &busy {
+        let p = NewParticipant {
+            user: invitee,
+            name: None,
+            gender: policy::Gender::Other,
+            role: Role::Invitee,
+            status: ParticipantStatus::Busy,
+            may_share_screen: true,
+        };
+        store::insert_idle_participant(&mut tx, call_id, &p).await?;
+    }
+    let now = Utc::now();
+    let timeouts = &app.config.timeouts;
+    if req.scheduled {
+        // Nobody rings: the call waits for two people in the room, at most
+        // as long as a call may last.
+        store::schedule(
+            &mut tx,
+            call_id,
+            DeadlineKind::Connect,
+            now + chrono_secs(timeouts.max_call_duration),
+            None,
+        )
+        .await?;
+    } else {
+        store::schedule(&mut tx, call_id, DeadlineKind::Ringing, now + chrono_secs(timeouts.ringing), None)
+            .await?;
+    }
+    let data = json!({"type": req.call_type, "invitees": rung, "busy": busy});
+    store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
+        .await?;
+    let row = store::lock_call(&mut tx, call_id).await?.ok_or(ApiError::NotFound)?;
+    let view = CallView::load(&mut tx, &row).await?;
+    if !req.scheduled {
+        let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
+        store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
+    }
+    let spec = RoomSpec {
+        // LiveKit closes a room nobody joined after this long; the call's own
+        // deadlines end it first.
+        empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
+        departure_timeout: std::time::Duration::from_secs(20),
+        max_participants: app.config.max_call_participants as u32,
+        metadata: room_metadata(call_id, req.call_type, session.state),
+    };
+    app.livekit.create_room(&room_name, spec).await.map_err(|e| ApiError::LiveKitUnavailable(e.into()))?;
+    if let Err(err) = tx.commit().await {
+        delete_room(app, &room_name).await;
+        return Err(err.into());
+    }
+    let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+async fn record_busy_call(
+    app: &AppState,
+    call: &NewCall<'_>,
+    me: &NewParticipant<'_>,
+    invitees: &[UserId],
+) -> Result<(), ApiError> {
+    let mut tx = app.db.begin().await?;
+    store::insert_busy_call(&mut tx, call).await?;
+    let caller = NewParticipant { status: ParticipantStatus::Left, ..*me };
+    store::insert_idle_participant(&mut tx, call.id, &caller).await?;
+    for invitee in invitees {
+        let p = NewParticipant {
+            user: invitee,
+            name: None,
+            gender: policy::Gender::Other,
+            role: Role::Invitee,
+            status: ParticipantStatus::Busy,
+            may_share_screen: true,
+        };
+        store::insert_idle_participant(&mut tx, call.id, &p).await?;
+    }
+    store::record_event(
+        &mut tx,
+        call.id,
+        "call.ended",
+        EventSource::Api,
+        Some(me.user.as_str()),
+        json!({"outcome": Outcome::Busy}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Mints a join token whose publish rights follow the call's video state.
+pub fn join_for(
+    app: &AppState,
+    call: &CallRow,
+    user: &UserId,
+    name: Option<&str>,
+    may_share_screen: bool,
+) -> Result<JoinView, ApiError> {
+    let sources = policy::publish_sources(call.video_state(), may_share_screen);
+    let grant = crate::tokens::JoinGrant {
+        identity: user.as_str(),
+        name,
+        room: &call.room_name,
+        sources: &sources,
+        ttl: app.config.token_ttl,
+    };
+    let lk = &app.config.livekit;
+    let (token, expires_at) = crate::tokens::mint(&lk.api_key, lk.api_secret.expose(), &grant, Utc::now())
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("minting a LiveKit token")))?;
+    Ok(JoinView {
+        url: lk.url.clone(),
+        token,
+        room_name: call.room_name.clone(),
+        identity: user.to_string(),
+        expires_at,
+    })
+}
+
+/// The call locked for update, if `user` takes part in it; 404 otherwise
+/// (never reveal that another user's call exists).
+async fn lock_for(
+    conn: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), ApiError> {
+    let call = store::lock_call(conn, id).await?.ok_or(ApiError::NotFound)?;
+    let participants = store::participants(conn, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.as_str()).cloned().ok_or(ApiError::NotFound)?;
+    Ok((call, participants, me))
+}
+
+fn ended_conflict() -> ApiError {
+    ApiError::conflict("call_ended", "the call has ended")
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn accept(
+    app: &AppState,
+    user: &AuthUser,
+    id: CallId,
+    video: Option<bool>,
+) -> Result<CallWithJoin, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if me.role == Role::Initiator {
+        return Err(ApiError::conflict("not_an_invitee", "the initiator does not answer their own call"));
+    }
+    let share = may_share_screen(app, user);
+    match me.status {
+        ParticipantStatus::Invited => {}
+        // A second device answering again gets a fresh token; nothing changes.
+        ParticipantStatus::Accepted | ParticipantStatus::Joined => {
+            tx.commit().await?;
+            return token_response(app, &call, user, share).await;
+        }
+        _ => return Err(ApiError::conflict("not_in_call", "you are no longer in this call")),
+    }
+    store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
+    if call.state == CallState::Ringing {
+        store::set_state(&mut tx, id, CallState::Connecting).await?;
+        let due = Utc::now() + chrono_secs(app.config.timeouts.connect);
+        store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
+    }
+    store::record_event(
+        &mut tx,
+        id,
+        "call.accepted",
+        EventSource::Api,
+        Some(user.id.as_str()),
+        json!({"video": video}),
+    )
+    .await?;
+    video::on_answer(app, &mut tx, &call, &user.id, video).await?;
+    let call = store::lock_call(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let view = CallView::load(&mut tx, &call).await?;
+    let others = others_in(&view, &user.id);
+    store::notify(&mut tx, &others, "call.accepted", id, &json!({"call": view, "by": user.id})).await?;
+    tx.commit().await?;
+    let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+async fn token_response(
+    app: &AppState,
+    call: &CallRow,
+    user: &AuthUser,
+    share: bool,
+) -> Result<CallWithJoin, ApiError> {
+    let mut conn = app.db.acquire().await?;
+    let participants = store::participants(&mut conn, call.call_id()).await?;
+    let view = CallView::new(call, &participants);
+    let join = join_for(app, call, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+fn others_in(view: &CallView, user: &UserId) -> Vec<String> {
+    view.participants.iter().filter(|p| p.user_id != user.as_str()).map(|p| p.user_id.clone()).collect()
+}
+
+fn everyone_in(view: &CallView) -> Vec<String> {
+    view.participants.iter().map(|p| p.user_id.clone()).collect()
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if me.role == Role::Initiator {
+        return Err(ApiError::conflict("not_an_invitee", "the initiator ends or cancels the call instead"));
+    }
+    if me.status != ParticipantStatus::Invited {
+        return Err(ApiError::conflict("already_answered", "only a ringing call can be declined"));
+    }
+    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Declined).await?;
+    store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
+    let still_invited = participants.iter().any(|p| {
+        p.user_id != user.id.as_str()
+            && p.role == Role::Invitee
+            && p.live
+            && matches!(
+                p.status,
+                ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
+            )
+    });
+    let ended = !still_invited;
+    if ended {
+        finish(&mut tx, &call, Outcome::Declined, EndReason::Declined, EventSource::Api, Some(&user.id))
+            .await?;
+    } else {
+        video::on_leave(app, &mut tx, &call, &user.id).await?;
+    }
+    let view = CallView::load(&mut tx, &call).await?;
+    store::notify(
+        &mut tx,
+        &others_in(&view, &user.id),
+        "call.declined",
+        id,
+        &json!({"call": view, "by": user.id}),
+    )
+    .await?;
+    tx.commit().await?;
+    if ended {
+        delete_room(app, &call.room_name).await;
+    }
+    Ok(CallOnly { call: view })
+}
+
+/// Hangs up for everybody (or cancels a ringing call, for its initiator).
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.live {
+        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
+    }
+    let (outcome, reason) = match call.state {
+        CallState::Ringing if me.role != Role::Initiator => {
+            return Err(ApiError::forbidden(
+                "not_initiator",
+                "only the initiator can cancel a ringing call; decline it instead",
+            ));
+        }
+        CallState::Ringing => (Outcome::Cancelled, EndReason::Cancelled),
+        CallState::Connecting => (Outcome::Cancelled, EndReason::Hangup),
+        CallState::Active | CallState::Ended => (Outcome::Completed, EndReason::Hangup),
+    };
+    finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
+    let view = CallView::load(&mut tx, &call).await?;
+    tx.commit().await?;
+    delete_room(app, &call.room_name).await;
+    Ok(CallOnly { call: view })
+}
+
+/// Leaves a call; it ends when fewer than two people remain in it.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.live {
+        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
+    }
+    if me.status == ParticipantStatus::Invited {
+        drop(tx);
+        return decline(app, user, id).await;
+    }
+    if call.state == CallState::Ringing && me.role == Role::Initiator {
+        drop(tx);
+        return end(app, user, id).await;
+    }
+    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Left).await?;
+    store::record_event(&mut tx, id, "participant.left", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
+    let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
+    let ended = remaining < 2;
+    if ended {
+        let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
+        finish(&mut tx, &call, outcome, EndReason::Hangup, EventSource::Api, Some(&user.id)).await?;
+    } else {
+        video::on_leave(app, &mut tx, &call, &user.id).await?;
+    }
+    let view = CallView::load(&mut tx, &call).await?;
+    if !ended {
+        store::notify(
+            &mut tx,
+            &others_in(&view, &user.id),
+            "participant.left",
+            id,
+            &json!({"call": view, "userId": user.id}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    if ended {
+        delete_room(app, &call.room_name).await;
+    } else if let Err(err) = app.livekit.remove_participant(&call.room_name, user.id.as_str()).await {
+        tracing::warn!(error = %err, "could not remove the participant from the room");
+    }
+    Ok(CallOnly { call: view })
+}
+
+/// A fresh join token for a participant who has answered a live call.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn token(app: &AppState, user: &AuthUser, id: CallId) -> Result<JoinOnly, ApiError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(ApiError::NotFound)?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.is_present() {
+        let (code, detail) = if me.status == ParticipantStatus::Invited {
+            ("not_answered", "answer the call before joining it")
+        } else {
+            ("not_in_call", "you are no longer in this call")
+        };
+        return Err(ApiError::conflict(code, detail));
+    }
+    let join = join_for(app, &call, &user.id, user.name.as_deref(), may_share_screen(app, user))?;
+    Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
+}
+
+pub async fn get(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallView, ApiError> {
+    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let mut conn = app.db.acquire().await?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(CallView::new(&call, &participants))
+}
+
+pub async fn views(app: &AppState, calls: Vec<CallRow>) -> Result<Vec<CallView>, ApiError> {
+    let mut conn = app.db.acquire().await?;
+    let mut out = Vec::with_capacity(calls.len());
+    for call in calls {
+        let participants = store::participants(&mut conn, call.call_id()).await?;
+        out.push(CallView::new(&call, &participants));
+    }
+    Ok(out)
+}
+
+/// Ends the call in this transaction: frees everyone, drops its deadlines,
+/// writes the timeline and tells the participants. The caller deletes the
+/// LiveKit room once the transaction has committed.
+pub async fn finish(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    outcome: Outcome,
+    reason: EndReason,
+    source: EventSource,
+    actor: Option<&UserId>,
+) -> sqlx::Result<()> {
+    let id = call.call_id();
+    store::end_call(conn, id, outcome, reason).await?;
+    let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
+    let participants = store::participants(conn, id).await?;
+    let view = CallView::new(&ended, &participants);
+    let actor = actor.map(UserId::as_str);
+    let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
+    store::record_event(conn, id, "call.ended", source, actor, data).await?;
+    let everyone = everyone_in(&view);
+    let specific = match outcome {
+        Outcome::Missed => Some("call.missed"),
+        Outcome::Cancelled if call.state == CallState::Ringing => Some("call.cancelled"),
+        _ => None,
+    };
+    let payload = json!({"call": view});
+    if let Some(kind) = specific {
+        store::notify(conn, &everyone, kind, id, &payload).await?;
+    }
+    store::notify(conn, &everyone, "call.ended", id, &payload).await?;
+    Ok(())
+}
+
+pub async fn delete_room(app: &AppState, room: &str) {
+    if let Err(err) = app.livekit.delete_room(room).await {
+        // The reconciler deletes rooms that no live call owns.
+        tracing::warn!(error = %err, room, "could not delete the LiveKit room");
+    }
+}

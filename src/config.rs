@@ -1,0 +1,325 @@
+//! Typed configuration read from the environment.
+//!
+//! Every variable is parsed once at start-up; a missing or malformed value
+//! stops the service with one line naming the variable.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::policy::VideoPolicy;
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    /// HS256 with a shared secret.
+    Hmac(Secret),
+    /// RS256 or ES256 with a PEM public key; the algorithm follows the key.
+    Public { pem: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub gender_claim: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct LiveKitConfig {
+    /// What clients dial (`ws://` or `wss://`).
+    pub url: String,
+    /// What callgate calls (`http://` or `https://`).
+    pub api_url: String,
+    pub api_key: String,
+    pub api_secret: Secret,
+}
+
+#[derive(Clone, Debug)]
+pub struct TurnConfig {
+    pub uris: Vec<String>,
+    pub stun_uris: Vec<String>,
+    pub secret: Secret,
+    pub ttl: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    pub ringing: Duration,
+    pub connect: Duration,
+    pub max_call_duration: Duration,
+    pub video_request: Duration,
+    pub video_request_cooldown: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: Secret,
+    pub database_pool_size: u32,
+    pub redis_url: Secret,
+    pub jwt: JwtConfig,
+    pub livekit: LiveKitConfig,
+    pub turn: TurnConfig,
+    /// Rooms of this deployment are named `<prefix><call id>`; rooms with
+    /// other names on the same LiveKit are never touched.
+    pub room_prefix: String,
+    pub max_call_participants: usize,
+    pub timeouts: Timeouts,
+    pub video_policy: VideoPolicy,
+    /// Roles (from the user token's `roles`) that may share their screen;
+    /// `None` means everybody may.
+    pub screen_share_roles: Option<Vec<String>>,
+    pub token_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    pub app_webhook_url: Option<String>,
+    pub app_webhook_secret: Option<Secret>,
+    pub log_format: LogFormat,
+    /// How often each instance looks for due deadlines.
+    pub deadline_poll: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let livekit_url = env.required("LIVEKIT_URL")?;
+        if !(livekit_url.starts_with("ws://") || livekit_url.starts_with("wss://")) {
+            return Err(env.error("LIVEKIT_URL", "must start with ws:// or wss://"));
+        }
+        let api_url = match env.optional("LIVEKIT_API_URL") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+            Some(_) => {
+                return Err(env.error("LIVEKIT_API_URL", "must start with http:// or https://"));
+            }
+            None => livekit_url.replacen("ws", "http", 1),
+        };
+        let api_secret = env.required("LIVEKIT_API_SECRET")?;
+        if api_secret.len() < 32 {
+            return Err(env.error("LIVEKIT_API_SECRET", "must be at least 32 characters"));
+        }
+        let video_policy = match env.optional("VIDEO_POLICY") {
+            None => VideoPolicy::FemaleConsent,
+            Some(v) => {
+                v.parse().map_err(|_| env.error("VIDEO_POLICY", "must be female_consent, mutual or open"))?
+            }
+        };
+        let log_format = match env.optional("LOG_FORMAT").as_deref() {
+            None | Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(env.error("LOG_FORMAT", "must be pretty or json")),
+        };
+        let max_call_participants: usize = env.parsed("MAX_CALL_PARTICIPANTS", 8)?;
+        if !(2..=100).contains(&max_call_participants) {
+            return Err(env.error("MAX_CALL_PARTICIPANTS", "must be between 2 and 100"));
+        }
+        let turn_secret = env.required("TURN_SECRET")?;
+        Ok(Config {
+            port: env.parsed("PORT", 8080)?,
+            database_url: Secret::new(env.required("DATABASE_URL")?),
+            database_pool_size: env.parsed("DATABASE_POOL_SIZE", 32)?,
+            redis_url: Secret::new(env.required("REDIS_URL")?),
+            jwt: JwtConfig {
+                key: jwt_key(&env)?,
+                issuer: env.optional("JWT_ISSUER"),
+                audience: env.optional("JWT_AUDIENCE"),
+                gender_claim: env.optional("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
+            },
+            livekit: LiveKitConfig {
+                url: livekit_url,
+                api_url,
+                api_key: env.required("LIVEKIT_API_KEY")?,
+                api_secret: Secret::new(api_secret),
+            },
+            turn: TurnConfig {
+                uris: env.list("TURN_URIS"),
+                stun_uris: env.list("STUN_URIS"),
+                secret: Secret::new(turn_secret),
+                ttl: env.seconds("TURN_TTL", 3600)?,
+            },
+            room_prefix: env.optional("ROOM_PREFIX").unwrap_or_else(|| "cg-".into()),
+            max_call_participants,
+            timeouts: Timeouts {
+                ringing: env.seconds("RINGING_TIMEOUT", 30)?,
+                connect: env.seconds("CONNECT_TIMEOUT", 30)?,
+                max_call_duration: env.seconds("MAX_CALL_DURATION", 14_400)?,
+                video_request: env.seconds("VIDEO_REQUEST_TIMEOUT", 30)?,
+                video_request_cooldown: env.seconds("VIDEO_REQUEST_COOLDOWN", 60)?,
+            },
+            video_policy,
+            screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
+            token_ttl: env.seconds("TOKEN_TTL", 600)?,
+            cors_origins: env.list("CORS_ORIGINS"),
+            app_webhook_url: env.optional("APP_WEBHOOK_URL"),
+            app_webhook_secret: env.optional("APP_WEBHOOK_SECRET").map(Secret::new),
+            log_format,
+            deadline_poll: Duration::from_millis(env.parsed("DEADLINE_POLL_MS", 200)?),
+        })
+    }
+}
+
+fn jwt_key(env: &Env<'_>) -> Result<JwtKey, ConfigError> {
+    match (env.optional("JWT_SECRET"), env.optional("JWT_PUBLIC_KEY")) {
+        (Some(_), Some(_)) => Err(env.error("JWT_SECRET", "set JWT_SECRET or JWT_PUBLIC_KEY, not both")),
+        (Some(secret), None) if secret.len() < 32 => {
+            Err(env.error("JWT_SECRET", "must be at least 32 characters"))
+        }
+        (Some(secret), None) => Ok(JwtKey::Hmac(Secret::new(secret))),
+        (None, Some(pem)) => {
+            let pem = pem.replace("\\n", "\n");
+            if !pem.contains("-----BEGIN PUBLIC KEY-----") {
+                return Err(env.error("JWT_PUBLIC_KEY", "must be a PEM public key"));
+            }
+            Ok(JwtKey::Public { pem })
+        }
+        (None, None) => Err(env.error("JWT_SECRET", "missing (or set JWT_PUBLIC_KEY)")),
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn error(&self, var: &'static str, reason: &str) -> ConfigError {
+        ConfigError { var, reason: reason.to_owned() }
+    }
+
+    fn optional(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.optional(var).ok_or_else(|| self.error(var, "missing"))
+    }
+
+    fn parsed<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| self.error(var, &format!("malformed value {v:?}"))),
+        }
+    }
+
+    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parsed(var, default)?;
+        if secs == 0 {
+            return Err(self.error(var, "must be a positive number of seconds"));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    fn list(&self, var: &str) -> Vec<String> {
+        self.optional(var)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn dev() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1/db"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("LIVEKIT_URL", "ws://127.0.0.1:7880"),
+            ("LIVEKIT_API_KEY", "devkey"),
+            ("LIVEKIT_API_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("TURN_SECRET", "turn-secret"),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = load(&dev()).expect("valid");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.max_call_participants, 8);
+        assert_eq!(config.timeouts.ringing, Duration::from_secs(30));
+        assert_eq!(config.timeouts.max_call_duration, Duration::from_secs(14_400));
+        assert_eq!(config.token_ttl, Duration::from_secs(600));
+        assert_eq!(config.video_policy, VideoPolicy::FemaleConsent);
+        assert_eq!(config.livekit.api_url, "http://127.0.0.1:7880");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let mut vars = dev();
+        vars.remove("DATABASE_URL");
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert_eq!(err.to_string(), "configuration: DATABASE_URL: missing");
+    }
+
+    #[test]
+    fn a_malformed_duration_is_named() {
+        let mut vars = dev();
+        vars.insert("RINGING_TIMEOUT", "soon");
+        assert_eq!(load(&vars).unwrap_err().var, "RINGING_TIMEOUT");
+        vars.insert("RINGING_TIMEOUT", "0");
+        assert_eq!(load(&vars).unwrap_err().var, "RINGING_TIMEOUT");
+    }
+
+    #[test]
+    fn an_unknown_video_policy_is_refused() {
+        let mut vars = dev();
+        vars.insert("VIDEO_POLICY", "whatever");
+        assert_eq!(load(&vars).unwrap_err().var, "VIDEO_POLICY");
+    }
+
+    #[test]
+    fn a_short_livekit_secret_is_refused() {
+        let mut vars = dev();
+        vars.insert("LIVEKIT_API_SECRET", "short");
+        assert_eq!(load(&vars).unwrap_err().var, "LIVEKIT_API_SECRET");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_into_debug_output() {
+        let config = load(&dev()).expect("valid");
+        assert!(!format!("{config:?}").contains("0123456789abcdef0123456789abcdef"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Durable deadlines: ringing, connecting, maximum duration, video request
+//! expiry. Every instance polls; a deadline is acted on in the transaction
+//! that deletes it while holding its call's row lock, so it fires exactly
+//! once across instances and still fires after a restart.
+
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::calls::{self, finish};
+use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::state::AppState;
+use crate::store::{self, CallRow, DeadlineKind};
+use crate::video;
+
+pub async fn run(app: AppState, stop: CancellationToken) {
+    loop {
+        let fired = match fire_due(&app).await {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(error = ?err, "deadline poll failed");
+                0
+            }
+        };
+        if fired > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(app.config.deadline_poll) => {}
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    call_id: Uuid,
+    kind: String,
+}
+
+/// Fires the deadlines that are due; returns how many fired here.
+pub async fn fire_due(app: &AppState) -> anyhow::Result<usize> {
+    let due: Vec<Candidate> =
+        sqlx::query_as("select call_id, kind from deadlines where due_at <= now() order by due_at limit 32")
+            .fetch_all(&app.db)
+            .await?;
+    let mut fired = 0;
+    for candidate in due {
+        let Some(kind) = DeadlineKind::parse(&candidate.kind) else { continue };
+        if fire_one(app, CallId(candidate.call_id), kind).await? {
+            fired += 1;
+        }
+    }
+    Ok(fired)
+}
+
+async fn fire_one(app: &AppState, id: CallId, kind: DeadlineKind) -> anyhow::Result<bool> {
+    let mut tx = app.db.begin().await?;
+    // Same lock order as the API (call row, then its deadlines); a call busy
+    // elsewhere is left for the next poll rather than waited for.
+    let call: Option<CallRow> = lock_call_nowait(&mut tx, id).await?;
+    let Some(call) = call else { return Ok(false) };
+    let taken: Option<(Option<Uuid>,)> = sqlx::query_as(
+        "delete from deadlines where call_id = $1 and kind = $2 and due_at <= now() returning ref_id",
+    )
+    .bind(id.0)
+    .bind(kind.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((ref_id,)) = taken else { return Ok(false) };
+    let span = tracing::info_span!("deadline", call_id = %id, kind = kind.as_str());
+    let ended = act(app, &mut tx, &call, kind, ref_id).instrument(span).await?;
+    tx.commit().await?;
+    tracing::info!(ended, "deadline fired");
+    if ended {
+        calls::delete_room(app, &call.room_name).await;
+    }
+    Ok(true)
+}
+
+async fn lock_call_nowait(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Option<CallRow>> {
+    let locked: Option<(Uuid,)> = sqlx::query_as("select id from calls where id = $1 for update skip locked")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match locked {
+        Some(_) => store::lock_call(conn, id).await,
+        None => Ok(None),
+    }
+}
+
+/// Returns whether the call ended.
+async fn act(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    kind: DeadlineKind,
+    ref_id: Option<Uuid>,
+) -> anyhow::Result<bool> {
+    let id = call.call_id();
+    match (kind, call.state) {
+        (_, CallState::Ended) => Ok(false),
+        (DeadlineKind::Ringing, CallState::Ringing) => {
+            finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?;
+            Ok(true)
+        }
+        (DeadlineKind::Ringing, _) => {
+            // A group call went on without them: those still ringing missed it.
+            for p in store::participants(tx, id).await? {
+                if p.status == ParticipantStatus::Invited {
+                    store::mark_gone(tx, id, &p.user_id, ParticipantStatus::Missed).await?;
+                }
+            }
+            Ok(false)
+        }
+        (DeadlineKind::Connect, CallState::Connecting) => {
+            finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?;
+            Ok(true)
+        }
+        (DeadlineKind::Connect, _) => Ok(false),
+        (DeadlineKind::MaxDuration, _) => {
+            let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
+            finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?;
+            Ok(true)
+        }
+        (DeadlineKind::VideoRequest, _) => {
+            if let Some(request) = ref_id {
+                video::expire(app, tx, call, request).await?;
+            }
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The one error type of the HTTP boundary, rendered as RFC 9457
+//! `application/problem+json` with a stable `code`.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::policy::PolicyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, field: Option<String>, detail: String },
+    #[error("{detail}")]
+    Invalid { code: &'static str, field: Option<String>, detail: String },
+    #[error("authentication required: {0}")]
+    Unauthorized(&'static str),
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    TooManyRequests { code: &'static str, detail: String, retry_after: Duration },
+    #[error("LiveKit is unavailable")]
+    LiveKitUnavailable(#[source] anyhow::Error),
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::Invalid { code: "invalid_field", field: Some(field.into()), detail: detail.into() }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Conflict { code, detail: detail.into() }
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Forbidden { code, detail: detail.into() }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::LiveKitUnavailable(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Invalid { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound => "not_found",
+            ApiError::LiveKitUnavailable(_) => "livekit_unavailable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(err: PolicyError) -> Self {
+        let detail = err.to_string();
+        match err {
+            PolicyError::NotAMember => ApiError::NotFound,
+            PolicyError::NotAConsenter | PolicyError::OwnRequest => {
+                ApiError::Forbidden { code: err.code(), detail }
+            }
+            PolicyError::RequestNotFound => ApiError::NotFound,
+            PolicyError::Cooldown { until } => {
+                let wait = (until - chrono::Utc::now()).num_seconds().max(1) as u64;
+                ApiError::TooManyRequests { code: err.code(), detail, retry_after: Duration::from_secs(wait) }
+            }
+            PolicyError::RequestPending | PolicyError::AlreadyOn | PolicyError::VideoOff => {
+                ApiError::Conflict { code: err.code(), detail }
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(err) => {
+                tracing::error!(error = ?err, "request failed");
+                "an internal error occurred".to_owned()
+            }
+            ApiError::LiveKitUnavailable(err) => {
+                tracing::warn!(error = ?err, "LiveKit unavailable");
+                "the media server is unavailable; try again shortly".to_owned()
+            }
+            ApiError::NotFound => "no such resource".to_owned(),
+            other => other.to_string(),
+        };
+        let field = match &self {
+            ApiError::BadRequest { field, .. } | ApiError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        };
+        let code = self.code();
+        let problem = Problem {
+            kind: format!("https://callgate.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            code,
+            detail,
+            field,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        if let ApiError::Unauthorized(_) = &self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

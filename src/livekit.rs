@@ -1,0 +1,161 @@
+//! The few things callgate asks of LiveKit, named for what they do.
+
+use std::time::Duration;
+
+use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
+use livekit_api::services::{ServerError, ServiceError};
+use livekit_protocol as proto;
+use uuid::Uuid;
+
+use crate::config::LiveKitConfig;
+use crate::domain::CallId;
+use crate::policy::TrackSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveKitError {
+    #[error("not found in LiveKit")]
+    NotFound,
+    #[error("LiveKit request failed: {0}")]
+    Failed(#[from] ServiceError),
+}
+
+pub type LiveKitResult<T> = Result<T, LiveKitError>;
+
+fn classify(err: ServiceError) -> LiveKitError {
+    match &err {
+        ServiceError::Twirp(ServerError::Twirp(code)) if code.code == "not_found" => LiveKitError::NotFound,
+        _ => LiveKitError::Failed(err),
+    }
+}
+
+pub struct RoomSpec {
+    pub empty_timeout: Duration,
+    pub departure_timeout: Duration,
+    pub max_participants: u32,
+    pub metadata: String,
+}
+
+pub struct LiveKit {
+    rooms: RoomClient,
+    prefix: String,
+}
+
+impl LiveKit {
+    pub fn new(config: &LiveKitConfig, prefix: &str) -> Self {
+        let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
+            .with_failover(false)
+            .with_request_timeout(Duration::from_secs(5));
+        Self { rooms, prefix: prefix.to_owned() }
+    }
+
+    pub fn room_name(&self, call: CallId) -> String {
+        format!("{}{}", self.prefix, call.0)
+    }
+
+    /// The call a room belongs to, if it is one of this deployment's rooms.
+    pub fn call_of_room(&self, room: &str) -> Option<CallId> {
+        let id = room.strip_prefix(&self.prefix)?;
+        Uuid::parse_str(id).ok().map(CallId)
+    }
+
+    #[tracing::instrument(skip(self, spec))]
+    pub async fn create_room(&self, name: &str, spec: RoomSpec) -> LiveKitResult<()> {
+        let options = CreateRoomOptions {
+            empty_timeout: spec.empty_timeout.as_secs() as u32,
+            departure_timeout: spec.departure_timeout.as_secs() as u32,
+            max_participants: spec.max_participants,
+            metadata: spec.metadata,
+            ..Default::default()
+        };
+        self.rooms.create_room(name, options).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Deletes the room; a room that is already gone is not an error.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_room(&self, name: &str) -> LiveKitResult<()> {
+        match self.rooms.delete_room(name).await.map_err(classify) {
+            Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// This deployment's rooms.
+    pub async fn list_rooms(&self) -> LiveKitResult<Vec<proto::Room>> {
+        let rooms = self.rooms.list_rooms(Vec::new()).await.map_err(classify)?;
+        Ok(rooms.into_iter().filter(|r| r.name.starts_with(&self.prefix)).collect())
+    }
+
+    pub async fn room_exists(&self, name: &str) -> LiveKitResult<bool> {
+        let rooms = self.rooms.list_rooms(vec![name.to_owned()]).await.map_err(classify)?;
+        Ok(rooms.iter().any(|r| r.name == name))
+    }
+
+    pub async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<proto::ParticipantInfo>> {
+        self.rooms.list_participants(room).await.map_err(classify)
+    }
+
+    /// Replaces every permission field of a connected participant (LiveKit
+    /// replaces them all on update) so that only `sources` may be
+    /// published. LiveKit unpublishes tracks whose source is no longer
+    /// allowed. Returns false when the participant is not in the room.
+    #[tracing::instrument(skip(self, sources))]
+    pub async fn set_publish_sources(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        let permission = proto::ParticipantPermission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_data: true,
+            can_publish_sources: sources.iter().map(|s| proto_source(*s) as i32).collect(),
+            can_update_metadata: false,
+            ..Default::default()
+        };
+        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
+        match self.rooms.update_participant(room, identity, options).await.map_err(classify) {
+            Ok(_) => Ok(true),
+            Err(LiveKitError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
+        self.rooms.update_room_metadata(room, &metadata).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Sends a reliable data message to everyone in the room.
+    pub async fn send_data(&self, room: &str, topic: &str, payload: Vec<u8>) -> LiveKitResult<()> {
+        let options = livekit_api::services::room::SendDataOptions {
+            kind: proto::data_packet::Kind::Reliable,
+            topic: Some(topic.to_owned()),
+            ..Default::default()
+        };
+        self.rooms.send_data(room, payload, options).await.map_err(classify)
+    }
+
+    pub async fn remove_participant(&self, room: &str, identity: &str) -> LiveKitResult<()> {
+        match self.rooms.remove_participant(room, identity).await.map_err(classify) {
+            Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A cheap request that proves LiveKit answers and accepts our key.
+    pub async fn ping(&self) -> LiveKitResult<()> {
+        self.rooms.list_rooms(vec![format!("{}ping", self.prefix)]).await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+pub fn proto_source(source: TrackSource) -> proto::TrackSource {
+    match source {
+        TrackSource::Camera => proto::TrackSource::Camera,
+        TrackSource::Microphone => proto::TrackSource::Microphone,
+        TrackSource::ScreenShare => proto::TrackSource::ScreenShare,
+        TrackSource::ScreenShareAudio => proto::TrackSource::ScreenShareAudio,
+    }
+}

@@ -1,0 +1,94 @@
+//! Builds the application: binds first (so tests can ask for port 0 and
+//! learn the real one), connects its dependencies, migrates, and starts the
+//! background jobs beside the HTTP server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::redis_link::RedisLink;
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+}
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // One TLS provider for every client in the process (LiveKit's uses ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
+            .await
+            .with_context(|| format!("binding port {}", config.port))?;
+        let db = PgPoolOptions::new()
+            .max_connections(config.database_pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose())
+            .await
+            .context("connecting to PostgreSQL (DATABASE_URL)")?;
+        MIGRATOR.run(&db).await.context("applying database migrations")?;
+        let redis = RedisLink::new(config.redis_url.expose()).context("REDIS_URL")?;
+        let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
+        let state = AppState::new(config, db, redis, auth);
+        Ok(Self { listener, state, stop: CancellationToken::new() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Cancelling this token shuts the application down gracefully.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { listener, state, stop } = self;
+        let mut jobs = JoinSet::new();
+        jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
+        let app = crate::http::router(state);
+        let serve_stop = stop.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { serve_stop.cancelled().await })
+            .await;
+        stop.cancel();
+        while jobs.join_next().await.is_some() {}
+        served.context("HTTP server")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,383 @@
+//! The video consent policy, applied to a call: loads the members, asks the
+//! pure policy (`crate::policy`) what follows, stores the new state, the
+//! ledger and the events, and enforces the result in LiveKit.
+//!
+//! LiveKit permissions are updated while the call's row is still locked, so
+//! two changes to one call can never reach LiveKit out of order.
+
+use chrono::Utc;
+use futures::future::join_all;
+use livekit_protocol as proto;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::calls::room_metadata;
+use crate::domain::{CallId, CallState, UserId};
+use crate::error::ApiError;
+use crate::livekit::LiveKitError;
+use crate::policy::{self, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, VideoState};
+use crate::state::AppState;
+use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
+
+fn members(participants: &[ParticipantRow]) -> Vec<Member> {
+    participants
+        .iter()
+        .filter(|p| p.is_present())
+        .map(|p| Member {
+            user_id: p.user_id.clone(),
+            gender: p.gender.0,
+            may_share_screen: p.may_share_screen,
+        })
+        .collect()
+}
+
+fn timing(app: &AppState) -> Timing {
+    let t = &app.config.timeouts;
+    Timing {
+        request_timeout: chrono::Duration::from_std(t.video_request).unwrap_or(chrono::Duration::MAX),
+        cooldown: chrono::Duration::from_std(t.video_request_cooldown).unwrap_or(chrono::Duration::MAX),
+    }
+}
+
+/// Decides `action`, then stores and enforces what follows.
+async fn apply(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    action: Action,
+    actor: Option<&str>,
+) -> Result<Decision, ApiError> {
+    let id = call.call_id();
+    let participants = store::participants(tx, id).await?;
+    let members = members(&participants);
+    let before = store::lock_call(tx, id).await?.map(|c| c.video_session.0).unwrap_or_default();
+    let decision =
+        policy::decide(app.config.video_policy, &before, &members, action, Utc::now(), &timing(app))?;
+    store::save_video_session(tx, id, &decision.session).await?;
+    for entry in &decision.ledger {
+        append_ledger(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id).await?;
+    }
+    match (&before.request, &decision.session.request) {
+        (_, Some(new)) if before.request.as_ref().map(|r| r.id) != Some(new.id) => {
+            store::schedule(tx, id, DeadlineKind::VideoRequest, new.expires_at, Some(new.id)).await?;
+        }
+        (Some(_), None) => store::cancel(tx, id, DeadlineKind::VideoRequest).await?,
+        _ => {}
+    }
+    for notice in &decision.notices {
+        let (kind, to, data) = event_of(notice);
+        store::notify(tx, to, kind, id, &data).await?;
+    }
+    if policy::camera_allowed(before.state) != policy::camera_allowed(decision.session.state) {
+        enforce(app, call, &participants, decision.session.state).await?;
+    } else if before.state != decision.session.state {
+        announce(app, call, decision.session.state).await;
+    }
+    Ok(decision)
+}
+
+fn event_of(notice: &Notice) -> (&'static str, &[String], serde_json::Value) {
+    match notice {
+        Notice::Requested { request, to } => {
+            ("video.requested", to, json!({"request": RequestView::from(request)}))
+        }
+        Notice::On { to } => ("video.on", to, json!({"video": VideoState::On})),
+        Notice::Off { to } => ("video.off", to, json!({"video": VideoState::Off})),
+        Notice::Declined { request_id, to } => ("video.declined", to, json!({"requestId": request_id})),
+        Notice::Expired { request_id, to } => ("video.expired", to, json!({"requestId": request_id})),
+    }
+}
+
+async fn append_ledger(
+    tx: &mut PgConnection,
+    call: CallId,
+    kind: LedgerKind,
+    actor: Option<&str>,
+    request_id: Option<Uuid>,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into consent_ledger (call_id, kind, actor, request_id) values ($1, $2, $3, $4)")
+        .bind(call.0)
+        .bind(kind.as_str())
+        .bind(actor)
+        .bind(request_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Puts every present participant's publish rights in line with `state`,
+/// all at once. Turning video on fails (and rolls back) if LiveKit does not
+/// take it; turning it off never fails: the off state is stored regardless
+/// and the reconciler re-applies it.
+async fn enforce(
+    app: &AppState,
+    call: &CallRow,
+    participants: &[ParticipantRow],
+    state: VideoState,
+) -> Result<(), ApiError> {
+    let updates = participants.iter().filter(|p| p.is_present()).map(|p| {
+        let sources = policy::publish_sources(state, p.may_share_screen);
+        async move { app.livekit.set_publish_sources(&call.room_name, &p.user_id, &sources).await }
+    });
+    let failures: Vec<LiveKitError> = join_all(updates).await.into_iter().filter_map(Result::err).collect();
+    if let Some(err) = failures.into_iter().next() {
+        if policy::camera_allowed(state) {
+            return Err(ApiError::LiveKitUnavailable(err.into()));
+        }
+        tracing::warn!(error = %err, "could not withdraw the camera right; the reconciler will retry");
+    }
+    announce(app, call, state).await;
+    Ok(())
+}
+
+/// Room metadata carries the video state; a data message tells the room.
+async fn announce(app: &AppState, call: &CallRow, state: VideoState) {
+    let metadata = room_metadata(call.call_id(), call.call_type, state);
+    let payload = json!({"type": "video.state", "video": state}).to_string().into_bytes();
+    let (meta, data) = tokio::join!(
+        app.livekit.update_room_metadata(&call.room_name, metadata),
+        app.livekit.send_data(&call.room_name, "callgate.video", payload),
+    );
+    for err in [meta.err(), data.err()].into_iter().flatten() {
+        tracing::debug!(error = %err, "could not announce the video state in the room");
+    }
+}
+
+/// A participant answered the call. If the call was started as `video`, the
+/// initiator's request is put now that both are present; `video` answers it.
+pub async fn on_answer(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    user: &UserId,
+    video: Option<bool>,
+) -> Result<(), ApiError> {
+    let pending_start_request: Option<(bool,)> =
+        sqlx::query_as("update calls set video_requested_at_start = false where id = $1 and video_requested_at_start returning true")
+            .bind(call.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if pending_start_request.is_some() {
+        let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
+        if let Err(err) = apply(app, tx, call, request, Some(&call.initiator_id)).await {
+            tracing::debug!(error = %err, "the start-of-call video request did not apply");
+        }
+    }
+    apply(app, tx, call, Action::Join { user: user.to_string(), consent: video }, Some(user.as_str()))
+        .await?;
+    Ok(())
+}
+
+pub async fn on_leave(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    user: &UserId,
+) -> Result<(), ApiError> {
+    apply(app, tx, call, Action::Leave { user: user.to_string() }, Some(user.as_str())).await?;
+    Ok(())
+}
+
+/// LiveKit reports a participant in the room: whatever their token said,
+/// they get the rights of the current state.
+pub async fn on_room_join(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    identity: &str,
+) -> Result<(), ApiError> {
+    let participants = store::participants(tx, call.call_id()).await?;
+    let Some(me) = participants.iter().find(|p| p.user_id == identity) else { return Ok(()) };
+    let state = store::lock_call(tx, call.call_id()).await?.map(|c| c.video_state()).unwrap_or_default();
+    let sources = policy::publish_sources(state, me.may_share_screen);
+    if let Err(err) = app.livekit.set_publish_sources(&call.room_name, identity, &sources).await {
+        tracing::warn!(error = %err, "could not apply rights on join; the reconciler will retry");
+    }
+    Ok(())
+}
+
+/// A camera or screen track published while video is off can only come from
+/// drift: remove it and record the violation.
+pub async fn on_track_published(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    participant: &proto::ParticipantInfo,
+    track: &proto::TrackInfo,
+) -> Result<(), ApiError> {
+    let state = store::lock_call(tx, call.call_id()).await?.map(|c| c.video_state()).unwrap_or_default();
+    let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
+    let video_source = matches!(
+        source,
+        proto::TrackSource::Camera | proto::TrackSource::ScreenShare | proto::TrackSource::ScreenShareAudio
+    );
+    if !video_source || policy::camera_allowed(state) {
+        return Ok(());
+    }
+    tracing::warn!(identity = %participant.identity, track = %track.sid, "video track published while video is off");
+    sqlx::query("insert into consent_ledger (call_id, kind, actor, detail) values ($1, 'violation', $2, $3)")
+        .bind(call.id)
+        .bind(&participant.identity)
+        .bind(json!({"trackSid": track.sid, "source": source.as_str_name()}))
+        .execute(&mut *tx)
+        .await?;
+    let may_share = store::participants(tx, call.call_id())
+        .await?
+        .iter()
+        .find(|p| p.user_id == participant.identity)
+        .is_some_and(|p| p.may_share_screen);
+    let sources = policy::publish_sources(state, may_share);
+    if let Err(err) = app.livekit.set_publish_sources(&call.room_name, &participant.identity, &sources).await
+    {
+        tracing::warn!(error = %err, "could not withdraw the rights of a violating participant");
+    }
+    Ok(())
+}
+
+pub async fn expire(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    request: Uuid,
+) -> Result<(), ApiError> {
+    apply(app, tx, call, Action::Expire { id: request }, None).await?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    pub id: Uuid,
+    pub requested_by: String,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+impl From<&PendingRequest> for RequestView {
+    fn from(r: &PendingRequest) -> Self {
+        RequestView { id: r.id, requested_by: r.requested_by.clone(), expires_at: r.expires_at }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoView {
+    pub state: VideoState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestView>,
+    pub can_answer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<chrono::DateTime<Utc>>,
+}
+
+/// Locks a live call `user` is present in; 404 for strangers.
+async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Result<CallRow, ApiError> {
+    let call = store::lock_call(tx, id).await?.ok_or(ApiError::NotFound)?;
+    let participants = store::participants(tx, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.as_str()).ok_or(ApiError::NotFound)?;
+    if !call.state.is_live() {
+        return Err(ApiError::conflict("call_ended", "the call has ended"));
+    }
+    if !me.is_present() {
+        return Err(ApiError::conflict("not_in_call", "answer the call first"));
+    }
+    Ok(call)
+}
+
+pub async fn view(app: &AppState, user: &AuthUser, id: CallId) -> Result<VideoView, ApiError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+        return Err(ApiError::NotFound);
+    }
+    let session = &call.video_session.0;
+    let members = members(&participants);
+    Ok(VideoView {
+        state: session.state,
+        request: session.request.as_ref().map(RequestView::from),
+        can_answer: policy::can_answer(app.config.video_policy, session, &members, user.id.as_str()),
+        cooldown_until: session.cooldowns.get(user.id.as_str()).copied().filter(|until| *until > Utc::now()),
+    })
+}
+
+pub async fn request(app: &AppState, user: &AuthUser, id: CallId) -> Result<RequestView, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    if !matches!(call.state, CallState::Connecting | CallState::Active) {
+        return Err(ApiError::conflict(
+            "call_not_connected",
+            "video can be requested once the call is answered",
+        ));
+    }
+    let request_id = Uuid::new_v4();
+    let decision = apply(
+        app,
+        &mut tx,
+        &call,
+        Action::Request { by: user.id.to_string(), id: request_id },
+        Some(user.id.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    let requested_at = Utc::now();
+    Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
+        // The request completed the consents at once: video is on.
+        id: request_id,
+        requested_by: user.id.to_string(),
+        expires_at: requested_at,
+    }))
+}
+
+pub async fn answer(
+    app: &AppState,
+    user: &AuthUser,
+    id: CallId,
+    request: Uuid,
+    accept: bool,
+) -> Result<VideoView, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    let by = user.id.to_string();
+    let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
+    apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
+    tx.commit().await?;
+    view(app, user, id).await
+}
+
+pub async fn revoke(app: &AppState, user: &AuthUser, id: CallId) -> Result<VideoView, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    apply(app, &mut tx, &call, Action::Revoke { by: user.id.to_string() }, Some(user.id.as_str())).await?;
+    tx.commit().await?;
+    view(app, user, id).await
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerView {
+    pub id: i64,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    pub at: chrono::DateTime<Utc>,
+}
+
+pub async fn ledger(app: &AppState, user: &AuthUser, id: CallId) -> Result<Vec<LedgerView>, ApiError> {
+    let mut conn = app.db.acquire().await?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+        return Err(ApiError::NotFound);
+    }
+    let rows = sqlx::query_as(
+        "select id, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows)
+}

@@ -1,0 +1,117 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestUser, jwt_secret, spawn_app};
+
+const CALL_ROUTES: &[(&str, &str)] = &[
+    ("GET", ""),
+    ("POST", "/accept"),
+    ("POST", "/decline"),
+    ("POST", "/end"),
+    ("POST", "/leave"),
+    ("POST", "/token"),
+    ("GET", "/video"),
+    ("POST", "/video/requests"),
+    ("POST", "/video/revoke"),
+    ("GET", "/consent"),
+];
+
+#[tokio::test]
+async fn a_stranger_gets_404_on_every_route_of_someone_elses_call() {
+    let app = spawn_app().await;
+    let (alice, bob, eve) = (app.user("female"), app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    for (method, suffix) in CALL_ROUTES {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let (status, body) = app
+            .send(method.clone(), &format!("/api/v1/calls/{call}{suffix}"), Some(&eve), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {suffix}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+    // The same answer as for a call that does not exist at all.
+    let (status, _) = app.get(&format!("/api/v1/calls/{}", uuid::Uuid::new_v4()), &eve).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/api/v1/calls/not-a-uuid", &eve).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_token() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let mut routes: Vec<(Method, String)> = CALL_ROUTES
+        .iter()
+        .map(|(m, s)| (Method::from_bytes(m.as_bytes()).expect("method"), format!("/api/v1/calls/{call}{s}")))
+        .collect();
+    for path in
+        ["/api/v1/calls/active", "/api/v1/calls/history", "/api/v1/turn/credentials", "/api/v1/ice-servers"]
+    {
+        routes.push((Method::GET, path.into()));
+    }
+    routes.push((Method::POST, "/api/v1/calls".into()));
+    for (method, path) in routes {
+        let (status, body) = app.send(method.clone(), &path, None, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+        assert_eq!(body["code"], "unauthorized");
+    }
+}
+
+fn with_token(token: String) -> TestUser {
+    TestUser { id: "whoever".into(), token }
+}
+
+fn signed(alg: Algorithm, secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("encode")
+}
+
+#[tokio::test]
+async fn expired_forged_and_unsigned_tokens_are_refused() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let secret = jwt_secret();
+    let expired = signed(Algorithm::HS256, &secret, json!({"sub": "mallory", "exp": now - 60}));
+    let forged = signed(
+        Algorithm::HS256,
+        "a-different-secret-of-enough-length!!",
+        json!({"sub": "mallory", "exp": now + 600}),
+    );
+    let other_alg = signed(Algorithm::HS384, &secret, json!({"sub": "mallory", "exp": now + 600}));
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(json!({"sub": "mallory", "exp": now + 600}).to_string());
+    let unsigned = format!("{header}.{payload}.");
+    let no_subject = signed(Algorithm::HS256, &secret, json!({"exp": now + 600}));
+    let tokens = [
+        ("expired", expired),
+        ("forged", forged),
+        ("HS384", other_alg),
+        ("alg none", unsigned),
+        ("no sub", no_subject),
+        ("garbage", "not.a.jwt".into()),
+    ];
+    for (what, token) in tokens {
+        let (status, body) = app.get("/api/v1/calls/active", &with_token(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    }
+    let good = signed(Algorithm::HS256, &secret, json!({"sub": "mallory", "exp": now + 600}));
+    let (status, _) = app.get("/api/v1/calls/active", &with_token(good)).await;
+    assert_eq!(status, StatusCode::OK, "a well-signed token passes");
+}
+
+#[tokio::test]
+async fn problems_are_problem_json() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/api/v1/calls/active")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let content_type =
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["status"], 401);
+    assert!(body["detail"].is_string() && body["title"].is_string() && body["type"].is_string());
+}

@@ -1,0 +1,252 @@
+use std::time::Duration;
+
+use livekit_api::access_token::TokenVerifier;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, eventually, room_exists, spawn_app, spawn_app_configured, spawn_app_with};
+
+fn decode(app: &crate::helpers::TestApp, join: &Value) -> livekit_api::access_token::Claims {
+    let lk = &app.config.livekit;
+    TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+        .verify(join["token"].as_str().expect("token"))
+        .expect("a LiveKit token signed with our key")
+}
+
+#[tokio::test]
+async fn starting_a_call_creates_its_room_and_a_microphone_only_token() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, body) = app.ring(&alice, &[&bob], "audio").await;
+    assert_eq!(body["call"]["state"], "ringing");
+    assert_eq!(body["call"]["video"], "off");
+    assert!(room_exists(&app.room_name(&call)).await, "the room exists in LiveKit");
+
+    let claims = decode(&app, &body["join"]);
+    assert_eq!(claims.sub, alice.id);
+    assert_eq!(claims.video.room, app.room_name(&call));
+    assert!(claims.video.room_join);
+    assert_eq!(claims.video.can_publish_sources, vec!["microphone"]);
+    assert!(!claims.video.room_admin && !claims.video.room_create && !claims.video.room_list);
+    assert_eq!(body["join"]["identity"], alice.id.as_str());
+    assert_eq!(body["join"]["url"], app.config.livekit.url.as_str());
+    assert!(body["iceServers"].as_array().is_some_and(|s| !s.is_empty()));
+    let shown = body.to_string();
+    assert!(!shown.contains("female") && !shown.contains("gender"), "gender never leaves: {shown}");
+}
+
+#[tokio::test]
+async fn the_callee_is_told_and_accepting_returns_its_own_token() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, active) = app.get("/api/v1/calls/active", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(active["calls"][0]["id"], call.as_str());
+
+    let (status, body) = app.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["state"], "connecting");
+    let claims = decode(&app, &body["join"]);
+    assert_eq!(claims.sub, bob.id);
+    assert_eq!(claims.video.room, app.room_name(&call));
+    assert_eq!(claims.video.can_publish_sources, vec!["microphone"]);
+
+    let incoming = app
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'call.incoming'", &call)
+        .await;
+    assert_eq!(incoming, 1, "one call.incoming, for the callee");
+}
+
+#[tokio::test]
+async fn declining_tears_down_the_room_with_outcome_declined() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.call_action(&call, "decline", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["state"], "ended");
+    assert_eq!(body["call"]["outcome"], "declined");
+    assert!(!room_exists(&app.room_name(&call)).await, "the room is gone");
+    // Both are free again.
+    let (status, _) = app.start_call(&bob, &[&alice], "audio").await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_unanswered_call_is_missed_when_ringing_times_out() {
+    let app = spawn_app_configured(|c| c.timeouts.ringing = Duration::from_secs(1)).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let body = app.wait_for_call(&call, &alice, Duration::from_secs(10), |c| c["state"] == "ended").await;
+    assert_eq!(body["outcome"], "missed");
+    assert_eq!(body["endReason"], "timeout");
+    assert!(!room_exists(&app.room_name(&call)).await, "the room is gone");
+    let missed = app
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'call.missed' and user_id = (select initiator_id from calls where id = $1)", &call)
+        .await;
+    assert_eq!(missed, 1);
+}
+
+#[tokio::test]
+async fn the_caller_can_cancel_a_ringing_call_but_the_callee_cannot() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.call_action(&call, "end", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "not_initiator");
+    let (status, body) = app.call_action(&call, "end", &alice, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["outcome"], "cancelled");
+    assert!(!room_exists(&app.room_name(&call)).await);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_calls_to_one_callee_ring_once() {
+    let app = spawn_app().await;
+    let callee = app.user("female");
+    let callers: Vec<_> = (0..50).map(|_| app.user("male")).collect();
+    let callee_ref = [&callee];
+    let attempts = callers.iter().map(|caller| app.start_call(caller, &callee_ref, "audio"));
+    let results = futures::future::join_all(attempts).await;
+    let rung = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let busy: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::CONFLICT).collect();
+    assert_eq!(rung, 1, "exactly one call rings");
+    assert_eq!(busy.len(), 49);
+    assert!(busy.iter().all(|(_, b)| b["code"] == "callee_busy"));
+    let (_, active) = app.get("/api/v1/calls/active", &callee).await;
+    assert_eq!(active["calls"].as_array().map(Vec::len), Some(1));
+    let (_, history) = app.get("/api/v1/calls/history?limit=100", &callee).await;
+    let outcomes: Vec<&Value> =
+        history["calls"].as_array().expect("calls").iter().map(|c| &c["outcome"]).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "busy").count(), 49, "busy calls are recorded");
+}
+
+#[tokio::test]
+async fn a_caller_already_in_a_call_cannot_start_another() {
+    let app = spawn_app().await;
+    let (alice, bob, carol) = (app.user("female"), app.user("male"), app.user("female"));
+    app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.start_call(&alice, &[&carol], "audio").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "caller_busy");
+}
+
+#[tokio::test]
+async fn in_a_group_leaving_leaves_and_the_call_ends_below_two() {
+    let app = spawn_app().await;
+    let (a, b, c) = (app.user("female"), app.user("male"), app.user("male"));
+    let (call, _) = app.ring(&a, &[&b, &c], "audio").await;
+    for u in [&b, &c] {
+        let (status, body) = app.call_action(&call, "accept", u, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = app.call_action(&call, "leave", &b, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["state"], "connecting");
+    let left = body["call"]["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["userId"] == b.id.as_str())
+        .cloned();
+    assert_eq!(left.expect("b")["status"], "left");
+    let (status, body) = app.call_action(&call, "leave", &c, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["state"], "ended");
+    assert!(!room_exists(&app.room_name(&call)).await);
+}
+
+#[tokio::test]
+async fn a_group_call_rings_on_when_one_invitee_declines() {
+    let app = spawn_app().await;
+    let (a, b, c) = (app.user("female"), app.user("male"), app.user("male"));
+    let (call, _) = app.ring(&a, &[&b, &c], "audio").await;
+    let (_, body) = app.call_action(&call, "decline", &b, json!({})).await;
+    assert_eq!(body["call"]["state"], "ringing");
+    let (_, body) = app.call_action(&call, "decline", &c, json!({})).await;
+    assert_eq!(body["call"]["state"], "ended");
+    assert_eq!(body["call"]["outcome"], "declined");
+}
+
+#[tokio::test]
+async fn history_is_newest_first_and_paginated_by_cursor() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+        app.call_action(&call, "end", &alice, json!({})).await;
+        ids.push(call);
+    }
+    let (status, page1) = app.get("/api/v1/calls/history?limit=2", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    let first: Vec<&str> =
+        page1["calls"].as_array().expect("calls").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(first, vec![ids[2].as_str(), ids[1].as_str()]);
+    let cursor = page1["nextCursor"].as_str().expect("a next cursor");
+    let (_, page2) = app.get(&format!("/api/v1/calls/history?limit=2&cursor={cursor}"), &bob).await;
+    let second: Vec<&str> =
+        page2["calls"].as_array().expect("calls").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(second, vec![ids[0].as_str()]);
+    assert!(page2.get("nextCursor").is_none());
+}
+
+#[tokio::test]
+async fn when_livekit_is_unreachable_no_call_is_left_live() {
+    let app = spawn_app_with(Options {
+        isolated: false,
+        configure: Box::new(|c| c.livekit.api_url = "http://127.0.0.1:9".into()),
+    })
+    .await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (status, body) = app.start_call(&alice, &[&bob], "audio").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "livekit_unavailable");
+    for user in [&alice, &bob] {
+        let (_, active) = app.get("/api/v1/calls/active", user).await;
+        assert_eq!(active["calls"], json!([]));
+        let (_, history) = app.get("/api/v1/calls/history", user).await;
+        assert_eq!(history["calls"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn ready_reports_every_dependency() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok", "livekit": "ok"}));
+    let resp = app.http.get(app.url("/health")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ready_says_which_dependency_is_down() {
+    let app =
+        spawn_app_configured(|c| c.redis_url = callgate::config::Secret::new("redis://127.0.0.1:9")).await;
+    let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert_eq!(body["checks"]["postgres"], "ok");
+}
+
+#[tokio::test]
+async fn the_connect_timeout_fails_a_call_nobody_joins() {
+    let app = spawn_app_configured(|c| c.timeouts.connect = Duration::from_secs(1)).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    app.call_action(&call, "accept", &bob, json!({})).await;
+    let body = app.wait_for_call(&call, &alice, Duration::from_secs(10), |c| c["state"] == "ended").await;
+    assert_eq!(body["outcome"], "failed");
+    assert_eq!(body["endReason"], "timeout");
+    let name = app.room_name(&call);
+    eventually(Duration::from_secs(5), "room deleted", || {
+        let n = name.clone();
+        async move { !room_exists(&n).await }
+    })
+    .await;
+}

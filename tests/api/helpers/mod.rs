@@ -1,0 +1,299 @@
+//! Starts the real service against the real stack (PostgreSQL, Redis,
+//! LiveKit, Coturn on loopback, started by `deploy/local.sh`), exactly as
+//! production does, and talks to it over HTTP.
+
+pub mod lk_client;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use callgate::auth::{DevToken, mint_dev_token};
+use callgate::config::Config;
+use callgate::startup::Application;
+use callgate::state::AppState;
+use livekit_api::services::room::RoomClient;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Rooms of apps sharing the test database; the shared webhook receiver
+/// (see `ensure_webhook_receiver`) handles LiveKit's events for them.
+pub const SHARED_PREFIX: &str = "cgt-";
+
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    pub config: Config,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+}
+
+pub struct Options {
+    /// A database of its own (and so a room prefix of its own): LiveKit's
+    /// webhooks never reach such an app.
+    pub isolated: bool,
+    pub configure: Box<dyn FnOnce(&mut Config) + Send>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { isolated: false, configure: Box::new(|_| {}) }
+    }
+}
+
+pub fn base_config() -> Config {
+    let mut config =
+        Config::from_env().expect("the test environment is exported by deploy/local.sh test (.env.example)");
+    config.port = 0;
+    config.room_prefix = SHARED_PREFIX.into();
+    config.deadline_poll = Duration::from_millis(100);
+    config.database_pool_size = 16;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config) + Send + 'static) -> TestApp {
+    spawn_app_with(Options { isolated: false, configure: Box::new(configure) }).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    ensure_webhook_receiver();
+    let mut config = base_config();
+    if options.isolated {
+        let (url, prefix) = isolated_database(&config).await;
+        config.database_url = callgate::config::Secret::new(url);
+        config.room_prefix = prefix;
+    }
+    (options.configure)(&mut config);
+    start(config).await
+}
+
+pub async fn start(config: Config) -> TestApp {
+    callgate::telemetry::init(config.log_format);
+    let app = Application::build(config.clone()).await.expect("the app builds");
+    let port = app.port();
+    let state = app.state();
+    let stop = app.stop_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        state,
+        config,
+        http: reqwest::Client::new(),
+        stop,
+    }
+}
+
+/// A fresh database, and a room prefix no other app uses.
+pub async fn isolated_database(config: &Config) -> (String, String) {
+    let tag = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let name = format!("callgate_t_{tag}");
+    let base = config.database_url.expose();
+    let mut conn = PgConnection::connect(base).await.expect("connect to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("DATABASE_URL has no database name"),
+    };
+    (url, format!("cgt{tag}-"))
+}
+
+/// LiveKit posts its webhooks to one fixed address (`livekit.yaml`); one
+/// app per test process listens there, on the shared test database, so any
+/// test app's calls are followed, as with several production instances.
+fn ensure_webhook_receiver() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let port: u16 = std::env::var("TEST_WEBHOOK_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8089);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let mut config = base_config();
+                config.port = port;
+                match Application::build(config).await {
+                    Ok(app) => {
+                        let _ = ready_tx.send(Ok(()));
+                        let _ = app.run_until_stopped().await;
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(format!("{err:#}")));
+                    }
+                }
+            });
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => panic!("the webhook receiver did not start on port {port}: {err}"),
+            Err(_) => panic!("the webhook receiver did not start in time"),
+        }
+    });
+}
+
+pub fn jwt_secret() -> String {
+    std::env::var("JWT_SECRET").expect("JWT_SECRET")
+}
+
+impl TestApp {
+    pub fn user(&self, gender: &str) -> TestUser {
+        let id = format!("u-{}", Uuid::new_v4().simple());
+        let token = mint_dev_token(
+            &jwt_secret(),
+            &self.config.jwt,
+            &DevToken {
+                user: &id,
+                name: Some(&format!("User {}", &id[2..8])),
+                gender: Some(gender),
+                roles: &[],
+                ttl: Duration::from_secs(3600),
+            },
+        )
+        .expect("mint");
+        TestUser { id, token }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&TestUser>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(user) = user {
+            req = req.bearer_auth(&user.token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, user: &TestUser) -> (StatusCode, Value) {
+        self.send(Method::GET, path, Some(user), None).await
+    }
+
+    pub async fn post(&self, path: &str, user: &TestUser, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(user), Some(body)).await
+    }
+
+    pub async fn start_call(
+        &self,
+        caller: &TestUser,
+        callees: &[&TestUser],
+        kind: &str,
+    ) -> (StatusCode, Value) {
+        let ids: Vec<&str> = callees.iter().map(|u| u.id.as_str()).collect();
+        self.post("/api/v1/calls", caller, json!({"participantIds": ids, "type": kind})).await
+    }
+
+    /// Starts a call that must succeed; returns its id and the whole answer.
+    pub async fn ring(&self, caller: &TestUser, callees: &[&TestUser], kind: &str) -> (String, Value) {
+        let (status, body) = self.start_call(caller, callees, kind).await;
+        assert_eq!(status, StatusCode::CREATED, "start call: {body}");
+        (body["call"]["id"].as_str().expect("call id").to_owned(), body)
+    }
+
+    pub async fn call_action(
+        &self,
+        call: &str,
+        action: &str,
+        user: &TestUser,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.post(&format!("/api/v1/calls/{call}/{action}"), user, body).await
+    }
+
+    pub async fn call(&self, call: &str, user: &TestUser) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/calls/{call}"), user).await;
+        assert_eq!(status, StatusCode::OK, "get call: {body}");
+        body
+    }
+
+    /// Polls the call until `done` holds or the time is up.
+    pub async fn wait_for_call(
+        &self,
+        call: &str,
+        user: &TestUser,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let body = self.call(call, user).await;
+            if done(&body) {
+                return body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("condition not reached within {within:?}; call is {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn db_count(&self, sql: &'static str, call: &str) -> i64 {
+        let id = Uuid::parse_str(call).expect("uuid");
+        sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&self.state.db).await.expect("count query")
+    }
+
+    pub fn room_name(&self, call: &str) -> String {
+        format!("{}{}", self.config.room_prefix, call)
+    }
+}
+
+pub fn livekit_rooms() -> RoomClient {
+    let config = base_config();
+    RoomClient::with_api_key(
+        &config.livekit.api_url,
+        &config.livekit.api_key,
+        config.livekit.api_secret.expose(),
+    )
+}
+
+pub async fn room_exists(name: &str) -> bool {
+    let rooms = livekit_rooms().list_rooms(vec![name.to_owned()]).await.expect("LiveKit answers");
+    rooms.iter().any(|r| r.name == name)
+}
+
+/// Polls until `check` holds or the time is up.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: not true within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,136 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestUser, spawn_app};
+
+async fn calls_of(app: &TestApp, user: &TestUser) -> usize {
+    let (_, history) = app.get("/api/v1/calls/history", user).await;
+    history["calls"].as_array().map_or(0, Vec::len)
+}
+
+async fn refused(app: &TestApp, caller: &TestUser, body: Value, status: StatusCode, field: &str) -> Value {
+    let resp = app
+        .http
+        .post(app.url("/api/v1/calls"))
+        .bearer_auth(&caller.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), status, "body {body}");
+    let problem: Value = resp.json().await.expect("problem json");
+    assert_eq!(problem["field"], field, "{problem}");
+    problem
+}
+
+#[tokio::test]
+async fn malformed_call_starts_are_refused_naming_the_field_and_write_nothing() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    refused(&app, &alice, json!({"type": "audio"}), unprocessable, "participantIds").await;
+    refused(
+        &app,
+        &alice,
+        json!({"participantIds": bob.id, "type": "audio"}),
+        unprocessable,
+        "participantIds",
+    )
+    .await;
+    refused(
+        &app,
+        &alice,
+        json!({"participantIds": [42], "type": "audio"}),
+        unprocessable,
+        "participantIds[0]",
+    )
+    .await;
+    refused(
+        &app,
+        &alice,
+        json!({"participantIds": [""], "type": "audio"}),
+        unprocessable,
+        "participantIds[0]",
+    )
+    .await;
+    refused(&app, &alice, json!({"participantIds": [], "type": "audio"}), unprocessable, "participantIds")
+        .await;
+    refused(&app, &alice, json!({"participantIds": [bob.id], "type": "hologram"}), unprocessable, "type")
+        .await;
+    refused(&app, &alice, json!({"participantIds": [bob.id]}), unprocessable, "type").await;
+    refused(&app, &alice, json!({"participantIds": [bob.id], "type": 3}), unprocessable, "type").await;
+    refused(
+        &app,
+        &alice,
+        json!({"participantIds": [bob.id], "type": "audio", "conversationId": 7}),
+        unprocessable,
+        "conversationId",
+    )
+    .await;
+    let dup = refused(
+        &app,
+        &alice,
+        json!({"participantIds": [bob.id, bob.id], "type": "audio"}),
+        unprocessable,
+        "participantIds",
+    )
+    .await;
+    assert_eq!(dup["code"], "duplicate_participants");
+    let me = refused(
+        &app,
+        &alice,
+        json!({"participantIds": [alice.id], "type": "audio"}),
+        unprocessable,
+        "participantIds",
+    )
+    .await;
+    assert_eq!(me["code"], "cannot_call_yourself");
+    let crowd: Vec<String> =
+        (0..app.config.max_call_participants).map(|i| format!("crowd-{i}-{}", alice.id)).collect();
+    let many = refused(
+        &app,
+        &alice,
+        json!({"participantIds": crowd, "type": "audio"}),
+        unprocessable,
+        "participantIds",
+    )
+    .await;
+    assert_eq!(many["code"], "too_many_participants");
+    assert_eq!(calls_of(&app, &alice).await, 0, "nothing was written");
+    assert_eq!(calls_of(&app, &bob).await, 0);
+}
+
+#[tokio::test]
+async fn broken_json_and_wrong_content_types_are_bad_requests() {
+    let app = spawn_app().await;
+    let alice = app.user("female");
+    for (content_type, body) in [
+        ("application/json", "{\"participantIds\": ["),
+        ("application/json", "{\"type\": \"audio\",,}"),
+        ("text/plain", "{}"),
+    ] {
+        let resp = app
+            .http
+            .post(app.url("/api/v1/calls"))
+            .bearer_auth(&alice.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{content_type} {body}");
+    }
+    assert_eq!(calls_of(&app, &alice).await, 0);
+}
+
+#[tokio::test]
+async fn a_bad_history_cursor_or_limit_is_refused() {
+    let app = spawn_app().await;
+    let alice = app.user("female");
+    let (status, body) = app.get("/api/v1/calls/history?cursor=zzz", &alice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.get("/api/v1/calls/history?limit=0", &alice).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "limit");
+}

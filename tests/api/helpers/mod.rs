@@ -20,7 +20,10 @@ use uuid::Uuid;
 
 /// Rooms of apps sharing the test database; the shared webhook receiver
 /// (see `ensure_webhook_receiver`) handles LiveKit's events for them.
-pub const SHARED_PREFIX: &str = "cgt-";
+/// `TEST_ROOM_PREFIX` lets two test runs share one LiveKit server.
+pub fn shared_prefix() -> String {
+    std::env::var("TEST_ROOM_PREFIX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "cgt-".into())
+}
 
 pub struct TestApp {
     pub address: String,
@@ -59,7 +62,7 @@ pub fn base_config() -> Config {
     let mut config =
         Config::from_env().expect("the test environment is exported by deploy/local.sh test (.env.example)");
     config.port = 0;
-    config.room_prefix = SHARED_PREFIX.into();
+    config.room_prefix = shared_prefix();
     config.deadline_poll = Duration::from_millis(100);
     config.database_pool_size = 16;
     config
@@ -115,7 +118,7 @@ pub async fn isolated_database(config: &Config) -> (String, String) {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("DATABASE_URL has no database name"),
     };
-    (url, format!("cgt{tag}-"))
+    (url, format!("{}{tag}-", shared_prefix().trim_end_matches('-')))
 }
 
 /// LiveKit posts its webhooks to one fixed address (`livekit.yaml`); one

@@ -4,6 +4,7 @@
 
 mod auth;
 mod calls;
+mod consent;
 mod e2e;
 mod helpers;
 mod restart;

@@ -1,0 +1,382 @@
+//! The video consent policy, end to end: the SFU itself refuses the camera
+//! until she consents.
+
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::lk_client::LkClient;
+use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app, spawn_app_configured};
+
+const CAMERA: i32 = proto::TrackSource::Camera as i32;
+
+/// An answered call with both in the room, publishing audio.
+pub async fn call_in_room(app: &TestApp, caller: &TestUser, callee: &TestUser, kind: &str, video: Value) -> (String, LkClient, LkClient) {
+    let (call, started) = app.ring(caller, &[callee], kind).await;
+    let (status, accepted) = app.call_action(&call, "accept", callee, json!({"video": video})).await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    let url = started["join"]["url"].as_str().expect("url");
+    let mut a = LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.expect("caller joins");
+    let mut b = LkClient::connect(url, accepted["join"]["token"].as_str().expect("token")).await.expect("callee joins");
+    a.publish_audio().await.expect("caller audio");
+    b.publish_audio().await.expect("callee audio");
+    app.wait_for_call(&call, caller, Duration::from_secs(15), |c| c["state"] == "active").await;
+    (call, a, b)
+}
+
+pub async fn participants(room: &str) -> Vec<proto::ParticipantInfo> {
+    livekit_rooms().list_participants(room).await.expect("LiveKit lists participants")
+}
+
+pub async fn camera_tracks(room: &str) -> usize {
+    participants(room).await.iter().flat_map(|p| &p.tracks).filter(|t| t.source == CAMERA).count()
+}
+
+pub async fn camera_right(room: &str, identity: &str) -> Option<bool> {
+    participants(room)
+        .await
+        .iter()
+        .find(|p| p.identity == identity)
+        .map(|p| p.permission.as_ref().is_some_and(|perm| perm.can_publish_sources.contains(&CAMERA)))
+}
+
+pub async fn request_video(app: &TestApp, call: &str, user: &TestUser) -> (StatusCode, Value) {
+    app.post(&format!("/api/v1/calls/{call}/video/requests"), user, json!({})).await
+}
+
+pub async fn answer(app: &TestApp, call: &str, request: &str, user: &TestUser, verb: &str) -> (StatusCode, Value) {
+    app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/{verb}"), user, json!({})).await
+}
+
+pub async fn revoke(app: &TestApp, call: &str, user: &TestUser) -> (StatusCode, Value) {
+    app.post(&format!("/api/v1/calls/{call}/video/revoke"), user, json!({})).await
+}
+
+pub async fn video(app: &TestApp, call: &str, user: &TestUser) -> Value {
+    let (status, body) = app.get(&format!("/api/v1/calls/{call}/video"), user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn ledger_kinds(app: &TestApp, call: &str, user: &TestUser) -> Vec<String> {
+    let (status, body) = app.get(&format!("/api/v1/calls/{call}/consent"), user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["entries"].as_array().expect("entries").iter().filter_map(|e| e["kind"].as_str().map(str::to_owned)).collect()
+}
+
+/// He asks, she says yes: video is on.
+async fn turn_video_on(app: &TestApp, call: &str, him: &TestUser, her: &TestUser) {
+    let (status, body) = request_video(app, call, him).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = body["request"]["id"].as_str().expect("request id").to_owned();
+    assert_eq!(video(app, call, her).await["canAnswer"], true);
+    assert_eq!(video(app, call, him).await["canAnswer"], false, "nobody answers their own request");
+    let (status, body) = answer(app, call, &request, her, "accept").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "on");
+}
+
+#[tokio::test]
+async fn his_camera_is_refused_by_livekit_until_she_consents() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut a, _b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
+    let refused = a.publish_camera().await.expect("client alive");
+    assert!(refused.is_err(), "LiveKit must refuse the camera: {refused:?}");
+    assert_eq!(camera_tracks(&app.room_name(&call)).await, 0, "LiveKit shows no camera track");
+}
+
+#[tokio::test]
+async fn once_she_accepts_both_publish_camera_and_see_each_other() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut a, mut b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
+    let since = a.last_seq().await.expect("seq");
+    turn_video_on(&app, &call, &him, &her).await;
+    let changed = a
+        .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(5))
+        .await
+        .expect("he is told his rights changed");
+    assert!(changed.permissions().expect("permissions").may_publish("camera"));
+    a.publish_camera().await.expect("alive").expect("his camera is accepted");
+    b.publish_camera().await.expect("alive").expect("her camera is accepted");
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(10), "both see each other's video", || {
+        let room = room.clone();
+        async move { camera_tracks(&room).await == 2 }
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen_by_him = a.received_video_frames(&her.id).await.expect("frames");
+        let seen_by_her = b.received_video_frames(&him.id).await.expect("frames");
+        if seen_by_him > 0 && seen_by_her > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "frames: him {seen_by_him}, her {seen_by_her}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metadata: Value = serde_json::from_str(&a.state().await.expect("state").room_metadata).expect("room metadata is JSON");
+    assert_eq!(metadata["video"], "on");
+    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "on"]);
+}
+
+#[tokio::test]
+async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut a, mut b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
+    turn_video_on(&app, &call, &him, &her).await;
+    a.wait_for_matching("participant_permissions_changed", json!({"local": true}), 0, Duration::from_secs(5)).await.expect("on");
+    a.publish_camera().await.expect("alive").expect("camera on");
+    b.publish_camera().await.expect("alive").expect("camera on");
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(5), "two cameras", || {
+        let room = room.clone();
+        async move { camera_tracks(&room).await == 2 }
+    })
+    .await;
+    let (since_a, since_b) = (a.last_seq().await.expect("seq"), b.last_seq().await.expect("seq"));
+
+    let (status, body) = revoke(&app, &call, &her).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "off");
+    eventually(Duration::from_secs(2), "no camera track in LiveKit", || {
+        let room = room.clone();
+        async move { camera_tracks(&room).await == 0 }
+    })
+    .await;
+    for (client, since) in [(&mut a, since_a), (&mut b, since_b)] {
+        let told = client
+            .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(2))
+            .await
+            .expect("each client is told its rights changed");
+        assert!(!told.permissions().expect("permissions").may_publish("camera"));
+    }
+    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "on", "revoke", "off"]);
+}
+
+#[tokio::test]
+async fn after_a_reject_the_requester_must_wait_out_the_cooldown() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&her], "audio").await;
+    app.call_action(&call, "accept", &her, json!({})).await;
+    let (_, body) = request_video(&app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("request id").to_owned();
+    let (status, body) = answer(&app, &call, &request, &him, "reject").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "own_request");
+    let (status, body) = answer(&app, &call, &request, &her, "reject").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "off");
+
+    let resp = app
+        .http
+        .post(app.url(&format!("/api/v1/calls/{call}/video/requests")))
+        .bearer_auth(&him.token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = resp.json().await.expect("problem");
+    assert_eq!(body["code"], "video_request_cooldown");
+    assert!(video(&app, &call, &him).await["cooldownUntil"].is_string());
+    let declined = app.db_count("select count(*) from user_events where call_id = $1 and type = 'video.declined'", &call).await;
+    assert_eq!(declined, 1, "the requester learns only that it was declined");
+}
+
+#[tokio::test]
+async fn an_unanswered_request_expires() {
+    let app = spawn_app_configured(|c| c.timeouts.video_request = Duration::from_secs(1)).await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&her], "audio").await;
+    app.call_action(&call, "accept", &her, json!({})).await;
+    let (status, _) = request_video(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(video(&app, &call, &her).await["state"], "requested");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while video(&app, &call, &her).await["state"] != "off" {
+        assert!(Instant::now() < deadline, "the request did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "expire"]);
+    let expired = app
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'video.expired' and user_id = (select initiator_id from calls where id = $1)", &call)
+        .await;
+    assert_eq!(expired, 1);
+    let (status, _) = request_video(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::CREATED, "no cooldown after an expiry");
+}
+
+fn sources_of(app: &TestApp, join: &Value) -> Vec<String> {
+    let lk = &app.config.livekit;
+    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+        .verify(join["token"].as_str().expect("token"))
+        .expect("token")
+        .video
+        .can_publish_sources
+}
+
+#[tokio::test]
+async fn her_video_call_accepted_by_him_with_video_turns_video_on() {
+    let app = spawn_app().await;
+    let (her, him) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&her, &[&him], "video").await;
+    let (status, body) = app.call_action(&call, "accept", &him, json!({"video": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["video"], "on");
+    assert!(sources_of(&app, &body["join"]).contains(&"camera".to_owned()));
+}
+
+#[tokio::test]
+async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&her], "video").await;
+    assert_eq!(started["call"]["video"], "off", "no video before she answers");
+    let (status, body) = app.call_action(&call, "accept", &her, json!({"video": false})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["video"], "off");
+    assert_eq!(sources_of(&app, &body["join"]), vec!["microphone"]);
+    let mut client = LkClient::connect(body["join"]["url"].as_str().expect("url"), body["join"]["token"].as_str().expect("token"))
+        .await
+        .expect("she joins");
+    assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
+    let (status, _) = request_video(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "her `video: false` was a reject");
+}
+
+#[tokio::test]
+async fn his_video_call_answered_by_her_with_video_turns_video_on() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&her], "video").await;
+    let (_, body) = app.call_action(&call, "accept", &her, json!({"video": true})).await;
+    assert_eq!(body["call"]["video"], "on");
+    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "on"]);
+}
+
+#[tokio::test]
+async fn two_men_need_each_others_consent() {
+    let app = spawn_app().await;
+    let (m1, m2) = (app.user("male"), app.user("male"));
+    let (call, _) = app.ring(&m1, &[&m2], "audio").await;
+    app.call_action(&call, "accept", &m2, json!({})).await;
+    let (_, body) = request_video(&app, &call, &m1).await;
+    assert_eq!(video(&app, &call, &m1).await["state"], "requested", "his own request is not enough");
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (status, body) = answer(&app, &call, &request, &m2, "accept").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "on");
+    let (status, body) = revoke(&app, &call, &m1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "off");
+}
+
+#[tokio::test]
+async fn with_two_women_video_needs_both_and_either_can_turn_it_off() {
+    let app = spawn_app().await;
+    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&w1, &w2], "audio").await;
+    for w in [&w1, &w2] {
+        app.call_action(&call, "accept", w, json!({})).await;
+    }
+    let (_, body) = request_video(&app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (_, body) = answer(&app, &call, &request, &w1, "accept").await;
+    assert_eq!(body["state"], "requested", "one of two consents");
+    let (status, body) = revoke(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "he is not a consenter: {body}");
+    assert_eq!(body["code"], "not_a_consenter");
+    let (_, body) = answer(&app, &call, &request, &w2, "accept").await;
+    assert_eq!(body["state"], "on");
+    let (_, token) = app.call_action(&call, "token", &him, json!({})).await;
+    assert!(sources_of(&app, &token["join"]).contains(&"camera".to_owned()));
+    let (_, body) = revoke(&app, &call, &w2).await;
+    assert_eq!(body["state"], "off");
+    let (_, token) = app.call_action(&call, "token", &w1, json!({})).await;
+    assert_eq!(sources_of(&app, &token["join"]), vec!["microphone"], "off for everybody");
+}
+
+#[tokio::test]
+async fn a_token_minted_while_video_was_on_gets_no_camera_once_joined_after_a_revoke() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&her], "audio").await;
+    app.call_action(&call, "accept", &her, json!({})).await;
+    turn_video_on(&app, &call, &him, &her).await;
+    let (_, stale) = app.call_action(&call, "token", &him, json!({})).await;
+    assert!(sources_of(&app, &stale["join"]).contains(&"camera".to_owned()));
+    revoke(&app, &call, &her).await;
+    let mut client = LkClient::connect(stale["join"]["url"].as_str().expect("url"), stale["join"]["token"].as_str().expect("token"))
+        .await
+        .expect("he joins with the stale token");
+    let room = app.room_name(&call);
+    let him_id = him.id.clone();
+    eventually(Duration::from_secs(5), "LiveKit withdrew the camera right", || {
+        let (room, him_id) = (room.clone(), him_id.clone());
+        async move { camera_right(&room, &him_id).await == Some(false) }
+    })
+    .await;
+    assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
+    assert_eq!(camera_tracks(&room).await, 0);
+}
+
+#[tokio::test]
+async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
+    let app = spawn_app().await;
+    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&w1, &w2], "audio").await;
+    let url = started["join"]["url"].as_str().expect("url").to_owned();
+    let mut clients = vec![LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins")];
+    for w in [&w1, &w2] {
+        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
+        clients.push(LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"));
+    }
+    app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+
+    // Request against request: exactly one wins.
+    let (r1, r2) = tokio::join!(request_video(&app, &call, &him), request_video(&app, &call, &w2));
+    let statuses = [r1.0, r2.0];
+    assert!(statuses.contains(&StatusCode::CREATED), "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::CONFLICT), "{statuses:?}");
+    let request = video(&app, &call, &w1).await["request"]["id"].as_str().expect("pending").to_owned();
+    let requester = video(&app, &call, &w1).await["request"]["requestedBy"].as_str().expect("by").to_owned();
+    let answerers: Vec<&TestUser> = [&w1, &w2].into_iter().filter(|w| w.id != requester).collect();
+
+    // The same answer from two devices at once: one consent.
+    let first = answerers[0];
+    let (a1, a2) = tokio::join!(answer(&app, &call, &request, first, "accept"), answer(&app, &call, &request, first, "accept"));
+    assert!(a1.0.is_success() || a2.0.is_success(), "{a1:?} {a2:?}");
+
+    // Accept against revoke.
+    let revoker = if first.id == w1.id { &w1 } else { &w2 };
+    let last = answerers.get(1).copied().unwrap_or(first);
+    let _ = tokio::join!(answer(&app, &call, &request, last, "accept"), revoke(&app, &call, revoker));
+
+    let state = video(&app, &call, &him).await["state"].as_str().expect("state").to_owned();
+    let room = app.room_name(&call);
+    for identity in [&him.id, &w1.id, &w2.id] {
+        assert_eq!(camera_right(&room, identity).await, Some(state == "on"), "LiveKit agrees with `{state}` for {identity}");
+    }
+    let kinds = ledger_kinds(&app, &call, &him).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "request").count(), 1, "{kinds:?}");
+    let ons = kinds.iter().filter(|k| *k == "on").count();
+    let offs = kinds.iter().filter(|k| *k == "off").count();
+    assert!(ons == offs || (ons == offs + 1 && state == "on"), "on/off alternate: {kinds:?}");
+    let consents_by_first = app
+        .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'consent'", &call)
+        .await;
+    assert!(consents_by_first <= 3, "{kinds:?}");
+    drop(clients);
+}

@@ -317,7 +317,27 @@ pg_cluster() {
     pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p { print $1, $2; exit }'
 }
 
+# The test suite runs many apps at once, each with its own pool.
+PG_MAX_CONNECTIONS=300
+
+# Returns 0 when the cluster's setting was changed (a restart applies it).
+configure_pg_cluster() {
+    local ver="$1" name="$2" cur
+    cur="$(pg_conftool "$ver" "$name" show max_connections 2>/dev/null | awk -F' = ' '{ print $2 }')"
+    [[ "$cur" == "$PG_MAX_CONNECTIONS" ]] && return 1
+    log "PostgreSQL $ver/$name: max_connections $PG_MAX_CONNECTIONS"
+    $SUDO pg_conftool "$ver" "$name" set max_connections "$PG_MAX_CONNECTIONS"
+}
+
 ensure_postgres() {
+    local running ver name
+    running="$(pg_cluster)"
+    if [[ -n "$running" ]] && pg_ready && configure_pg_cluster $running; then
+        read -r ver name <<<"$running"
+        log "restarting PostgreSQL cluster $ver/$name to apply its settings"
+        $SUDO pg_ctlcluster "$ver" "$name" restart
+        wait_for "$WAIT_SECS" "PostgreSQL $ver/$name" /dev/null pg_ready
+    fi
     if pg_ready; then
         [[ -s "$RUN/postgres.cluster" ]] || log "PostgreSQL: reusing the server already on 127.0.0.1:$PG_PORT"
     else
@@ -336,6 +356,7 @@ ensure_postgres() {
             cl="$ver $name"
         fi
         read -r ver name <<<"$cl"
+        configure_pg_cluster "$ver" "$name" || true
         logf="$(pg_lsclusters -h | awk -v v="$ver" -v n="$name" '$1 == v && $2 == n { print $7 }')"
         log "starting PostgreSQL cluster $ver/$name (pg_ctlcluster)"
         if ! $SUDO pg_ctlcluster "$ver" "$name" start; then

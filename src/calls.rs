@@ -64,6 +64,15 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         video_requested_at_start: req.call_type == CallType::Video && !policy::camera_allowed(session.state),
     };
     let share = may_share_screen(app, user);
+    // A cheap look first, so that a crowd calling one busy user is answered
+    // without queueing on the index entry of a call being started; the
+    // unique index below still decides every race.
+    let mut everyone = vec![user.id.clone()];
+    everyone.extend(req.invitees.iter().cloned());
+    let busy_now = store::live_users(&app.db, &everyone).await?;
+    if busy_now.contains(&user.id) {
+        return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
+    }
     let mut tx = app.db.begin().await?;
     store::insert_call(&mut tx, &new_call).await?;
     let me = NewParticipant {
@@ -81,6 +90,10 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     let mut rung = Vec::new();
     let mut busy = Vec::new();
     for invitee in &req.invitees {
+        if busy_now.contains(invitee) {
+            busy.push(invitee.clone());
+            continue;
+        }
         let p = NewParticipant {
             user: invitee,
             name: None,
@@ -95,11 +108,6 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             busy.push(invitee.clone());
         }
     }
-    if rung.is_empty() {
-        tx.rollback().await?;
-        record_busy_call(app, &new_call, &me, &req.invitees).await?;
-        return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
-    }
     for invitee in &busy {
         let p = NewParticipant {
             user: invitee,
@@ -110,6 +118,15 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             may_share_screen: true,
         };
         store::insert_idle_participant(&mut tx, call_id, &p).await?;
+    }
+    if rung.is_empty() {
+        // Recorded as a call that ended busy, in the same transaction.
+        store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy).await?;
+        let data = json!({"outcome": Outcome::Busy, "busy": busy});
+        store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
+            .await?;
+        tx.commit().await?;
+        return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
     }
     let now = Utc::now();
     let timeouts = &app.config.timeouts;
@@ -152,40 +169,6 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     }
     let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
-}
-
-async fn record_busy_call(
-    app: &AppState,
-    call: &NewCall<'_>,
-    me: &NewParticipant<'_>,
-    invitees: &[UserId],
-) -> Result<(), ApiError> {
-    let mut tx = app.db.begin().await?;
-    store::insert_busy_call(&mut tx, call).await?;
-    let caller = NewParticipant { status: ParticipantStatus::Left, ..*me };
-    store::insert_idle_participant(&mut tx, call.id, &caller).await?;
-    for invitee in invitees {
-        let p = NewParticipant {
-            user: invitee,
-            name: None,
-            gender: policy::Gender::Other,
-            role: Role::Invitee,
-            status: ParticipantStatus::Busy,
-            may_share_screen: true,
-        };
-        store::insert_idle_participant(&mut tx, call.id, &p).await?;
-    }
-    store::record_event(
-        &mut tx,
-        call.id,
-        "call.ended",
-        EventSource::Api,
-        Some(me.user.as_str()),
-        json!({"outcome": Outcome::Busy}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Mints a join token whose publish rights follow the call's video state.

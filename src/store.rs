@@ -178,26 +178,6 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     Ok(())
 }
 
-/// Records an ended call that never rang (every callee was busy).
-pub async fn insert_busy_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into calls (id, room_name, type, state, outcome, end_reason, initiator_id, \
-         conversation_id, external_ref, scheduled, video_state, video_session, ended_at) \
-         values ($1, $2, $3, 'ended', 'busy', 'busy', $4, $5, $6, $7, 'off', $8, now())",
-    )
-    .bind(call.id.0)
-    .bind(call.room_name)
-    .bind(call.call_type.as_str())
-    .bind(call.initiator.as_str())
-    .bind(call.conversation_id)
-    .bind(call.external_ref)
-    .bind(call.scheduled)
-    .bind(Json(call.video_session))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 pub struct NewParticipant<'a> {
     pub user: &'a UserId,
     pub name: Option<&'a str>,
@@ -508,6 +488,17 @@ pub async fn first_delivery(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Which of these users are in a live call right now (a plain read).
+pub async fn live_users(pool: &PgPool, users: &[UserId]) -> sqlx::Result<Vec<UserId>> {
+    let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let live: Vec<String> =
+        sqlx::query_scalar("select user_id from call_participants where live and user_id = any($1)")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(users.iter().filter(|u| live.iter().any(|l| l == u.as_str())).cloned().collect())
 }
 
 pub async fn live_calls_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Vec<CallRow>> {

@@ -217,6 +217,21 @@ pub async fn on_track_published(
     if !video_source || policy::camera_allowed(state) {
         return Ok(());
     }
+    // A webhook can arrive after video turned off for a track that was
+    // published while it was on; LiveKit has removed such a track already.
+    let still_published = match app.livekit.list_participants(&call.room_name).await {
+        Ok(list) => list
+            .iter()
+            .filter(|p| p.identity == participant.identity)
+            .any(|p| p.tracks.iter().any(|t| t.sid == track.sid)),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not check a published track; treating it as live");
+            true
+        }
+    };
+    if !still_published {
+        return Ok(());
+    }
     tracing::warn!(identity = %participant.identity, track = %track.sid, "video track published while video is off");
     sqlx::query("insert into consent_ledger (call_id, kind, actor, detail) values ($1, 'violation', $2, $3)")
         .bind(call.id)

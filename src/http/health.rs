@@ -19,7 +19,7 @@ async fn health() -> impl IntoResponse {
 
 /// Every dependency answers: PostgreSQL, Redis and LiveKit.
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
-    let timeout = std::time::Duration::from_secs(2);
+    let timeout = std::time::Duration::from_secs(5);
     let (db, redis, livekit) = tokio::join!(
         tokio::time::timeout(timeout, sqlx::query("select 1").execute(&app.db)),
         tokio::time::timeout(timeout, app.redis.ping()),

@@ -201,9 +201,9 @@ async fn an_unanswered_request_expires() {
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, _) = app.ring(&him, &[&her], "audio").await;
     app.call_action(&call, "accept", &her, json!({})).await;
-    let (status, _) = request_video(&app, &call, &him).await;
-    assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(video(&app, &call, &her).await["state"], "requested");
+    let (status, body) = request_video(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["request"]["expiresAt"].is_string());
     let deadline = Instant::now() + Duration::from_secs(10);
     while video(&app, &call, &her).await["state"] != "off" {
         assert!(Instant::now() < deadline, "the request did not expire");

@@ -1,0 +1,96 @@
+//! How fast consent reaches the SFU, measured on the real stack.
+//!
+//! Over N rounds (default 50, `ROUNDS=...`) in one call between a man and a
+//! woman, each with a real WebRTC client: he requests video, she accepts,
+//! and we time (a) from sending her accept to his client being told that
+//! LiveKit now lets him publish `camera`; then he publishes a camera, she
+//! revokes, and we time (b) from sending the revoke to her client seeing his
+//! camera track unpublished. Both ends are timed with the wall clock of this
+//! machine (clients run locally).
+//!
+//! Run: `deploy/local.sh bench` or, with the stack up and `.env.example`
+//! exported, `cargo bench --bench consent_latency`.
+
+#[path = "../tests/api/helpers/mod.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use helpers::lk_client::LkClient;
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let (p50, p95) = (percentile(&ms, 50.0), percentile(&ms, 95.0));
+    let max = ms.last().copied().unwrap_or(f64::NAN);
+    println!("{name:<40} n={:<4} p50={p50:>7.1} ms  p95={p95:>7.1} ms  max={max:>7.1} ms", ms.len());
+    json!({"name": name, "n": ms.len(), "p50_ms": p50, "p95_ms": p95, "max_ms": max})
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(50);
+    let app = helpers::spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&her], "audio").await;
+    let (_, accepted) = app.call_action(&call, "accept", &her, json!({})).await;
+    let url = started["join"]["url"].as_str().unwrap_or_default().to_owned();
+    let mut his = LkClient::connect(&url, started["join"]["token"].as_str().unwrap_or_default()).await?;
+    let mut hers = LkClient::connect(&url, accepted["join"]["token"].as_str().unwrap_or_default()).await?;
+    his.publish_audio().await?;
+    hers.publish_audio().await?;
+    app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+
+    let (mut to_permission, mut to_track_gone) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (_, body) = app.post(&format!("/api/v1/calls/{call}/video/requests"), &him, json!({})).await;
+        let request = body["request"]["id"].as_str().unwrap_or_default().to_owned();
+        let since = his.last_seq().await?;
+        let sent = now();
+        let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/accept"), &her, json!({})).await;
+        anyhow::ensure!(status.is_success() && body["state"] == "on", "round {round}: accept failed: {body}");
+        let told = his
+            .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(5))
+            .await?;
+        anyhow::ensure!(told.permissions()?.may_publish("camera"), "round {round}: no camera right");
+        to_permission.push((told.wall - sent) * 1000.0);
+
+        his.publish_camera().await?.map_err(|e| anyhow::anyhow!("round {round}: camera refused: {e}"))?;
+        let seen = hers.last_seq().await?;
+        hers.wait_for_matching("track_subscribed", json!({"identity": him.id, "source": "camera"}), seen.saturating_sub(50), Duration::from_secs(5))
+            .await?;
+        let since = hers.last_seq().await?;
+        let sent = now();
+        let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/revoke"), &her, json!({})).await;
+        anyhow::ensure!(status.is_success(), "round {round}: revoke failed: {body}");
+        let gone = hers
+            .wait_for_matching("track_unpublished", json!({"identity": him.id, "source": "camera"}), since, Duration::from_secs(5))
+            .await?;
+        to_track_gone.push((gone.wall - sent) * 1000.0);
+    }
+    println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");
+    let report = json!([
+        summary("accept -> camera permission in force", to_permission),
+        summary("revoke -> camera track gone", to_track_gone),
+    ]);
+    let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/consent_latency.json".into());
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    println!("written to {path}");
+    his.disconnect().await?;
+    hers.disconnect().await?;
+    Ok(())
+}

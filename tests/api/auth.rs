@@ -115,3 +115,30 @@ async fn problems_are_problem_json() {
     assert_eq!(body["status"], 401);
     assert!(body["detail"].is_string() && body["title"].is_string() && body["type"].is_string());
 }
+
+#[tokio::test]
+async fn the_token_subcommand_prints_a_token_the_service_accepts() {
+    let app = spawn_app().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .args(["token", "--user", "cli-user-1", "--name", "Cli User", "--gender", "female"])
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    let (status, body) = app.get("/api/v1/calls/active", &TestUser { id: "cli-user-1".into(), token }).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_setting_stops_start_up_with_one_line_naming_it() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "callgate: configuration: DATABASE_URL: missing");
+}

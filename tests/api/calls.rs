@@ -253,3 +253,21 @@ async fn the_connect_timeout_fails_a_call_nobody_joins() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
+    let app = spawn_app().await;
+    let (doctor, patient) = (app.user("female"), app.user("male"));
+    let (status, body) = app
+        .post("/api/v1/calls", &doctor, json!({"participantIds": [patient.id], "type": "video", "scheduled": true, "externalRef": "appointment-42"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["call"]["state"], "connecting");
+    assert_eq!(body["call"]["externalRef"], "appointment-42");
+    let call = body["call"]["id"].as_str().expect("id").to_owned();
+    let incoming = app.db_count("select count(*) from user_events where call_id = $1 and type = 'call.incoming'", &call).await;
+    assert_eq!(incoming, 0, "nobody rings");
+    let (status, body) = app.call_action(&call, "token", &patient, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the patient joins when ready: {body}");
+    assert_eq!(body["join"]["identity"], patient.id.as_str());
+}

@@ -83,7 +83,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         status: ParticipantStatus::Accepted,
         may_share_screen: share,
     };
-    if !store::insert_live_participant(&mut tx, call_id, &me).await? {
+    if !store::insert_participant(&mut tx, call_id, &me, true).await? {
         return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
     }
     let invitee_status = if req.scheduled { ParticipantStatus::Accepted } else { ParticipantStatus::Invited };
@@ -102,7 +102,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             status: invitee_status,
             may_share_screen: true,
         };
-        if store::insert_live_participant(&mut tx, call_id, &p).await? {
+        if store::insert_participant(&mut tx, call_id, &p, true).await? {
             rung.push(invitee.clone());
         } else {
             busy.push(invitee.clone());
@@ -117,7 +117,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             status: ParticipantStatus::Busy,
             may_share_screen: true,
         };
-        store::insert_idle_participant(&mut tx, call_id, &p).await?;
+        store::insert_participant(&mut tx, call_id, &p, false).await?;
     }
     if rung.is_empty() {
         // Recorded as a call that ended busy, in the same transaction.
@@ -209,6 +209,22 @@ async fn lock_for(
     let call = store::lock_call(conn, id).await?.ok_or(ApiError::NotFound)?;
     let participants = store::participants(conn, id).await?;
     let me = participants.iter().find(|p| p.user_id == user.as_str()).cloned().ok_or(ApiError::NotFound)?;
+    Ok((call, participants, me))
+}
+
+/// Like `lock_for`, for someone still in a live call.
+async fn lock_as_member(
+    conn: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), ApiError> {
+    let (call, participants, me) = lock_for(conn, id, user).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.live {
+        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
+    }
     Ok((call, participants, me))
 }
 
@@ -339,13 +355,7 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
     let mut tx = app.db.begin().await?;
-    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
-    if !call.state.is_live() {
-        return Err(ended_conflict());
-    }
-    if !me.live {
-        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
-    }
+    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
     let (outcome, reason) = match call.state {
         CallState::Ringing if me.role != Role::Initiator => {
             return Err(ApiError::forbidden(
@@ -368,13 +378,7 @@ pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
     let mut tx = app.db.begin().await?;
-    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
-    if !call.state.is_live() {
-        return Err(ended_conflict());
-    }
-    if !me.live {
-        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
-    }
+    let (call, participants, me) = lock_as_member(&mut tx, id, &user.id).await?;
     if me.status == ParticipantStatus::Invited {
         drop(tx);
         return decline(app, user, id).await;

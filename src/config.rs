@@ -90,6 +90,10 @@ pub struct Config {
     pub port: u16,
     pub database_url: Secret,
     pub database_pool_size: u32,
+    /// Connections kept open even when idle (PostgreSQL logins are slow).
+    pub database_pool_min: u32,
+    /// How long a request waits for a pooled connection before failing.
+    pub database_acquire_timeout: Duration,
     pub redis_url: Secret,
     pub jwt: JwtConfig,
     pub livekit: LiveKitConfig,
@@ -155,6 +159,8 @@ impl Config {
             port: env.parsed("PORT", 8080)?,
             database_url: Secret::new(env.required("DATABASE_URL")?),
             database_pool_size: env.parsed("DATABASE_POOL_SIZE", 32)?,
+            database_pool_min: env.parsed("DATABASE_POOL_MIN", 2)?,
+            database_acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT", 5)?,
             redis_url: Secret::new(env.required("REDIS_URL")?),
             jwt: JwtConfig {
                 key: jwt_key(&env)?,

@@ -3,7 +3,6 @@
 //! background jobs beside the HTTP server.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::PgPoolOptions;
@@ -33,7 +32,8 @@ impl Application {
             .with_context(|| format!("binding port {}", config.port))?;
         let db = PgPoolOptions::new()
             .max_connections(config.database_pool_size.max(2))
-            .acquire_timeout(Duration::from_secs(5))
+            .min_connections(config.database_pool_min.min(config.database_pool_size))
+            .acquire_timeout(config.database_acquire_timeout)
             .connect(config.database_url.expose())
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;

@@ -65,6 +65,8 @@ pub fn base_config() -> Config {
     config.room_prefix = shared_prefix();
     config.deadline_poll = Duration::from_millis(100);
     config.database_pool_size = 16;
+    // PostgreSQL logins are slow on a loaded two-core machine.
+    config.database_acquire_timeout = Duration::from_secs(30);
     config
 }
 
@@ -95,13 +97,7 @@ pub async fn start(config: Config) -> TestApp {
     let state = app.state();
     let stop = app.stop_token();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        state,
-        config,
-        http: reqwest::Client::new(),
-        stop,
-    }
+    TestApp { address: format!("http://127.0.0.1:{port}"), state, config, http: reqwest::Client::new(), stop }
 }
 
 /// A fresh database, and a room prefix no other app uses.

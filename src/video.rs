@@ -262,7 +262,7 @@ pub async fn expire(
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
     pub id: Uuid,
@@ -276,7 +276,7 @@ impl From<&PendingRequest> for RequestView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoView {
     pub state: VideoState,
@@ -370,7 +370,7 @@ pub async fn revoke(app: &AppState, user: &AuthUser, id: CallId) -> Result<Video
     view(app, user, id).await
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerView {
     pub id: i64,

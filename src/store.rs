@@ -489,27 +489,6 @@ pub async fn take_due_deadline(conn: &mut PgConnection) -> sqlx::Result<Option<D
     .await
 }
 
-/// Records a LiveKit webhook delivery; false if it was handled before.
-pub async fn first_delivery(
-    conn: &mut PgConnection,
-    id: &str,
-    event: &str,
-    room: Option<&str>,
-    created_at: Option<DateTime<Utc>>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "insert into livekit_webhook_events (id, event, room_name, created_at) \
-         values ($1, $2, $3, $4) on conflict (id) do nothing",
-    )
-    .bind(id)
-    .bind(event)
-    .bind(room)
-    .bind(created_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 pub async fn live_calls_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Vec<CallRow>> {
     sqlx::query_as(concat!(
         "select ",

@@ -7,6 +7,8 @@ mod calls;
 mod consent;
 mod e2e;
 mod helpers;
+mod reconcile;
 mod restart;
 mod turn;
 mod validation;
+mod webhooks;

@@ -3,6 +3,7 @@
 //! production does, and talks to it over HTTP.
 
 pub mod lk_client;
+pub mod lk_events;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -12,6 +12,7 @@ pub mod livekit;
 pub mod policy;
 pub mod reconcile;
 pub mod redis_link;
+pub mod reports;
 pub mod startup;
 pub mod state;
 pub mod store;

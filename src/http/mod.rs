@@ -3,6 +3,7 @@
 mod calls;
 mod health;
 pub mod json;
+mod reports;
 mod turn;
 mod video;
 mod webhooks;
@@ -18,7 +19,11 @@ use crate::state::AppState;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().merge(calls::router()).merge(video::router()).merge(turn::router());
+    let api = Router::new()
+        .merge(calls::router())
+        .merge(video::router())
+        .merge(turn::router())
+        .merge(reports::router());
     let cors = cors(&state.config.cors_origins);
     Router::new()
         .nest("/api/v1", api)

@@ -239,6 +239,42 @@ async fn a_connection_aborted_is_a_departure() {
 }
 
 #[tokio::test]
+async fn participants_read_the_timeline_with_type_source_actor_and_time() {
+    let app = spawn_unreconciled_app().await;
+    let (alice, bob, stranger) = (app.user("female"), app.user("male"), app.user("male"));
+    let call = answered_call(&app, &[&bob], &alice).await;
+    let room = app.room_name(&call);
+    let mut published = participant_event("track_published", &room, &bob.id, 5_000_000, now());
+    published["track"] = json!({"sid": "TR_mic", "type": "AUDIO", "source": "MICROPHONE"});
+    play(&app, [published].into_iter()).await;
+
+    let (status, body) = app.get(&format!("/api/v1/calls/{call}/events"), &bob).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = body["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["call.started", "call.accepted", "livekit.track_published"]);
+    for event in events {
+        assert!(
+            event["source"].is_string() && event["at"].is_string() && event["actor"].is_string(),
+            "{event}"
+        );
+    }
+    assert_eq!(events[0]["source"], "api");
+    assert_eq!(events[0]["actor"], alice.id.as_str());
+    assert_eq!(events[2]["source"], "livekit");
+    assert_eq!(events[2]["actor"], bob.id.as_str());
+    assert_eq!(events[2]["data"]["source"], "microphone");
+
+    let (status, _) = app.get(&format!("/api/v1/calls/{call}/events"), &stranger).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "strangers do not learn the call exists");
+    let (status, body) = app.get(&format!("/api/v1/calls/{call}/events?limit=2"), &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let cursor = body["nextCursor"].as_str().expect("a cursor to the rest").to_owned();
+    let (_, rest) = app.get(&format!("/api/v1/calls/{call}/events?after={cursor}"), &alice).await;
+    assert_eq!(rest["events"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
 async fn a_camera_published_through_drifted_rights_is_removed_and_recorded_as_a_violation() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod livekit;
+pub mod media;
 pub mod policy;
 pub mod reconcile;
 pub mod redis_link;

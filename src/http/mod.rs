@@ -3,6 +3,7 @@
 mod calls;
 mod health;
 pub mod json;
+mod media;
 mod reports;
 mod turn;
 mod video;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(calls::router())
         .merge(video::router())
         .merge(turn::router())
+        .merge(media::router())
         .merge(reports::router());
     let cors = cors(&state.config.cors_origins);
     Router::new()

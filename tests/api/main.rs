@@ -7,6 +7,7 @@ mod calls;
 mod consent;
 mod e2e;
 mod helpers;
+mod media;
 mod reconcile;
 mod restart;
 mod turn;

@@ -11,6 +11,7 @@ pub mod http;
 pub mod livekit;
 pub mod media;
 pub mod policy;
+pub mod quality;
 pub mod reconcile;
 pub mod redis_link;
 pub mod reports;

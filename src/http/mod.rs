@@ -4,6 +4,7 @@ mod calls;
 mod health;
 pub mod json;
 mod media;
+mod quality;
 mod reports;
 mod turn;
 mod video;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(video::router())
         .merge(turn::router())
         .merge(media::router())
+        .merge(quality::router())
         .merge(reports::router());
     let cors = cors(&state.config.cors_origins);
     Router::new()

@@ -8,6 +8,7 @@ mod consent;
 mod e2e;
 mod helpers;
 mod media;
+mod quality;
 mod reconcile;
 mod restart;
 mod turn;

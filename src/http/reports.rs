@@ -1,17 +1,18 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::http::calls::CallPath;
-use crate::reports::{self, MAX_EVENTS};
+use crate::reports::{self, MAX_EVENTS, Stats};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/calls/{id}/events", get(timeline))
+    Router::new().route("/calls/{id}/events", get(timeline)).route("/stats", get(stats))
 }
 
 #[derive(Deserialize)]
@@ -54,4 +55,26 @@ async fn timeline(
         body["nextCursor"] = json!(last.id.to_string());
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn stats(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Stats>, ApiError> {
+    let time = |name: &str, raw: Option<&str>| {
+        param::<DateTime<chrono::FixedOffset>>(name, raw, |_| true).map(|t| t.map(|t| t.with_timezone(&Utc)))
+    };
+    let to = time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let from = time("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::days(1));
+    if from >= to {
+        return Err(ApiError::invalid("from", "from must be before to"));
+    }
+    Ok(Json(reports::stats(&app, &user, from, to).await?))
 }

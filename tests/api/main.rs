@@ -11,6 +11,7 @@ mod media;
 mod quality;
 mod reconcile;
 mod restart;
+mod stats;
 mod turn;
 mod validation;
 mod webhooks;

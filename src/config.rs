@@ -114,6 +114,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often each instance looks for due deadlines.
     pub deadline_poll: Duration,
+    /// How often live calls are compared with LiveKit's rooms (one pass per
+    /// interval across all instances).
+    pub reconcile_interval: Duration,
+    /// A room with no call is deleted only once it is this old: a call being
+    /// started creates its room before its row commits.
+    pub orphan_room_grace: Duration,
 }
 
 impl Config {
@@ -197,6 +203,8 @@ impl Config {
             app_webhook_secret: env.optional("APP_WEBHOOK_SECRET").map(Secret::new),
             log_format,
             deadline_poll: Duration::from_millis(env.parsed("DEADLINE_POLL_MS", 200)?),
+            reconcile_interval: env.seconds("RECONCILE_INTERVAL", 5)?,
+            orphan_room_grace: env.seconds("ORPHAN_ROOM_GRACE", 30)?,
         })
     }
 }
@@ -289,6 +297,7 @@ mod tests {
         assert_eq!(config.token_ttl, Duration::from_secs(600));
         assert_eq!(config.video_policy, VideoPolicy::FemaleConsent);
         assert_eq!(config.livekit.api_url, "http://127.0.0.1:7880");
+        assert_eq!(config.reconcile_interval, Duration::from_secs(5));
     }
 
     #[test]

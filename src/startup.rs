@@ -61,6 +61,8 @@ impl Application {
         let Application { listener, state, stop } = self;
         let mut jobs = JoinSet::new();
         jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
+        jobs.spawn(crate::reconcile::run(state.clone(), stop.clone()));
+        jobs.spawn(crate::webhook_inbox::run(state.clone(), stop.clone()));
         let app = crate::http::router(state);
         let serve_stop = stop.clone();
         let served = axum::serve(listener, app)

@@ -21,6 +21,7 @@ pub struct Inner {
     pub livekit: LiveKit,
     pub auth: Authenticator,
     pub webhooks: WebhookReceiver,
+    pub webhook_inbox: crate::webhook_inbox::Inbox,
 }
 
 #[derive(Clone)]
@@ -41,6 +42,7 @@ impl AppState {
             TokenVerifier::with_api_key(&config.livekit.api_key, config.livekit.api_secret.expose());
         AppState(Arc::new(Inner {
             webhooks: WebhookReceiver::new(verifier),
+            webhook_inbox: Default::default(),
             livekit,
             config,
             db,

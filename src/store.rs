@@ -451,27 +451,6 @@ pub async fn take_due_deadline(conn: &mut PgConnection) -> sqlx::Result<Option<D
     .await
 }
 
-/// Records a LiveKit webhook delivery; false if it was handled before.
-pub async fn first_delivery(
-    conn: &mut PgConnection,
-    id: &str,
-    event: &str,
-    room: Option<&str>,
-    created_at: Option<DateTime<Utc>>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "insert into livekit_webhook_events (id, event, room_name, created_at) \
-         values ($1, $2, $3, $4) on conflict (id) do nothing",
-    )
-    .bind(id)
-    .bind(event)
-    .bind(room)
-    .bind(created_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// Which of these users are in a live call right now (a plain read).
 pub async fn live_users(pool: &PgPool, users: &[UserId]) -> sqlx::Result<Vec<UserId>> {
     let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();

@@ -3,6 +3,9 @@
 mod calls;
 mod health;
 pub mod json;
+mod media;
+mod quality;
+mod reports;
 mod turn;
 mod video;
 mod webhooks;
@@ -18,7 +21,13 @@ use crate::state::AppState;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().merge(calls::router()).merge(video::router()).merge(turn::router());
+    let api = Router::new()
+        .merge(calls::router())
+        .merge(video::router())
+        .merge(turn::router())
+        .merge(media::router())
+        .merge(quality::router())
+        .merge(reports::router());
     let cors = cors(&state.config.cors_origins);
     Router::new()
         .nest("/api/v1", api)

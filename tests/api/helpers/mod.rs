@@ -3,6 +3,7 @@
 //! production does, and talks to it over HTTP.
 
 pub mod lk_client;
+pub mod lk_events;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -155,6 +156,12 @@ pub fn jwt_secret() -> String {
 
 impl TestApp {
     pub fn user(&self, gender: &str) -> TestUser {
+        self.user_with_roles(gender, &[])
+    }
+
+    /// A user whose token carries `roles` (e.g. `admin`).
+    pub fn user_with_roles(&self, gender: &str, roles: &[&str]) -> TestUser {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let id = format!("u-{}", Uuid::new_v4().simple());
         let token = mint_dev_token(
             &jwt_secret(),
@@ -163,7 +170,7 @@ impl TestApp {
                 user: &id,
                 name: Some(&format!("User {}", &id[2..8])),
                 gender: Some(gender),
-                roles: &[],
+                roles: &roles,
                 ttl: Duration::from_secs(3600),
             },
         )

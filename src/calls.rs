@@ -156,8 +156,12 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     }
     let spec = RoomSpec {
         // LiveKit closes a room nobody joined after this long; the call's own
-        // deadlines end it first.
-        empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
+        // deadlines end it first. A scheduled call waits for its people.
+        empty_timeout: if req.scheduled {
+            timeouts.max_call_duration
+        } else {
+            timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60)
+        },
         departure_timeout: std::time::Duration::from_secs(20),
         max_participants: app.config.max_call_participants as u32,
         metadata: room_metadata(call_id, req.call_type, session.state),

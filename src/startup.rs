@@ -61,12 +61,22 @@ impl Application {
         let Application { listener, state, stop } = self;
         let mut jobs = JoinSet::new();
         jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
-        let app = crate::http::router(state);
+        jobs.spawn(crate::events::fanout::listen(state.clone(), stop.clone()));
+        jobs.spawn(crate::events::fanout::publish(state.clone(), stop.clone()));
+        jobs.spawn(crate::events::fanout::subscribe(state.clone(), stop.clone()));
+        jobs.spawn(crate::presence::refresh(state.clone(), stop.clone()));
+        jobs.spawn(crate::app_webhooks::run(state.clone(), stop.clone()));
+        let app = crate::http::router(state.clone());
         let serve_stop = stop.clone();
+        // Graceful shutdown: stop accepting and finish requests; then close
+        // the event streams with a reason; then let the jobs end (an app
+        // webhook being delivered is finished; deadlines and outbox rows are
+        // only ever held inside a transaction, so nothing is left claimed).
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { serve_stop.cancelled().await })
             .await;
         stop.cancel();
+        state.events.close_sockets(Duration::from_secs(5)).await;
         while jobs.join_next().await.is_some() {}
         served.context("HTTP server")
     }

@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::config::AppWebhookConfig;
 use crate::domain::{Outcome, ParticipantStatus, UserId};
+use crate::startup::job_pool;
 use crate::state::AppState;
 use crate::store::CallRow;
 use crate::views::CallView;
@@ -160,8 +161,16 @@ pub async fn run(app: AppState, stop: CancellationToken) {
             .build()
         {
             Ok(client) => {
+                // A worker holds its connection while the receiver answers.
+                let db = job_pool(&app.db, WORKERS as u32);
                 for _ in 0..WORKERS {
-                    jobs.spawn(work(app.clone(), client.clone(), hook.clone(), stop.clone()));
+                    let worker = Worker {
+                        app: app.clone(),
+                        db: db.clone(),
+                        client: client.clone(),
+                        hook: hook.clone(),
+                    };
+                    jobs.spawn(worker.run(stop.clone()));
                 }
             }
             Err(err) => tracing::error!(error = %err, "cannot build the app webhook client"),
@@ -171,22 +180,82 @@ pub async fn run(app: AppState, stop: CancellationToken) {
     while jobs.join_next().await.is_some() {}
 }
 
-/// Delivers until stopped; a delivery under way is finished first.
-async fn work(app: AppState, client: reqwest::Client, hook: AppWebhookConfig, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        let wake = app.events.outbox_wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
-        match deliver_next(&app, &client, &hook).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "app webhook delivery failed"),
+struct Worker {
+    app: AppState,
+    db: PgPool,
+    client: reqwest::Client,
+    hook: AppWebhookConfig,
+}
+
+impl Worker {
+    /// Delivers until stopped; a delivery under way is finished first.
+    async fn run(self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let wake = self.app.events.outbox_wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            match self.deliver_next().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "app webhook delivery failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = &mut wake => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = &mut wake => {}
-            _ = tokio::time::sleep(POLL) => {}
+    }
+
+    /// Attempts one due webhook; false if none is due. The row stays locked
+    /// during the attempt, so no other worker sends it meanwhile; if this
+    /// process dies, the lock goes with its connection and the row is due again.
+    async fn deliver_next(&self) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let due: Option<Due> = sqlx::query_as(
+            "select id, type, payload, attempts from app_webhook_outbox \
+             where delivered_at is null and failed_at is null and next_attempt_at <= now() \
+             order by next_attempt_at limit 1 for update skip locked",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(due) = due else { return Ok(false) };
+        let attempt = due.attempts + 1;
+        let span = tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt);
+        async {
+            match post(&self.client, &self.hook, &due).await {
+                Ok(()) => {
+                    sqlx::query(
+                        "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
+                         last_error = null where id = $1",
+                    )
+                    .bind(due.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tracing::info!("app webhook delivered");
+                }
+                Err(error) => {
+                    let attempts = due.attempts + 1;
+                    let wait = backoff(attempts);
+                    sqlx::query(
+                        "update app_webhook_outbox set attempts = $2, last_error = $3, \
+                         next_attempt_at = now() + $4 * interval '1 millisecond' where id = $1",
+                    )
+                    .bind(due.id)
+                    .bind(attempts)
+                    .bind(&error)
+                    .bind(wait.as_millis() as f64)
+                    .execute(&mut *tx)
+                    .await?;
+                    tracing::warn!(error, retry_in_ms = wait.as_millis() as u64, "app webhook not accepted");
+                }
+            }
+            anyhow::Ok(())
         }
+        .instrument(span)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -197,60 +266,6 @@ struct Due {
     kind: String,
     payload: Value,
     attempts: i32,
-}
-
-/// Attempts one due webhook; false if none is due. The row stays locked
-/// during the attempt, so no other worker sends it meanwhile; if this
-/// process dies, the lock goes with its connection and the row is due again.
-async fn deliver_next(
-    app: &AppState,
-    client: &reqwest::Client,
-    hook: &AppWebhookConfig,
-) -> anyhow::Result<bool> {
-    let mut tx = app.db.begin().await?;
-    let due: Option<Due> = sqlx::query_as(
-        "select id, type, payload, attempts from app_webhook_outbox \
-         where delivered_at is null and failed_at is null and next_attempt_at <= now() \
-         order by next_attempt_at limit 1 for update skip locked",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(due) = due else { return Ok(false) };
-    let span = tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt = due.attempts + 1);
-    async {
-        match post(client, hook, &due).await {
-            Ok(()) => {
-                sqlx::query(
-                    "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
-                     last_error = null where id = $1",
-                )
-                .bind(due.id)
-                .execute(&mut *tx)
-                .await?;
-                tracing::info!("app webhook delivered");
-            }
-            Err(error) => {
-                let attempts = due.attempts + 1;
-                let wait = backoff(attempts);
-                sqlx::query(
-                    "update app_webhook_outbox set attempts = $2, last_error = $3, \
-                     next_attempt_at = now() + $4 * interval '1 millisecond' where id = $1",
-                )
-                .bind(due.id)
-                .bind(attempts)
-                .bind(&error)
-                .bind(wait.as_millis() as f64)
-                .execute(&mut *tx)
-                .await?;
-                tracing::warn!(error, retry_in_ms = wait.as_millis() as u64, "app webhook not accepted");
-            }
-        }
-        anyhow::Ok(())
-    }
-    .instrument(span)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// One attempt; any 2xx answer accepts the webhook.

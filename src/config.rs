@@ -257,20 +257,28 @@ impl Config {
 
 fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
     let Some(url) = env.optional("APP_WEBHOOK_URL") else { return Ok(None) };
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(env.error("APP_WEBHOOK_URL", "must start with http:// or https://"));
-    }
     let secret = env
         .optional("APP_WEBHOOK_SECRET")
         .ok_or_else(|| env.error("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)"))?;
-    // As the Standard Webhooks libraries read it: optional prefix, base64.
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(&secret);
-    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
-        .map_err(|_| env.error("APP_WEBHOOK_SECRET", "must be whsec_ followed by base64"))?;
-    if key.len() < 16 {
-        return Err(env.error("APP_WEBHOOK_SECRET", "must decode to at least 16 bytes"));
+    AppWebhookConfig::new(url, &secret).map(Some)
+}
+
+impl AppWebhookConfig {
+    /// `secret` as the Standard Webhooks libraries read it: an optional
+    /// `whsec_` prefix, then base64.
+    pub fn new(url: String, secret: &str) -> Result<Self, ConfigError> {
+        let error = |var, reason: &str| ConfigError { var, reason: reason.to_owned() };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(error("APP_WEBHOOK_URL", "must start with http:// or https://"));
+        }
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+            .map_err(|_| error("APP_WEBHOOK_SECRET", "must be whsec_ followed by base64"))?;
+        if key.len() < 16 {
+            return Err(error("APP_WEBHOOK_SECRET", "must decode to at least 16 bytes"));
+        }
+        Ok(AppWebhookConfig { url, key: SigningKey(key) })
     }
-    Ok(Some(AppWebhookConfig { url, key: SigningKey(key) }))
 }
 
 fn jwt_key(env: &Env<'_>) -> Result<JwtKey, ConfigError> {

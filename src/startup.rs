@@ -61,7 +61,6 @@ impl Application {
         let Application { listener, state, stop } = self;
         let mut jobs = JoinSet::new();
         jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
-        jobs.spawn(crate::events::fanout::listen(state.clone(), stop.clone()));
         jobs.spawn(crate::events::fanout::publish(state.clone(), stop.clone()));
         jobs.spawn(crate::events::fanout::subscribe(state.clone(), stop.clone()));
         jobs.spawn(crate::presence::refresh(state.clone(), stop.clone()));
@@ -80,6 +79,15 @@ impl Application {
         while jobs.join_next().await.is_some() {}
         served.context("HTTP server")
     }
+}
+
+/// A small pool of its own for a background job, so that request traffic
+/// cannot starve it (nor it the requests): connections to the same database.
+pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*db.connect_options()).clone())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::WireEvent;
+use crate::startup::job_pool;
 use crate::state::AppState;
 
 /// The one Redis channel; each message is `<user id>\n<event JSON>`, so an
@@ -21,6 +22,8 @@ pub const USER_EVENTS_NOTIFY: &str = "callgate_user_events";
 pub const APP_WEBHOOKS_NOTIFY: &str = "callgate_app_webhooks";
 
 const BATCH: usize = 256;
+/// The advisory lock of the one publisher at a time ("cgevpub1").
+const PUBLISHER_LOCK: i64 = 0x6367_6576_7075_6231;
 /// Unpublished rows (a missed wake-up, a crash between commit and publish,
 /// Redis down) are looked for this often.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -54,37 +57,28 @@ impl EventRow {
     }
 }
 
-/// Turns PostgreSQL notifications into nudges for the publisher and the
-/// app webhook workers. After every (re)connection both are nudged, since
-/// notifications may have been missed meanwhile.
-pub async fn listen(app: AppState, stop: CancellationToken) {
+/// Publishes committed user events to Redis: promptly after each commit
+/// (a NOTIFY raised by the commit wakes it), and in a periodic sweep for
+/// rows a wake-up missed (a crash between commit and publish, Redis down).
+///
+/// It runs on one connection of its own, which LISTENs and publishes, so a
+/// burst of requests cannot delay events; app webhook notifications heard on
+/// it are passed to the delivery workers.
+pub async fn publish(app: AppState, stop: CancellationToken) {
+    let db = job_pool(&app.db, 1);
+    let mut failures = 0u32;
     loop {
-        match PgListener::connect_with(&app.db).await {
-            Ok(mut listener) => {
-                if let Err(err) = listener.listen_all([USER_EVENTS_NOTIFY, APP_WEBHOOKS_NOTIFY]).await {
-                    tracing::warn!(error = %err, "could not LISTEN for new events");
-                } else {
-                    wake_all(&app);
-                    loop {
-                        let received = tokio::select! {
-                            _ = stop.cancelled() => return,
-                            received = listener.try_recv() => received,
-                        };
-                        match received {
-                            Ok(Some(n)) if n.channel() == USER_EVENTS_NOTIFY => {
-                                app.events.publish_wake.notify_one();
-                            }
-                            Ok(Some(_)) => app.events.outbox_wake.notify_waiters(),
-                            // The connection was lost; the next call reconnects.
-                            Ok(None) => wake_all(&app),
-                            Err(err) => {
-                                tracing::warn!(error = %err, "the LISTEN connection failed");
-                                break;
-                            }
-                        }
+        match PgListener::connect_with(&db).await {
+            Ok(mut listener) => match listener.listen_all([USER_EVENTS_NOTIFY, APP_WEBHOOKS_NOTIFY]).await {
+                Ok(()) => {
+                    // Notifications may have been missed while not listening.
+                    app.events.outbox_wake.notify_waiters();
+                    if serve(&app, &mut listener, &stop, &mut failures).await {
+                        return;
                     }
                 }
-            }
+                Err(err) => tracing::warn!(error = %err, "could not LISTEN for new events"),
+            },
             Err(err) => tracing::warn!(error = %err, "could not connect to LISTEN for new events"),
         }
         tokio::select! {
@@ -94,57 +88,87 @@ pub async fn listen(app: AppState, stop: CancellationToken) {
     }
 }
 
-fn wake_all(app: &AppState) {
-    app.events.publish_wake.notify_one();
-    app.events.outbox_wake.notify_waiters();
-}
-
-/// Publishes committed user events to Redis, promptly after each commit
-/// and in a periodic sweep.
-pub async fn publish(app: AppState, stop: CancellationToken) {
-    let mut failures = 0u32;
+/// Publishes and waits, until the connection fails (false) or `stop` (true).
+async fn serve(
+    app: &AppState,
+    listener: &mut PgListener,
+    stop: &CancellationToken,
+    failures: &mut u32,
+) -> bool {
     loop {
-        let wake = app.events.publish_wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
-        match publish_batch(&app).await {
-            Ok(n) => {
-                failures = 0;
-                if n == BATCH {
-                    continue;
+        let pause = loop {
+            match publish_batch(app, listener).await {
+                Ok(n) if n == BATCH => continue,
+                Ok(_) => {
+                    *failures = 0;
+                    break None;
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = &mut wake => {}
-                    _ = tokio::time::sleep(SWEEP) => {}
-                }
-            }
-            Err(err) => {
-                // Nudges are ignored while failing: retry at sweep pace.
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(60) {
-                    tracing::warn!(error = format!("{err:#}"), failures, "could not publish events");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(SWEEP) => {}
+                Err(err) => {
+                    *failures += 1;
+                    if *failures == 1 || failures.is_multiple_of(60) {
+                        let failures = *failures;
+                        tracing::warn!(error = format!("{err:#}"), failures, "could not publish events");
+                    }
+                    // Retry at sweep pace; notifications wait in the listener.
+                    break Some(SWEEP);
                 }
             }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = stop.cancelled() => return true,
+                _ = tokio::time::sleep(pause) => continue,
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return true,
+            _ = tokio::time::sleep(SWEEP) => {}
+            received = listener.try_recv() => match received {
+                Ok(Some(n)) if n.channel() == APP_WEBHOOKS_NOTIFY => app.events.outbox_wake.notify_waiters(),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "the LISTEN connection failed");
+                    return false;
+                }
+            },
         }
     }
 }
 
-/// One batch: lock unpublished rows (other instances skip them), publish,
-/// mark. If Redis fails the transaction rolls back and the rows wait for
-/// the next try; if the commit fails after publishing they go out twice.
-async fn publish_batch(app: &AppState) -> anyhow::Result<usize> {
-    let mut tx = app.db.begin().await?;
+/// One batch: lock unpublished rows, publish, mark. If Redis fails the
+/// transaction rolls back and the rows wait for the next try; if the
+/// commit fails after publishing they go out twice.
+///
+/// One instance publishes at a time (a transaction-scoped advisory lock):
+/// two publishers taking rows with SKIP LOCKED would interleave, and a
+/// user's events could overtake each other. An instance that finds the
+/// lock taken leaves the rows to the holder, which heard the same NOTIFY and
+/// looks again once done.
+async fn publish_batch(app: &AppState, conn: &mut PgListener) -> anyhow::Result<usize> {
+    // The listener's connection has no transaction API of its own.
+    sqlx::query("begin").execute(&mut *conn).await?;
+    let published = publish_in_transaction(app, conn).await;
+    let end = if matches!(published, Ok(n) if n > 0) { "commit" } else { "rollback" };
+    let ended = sqlx::query(end).execute(&mut *conn).await;
+    let published = published?;
+    ended?;
+    Ok(published)
+}
+
+async fn publish_in_transaction(app: &AppState, conn: &mut PgListener) -> anyhow::Result<usize> {
+    let (ours,): (bool,) = sqlx::query_as("select pg_try_advisory_xact_lock($1)")
+        .bind(PUBLISHER_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !ours {
+        return Ok(0);
+    }
     let rows: Vec<EventRow> = sqlx::query_as(
         "select id, user_id, call_id, type, data, created_at from user_events \
-         where published_at is null order by created_at, seq limit $1 for update skip locked",
+         where published_at is null order by created_at, seq limit $1",
     )
     .bind(BATCH as i64)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
         return Ok(0);
@@ -158,9 +182,8 @@ async fn publish_batch(app: &AppState) -> anyhow::Result<usize> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     sqlx::query("update user_events set published_at = now() where id = any($1)")
         .bind(&ids)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    tx.commit().await?;
     Ok(rows.len())
 }
 

@@ -3,9 +3,10 @@
 //! The call service writes each client event into `user_events` in the
 //! transaction of the change it announces. Then:
 //! 1. `fanout::publish` (on every instance, woken by a PostgreSQL NOTIFY at
-//!    commit and by a periodic sweep) takes unpublished rows with `FOR
-//!    UPDATE SKIP LOCKED`, publishes them on one Redis channel and marks them
-//!    published — at least once; clients dedupe on the event `id`.
+//!    commit and by a periodic sweep; one instance at a time, so a user's
+//!    events keep their order) takes unpublished rows, publishes them on one
+//!    Redis channel and marks them published — at least once; clients dedupe
+//!    on the event `id`.
 //! 2. `fanout::subscribe` (every instance) hands each message to the local
 //!    connections of its user, through the `hub`.
 //! 3. `socket` runs one WebSocket: queue → client, heartbeats, close.
@@ -47,8 +48,6 @@ pub struct Events {
     pub instance: String,
     /// Whether this instance is subscribed to the Redis channel.
     subscribed: watch::Sender<bool>,
-    /// Nudges the publisher (a NOTIFY arrived).
-    pub publish_wake: Notify,
     /// Nudges the app webhook workers.
     pub outbox_wake: Notify,
     /// Ends every socket; cancelled at shutdown.
@@ -62,7 +61,6 @@ impl Default for Events {
             hub: Arc::new(Hub::default()),
             instance: Uuid::new_v4().simple().to_string(),
             subscribed: watch::Sender::new(false),
-            publish_wake: Notify::new(),
             outbox_wake: Notify::new(),
             sockets_stop: CancellationToken::new(),
             sockets: TaskTracker::new(),

@@ -2,11 +2,14 @@
 //! own app on port 0 against the real stack and uses users of its own, so
 //! the tests run in parallel.
 
+mod app_webhooks;
 mod auth;
 mod calls;
 mod consent;
 mod e2e;
+mod events;
 mod helpers;
+mod rate_limits;
 mod restart;
 mod turn;
 mod validation;

@@ -288,20 +288,24 @@ async fn post(client: &reqwest::Client, hook: &AppWebhookConfig, due: &Due) -> R
     if status.is_success() { Ok(()) } else { Err(format!("answered HTTP {}", status.as_u16())) }
 }
 
-/// Gives up on webhooks undelivered for too long and deletes old rows.
+/// Now and then, `tidy`.
 async fn janitor(app: AppState, stop: CancellationToken) {
+    // Not all instances at once, and not in the rush of starting up.
+    let mut wait = Duration::from_secs(rand::rng().random_range(30..=90));
     loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
         if let Err(err) = tidy(&app, Utc::now()).await {
             tracing::warn!(error = %err, "could not tidy the app webhook outbox");
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(JANITOR_EVERY) => {}
-        }
+        wait = JANITOR_EVERY;
     }
 }
 
-async fn tidy(app: &AppState, now: DateTime<Utc>) -> sqlx::Result<()> {
+/// Gives up on webhooks undelivered for too long and deletes old rows.
+pub async fn tidy(app: &AppState, now: DateTime<Utc>) -> sqlx::Result<()> {
     let abandoned = sqlx::query(
         "update app_webhook_outbox set failed_at = $1 \
          where delivered_at is null and failed_at is null and created_at < $2",

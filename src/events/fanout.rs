@@ -96,12 +96,12 @@ async fn serve(
     failures: &mut u32,
 ) -> bool {
     loop {
-        let pause = loop {
+        let failed = loop {
             match publish_batch(app, listener).await {
                 Ok(n) if n == BATCH => continue,
                 Ok(_) => {
                     *failures = 0;
-                    break None;
+                    break false;
                 }
                 Err(err) => {
                     *failures += 1;
@@ -109,15 +109,16 @@ async fn serve(
                         let failures = *failures;
                         tracing::warn!(error = format!("{err:#}"), failures, "could not publish events");
                     }
-                    // Retry at sweep pace; notifications wait in the listener.
-                    break Some(SWEEP);
+                    break true;
                 }
             }
         };
-        if let Some(pause) = pause {
+        if failed {
+            // Retry at sweep pace; notifications wait in the listener, whose
+            // next receive also notices (and replaces) a dead connection.
             tokio::select! {
                 _ = stop.cancelled() => return true,
-                _ = tokio::time::sleep(pause) => continue,
+                _ = tokio::time::sleep(SWEEP) => {}
             }
         }
         tokio::select! {

@@ -252,3 +252,33 @@ async fn a_declined_call_and_a_missed_call_are_told_apart() {
     assert_eq!(missed_hook.len(), 1);
     assert_eq!(missed_hook[0]["data"]["missedBy"], json!([carol.id]), "who to send the missed-call push to");
 }
+
+#[tokio::test]
+async fn webhooks_undelivered_for_three_days_are_given_up_and_week_old_rows_deleted() {
+    let database = isolated_database(&base_config()).await;
+    let app = spawn_on(&database, |_| {}).await;
+    let (stale, old, fresh) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (id, age_hours, delivered) in [(stale, 73, false), (old, 24 * 8, true), (fresh, 1, false)] {
+        sqlx::query(
+            "insert into app_webhook_outbox (id, type, call_id, payload, created_at, delivered_at) \
+             values ($1, 'call.ended', $2, '{}', now() - make_interval(hours => $3), \
+             case when $4 then now() end)",
+        )
+        .bind(id)
+        .bind(Uuid::new_v4())
+        .bind(age_hours)
+        .bind(delivered)
+        .execute(&app.state.db)
+        .await
+        .expect("insert");
+    }
+    callgate::app_webhooks::tidy(&app.state, chrono::Utc::now()).await.expect("tidy");
+    let state = |id: Uuid| {
+        sqlx::query_scalar::<_, bool>("select failed_at is not null from app_webhook_outbox where id = $1")
+            .bind(id)
+            .fetch_optional(&app.state.db)
+    };
+    assert_eq!(state(stale).await.expect("query"), Some(true), "given up on");
+    assert_eq!(state(old).await.expect("query"), None, "deleted");
+    assert_eq!(state(fresh).await.expect("query"), Some(false), "still being retried");
+}

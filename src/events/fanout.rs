@@ -22,8 +22,9 @@ pub const USER_EVENTS_NOTIFY: &str = "callgate_user_events";
 pub const APP_WEBHOOKS_NOTIFY: &str = "callgate_app_webhooks";
 
 const BATCH: usize = 256;
-/// The advisory lock of the one publisher at a time ("cgevpub1").
-const PUBLISHER_LOCK: i64 = 0x6367_6576_7075_6231;
+/// The advisory lock space of per-user publishing ("cgev"); the other key
+/// is a hash of the user id.
+const USER_LOCKS: i32 = 0x6367_6576;
 /// Unpublished rows (a missed wake-up, a crash between commit and publish,
 /// Redis down) are looked for this often.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -140,11 +141,12 @@ async fn serve(
 /// transaction rolls back and the rows wait for the next try; if the
 /// commit fails after publishing they go out twice.
 ///
-/// One instance publishes at a time (a transaction-scoped advisory lock):
-/// two publishers taking rows with SKIP LOCKED would interleave, and a
-/// user's events could overtake each other. An instance that finds the
-/// lock taken leaves the rows to the holder, which heard the same NOTIFY and
-/// looks again once done.
+/// Every instance publishes, but a user's events only ever by one at a time:
+/// a row is taken only with a transaction-scoped advisory lock on its user
+/// (two publishers splitting one user's rows would let them overtake each
+/// other). Rows of a user locked elsewhere are left to the holder, which
+/// heard the same NOTIFY and looks again once done. Whoever gets there first
+/// publishes, so a busy or stalled instance delays nobody else's events.
 async fn publish_batch(app: &AppState, conn: &mut PgListener) -> anyhow::Result<usize> {
     // The listener's connection has no transaction API of its own.
     sqlx::query("begin").execute(&mut *conn).await?;
@@ -157,17 +159,14 @@ async fn publish_batch(app: &AppState, conn: &mut PgListener) -> anyhow::Result<
 }
 
 async fn publish_in_transaction(app: &AppState, conn: &mut PgListener) -> anyhow::Result<usize> {
-    let (ours,): (bool,) = sqlx::query_as("select pg_try_advisory_xact_lock($1)")
-        .bind(PUBLISHER_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !ours {
-        return Ok(0);
-    }
+    // FOR UPDATE re-reads a row another publisher has just marked (and
+    // then skips it), so rows are published twice only across a crash.
     let rows: Vec<EventRow> = sqlx::query_as(
         "select id, user_id, call_id, type, data, created_at from user_events \
-         where published_at is null order by created_at, seq limit $1",
+         where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id)) \
+         order by created_at, seq limit $2 for update",
     )
+    .bind(USER_LOCKS)
     .bind(BATCH as i64)
     .fetch_all(&mut *conn)
     .await?;

@@ -3,10 +3,10 @@
 //! The call service writes each client event into `user_events` in the
 //! transaction of the change it announces. Then:
 //! 1. `fanout::publish` (on every instance, woken by a PostgreSQL NOTIFY at
-//!    commit and by a periodic sweep; one instance at a time, so a user's
-//!    events keep their order) takes unpublished rows, publishes them on one
-//!    Redis channel and marks them published — at least once; clients dedupe
-//!    on the event `id`.
+//!    commit and by a periodic sweep; a user's events by one instance at a
+//!    time, so they keep their order) takes unpublished rows, publishes them
+//!    on one Redis channel and marks them published — at least once; clients
+//!    dedupe on the event `id`.
 //! 2. `fanout::subscribe` (every instance) hands each message to the local
 //!    connections of its user, through the `hub`.
 //! 3. `socket` runs one WebSocket: queue → client, heartbeats, close.

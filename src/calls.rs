@@ -47,6 +47,10 @@ pub fn room_metadata(call: CallId, call_type: CallType, video: policy::VideoStat
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
 pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, ApiError> {
+    crate::rate_limit::call_start(app, &user.id).await?;
+    if app.config.events.require_callee_online && !req.scheduled {
+        crate::presence::require_callee_online(app, &req.invitees).await?;
+    }
     let call_id = CallId::new();
     tracing::Span::current().record("call_id", tracing::field::display(call_id));
     let room_name = app.livekit.room_name(call_id);
@@ -125,6 +129,9 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         let data = json!({"outcome": Outcome::Busy, "busy": busy});
         store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
             .await?;
+        let row = store::lock_call(&mut tx, call_id).await?.ok_or(ApiError::NotFound)?;
+        let view = CallView::load(&mut tx, &row).await?;
+        crate::app_webhooks::call_ended(&mut tx, &row, &view).await?;
         tx.commit().await?;
         return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
     }
@@ -150,6 +157,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         .await?;
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(ApiError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
+    crate::app_webhooks::call_started(&mut tx, &view).await?;
     if !req.scheduled {
         let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
         store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
@@ -262,7 +270,8 @@ pub async fn accept(
         _ => return Err(ApiError::conflict("not_in_call", "you are no longer in this call")),
     }
     store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
-    if call.state == CallState::Ringing {
+    let answers_the_call = call.state == CallState::Ringing;
+    if answers_the_call {
         store::set_state(&mut tx, id, CallState::Connecting).await?;
         let due = Utc::now() + chrono_secs(app.config.timeouts.connect);
         store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
@@ -281,6 +290,9 @@ pub async fn accept(
     let view = CallView::load(&mut tx, &call).await?;
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, "call.accepted", id, &json!({"call": view, "by": user.id})).await?;
+    if answers_the_call {
+        crate::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
+    }
     tx.commit().await?;
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
@@ -480,6 +492,7 @@ pub async fn finish(
     let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
     let view = CallView::new(&ended, &participants);
+    crate::app_webhooks::call_ended(conn, &ended, &view).await?;
     let actor = actor.map(UserId::as_str);
     let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
     store::record_event(conn, id, "call.ended", source, actor, data).await?;

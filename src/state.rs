@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::UserId;
+use crate::events::Events;
 use crate::livekit::LiveKit;
 use crate::redis_link::RedisLink;
 use crate::turn::{self, IceServer};
@@ -22,6 +23,7 @@ pub struct Inner {
     pub auth: Authenticator,
     pub webhooks: WebhookReceiver,
     pub webhook_inbox: crate::webhook_inbox::Inbox,
+    pub events: Events,
 }
 
 #[derive(Clone)]
@@ -43,6 +45,7 @@ impl AppState {
         AppState(Arc::new(Inner {
             webhooks: WebhookReceiver::new(verifier),
             webhook_inbox: Default::default(),
+            events: Events::default(),
             livekit,
             config,
             db,

@@ -359,6 +359,7 @@ pub async fn request(app: &AppState, user: &AuthUser, id: CallId) -> Result<Requ
             "video can be requested once the call is answered",
         ));
     }
+    crate::rate_limit::video_request(app, id).await?;
     let request_id = Uuid::new_v4();
     let decision = apply(
         app,

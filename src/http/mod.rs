@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
 mod calls;
+mod events;
 mod health;
 pub mod json;
 mod media;
@@ -27,7 +28,9 @@ pub fn router(state: AppState) -> Router {
         .merge(turn::router())
         .merge(media::router())
         .merge(quality::router())
-        .merge(reports::router());
+        .merge(reports::router())
+        .merge(events::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
     let cors = cors(&state.config.cors_origins);
     Router::new()
         .nest("/api/v1", api)

@@ -2,6 +2,8 @@
 //! LiveKit, Coturn on loopback, started by `deploy/local.sh`), exactly as
 //! production does, and talks to it over HTTP.
 
+pub mod binary;
+pub mod events;
 pub mod lk_client;
 pub mod lk_events;
 
@@ -99,6 +101,21 @@ pub async fn start(config: Config) -> TestApp {
     let stop = app.stop_token();
     tokio::spawn(app.run_until_stopped());
     TestApp { address: format!("http://127.0.0.1:{port}"), state, config, http: reqwest::Client::new(), stop }
+}
+
+/// An app on a given database (from `isolated_database`): apps started on
+/// the same one are instances of one deployment, alone with their data.
+pub async fn spawn_on(
+    database: &(String, String),
+    configure: impl FnOnce(&mut Config) + Send + 'static,
+) -> TestApp {
+    let (url, prefix) = database.clone();
+    spawn_app_configured(move |config| {
+        config.database_url = callgate::config::Secret::new(url);
+        config.room_prefix = prefix;
+        configure(config);
+    })
+    .await
 }
 
 /// A fresh database, and a room prefix no other app uses.

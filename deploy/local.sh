@@ -13,7 +13,8 @@
 #
 # Environment:
 #   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit),
-#                    venv/ (Python LiveKit SDK for the e2e tests), run/ (pid
+#                    venv/ (Python LiveKit SDK for the e2e tests, jsonschema
+#                    and PyYAML for the container checks), run/ (pid
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
@@ -38,7 +39,9 @@ LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 # livekit-server v1.13.5's go.mod says `go 1.26`.
 GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
-PY_PACKAGES=(livekit livekit-api)
+# livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
+# PyYAML: tests/api/containers.rs validates docker-compose.yml with them.
+PY_PACKAGES=(livekit livekit-api jsonschema PyYAML)
 
 PG_PORT=5432
 REDIS_PORT=6379
@@ -289,8 +292,9 @@ ensure_livekit_binary() {
 venv_ok() { # cheap check: distributions installed and modules present
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
 import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api"): md.version(d)
-assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")' 2>/dev/null
+for d in ("livekit", "livekit-api", "jsonschema", "PyYAML"): md.version(d)
+assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
+assert iu.find_spec("jsonschema") and iu.find_spec("yaml")' 2>/dev/null
 }
 
 ensure_venv() {
@@ -304,7 +308,8 @@ ensure_venv() {
     log "installing ${PY_PACKAGES[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc' || die "$VENV: livekit packages still not importable"
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml' ||
+        die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
 }
 
@@ -566,7 +571,7 @@ cmd_status() {
     status_line callgate "127.0.0.1:8080" "$state" "deploy/local.sh run"
     echo
     if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
-    if venv_ok; then echo "python venv:    $VENV (livekit, livekit-api)"; else echo "python venv:    missing ($VENV)"; fi
+    if venv_ok; then echo "python venv:    $VENV (${PY_PACKAGES[*]})"; else echo "python venv:    missing ($VENV)"; fi
     echo "logs:           $RUN/{livekit,turnserver,redis}.log"
     local down=0
     pg_ready && redis_ready && turn_ready && livekit_ready || down=1

@@ -5,6 +5,7 @@
 mod auth;
 mod calls;
 mod consent;
+mod containers;
 mod e2e;
 mod helpers;
 mod restart;

@@ -10,13 +10,24 @@
 #   deploy/local.sh test [cargo test args] [-- test binary args]
 #                            up + cargo fmt --check, clippy -D warnings, cargo test
 #   deploy/local.sh status   what runs where
+#   deploy/local.sh bench    up + callgate (release) on a spare port with a fresh
+#                            database callgate_bench: requests/s and p50/p99 of
+#                            GET /health, join tokens, the call lifecycle and
+#                            signed LiveKit webhooks (oha, examples/api_load.rs;
+#                            JSON in target/bench/), the service's peak memory,
+#                            then the consent latency bench (benches/)
 #
 # Environment:
 #   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit),
-#                    venv/ (Python LiveKit SDK for the e2e tests), run/ (pid
+#                    venv/ (Python LiveKit SDK for the e2e tests, jsonschema
+#                    and PyYAML for the container checks), run/ (pid
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
+#   CALLGATE_BENCH_SECS (10), CALLGATE_BENCH_CONCURRENCY (32)   `bench`: per
+#                    scenario; CALLGATE_BENCH_SKIP_CONSENT=1 skips the consent
+#                    latency bench. oha (the load generator) is installed with
+#                    `cargo install` into bin/ when missing.
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
@@ -38,7 +49,9 @@ LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 # livekit-server v1.13.5's go.mod says `go 1.26`.
 GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
-PY_PACKAGES=(livekit livekit-api)
+# livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
+# PyYAML: tests/api/containers.rs validates docker-compose.yml with them.
+PY_PACKAGES=(livekit livekit-api jsonschema PyYAML)
 
 PG_PORT=5432
 REDIS_PORT=6379
@@ -289,8 +302,9 @@ ensure_livekit_binary() {
 venv_ok() { # cheap check: distributions installed and modules present
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
 import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api"): md.version(d)
-assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")' 2>/dev/null
+for d in ("livekit", "livekit-api", "jsonschema", "PyYAML"): md.version(d)
+assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
+assert iu.find_spec("jsonschema") and iu.find_spec("yaml")' 2>/dev/null
 }
 
 ensure_venv() {
@@ -304,7 +318,8 @@ ensure_venv() {
     log "installing ${PY_PACKAGES[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc' || die "$VENV: livekit packages still not importable"
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml' ||
+        die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
 }
 
@@ -566,7 +581,7 @@ cmd_status() {
     status_line callgate "127.0.0.1:8080" "$state" "deploy/local.sh run"
     echo
     if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
-    if venv_ok; then echo "python venv:    $VENV (livekit, livekit-api)"; else echo "python venv:    missing ($VENV)"; fi
+    if venv_ok; then echo "python venv:    $VENV (${PY_PACKAGES[*]})"; else echo "python venv:    missing ($VENV)"; fi
     echo "logs:           $RUN/{livekit,turnserver,redis}.log"
     local down=0
     pg_ready && redis_ready && turn_ready && livekit_ready || down=1
@@ -656,6 +671,71 @@ cmd_test() {
     log "all checks passed ($((SECONDS - t0))s)"
 }
 
+# ------------------------------------------------------------------- bench ---
+
+BENCH_DB=callgate_bench
+BENCH_SERVICE_PID=""
+
+ensure_oha() {
+    [[ -x "$BIN/oha" ]] && return 0
+    section "cargo install oha (HTTP load generator, once)"
+    log "installing oha into $BIN"
+    cargo install oha --locked --root "$CACHE" || die "cargo install oha failed"
+    section_done
+}
+
+free_port() { # free_port <port>: the first port from <port> on that nothing listens on
+    local port="$1"
+    while tcp_open "$port"; do port=$((port + 1)); done
+    echo "$port"
+}
+
+stop_bench_service() {
+    [[ -n "$BENCH_SERVICE_PID" ]] || return 0
+    kill -TERM "$BENCH_SERVICE_PID" 2>/dev/null || true
+    wait "$BENCH_SERVICE_PID" 2>/dev/null || true
+    BENCH_SERVICE_PID=""
+}
+
+cmd_bench() {
+    cmd_up
+    load_env
+    ensure_cargo_on_path
+    ensure_oha
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port log="$RUN/bench-callgate.log"
+    run_step "cargo build --release --bin callgate --example api_load" \
+        cargo build --release --bin callgate --example api_load
+    mkdir -p "$out"
+    log "database $BENCH_DB: recreated"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+    port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
+    rotate_log "$log"
+    # Its own rooms (LiveKit posts webhooks to 8080 and 8089 only: the driver
+    # posts the webhook scenario's events itself).
+    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB" PORT="$port" ROOM_PREFIX=cgbench- \
+        LOG_FORMAT=json RUST_LOG=warn "$target/release/callgate" serve >>"$log" 2>&1 &
+    BENCH_SERVICE_PID=$!
+    trap stop_bench_service EXIT
+    wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health
+    section "API load"
+    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" \
+        BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
+        BENCH_JSON="$out/api.json" "$target/release/examples/api_load" || { section_fail; return 1; }
+    section_done
+    stop_bench_service
+
+    if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]]; then
+        return 0
+    elif tcp_open 8089; then
+        log "consent latency bench skipped: port 8089 (the test suite's webhook receiver) is in use"
+        return 0
+    fi
+    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test" CALLGATE_PYTHON="$VENV/bin/python" \
+        TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
+        run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
+}
+
 usage() {
     sed -n '2,/^set -euo/p' "$SELF" | sed '$d' | sed 's/^# \{0,1\}//' >&2
     exit "${1:-2}"
@@ -670,6 +750,7 @@ main() {
     run) cmd_run ;;
     test) cmd_test "$@" ;;
     status) cmd_status ;;
+    bench) cmd_bench ;;
     -h | --help | help) usage 0 ;;
     *) usage 2 ;;
     esac

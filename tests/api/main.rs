@@ -6,6 +6,7 @@ mod app_webhooks;
 mod auth;
 mod calls;
 mod consent;
+mod containers;
 mod e2e;
 mod events;
 mod helpers;

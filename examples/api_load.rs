@@ -1,0 +1,493 @@
+//! Load on callgate's HTTP API: throughput and latency at a fixed
+//! concurrency, against a service that runs as in production (release build,
+//! its own process and database, the real LiveKit).
+//!
+//! Run by `deploy/local.sh bench`, which starts the service and passes:
+//!   BENCH_URL          the service, e.g. http://127.0.0.1:18080
+//!   BENCH_PID          its process id (its peak memory is VmHWM in /proc)
+//!   BENCH_OHA          the oha binary
+//!   BENCH_SECS         seconds per scenario (default 10)
+//!   BENCH_CONCURRENCY  requests in flight (default 32)
+//!   BENCH_JSON         the report (default target/bench/api.json)
+//! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
+//! pair that signs webhooks).
+//!
+//! Scenarios:
+//!   health     GET /health: the HTTP ceiling (oha)
+//!   token      POST /api/v1/calls/{id}/token for one live call (oha)
+//!   lifecycle  start -> accept -> end of a fresh call, LiveKit room created
+//!              and deleted; a row for each step too
+//!   webhook    POST /webhooks/livekit: participant_joined events signed as
+//!              LiveKit signs them, unique ids (no dedupe short-cut), for
+//!              connecting/active calls of this run
+//! oha measures the first two (every request is the same); this program the
+//! last two, where every request differs: each of the N workers sends its
+//! next request when the previous one is answered, every latency is
+//! recorded and the percentiles are read from the sorted samples.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use base64::Engine;
+use livekit_api::access_token::AccessToken;
+use livekit_protocol as proto;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use callgate::auth::{DevToken, mint_dev_token};
+use callgate::config::Config;
+
+struct Bench {
+    url: String,
+    http: reqwest::Client,
+    config: Config,
+    secret: String,
+    /// Tags this run's users and webhook event ids.
+    run: String,
+    seq: AtomicU64,
+}
+
+#[derive(Clone)]
+struct User {
+    id: String,
+    token: String,
+}
+
+/// One scenario's outcome: latencies of the successful operations (and of
+/// each of their steps), failures, wall time.
+struct Sample {
+    name: String,
+    total: Vec<Duration>,
+    steps: Vec<(&'static str, Vec<Duration>)>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+struct Row {
+    name: String,
+    requests: u64,
+    errors: u64,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_kib: u64,
+}
+
+impl Bench {
+    fn user(&self) -> anyhow::Result<User> {
+        let id = format!("b-{}-{}", self.run, self.seq.fetch_add(1, Ordering::Relaxed));
+        let token = mint_dev_token(
+            &self.secret,
+            &self.config.jwt,
+            &DevToken {
+                user: &id,
+                name: None,
+                gender: Some("male"),
+                roles: &[],
+                ttl: Duration::from_secs(3600),
+            },
+        )?;
+        Ok(User { id, token })
+    }
+
+    async fn post(&self, path: &str, user: &User, body: Value) -> anyhow::Result<Value> {
+        let resp =
+            self.http.post(format!("{}{path}", self.url)).bearer_auth(&user.token).json(&body).send().await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        ensure!(status.is_success(), "POST {path}: {status} {body}");
+        Ok(body)
+    }
+
+    /// A call in state connecting; returns its id and room.
+    async fn connecting_call(&self, caller: &User, callee: &User) -> anyhow::Result<(String, String)> {
+        let started = self
+            .post("/api/v1/calls", caller, json!({"participantIds": [callee.id], "type": "audio"}))
+            .await?;
+        let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+        let room = started["join"]["roomName"].as_str().context("room name")?.to_owned();
+        self.post(&format!("/api/v1/calls/{id}/accept"), callee, json!({})).await?;
+        Ok((id, room))
+    }
+
+    /// A webhook body and its `Authorization` header, as LiveKit sends them:
+    /// the bare JWT of the API key, carrying the body's sha256.
+    fn signed_event(&self, event: &str, room: &str, identity: &str) -> anyhow::Result<(String, String)> {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let event = proto::WebhookEvent {
+            event: event.to_owned(),
+            id: format!("EV_bench_{}_{n}", self.run),
+            created_at: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64,
+            room: Some(proto::Room {
+                name: room.to_owned(),
+                sid: format!("RM_{room}"),
+                ..Default::default()
+            }),
+            participant: Some(proto::ParticipantInfo {
+                identity: identity.to_owned(),
+                sid: format!("PA_{identity}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = serde_json::to_string(&event)?;
+        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes()));
+        let livekit = &self.config.livekit;
+        let jwt = AccessToken::with_api_key(&livekit.api_key, livekit.api_secret.expose())
+            .with_sha256(&sha)
+            .to_jwt()?;
+        Ok((body, jwt))
+    }
+
+    async fn post_webhook(&self, body: String, jwt: String) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .post(format!("{}/webhooks/livekit", self.url))
+            .header("authorization", jwt)
+            .header("content-type", "application/webhook+json")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        ensure!(
+            status == StatusCode::NO_CONTENT,
+            "webhook: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    async fn end(&self, id: &str, user: &User) -> anyhow::Result<()> {
+        self.post(&format!("/api/v1/calls/{id}/end"), user, json!({})).await.map(drop)
+    }
+}
+
+/// Runs `op` from `concurrency` workers for `secs`; `op` returns the
+/// durations of its timed `steps` (their sum is the operation's latency).
+async fn drive<F, Fut>(name: &str, steps: &[&'static str], concurrency: usize, secs: u64, op: F) -> Sample
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (op, counter) = (op.clone(), counter.clone());
+        workers.spawn(async move {
+            let (mut ok, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+            while Instant::now() < deadline {
+                match op(counter.fetch_add(1, Ordering::Relaxed)).await {
+                    Ok(steps) => ok.push(steps),
+                    Err(err) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{err:#}"));
+                    }
+                }
+            }
+            (ok, errors, first_error)
+        });
+    }
+    let mut sample = Sample {
+        name: name.to_owned(),
+        total: Vec::new(),
+        steps: Vec::new(),
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    let mut all_steps: Vec<Vec<Duration>> = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        let Ok((ok, errors, first_error)) = done else { continue };
+        sample.errors += errors;
+        sample.first_error = sample.first_error.or(first_error);
+        for steps in ok {
+            sample.total.push(steps.iter().sum());
+            all_steps.resize(all_steps.len().max(steps.len()), Vec::new());
+            for (i, d) in steps.into_iter().enumerate() {
+                all_steps[i].push(d);
+            }
+        }
+    }
+    sample.elapsed = start.elapsed();
+    if steps.len() > 1 {
+        sample.steps = steps.iter().copied().zip(all_steps).collect();
+    }
+    sample
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+fn rows_of(sample: &Sample, peak_rss_kib: u64) -> Vec<Row> {
+    let secs = sample.elapsed.as_secs_f64();
+    let row = |name: String, latencies: &[Duration], errors: u64| {
+        let mut sorted = latencies.to_vec();
+        sorted.sort();
+        Row {
+            name,
+            requests: sorted.len() as u64,
+            errors,
+            per_sec: sorted.len() as f64 / secs,
+            p50_ms: percentile_ms(&sorted, 50.0),
+            p99_ms: percentile_ms(&sorted, 99.0),
+            peak_rss_kib,
+        }
+    };
+    let mut rows = vec![row(sample.name.clone(), &sample.total, sample.errors)];
+    for (step, latencies) in &sample.steps {
+        rows.push(row(format!("  {step}"), latencies, 0));
+    }
+    rows
+}
+
+/// `GET` or `POST` with every request the same: oha's numbers.
+fn oha(
+    bin: &str,
+    concurrency: usize,
+    secs: u64,
+    name: &str,
+    args: &[&str],
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Row> {
+    let out = std::process::Command::new(bin)
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            // count the requests in flight at the deadline, do not abort them
+            "-w",
+            "-z",
+            &format!("{secs}s"),
+            "-c",
+            &concurrency.to_string(),
+        ])
+        .args(args)
+        .output()
+        .with_context(|| format!("run {bin}"))?;
+    ensure!(out.status.success(), "oha: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).context("oha's JSON")?;
+    let codes = report["statusCodeDistribution"].as_object().context("statusCodeDistribution")?;
+    let count = |ok: bool| -> u64 {
+        codes.iter().filter(|(code, _)| code.starts_with('2') == ok).filter_map(|(_, n)| n.as_u64()).sum()
+    };
+    let failed: u64 =
+        report["errorDistribution"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum());
+    let seconds = report["summary"]["total"].as_f64().context("summary.total")?;
+    let ms = |p: &str| report["latencyPercentiles"][p].as_f64().map_or(f64::NAN, |s| s * 1000.0);
+    Ok(Row {
+        name: name.to_owned(),
+        requests: count(true),
+        errors: count(false) + failed,
+        per_sec: count(true) as f64 / seconds,
+        p50_ms: ms("p50"),
+        p99_ms: ms("p99"),
+        peak_rss_kib: peak(),
+    })
+}
+
+/// VmHWM (peak resident set) of the service, in KiB.
+fn peak_rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "model": model.unwrap_or("unknown"),
+        "memory_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "loadavg_at_start": load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    })
+}
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set (run deploy/local.sh bench)"))
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("{name}: malformed value {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (url, pid, oha_bin) = (env("BENCH_URL")?, env("BENCH_PID")?, env("BENCH_OHA")?);
+    let secs: u64 = env_or("BENCH_SECS", 10)?;
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32)?;
+    let report_path = env_or("BENCH_JSON", "target/bench/api.json".to_owned())?;
+    let config = Config::from_env()?;
+    let bench = Arc::new(Bench {
+        url: url.clone(),
+        http: reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?,
+        secret: env("JWT_SECRET")?,
+        config,
+        run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        seq: AtomicU64::new(0),
+    });
+    let machine = machine();
+    println!(
+        "machine: {} x {}, {} GiB, load average {} (at start)",
+        machine["cpus"],
+        machine["model"].as_str().unwrap_or_default(),
+        machine["memory_gib"],
+        machine["loadavg_at_start"].as_str().unwrap_or_default()
+    );
+    println!("each scenario {secs} s at concurrency {concurrency}, against {url} (pid {pid})\n");
+    let peak = || peak_rss_kib(&pid);
+    let mut rows = Vec::new();
+
+    rows.push(oha(&oha_bin, concurrency, secs, "GET /health", &[&format!("{url}/health")], peak)?);
+
+    // A live call (made active by the two participants' joins) whose
+    // caller asks for join tokens.
+    let (caller, callee) = (bench.user()?, bench.user()?);
+    let (call, room) = bench.connecting_call(&caller, &callee).await?;
+    for who in [&caller, &callee] {
+        let (body, jwt) = bench.signed_event("participant_joined", &room, &who.id)?;
+        bench.post_webhook(body, jwt).await?;
+    }
+    let bearer = format!("Authorization: Bearer {}", caller.token);
+    let token_url = format!("{url}/api/v1/calls/{call}/token");
+    rows.push(oha(
+        &oha_bin,
+        concurrency,
+        secs,
+        "POST /calls/{id}/token",
+        &["-m", "POST", "-H", &bearer, &token_url],
+        peak,
+    )?);
+    bench.end(&call, &caller).await?;
+
+    let b = bench.clone();
+    let lifecycle = drive("start+accept+end", &["start", "accept", "end"], concurrency, secs, move |_| {
+        let b = b.clone();
+        async move {
+            let (caller, callee) = (b.user()?, b.user()?);
+            let t0 = Instant::now();
+            let started = b
+                .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
+                .await?;
+            let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+            let t1 = Instant::now();
+            b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
+            let t2 = Instant::now();
+            b.end(&id, &caller).await?;
+            Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
+        }
+    })
+    .await;
+    report_errors(&lifecycle);
+    rows.extend(rows_of(&lifecycle, peak()));
+
+    // Calls for the webhooks: several per worker, so that events for the
+    // same call (which serialise on its row lock) rarely meet.
+    let mut calls = Vec::new();
+    for _ in 0..concurrency * 4 {
+        let (caller, callee) = (bench.user()?, bench.user()?);
+        let (id, room) = bench.connecting_call(&caller, &callee).await?;
+        calls.push((id, room, caller, callee));
+    }
+    let calls = Arc::new(calls);
+    let (b, c) = (bench.clone(), calls.clone());
+    let webhooks = drive("POST /webhooks/livekit", &[], concurrency, secs, move |n| {
+        let (b, c) = (b.clone(), c.clone());
+        async move {
+            let (_, room, caller, callee) = &c[n as usize % c.len()];
+            let who = if (n as usize / c.len()).is_multiple_of(2) { caller } else { callee };
+            let (body, jwt) = b.signed_event("participant_joined", room, &who.id)?;
+            let t0 = Instant::now();
+            b.post_webhook(body, jwt).await?;
+            Ok(vec![t0.elapsed()])
+        }
+    })
+    .await;
+    report_errors(&webhooks);
+    rows.extend(rows_of(&webhooks, peak()));
+    for (id, _, caller, _) in calls.iter() {
+        bench.end(id, caller).await?;
+    }
+
+    print_table(&rows);
+    let peak_kib = peak();
+    println!("\npeak memory of the service (VmHWM): {:.1} MiB", peak_kib as f64 / 1024.0);
+    let report = json!({
+        "machine": machine,
+        "concurrency": concurrency,
+        "seconds_per_scenario": secs,
+        "scenarios": rows.iter().map(|r| json!({
+            "name": r.name.trim(),
+            "requests": r.requests,
+            "errors": r.errors,
+            "per_sec": r.per_sec,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "service_vmhwm_kib": r.peak_rss_kib,
+        })).collect::<Vec<_>>(),
+        "service_vmhwm_kib": peak_kib,
+    });
+    if let Some(dir) = std::path::Path::new(&report_path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    println!("written to {report_path}");
+    if rows.iter().any(|r| r.errors > 0) {
+        bail!("some requests failed (see the errors column)");
+    }
+    Ok(())
+}
+
+fn report_errors(sample: &Sample) {
+    if let Some(err) = &sample.first_error {
+        eprintln!("{}: {} failed; the first: {err}", sample.name, sample.errors);
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<26} {:>9} {:>7} {:>10} {:>9} {:>9} {:>12}",
+        "scenario", "requests", "errors", "per s", "p50 ms", "p99 ms", "VmHWM MiB"
+    );
+    for r in rows {
+        println!(
+            "{:<26} {:>9} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>12.1}",
+            r.name,
+            r.requests,
+            r.errors,
+            r.per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.peak_rss_kib as f64 / 1024.0
+        );
+    }
+}

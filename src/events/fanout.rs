@@ -29,6 +29,7 @@ const USER_LOCKS: i32 = 0x6367_6576;
 /// Redis down) are looked for this often.
 const SWEEP: Duration = Duration::from_secs(1);
 const REDIS_PING: Duration = Duration::from_secs(5);
+const PING_PATIENCE: Duration = Duration::from_secs(10);
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Replayed to local connections after the subscription was lost: events
 /// may have been published while it was down (or before we noticed).
@@ -238,26 +239,37 @@ async fn connect(app: &AppState) -> redis::RedisResult<redis::aio::PubSub> {
     Ok(pubsub)
 }
 
-/// Runs until the subscription fails (a ping goes unanswered) or `stop`.
+/// Runs until the subscription fails or `stop`. Pings go out beside the
+/// stream (a ping's answer queues behind the messages before it, which keep
+/// being handed out meanwhile); one unanswered for `PING_PATIENCE` means a
+/// connection that is gone without saying so.
 async fn pump(app: &AppState, pubsub: redis::aio::PubSub, stop: &CancellationToken) {
     let (mut sink, mut stream) = pubsub.split();
-    let mut ping = tokio::time::interval(REDIS_PING);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            message = stream.next() => match message {
-                Some(message) => dispatch(app, message.get_payload_bytes()),
-                None => return,
-            },
-            _ = ping.tick() => {
-                let pong = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+    let dead = CancellationToken::new();
+    let pinger = tokio::spawn({
+        let dead = dead.clone();
+        async move {
+            loop {
+                tokio::time::sleep(REDIS_PING).await;
+                let pong = tokio::time::timeout(PING_PATIENCE, sink.ping::<redis::Value>()).await;
                 if !matches!(pong, Ok(Ok(_))) {
+                    dead.cancel();
                     return;
                 }
             }
         }
+    });
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = dead.cancelled() => break,
+            message = stream.next() => match message {
+                Some(message) => dispatch(app, message.get_payload_bytes()),
+                None => break,
+            },
+        }
     }
+    pinger.abort();
 }
 
 fn dispatch(app: &AppState, payload: &[u8]) {

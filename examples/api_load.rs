@@ -8,6 +8,7 @@
 //!   BENCH_OHA          the oha binary
 //!   BENCH_SECS         seconds per scenario (default 10)
 //!   BENCH_CONCURRENCY  requests in flight (default 32)
+//!   BENCH_WARMUP_SECS  the same load, unmeasured, before each scenario (default 2)
 //!   BENCH_JSON         the report (default target/bench/api.json)
 //! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
 //! pair that signs webhooks).
@@ -166,14 +167,53 @@ impl Bench {
     }
 }
 
-/// Runs `op` from `concurrency` workers for `secs`; `op` returns the
-/// durations of its timed `steps` (their sum is the operation's latency).
-async fn drive<F, Fut>(name: &str, steps: &[&'static str], concurrency: usize, secs: u64, op: F) -> Sample
+/// Concurrency and durations of every scenario.
+struct Load {
+    concurrency: usize,
+    secs: u64,
+    /// Before each measurement, the same load unmeasured for this long (a
+    /// cold service opens its database connections then).
+    warmup_secs: u64,
+}
+
+impl Load {
+    /// Runs `op` from `concurrency` workers, first to warm up, then for the
+    /// measurement; `op` returns the durations of its timed `steps` (their
+    /// sum is the operation's latency).
+    async fn measure<F, Fut>(&self, name: &str, steps: &[&'static str], op: F) -> Sample
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
+    {
+        let op = Arc::new(op);
+        let warmup = drive(name, steps, self.concurrency, self.warmup_secs, op.clone()).await;
+        report_warmup(name, warmup.total.len() as u64, warmup.errors, warmup.first_error.as_deref());
+        let sample = drive(name, steps, self.concurrency, self.secs, op).await;
+        if let Some(err) = &sample.first_error {
+            eprintln!("{name}: {} failed; the first: {err}", sample.errors);
+        }
+        sample
+    }
+}
+
+fn report_warmup(name: &str, ok: u64, errors: u64, first_error: Option<&str>) {
+    if errors > 0 {
+        let first = first_error.map(|e| format!("; the first: {e}")).unwrap_or_default();
+        eprintln!("{name}: warm-up: {errors} of {} failed{first}", ok + errors);
+    }
+}
+
+async fn drive<F, Fut>(
+    name: &str,
+    steps: &[&'static str],
+    concurrency: usize,
+    secs: u64,
+    op: Arc<F>,
+) -> Sample
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
 {
-    let op = Arc::new(op);
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
@@ -252,15 +292,16 @@ fn rows_of(sample: &Sample, peak_rss_kib: u64) -> Vec<Row> {
     rows
 }
 
-/// `GET` or `POST` with every request the same: oha's numbers.
-fn oha(
-    bin: &str,
-    concurrency: usize,
-    secs: u64,
-    name: &str,
-    args: &[&str],
-    peak: impl Fn() -> u64,
-) -> anyhow::Result<Row> {
+/// `GET` or `POST` with every request the same: oha's numbers, after a
+/// warm-up.
+fn oha(bin: &str, load: &Load, name: &str, args: &[&str], peak: impl Fn() -> u64) -> anyhow::Result<Row> {
+    let warmup = oha_run(bin, load.concurrency, load.warmup_secs, name, args)?;
+    report_warmup(name, warmup.requests, warmup.errors, None);
+    let row = oha_run(bin, load.concurrency, load.secs, name, args)?;
+    Ok(Row { peak_rss_kib: peak(), ..row })
+}
+
+fn oha_run(bin: &str, concurrency: usize, secs: u64, name: &str, args: &[&str]) -> anyhow::Result<Row> {
     let out = std::process::Command::new(bin)
         .args([
             "--no-tui",
@@ -284,6 +325,10 @@ fn oha(
     };
     let failed: u64 =
         report["errorDistribution"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum());
+    if count(false) + failed > 0 {
+        let errors = &report["errorDistribution"];
+        eprintln!("{name}: status codes {}, errors {errors}", report["statusCodeDistribution"]);
+    }
     let seconds = report["summary"]["total"].as_f64().context("summary.total")?;
     let ms = |p: &str| report["latencyPercentiles"][p].as_f64().map_or(f64::NAN, |s| s * 1000.0);
     Ok(Row {
@@ -293,7 +338,7 @@ fn oha(
         per_sec: count(true) as f64 / seconds,
         p50_ms: ms("p50"),
         p99_ms: ms("p99"),
-        peak_rss_kib: peak(),
+        peak_rss_kib: 0,
     })
 }
 
@@ -343,8 +388,12 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (url, pid, oha_bin) = (env("BENCH_URL")?, env("BENCH_PID")?, env("BENCH_OHA")?);
-    let secs: u64 = env_or("BENCH_SECS", 10)?;
-    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32)?;
+    let load = Load {
+        concurrency: env_or("BENCH_CONCURRENCY", 32)?,
+        secs: env_or("BENCH_SECS", 10)?,
+        warmup_secs: env_or("BENCH_WARMUP_SECS", 2)?,
+    };
+    let (concurrency, secs) = (load.concurrency, load.secs);
     let report_path = env_or("BENCH_JSON", "target/bench/api.json".to_owned())?;
     let config = Config::from_env()?;
     let bench = Arc::new(Bench {
@@ -363,11 +412,14 @@ async fn main() -> anyhow::Result<()> {
         machine["memory_gib"],
         machine["loadavg_at_start"].as_str().unwrap_or_default()
     );
-    println!("each scenario {secs} s at concurrency {concurrency}, against {url} (pid {pid})\n");
+    println!(
+        "each scenario {secs} s (after {} s of warm-up) at concurrency {concurrency}, against {url} (pid {pid})\n",
+        load.warmup_secs
+    );
     let peak = || peak_rss_kib(&pid);
     let mut rows = Vec::new();
 
-    rows.push(oha(&oha_bin, concurrency, secs, "GET /health", &[&format!("{url}/health")], peak)?);
+    rows.push(oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak)?);
 
     // A live call (made active by the two participants' joins) whose
     // caller asks for join tokens.
@@ -381,8 +433,7 @@ async fn main() -> anyhow::Result<()> {
     let token_url = format!("{url}/api/v1/calls/{call}/token");
     rows.push(oha(
         &oha_bin,
-        concurrency,
-        secs,
+        &load,
         "POST /calls/{id}/token",
         &["-m", "POST", "-H", &bearer, &token_url],
         peak,
@@ -390,24 +441,24 @@ async fn main() -> anyhow::Result<()> {
     bench.end(&call, &caller).await?;
 
     let b = bench.clone();
-    let lifecycle = drive("start+accept+end", &["start", "accept", "end"], concurrency, secs, move |_| {
-        let b = b.clone();
-        async move {
-            let (caller, callee) = (b.user()?, b.user()?);
-            let t0 = Instant::now();
-            let started = b
-                .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
-                .await?;
-            let id = started["call"]["id"].as_str().context("call id")?.to_owned();
-            let t1 = Instant::now();
-            b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
-            let t2 = Instant::now();
-            b.end(&id, &caller).await?;
-            Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
-        }
-    })
-    .await;
-    report_errors(&lifecycle);
+    let lifecycle = load
+        .measure("start+accept+end", &["start", "accept", "end"], move |_| {
+            let b = b.clone();
+            async move {
+                let (caller, callee) = (b.user()?, b.user()?);
+                let t0 = Instant::now();
+                let started = b
+                    .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
+                    .await?;
+                let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+                let t1 = Instant::now();
+                b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
+                let t2 = Instant::now();
+                b.end(&id, &caller).await?;
+                Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
+            }
+        })
+        .await;
     rows.extend(rows_of(&lifecycle, peak()));
 
     // Calls for the webhooks: several per worker, so that events for the
@@ -420,19 +471,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let calls = Arc::new(calls);
     let (b, c) = (bench.clone(), calls.clone());
-    let webhooks = drive("POST /webhooks/livekit", &[], concurrency, secs, move |n| {
-        let (b, c) = (b.clone(), c.clone());
-        async move {
-            let (_, room, caller, callee) = &c[n as usize % c.len()];
-            let who = if (n as usize / c.len()).is_multiple_of(2) { caller } else { callee };
-            let (body, jwt) = b.signed_event("participant_joined", room, &who.id)?;
-            let t0 = Instant::now();
-            b.post_webhook(body, jwt).await?;
-            Ok(vec![t0.elapsed()])
-        }
-    })
-    .await;
-    report_errors(&webhooks);
+    let webhooks = load
+        .measure("POST /webhooks/livekit", &[], move |n| {
+            let (b, c) = (b.clone(), c.clone());
+            async move {
+                let (_, room, caller, callee) = &c[n as usize % c.len()];
+                let who = if (n as usize / c.len()).is_multiple_of(2) { caller } else { callee };
+                let (body, jwt) = b.signed_event("participant_joined", room, &who.id)?;
+                let t0 = Instant::now();
+                b.post_webhook(body, jwt).await?;
+                Ok(vec![t0.elapsed()])
+            }
+        })
+        .await;
     rows.extend(rows_of(&webhooks, peak()));
     for (id, _, caller, _) in calls.iter() {
         bench.end(id, caller).await?;
@@ -445,6 +496,7 @@ async fn main() -> anyhow::Result<()> {
         "machine": machine,
         "concurrency": concurrency,
         "seconds_per_scenario": secs,
+        "warmup_seconds": load.warmup_secs,
         "scenarios": rows.iter().map(|r| json!({
             "name": r.name.trim(),
             "requests": r.requests,
@@ -465,12 +517,6 @@ async fn main() -> anyhow::Result<()> {
         bail!("some requests failed (see the errors column)");
     }
     Ok(())
-}
-
-fn report_errors(sample: &Sample) {
-    if let Some(err) = &sample.first_error {
-        eprintln!("{}: {} failed; the first: {err}", sample.name, sample.errors);
-    }
 }
 
 fn print_table(rows: &[Row]) {

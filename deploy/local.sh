@@ -690,6 +690,12 @@ free_port() { # free_port <port>: the first port from <port> on that nothing lis
     echo "$port"
 }
 
+recreate_bench_db() {
+    log "database $BENCH_DB: recreated"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+}
+
 stop_bench_service() {
     [[ -n "$BENCH_SERVICE_PID" ]] || return 0
     kill -TERM "$BENCH_SERVICE_PID" 2>/dev/null || true
@@ -706,9 +712,7 @@ cmd_bench() {
     run_step "cargo build --release --bin callgate --example api_load" \
         cargo build --release --bin callgate --example api_load
     mkdir -p "$out"
-    log "database $BENCH_DB: recreated"
-    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
-        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+    recreate_bench_db
     port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
     rotate_log "$log"
     # Its own rooms (LiveKit posts webhooks to 8080 and 8089 only: the driver
@@ -731,7 +735,10 @@ cmd_bench() {
         log "consent latency bench skipped: port 8089 (the test suite's webhook receiver) is in use"
         return 0
     fi
-    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test" CALLGATE_PYTHON="$VENV/bin/python" \
+    # A fresh database again rather than callgate_test: the bench does not
+    # depend on what test runs left there.
+    recreate_bench_db
+    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB" CALLGATE_PYTHON="$VENV/bin/python" \
         TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
         run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
 }

@@ -18,20 +18,22 @@
 #                            then the consent latency bench (benches/)
 #
 # Environment:
-#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit),
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, oha),
 #                    venv/ (Python LiveKit SDK for the e2e tests, jsonschema
 #                    and PyYAML for the container checks), run/ (pid
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
-#   CALLGATE_BENCH_SECS (10), CALLGATE_BENCH_CONCURRENCY (32)   `bench`: per
-#                    scenario; CALLGATE_BENCH_SKIP_CONSENT=1 skips the consent
-#                    latency bench. oha (the load generator) is installed with
-#                    `cargo install` into bin/ when missing.
+#   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
+#                    `bench`: seconds per scenario, requests in flight, the
+#                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
+#                    consent latency bench. oha (the load generator) is
+#                    installed with `cargo install` into bin/ when missing.
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
-# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver.
+# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver,
+# 18080 (or the next free port) callgate under `bench`.
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"

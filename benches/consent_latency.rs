@@ -61,25 +61,49 @@ async fn main() -> anyhow::Result<()> {
         let request = body["request"]["id"].as_str().unwrap_or_default().to_owned();
         let since = his.last_seq().await?;
         let sent = now();
-        let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/accept"), &her, json!({})).await;
+        let (status, body) =
+            app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/accept"), &her, json!({})).await;
         anyhow::ensure!(status.is_success() && body["state"] == "on", "round {round}: accept failed: {body}");
         let told = his
-            .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(5))
+            .wait_for_matching(
+                "participant_permissions_changed",
+                json!({"local": true}),
+                since,
+                Duration::from_secs(5),
+            )
             .await?;
         anyhow::ensure!(told.permissions()?.may_publish("camera"), "round {round}: no camera right");
         to_permission.push((told.wall - sent) * 1000.0);
 
-        his.publish_camera().await?.map_err(|e| anyhow::anyhow!("round {round}: camera refused: {e}"))?;
         let seen = hers.last_seq().await?;
-        hers.wait_for_matching("track_subscribed", json!({"identity": him.id, "source": "camera"}), seen.saturating_sub(50), Duration::from_secs(5))
-            .await?;
+        his.publish_camera().await?.map_err(|e| anyhow::anyhow!("round {round}: camera refused: {e}"))?;
+        hers.wait_for_matching(
+            "track_subscribed",
+            json!({"identity": him.id, "source": "camera"}),
+            seen,
+            Duration::from_secs(5),
+        )
+        .await?;
         let since = hers.last_seq().await?;
         let sent = now();
         let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/revoke"), &her, json!({})).await;
         anyhow::ensure!(status.is_success(), "round {round}: revoke failed: {body}");
-        let gone = hers
-            .wait_for_matching("track_unpublished", json!({"identity": him.id, "source": "camera"}), since, Duration::from_secs(5))
-            .await?;
+        let gone = match hers
+            .wait_for_matching(
+                "track_unpublished",
+                json!({"identity": him.id, "source": "camera"}),
+                since,
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            Ok(event) => event,
+            Err(err) => {
+                let seen: Vec<String> =
+                    hers.events(since).await?.iter().map(|e| format!("{} {:?}", e.event, e.fields)).collect();
+                anyhow::bail!("round {round}: {err}; her events since the revoke: {seen:#?}");
+            }
+        };
         to_track_gone.push((gone.wall - sent) * 1000.0);
     }
     println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");

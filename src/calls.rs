@@ -47,6 +47,10 @@ pub fn room_metadata(call: CallId, call_type: CallType, video: policy::VideoStat
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
 pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, ApiError> {
+    crate::rate_limit::call_start(app, &user.id).await?;
+    if app.config.events.require_callee_online && !req.scheduled {
+        crate::presence::require_callee_online(app, &req.invitees).await?;
+    }
     let call_id = CallId::new();
     tracing::Span::current().record("call_id", tracing::field::display(call_id));
     let room_name = app.livekit.room_name(call_id);
@@ -83,7 +87,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         status: ParticipantStatus::Accepted,
         may_share_screen: share,
     };
-    if !store::insert_live_participant(&mut tx, call_id, &me).await? {
+    if !store::insert_participant(&mut tx, call_id, &me, true).await? {
         return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
     }
     let invitee_status = if req.scheduled { ParticipantStatus::Accepted } else { ParticipantStatus::Invited };
@@ -102,7 +106,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             status: invitee_status,
             may_share_screen: true,
         };
-        if store::insert_live_participant(&mut tx, call_id, &p).await? {
+        if store::insert_participant(&mut tx, call_id, &p, true).await? {
             rung.push(invitee.clone());
         } else {
             busy.push(invitee.clone());
@@ -117,7 +121,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
             status: ParticipantStatus::Busy,
             may_share_screen: true,
         };
-        store::insert_idle_participant(&mut tx, call_id, &p).await?;
+        store::insert_participant(&mut tx, call_id, &p, false).await?;
     }
     if rung.is_empty() {
         // Recorded as a call that ended busy, in the same transaction.
@@ -125,6 +129,9 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         let data = json!({"outcome": Outcome::Busy, "busy": busy});
         store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
             .await?;
+        let row = store::lock_call(&mut tx, call_id).await?.ok_or(ApiError::NotFound)?;
+        let view = CallView::load(&mut tx, &row).await?;
+        crate::app_webhooks::call_ended(&mut tx, &row, &view).await?;
         tx.commit().await?;
         return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
     }
@@ -150,14 +157,19 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         .await?;
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(ApiError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
+    crate::app_webhooks::call_started(&mut tx, &view).await?;
     if !req.scheduled {
         let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
         store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
     }
     let spec = RoomSpec {
         // LiveKit closes a room nobody joined after this long; the call's own
-        // deadlines end it first.
-        empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
+        // deadlines end it first. A scheduled call waits for its people.
+        empty_timeout: if req.scheduled {
+            timeouts.max_call_duration
+        } else {
+            timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60)
+        },
         departure_timeout: std::time::Duration::from_secs(20),
         max_participants: app.config.max_call_participants as u32,
         metadata: room_metadata(call_id, req.call_type, session.state),
@@ -212,6 +224,22 @@ async fn lock_for(
     Ok((call, participants, me))
 }
 
+/// Like `lock_for`, for someone still in a live call.
+async fn lock_as_member(
+    conn: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), ApiError> {
+    let (call, participants, me) = lock_for(conn, id, user).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.live {
+        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
+    }
+    Ok((call, participants, me))
+}
+
 fn ended_conflict() -> ApiError {
     ApiError::conflict("call_ended", "the call has ended")
 }
@@ -242,7 +270,8 @@ pub async fn accept(
         _ => return Err(ApiError::conflict("not_in_call", "you are no longer in this call")),
     }
     store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
-    if call.state == CallState::Ringing {
+    let answers_the_call = call.state == CallState::Ringing;
+    if answers_the_call {
         store::set_state(&mut tx, id, CallState::Connecting).await?;
         let due = Utc::now() + chrono_secs(app.config.timeouts.connect);
         store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
@@ -261,6 +290,9 @@ pub async fn accept(
     let view = CallView::load(&mut tx, &call).await?;
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, "call.accepted", id, &json!({"call": view, "by": user.id})).await?;
+    if answers_the_call {
+        crate::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
+    }
     tx.commit().await?;
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
@@ -339,13 +371,7 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
     let mut tx = app.db.begin().await?;
-    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
-    if !call.state.is_live() {
-        return Err(ended_conflict());
-    }
-    if !me.live {
-        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
-    }
+    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
     let (outcome, reason) = match call.state {
         CallState::Ringing if me.role != Role::Initiator => {
             return Err(ApiError::forbidden(
@@ -368,13 +394,7 @@ pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly, ApiError> {
     let mut tx = app.db.begin().await?;
-    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
-    if !call.state.is_live() {
-        return Err(ended_conflict());
-    }
-    if !me.live {
-        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
-    }
+    let (call, participants, me) = lock_as_member(&mut tx, id, &user.id).await?;
     if me.status == ParticipantStatus::Invited {
         drop(tx);
         return decline(app, user, id).await;
@@ -472,6 +492,7 @@ pub async fn finish(
     let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
     let view = CallView::new(&ended, &participants);
+    crate::app_webhooks::call_ended(conn, &ended, &view).await?;
     let actor = actor.map(UserId::as_str);
     let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
     store::record_event(conn, id, "call.ended", source, actor, data).await?;

@@ -85,11 +85,63 @@ pub struct Timeouts {
     pub video_request_cooldown: Duration,
 }
 
+/// The real-time event stream and presence.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    /// A heartbeat goes to every connection this often; a connection that
+    /// sends nothing (not even a pong) for two intervals is dropped.
+    pub heartbeat: Duration,
+    /// Lifetime of a one-time ticket for browsers.
+    pub ticket_ttl: Duration,
+    /// A user stays online this long after their last presence refresh, so
+    /// a crashed instance does not leave its users online.
+    pub presence_ttl: Duration,
+    /// Refuse to ring callees who have no open event stream.
+    pub require_callee_online: bool,
+}
+
+/// Limits shared by all instances (kept in Redis); 0 means no limit.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    pub call_starts_per_minute: u32,
+    pub video_requests_per_call: u32,
+    pub video_requests_window: Duration,
+    pub requests_per_minute: u32,
+}
+
+/// The key that signs app webhooks: the decoded bytes of a Standard
+/// Webhooks secret (`whsec_<base64>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// Where the host application hears about calls.
+#[derive(Clone, Debug)]
+pub struct AppWebhookConfig {
+    pub url: String,
+    pub key: SigningKey,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub port: u16,
     pub database_url: Secret,
     pub database_pool_size: u32,
+    /// Connections kept open even when idle (PostgreSQL logins are slow).
+    pub database_pool_min: u32,
+    /// How long a request waits for a pooled connection before failing.
+    pub database_acquire_timeout: Duration,
     pub redis_url: Secret,
     pub jwt: JwtConfig,
     pub livekit: LiveKitConfig,
@@ -105,11 +157,18 @@ pub struct Config {
     pub screen_share_roles: Option<Vec<String>>,
     pub token_ttl: Duration,
     pub cors_origins: Vec<String>,
-    pub app_webhook_url: Option<String>,
-    pub app_webhook_secret: Option<Secret>,
+    pub app_webhook: Option<AppWebhookConfig>,
+    pub events: EventsConfig,
+    pub rate_limits: RateLimits,
     pub log_format: LogFormat,
     /// How often each instance looks for due deadlines.
     pub deadline_poll: Duration,
+    /// How often live calls are compared with LiveKit's rooms (one pass per
+    /// interval across all instances).
+    pub reconcile_interval: Duration,
+    /// A room with no call is deleted only once it is this old: a call being
+    /// started creates its room before its row commits.
+    pub orphan_room_grace: Duration,
 }
 
 impl Config {
@@ -155,6 +214,8 @@ impl Config {
             port: env.parsed("PORT", 8080)?,
             database_url: Secret::new(env.required("DATABASE_URL")?),
             database_pool_size: env.parsed("DATABASE_POOL_SIZE", 32)?,
+            database_pool_min: env.parsed("DATABASE_POOL_MIN", 2)?,
+            database_acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT", 5)?,
             redis_url: Secret::new(env.required("REDIS_URL")?),
             jwt: JwtConfig {
                 key: jwt_key(&env)?,
@@ -187,11 +248,50 @@ impl Config {
             screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
             token_ttl: env.seconds("TOKEN_TTL", 600)?,
             cors_origins: env.list("CORS_ORIGINS"),
-            app_webhook_url: env.optional("APP_WEBHOOK_URL"),
-            app_webhook_secret: env.optional("APP_WEBHOOK_SECRET").map(Secret::new),
+            app_webhook: app_webhook(&env)?,
+            events: EventsConfig {
+                heartbeat: env.seconds("EVENTS_HEARTBEAT", 25)?,
+                ticket_ttl: env.seconds("EVENTS_TICKET_TTL", 30)?,
+                presence_ttl: env.seconds("PRESENCE_TTL", 30)?,
+                require_callee_online: env.flag("REQUIRE_CALLEE_ONLINE")?,
+            },
+            rate_limits: RateLimits {
+                call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
+                video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
+                video_requests_window: env.seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600)?,
+                requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
+            },
             log_format,
             deadline_poll: Duration::from_millis(env.parsed("DEADLINE_POLL_MS", 200)?),
+            reconcile_interval: env.seconds("RECONCILE_INTERVAL", 5)?,
+            orphan_room_grace: env.seconds("ORPHAN_ROOM_GRACE", 30)?,
         })
+    }
+}
+
+fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
+    let Some(url) = env.optional("APP_WEBHOOK_URL") else { return Ok(None) };
+    let secret = env
+        .optional("APP_WEBHOOK_SECRET")
+        .ok_or_else(|| env.error("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)"))?;
+    AppWebhookConfig::new(url, &secret).map(Some)
+}
+
+impl AppWebhookConfig {
+    /// `secret` as the Standard Webhooks libraries read it: an optional
+    /// `whsec_` prefix, then base64.
+    pub fn new(url: String, secret: &str) -> Result<Self, ConfigError> {
+        let error = |var, reason: &str| ConfigError { var, reason: reason.to_owned() };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(error("APP_WEBHOOK_URL", "must start with http:// or https://"));
+        }
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+            .map_err(|_| error("APP_WEBHOOK_SECRET", "must be whsec_ followed by base64"))?;
+        if key.len() < 16 {
+            return Err(error("APP_WEBHOOK_SECRET", "must decode to at least 16 bytes"));
+        }
+        Ok(AppWebhookConfig { url, key: SigningKey(key) })
     }
 }
 
@@ -245,6 +345,14 @@ impl Env<'_> {
         Ok(Duration::from_secs(secs))
     }
 
+    fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.optional(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") | Some("0") | Some("no") => Ok(false),
+            Some("true") | Some("1") | Some("yes") => Ok(true),
+            Some(_) => Err(self.error(var, "must be true or false")),
+        }
+    }
+
     fn list(&self, var: &str) -> Vec<String> {
         self.optional(var)
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
@@ -283,6 +391,7 @@ mod tests {
         assert_eq!(config.token_ttl, Duration::from_secs(600));
         assert_eq!(config.video_policy, VideoPolicy::FemaleConsent);
         assert_eq!(config.livekit.api_url, "http://127.0.0.1:7880");
+        assert_eq!(config.reconcile_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -315,6 +424,38 @@ mod tests {
         let mut vars = dev();
         vars.insert("LIVEKIT_API_SECRET", "short");
         assert_eq!(load(&vars).unwrap_err().var, "LIVEKIT_API_SECRET");
+    }
+
+    #[test]
+    fn limits_and_event_settings_have_defaults() {
+        let config = load(&dev()).expect("valid");
+        assert_eq!(config.rate_limits.call_starts_per_minute, 20);
+        assert_eq!(config.rate_limits.requests_per_minute, 600);
+        assert!(!config.events.require_callee_online);
+        assert!(config.app_webhook.is_none());
+    }
+
+    #[test]
+    fn an_app_webhook_needs_a_standard_webhooks_secret() {
+        let mut vars = dev();
+        vars.insert("APP_WEBHOOK_URL", "https://app.example/hooks/calls");
+        assert_eq!(load(&vars).unwrap_err().var, "APP_WEBHOOK_SECRET");
+        vars.insert("APP_WEBHOOK_SECRET", "whsec_not base64!");
+        assert_eq!(load(&vars).unwrap_err().var, "APP_WEBHOOK_SECRET");
+        vars.insert("APP_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let hook = load(&vars).expect("valid").app_webhook.expect("configured");
+        assert_eq!(hook.key.expose().len(), 24);
+        vars.insert("APP_WEBHOOK_URL", "ftp://app.example");
+        assert_eq!(load(&vars).unwrap_err().var, "APP_WEBHOOK_URL");
+    }
+
+    #[test]
+    fn require_callee_online_is_a_flag() {
+        let mut vars = dev();
+        vars.insert("REQUIRE_CALLEE_ONLINE", "true");
+        assert!(load(&vars).expect("valid").events.require_callee_online);
+        vars.insert("REQUIRE_CALLEE_ONLINE", "maybe");
+        assert_eq!(load(&vars).unwrap_err().var, "REQUIRE_CALLEE_ONLINE");
     }
 
     #[test]

@@ -112,6 +112,8 @@ async fn act(
                     store::mark_gone(tx, id, &p.user_id, ParticipantStatus::Missed).await?;
                 }
             }
+            let view = crate::views::CallView::load(tx, call).await?;
+            crate::app_webhooks::call_missed(tx, &view).await?;
             Ok(false)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {

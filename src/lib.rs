@@ -1,16 +1,24 @@
 //! callgate: the control plane for voice and video calls on a self-hosted
 //! LiveKit SFU.
 
+pub mod app_webhooks;
 pub mod auth;
 pub mod calls;
 pub mod config;
 pub mod deadlines;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod livekit;
+pub mod media;
 pub mod policy;
+pub mod presence;
+pub mod quality;
+pub mod rate_limit;
+pub mod reconcile;
 pub mod redis_link;
+pub mod reports;
 pub mod startup;
 pub mod state;
 pub mod store;
@@ -19,4 +27,5 @@ pub mod tokens;
 pub mod turn;
 pub mod video;
 pub mod views;
+pub mod webhook_inbox;
 pub mod webhooks;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use livekit_api::access_token::{AccessToken, AccessTokenError, VideoGrants};
 use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
 use livekit_api::services::{ServerError, ServiceError};
 use livekit_protocol as proto;
@@ -17,6 +18,12 @@ pub enum LiveKitError {
     NotFound,
     #[error("LiveKit request failed: {0}")]
     Failed(#[from] ServiceError),
+    #[error("LiveKit request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("signing a LiveKit request: {0}")]
+    Token(#[from] AccessTokenError),
+    #[error("LiveKit refused: {code}: {msg}")]
+    Refused { code: String, msg: String },
 }
 
 pub type LiveKitResult<T> = Result<T, LiveKitError>;
@@ -38,14 +45,20 @@ pub struct RoomSpec {
 pub struct LiveKit {
     rooms: RoomClient,
     prefix: String,
+    /// For the few RoomService requests made without livekit-api.
+    http: reqwest::Client,
+    config: LiveKitConfig,
 }
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl LiveKit {
     pub fn new(config: &LiveKitConfig, prefix: &str) -> Self {
         let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
             .with_failover(false)
-            .with_request_timeout(Duration::from_secs(5));
-        Self { rooms, prefix: prefix.to_owned() }
+            .with_request_timeout(REQUEST_TIMEOUT);
+        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
+        Self { rooms, prefix: prefix.to_owned(), http, config: config.clone() }
     }
 
     pub fn room_name(&self, call: CallId) -> String {
@@ -93,6 +106,55 @@ impl LiveKit {
 
     pub async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<proto::ParticipantInfo>> {
         self.rooms.list_participants(room).await.map_err(classify)
+    }
+
+    /// The participant as LiveKit sees them; `None` when not in the room.
+    pub async fn participant(
+        &self,
+        room: &str,
+        identity: &str,
+    ) -> LiveKitResult<Option<proto::ParticipantInfo>> {
+        match self.rooms.get_participant(room, identity).await.map_err(classify) {
+            Ok(info) => Ok(Some(info)),
+            Err(LiveKitError::NotFound) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Mutes (or unmutes) a published track. Returns false when the track,
+    /// its participant or the room is not there. A request of our own:
+    /// livekit-api's `mute_published_track` unwraps the track in the reply.
+    #[tracing::instrument(skip(self))]
+    pub async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool> {
+        let grants = VideoGrants { room_admin: true, room: room.to_owned(), ..Default::default() };
+        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose())
+            .with_grants(grants)
+            .with_ttl(Duration::from_secs(60))
+            .to_jwt()?;
+        let url = format!(
+            "{}/twirp/livekit.RoomService/MutePublishedTrack",
+            self.config.api_url.trim_end_matches('/')
+        );
+        let body =
+            serde_json::json!({"room": room, "identity": identity, "track_sid": track_sid, "muted": muted});
+        let resp = self.http.post(url).bearer_auth(token).json(&body).send().await?;
+        if resp.status().is_success() {
+            let reply: serde_json::Value = resp.json().await?;
+            return Ok(reply.get("track").is_some_and(|t| t.is_object()));
+        }
+        let error: serde_json::Value = resp.json().await.unwrap_or_default();
+        let field =
+            |name: &str| error.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        match field("code").as_str() {
+            "not_found" => Ok(false),
+            _ => Err(LiveKitError::Refused { code: field("code"), msg: field("msg") }),
+        }
     }
 
     /// Replaces every permission field of a connected participant (LiveKit

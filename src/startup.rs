@@ -33,7 +33,8 @@ impl Application {
             .with_context(|| format!("binding port {}", config.port))?;
         let db = PgPoolOptions::new()
             .max_connections(config.database_pool_size.max(2))
-            .acquire_timeout(Duration::from_secs(5))
+            .min_connections(config.database_pool_min.min(config.database_pool_size))
+            .acquire_timeout(config.database_acquire_timeout)
             .connect(config.database_url.expose())
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;
@@ -61,15 +62,35 @@ impl Application {
         let Application { listener, state, stop } = self;
         let mut jobs = JoinSet::new();
         jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
-        let app = crate::http::router(state);
+        jobs.spawn(crate::reconcile::run(state.clone(), stop.clone()));
+        jobs.spawn(crate::webhook_inbox::run(state.clone(), stop.clone()));
+        jobs.spawn(crate::events::fanout::publish(state.clone(), stop.clone()));
+        jobs.spawn(crate::events::fanout::subscribe(state.clone(), stop.clone()));
+        jobs.spawn(crate::presence::refresh(state.clone(), stop.clone()));
+        jobs.spawn(crate::app_webhooks::run(state.clone(), stop.clone()));
+        let app = crate::http::router(state.clone());
         let serve_stop = stop.clone();
+        // Graceful shutdown: stop accepting and finish requests; then close
+        // the event streams with a reason; then let the jobs end (an app
+        // webhook being delivered is finished; deadlines and outbox rows are
+        // only ever held inside a transaction, so nothing is left claimed).
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { serve_stop.cancelled().await })
             .await;
         stop.cancel();
+        state.events.close_sockets(Duration::from_secs(5)).await;
         while jobs.join_next().await.is_some() {}
         served.context("HTTP server")
     }
+}
+
+/// A small pool of its own for a background job, so that request traffic
+/// cannot starve it (nor it the requests): connections to the same database.
+pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*db.connect_options()).clone())
 }
 
 /// Resolves on SIGINT or SIGTERM.

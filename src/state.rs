@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::UserId;
+use crate::events::Events;
 use crate::livekit::LiveKit;
 use crate::redis_link::RedisLink;
 use crate::turn::{self, IceServer};
@@ -21,6 +22,8 @@ pub struct Inner {
     pub livekit: LiveKit,
     pub auth: Authenticator,
     pub webhooks: WebhookReceiver,
+    pub webhook_inbox: crate::webhook_inbox::Inbox,
+    pub events: Events,
 }
 
 #[derive(Clone)]
@@ -41,6 +44,8 @@ impl AppState {
             TokenVerifier::with_api_key(&config.livekit.api_key, config.livekit.api_secret.expose());
         AppState(Arc::new(Inner {
             webhooks: WebhookReceiver::new(verifier),
+            webhook_inbox: Default::default(),
+            events: Events::default(),
             livekit,
             config,
             db,

@@ -187,18 +187,20 @@ pub struct NewParticipant<'a> {
     pub may_share_screen: bool,
 }
 
-/// Adds a participant who is busy with this call from now on. Returns false,
-/// writing nothing, when the user is already in another live call: the
-/// partial unique index decides, even between concurrent transactions.
-pub async fn insert_live_participant(
+/// Adds a participant. A `live` one is busy with this call from now on:
+/// false is returned, writing nothing, when the user is already in another
+/// live call, as the partial unique index decides, even between concurrent
+/// transactions.
+pub async fn insert_participant(
     conn: &mut PgConnection,
     call: CallId,
     p: &NewParticipant<'_>,
+    live: bool,
 ) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "insert into call_participants (call_id, user_id, name, gender, role, status, live, \
          may_share_screen, answered_at) \
-         values ($1, $2, $3, $4, $5, $6, true, $7, case when $6 = 'accepted' then now() end) \
+         values ($1, $2, $3, $4, $5, $6, $8, $7, case when $6 = 'accepted' then now() end) \
          on conflict (user_id) where live do nothing",
     )
     .bind(call.0)
@@ -208,30 +210,10 @@ pub async fn insert_live_participant(
     .bind(p.role.as_str())
     .bind(p.status.as_str())
     .bind(p.may_share_screen)
+    .bind(live)
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
-}
-
-pub async fn insert_idle_participant(
-    conn: &mut PgConnection,
-    call: CallId,
-    p: &NewParticipant<'_>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into call_participants (call_id, user_id, name, gender, role, status, live, \
-         may_share_screen) values ($1, $2, $3, $4, $5, $6, false, $7)",
-    )
-    .bind(call.0)
-    .bind(p.user.as_str())
-    .bind(p.name)
-    .bind(gender_word(p.gender))
-    .bind(p.role.as_str())
-    .bind(p.status.as_str())
-    .bind(p.may_share_screen)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn mark_answered(
@@ -467,27 +449,6 @@ pub async fn take_due_deadline(conn: &mut PgConnection) -> sqlx::Result<Option<D
     )
     .fetch_optional(conn)
     .await
-}
-
-/// Records a LiveKit webhook delivery; false if it was handled before.
-pub async fn first_delivery(
-    conn: &mut PgConnection,
-    id: &str,
-    event: &str,
-    room: Option<&str>,
-    created_at: Option<DateTime<Utc>>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "insert into livekit_webhook_events (id, event, room_name, created_at) \
-         values ($1, $2, $3, $4) on conflict (id) do nothing",
-    )
-    .bind(id)
-    .bind(event)
-    .bind(room)
-    .bind(created_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Which of these users are in a live call right now (a plain read).

@@ -200,45 +200,33 @@ pub async fn on_room_join(
 }
 
 /// A camera or screen track published while video is off can only come from
-/// drift: remove it and record the violation.
+/// drift: record the violation and put the participant's rights back, which
+/// makes LiveKit remove the track. A report that may predate video turning
+/// off (`published_at`, whole seconds) is no violation. Returns whether it
+/// was one.
 pub async fn on_track_published(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     participant: &proto::ParticipantInfo,
     track: &proto::TrackInfo,
-) -> Result<(), ApiError> {
+    published_at: Option<chrono::DateTime<Utc>>,
+) -> Result<bool, ApiError> {
     let state = store::lock_call(tx, call.call_id()).await?.map(|c| c.video_state()).unwrap_or_default();
     let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
-    let video_source = matches!(
-        source,
-        proto::TrackSource::Camera | proto::TrackSource::ScreenShare | proto::TrackSource::ScreenShareAudio
-    );
-    if !video_source || policy::camera_allowed(state) {
-        return Ok(());
+    if !is_video_source(source) || policy::camera_allowed(state) {
+        return Ok(false);
     }
-    // A webhook can arrive after video turned off for a track that was
-    // published while it was on; LiveKit has removed such a track already.
-    let still_published = match app.livekit.list_participants(&call.room_name).await {
-        Ok(list) => list
-            .iter()
-            .filter(|p| p.identity == participant.identity)
-            .any(|p| p.tracks.iter().any(|t| t.sid == track.sid)),
-        Err(err) => {
-            tracing::warn!(error = %err, "could not check a published track; treating it as live");
-            true
-        }
+    let switched = last_video_switch(tx, call.call_id()).await?;
+    let violation = match (switched, published_at) {
+        (None, _) => true,
+        (Some(switched), Some(published)) => switched < published,
+        (Some(_), None) => false,
     };
-    if !still_published {
-        return Ok(());
+    if violation {
+        tracing::warn!(identity = %participant.identity, track = %track.sid, "video track published while video is off");
+        record_violation(tx, call.call_id(), &participant.identity, &track.sid, source).await?;
     }
-    tracing::warn!(identity = %participant.identity, track = %track.sid, "video track published while video is off");
-    sqlx::query("insert into consent_ledger (call_id, kind, actor, detail) values ($1, 'violation', $2, $3)")
-        .bind(call.id)
-        .bind(&participant.identity)
-        .bind(json!({"trackSid": track.sid, "source": source.as_str_name()}))
-        .execute(&mut *tx)
-        .await?;
     let may_share = store::participants(tx, call.call_id())
         .await?
         .iter()
@@ -249,7 +237,51 @@ pub async fn on_track_published(
     {
         tracing::warn!(error = %err, "could not withdraw the rights of a violating participant");
     }
-    Ok(())
+    Ok(violation)
+}
+
+/// When video last turned on or off in the call; `None` if it never did.
+pub async fn last_video_switch(
+    tx: &mut PgConnection,
+    call: CallId,
+) -> sqlx::Result<Option<chrono::DateTime<Utc>>> {
+    sqlx::query_scalar("select max(at) from consent_ledger where call_id = $1 and kind in ('on', 'off')")
+        .bind(call.0)
+        .fetch_one(tx)
+        .await
+}
+
+/// Sources that only video being on allows.
+pub fn is_video_source(source: proto::TrackSource) -> bool {
+    matches!(
+        source,
+        proto::TrackSource::Camera | proto::TrackSource::ScreenShare | proto::TrackSource::ScreenShareAudio
+    )
+}
+
+/// Writes a `violation` to the consent ledger, once per track (the webhook
+/// and the reconciler may both see it). Returns whether it was written.
+pub async fn record_violation(
+    tx: &mut PgConnection,
+    call: CallId,
+    identity: &str,
+    track_sid: &str,
+    source: proto::TrackSource,
+) -> sqlx::Result<bool> {
+    let source = source.as_str_name().to_ascii_lowercase();
+    let written = sqlx::query(
+        "insert into consent_ledger (call_id, kind, actor, detail) \
+         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text) \
+         where not exists (select 1 from consent_ledger where call_id = $1 and kind = 'violation' \
+                           and detail->>'trackSid' = $3)",
+    )
+    .bind(call.0)
+    .bind(identity)
+    .bind(track_sid)
+    .bind(source)
+    .execute(tx)
+    .await?;
+    Ok(written.rows_affected() == 1)
 }
 
 pub async fn expire(
@@ -262,7 +294,7 @@ pub async fn expire(
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
     pub id: Uuid,
@@ -276,7 +308,7 @@ impl From<&PendingRequest> for RequestView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoView {
     pub state: VideoState,
@@ -327,6 +359,7 @@ pub async fn request(app: &AppState, user: &AuthUser, id: CallId) -> Result<Requ
             "video can be requested once the call is answered",
         ));
     }
+    crate::rate_limit::video_request(app, id).await?;
     let request_id = Uuid::new_v4();
     let decision = apply(
         app,
@@ -370,7 +403,7 @@ pub async fn revoke(app: &AppState, user: &AuthUser, id: CallId) -> Result<Video
     view(app, user, id).await
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerView {
     pub id: i64,

@@ -11,7 +11,7 @@ use crate::policy::VideoState;
 use crate::store::{self, CallRow, ParticipantRow};
 use crate::turn::IceServer;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView {
     pub id: uuid::Uuid,
@@ -41,7 +41,7 @@ pub struct CallView {
     pub participants: Vec<ParticipantView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParticipantView {
     pub user_id: String,
@@ -108,7 +108,7 @@ impl ParticipantView {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinView {
     pub url: String,
@@ -118,7 +118,7 @@ pub struct JoinView {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallWithJoin {
     pub call: CallView,
@@ -126,14 +126,14 @@ pub struct CallWithJoin {
     pub ice_servers: Vec<IceServer>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinOnly {
     pub join: JoinView,
     pub ice_servers: Vec<IceServer>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CallOnly {
     pub call: CallView,
 }

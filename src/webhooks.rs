@@ -1,14 +1,22 @@
-//! LiveKit's webhooks: verified over the raw body, deduplicated on the
-//! event id (in the same transaction that acts on them, so a failed
-//! handling is retried on redelivery), and turned into call transitions.
+//! What LiveKit's webhooks mean for a call. They are verified and stored
+//! by `crate::webhook_inbox`, which hands them here one at a time, per call
+//! in arrival order, in a transaction holding the call's row lock; every
+//! event goes into the call's timeline, whatever it changed.
+//!
+//! Events still come late, out of order or never (the reconciler repairs
+//! what never comes). A participant's LiveKit session (`joined_at_ms`)
+//! orders their joins and departures: a `participant_left` of an older
+//! session does not undo a newer join, and a departure because the same
+//! identity joined again (a reconnect) is no departure. Nothing revives an
+//! ended call or a participant who is gone.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use livekit_protocol as proto;
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::calls::{self, finish};
-use crate::domain::{CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
+use crate::calls::finish;
+use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind};
@@ -22,81 +30,138 @@ pub fn verify(app: &AppState, body: &str, authorization: &str) -> Result<proto::
     })
 }
 
-#[tracing::instrument(skip_all, fields(event = %event.event, id = %event.id, call_id))]
-pub async fn handle(app: &AppState, event: proto::WebhookEvent) -> Result<(), ApiError> {
-    let Some(room) = event.room.as_ref().map(|r| r.name.clone()) else {
-        return Ok(());
-    };
-    // Rooms of other deployments sharing the LiveKit server are not ours.
-    let Some(call_id) = app.livekit.call_of_room(&room) else {
-        return Ok(());
-    };
-    tracing::Span::current().record("call_id", tracing::field::display(call_id));
-    let mut tx = app.db.begin().await?;
-    let created_at = DateTime::from_timestamp(event.created_at, 0);
-    if !event.id.is_empty()
-        && !store::first_delivery(&mut tx, &event.id, &event.event, Some(&room), created_at).await?
-    {
-        tracing::debug!("duplicate delivery ignored");
-        return Ok(());
+/// When the participant's LiveKit session began: it orders their joins and departures.
+pub fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
+    if info.joined_at_ms > 0 {
+        DateTime::from_timestamp_millis(info.joined_at_ms)
+    } else if info.joined_at > 0 {
+        DateTime::from_timestamp(info.joined_at, 0)
+    } else {
+        None
     }
-    let Some(call) = store::lock_call(&mut tx, call_id).await? else {
-        tx.commit().await?;
-        return Ok(());
-    };
-    let identity = event.participant.as_ref().map(|p| p.identity.clone()).unwrap_or_default();
+}
+
+/// What one event changes, in the call's locked transaction. Returns
+/// whether the call ended (its room is to be deleted after the commit).
+pub async fn handle(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    event: &proto::WebhookEvent,
+) -> Result<bool, ApiError> {
+    let participant = event.participant.as_ref();
+    let identity = participant.map(|p| p.identity.clone()).unwrap_or_default();
+    let session = participant.and_then(session_of);
     let mut ended = false;
+    let mut applied = false;
     if call.state.is_live() {
         match event.event.as_str() {
-            "participant_joined" => participant_joined(app, &mut tx, &call, &identity).await?,
+            "participant_joined" => {
+                applied = joined(app, tx, call, &identity, session).await?;
+            }
             "participant_left" | "participant_connection_aborted" => {
-                ended = participant_left(app, &mut tx, &call, &identity).await?;
+                let reason = participant
+                    .and_then(|p| proto::DisconnectReason::try_from(p.disconnect_reason).ok())
+                    .unwrap_or(proto::DisconnectReason::UnknownReason);
+                let left = left(app, tx, call, &identity, session, Departure::LiveKit(reason)).await?;
+                (applied, ended) = (left != Left::Ignored, left == Left::CallEnded);
             }
             "room_finished" => {
                 let outcome =
                     if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-                finish(&mut tx, &call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
-                ended = true;
+                finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
+                (applied, ended) = (true, true);
             }
             "track_published" => {
-                if let (Some(participant), Some(track)) = (&event.participant, &event.track) {
-                    video::on_track_published(app, &mut tx, &call, participant, track).await?;
+                if let (Some(participant), Some(track)) = (participant, &event.track) {
+                    let at = DateTime::from_timestamp(event.created_at, 0);
+                    applied = video::on_track_published(app, tx, call, participant, track, at).await?;
                 }
             }
             _ => {}
         }
     }
-    let data = json!({"livekitEventId": event.id, "identity": identity});
-    let actor = (!identity.is_empty()).then_some(identity.as_str());
-    store::record_event(
-        &mut tx,
-        call_id,
-        &format!("livekit.{}", event.event),
-        EventSource::LiveKit,
-        actor,
-        data,
-    )
-    .await?;
-    tx.commit().await?;
-    if ended {
-        calls::delete_room(app, &call.room_name).await;
+    let mut data = json!({
+        "livekitEventId": event.id,
+        "identity": identity,
+        "createdAt": DateTime::from_timestamp(event.created_at, 0),
+        "applied": applied,
+    });
+    if let Some(track) = &event.track {
+        let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
+        data["trackSid"] = json!(track.sid);
+        data["source"] = json!(source.as_str_name().to_ascii_lowercase());
     }
+    let actor = (!identity.is_empty()).then_some(identity.as_str());
+    let kind = format!("livekit.{}", event.event);
+    store::record_event(tx, call.call_id(), &kind, EventSource::LiveKit, actor, data).await?;
+    Ok(ended)
+}
+
+async fn known_session(
+    tx: &mut PgConnection,
+    call: CallId,
+    user: &str,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("select lk_session_at from call_participants where call_id = $1 and user_id = $2")
+        .bind(call.0)
+        .bind(user)
+        .fetch_optional(tx)
+        .await
+        .map(Option::flatten)
+}
+
+async fn remember_session(
+    tx: &mut PgConnection,
+    call: CallId,
+    user: &str,
+    session: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update call_participants set lk_session_at = greatest(lk_session_at, $3) \
+         where call_id = $1 and user_id = $2",
+    )
+    .bind(call.0)
+    .bind(user)
+    .bind(session)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
-async fn participant_joined(
+/// A participant is in the room (a webhook says so, or the reconciler saw
+/// them). Returns whether it changed anything.
+pub async fn joined(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     identity: &str,
-) -> Result<(), ApiError> {
+    session: Option<DateTime<Utc>>,
+) -> Result<bool, ApiError> {
     let id = call.call_id();
     let participants = store::participants(tx, id).await?;
     let Some(me) = participants.iter().find(|p| p.user_id == identity) else {
-        return Ok(());
+        return Ok(false);
     };
     if !me.live {
-        return Ok(());
+        return Ok(false);
+    }
+    let known = known_session(tx, id, identity).await?;
+    // A join of the session we know (a second report) or of an older one
+    // (late) changes nothing.
+    let newer = match (session, known) {
+        (Some(session), Some(known)) => session > known,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    if !newer {
+        return Ok(false);
+    }
+    remember_session(tx, id, identity, session).await?;
+    // Whatever their token said, a new session gets the rights of now.
+    video::on_room_join(app, tx, call, identity).await?;
+    if me.status == ParticipantStatus::Joined {
+        return Ok(true);
     }
     store::mark_joined(tx, id, identity).await?;
     let present = participants
@@ -106,42 +171,81 @@ async fn participant_joined(
     if present >= 2 && call.state == CallState::Connecting {
         store::set_state(tx, id, CallState::Active).await?;
         store::cancel(tx, id, DeadlineKind::Connect).await?;
-        let due = chrono::Utc::now()
+        let due = Utc::now()
             + chrono::Duration::from_std(app.config.timeouts.max_call_duration)
                 .unwrap_or(chrono::Duration::MAX);
         store::schedule(tx, id, DeadlineKind::MaxDuration, due, None).await?;
     }
-    video::on_room_join(app, tx, call, identity).await?;
-    let fresh = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
-    let view = CallView::load(tx, &fresh).await?;
+    let view = CallView::load(tx, call).await?;
     let others: Vec<String> =
         view.participants.iter().filter(|p| p.user_id != identity).map(|p| p.user_id.clone()).collect();
     store::notify(tx, &others, "participant.joined", id, &json!({"call": view, "userId": identity})).await?;
-    Ok(())
+    Ok(true)
 }
 
-/// Returns whether the call ended because too few people remain.
-async fn participant_left(
+/// Why a participant is no longer in the room.
+#[derive(Clone, Copy, Debug)]
+pub enum Departure {
+    LiveKit(proto::DisconnectReason),
+    /// The reconciler found them missing from the room.
+    Missing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    Ignored,
+    Left,
+    CallEnded,
+}
+
+/// A participant left the room. A departure of an older session than the
+/// one we know is stale, and one because the same identity joined again is
+/// a reconnect: both change nothing.
+pub async fn left(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     identity: &str,
-) -> Result<bool, ApiError> {
+    session: Option<DateTime<Utc>>,
+    why: Departure,
+) -> Result<Left, ApiError> {
     let id = call.call_id();
     let participants = store::participants(tx, id).await?;
     let Some(me) = participants.iter().find(|p| p.user_id == identity) else {
-        return Ok(false);
+        return Ok(Left::Ignored);
     };
     if !me.live || me.status == ParticipantStatus::Invited {
-        return Ok(false);
+        return Ok(Left::Ignored);
     }
+    if let Departure::LiveKit(
+        proto::DisconnectReason::DuplicateIdentity | proto::DisconnectReason::Migration,
+    ) = why
+    {
+        return Ok(Left::Ignored);
+    }
+    let known = known_session(tx, id, identity).await?;
+    if let (Some(session), Some(known)) = (session, known)
+        && session < known
+    {
+        return Ok(Left::Ignored);
+    }
+    remember_session(tx, id, identity, session).await?;
     store::mark_gone(tx, id, identity, ParticipantStatus::Left).await?;
+    let source = match why {
+        Departure::LiveKit(_) => EventSource::LiveKit,
+        Departure::Missing => {
+            let data = json!({"reason": "missing_from_room"});
+            store::record_event(tx, id, "participant.left", EventSource::System, Some(identity), data)
+                .await?;
+            EventSource::System
+        }
+    };
     let remaining = participants.iter().filter(|p| p.live && p.user_id != identity).count();
     let user = UserId::parse(identity).ok();
     if remaining < 2 {
         let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        finish(tx, call, outcome, EndReason::Hangup, EventSource::LiveKit, user.as_ref()).await?;
-        return Ok(true);
+        finish(tx, call, outcome, EndReason::Hangup, source, user.as_ref()).await?;
+        return Ok(Left::CallEnded);
     }
     if let Some(user) = &user {
         video::on_leave(app, tx, call, user).await?;
@@ -150,5 +254,5 @@ async fn participant_left(
     let others: Vec<String> =
         view.participants.iter().filter(|p| p.user_id != identity).map(|p| p.user_id.clone()).collect();
     store::notify(tx, &others, "participant.left", id, &json!({"call": view, "userId": identity})).await?;
-    Ok(false)
+    Ok(Left::Left)
 }

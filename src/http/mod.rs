@@ -1,8 +1,12 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
 mod calls;
+mod events;
 mod health;
 pub mod json;
+mod media;
+mod quality;
+mod reports;
 mod turn;
 mod video;
 mod webhooks;
@@ -18,7 +22,15 @@ use crate::state::AppState;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().merge(calls::router()).merge(video::router()).merge(turn::router());
+    let api = Router::new()
+        .merge(calls::router())
+        .merge(video::router())
+        .merge(turn::router())
+        .merge(media::router())
+        .merge(quality::router())
+        .merge(reports::router())
+        .merge(events::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
     let cors = cors(&state.config.cors_origins);
     Router::new()
         .nest("/api/v1", api)

@@ -6,13 +6,14 @@ use axum::routing::post;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::webhooks;
+use crate::{webhook_inbox, webhooks};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/livekit", post(livekit))
 }
 
 /// LiveKit signs the raw body; its `Authorization` header is the bare JWT.
+/// The event is stored, then handled after the answer (`crate::webhook_inbox`).
 async fn livekit(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -28,6 +29,6 @@ async fn livekit(
         detail: "the body is not UTF-8".into(),
     })?;
     let event = webhooks::verify(&app, body, auth)?;
-    webhooks::handle(&app, event).await?;
+    webhook_inbox::ingest(&app, &event, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,13 +13,23 @@ use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app, sp
 const CAMERA: i32 = proto::TrackSource::Camera as i32;
 
 /// An answered call with both in the room, publishing audio.
-pub async fn call_in_room(app: &TestApp, caller: &TestUser, callee: &TestUser, kind: &str, video: Value) -> (String, LkClient, LkClient) {
+pub async fn call_in_room(
+    app: &TestApp,
+    caller: &TestUser,
+    callee: &TestUser,
+    kind: &str,
+    video: Value,
+) -> (String, LkClient, LkClient) {
     let (call, started) = app.ring(caller, &[callee], kind).await;
     let (status, accepted) = app.call_action(&call, "accept", callee, json!({"video": video})).await;
     assert_eq!(status, StatusCode::OK, "{accepted}");
     let url = started["join"]["url"].as_str().expect("url");
-    let mut a = LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.expect("caller joins");
-    let mut b = LkClient::connect(url, accepted["join"]["token"].as_str().expect("token")).await.expect("callee joins");
+    let mut a = LkClient::connect(url, started["join"]["token"].as_str().expect("token"))
+        .await
+        .expect("caller joins");
+    let mut b = LkClient::connect(url, accepted["join"]["token"].as_str().expect("token"))
+        .await
+        .expect("callee joins");
     a.publish_audio().await.expect("caller audio");
     b.publish_audio().await.expect("callee audio");
     app.wait_for_call(&call, caller, Duration::from_secs(15), |c| c["state"] == "active").await;
@@ -46,7 +56,13 @@ pub async fn request_video(app: &TestApp, call: &str, user: &TestUser) -> (Statu
     app.post(&format!("/api/v1/calls/{call}/video/requests"), user, json!({})).await
 }
 
-pub async fn answer(app: &TestApp, call: &str, request: &str, user: &TestUser, verb: &str) -> (StatusCode, Value) {
+pub async fn answer(
+    app: &TestApp,
+    call: &str,
+    request: &str,
+    user: &TestUser,
+    verb: &str,
+) -> (StatusCode, Value) {
     app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/{verb}"), user, json!({})).await
 }
 
@@ -63,7 +79,12 @@ pub async fn video(app: &TestApp, call: &str, user: &TestUser) -> Value {
 async fn ledger_kinds(app: &TestApp, call: &str, user: &TestUser) -> Vec<String> {
     let (status, body) = app.get(&format!("/api/v1/calls/{call}/consent"), user).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["entries"].as_array().expect("entries").iter().filter_map(|e| e["kind"].as_str().map(str::to_owned)).collect()
+    body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// He asks, she says yes: video is on.
@@ -96,7 +117,12 @@ async fn once_she_accepts_both_publish_camera_and_see_each_other() {
     let since = a.last_seq().await.expect("seq");
     turn_video_on(&app, &call, &him, &her).await;
     let changed = a
-        .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(5))
+        .wait_for_matching(
+            "participant_permissions_changed",
+            json!({"local": true}),
+            since,
+            Duration::from_secs(5),
+        )
         .await
         .expect("he is told his rights changed");
     assert!(changed.permissions().expect("permissions").may_publish("camera"));
@@ -118,7 +144,8 @@ async fn once_she_accepts_both_publish_camera_and_see_each_other() {
         assert!(Instant::now() < deadline, "frames: him {seen_by_him}, her {seen_by_her}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metadata: Value = serde_json::from_str(&a.state().await.expect("state").room_metadata).expect("room metadata is JSON");
+    let metadata: Value =
+        serde_json::from_str(&a.state().await.expect("state").room_metadata).expect("room metadata is JSON");
     assert_eq!(metadata["video"], "on");
     assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "on"]);
 }
@@ -129,7 +156,9 @@ async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, mut a, mut b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
     turn_video_on(&app, &call, &him, &her).await;
-    a.wait_for_matching("participant_permissions_changed", json!({"local": true}), 0, Duration::from_secs(5)).await.expect("on");
+    a.wait_for_matching("participant_permissions_changed", json!({"local": true}), 0, Duration::from_secs(5))
+        .await
+        .expect("on");
     a.publish_camera().await.expect("alive").expect("camera on");
     b.publish_camera().await.expect("alive").expect("camera on");
     let room = app.room_name(&call);
@@ -150,7 +179,12 @@ async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
     .await;
     for (client, since) in [(&mut a, since_a), (&mut b, since_b)] {
         let told = client
-            .wait_for_matching("participant_permissions_changed", json!({"local": true}), since, Duration::from_secs(2))
+            .wait_for_matching(
+                "participant_permissions_changed",
+                json!({"local": true}),
+                since,
+                Duration::from_secs(2),
+            )
             .await
             .expect("each client is told its rights changed");
         assert!(!told.permissions().expect("permissions").may_publish("camera"));
@@ -191,7 +225,9 @@ async fn after_a_reject_the_requester_must_wait_out_the_cooldown() {
     let body: Value = resp.json().await.expect("problem");
     assert_eq!(body["code"], "video_request_cooldown");
     assert!(video(&app, &call, &him).await["cooldownUntil"].is_string());
-    let declined = app.db_count("select count(*) from user_events where call_id = $1 and type = 'video.declined'", &call).await;
+    let declined = app
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'video.declined'", &call)
+        .await;
     assert_eq!(declined, 1, "the requester learns only that it was declined");
 }
 
@@ -248,9 +284,12 @@ async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["call"]["video"], "off");
     assert_eq!(sources_of(&app, &body["join"]), vec!["microphone"]);
-    let mut client = LkClient::connect(body["join"]["url"].as_str().expect("url"), body["join"]["token"].as_str().expect("token"))
-        .await
-        .expect("she joins");
+    let mut client = LkClient::connect(
+        body["join"]["url"].as_str().expect("url"),
+        body["join"]["token"].as_str().expect("token"),
+    )
+    .await
+    .expect("she joins");
     assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
     let (status, _) = request_video(&app, &call, &him).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "her `video: false` was a reject");
@@ -318,9 +357,12 @@ async fn a_token_minted_while_video_was_on_gets_no_camera_once_joined_after_a_re
     let (_, stale) = app.call_action(&call, "token", &him, json!({})).await;
     assert!(sources_of(&app, &stale["join"]).contains(&"camera".to_owned()));
     revoke(&app, &call, &her).await;
-    let mut client = LkClient::connect(stale["join"]["url"].as_str().expect("url"), stale["join"]["token"].as_str().expect("token"))
-        .await
-        .expect("he joins with the stale token");
+    let mut client = LkClient::connect(
+        stale["join"]["url"].as_str().expect("url"),
+        stale["join"]["token"].as_str().expect("token"),
+    )
+    .await
+    .expect("he joins with the stale token");
     let room = app.room_name(&call);
     let him_id = him.id.clone();
     eventually(Duration::from_secs(5), "LiveKit withdrew the camera right", || {
@@ -338,10 +380,14 @@ async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
     let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
     let (call, started) = app.ring(&him, &[&w1, &w2], "audio").await;
     let url = started["join"]["url"].as_str().expect("url").to_owned();
-    let mut clients = vec![LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins")];
+    let mut clients = vec![
+        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins"),
+    ];
     for w in [&w1, &w2] {
         let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
-        clients.push(LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"));
+        clients.push(
+            LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"),
+        );
     }
     app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
 
@@ -356,7 +402,10 @@ async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
 
     // The same answer from two devices at once: one consent.
     let first = answerers[0];
-    let (a1, a2) = tokio::join!(answer(&app, &call, &request, first, "accept"), answer(&app, &call, &request, first, "accept"));
+    let (a1, a2) = tokio::join!(
+        answer(&app, &call, &request, first, "accept"),
+        answer(&app, &call, &request, first, "accept")
+    );
     assert!(a1.0.is_success() || a2.0.is_success(), "{a1:?} {a2:?}");
 
     // Accept against revoke.
@@ -367,7 +416,11 @@ async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
     let state = video(&app, &call, &him).await["state"].as_str().expect("state").to_owned();
     let room = app.room_name(&call);
     for identity in [&him.id, &w1.id, &w2.id] {
-        assert_eq!(camera_right(&room, identity).await, Some(state == "on"), "LiveKit agrees with `{state}` for {identity}");
+        assert_eq!(
+            camera_right(&room, identity).await,
+            Some(state == "on"),
+            "LiveKit agrees with `{state}` for {identity}"
+        );
     }
     let kinds = ledger_kinds(&app, &call, &him).await;
     assert_eq!(kinds.iter().filter(|k| *k == "request").count(), 1, "{kinds:?}");

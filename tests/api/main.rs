@@ -2,12 +2,20 @@
 //! own app on port 0 against the real stack and uses users of its own, so
 //! the tests run in parallel.
 
+mod app_webhooks;
 mod auth;
 mod calls;
 mod consent;
 mod containers;
 mod e2e;
+mod events;
 mod helpers;
+mod media;
+mod quality;
+mod rate_limits;
+mod reconcile;
 mod restart;
+mod stats;
 mod turn;
 mod validation;
+mod webhooks;

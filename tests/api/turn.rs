@@ -74,6 +74,12 @@ async fn ice_servers_carry_stun_and_turn_with_credentials() {
     let servers = body["iceServers"].as_array().expect("iceServers");
     let turn: Vec<&Value> = servers.iter().filter(|s| s["credential"].is_string()).collect();
     assert_eq!(turn.len(), 1);
-    assert!(turn[0]["urls"].as_array().expect("urls").iter().all(|u| u.as_str().is_some_and(|u| u.starts_with("turn:"))));
+    assert!(
+        turn[0]["urls"]
+            .as_array()
+            .expect("urls")
+            .iter()
+            .all(|u| u.as_str().is_some_and(|u| u.starts_with("turn:")))
+    );
     assert!(servers.iter().any(|s| s["urls"][0].as_str().is_some_and(|u| u.starts_with("stun:"))));
 }

@@ -2,7 +2,10 @@
 //! LiveKit, Coturn on loopback, started by `deploy/local.sh`), exactly as
 //! production does, and talks to it over HTTP.
 
+pub mod binary;
+pub mod events;
 pub mod lk_client;
+pub mod lk_events;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -65,6 +68,8 @@ pub fn base_config() -> Config {
     config.room_prefix = shared_prefix();
     config.deadline_poll = Duration::from_millis(100);
     config.database_pool_size = 16;
+    // PostgreSQL logins are slow on a loaded two-core machine.
+    config.database_acquire_timeout = Duration::from_secs(30);
     config
 }
 
@@ -95,13 +100,22 @@ pub async fn start(config: Config) -> TestApp {
     let state = app.state();
     let stop = app.stop_token();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        state,
-        config,
-        http: reqwest::Client::new(),
-        stop,
-    }
+    TestApp { address: format!("http://127.0.0.1:{port}"), state, config, http: reqwest::Client::new(), stop }
+}
+
+/// An app on a given database (from `isolated_database`): apps started on
+/// the same one are instances of one deployment, alone with their data.
+pub async fn spawn_on(
+    database: &(String, String),
+    configure: impl FnOnce(&mut Config) + Send + 'static,
+) -> TestApp {
+    let (url, prefix) = database.clone();
+    spawn_app_configured(move |config| {
+        config.database_url = callgate::config::Secret::new(url);
+        config.room_prefix = prefix;
+        configure(config);
+    })
+    .await
 }
 
 /// A fresh database, and a room prefix no other app uses.
@@ -159,6 +173,12 @@ pub fn jwt_secret() -> String {
 
 impl TestApp {
     pub fn user(&self, gender: &str) -> TestUser {
+        self.user_with_roles(gender, &[])
+    }
+
+    /// A user whose token carries `roles` (e.g. `admin`).
+    pub fn user_with_roles(&self, gender: &str, roles: &[&str]) -> TestUser {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let id = format!("u-{}", Uuid::new_v4().simple());
         let token = mint_dev_token(
             &jwt_secret(),
@@ -167,7 +187,7 @@ impl TestApp {
                 user: &id,
                 name: Some(&format!("User {}", &id[2..8])),
                 gender: Some(gender),
-                roles: &[],
+                roles: &roles,
                 ttl: Duration::from_secs(3600),
             },
         )

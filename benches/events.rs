@@ -1,0 +1,215 @@
+//! Event stream figures, on the real binary (release) and the real stack.
+//!
+//! 1. Latency between two instances: two `callgate` processes on two ports
+//!    share PostgreSQL and Redis. Bob's stream is open on instance 1; Alice
+//!    calls him through instance 2's API, then cancels, ROUNDS times (default
+//!    500), giving 2 × ROUNDS events (`call.incoming`, `call.cancelled`).
+//!    Each is timed from the moment the API request is sent to the moment
+//!    the event is read off Bob's socket (a reader task timestamps arrivals),
+//!    and also from the moment the API response is back (negative: the event
+//!    came first).
+//! 2. Memory: a fresh instance, then CONNECTIONS (default 10,000) idle
+//!    streams of as many users (each answering pings); VmRSS of the process
+//!    before and after, from /proc.
+//!
+//! Run (from the repository root, stack up, dev settings exported):
+//!   ulimit -n 20000; set -a; . ./.env.example; set +a; cargo bench --bench events
+//! Under `cargo test` it makes a small smoke run (5 rounds, 20 streams).
+
+#[path = "../tests/api/helpers/mod.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use callgate::auth::{DevToken, mint_dev_token};
+use helpers::binary::{Service, free_port, launch};
+use helpers::events::try_connect;
+
+fn token(user: &str) -> String {
+    let config = helpers::base_config();
+    let dev = DevToken { user, name: None, gender: Some("male"), roles: &[], ttl: Duration::from_secs(3600) };
+    mint_dev_token(&helpers::jwt_secret(), &config.jwt, &dev).expect("a token")
+}
+
+fn ws_url(service: &Service) -> String {
+    format!("{}/api/v1/events", service.address.replacen("http", "ws", 1))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let (p50, p99) = (percentile(&ms, 50.0), percentile(&ms, 99.0));
+    let (min, max) = (ms.first().copied().unwrap_or(f64::NAN), ms.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "{name:<48} n={:<5} p50={p50:>7.2} ms  p99={p99:>7.2} ms  min={min:>7.2}  max={max:>7.2}",
+        ms.len()
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn bench_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("RATE_LIMIT_CALL_STARTS_PER_MINUTE", "0".into()),
+        ("RATE_LIMIT_REQUESTS_PER_MINUTE", "0".into()),
+        ("ROOM_PREFIX", "bench-".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+}
+
+async fn latency(rounds: usize) -> anyhow::Result<()> {
+    let env = bench_env();
+    let (one, two) = (launch(free_port(), &env).await, launch(free_port(), &env).await);
+    let alice = format!("bench-a-{}", uuid::Uuid::new_v4().simple());
+    let bob = format!("bench-b-{}", uuid::Uuid::new_v4().simple());
+    let (alice_token, bob_token) = (token(&alice), token(&bob));
+
+    // Bob's socket on instance 1; a reader timestamps each event on arrival.
+    let mut socket = try_connect(&ws_url(&one), Some(&bob_token)).await?;
+    let (arrivals, mut arrived) = mpsc::unbounded_channel::<(Value, Instant)>();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let now = Instant::now();
+                if let Ok(event) = serde_json::from_str::<Value>(&text) {
+                    let _ = arrivals.send((event, now));
+                }
+            }
+        }
+    });
+    let http = reqwest::Client::new();
+    let mut wait_for = async |kind: &str, call: &str| -> anyhow::Result<Instant> {
+        loop {
+            let (event, at) = tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the stream ended"))?;
+            if event["type"] == kind && event["callId"] == call {
+                return Ok(at);
+            }
+        }
+    };
+    let (mut from_request, mut from_response) = (Vec::new(), Vec::new());
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let signed = |later: Instant, earlier: Instant| {
+        if later >= earlier { ms(later - earlier) } else { -ms(earlier - later) }
+    };
+    for _ in 0..rounds {
+        let sent = Instant::now();
+        let started: Value = http
+            .post(format!("{}/api/v1/calls", two.address))
+            .bearer_auth(&alice_token)
+            .json(&json!({"participantIds": [bob], "type": "audio"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let answered = Instant::now();
+        let call = started["call"]["id"].as_str().unwrap_or_default().to_owned();
+        let at = wait_for("call.incoming", &call).await?;
+        from_request.push(ms(at - sent));
+        from_response.push(signed(at, answered));
+
+        let sent = Instant::now();
+        http.post(format!("{}/api/v1/calls/{call}/end", two.address))
+            .bearer_auth(&alice_token)
+            .send()
+            .await?
+            .error_for_status()?;
+        let answered = Instant::now();
+        let at = wait_for("call.cancelled", &call).await?;
+        from_request.push(ms(at - sent));
+        from_response.push(signed(at, answered));
+    }
+    println!("event latency, API on instance 2 -> socket on instance 1 ({} events)", from_request.len());
+    summary("  from the API request being sent", from_request);
+    summary("  from the API response being back", from_response);
+    one.kill().await;
+    two.kill().await;
+    Ok(())
+}
+
+async fn memory(connections: usize, idle: Duration) -> anyhow::Result<()> {
+    let mut env = bench_env();
+    // Presence is refreshed every third of this; keep the figure about sockets.
+    env.push(("PRESENCE_TTL", "30".into()));
+    let service = launch(free_port(), &env).await;
+    let pid = service.child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+    let url = ws_url(&service);
+    // Warm up: one stream opened and closed, so lazily built state exists.
+    drop(try_connect(&url, Some(&token("bench-warmup"))).await?);
+    tokio::time::sleep(idle / 5).await;
+    let before = rss_kib(pid);
+
+    let started = Instant::now();
+    let tokens: Vec<String> = (0..connections)
+        .map(|i| token(&format!("bench-idle-{i}-{}", uuid::Uuid::new_v4().simple())))
+        .collect();
+    let sockets: Vec<_> = futures::stream::iter(tokens)
+        .map(|t| {
+            let url = url.clone();
+            async move { try_connect(&url, Some(&t)).await }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    let mut open = 0;
+    let mut readers = Vec::new();
+    for socket in sockets {
+        match socket {
+            Ok(mut socket) => {
+                open += 1;
+                // Idle, but alive: reading answers the server's pings.
+                readers.push(tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} }));
+            }
+            Err(err) => eprintln!("a connection failed: {err}"),
+        }
+    }
+    let connected_in = started.elapsed();
+    tokio::time::sleep(idle).await;
+    let after = rss_kib(pid);
+    println!("memory of one instance with {open} idle event streams (connected in {connected_in:.1?})");
+    println!("  VmRSS before: {:>8.1} MiB", before as f64 / 1024.0);
+    println!("  VmRSS after:  {:>8.1} MiB", after as f64 / 1024.0);
+    println!("  per stream:   {:>8.1} KiB", (after.saturating_sub(before)) as f64 / open.max(1) as f64);
+    for reader in readers {
+        reader.abort();
+    }
+    service.kill().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too,
+    // and then a small smoke run keeps the bench honest without the cost.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let var = |name: &str, full: usize, smoke: usize| {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(if measuring { full } else { smoke })
+    };
+    latency(var("ROUNDS", 500, 5)).await?;
+    let idle = Duration::from_secs(if measuring { 10 } else { 1 });
+    memory(var("CONNECTIONS", 10_000, 20), idle).await?;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The inbox of LiveKit's webhooks (`livekit_webhook_events`).
+//!
+//! Acknowledging: LiveKit queues a room's events behind a slow answer and
+//! drops them when the queue is full or an event has waited 30 s, so the
+//! handler only verifies the signature and waits for the event's row to
+//! commit. Rows that arrive together are written together, by one task, in
+//! one statement: a burst costs a few commits and never starves the
+//! database pool. The primary key on the event id drops a second delivery.
+//!
+//! Handling: right after, by a task of this process, per call in arrival
+//! order (`seq`) under the call's row lock, one event per transaction that
+//! also marks it processed (`crate::webhooks::handle`). An event whose
+//! handling fails stays in the inbox and the reconciler retries it; after a
+//! few failures it is set aside.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use livekit_protocol as proto;
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::calls;
+use crate::domain::CallId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store;
+use crate::webhooks;
+
+/// Events waiting for their row; beyond this, LiveKit is asked to retry.
+const QUEUE: usize = 8192;
+/// The most rows written by one statement.
+const MAX_BATCH: usize = 512;
+/// How many calls' events one instance handles at once: the rest of the
+/// database pool stays free for the API.
+const CONCURRENT_DRAINS: usize = 4;
+/// Handlings of one event that may fail before it is set aside.
+const MAX_ATTEMPTS: i32 = 5;
+/// An event for a call that never appeared (its start rolled back) is
+/// dropped after this long; a call's row commits within seconds of its room.
+const ORPHAN_EVENT_AGE: chrono::Duration = chrono::Duration::seconds(120);
+
+struct Delivery {
+    id: String,
+    event: String,
+    room: String,
+    created_at: Option<DateTime<Utc>>,
+    call: CallId,
+    payload: Value,
+    /// Whether the row is new (false: a second delivery).
+    stored: oneshot::Sender<bool>,
+}
+
+pub struct Inbox {
+    sender: mpsc::Sender<Delivery>,
+    receiver: Mutex<Option<mpsc::Receiver<Delivery>>>,
+    /// Calls whose events a task of this process is handling; `true` when
+    /// more arrived meanwhile (a burst for one call is one task).
+    draining: Mutex<HashMap<CallId, bool>>,
+    drain_permits: Semaphore,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        Inbox {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            draining: Mutex::default(),
+            drain_permits: Semaphore::new(CONCURRENT_DRAINS),
+        }
+    }
+}
+
+/// Stores a verified event; returns once its row has committed. Events of
+/// rooms that are not this deployment's are not kept.
+#[tracing::instrument(skip_all, fields(event = %event.event, id = %event.id))]
+pub async fn ingest(app: &AppState, event: &proto::WebhookEvent, body: &str) -> Result<(), ApiError> {
+    let Some(room) = event.room.as_ref().map(|r| r.name.as_str()) else { return Ok(()) };
+    let Some(call) = app.livekit.call_of_room(room) else { return Ok(()) };
+    let (stored, is_new) = oneshot::channel();
+    let delivery = Delivery {
+        // LiveKit always sets an id; without one there is nothing to dedupe on.
+        id: if event.id.is_empty() { format!("unnamed-{}", Uuid::new_v4()) } else { event.id.clone() },
+        event: event.event.clone(),
+        room: room.to_owned(),
+        created_at: DateTime::from_timestamp(event.created_at, 0),
+        call,
+        payload: serde_json::from_str(body).unwrap_or_default(),
+        stored,
+    };
+    let busy = || ApiError::Unavailable("the webhook inbox");
+    app.webhook_inbox.sender.try_send(delivery).map_err(|_| busy())?;
+    if !is_new.await.map_err(|_| busy())? {
+        tracing::debug!("duplicate delivery ignored");
+    }
+    Ok(())
+}
+
+/// Writes the rows of arriving events, many per statement, until `stop`.
+pub async fn run(app: AppState, stop: CancellationToken) {
+    let taken = app.webhook_inbox.receiver.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let Some(mut receiver) = taken else { return };
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => None,
+            delivery = receiver.recv() => delivery,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(delivery) => batch.push(delivery),
+                Err(_) => break,
+            }
+        }
+        write(&app, batch).await;
+    }
+    // What was already accepted is still written.
+    let mut rest = Vec::new();
+    while let Ok(delivery) = receiver.try_recv() {
+        rest.push(delivery);
+    }
+    if !rest.is_empty() {
+        write(&app, rest).await;
+    }
+}
+
+async fn write(app: &AppState, batch: Vec<Delivery>) {
+    let inserted: sqlx::Result<Vec<String>> = sqlx::query_scalar(
+        "insert into livekit_webhook_events (id, event, room_name, created_at, call_id, payload) \
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::jsonb[]) \
+         on conflict (id) do nothing returning id",
+    )
+    .bind(batch.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.event.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.room.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.created_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.call.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
+    .fetch_all(&app.db)
+    .await;
+    let mut inserted: HashSet<String> = match inserted {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(err) => {
+            // Dropping the senders answers 503: LiveKit sends them again.
+            tracing::warn!(error = %err, events = batch.len(), "could not store LiveKit events");
+            return;
+        }
+    };
+    let mut calls = HashSet::new();
+    for delivery in batch {
+        let new = inserted.remove(&delivery.id);
+        if new {
+            calls.insert(delivery.call);
+        }
+        let _ = delivery.stored.send(new);
+    }
+    for call in calls {
+        kick(app, call);
+    }
+}
+
+/// Makes sure a task of this process handles the call's pending events.
+pub fn kick(app: &AppState, call: CallId) {
+    let inbox = &app.webhook_inbox;
+    {
+        let mut draining = inbox.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(again) = draining.get_mut(&call) {
+            *again = true;
+            return;
+        }
+        draining.insert(call, false);
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            let permit = app.webhook_inbox.drain_permits.acquire().await;
+            if let Err(err) = drain(&app, call).await {
+                tracing::warn!(error = ?err, call_id = %call, "handling LiveKit events failed; will retry");
+            }
+            drop(permit);
+            let mut draining = app.webhook_inbox.draining.lock().unwrap_or_else(PoisonError::into_inner);
+            match draining.get_mut(&call) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    draining.remove(&call);
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: String,
+    payload: Option<Value>,
+    received_at: DateTime<Utc>,
+}
+
+/// Handles the call's pending events in arrival order; returns how many.
+pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
+    let mut handled = 0;
+    loop {
+        let mut tx = app.db.begin().await?;
+        let call = store::lock_call(&mut tx, call_id).await?;
+        let next: Option<Pending> = sqlx::query_as(
+            "select id, payload, received_at from livekit_webhook_events \
+             where call_id = $1 and processed_at is null order by seq limit 1 for update",
+        )
+        .bind(call_id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(next) = next else { return Ok(handled) };
+        let Some(call) = call else {
+            // The call's start may not have committed yet; wait for it, but
+            // not for ever.
+            if next.received_at < Utc::now() - ORPHAN_EVENT_AGE {
+                sqlx::query(
+                    "update livekit_webhook_events set processed_at = now() \
+                     where call_id = $1 and processed_at is null",
+                )
+                .bind(call_id.0)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            return Ok(handled);
+        };
+        let event: Option<proto::WebhookEvent> =
+            next.payload.and_then(|payload| serde_json::from_value(payload).ok());
+        let ended = match &event {
+            Some(event) => webhooks::handle(app, &mut tx, &call, event).await,
+            None => Ok(false),
+        };
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(err) => {
+                drop(tx);
+                give_up_after_failures(app, &next.id).await?;
+                return Err(err);
+            }
+        };
+        sqlx::query("update livekit_webhook_events set processed_at = now() where id = $1")
+            .bind(&next.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if ended {
+            calls::delete_room(app, &call.room_name).await;
+        }
+        handled += 1;
+    }
+}
+
+async fn give_up_after_failures(app: &AppState, id: &str) -> sqlx::Result<()> {
+    let attempts: Option<i32> = sqlx::query_scalar(
+        "update livekit_webhook_events set attempts = attempts + 1, \
+         processed_at = case when attempts + 1 >= $2 then now() end \
+         where id = $1 returning attempts",
+    )
+    .bind(id)
+    .bind(MAX_ATTEMPTS)
+    .fetch_optional(&app.db)
+    .await?;
+    if attempts.is_some_and(|n| n >= MAX_ATTEMPTS) {
+        tracing::error!(id, "a LiveKit event failed {MAX_ATTEMPTS} times and is set aside");
+    }
+    Ok(())
+}
+
+/// Handles events left behind (a failed handling, or an instance that
+/// stopped before handling them); at most `limit` calls' worth.
+pub async fn retry_stranded(app: &AppState, limit: i64) -> Result<usize, ApiError> {
+    let calls: Vec<Uuid> = sqlx::query_scalar(
+        "select call_id from livekit_webhook_events where processed_at is null \
+         and received_at < now() - interval '2 seconds' and call_id is not null \
+         group by call_id order by min(seq) limit $1",
+    )
+    .bind(limit)
+    .fetch_all(&app.db)
+    .await?;
+    let mut handled = 0;
+    for call in calls {
+        handled += drain(app, CallId(call)).await?;
+    }
+    Ok(handled)
+}

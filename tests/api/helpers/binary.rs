@@ -1,0 +1,51 @@
+//! The real `callgate` binary, as production runs it, so that a test can
+//! kill it (SIGKILL: no graceful anything) and start it again.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::eventually;
+
+pub struct Service {
+    pub child: Child,
+    pub address: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts the binary on `port` with the test environment plus `env`, and
+/// waits until it answers.
+pub async fn launch(port: u16, env: &[(&str, String)]) -> Service {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callgate"));
+    command
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("DEADLINE_POLL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("the callgate binary starts");
+    let address = format!("http://127.0.0.1:{port}");
+    let health = format!("{address}/health");
+    eventually(Duration::from_secs(30), "the service answers /health", || {
+        let url = health.clone();
+        async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    Service { child, address }
+}
+
+impl Service {
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+}

@@ -1,0 +1,181 @@
+//! The reconciler repairs what LiveKit's webhooks never said. The apps here
+//! have a database and a room prefix of their own, so LiveKit's webhooks
+//! never reach them (they go to the shared receiver, which ignores rooms it
+//! does not know): whatever they learn, they learn by reconciling.
+
+use std::time::{Duration, Instant};
+
+use livekit_api::services::room::CreateRoomOptions;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::consent::camera_tracks;
+use crate::helpers::lk_client::LkClient;
+use crate::helpers::lk_events::spawn_unreconciled_app;
+use crate::helpers::{Options, TestApp, eventually, livekit_rooms, room_exists, spawn_app_with, start};
+use crate::webhooks::{MICROPHONE, grant_camera_directly, publish_sources};
+
+const INTERVAL: Duration = Duration::from_secs(2);
+
+/// The pass after a change may skip (another instance's pass just ran), so
+/// the next one repairs it: two intervals, plus LiveKit's own time.
+fn within() -> Duration {
+    INTERVAL * 2 + Duration::from_secs(3)
+}
+
+async fn unhooked() -> TestApp {
+    spawn_app_with(Options {
+        isolated: true,
+        configure: Box::new(|c| {
+            c.reconcile_interval = INTERVAL;
+            c.orphan_room_grace = Duration::from_secs(1);
+        }),
+    })
+    .await
+}
+
+fn participant<'a>(call: &'a Value, user: &str) -> &'a Value {
+    call["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["userId"] == user)
+        .expect("a participant")
+}
+
+#[tokio::test]
+async fn once_callgate_is_back_a_call_whose_room_was_deleted_ends_and_a_room_without_a_call_is_deleted() {
+    let app = unhooked().await;
+    let (alice, bob, carol, dave) =
+        (app.user("female"), app.user("male"), app.user("female"), app.user("male"));
+    let (gone, _) = app.ring(&alice, &[&bob], "audio").await;
+    app.call_action(&gone, "accept", &bob, json!({})).await;
+    let (kept, _) = app.ring(&carol, &[&dave], "audio").await;
+    let config = app.config.clone();
+    drop(app);
+
+    // While callgate is down: its room deleted, a room it never made created.
+    livekit_rooms().delete_room(&format!("{}{gone}", config.room_prefix)).await.expect("room deleted");
+    let stray = format!("{}{}", config.room_prefix, Uuid::new_v4());
+    let options = CreateRoomOptions { empty_timeout: 600, ..Default::default() };
+    livekit_rooms().create_room(&stray, options).await.expect("room created");
+    tokio::time::sleep(config.orphan_room_grace).await;
+
+    let app = start(config).await;
+    let back = Instant::now();
+    let ended = app.wait_for_call(&gone, &alice, within(), |c| c["state"] == "ended").await;
+    assert_eq!(ended["outcome"], "failed", "it was still connecting: {ended}");
+    assert_eq!(ended["endReason"], "room_closed");
+    let stray_room = stray.clone();
+    eventually(within().saturating_sub(back.elapsed()), "the stray room is deleted", || {
+        let room = stray_room.clone();
+        async move { !room_exists(&room).await }
+    })
+    .await;
+    assert_eq!(app.call(&kept, &carol).await["state"], "ringing", "a call with its room is left alone");
+    assert!(room_exists(&app.room_name(&kept)).await, "and so is its room");
+    let repaired = app
+        .db_count("select count(*) from call_events where call_id = $1 and type = 'call.ended' and source = 'system'", &gone)
+        .await;
+    assert_eq!(repaired, 1);
+}
+
+#[tokio::test]
+async fn presence_missed_by_webhooks_is_repaired_both_ways() {
+    let app = unhooked().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, started) = app.ring(&alice, &[&bob], "audio").await;
+    let (_, accepted) = app.call_action(&call, "accept", &bob, json!({})).await;
+    let url = started["join"]["url"].as_str().expect("url");
+    let _a =
+        LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.expect("alice joins");
+    let b =
+        LkClient::connect(url, accepted["join"]["token"].as_str().expect("token")).await.expect("bob joins");
+
+    let active = app.wait_for_call(&call, &alice, within(), |c| c["state"] == "active").await;
+    assert_eq!(participant(&active, &alice.id)["status"], "joined");
+    assert_eq!(participant(&active, &bob.id)["status"], "joined");
+    let found = app
+        .db_count(
+            "select count(*) from call_events where call_id = $1 and type = 'participant.joined' \
+             and source = 'system' and data->>'reason' = 'found_in_room'",
+            &call,
+        )
+        .await;
+    assert_eq!(found, 2, "both were found in the room");
+
+    b.disconnect().await.expect("bob leaves");
+    let ended = app.wait_for_call(&call, &alice, within(), |c| c["state"] == "ended").await;
+    let bob_now = participant(&ended, &bob.id);
+    assert_eq!(bob_now["status"], "left", "{ended}");
+    assert!(bob_now["leftAt"].is_string());
+    assert_eq!(ended["outcome"], "completed", "it had been active: {ended}");
+    assert!(!room_exists(&app.room_name(&call)).await, "the ended call's room is torn down");
+}
+
+#[tokio::test]
+async fn publish_rights_that_drifted_from_the_policy_are_put_back_and_a_camera_is_a_violation() {
+    // No periodic pass here: the test makes the pass itself once the drift
+    // is in place, so that it sees the camera track.
+    let app = spawn_unreconciled_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&her], "audio").await;
+    let (_, accepted) = app.call_action(&call, "accept", &her, json!({})).await;
+    let url = started["join"]["url"].as_str().expect("url");
+    let mut a =
+        LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.expect("he joins");
+    let _b =
+        LkClient::connect(url, accepted["join"]["token"].as_str().expect("token")).await.expect("she joins");
+    let room = app.room_name(&call);
+    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    assert_eq!(pass.presence_fixed, 2, "both found in the room: {pass:?}");
+    assert_eq!(app.call(&call, &him).await["state"], "active");
+
+    grant_camera_directly(&room, &him.id).await;
+    a.publish_camera()
+        .await
+        .expect("client alive")
+        .expect("LiveKit accepts the camera under the drifted right");
+    eventually(Duration::from_secs(5), "LiveKit lists the camera track", || {
+        let room = room.clone();
+        async move { camera_tracks(&room).await == 1 }
+    })
+    .await;
+
+    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    assert_eq!((pass.rights_fixed, pass.violations), (1, 1), "{pass:?}");
+    eventually(Duration::from_secs(5), "LiveKit has removed the camera track and the camera right", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move { camera_tracks(&room).await == 0 && publish_sources(&room, &him).await == [MICROPHONE] }
+    })
+    .await;
+    let violations = app
+        .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'violation'", &call)
+        .await;
+    assert_eq!(violations, 1);
+    let again = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    assert_eq!((again.rights_fixed, again.violations), (0, 0), "nothing left to repair: {again:?}");
+}
+
+#[tokio::test]
+async fn with_two_instances_a_repair_happens_once() {
+    let first = unhooked().await;
+    let second = start(first.config.clone()).await;
+    let (alice, bob) = (first.user("female"), first.user("male"));
+    let (call, _) = first.ring(&alice, &[&bob], "audio").await;
+    let (status, _) = second.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    livekit_rooms().delete_room(&first.room_name(&call)).await.expect("room deleted");
+
+    second.wait_for_call(&call, &alice, within(), |c| c["state"] == "ended").await;
+    tokio::time::sleep(INTERVAL * 2).await; // both instances make passes meanwhile
+    let ended = first
+        .db_count("select count(*) from call_events where call_id = $1 and type = 'call.ended'", &call)
+        .await;
+    assert_eq!(ended, 1, "the call ended once");
+    let told = first
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'call.ended'", &call)
+        .await;
+    assert_eq!(told, 2, "each participant is told once");
+}

@@ -710,7 +710,7 @@ cmd_bench() {
     load_env
     ensure_cargo_on_path
     ensure_oha
-    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port log="$RUN/bench-callgate.log"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port db_url log="$RUN/bench-callgate.log"
     run_step "cargo build --release --bin callgate --example api_load" \
         cargo build --release --bin callgate --example api_load
     mkdir -p "$out"
@@ -718,14 +718,18 @@ cmd_bench() {
     port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
     rotate_log "$log"
     # Its own rooms (LiveKit posts webhooks to 8080 and 8089 only: the driver
-    # posts the webhook scenario's events itself).
-    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB" PORT="$port" ROOM_PREFIX=cgbench- \
-        LOG_FORMAT=json RUST_LOG=warn "$target/release/callgate" serve >>"$log" 2>&1 &
+    # posts the webhook scenario's events itself). Nobody joins the rooms, so
+    # the reconciler would end the calls the driver made active: it runs at
+    # start only. The per-user request limit stays in the path, out of reach.
+    db_url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB"
+    DATABASE_URL="$db_url" PORT="$port" ROOM_PREFIX=cgbench- RECONCILE_INTERVAL=3600 \
+        RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
+        "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
     trap stop_bench_service EXIT
     wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health
     section "API load"
-    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" \
+    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" BENCH_DATABASE_URL="$db_url" \
         BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
         BENCH_JSON="$out/api.json" "$target/release/examples/api_load" || { section_fail; return 1; }
     section_done
@@ -740,8 +744,7 @@ cmd_bench() {
     # A fresh database again rather than callgate_test: the bench does not
     # depend on what test runs left there.
     recreate_bench_db
-    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB" CALLGATE_PYTHON="$VENV/bin/python" \
-        TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
+    DATABASE_URL="$db_url" CALLGATE_PYTHON="$VENV/bin/python" TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
         run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
 }
 

@@ -10,6 +10,8 @@
 //!   BENCH_CONCURRENCY  requests in flight (default 32)
 //!   BENCH_WARMUP_SECS  the same load, unmeasured, before each scenario (default 2)
 //!   BENCH_JSON         the report (default target/bench/api.json)
+//!   BENCH_DATABASE_URL the service's database (optional: how soon the
+//!                      acknowledged webhooks were handled)
 //! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
 //! pair that signs webhooks).
 //!
@@ -20,7 +22,9 @@
 //!              and deleted; a row for each step too
 //!   webhook    POST /webhooks/livekit: participant_joined events signed as
 //!              LiveKit signs them, unique ids (no dedupe short-cut), for
-//!              connecting/active calls of this run
+//!              connecting/active calls of this run; the service answers once
+//!              the event is stored, and a row tells how soon after the
+//!              events were handled
 //! oha measures the first two (every request is the same); this program the
 //! last two, where every request differs: each of the N workers sends its
 //! next request when the previous one is answered, every latency is
@@ -65,6 +69,7 @@ struct Sample {
     steps: Vec<(&'static str, Vec<Duration>)>,
     errors: u64,
     first_error: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
     elapsed: Duration,
 }
 
@@ -113,6 +118,25 @@ impl Bench {
         let room = started["join"]["roomName"].as_str().context("room name")?.to_owned();
         self.post(&format!("/api/v1/calls/{id}/accept"), callee, json!({})).await?;
         Ok((id, room))
+    }
+
+    /// Polls the call until it is in `state`.
+    async fn wait_for_state(&self, id: &str, user: &User, state: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let resp = self
+                .http
+                .get(format!("{}/api/v1/calls/{id}", self.url))
+                .bearer_auth(&user.token)
+                .send()
+                .await?;
+            let call: Value = resp.json().await?;
+            if call["state"] == state {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "call {id} is not {state} after 15 s: {call}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A webhook body and its `Authorization` header, as LiveKit sends them:
@@ -215,6 +239,7 @@ where
     Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
 {
     let counter = Arc::new(AtomicU64::new(0));
+    let started_at = chrono::Utc::now();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut workers = tokio::task::JoinSet::new();
@@ -240,6 +265,7 @@ where
         steps: Vec::new(),
         errors: 0,
         first_error: None,
+        started_at,
         elapsed: Duration::ZERO,
     };
     let mut all_steps: Vec<Vec<Duration>> = Vec::new();
@@ -342,6 +368,55 @@ fn oha_run(bin: &str, concurrency: usize, secs: u64, name: &str, args: &[&str]) 
     })
 }
 
+/// The service acknowledges a webhook once its row is stored and handles it
+/// after: how long after, and at what rate, read from its inbox
+/// (`livekit_webhook_events`) once it has drained. Set-aside events (handling
+/// failed) count as errors.
+async fn handled(
+    database_url: &str,
+    sample: &Sample,
+    run: &str,
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Row> {
+    let db = sqlx::PgPool::connect(database_url).await.context("BENCH_DATABASE_URL")?;
+    let ours = format!("EV_bench_{run}_%");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "select count(*) from livekit_webhook_events where id like $1 and processed_at is null",
+        )
+        .bind(&ours)
+        .fetch_one(&db)
+        .await?;
+        if pending == 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{pending} webhooks still unhandled after 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (count, failed, p50, p99, span): (i64, i64, f64, f64, f64) = sqlx::query_as(
+        "select count(*), count(*) filter (where attempts > 0),
+                coalesce(percentile_cont(0.5) within group (order by delay), 0),
+                coalesce(percentile_cont(0.99) within group (order by delay), 0),
+                coalesce(extract(epoch from max(processed_at) - min(received_at))::float8, 0)
+           from (select *, extract(epoch from processed_at - received_at)::float8 as delay
+                   from livekit_webhook_events where id like $1 and received_at >= $2) e",
+    )
+    .bind(&ours)
+    .bind(sample.started_at)
+    .fetch_one(&db)
+    .await?;
+    Ok(Row {
+        name: "  handled (after the ack)".into(),
+        requests: count as u64,
+        errors: failed as u64,
+        per_sec: if span > 0.0 { count as f64 / span } else { f64::NAN },
+        p50_ms: p50 * 1000.0,
+        p99_ms: p99 * 1000.0,
+        peak_rss_kib: peak(),
+    })
+}
+
 /// VmHWM (peak resident set) of the service, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -429,6 +504,8 @@ async fn main() -> anyhow::Result<()> {
         let (body, jwt) = bench.signed_event("participant_joined", &room, &who.id)?;
         bench.post_webhook(body, jwt).await?;
     }
+    // Webhooks are handled after they are acknowledged.
+    bench.wait_for_state(&call, &caller, "active").await?;
     let bearer = format!("Authorization: Bearer {}", caller.token);
     let token_url = format!("{url}/api/v1/calls/{call}/token");
     rows.push(oha(
@@ -485,6 +562,9 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
     rows.extend(rows_of(&webhooks, peak()));
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        rows.push(handled(&url, &webhooks, &bench.run, peak).await?);
+    }
     for (id, _, caller, _) in calls.iter() {
         bench.end(id, caller).await?;
     }

@@ -18,20 +18,22 @@
 #                            then the consent latency bench (benches/)
 #
 # Environment:
-#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit),
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, oha),
 #                    venv/ (Python LiveKit SDK for the e2e tests, jsonschema
 #                    and PyYAML for the container checks), run/ (pid
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
-#   CALLGATE_BENCH_SECS (10), CALLGATE_BENCH_CONCURRENCY (32)   `bench`: per
-#                    scenario; CALLGATE_BENCH_SKIP_CONSENT=1 skips the consent
-#                    latency bench. oha (the load generator) is installed with
-#                    `cargo install` into bin/ when missing.
+#   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
+#                    `bench`: seconds per scenario, requests in flight, the
+#                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
+#                    consent latency bench. oha (the load generator) is
+#                    installed with `cargo install` into bin/ when missing.
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
-# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver.
+# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver,
+# 18080 (or the next free port) callgate under `bench`.
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -690,6 +692,12 @@ free_port() { # free_port <port>: the first port from <port> on that nothing lis
     echo "$port"
 }
 
+recreate_bench_db() {
+    log "database $BENCH_DB: recreated"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+}
+
 stop_bench_service() {
     [[ -n "$BENCH_SERVICE_PID" ]] || return 0
     kill -TERM "$BENCH_SERVICE_PID" 2>/dev/null || true
@@ -702,24 +710,26 @@ cmd_bench() {
     load_env
     ensure_cargo_on_path
     ensure_oha
-    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port log="$RUN/bench-callgate.log"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port db_url log="$RUN/bench-callgate.log"
     run_step "cargo build --release --bin callgate --example api_load" \
         cargo build --release --bin callgate --example api_load
     mkdir -p "$out"
-    log "database $BENCH_DB: recreated"
-    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
-        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+    recreate_bench_db
     port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
     rotate_log "$log"
     # Its own rooms (LiveKit posts webhooks to 8080 and 8089 only: the driver
-    # posts the webhook scenario's events itself).
-    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB" PORT="$port" ROOM_PREFIX=cgbench- \
-        LOG_FORMAT=json RUST_LOG=warn "$target/release/callgate" serve >>"$log" 2>&1 &
+    # posts the webhook scenario's events itself). Nobody joins the rooms, so
+    # the reconciler would end the calls the driver made active: it runs at
+    # start only. The per-user request limit stays in the path, out of reach.
+    db_url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB"
+    DATABASE_URL="$db_url" PORT="$port" ROOM_PREFIX=cgbench- RECONCILE_INTERVAL=3600 \
+        RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
+        "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
     trap stop_bench_service EXIT
     wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health
     section "API load"
-    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" \
+    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" BENCH_DATABASE_URL="$db_url" \
         BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
         BENCH_JSON="$out/api.json" "$target/release/examples/api_load" || { section_fail; return 1; }
     section_done
@@ -731,8 +741,10 @@ cmd_bench() {
         log "consent latency bench skipped: port 8089 (the test suite's webhook receiver) is in use"
         return 0
     fi
-    DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test" CALLGATE_PYTHON="$VENV/bin/python" \
-        TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
+    # A fresh database again rather than callgate_test: the bench does not
+    # depend on what test runs left there.
+    recreate_bench_db
+    DATABASE_URL="$db_url" CALLGATE_PYTHON="$VENV/bin/python" TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
         run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
 }
 

@@ -8,7 +8,10 @@
 //!   BENCH_OHA          the oha binary
 //!   BENCH_SECS         seconds per scenario (default 10)
 //!   BENCH_CONCURRENCY  requests in flight (default 32)
+//!   BENCH_WARMUP_SECS  the same load, unmeasured, before each scenario (default 2)
 //!   BENCH_JSON         the report (default target/bench/api.json)
+//!   BENCH_DATABASE_URL the service's database (optional: how soon the
+//!                      acknowledged webhooks were handled)
 //! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
 //! pair that signs webhooks).
 //!
@@ -19,7 +22,9 @@
 //!              and deleted; a row for each step too
 //!   webhook    POST /webhooks/livekit: participant_joined events signed as
 //!              LiveKit signs them, unique ids (no dedupe short-cut), for
-//!              connecting/active calls of this run
+//!              connecting/active calls of this run; the service answers once
+//!              the event is stored, and a row tells how soon after the
+//!              events were handled
 //! oha measures the first two (every request is the same); this program the
 //! last two, where every request differs: each of the N workers sends its
 //! next request when the previous one is answered, every latency is
@@ -64,6 +69,7 @@ struct Sample {
     steps: Vec<(&'static str, Vec<Duration>)>,
     errors: u64,
     first_error: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
     elapsed: Duration,
 }
 
@@ -112,6 +118,25 @@ impl Bench {
         let room = started["join"]["roomName"].as_str().context("room name")?.to_owned();
         self.post(&format!("/api/v1/calls/{id}/accept"), callee, json!({})).await?;
         Ok((id, room))
+    }
+
+    /// Polls the call until it is in `state`.
+    async fn wait_for_state(&self, id: &str, user: &User, state: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let resp = self
+                .http
+                .get(format!("{}/api/v1/calls/{id}", self.url))
+                .bearer_auth(&user.token)
+                .send()
+                .await?;
+            let call: Value = resp.json().await?;
+            if call["state"] == state {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "call {id} is not {state} after 15 s: {call}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A webhook body and its `Authorization` header, as LiveKit sends them:
@@ -166,15 +191,55 @@ impl Bench {
     }
 }
 
-/// Runs `op` from `concurrency` workers for `secs`; `op` returns the
-/// durations of its timed `steps` (their sum is the operation's latency).
-async fn drive<F, Fut>(name: &str, steps: &[&'static str], concurrency: usize, secs: u64, op: F) -> Sample
+/// Concurrency and durations of every scenario.
+struct Load {
+    concurrency: usize,
+    secs: u64,
+    /// Before each measurement, the same load unmeasured for this long (a
+    /// cold service opens its database connections then).
+    warmup_secs: u64,
+}
+
+impl Load {
+    /// Runs `op` from `concurrency` workers, first to warm up, then for the
+    /// measurement; `op` returns the durations of its timed `steps` (their
+    /// sum is the operation's latency).
+    async fn measure<F, Fut>(&self, name: &str, steps: &[&'static str], op: F) -> Sample
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
+    {
+        let op = Arc::new(op);
+        let warmup = drive(name, steps, self.concurrency, self.warmup_secs, op.clone()).await;
+        report_warmup(name, warmup.total.len() as u64, warmup.errors, warmup.first_error.as_deref());
+        let sample = drive(name, steps, self.concurrency, self.secs, op).await;
+        if let Some(err) = &sample.first_error {
+            eprintln!("{name}: {} failed; the first: {err}", sample.errors);
+        }
+        sample
+    }
+}
+
+fn report_warmup(name: &str, ok: u64, errors: u64, first_error: Option<&str>) {
+    if errors > 0 {
+        let first = first_error.map(|e| format!("; the first: {e}")).unwrap_or_default();
+        eprintln!("{name}: warm-up: {errors} of {} failed{first}", ok + errors);
+    }
+}
+
+async fn drive<F, Fut>(
+    name: &str,
+    steps: &[&'static str],
+    concurrency: usize,
+    secs: u64,
+    op: Arc<F>,
+) -> Sample
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send,
 {
-    let op = Arc::new(op);
     let counter = Arc::new(AtomicU64::new(0));
+    let started_at = chrono::Utc::now();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut workers = tokio::task::JoinSet::new();
@@ -200,6 +265,7 @@ where
         steps: Vec::new(),
         errors: 0,
         first_error: None,
+        started_at,
         elapsed: Duration::ZERO,
     };
     let mut all_steps: Vec<Vec<Duration>> = Vec::new();
@@ -252,15 +318,16 @@ fn rows_of(sample: &Sample, peak_rss_kib: u64) -> Vec<Row> {
     rows
 }
 
-/// `GET` or `POST` with every request the same: oha's numbers.
-fn oha(
-    bin: &str,
-    concurrency: usize,
-    secs: u64,
-    name: &str,
-    args: &[&str],
-    peak: impl Fn() -> u64,
-) -> anyhow::Result<Row> {
+/// `GET` or `POST` with every request the same: oha's numbers, after a
+/// warm-up.
+fn oha(bin: &str, load: &Load, name: &str, args: &[&str], peak: impl Fn() -> u64) -> anyhow::Result<Row> {
+    let warmup = oha_run(bin, load.concurrency, load.warmup_secs, name, args)?;
+    report_warmup(name, warmup.requests, warmup.errors, None);
+    let row = oha_run(bin, load.concurrency, load.secs, name, args)?;
+    Ok(Row { peak_rss_kib: peak(), ..row })
+}
+
+fn oha_run(bin: &str, concurrency: usize, secs: u64, name: &str, args: &[&str]) -> anyhow::Result<Row> {
     let out = std::process::Command::new(bin)
         .args([
             "--no-tui",
@@ -284,6 +351,10 @@ fn oha(
     };
     let failed: u64 =
         report["errorDistribution"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum());
+    if count(false) + failed > 0 {
+        let errors = &report["errorDistribution"];
+        eprintln!("{name}: status codes {}, errors {errors}", report["statusCodeDistribution"]);
+    }
     let seconds = report["summary"]["total"].as_f64().context("summary.total")?;
     let ms = |p: &str| report["latencyPercentiles"][p].as_f64().map_or(f64::NAN, |s| s * 1000.0);
     Ok(Row {
@@ -293,6 +364,55 @@ fn oha(
         per_sec: count(true) as f64 / seconds,
         p50_ms: ms("p50"),
         p99_ms: ms("p99"),
+        peak_rss_kib: 0,
+    })
+}
+
+/// The service acknowledges a webhook once its row is stored and handles it
+/// after: how long after, and at what rate, read from its inbox
+/// (`livekit_webhook_events`) once it has drained. Set-aside events (handling
+/// failed) count as errors.
+async fn handled(
+    database_url: &str,
+    sample: &Sample,
+    run: &str,
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Row> {
+    let db = sqlx::PgPool::connect(database_url).await.context("BENCH_DATABASE_URL")?;
+    let ours = format!("EV_bench_{run}_%");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "select count(*) from livekit_webhook_events where id like $1 and processed_at is null",
+        )
+        .bind(&ours)
+        .fetch_one(&db)
+        .await?;
+        if pending == 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{pending} webhooks still unhandled after 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (count, failed, p50, p99, span): (i64, i64, f64, f64, f64) = sqlx::query_as(
+        "select count(*), count(*) filter (where attempts > 0),
+                coalesce(percentile_cont(0.5) within group (order by delay), 0),
+                coalesce(percentile_cont(0.99) within group (order by delay), 0),
+                coalesce(extract(epoch from max(processed_at) - min(received_at))::float8, 0)
+           from (select *, extract(epoch from processed_at - received_at)::float8 as delay
+                   from livekit_webhook_events where id like $1 and received_at >= $2) e",
+    )
+    .bind(&ours)
+    .bind(sample.started_at)
+    .fetch_one(&db)
+    .await?;
+    Ok(Row {
+        name: "  handled (after the ack)".into(),
+        requests: count as u64,
+        errors: failed as u64,
+        per_sec: if span > 0.0 { count as f64 / span } else { f64::NAN },
+        p50_ms: p50 * 1000.0,
+        p99_ms: p99 * 1000.0,
         peak_rss_kib: peak(),
     })
 }
@@ -343,8 +463,12 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (url, pid, oha_bin) = (env("BENCH_URL")?, env("BENCH_PID")?, env("BENCH_OHA")?);
-    let secs: u64 = env_or("BENCH_SECS", 10)?;
-    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32)?;
+    let load = Load {
+        concurrency: env_or("BENCH_CONCURRENCY", 32)?,
+        secs: env_or("BENCH_SECS", 10)?,
+        warmup_secs: env_or("BENCH_WARMUP_SECS", 2)?,
+    };
+    let (concurrency, secs) = (load.concurrency, load.secs);
     let report_path = env_or("BENCH_JSON", "target/bench/api.json".to_owned())?;
     let config = Config::from_env()?;
     let bench = Arc::new(Bench {
@@ -363,11 +487,14 @@ async fn main() -> anyhow::Result<()> {
         machine["memory_gib"],
         machine["loadavg_at_start"].as_str().unwrap_or_default()
     );
-    println!("each scenario {secs} s at concurrency {concurrency}, against {url} (pid {pid})\n");
+    println!(
+        "each scenario {secs} s (after {} s of warm-up) at concurrency {concurrency}, against {url} (pid {pid})\n",
+        load.warmup_secs
+    );
     let peak = || peak_rss_kib(&pid);
     let mut rows = Vec::new();
 
-    rows.push(oha(&oha_bin, concurrency, secs, "GET /health", &[&format!("{url}/health")], peak)?);
+    rows.push(oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak)?);
 
     // A live call (made active by the two participants' joins) whose
     // caller asks for join tokens.
@@ -377,12 +504,13 @@ async fn main() -> anyhow::Result<()> {
         let (body, jwt) = bench.signed_event("participant_joined", &room, &who.id)?;
         bench.post_webhook(body, jwt).await?;
     }
+    // Webhooks are handled after they are acknowledged.
+    bench.wait_for_state(&call, &caller, "active").await?;
     let bearer = format!("Authorization: Bearer {}", caller.token);
     let token_url = format!("{url}/api/v1/calls/{call}/token");
     rows.push(oha(
         &oha_bin,
-        concurrency,
-        secs,
+        &load,
         "POST /calls/{id}/token",
         &["-m", "POST", "-H", &bearer, &token_url],
         peak,
@@ -390,24 +518,24 @@ async fn main() -> anyhow::Result<()> {
     bench.end(&call, &caller).await?;
 
     let b = bench.clone();
-    let lifecycle = drive("start+accept+end", &["start", "accept", "end"], concurrency, secs, move |_| {
-        let b = b.clone();
-        async move {
-            let (caller, callee) = (b.user()?, b.user()?);
-            let t0 = Instant::now();
-            let started = b
-                .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
-                .await?;
-            let id = started["call"]["id"].as_str().context("call id")?.to_owned();
-            let t1 = Instant::now();
-            b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
-            let t2 = Instant::now();
-            b.end(&id, &caller).await?;
-            Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
-        }
-    })
-    .await;
-    report_errors(&lifecycle);
+    let lifecycle = load
+        .measure("start+accept+end", &["start", "accept", "end"], move |_| {
+            let b = b.clone();
+            async move {
+                let (caller, callee) = (b.user()?, b.user()?);
+                let t0 = Instant::now();
+                let started = b
+                    .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
+                    .await?;
+                let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+                let t1 = Instant::now();
+                b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
+                let t2 = Instant::now();
+                b.end(&id, &caller).await?;
+                Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
+            }
+        })
+        .await;
     rows.extend(rows_of(&lifecycle, peak()));
 
     // Calls for the webhooks: several per worker, so that events for the
@@ -420,20 +548,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let calls = Arc::new(calls);
     let (b, c) = (bench.clone(), calls.clone());
-    let webhooks = drive("POST /webhooks/livekit", &[], concurrency, secs, move |n| {
-        let (b, c) = (b.clone(), c.clone());
-        async move {
-            let (_, room, caller, callee) = &c[n as usize % c.len()];
-            let who = if (n as usize / c.len()).is_multiple_of(2) { caller } else { callee };
-            let (body, jwt) = b.signed_event("participant_joined", room, &who.id)?;
-            let t0 = Instant::now();
-            b.post_webhook(body, jwt).await?;
-            Ok(vec![t0.elapsed()])
-        }
-    })
-    .await;
-    report_errors(&webhooks);
+    let webhooks = load
+        .measure("POST /webhooks/livekit", &[], move |n| {
+            let (b, c) = (b.clone(), c.clone());
+            async move {
+                let (_, room, caller, callee) = &c[n as usize % c.len()];
+                let who = if (n as usize / c.len()).is_multiple_of(2) { caller } else { callee };
+                let (body, jwt) = b.signed_event("participant_joined", room, &who.id)?;
+                let t0 = Instant::now();
+                b.post_webhook(body, jwt).await?;
+                Ok(vec![t0.elapsed()])
+            }
+        })
+        .await;
     rows.extend(rows_of(&webhooks, peak()));
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        rows.push(handled(&url, &webhooks, &bench.run, peak).await?);
+    }
     for (id, _, caller, _) in calls.iter() {
         bench.end(id, caller).await?;
     }
@@ -445,6 +576,7 @@ async fn main() -> anyhow::Result<()> {
         "machine": machine,
         "concurrency": concurrency,
         "seconds_per_scenario": secs,
+        "warmup_seconds": load.warmup_secs,
         "scenarios": rows.iter().map(|r| json!({
             "name": r.name.trim(),
             "requests": r.requests,
@@ -465,12 +597,6 @@ async fn main() -> anyhow::Result<()> {
         bail!("some requests failed (see the errors column)");
     }
     Ok(())
-}
-
-fn report_errors(sample: &Sample) {
-    if let Some(err) = &sample.first_error {
-        eprintln!("{}: {} failed; the first: {err}", sample.name, sample.errors);
-    }
 }
 
 fn print_table(rows: &[Row]) {

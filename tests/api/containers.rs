@@ -475,6 +475,43 @@ fn the_dockerfile_builds_in_stages_and_runs_unprivileged_with_a_health_check() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// The builder stage before its first build: Cargo.toml (plus `extra`),
+/// Cargo.lock and the stubs of deploy/stub-targets.sh, less `remove`. Cargo
+/// reads the whole manifest, and refuses one naming a missing file, before
+/// it looks for the target asked for: a target that does not exist tells the
+/// two apart without building anything.
+fn cargo_accepts_the_stubs(extra: &str, remove: Option<&str>) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("callgate-stubs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    std::fs::write(dir.join("Cargo.toml"), read("Cargo.toml") + extra).expect("write Cargo.toml");
+    std::fs::copy(repo("Cargo.lock"), dir.join("Cargo.lock")).expect("copy Cargo.lock");
+    std::fs::copy(repo("deploy/stub-targets.sh"), dir.join("stub-targets.sh")).expect("copy the script");
+    let stubbed = Command::new("sh").arg("stub-targets.sh").current_dir(&dir).status().expect("sh runs");
+    assert!(stubbed.success(), "stub-targets.sh failed");
+    if let Some(file) = remove {
+        std::fs::remove_file(dir.join(file)).expect("a stub to remove");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--offline", "--locked", "--bin", "no-such-target"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .expect("cargo runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if stderr.contains("no bin target named `no-such-target`") { Ok(()) } else { Err(stderr) }
+}
+
+#[test]
+fn the_image_dependency_layer_gives_cargo_a_file_for_every_target() {
+    cargo_accepts_the_stubs("", None).expect("Cargo accepts the stubbed manifest");
+    let added = "\n[[bench]]\nname = \"added_later\"\nharness = false\n";
+    cargo_accepts_the_stubs(added, None).expect("a bench added later is stubbed too");
+    let refused = cargo_accepts_the_stubs("", Some("benches/consent_latency.rs"));
+    assert!(refused.is_err_and(|e| e.contains("can't find `consent_latency` bench")));
+}
+
 #[tokio::test]
 async fn the_image_health_check_passes_only_while_the_service_answers_200() {
     let command = healthcheck_command(&read("deploy/Dockerfile"));

@@ -1,47 +1,18 @@
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
-use crate::helpers::{base_config, eventually, isolated_database, room_exists};
-
-/// The real binary, as production runs it, so that it can be killed.
-struct Service {
-    child: Child,
-    address: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::helpers::binary::{self, Service, free_port};
+use crate::helpers::{base_config, isolated_database, room_exists};
 
 async fn launch(port: u16, database_url: &str, prefix: &str) -> Service {
-    let child = Command::new(env!("CARGO_BIN_EXE_callgate"))
-        .arg("serve")
-        .env("PORT", port.to_string())
-        .env("DATABASE_URL", database_url)
-        .env("ROOM_PREFIX", prefix)
-        .env("RINGING_TIMEOUT", "3")
-        .env("DEADLINE_POLL_MS", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the callgate binary starts");
-    let address = format!("http://127.0.0.1:{port}");
-    let health = format!("{address}/health");
-    eventually(Duration::from_secs(30), "the service answers /health", || {
-        let url = health.clone();
-        async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
-    })
-    .await;
-    Service { child, address }
+    let env = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("ROOM_PREFIX", prefix.to_owned()),
+        ("RINGING_TIMEOUT", "3".to_owned()),
+    ];
+    binary::launch(port, &env).await
 }
 
 #[tokio::test]
@@ -49,7 +20,7 @@ async fn a_ringing_timeout_still_fires_once_after_the_service_is_killed() {
     let config = base_config();
     let (database_url, prefix) = isolated_database(&config).await;
     let port = free_port();
-    let mut service = launch(port, &database_url, &prefix).await;
+    let service = launch(port, &database_url, &prefix).await;
 
     let app = crate::helpers::spawn_app_with(crate::helpers::Options {
         isolated: false,
@@ -72,7 +43,7 @@ async fn a_ringing_timeout_still_fires_once_after_the_service_is_killed() {
     let room = format!("{prefix}{call}");
     assert!(room_exists(&room).await);
 
-    service.child.kill().await.expect("SIGKILL");
+    service.kill().await;
     tokio::time::sleep(Duration::from_secs(4)).await; // past the ringing timeout, while down
     let service = launch(port, &database_url, &prefix).await;
 

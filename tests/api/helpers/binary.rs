@@ -23,6 +23,8 @@ pub fn free_port() -> u16 {
 /// Starts the binary on `port` with the test environment plus `env`, and
 /// waits until it answers.
 pub async fn launch(port: u16, env: &[(&str, String)]) -> Service {
+    // reqwest is built without a TLS provider of its own (see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut command = Command::new(env!("CARGO_BIN_EXE_callgate"));
     command
         .arg("serve")

@@ -735,6 +735,11 @@ cmd_bench() {
     section_done
     stop_bench_service
 
+    # Two instances of its own for event latency, one for 10,000 idle event
+    # streams (each end of a stream is a file descriptor).
+    DATABASE_URL="$db_url" run_step "cargo bench --bench events" \
+        bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec cargo bench --bench events'
+
     if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]]; then
         return 0
     elif tcp_open 8089; then

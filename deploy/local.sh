@@ -52,8 +52,9 @@ LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
-# PyYAML: tests/api/containers.rs validates docker-compose.yml with them.
-PY_PACKAGES=(livekit livekit-api jsonschema PyYAML)
+# PyYAML: tests/api/containers.rs validates docker-compose.yml with them;
+# schemathesis: tests/api/openapi.rs fuzzes the API against /openapi.json.
+PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis)
 
 PG_PORT=5432
 REDIS_PORT=6379
@@ -304,9 +305,9 @@ ensure_livekit_binary() {
 venv_ok() { # cheap check: distributions installed and modules present
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
 import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api", "jsonschema", "PyYAML"): md.version(d)
+for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis"): md.version(d)
 assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
-assert iu.find_spec("jsonschema") and iu.find_spec("yaml")' 2>/dev/null
+assert iu.find_spec("jsonschema") and iu.find_spec("yaml") and iu.find_spec("schemathesis")' 2>/dev/null
 }
 
 ensure_venv() {
@@ -320,7 +321,7 @@ ensure_venv() {
     log "installing ${PY_PACKAGES[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml' ||
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis' ||
         die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
 }

@@ -141,6 +141,20 @@ impl UserId {
     }
 }
 
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("A user of the host application: the `sub` of its token."))
+            .min_length(Some(1))
+            .max_length(Some(UserId::MAX_LEN))
+            .pattern(Some(r"^[^\s\x00-\x1f\x7f-\x9f]+$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for UserId {}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -155,3 +155,143 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Every `code` a problem can carry. `tests::every_code_in_the_sources_is_listed`
+/// keeps the list complete; the OpenAPI document publishes it.
+pub const CODES: &[&str] = &[
+    // 400
+    "body_unreadable",
+    "body_too_large",
+    "malformed_json",
+    "malformed_body",
+    "unsupported_media_type",
+    "invalid_cursor",
+    "invalid_query",
+    "websocket_required",
+    // 401
+    "unauthorized",
+    // 403
+    "admin_only",
+    "did_not_take_part",
+    "not_a_consenter",
+    "own_request",
+    "screen_share_not_allowed",
+    // 404
+    "not_found",
+    // 409
+    "already_answered",
+    "call_ended",
+    "call_not_ended",
+    "callee_busy",
+    "callee_offline",
+    "caller_busy",
+    "not_an_invitee",
+    "not_in_call",
+    "video_already_on",
+    "video_off",
+    "video_request_pending",
+    // 422
+    "invalid_field",
+    "cannot_call_yourself",
+    "duplicate_participants",
+    "too_many_participants",
+    // 429
+    "rate_limited",
+    "video_request_cooldown",
+    // 503
+    "livekit_unavailable",
+    "unavailable",
+    // 500
+    "internal",
+];
+
+/// The `code` of a problem, for the document: one of [`CODES`].
+pub struct ErrorCode;
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("A stable, machine-readable error code."))
+            .enum_values(Some(CODES.iter().copied()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
+/// An RFC 9457 problem, as every error is sent (`application/problem+json`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    /// `https://callgate.dev/problems/<code>`
+    #[schema(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    status: u16,
+    code: ErrorCode,
+    /// What went wrong, for a human.
+    detail: String,
+    /// The request field at fault (`participantIds`, `participantIds[0]`, `limit`), when one is.
+    field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scans the crate for the codes errors are built with.
+    fn codes_in(source: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for marker in ["code: \"", "conflict(\"", "forbidden(\""] {
+            let mut rest = source;
+            while let Some(at) = rest.find(marker) {
+                rest = &rest[at + marker.len()..];
+                let word: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if rest[word.len()..].starts_with('"') && word.contains('_') {
+                    found.push(word);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_code_in_the_sources_is_listed() {
+        let sources = [
+            include_str!("calls.rs"),
+            include_str!("video.rs"),
+            include_str!("media.rs"),
+            include_str!("quality.rs"),
+            include_str!("reports.rs"),
+            include_str!("rate_limit.rs"),
+            include_str!("auth.rs"),
+            include_str!("error.rs"),
+            include_str!("http/json.rs"),
+            include_str!("http/calls.rs"),
+            include_str!("http/events.rs"),
+            include_str!("http/webhooks.rs"),
+            include_str!("events/tickets.rs"),
+        ];
+        let found: Vec<String> = sources.iter().flat_map(|s| codes_in(s)).collect();
+        assert!(found.contains(&"callee_busy".to_owned()), "the scan finds codes");
+        for code in &found {
+            assert!(CODES.contains(&code.as_str()), "{code} is not in error::CODES");
+        }
+        let policy = crate::policy::PolicyError::Cooldown { until: chrono::Utc::now() };
+        assert!(CODES.contains(&policy.code()));
+    }
+
+    #[test]
+    fn every_policy_error_code_is_listed() {
+        use crate::policy::PolicyError::*;
+        for err in
+            [NotAMember, NotAConsenter, OwnRequest, RequestPending, AlreadyOn, VideoOff, RequestNotFound]
+        {
+            let api = ApiError::from(err);
+            assert!(CODES.contains(&api.code()), "{} is not in error::CODES", api.code());
+        }
+    }
+}

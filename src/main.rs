@@ -31,6 +31,8 @@ enum Command {
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
     },
+    /// Print the OpenAPI document (as served at /openapi.json).
+    Openapi,
 }
 
 #[tokio::main]
@@ -41,6 +43,7 @@ async fn main() -> ExitCode {
         Command::Token { user, name, gender, roles, ttl } => {
             print_token(&user, name.as_deref(), gender.as_deref(), &roles, ttl)
         }
+        Command::Openapi => print_openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +52,11 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    println!("{}", callgate::http::document().to_pretty_json()?);
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use crate::policy;
 use crate::state::AppState;
 use crate::store;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaChange {
     pub audio_enabled: Option<bool>,
@@ -25,7 +25,7 @@ pub struct MediaChange {
     pub screen_share_enabled: Option<bool>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaView {
     pub user_id: String,

@@ -36,7 +36,7 @@ pub fn mos(jitter_ms: f64, packet_loss_pct: f64, rtt_ms: f64) -> f64 {
     1.0 + 0.035 * r + 0.000_007 * r * (r - 60.0) * (100.0 - r)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Bucket {
     Excellent,
@@ -71,7 +71,8 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+/// The ITU-T G.107 E-model estimate of the mean opinion score (1 to 4.5).
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct Score {
     pub mos: f64,
     pub bucket: Bucket,
@@ -85,17 +86,41 @@ impl Score {
 }
 
 /// One measurement as a client sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SampleBody {
+    #[schema(minimum = 0, maximum = 10_000)]
     pub jitter_ms: f64,
+    #[schema(minimum = 0, maximum = 100)]
     pub packet_loss_pct: f64,
+    #[schema(minimum = 0, maximum = 60_000)]
     pub rtt_ms: f64,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub bitrate_kbps: Option<f64>,
+    #[schema(minimum = 0, maximum = 240)]
     pub fps: Option<f64>,
+    /// Width x height, each 1 to 16384.
+    #[schema(pattern = "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", example = "1280x720")]
     pub resolution: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9._/-]{1,32}$", example = "video/VP8")]
     pub codec: Option<String>,
+    /// An `RTCNetworkType`.
+    #[schema(value_type = Option<NetworkTypeDoc>)]
     pub network_type: Option<String>,
+}
+
+/// The network types WebRTC reports, for the document.
+#[derive(utoipa::ToSchema)]
+#[schema(as = NetworkType, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum NetworkTypeDoc {
+    Bluetooth,
+    Cellular,
+    Ethernet,
+    Wifi,
+    Wimax,
+    Vpn,
+    Unknown,
 }
 
 /// The network types WebRTC reports (`RTCNetworkType`).
@@ -167,7 +192,7 @@ async fn membership(
     Ok((call, me))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SampleView {
     pub id: i64,
     pub score: Score,
@@ -212,7 +237,8 @@ pub async fn record_sample(
     })
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = QualitySpread)]
 pub struct Spread {
     pub p50: f64,
     pub p95: f64,
@@ -224,7 +250,7 @@ impl Spread {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,7 +301,7 @@ impl From<SummaryRow> for Summary {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QualityView {
     pub call: Summary,
     pub participants: Vec<Summary>,
@@ -340,15 +366,17 @@ pub async fn call_scores(app: &AppState, from: DateTime<Utc>, to: DateTime<Utc>)
     Ok(medians.into_iter().map(|(jitter, loss, rtt)| Score::new(jitter, loss, rtt)).collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RatingBody {
+    #[schema(minimum = 1, maximum = 5)]
     pub score: u8,
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
 const MAX_COMMENT: usize = 2000;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RatingView {
     pub score: i16,

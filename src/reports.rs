@@ -30,14 +30,16 @@ use crate::quality::{self, Bucket};
 use crate::state::AppState;
 use crate::store;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     #[serde(rename = "type")]
     pub kind: String,
+    #[schema(value_type = crate::domain::EventSource)]
     pub source: String,
     pub actor: Option<String>,
     pub at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -68,20 +70,23 @@ pub async fn timeline(
     Ok(events)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StatsSpread)]
 pub struct Spread {
     pub average: Option<f64>,
     pub p95: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallCounts {
     pub total: i64,
+    /// Ended calls by outcome.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub by_outcome: BTreeMap<&'static str, i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoRequests {
     pub requests: i64,
@@ -89,7 +94,7 @@ pub struct VideoRequests {
     pub acceptance_rate: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub from: DateTime<Utc>,
@@ -100,6 +105,8 @@ pub struct Stats {
     pub duration_seconds: Spread,
     pub ring_to_answer_seconds: Spread,
     pub video_requests: VideoRequests,
+    /// Calls by quality bucket of their median network figures.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub quality: BTreeMap<&'static str, i64>,
 }
 

@@ -407,6 +407,7 @@ pub async fn revoke(app: &AppState, user: &AuthUser, id: CallId) -> Result<Video
 #[serde(rename_all = "camelCase")]
 pub struct LedgerView {
     pub id: i64,
+    #[schema(value_type = crate::policy::LedgerKind)]
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,

@@ -1,35 +1,36 @@
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::calls::{self, StartCall};
 use crate::domain::{CallId, CallType, UserId};
 use crate::error::ApiError;
-use crate::http::json::ApiJson;
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::http::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use crate::state::AppState;
 use crate::store;
 use crate::views::{CallOnly, CallView, CallWithJoin, JoinOnly};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/calls", post(start))
-        .route("/calls/active", get(active))
-        .route("/calls/history", get(history))
-        .route("/calls/{id}", get(get_call))
-        .route("/calls/{id}/accept", post(accept))
-        .route("/calls/{id}/decline", post(decline))
-        .route("/calls/{id}/end", post(end))
-        .route("/calls/{id}/leave", post(leave))
-        .route("/calls/{id}/token", post(token))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(active))
+        .routes(routes!(history))
+        .routes(routes!(get_call))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+        .routes(routes!(end))
+        .routes(routes!(leave))
+        .routes(routes!(token))
 }
 
 /// A call id from the path; anything that is not a UUID is simply not found.
@@ -49,14 +50,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CallPath {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StartBody {
+    /// Whom to call (not the caller, each once).
+    #[schema(min_items = 1)]
     participant_ids: Vec<UserId>,
     #[serde(rename = "type")]
     call_type: CallType,
+    /// The host application's conversation, 1 to 256 printable characters.
+    #[schema(min_length = 1, max_length = 256)]
     conversation_id: Option<String>,
+    /// Any reference of the host application's, 1 to 256 printable characters.
+    #[schema(min_length = 1, max_length = 256)]
     external_ref: Option<String>,
+    /// An appointment: skip ringing, everyone counts as having accepted.
     #[serde(default)]
     scheduled: bool,
 }
@@ -105,6 +113,18 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
     })
 }
 
+/// Start a call: creates its LiveKit room and rings the invitees.
+///
+/// Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
+/// `too_many_participants`; 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
+/// `busy`), `callee_offline` (when `REQUIRE_CALLEE_ONLINE`); 429 `rate_limited`.
+#[utoipa::path(post, path = "/calls", operation_id = "startCall", tag = "calls", request_body = StartBody,
+    responses(
+        (status = 201, description = "The call, ringing; the caller's LiveKit join details", body = CallWithJoin),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    ))]
 async fn start(
     State(app): State<AppState>,
     user: AuthUser,
@@ -115,12 +135,25 @@ async fn start(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AcceptBody {
+    /// For a `video` call: answers the caller's video request (true consents, false rejects).
     video: Option<bool>,
 }
 
+/// Answer a ringing call (an invitee); the body is optional.
+///
+/// Errors: 409 `already_answered`, `not_an_invitee`, `call_ended`, `caller_busy`.
+#[utoipa::path(post, path = "/calls/{id}/accept", operation_id = "acceptCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    request_body(content = Option<AcceptBody>, description = "Optional; may be empty"),
+    responses(
+        (status = 200, description = "The call and the answerer's join details", body = CallWithJoin),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    ))]
 async fn accept(
     State(app): State<AppState>,
     user: AuthUser,
@@ -130,6 +163,15 @@ async fn accept(
     Ok(Json(calls::accept(&app, &user, id, body.video).await?))
 }
 
+/// Decline a ringing call (an invitee).
+///
+/// Errors: 409 `not_an_invitee`, `already_answered`, `call_ended`.
+#[utoipa::path(post, path = "/calls/{id}/decline", operation_id = "declineCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call as it now stands", body = CallOnly),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn decline(
     State(app): State<AppState>,
     user: AuthUser,
@@ -138,6 +180,15 @@ async fn decline(
     Ok(Json(calls::decline(&app, &user, id).await?))
 }
 
+/// End the call for everyone; the initiator may also cancel it while it rings.
+///
+/// Errors: 409 `call_ended`.
+#[utoipa::path(post, path = "/calls/{id}/end", operation_id = "endCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call as it now stands", body = CallOnly),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn end(
     State(app): State<AppState>,
     user: AuthUser,
@@ -146,6 +197,15 @@ async fn end(
     Ok(Json(calls::end(&app, &user, id).await?))
 }
 
+/// Leave the call; it ends when fewer than two remain.
+///
+/// Errors: 409 `call_ended`, `not_in_call`.
+#[utoipa::path(post, path = "/calls/{id}/leave", operation_id = "leaveCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call as it now stands", body = CallOnly),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn leave(
     State(app): State<AppState>,
     user: AuthUser,
@@ -154,6 +214,15 @@ async fn leave(
     Ok(Json(calls::leave(&app, &user, id).await?))
 }
 
+/// A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
+///
+/// Errors: 409 `call_ended`, `not_in_call`.
+#[utoipa::path(post, path = "/calls/{id}/token", operation_id = "callToken", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "Join details", body = JoinOnly),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn token(
     State(app): State<AppState>,
     user: AuthUser,
@@ -162,6 +231,12 @@ async fn token(
     Ok(Json(calls::token(&app, &user, id).await?))
 }
 
+/// One call the caller takes part in.
+#[utoipa::path(get, path = "/calls/{id}", operation_id = "getCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call", body = CallView),
+        (status = 404, response = NotFound),
+    ))]
 async fn get_call(
     State(app): State<AppState>,
     user: AuthUser,
@@ -170,14 +245,31 @@ async fn get_call(
     Ok(Json(calls::get(&app, &user, id).await?))
 }
 
-async fn active(State(app): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
-    let rows = store::live_calls_of(&app.db, &user.id).await?;
-    Ok(Json(json!({"calls": calls::views(&app, rows).await?})))
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CallList {
+    calls: Vec<CallView>,
+    /// Where the next page starts, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The caller's live calls (ringing, connecting or active).
+#[utoipa::path(get, path = "/calls/active", operation_id = "activeCalls", tag = "calls",
+    responses((status = 200, description = "Live calls", body = CallList)))]
+async fn active(State(app): State<AppState>, user: AuthUser) -> Result<Json<CallList>, ApiError> {
+    let rows = store::live_calls_of(&app.db, &user.id).await?;
+    Ok(Json(CallList { calls: calls::views(&app, rows).await?, next_cursor: None }))
+}
+
+/// Query parameters are read as text so that a bad one is a 422 naming it.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
+    /// Calls per page, 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -193,11 +285,20 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
 }
 
+/// The caller's calls, newest first.
+///
+/// Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`).
+#[utoipa::path(get, path = "/calls/history", operation_id = "callHistory", tag = "calls", params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of calls", body = CallList),
+        (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
+    ))]
 async fn history(
     State(app): State<AppState>,
     user: AuthUser,
-    Query(q): Query<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<CallList>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => 20,
         Some(raw) => {
@@ -223,12 +324,7 @@ async fn history(
     } else {
         None
     };
-    let calls = calls::views(&app, rows).await?;
-    let mut body = json!({"calls": calls});
-    if let Some(next) = next {
-        body["nextCursor"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(CallList { calls: calls::views(&app, rows).await?, next_cursor: next }))
 }
 
 #[cfg(test)]

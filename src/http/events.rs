@@ -6,19 +6,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Json;
+use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{AuthUser, bearer_in};
 use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::events::{socket, tickets};
+use crate::http::json::ApiQuery;
+use crate::http::openapi::BadRequest;
 use crate::presence;
 use crate::state::AppState;
 
@@ -30,17 +33,22 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// How long an upgrade waits for this instance's Redis subscription.
 const SUBSCRIBED_WITHIN: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(stream)).route("/events/ticket", post(ticket))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream)).routes(routes!(ticket))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TicketView {
+    /// Single use; pass as `GET /events?ticket=`.
     ticket: String,
     expires_at: DateTime<Utc>,
 }
 
+/// A short-lived, single-use ticket for opening the event stream from a browser, which cannot set
+/// headers on a WebSocket. Errors: 503 `unavailable` when Redis is down.
+#[utoipa::path(post, path = "/events/ticket", operation_id = "eventTicket", tag = "events",
+    responses((status = 201, description = "The ticket", body = TicketView)))]
 async fn ticket(
     State(app): State<AppState>,
     user: AuthUser,
@@ -65,10 +73,23 @@ async fn authenticate(
     }
 }
 
+/// The caller's event stream: a WebSocket (send `Upgrade: websocket`) carrying one JSON text
+/// message per event (`call.incoming`, `call.accepted`, `call.ended`, `video.requested`, ...; see
+/// the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
+///
+/// Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
+/// down, or the instance shutting down).
+#[utoipa::path(get, path = "/events", operation_id = "eventStream", tag = "events",
+    params(("ticket" = Option<String>, Query, description = "From `POST /events/ticket`, instead of the header")),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, response = BadRequest),
+    ))]
 async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let user = authenticate(&app, &headers, &query).await?;

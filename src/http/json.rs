@@ -1,13 +1,31 @@
 //! A JSON body extractor whose errors are problem+json naming the field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
 pub struct ApiJson<T>(pub T);
+
+/// A query string extractor whose errors are problem+json too.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError::BadRequest {
+                code: "invalid_query",
+                field: None,
+                detail: rejection.body_text(),
+            }),
+        }
+    }
+}
 
 const MAX_BODY: usize = 64 * 1024;
 

@@ -5,6 +5,7 @@ mod events;
 mod health;
 pub mod json;
 mod media;
+pub mod openapi;
 mod quality;
 mod reports;
 mod turn;
@@ -16,26 +17,39 @@ use axum::http::{HeaderName, HeaderValue, Method, Request};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// Every route with its documentation; see [`openapi`].
+fn parts() -> openapi::Parts {
+    let api = OpenApiRouter::new()
         .merge(calls::router())
         .merge(video::router())
         .merge(turn::router())
         .merge(media::router())
         .merge(quality::router())
         .merge(reports::router())
-        .merge(events::router())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
+        .merge(events::router());
+    let top = OpenApiRouter::new().merge(health::router()).merge(webhooks::router());
+    openapi::parts(api, top)
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn document() -> utoipa::openapi::OpenApi {
+    parts().doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let openapi::Parts { api, top, .. } = parts();
+    let api =
+        api.layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
     let cors = cors(&state.config.cors_origins);
     Router::new()
-        .nest("/api/v1", api)
-        .merge(health::router())
-        .merge(webhooks::router())
+        .nest(openapi::API_PREFIX, api)
+        .merge(top)
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -1,26 +1,35 @@
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::http::calls::CallPath;
+use crate::http::openapi::{Conflict, Forbidden, NotFound};
 use crate::state::AppState;
-use crate::video::{self, VideoView};
+use crate::video::{self, LedgerView, RequestView, VideoView};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/calls/{id}/video", get(state))
-        .route("/calls/{id}/video/requests", post(request))
-        .route("/calls/{id}/video/requests/{request_id}/accept", post(accept))
-        .route("/calls/{id}/video/requests/{request_id}/reject", post(reject))
-        .route("/calls/{id}/video/revoke", post(revoke))
-        .route("/calls/{id}/consent", get(ledger))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(state))
+        .routes(routes!(request))
+        .routes(routes!(accept))
+        .routes(routes!(reject))
+        .routes(routes!(revoke))
+        .routes(routes!(ledger))
 }
 
+/// Video in the call as the caller sees it: the state, a pending request, whether the caller may answer it.
+#[utoipa::path(get, path = "/calls/{id}/video", operation_id = "videoState", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call's video state", body = VideoView),
+        (status = 404, response = NotFound),
+    ))]
 async fn state(
     State(app): State<AppState>,
     user: AuthUser,
@@ -29,41 +38,104 @@ async fn state(
     Ok(Json(video::view(&app, &user, id).await?))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct RequestCreated {
+    request: RequestView,
+}
+
+/// Ask for video. Anyone in the call may ask; who may answer depends on the policy.
+///
+/// Errors: 409 `video_already_on`, `video_request_pending`, `call_ended`, `not_in_call`;
+/// 429 `video_request_cooldown` (after a rejection) or `rate_limited`; 503 `unavailable` when
+/// the request limiter (Redis) is down.
+#[utoipa::path(post, path = "/calls/{id}/video/requests", operation_id = "requestVideo", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 201, description = "The pending request", body = RequestCreated),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn request(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RequestCreated>), ApiError> {
     let request = video::request(&app, &user, id).await?;
-    Ok((StatusCode::CREATED, Json(json!({"request": request}))))
+    Ok((StatusCode::CREATED, Json(RequestCreated { request })))
 }
 
-fn request_id(params: &[(String, String)]) -> Result<Uuid, ApiError> {
-    params
-        .iter()
-        .find(|(k, _)| k == "request_id")
-        .and_then(|(_, v)| Uuid::parse_str(v).ok())
-        .ok_or(ApiError::NotFound)
+/// A video request's id from the path; anything that is not a UUID is simply not found.
+struct RequestPath(Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        params
+            .iter()
+            .find(|(k, _)| k == "request_id")
+            .and_then(|(_, v)| Uuid::parse_str(v).ok())
+            .map(RequestPath)
+            .ok_or(ApiError::NotFound)
+    }
 }
 
+/// Consent to a video request. Video comes on once every consenter has agreed.
+///
+/// Errors: 403 `not_a_consenter`, `own_request`; 404 also for an unknown or expired request;
+/// 409 `call_ended`, `not_in_call`.
+#[utoipa::path(post, path = "/calls/{id}/video/requests/{request_id}/accept", operation_id = "acceptVideoRequest", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id"), ("request_id" = Uuid, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The call's video state", body = VideoView),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn accept(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-    Path(params): Path<Vec<(String, String)>>,
+    RequestPath(request): RequestPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::answer(&app, &user, id, request_id(&params)?, true).await?))
+    Ok(Json(video::answer(&app, &user, id, request, true).await?))
 }
 
+/// Reject a video request; the requester waits out a cooldown before asking again.
+///
+/// Errors: 403 `not_a_consenter`, `own_request`; 404 also for an unknown or expired request;
+/// 409 `call_ended`, `not_in_call`.
+#[utoipa::path(post, path = "/calls/{id}/video/requests/{request_id}/reject", operation_id = "rejectVideoRequest", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id"), ("request_id" = Uuid, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The call's video state", body = VideoView),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn reject(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-    Path(params): Path<Vec<(String, String)>>,
+    RequestPath(request): RequestPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::answer(&app, &user, id, request_id(&params)?, false).await?))
+    Ok(Json(video::answer(&app, &user, id, request, false).await?))
 }
 
+/// Turn video off (a consenter withdraws consent); every camera is unpublished by LiveKit.
+///
+/// Errors: 403 `not_a_consenter`; 409 `video_off`, `call_ended`, `not_in_call`.
+#[utoipa::path(post, path = "/calls/{id}/video/revoke", operation_id = "revokeVideo", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call's video state", body = VideoView),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn revoke(
     State(app): State<AppState>,
     user: AuthUser,
@@ -72,10 +144,22 @@ async fn revoke(
     Ok(Json(video::revoke(&app, &user, id).await?))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct Ledger {
+    entries: Vec<LedgerView>,
+}
+
+/// The call's consent ledger, oldest first: every request, answer, revocation and on/off step.
+#[utoipa::path(get, path = "/calls/{id}/consent", operation_id = "consentLedger", tag = "video",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The ledger", body = Ledger),
+        (status = 404, response = NotFound),
+    ))]
 async fn ledger(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"entries": video::ledger(&app, &user, id).await?})))
+) -> Result<Json<Ledger>, ApiError> {
+    Ok(Json(Ledger { entries: video::ledger(&app, &user, id).await? }))
 }

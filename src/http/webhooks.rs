@@ -1,19 +1,33 @@
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
-use axum::routing::post;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::http::openapi::{BadRequest, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::{webhook_inbox, webhooks};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/livekit", post(livekit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(livekit))
 }
 
-/// LiveKit signs the raw body; its `Authorization` header is the bare JWT.
-/// The event is stored, then handled after the answer (`crate::webhook_inbox`).
+/// LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
+/// header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
+/// call (`crate::webhook_inbox`); a repeated event id is accepted and ignored.
+///
+/// Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
+/// when the inbox is full (LiveKit retries).
+#[utoipa::path(post, path = "/webhooks/livekit", operation_id = "livekitWebhook", tag = "livekit",
+    request_body(content = Object, content_type = "application/webhook+json", description = "LiveKit's WebhookEvent"),
+    params(("Authorization" = String, Header, description = "LiveKit's signature: a JWT whose `sha256` claim is the body's hash")),
+    responses(
+        (status = 204, description = "Stored (or already seen)"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ))]
 async fn livekit(
     State(app): State<AppState>,
     headers: HeaderMap,

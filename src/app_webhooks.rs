@@ -213,7 +213,7 @@ impl Worker {
     async fn deliver_next(&self) -> anyhow::Result<bool> {
         let mut tx = self.db.begin().await?;
         let due: Option<Due> = sqlx::query_as(
-            "select id, type, payload, attempts from app_webhook_outbox \
+            "select id, type, call_id, payload, attempts from app_webhook_outbox \
              where delivered_at is null and failed_at is null and next_attempt_at <= now() \
              order by next_attempt_at limit 1 for update skip locked",
         )
@@ -221,7 +221,9 @@ impl Worker {
         .await?;
         let Some(due) = due else { return Ok(false) };
         let attempt = due.attempts + 1;
-        let span = tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt);
+        let call_id = due.call_id.map(|id| id.to_string()).unwrap_or_default();
+        let span =
+            tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt, call_id);
         async {
             match post(&self.client, &self.hook, &due).await {
                 Ok(()) => {
@@ -264,6 +266,7 @@ struct Due {
     id: Uuid,
     #[sqlx(rename = "type")]
     kind: String,
+    call_id: Option<Uuid>,
     payload: Value,
     attempts: i32,
 }

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use livekit_protocol as proto;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::calls::{self, finish};
@@ -46,12 +47,14 @@ pub const BATCH: usize = 20;
 const TRACK_REMOVAL_SLACK: chrono::Duration = chrono::Duration::seconds(2);
 
 pub async fn run(app: AppState, stop: CancellationToken) {
-    loop {
-        match tick(&app).await {
+    for number in 1u64.. {
+        let span = tracing::info_span!("reconcile", pass = number);
+        let outcome = tick(&app).instrument(span.clone()).await;
+        span.in_scope(|| match outcome {
             Ok(pass) if pass.repaired() > 0 => tracing::info!(?pass, "reconciled"),
             Ok(pass) => tracing::debug!(?pass, "reconciled"),
             Err(err) => tracing::warn!(error = ?err, "reconcile pass failed"),
-        }
+        });
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(app.config.reconcile_interval) => {}
@@ -157,6 +160,7 @@ async fn purge_old_deliveries(app: &AppState) -> sqlx::Result<()> {
     Ok(())
 }
 
+#[tracing::instrument(skip(app), fields(call_id = %id))]
 async fn end_roomless_call(app: &AppState, id: CallId) -> anyhow::Result<bool> {
     let mut tx = app.db.begin().await?;
     let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(false) };
@@ -218,6 +222,7 @@ async fn due_for_check(app: &AppState) -> sqlx::Result<Vec<Uuid>> {
 }
 
 /// Compares one call's room with the database and repairs the difference.
+#[tracing::instrument(skip(app, pass), fields(call_id = %id))]
 async fn check_call(app: &AppState, id: CallId, pass: &mut Pass) -> anyhow::Result<()> {
     let Some(room) = store::find_call(&app.db, id).await?.map(|c| c.room_name) else { return Ok(()) };
     // Whoever the database shows joined before this instant and LiveKit

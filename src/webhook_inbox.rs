@@ -21,6 +21,7 @@ use livekit_protocol as proto;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::calls;
@@ -77,10 +78,11 @@ impl Default for Inbox {
 
 /// Stores a verified event; returns once its row has committed. Events of
 /// rooms that are not this deployment's are not kept.
-#[tracing::instrument(skip_all, fields(event = %event.event, id = %event.id))]
+#[tracing::instrument(skip_all, fields(event = %event.event, event_id = %event.id, call_id))]
 pub async fn ingest(app: &AppState, event: &proto::WebhookEvent, body: &str) -> Result<(), ApiError> {
     let Some(room) = event.room.as_ref().map(|r| r.name.as_str()) else { return Ok(()) };
     let Some(call) = app.livekit.call_of_room(room) else { return Ok(()) };
+    tracing::Span::current().record("call_id", tracing::field::display(call));
     let (stored, is_new) = oneshot::channel();
     let delivery = Delivery {
         // LiveKit always sets an id; without one there is nothing to dedupe on.
@@ -176,7 +178,9 @@ pub fn kick(app: &AppState, call: CallId) {
         draining.insert(call, false);
     }
     let app = app.clone();
-    tokio::spawn(async move {
+    let span = tracing::info_span!("webhook_events", call_id = %call);
+    tokio::spawn(
+        async move {
         loop {
             let permit = app.webhook_inbox.drain_permits.acquire().await;
             if let Err(err) = drain(&app, call).await {
@@ -192,7 +196,9 @@ pub fn kick(app: &AppState, call: CallId) {
                 }
             }
         }
-    });
+        }
+        .instrument(span),
+    );
 }
 
 #[derive(sqlx::FromRow)]
@@ -234,7 +240,11 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
         let event: Option<proto::WebhookEvent> =
             next.payload.and_then(|payload| serde_json::from_value(payload).ok());
         let ended = match &event {
-            Some(event) => webhooks::handle(app, &mut tx, &call, event).await,
+            Some(event) => {
+                let user = event.participant.as_ref().map(|p| p.identity.as_str()).unwrap_or_default();
+                let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.event, user_id = user);
+                webhooks::handle(app, &mut tx, &call, event).instrument(span).await
+            }
             None => Ok(false),
         };
         let ended = match ended {

@@ -132,6 +132,7 @@ async fn start(
 ) -> Result<(StatusCode, Json<CallWithJoin>), ApiError> {
     let req = validate(body, &user.id, app.config.max_call_participants)?;
     let created = calls::start(&app, &user, req).await?;
+    tracing::Span::current().record("call_id", tracing::field::display(created.call.id));
     Ok((StatusCode::CREATED, Json(created)))
 }
 

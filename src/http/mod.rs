@@ -54,18 +54,28 @@ pub fn router(state: AppState) -> Router {
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "request",
                 method = %req.method(),
                 path = %req.uri().path(),
                 request_id,
                 user_id = tracing::field::Empty,
                 call_id = tracing::field::Empty,
-            )
+            );
+            // A call's routes name it from the first line on.
+            if let Some(id) = call_in_path(req.uri().path()) {
+                span.record("call_id", tracing::field::display(id));
+            }
+            span
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+fn call_in_path(path: &str) -> Option<uuid::Uuid> {
+    let rest = path.strip_prefix(openapi::API_PREFIX)?.strip_prefix("/calls/")?;
+    uuid::Uuid::parse_str(rest.split('/').next()?).ok()
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

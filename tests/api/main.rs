@@ -10,6 +10,7 @@ mod containers;
 mod e2e;
 mod events;
 mod helpers;
+mod logs;
 mod media;
 mod openapi;
 mod quality;

@@ -23,6 +23,11 @@ pub fn free_port() -> u16 {
 /// Starts the binary on `port` with the test environment plus `env`, and
 /// waits until it answers.
 pub async fn launch(port: u16, env: &[(&str, String)]) -> Service {
+    launch_with_stdout(port, env, Stdio::null()).await
+}
+
+/// As [`launch`], its standard output (the log) going to `stdout`.
+pub async fn launch_with_stdout(port: u16, env: &[(&str, String)], stdout: impl Into<Stdio>) -> Service {
     // reqwest is built without a TLS provider of its own (see Cargo.toml).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut command = Command::new(env!("CARGO_BIN_EXE_callgate"));
@@ -32,7 +37,7 @@ pub async fn launch(port: u16, env: &[(&str, String)]) -> Service {
         .env("DEADLINE_POLL_MS", "100")
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     let child = command.spawn().expect("the callgate binary starts");

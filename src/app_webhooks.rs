@@ -222,8 +222,9 @@ impl Worker {
         let Some(due) = due else { return Ok(false) };
         let attempt = due.attempts + 1;
         let span = tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt);
-        async {
-            match post(&self.client, &self.hook, &due).await {
+        let result = async {
+            let posted = post(&self.client, &self.hook, &due).await;
+            match &posted {
                 Ok(()) => {
                     sqlx::query(
                         "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
@@ -243,18 +244,19 @@ impl Worker {
                     )
                     .bind(due.id)
                     .bind(attempts)
-                    .bind(&error)
+                    .bind(error)
                     .bind(wait.as_millis() as f64)
                     .execute(&mut *tx)
                     .await?;
                     tracing::warn!(error, retry_in_ms = wait.as_millis() as u64, "app webhook not accepted");
                 }
             }
-            anyhow::Ok(())
+            anyhow::Ok(if posted.is_ok() { "delivered" } else { "failed" })
         }
         .instrument(span)
         .await?;
         tx.commit().await?;
+        self.app.metrics.app_webhook_deliveries(result, 1);
         Ok(true)
     }
 }
@@ -317,6 +319,7 @@ pub async fn tidy(app: &AppState, now: DateTime<Utc>) -> sqlx::Result<()> {
     .rows_affected();
     if abandoned > 0 && app.config.app_webhook.is_some() {
         tracing::error!(abandoned, "gave up on app webhooks undelivered for 72 hours");
+        app.metrics.app_webhook_deliveries("abandoned", abandoned);
     }
     sqlx::query("delete from app_webhook_outbox where created_at < $1")
         .bind(now - KEEP)

@@ -5,6 +5,7 @@ mod events;
 mod health;
 pub mod json;
 mod media;
+mod metrics;
 mod quality;
 mod reports;
 mod turn;
@@ -36,7 +37,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(metrics::router())
         .fallback(|| async { crate::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();

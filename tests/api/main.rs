@@ -11,6 +11,7 @@ mod e2e;
 mod events;
 mod helpers;
 mod media;
+mod metrics;
 mod quality;
 mod rate_limits;
 mod reconcile;

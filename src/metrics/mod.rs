@@ -2,11 +2,13 @@
 //!
 //! One registry per application, not a process-wide recorder: the tests run
 //! many applications in one process, and each must see its own figures.
-//! Counters and histograms are recorded where things happen, after the
-//! transaction that made them happen has committed where there is one; the
-//! figures that are the database's or the hub's to know (live calls by
-//! state, the app webhook backlog, open event sockets) are read at scrape
-//! time (`scrape`). Recording never fails and never blocks on I/O.
+//! Counters and histograms are recorded where things happen: after the
+//! transaction that made them happen has committed (calls ended, answered,
+//! app webhooks delivered), except video request steps, counted as the
+//! policy's decision is applied (see `video::apply`). The figures that are
+//! the database's or the hub's to know (live calls by state, the app webhook
+//! backlog, open event sockets) are read at scrape time (`scrape`).
+//! Recording never fails and never blocks on I/O.
 
 pub mod http;
 pub mod scrape;

@@ -224,8 +224,9 @@ impl Worker {
         let call_id = due.call_id.map(|id| id.to_string()).unwrap_or_default();
         let span =
             tracing::info_span!("app_webhook", webhook_id = %due.id, kind = %due.kind, attempt, call_id);
-        async {
-            match post(&self.client, &self.hook, &due).await {
+        let result = async {
+            let posted = post(&self.client, &self.hook, &due).await;
+            match &posted {
                 Ok(()) => {
                     sqlx::query(
                         "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
@@ -245,18 +246,19 @@ impl Worker {
                     )
                     .bind(due.id)
                     .bind(attempts)
-                    .bind(&error)
+                    .bind(error)
                     .bind(wait.as_millis() as f64)
                     .execute(&mut *tx)
                     .await?;
                     tracing::warn!(error, retry_in_ms = wait.as_millis() as u64, "app webhook not accepted");
                 }
             }
-            anyhow::Ok(())
+            anyhow::Ok(if posted.is_ok() { "delivered" } else { "failed" })
         }
         .instrument(span)
         .await?;
         tx.commit().await?;
+        self.app.metrics.app_webhook_deliveries(result, 1);
         Ok(true)
     }
 }
@@ -320,6 +322,7 @@ pub async fn tidy(app: &AppState, now: DateTime<Utc>) -> sqlx::Result<()> {
     .rows_affected();
     if abandoned > 0 && app.config.app_webhook.is_some() {
         tracing::error!(abandoned, "gave up on app webhooks undelivered for 72 hours");
+        app.metrics.app_webhook_deliveries("abandoned", abandoned);
     }
     sqlx::query("delete from app_webhook_outbox where created_at < $1")
         .bind(now - KEEP)

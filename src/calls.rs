@@ -133,6 +133,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         let view = CallView::load(&mut tx, &row).await?;
         crate::app_webhooks::call_ended(&mut tx, &row, &view).await?;
         tx.commit().await?;
+        app.metrics.call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy });
         return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
     }
     let now = Utc::now();
@@ -294,6 +295,9 @@ pub async fn accept(
         crate::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
     tx.commit().await?;
+    if answers_the_call {
+        app.metrics.call_answered(&call);
+    }
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
@@ -344,13 +348,13 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
                 ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
             )
     });
-    let ended = !still_invited;
-    if ended {
-        finish(&mut tx, &call, Outcome::Declined, EndReason::Declined, EventSource::Api, Some(&user.id))
-            .await?;
-    } else {
+    let ended = if still_invited {
         video::on_leave(app, &mut tx, &call, &user.id).await?;
-    }
+        None
+    } else {
+        let by = Some(&user.id);
+        Some(finish(&mut tx, &call, Outcome::Declined, EndReason::Declined, EventSource::Api, by).await?)
+    };
     let view = CallView::load(&mut tx, &call).await?;
     store::notify(
         &mut tx,
@@ -361,8 +365,8 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
     )
     .await?;
     tx.commit().await?;
-    if ended {
-        delete_room(app, &call.room_name).await;
+    if let Some(ended) = ended {
+        after_end(app, &ended).await;
     }
     Ok(CallOnly { call: view })
 }
@@ -383,10 +387,10 @@ pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly
         CallState::Connecting => (Outcome::Cancelled, EndReason::Hangup),
         CallState::Active | CallState::Ended => (Outcome::Completed, EndReason::Hangup),
     };
-    finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
+    let ended = finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
     let view = CallView::load(&mut tx, &call).await?;
     tx.commit().await?;
-    delete_room(app, &call.room_name).await;
+    after_end(app, &ended).await;
     Ok(CallOnly { call: view })
 }
 
@@ -407,15 +411,15 @@ pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOn
     store::record_event(&mut tx, id, "participant.left", EventSource::Api, Some(user.id.as_str()), json!({}))
         .await?;
     let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
-    let ended = remaining < 2;
-    if ended {
+    let ended = if remaining < 2 {
         let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        finish(&mut tx, &call, outcome, EndReason::Hangup, EventSource::Api, Some(&user.id)).await?;
+        Some(finish(&mut tx, &call, outcome, EndReason::Hangup, EventSource::Api, Some(&user.id)).await?)
     } else {
         video::on_leave(app, &mut tx, &call, &user.id).await?;
-    }
+        None
+    };
     let view = CallView::load(&mut tx, &call).await?;
-    if !ended {
+    if ended.is_none() {
         store::notify(
             &mut tx,
             &others_in(&view, &user.id),
@@ -426,8 +430,8 @@ pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOn
         .await?;
     }
     tx.commit().await?;
-    if ended {
-        delete_room(app, &call.room_name).await;
+    if let Some(ended) = ended {
+        after_end(app, &ended).await;
     } else if let Err(err) = app.livekit.remove_participant(&call.room_name, user.id.as_str()).await {
         tracing::warn!(error = %err, "could not remove the participant from the room");
     }
@@ -476,9 +480,19 @@ pub async fn views(app: &AppState, calls: Vec<CallRow>) -> Result<Vec<CallView>,
     Ok(out)
 }
 
+/// A call ended in a transaction, for `after_end` once it has committed: a
+/// rolled-back end deletes no room and counts for nothing.
+#[must_use = "once the transaction has committed, pass it to `after_end`"]
+pub struct Ended {
+    /// As it ended.
+    pub call: CallRow,
+    pub outcome: Outcome,
+    pub reason: EndReason,
+}
+
 /// Ends the call in this transaction: frees everyone, drops its deadlines,
-/// writes the timeline and tells the participants. The caller deletes the
-/// LiveKit room once the transaction has committed.
+/// writes the timeline and tells the participants. The caller hands the
+/// result to `after_end` once the transaction has committed.
 pub async fn finish(
     conn: &mut PgConnection,
     call: &CallRow,
@@ -486,7 +500,7 @@ pub async fn finish(
     reason: EndReason,
     source: EventSource,
     actor: Option<&UserId>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Ended> {
     let id = call.call_id();
     store::end_call(conn, id, outcome, reason).await?;
     let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
@@ -507,7 +521,13 @@ pub async fn finish(
         store::notify(conn, &everyone, kind, id, &payload).await?;
     }
     store::notify(conn, &everyone, "call.ended", id, &payload).await?;
-    Ok(())
+    Ok(Ended { call: ended, outcome, reason })
+}
+
+/// After the end has committed: counts the call and deletes its room.
+pub async fn after_end(app: &AppState, ended: &Ended) {
+    app.metrics.call_ended(ended);
+    delete_room(app, &ended.call.room_name).await;
 }
 
 pub async fn delete_room(app: &AppState, room: &str) {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::calls::{self, finish};
+use crate::calls::{self, Ended, finish};
 use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind};
@@ -72,9 +72,9 @@ async fn fire_one(app: &AppState, id: CallId, kind: DeadlineKind) -> anyhow::Res
     let span = tracing::info_span!("deadline", call_id = %id, kind = kind.as_str());
     let ended = act(app, &mut tx, &call, kind, ref_id).instrument(span).await?;
     tx.commit().await?;
-    tracing::info!(ended, "deadline fired");
-    if ended {
-        calls::delete_room(app, &call.room_name).await;
+    tracing::info!(ended = ended.is_some(), "deadline fired");
+    if let Some(ended) = ended {
+        calls::after_end(app, &ended).await;
     }
     Ok(true)
 }
@@ -90,20 +90,19 @@ async fn lock_call_nowait(conn: &mut PgConnection, id: CallId) -> sqlx::Result<O
     }
 }
 
-/// Returns whether the call ended.
+/// Returns the call if it ended.
 async fn act(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     kind: DeadlineKind,
     ref_id: Option<Uuid>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<Ended>> {
     let id = call.call_id();
     match (kind, call.state) {
-        (_, CallState::Ended) => Ok(false),
+        (_, CallState::Ended) => Ok(None),
         (DeadlineKind::Ringing, CallState::Ringing) => {
-            finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?;
-            Ok(true)
+            Ok(Some(finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?))
         }
         (DeadlineKind::Ringing, _) => {
             // A group call went on without them: those still ringing missed it.
@@ -114,23 +113,21 @@ async fn act(
             }
             let view = crate::views::CallView::load(tx, call).await?;
             crate::app_webhooks::call_missed(tx, &view).await?;
-            Ok(false)
+            Ok(None)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {
-            finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?;
-            Ok(true)
+            Ok(Some(finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?))
         }
-        (DeadlineKind::Connect, _) => Ok(false),
+        (DeadlineKind::Connect, _) => Ok(None),
         (DeadlineKind::MaxDuration, _) => {
             let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-            finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?;
-            Ok(true)
+            Ok(Some(finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?))
         }
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {
                 video::expire(app, tx, call, request).await?;
             }
-            Ok(false)
+            Ok(None)
         }
     }
 }

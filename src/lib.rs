@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod livekit;
 pub mod media;
+pub mod metrics;
 pub mod policy;
 pub mod presence;
 pub mod quality;

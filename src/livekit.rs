@@ -1,6 +1,8 @@
-//! The few things callgate asks of LiveKit, named for what they do.
+//! The few things callgate asks of LiveKit, named for what they do. Every
+//! request is timed, by RoomService method, in the metrics.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use livekit_api::access_token::{AccessToken, AccessTokenError, VideoGrants};
 use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
@@ -10,6 +12,7 @@ use uuid::Uuid;
 
 use crate::config::LiveKitConfig;
 use crate::domain::CallId;
+use crate::metrics::LiveKitMetrics;
 use crate::policy::TrackSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,17 +51,31 @@ pub struct LiveKit {
     /// For the few RoomService requests made without livekit-api.
     http: reqwest::Client,
     config: LiveKitConfig,
+    metrics: LiveKitMetrics,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl LiveKit {
-    pub fn new(config: &LiveKitConfig, prefix: &str) -> Self {
+    pub fn new(config: &LiveKitConfig, prefix: &str, metrics: LiveKitMetrics) -> Self {
         let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
             .with_failover(false)
             .with_request_timeout(REQUEST_TIMEOUT);
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
-        Self { rooms, prefix: prefix.to_owned(), http, config: config.clone() }
+        Self { rooms, prefix: prefix.to_owned(), http, config: config.clone(), metrics }
+    }
+
+    /// Makes one RoomService request (`method`, snake_case) and records it.
+    async fn timed<T>(
+        &self,
+        method: &'static str,
+        request: impl Future<Output = LiveKitResult<T>>,
+    ) -> LiveKitResult<T> {
+        let started = Instant::now();
+        let result = request.await;
+        let failed = matches!(result, Err(ref err) if !matches!(err, LiveKitError::NotFound));
+        self.metrics.observe(method, started.elapsed(), failed);
+        result
     }
 
     pub fn room_name(&self, call: CallId) -> String {
@@ -80,14 +97,16 @@ impl LiveKit {
             metadata: spec.metadata,
             ..Default::default()
         };
-        self.rooms.create_room(name, options).await.map_err(classify)?;
+        self.timed("create_room", async { self.rooms.create_room(name, options).await.map_err(classify) })
+            .await?;
         Ok(())
     }
 
     /// Deletes the room; a room that is already gone is not an error.
     #[tracing::instrument(skip(self))]
     pub async fn delete_room(&self, name: &str) -> LiveKitResult<()> {
-        match self.rooms.delete_room(name).await.map_err(classify) {
+        match self.timed("delete_room", async { self.rooms.delete_room(name).await.map_err(classify) }).await
+        {
             Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
             Err(err) => Err(err),
         }
@@ -95,17 +114,23 @@ impl LiveKit {
 
     /// This deployment's rooms.
     pub async fn list_rooms(&self) -> LiveKitResult<Vec<proto::Room>> {
-        let rooms = self.rooms.list_rooms(Vec::new()).await.map_err(classify)?;
+        let rooms = self.rooms_named(Vec::new()).await?;
         Ok(rooms.into_iter().filter(|r| r.name.starts_with(&self.prefix)).collect())
     }
 
+    /// The rooms of these names (all rooms for none).
+    async fn rooms_named(&self, names: Vec<String>) -> LiveKitResult<Vec<proto::Room>> {
+        self.timed("list_rooms", async { self.rooms.list_rooms(names).await.map_err(classify) }).await
+    }
+
     pub async fn room_exists(&self, name: &str) -> LiveKitResult<bool> {
-        let rooms = self.rooms.list_rooms(vec![name.to_owned()]).await.map_err(classify)?;
+        let rooms = self.rooms_named(vec![name.to_owned()]).await?;
         Ok(rooms.iter().any(|r| r.name == name))
     }
 
     pub async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<proto::ParticipantInfo>> {
-        self.rooms.list_participants(room).await.map_err(classify)
+        self.timed("list_participants", async { self.rooms.list_participants(room).await.map_err(classify) })
+            .await
     }
 
     /// The participant as LiveKit sees them; `None` when not in the room.
@@ -114,7 +139,8 @@ impl LiveKit {
         room: &str,
         identity: &str,
     ) -> LiveKitResult<Option<proto::ParticipantInfo>> {
-        match self.rooms.get_participant(room, identity).await.map_err(classify) {
+        let request = async { self.rooms.get_participant(room, identity).await.map_err(classify) };
+        match self.timed("get_participant", request).await {
             Ok(info) => Ok(Some(info)),
             Err(LiveKitError::NotFound) => Ok(None),
             Err(err) => Err(err),
@@ -126,6 +152,16 @@ impl LiveKit {
     /// livekit-api's `mute_published_track` unwraps the track in the reply.
     #[tracing::instrument(skip(self))]
     pub async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool> {
+        self.timed("mute_published_track", self.mute_published_track(room, identity, track_sid, muted)).await
+    }
+
+    async fn mute_published_track(
         &self,
         room: &str,
         identity: &str,
@@ -177,7 +213,9 @@ impl LiveKit {
             ..Default::default()
         };
         let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
-        match self.rooms.update_participant(room, identity, options).await.map_err(classify) {
+        let request =
+            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
+        match self.timed("update_participant", request).await {
             Ok(_) => Ok(true),
             Err(LiveKitError::NotFound) => Ok(false),
             Err(err) => Err(err),
@@ -185,7 +223,8 @@ impl LiveKit {
     }
 
     pub async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
-        self.rooms.update_room_metadata(room, &metadata).await.map_err(classify)?;
+        let request = async { self.rooms.update_room_metadata(room, &metadata).await.map_err(classify) };
+        self.timed("update_room_metadata", request).await?;
         Ok(())
     }
 
@@ -196,11 +235,15 @@ impl LiveKit {
             topic: Some(topic.to_owned()),
             ..Default::default()
         };
-        self.rooms.send_data(room, payload, options).await.map_err(classify)
+        self.timed("send_data", async {
+            self.rooms.send_data(room, payload, options).await.map_err(classify)
+        })
+        .await
     }
 
     pub async fn remove_participant(&self, room: &str, identity: &str) -> LiveKitResult<()> {
-        match self.rooms.remove_participant(room, identity).await.map_err(classify) {
+        let request = async { self.rooms.remove_participant(room, identity).await.map_err(classify) };
+        match self.timed("remove_participant", request).await {
             Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
             Err(err) => Err(err),
         }
@@ -208,7 +251,7 @@ impl LiveKit {
 
     /// A cheap request that proves LiveKit answers and accepts our key.
     pub async fn ping(&self) -> LiveKitResult<()> {
-        self.rooms.list_rooms(vec![format!("{}ping", self.prefix)]).await.map_err(classify)?;
+        self.rooms_named(vec![format!("{}ping", self.prefix)]).await?;
         Ok(())
     }
 }

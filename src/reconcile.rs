@@ -51,9 +51,19 @@ pub async fn run(app: AppState, stop: CancellationToken) {
         let span = tracing::info_span!("reconcile", pass = number);
         let outcome = tick(&app).instrument(span.clone()).await;
         span.in_scope(|| match outcome {
-            Ok(pass) if pass.repaired() > 0 => tracing::info!(?pass, "reconciled"),
-            Ok(pass) => tracing::debug!(?pass, "reconciled"),
-            Err(err) => tracing::warn!(error = ?err, "reconcile pass failed"),
+            Ok(pass) if pass.skipped => app.metrics.reconcile_pass("skipped"),
+            Ok(pass) => {
+                app.metrics.reconcile_pass("done");
+                if pass.repaired() > 0 {
+                    tracing::info!(?pass, "reconciled");
+                } else {
+                    tracing::debug!(?pass, "reconciled");
+                }
+            }
+            Err(err) => {
+                app.metrics.reconcile_pass("failed");
+                tracing::warn!(error = ?err, "reconcile pass failed");
+            }
         });
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -109,10 +119,17 @@ struct LiveCall {
     room_name: String,
 }
 
-/// One pass; `tick` is the way in for the background job.
+/// One pass; `tick` is the way in for the background job. What it
+/// repaired is counted in the metrics, even if it then fails.
 pub async fn pass(app: &AppState) -> anyhow::Result<Pass> {
-    let mut pass =
-        Pass { events_retried: webhook_inbox::retry_stranded(app, BATCH as i64).await?, ..Pass::default() };
+    let mut pass = Pass::default();
+    let made = repair(app, &mut pass).await;
+    app.metrics.reconciled(&pass);
+    made.map(|()| pass)
+}
+
+async fn repair(app: &AppState, pass: &mut Pass) -> anyhow::Result<()> {
+    pass.events_retried = webhook_inbox::retry_stranded(app, BATCH as i64).await?;
     purge_old_deliveries(app).await?;
     // The calls first, then the rooms: a call whose row was visible before
     // the list was asked for had its room created already.
@@ -142,11 +159,11 @@ pub async fn pass(app: &AppState) -> anyhow::Result<Pass> {
         }
     }
     for id in due_for_check(app).await? {
-        if let Err(err) = check_call(app, CallId(id), &mut pass).await {
+        if let Err(err) = check_call(app, CallId(id), pass).await {
             tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
         }
     }
-    Ok(pass)
+    Ok(())
 }
 
 /// Deliveries are kept to drop LiveKit's second sending; a day is plenty.
@@ -168,8 +185,10 @@ async fn end_roomless_call(app: &AppState, id: CallId) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-    finish(&mut tx, &call, outcome, EndReason::RoomClosed, EventSource::System, None).await?;
+    let ended = finish(&mut tx, &call, outcome, EndReason::RoomClosed, EventSource::System, None).await?;
     tx.commit().await?;
+    // Its room is gone already.
+    app.metrics.call_ended(&ended);
     tracing::info!(call_id = %id, "ended a call whose room is gone");
     Ok(true)
 }
@@ -263,7 +282,7 @@ async fn check_call(app: &AppState, id: CallId, pass: &mut Pass) -> anyhow::Resu
         }
     }
     let listed: HashSet<&str> = people.iter().map(|p| p.identity.as_str()).collect();
-    let mut ended = false;
+    let mut ended = None;
     for row in store::participants(&mut tx, id).await? {
         let missing = row.live
             && row.status == ParticipantStatus::Joined
@@ -273,20 +292,23 @@ async fn check_call(app: &AppState, id: CallId, pass: &mut Pass) -> anyhow::Resu
             continue;
         }
         let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
-        let left = webhooks::left(app, &mut tx, &call, &row.user_id, None, Departure::Missing).await?;
-        pass.presence_fixed += usize::from(left != Left::Ignored);
-        if left == Left::CallEnded {
-            ended = true;
-            break;
+        match webhooks::left(app, &mut tx, &call, &row.user_id, None, Departure::Missing).await? {
+            Left::Ignored => {}
+            Left::Left => pass.presence_fixed += 1,
+            Left::CallEnded(end) => {
+                pass.presence_fixed += 1;
+                ended = Some(*end);
+                break;
+            }
         }
     }
-    if !ended {
+    if ended.is_none() {
         let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
         fix_rights(app, &mut tx, &call, &people, asked_at, pass).await?;
     }
     tx.commit().await?;
-    if ended {
-        calls::delete_room(app, &room).await;
+    if let Some(ended) = ended {
+        calls::after_end(app, &ended).await;
         pass.livekit_requests += 1;
     }
     for identity in to_remove {

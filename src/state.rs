@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::domain::UserId;
 use crate::events::Events;
 use crate::livekit::LiveKit;
+use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use crate::turn::{self, IceServer};
 
@@ -24,6 +25,8 @@ pub struct Inner {
     pub webhooks: WebhookReceiver,
     pub webhook_inbox: crate::webhook_inbox::Inbox,
     pub events: Events,
+    /// This application's figures (not the process's: tests run many apps).
+    pub metrics: Metrics,
 }
 
 #[derive(Clone)]
@@ -39,13 +42,15 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, db: PgPool, redis: RedisLink, auth: Authenticator) -> Self {
-        let livekit = LiveKit::new(&config.livekit, &config.room_prefix);
+        let metrics = Metrics::default();
+        let livekit = LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit());
         let verifier =
             TokenVerifier::with_api_key(&config.livekit.api_key, config.livekit.api_secret.expose());
         AppState(Arc::new(Inner {
             webhooks: WebhookReceiver::new(verifier),
             webhook_inbox: Default::default(),
             events: Events::default(),
+            metrics,
             livekit,
             config,
             db,

@@ -76,6 +76,10 @@ async fn apply(
     } else if before.state != decision.session.state {
         announce(app, call, decision.session.state).await;
     }
+    // Counted here rather than after the caller's commit, which comes in
+    // many places: a commit that then fails (the database going away) has
+    // counted a step that did not happen.
+    app.metrics.video_decided(&decision);
     Ok(decision)
 }
 

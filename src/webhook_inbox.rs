@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::calls;
 use crate::domain::CallId;
 use crate::error::ApiError;
+use crate::metrics::WebhookResult;
 use crate::state::AppState;
 use crate::store;
 use crate::webhooks;
@@ -80,26 +81,48 @@ impl Default for Inbox {
 /// rooms that are not this deployment's are not kept.
 #[tracing::instrument(skip_all, fields(event = %event.event, event_id = %event.id, call_id))]
 pub async fn ingest(app: &AppState, event: &proto::WebhookEvent, body: &str) -> Result<(), ApiError> {
-    let Some(room) = event.room.as_ref().map(|r| r.name.as_str()) else { return Ok(()) };
-    let Some(call) = app.livekit.call_of_room(room) else { return Ok(()) };
+    let result = store_event(app, event, body).await;
+    let counted = match &result {
+        Ok(None) => WebhookResult::Ignored,
+        Ok(Some(true)) => WebhookResult::Accepted,
+        Ok(Some(false)) => WebhookResult::Duplicate,
+        Err(_) => WebhookResult::Unavailable,
+    };
+    app.metrics.livekit_webhook(Some(&event.event), counted);
+    result.map(|_| ())
+}
+
+/// Whether the event was new; `None` if it is not this deployment's.
+async fn store_event(
+    app: &AppState,
+    event: &proto::WebhookEvent,
+    body: &str,
+) -> Result<Option<bool>, ApiError> {
+    let Some(room) = event.room.as_ref().map(|r| r.name.as_str()) else { return Ok(None) };
+    let Some(call) = app.livekit.call_of_room(room) else { return Ok(None) };
     tracing::Span::current().record("call_id", tracing::field::display(call));
+    let created_at = DateTime::from_timestamp(event.created_at, 0);
+    if let Some(created_at) = created_at.filter(|_| event.created_at > 0) {
+        app.metrics.livekit_webhook_lag(created_at);
+    }
     let (stored, is_new) = oneshot::channel();
     let delivery = Delivery {
         // LiveKit always sets an id; without one there is nothing to dedupe on.
         id: if event.id.is_empty() { format!("unnamed-{}", Uuid::new_v4()) } else { event.id.clone() },
         event: event.event.clone(),
         room: room.to_owned(),
-        created_at: DateTime::from_timestamp(event.created_at, 0),
+        created_at,
         call,
         payload: serde_json::from_str(body).unwrap_or_default(),
         stored,
     };
     let busy = || ApiError::Unavailable("the webhook inbox");
     app.webhook_inbox.sender.try_send(delivery).map_err(|_| busy())?;
-    if !is_new.await.map_err(|_| busy())? {
+    let new = is_new.await.map_err(|_| busy())?;
+    if !new {
         tracing::debug!("duplicate delivery ignored");
     }
-    Ok(())
+    Ok(Some(new))
 }
 
 /// Writes the rows of arriving events, many per statement, until `stop`.
@@ -245,7 +268,7 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
                 let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.event, user_id = user);
                 webhooks::handle(app, &mut tx, &call, event).instrument(span).await
             }
-            None => Ok(false),
+            None => Ok(None),
         };
         let ended = match ended {
             Ok(ended) => ended,
@@ -260,8 +283,8 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        if ended {
-            calls::delete_room(app, &call.room_name).await;
+        if let Some(ended) = ended {
+            calls::after_end(app, &ended).await;
         }
         handled += 1;
     }

@@ -15,9 +15,10 @@ use livekit_protocol as proto;
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::calls::finish;
+use crate::calls::{Ended, finish};
 use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
 use crate::error::ApiError;
+use crate::metrics::WebhookResult;
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind};
 use crate::video;
@@ -26,6 +27,7 @@ use crate::views::CallView;
 pub fn verify(app: &AppState, body: &str, authorization: &str) -> Result<proto::WebhookEvent, ApiError> {
     app.webhooks.receive(body, authorization).map_err(|err| {
         tracing::warn!(error = %err, "LiveKit webhook refused");
+        app.metrics.livekit_webhook(None, WebhookResult::Rejected);
         ApiError::Unauthorized("invalid webhook signature")
     })
 }
@@ -41,18 +43,18 @@ pub fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
     }
 }
 
-/// What one event changes, in the call's locked transaction. Returns
-/// whether the call ended (its room is to be deleted after the commit).
+/// What one event changes, in the call's locked transaction. Returns the
+/// call if it ended (for `calls::after_end` after the commit).
 pub async fn handle(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     event: &proto::WebhookEvent,
-) -> Result<bool, ApiError> {
+) -> Result<Option<Ended>, ApiError> {
     let participant = event.participant.as_ref();
     let identity = participant.map(|p| p.identity.clone()).unwrap_or_default();
     let session = participant.and_then(session_of);
-    let mut ended = false;
+    let mut ended = None;
     let mut applied = false;
     if call.state.is_live() {
         match event.event.as_str() {
@@ -63,14 +65,18 @@ pub async fn handle(
                 let reason = participant
                     .and_then(|p| proto::DisconnectReason::try_from(p.disconnect_reason).ok())
                     .unwrap_or(proto::DisconnectReason::UnknownReason);
-                let left = left(app, tx, call, &identity, session, Departure::LiveKit(reason)).await?;
-                (applied, ended) = (left != Left::Ignored, left == Left::CallEnded);
+                match left(app, tx, call, &identity, session, Departure::LiveKit(reason)).await? {
+                    Left::Ignored => {}
+                    Left::Left => applied = true,
+                    Left::CallEnded(end) => (applied, ended) = (true, Some(*end)),
+                }
             }
             "room_finished" => {
                 let outcome =
                     if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-                finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
-                (applied, ended) = (true, true);
+                let end =
+                    finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
+                (applied, ended) = (true, Some(end));
             }
             "track_published" => {
                 if let (Some(participant), Some(track)) = (participant, &event.track) {
@@ -191,11 +197,10 @@ pub enum Departure {
     Missing,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Left {
     Ignored,
     Left,
-    CallEnded,
+    CallEnded(Box<Ended>),
 }
 
 /// A participant left the room. A departure of an older session than the
@@ -244,8 +249,8 @@ pub async fn left(
     let user = UserId::parse(identity).ok();
     if remaining < 2 {
         let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        finish(tx, call, outcome, EndReason::Hangup, source, user.as_ref()).await?;
-        return Ok(Left::CallEnded);
+        let ended = finish(tx, call, outcome, EndReason::Hangup, source, user.as_ref()).await?;
+        return Ok(Left::CallEnded(Box::new(ended)));
     }
     if let Some(user) = &user {
         video::on_leave(app, tx, call, user).await?;

@@ -5,6 +5,7 @@ mod events;
 mod health;
 pub mod json;
 mod media;
+mod metrics;
 pub mod openapi;
 mod quality;
 mod reports;
@@ -33,7 +34,7 @@ fn parts() -> openapi::Parts {
         .merge(quality::router())
         .merge(reports::router())
         .merge(events::router());
-    let top = OpenApiRouter::new().merge(health::router()).merge(webhooks::router());
+    let top = OpenApiRouter::new().merge(health::router()).merge(metrics::router()).merge(webhooks::router());
     openapi::parts(api, top)
 }
 
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .nest(openapi::API_PREFIX, api)
         .merge(top)
         .fallback(|| async { crate::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();

@@ -27,10 +27,7 @@ async fn every_log_line_of_a_request_names_the_request_and_its_user_and_call() {
     let log = std::fs::File::create(&log_path).expect("create the log file");
     let env = [
         ("LOG_FORMAT", "json".to_owned()),
-        (
-            "RUST_LOG",
-            "debug,h2=info,hyper=info,hyper_util=info,reqwest=info,rustls=info".to_owned(),
-        ),
+        ("RUST_LOG", "debug,h2=info,hyper=info,hyper_util=info,reqwest=info,rustls=info".to_owned()),
         ("ROOM_PREFIX", "cglog-".to_owned()),
     ];
     let service = launch_with_stdout(free_port(), &env, log).await;

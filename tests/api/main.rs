@@ -12,6 +12,7 @@ mod events;
 mod helpers;
 mod logs;
 mod media;
+mod metrics;
 mod openapi;
 mod quality;
 mod rate_limits;

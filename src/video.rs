@@ -164,14 +164,23 @@ pub async fn on_answer(
             .bind(call.id)
             .fetch_optional(&mut *tx)
             .await?;
+    let join = Action::Join { user: user.to_string(), consent: video };
+    // With no answer in the body, the join comes first: joining while a
+    // request is pending tells the joiner about it, and the request itself
+    // tells her too (once is enough). With an answer, the request must exist
+    // for the join to answer it.
+    if pending_start_request.is_some() && video.is_none() {
+        apply(app, tx, call, join.clone(), Some(user.as_str())).await?;
+    }
     if pending_start_request.is_some() {
         let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
         if let Err(err) = apply(app, tx, call, request, Some(&call.initiator_id)).await {
             tracing::debug!(error = %err, "the start-of-call video request did not apply");
         }
     }
-    apply(app, tx, call, Action::Join { user: user.to_string(), consent: video }, Some(user.as_str()))
-        .await?;
+    if pending_start_request.is_none() || video.is_some() {
+        apply(app, tx, call, join, Some(user.as_str())).await?;
+    }
     Ok(())
 }
 

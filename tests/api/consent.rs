@@ -296,6 +296,20 @@ async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
 }
 
 #[tokio::test]
+async fn his_video_call_answered_by_her_without_a_word_asks_her_once() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let mut her_events = crate::helpers::events::EventStream::connect(&app, &her).await;
+    let (call, _) = app.ring(&him, &[&her], "video").await;
+    let (status, body) = app.call_action(&call, "accept", &her, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["video"], "requested");
+    let events = her_events.collect(Duration::from_secs(2)).await;
+    let asked = events.iter().filter(|e| e["type"] == "video.requested").count();
+    assert_eq!(asked, 1, "{events:?}");
+}
+
+#[tokio::test]
 async fn his_video_call_answered_by_her_with_video_turns_video_on() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));

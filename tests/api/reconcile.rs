@@ -179,3 +179,69 @@ async fn with_two_instances_a_repair_happens_once() {
         .await;
     assert_eq!(told, 2, "each participant is told once");
 }
+
+#[tokio::test]
+async fn a_pass_deletes_published_events_after_a_day_and_settled_app_webhooks_after_a_week() {
+    let app = unhooked().await;
+    let user = format!("u-{}", Uuid::new_v4().simple());
+    let event = |age_hours: i32, published: bool| {
+        let (db, user) = (app.state.db.clone(), user.clone());
+        async move {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "insert into user_events (id, user_id, type, created_at, published_at) \
+                 values ($1, $2, 'call.ended', now() - make_interval(hours => $3), \
+                 case when $4 then now() - make_interval(hours => $3) end)",
+            )
+            .bind(id)
+            .bind(&user)
+            .bind(age_hours)
+            .bind(published)
+            .execute(&db)
+            .await
+            .expect("insert an event");
+            id
+        }
+    };
+    let old_published = event(30, true).await;
+    let recent_published = event(2, true).await;
+    let webhook = |age_days: i32, delivered: bool| {
+        let db = app.state.db.clone();
+        async move {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "insert into app_webhook_outbox (id, type, call_id, payload, created_at, delivered_at) \
+                 values ($1, 'call.ended', $2, '{}', now() - make_interval(days => $3), \
+                 case when $4 then now() end)",
+            )
+            .bind(id)
+            .bind(Uuid::new_v4())
+            .bind(age_days)
+            .bind(delivered)
+            .execute(&db)
+            .await
+            .expect("insert an app webhook");
+            id
+        }
+    };
+    let old_delivered = webhook(8, true).await;
+    let old_pending = webhook(8, false).await;
+    let recent_delivered = webhook(2, true).await;
+
+    callgate::reconcile::pass(&app.state).await.expect("a pass");
+
+    let events: Vec<Uuid> = sqlx::query_scalar("select id from user_events where user_id = $1")
+        .bind(&user)
+        .fetch_all(&app.state.db)
+        .await
+        .expect("events");
+    assert!(!events.contains(&old_published), "a published event of yesterday is gone");
+    assert!(events.contains(&recent_published), "a recent one stays, for replays");
+    let webhooks: Vec<Uuid> = sqlx::query_scalar("select id from app_webhook_outbox where id = any($1)")
+        .bind(vec![old_delivered, old_pending, recent_delivered])
+        .fetch_all(&app.state.db)
+        .await
+        .expect("webhooks");
+    assert!(!webhooks.contains(&old_delivered), "a delivered webhook of last week is gone");
+    assert!(webhooks.contains(&old_pending) && webhooks.contains(&recent_delivered));
+}

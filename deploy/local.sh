@@ -722,8 +722,11 @@ cmd_bench() {
     # posts the webhook scenario's events itself). Nobody joins the rooms, so
     # the reconciler would end the calls the driver made active: it runs at
     # start only. The per-user request limit stays in the path, out of reach.
+    # The calls the webhook scenario makes wait for their joins longer than
+    # CONNECT_TIMEOUT while a burst queues up: the deadlines are out of reach too.
     db_url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB"
     DATABASE_URL="$db_url" PORT="$port" ROOM_PREFIX=cgbench- RECONCILE_INTERVAL=3600 \
+        CONNECT_TIMEOUT=3600 RINGING_TIMEOUT=3600 \
         RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
         "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!

@@ -63,20 +63,23 @@ local allowed_at = next_tat - period
 if allowed_at > now then
   return math.max(1, math.ceil(allowed_at - now))
 end
-redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now))
+-- At limits so high that the interval is below a double's precision at
+-- this magnitude, next_tat - now rounds to 0, which PX refuses.
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.max(1, math.ceil(next_tat - now)))
 return 0
 ",
     )
 });
 
-#[derive(Clone, Copy)]
-enum Algorithm {
+#[derive(Clone, Copy, Debug)]
+pub enum Algorithm {
     SlidingLog,
     Bucket,
 }
 
-/// `Ok(None)`: allowed; `Ok(Some(wait))`: over the limit.
-async fn check(
+/// `Ok(None)`: allowed; `Ok(Some(wait))`: over the limit; `Err`: Redis did
+/// not answer (or refused the script).
+pub async fn check(
     app: &AppState,
     algorithm: Algorithm,
     key: String,

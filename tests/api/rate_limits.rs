@@ -115,3 +115,21 @@ async fn with_redis_down_calls_go_on_and_the_documented_limits_fail_closed() {
     let (status, _) = app.call_action(&call, "end", &alice, json!({})).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_request_limit_too_high_to_count_still_answers_from_redis() {
+    let app = crate::helpers::spawn_app().await;
+    let key = format!("callgate:rl:req:test-{}", uuid::Uuid::new_v4().simple());
+    for _ in 0..3 {
+        let minute = std::time::Duration::from_secs(60);
+        let checked = callgate::rate_limit::check(
+            &app.state,
+            callgate::rate_limit::Algorithm::Bucket,
+            key.clone(),
+            1_000_000_000,
+            minute,
+        )
+        .await;
+        assert!(matches!(checked, Ok(None)), "allowed, and Redis accepted the script: {checked:?}");
+    }
+}

@@ -442,7 +442,7 @@ pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOn
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn token(app: &AppState, user: &AuthUser, id: CallId) -> Result<JoinOnly, ApiError> {
     let mut conn = app.db.acquire().await?;
-    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(ApiError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
     let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(ApiError::NotFound)?;
     if !call.state.is_live() {
@@ -461,8 +461,8 @@ pub async fn token(app: &AppState, user: &AuthUser, id: CallId) -> Result<JoinOn
 }
 
 pub async fn get(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallView, ApiError> {
-    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
     let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(ApiError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
     if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
         return Err(ApiError::NotFound);

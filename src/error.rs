@@ -78,6 +78,10 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::PoolTimedOut = err {
+            tracing::warn!("no database connection free within DATABASE_ACQUIRE_TIMEOUT");
+            return ApiError::Unavailable("database (every connection busy)");
+        }
         ApiError::Internal(anyhow::Error::new(err).context("database"))
     }
 }

@@ -183,7 +183,7 @@ async fn membership(
     id: CallId,
     user: &AuthUser,
 ) -> Result<(CallRow, ParticipantRow), ApiError> {
-    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(ApiError::NotFound)?;
     let me = store::participants(conn, id)
         .await?
         .into_iter()

@@ -122,10 +122,13 @@ pub async fn lock_call(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Opti
         .await
 }
 
-pub async fn find_call(pool: &PgPool, id: CallId) -> sqlx::Result<Option<CallRow>> {
+/// Reads a call without locking it. Pass the connection the caller already
+/// holds, if any: taking a second one from the pool while holding one
+/// deadlocks a busy pool.
+pub async fn find_call<'e>(db: impl sqlx::PgExecutor<'e>, id: CallId) -> sqlx::Result<Option<CallRow>> {
     sqlx::query_as(concat!("select ", call_columns!(), " from calls where id = $1"))
         .bind(id.0)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
 }
 

@@ -348,7 +348,7 @@ async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Resul
 
 pub async fn view(app: &AppState, user: &AuthUser, id: CallId) -> Result<VideoView, ApiError> {
     let mut conn = app.db.acquire().await?;
-    let call = store::find_call(&app.db, id).await?.ok_or(ApiError::NotFound)?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(ApiError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
     if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
         return Err(ApiError::NotFound);

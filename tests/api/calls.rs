@@ -283,3 +283,32 @@ async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
     assert_eq!(status, StatusCode::OK, "the patient joins when ready: {body}");
     assert_eq!(body["join"]["identity"], patient.id.as_str());
 }
+
+/// Each read takes one pooled connection at a time: many more readers than
+/// connections queue for them instead of each holding one and waiting for
+/// a second (which deadlocks the pool until the acquire timeout).
+#[tokio::test]
+async fn many_more_concurrent_reads_of_a_call_than_pooled_connections_all_succeed() {
+    let app = crate::helpers::spawn_app_configured(|c| {
+        c.database_pool_size = 3;
+        c.database_acquire_timeout = std::time::Duration::from_secs(3);
+    })
+    .await;
+    let (caller, callee) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&caller, &[&callee], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &callee, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reads = (0..24).map(|n| {
+        let (app, call, who) = (&app, call.clone(), if n % 2 == 0 { &caller } else { &callee });
+        async move {
+            match n % 4 {
+                0 | 1 => app.call_action(&call, "token", who, json!({})).await,
+                2 => app.get(&format!("/api/v1/calls/{call}"), who).await,
+                _ => app.get(&format!("/api/v1/calls/{call}/video"), who).await,
+            }
+        }
+    });
+    for (status, body) in futures::future::join_all(reads).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

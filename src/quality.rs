@@ -178,7 +178,6 @@ const LATE_SAMPLES: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The call and the caller's row in it; 404 for strangers.
 async fn membership(
-    app: &AppState,
     conn: &mut PgConnection,
     id: CallId,
     user: &AuthUser,
@@ -207,7 +206,7 @@ pub async fn record_sample(
 ) -> Result<SampleView, ApiError> {
     sample.validate()?;
     let mut conn = app.db.acquire().await?;
-    let (call, me) = membership(app, &mut conn, id, user).await?;
+    let (call, me) = membership(&mut conn, id, user).await?;
     if me.answered_at.is_none() {
         return Err(ApiError::conflict("not_in_call", "only those who answered the call report its quality"));
     }
@@ -309,7 +308,7 @@ pub struct QualityView {
 
 pub async fn summary(app: &AppState, user: &AuthUser, id: CallId) -> Result<QualityView, ApiError> {
     let mut conn = app.db.acquire().await?;
-    membership(app, &mut conn, id, user).await?;
+    membership(&mut conn, id, user).await?;
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "select user_id, grouping(user_id) = 1 as whole, count(*) as samples, \
          percentile_cont(0.5) within group (order by jitter_ms) as jitter_p50, \
@@ -406,7 +405,7 @@ pub async fn rate(
         ));
     }
     let mut conn = app.db.acquire().await?;
-    let (call, me) = membership(app, &mut conn, id, user).await?;
+    let (call, me) = membership(&mut conn, id, user).await?;
     if call.state.is_live() {
         return Err(ApiError::conflict("call_not_ended", "a call is rated once it has ended"));
     }

@@ -5,7 +5,6 @@
 
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::calls::{self, Ended, finish};
@@ -55,6 +54,7 @@ pub async fn fire_due(app: &AppState) -> anyhow::Result<usize> {
     Ok(fired)
 }
 
+#[tracing::instrument(name = "deadline", skip(app, id, kind), fields(call_id = %id, kind = kind.as_str()))]
 async fn fire_one(app: &AppState, id: CallId, kind: DeadlineKind) -> anyhow::Result<bool> {
     let mut tx = app.db.begin().await?;
     // Same lock order as the API (call row, then its deadlines); a call busy
@@ -69,8 +69,7 @@ async fn fire_one(app: &AppState, id: CallId, kind: DeadlineKind) -> anyhow::Res
     .fetch_optional(&mut *tx)
     .await?;
     let Some((ref_id,)) = taken else { return Ok(false) };
-    let span = tracing::info_span!("deadline", call_id = %id, kind = kind.as_str());
-    let ended = act(app, &mut tx, &call, kind, ref_id).instrument(span).await?;
+    let ended = act(app, &mut tx, &call, kind, ref_id).await?;
     tx.commit().await?;
     tracing::info!(ended = ended.is_some(), "deadline fired");
     if let Some(ended) = ended {

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::binary::{free_port, launch_with_stdout};
-use crate::helpers::spawn_app;
+use crate::helpers::{isolated_database, spawn_app};
 
 fn spans(line: &Value) -> Vec<&Value> {
     line["spans"].as_array().map(|s| s.iter().collect()).unwrap_or_default()
@@ -25,10 +25,14 @@ async fn every_log_line_of_a_request_names_the_request_and_its_user_and_call() {
     let (caller, callee) = (app.user("male"), app.user("female"));
     let log_path = std::env::temp_dir().join(format!("callgate-log-{}.jsonl", uuid::Uuid::new_v4().simple()));
     let log = std::fs::File::create(&log_path).expect("create the log file");
+    // A database of its own: the reconcilers of apps on the shared one would
+    // see the callee, who never joins the room, as gone.
+    let (database_url, room_prefix) = isolated_database(&app.config).await;
     let env = [
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "debug,h2=info,hyper=info,hyper_util=info,reqwest=info,rustls=info".to_owned()),
-        ("ROOM_PREFIX", "cglog-".to_owned()),
+        ("DATABASE_URL", database_url),
+        ("ROOM_PREFIX", room_prefix),
     ];
     let service = launch_with_stdout(free_port(), &env, log).await;
     let http = reqwest::Client::new();

@@ -10,10 +10,23 @@ use uuid::Uuid;
 macro_rules! word_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
+
+        // By hand: utoipa's derive does not see a `serde(rename)` whose
+        // value comes from a macro and would document the variant names.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -194,6 +207,15 @@ impl fmt::Display for CallId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_words_are_the_serialized_ones() {
+        use utoipa::PartialSchema;
+        let documented = serde_json::to_value(CallState::schema()).expect("schema");
+        let serialized: Vec<_> =
+            CallState::ALL.iter().map(|s| serde_json::to_value(s).expect("a word")).collect();
+        assert_eq!(documented["enum"], serde_json::Value::Array(serialized));
+    }
 
     #[test]
     fn words_round_trip_through_text() {

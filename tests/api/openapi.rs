@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_configured};
+use crate::helpers::{Options, TestApp, TestUser, spawn_app, spawn_app_configured, spawn_app_with};
 
 async fn document(app: &TestApp) -> Value {
     let resp = app.http.get(app.url("/openapi.json")).send().await.expect("GET /openapi.json");
@@ -122,10 +122,40 @@ async fn the_docs_page_loads_nothing_from_elsewhere() {
     }
 }
 
-/// schemathesis generates requests from the document (examples, boundary
-/// values, random and invalid data, and sequences that follow its links from
-/// a started call) and checks every answer: no 5xx, and status, content type,
-/// headers and body as documented.
+/// Runs schemathesis against `app` as `user`: it generates requests from
+/// the document (examples, boundary values, random and invalid data, and
+/// sequences that follow its links from a started call) and checks every
+/// answer: no 5xx, and status, content type, headers and body as documented.
+/// `config` is a schemathesis.toml.
+async fn schemathesis(app: &TestApp, user: &TestUser, config: &str) {
+    let python = std::env::var("CALLGATE_PYTHON").expect("CALLGATE_PYTHON (set by deploy/local.sh test)");
+    let schemathesis = Path::new(&python).with_file_name("schemathesis");
+    let config_path = std::env::temp_dir().join(format!("schemathesis-{}.toml", Uuid::new_v4().simple()));
+    std::fs::write(&config_path, config).expect("write the schemathesis config");
+    let url = app.url("/openapi.json");
+    let bearer = format!("Authorization: Bearer {}", user.token);
+    let checks = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                  response_headers_conformance,response_schema_conformance";
+    let config_arg = config_path.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&schemathesis)
+            .arg("--config-file")
+            .arg(&config_arg)
+            .args(["run", &url, "--checks", checks, "--max-examples", "25", "--workers", "2"])
+            .args(["--header", &bearer, "--request-timeout", "30", "--no-color"])
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e} (deploy/local.sh installs it)", schemathesis.display()))
+    })
+    .await
+    .expect("schemathesis ran");
+    let _ = std::fs::remove_file(&config_path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("passed"), "schemathesis tested something:\n{stdout}");
+}
+
+/// Ids it makes up (mostly unknown calls), and calls it starts itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let app = spawn_app_configured(|c| {
@@ -136,23 +166,28 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     })
     .await;
     let admin = app.user_with_roles("female", &["admin"]);
-    let python = std::env::var("CALLGATE_PYTHON").expect("CALLGATE_PYTHON (set by deploy/local.sh test)");
-    let schemathesis = Path::new(&python).with_file_name("schemathesis");
-    let url = app.url("/openapi.json");
-    let checks = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                  response_headers_conformance,response_schema_conformance";
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&schemathesis)
-            .args(["run", &url, "--checks", checks, "--max-examples", "30", "--workers", "2"])
-            .args(["--header", &format!("Authorization: Bearer {}", admin.token)])
-            .args(["--request-timeout", "30", "--no-color"])
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e} (deploy/local.sh installs it)", schemathesis.display()))
+    schemathesis(&app, &admin, "").await;
+}
+
+/// Every operation on one real call she answered: reads, media changes,
+/// quality samples, video requests and answers, the end, and everything
+/// after the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_in_a_real_call_either() {
+    let app = spawn_app_with(Options {
+        // Its own database: no other app's reconciler ends the call because
+        // nobody joined its room.
+        isolated: true,
+        configure: Box::new(|c| {
+            c.rate_limits.requests_per_minute = 1_000_000;
+            c.rate_limits.video_requests_per_call = 1_000_000;
+            c.timeouts.connect = Duration::from_secs(600);
+        }),
     })
-    .await
-    .expect("schemathesis ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("passed"), "schemathesis tested something:\n{stdout}");
+    .await;
+    let (him, her) = (app.user("male"), app.user_with_roles("female", &["admin"]));
+    let (call, _) = app.ring(&him, &[&her], "video").await;
+    let (status, body) = app.call_action(&call, "accept", &her, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    schemathesis(&app, &her, &format!("[parameters]\n\"path.id\" = \"{call}\"\n")).await;
 }

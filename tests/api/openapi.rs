@@ -139,6 +139,8 @@ async fn schemathesis(app: &TestApp, user: &TestUser, config: &str) {
     let config_arg = config_path.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&schemathesis)
+            // It keeps a cache in its working directory: not in the repo.
+            .current_dir(std::env::temp_dir())
             .arg("--config-file")
             .arg(&config_arg)
             // One worker: with threads, CPython 3.11.7's ast.parse (which

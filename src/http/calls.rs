@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -33,20 +33,29 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(token))
 }
 
-/// A call id from the path; anything that is not a UUID is simply not found.
+/// The UUID named `name` in the path; anything that is not a UUID is
+/// simply not found. (The request's log span names the call already: see
+/// `crate::http::router`.)
+pub async fn uuid_in_path<S: Send + Sync>(
+    parts: &mut axum::http::request::Parts,
+    state: &S,
+    name: &str,
+) -> Result<Uuid, ApiError> {
+    let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::NotFound)?;
+    let raw = params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+}
+
+/// A call id from the path.
 pub struct CallPath(pub CallId);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CallPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        let raw = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.as_str()).unwrap_or_default();
-        let id = Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)?;
-        tracing::Span::current().record("call_id", tracing::field::display(id));
-        Ok(CallPath(CallId(id)))
+        uuid_in_path(parts, state, "id").await.map(|id| CallPath(CallId(id)))
     }
 }
 

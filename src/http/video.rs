@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::http::calls::CallPath;
+use crate::http::calls::{CallPath, uuid_in_path};
 use crate::http::openapi::{Conflict, Forbidden, NotFound};
 use crate::state::AppState;
 use crate::video::{self, LedgerView, RequestView, VideoView};
@@ -64,22 +64,14 @@ async fn request(
     Ok((StatusCode::CREATED, Json(RequestCreated { request })))
 }
 
-/// A video request's id from the path; anything that is not a UUID is simply not found.
+/// A video request's id from the path.
 struct RequestPath(Uuid);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        params
-            .iter()
-            .find(|(k, _)| k == "request_id")
-            .and_then(|(_, v)| Uuid::parse_str(v).ok())
-            .map(RequestPath)
-            .ok_or(ApiError::NotFound)
+        uuid_in_path(parts, state, "request_id").await.map(RequestPath)
     }
 }
 

@@ -167,17 +167,7 @@ async fn an_event_is_delivered_after_the_service_is_killed_before_delivering_it(
     let service = launch(port, &env).await;
     let users = spawn_on(&database, |_| {}).await;
     let (alice, bob) = (users.user("female"), users.user("male"));
-    let started: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/calls", service.address))
-        .bearer_auth(&alice.token)
-        .json(&json!({"participantIds": [bob.id], "type": "video"}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let call = started["call"]["id"].as_str().expect("a call id").to_owned();
+    let call = service.start_call(&alice, &bob, "video").await;
 
     let first = receiver.wait_for("call.started", 1, Duration::from_secs(10)).await;
     service.kill().await;

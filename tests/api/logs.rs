@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::Method;
+use serde_json::Value;
 
 use crate::helpers::binary::{free_port, launch_with_stdout};
 use crate::helpers::{isolated_database, spawn_app};
@@ -35,31 +35,14 @@ async fn every_log_line_of_a_request_names_the_request_and_its_user_and_call() {
         ("ROOM_PREFIX", room_prefix),
     ];
     let service = launch_with_stdout(free_port(), &env, log).await;
-    let http = reqwest::Client::new();
-    let send = |method: Method, path: &str, token: &str, body: Option<Value>| {
-        let mut req = http.request(method, format!("{}{path}", service.address)).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send()
-    };
-    let resp = send(
-        Method::POST,
-        "/api/v1/calls",
-        &caller.token,
-        Some(json!({"participantIds": [callee.id], "type": "audio"})),
-    )
-    .await
-    .expect("start");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let call_id = resp.json::<Value>().await.expect("json")["call"]["id"].as_str().expect("id").to_owned();
+    let call_id = service.start_call(&caller, &callee, "audio").await;
     for (method, path, user) in [
         (Method::POST, format!("/api/v1/calls/{call_id}/accept"), &callee),
         (Method::GET, format!("/api/v1/calls/{call_id}"), &caller),
         (Method::POST, format!("/api/v1/calls/{call_id}/end"), &caller),
     ] {
-        let resp = send(method.clone(), &path, &user.token, None).await.expect("request");
-        assert!(resp.status().is_success(), "{method} {path}: {}", resp.status());
+        let (status, body) = service.send(method.clone(), &path, user, None).await;
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     service.kill().await;

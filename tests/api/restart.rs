@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 use crate::helpers::binary::{self, Service, free_port};
 use crate::helpers::{base_config, isolated_database, room_exists};
@@ -28,18 +28,7 @@ async fn a_ringing_timeout_still_fires_once_after_the_service_is_killed() {
     })
     .await;
     let (alice, bob) = (app.user("female"), app.user("male"));
-    let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{}/api/v1/calls", service.address))
-        .bearer_auth(&alice.token)
-        .json(&json!({"participantIds": [bob.id], "type": "audio"}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let call = started["call"]["id"].as_str().expect("a call id").to_owned();
+    let call = service.start_call(&alice, &bob, "audio").await;
     let room = format!("{prefix}{call}");
     assert!(room_exists(&room).await);
 
@@ -47,12 +36,12 @@ async fn a_ringing_timeout_still_fires_once_after_the_service_is_killed() {
     tokio::time::sleep(Duration::from_secs(4)).await; // past the ringing timeout, while down
     let service = launch(port, &database_url, &prefix).await;
 
-    let url = format!("{}/api/v1/calls/{call}", service.address);
+    let path = format!("/api/v1/calls/{call}");
     let mut last = Value::Null;
     for _ in 0..100 {
-        let resp = http.get(&url).bearer_auth(&alice.token).send().await.expect("sent");
-        assert_eq!(resp.status(), StatusCode::OK);
-        last = resp.json().await.expect("json");
+        let status;
+        (status, last) = service.send(Method::GET, &path, &alice, None).await;
+        assert_eq!(status, StatusCode::OK);
         if last["state"] == "ended" {
             break;
         }

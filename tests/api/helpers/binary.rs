@@ -4,9 +4,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::eventually;
+use super::{TestUser, eventually, request};
 
 pub struct Service {
     pub child: Child,
@@ -52,6 +54,25 @@ pub async fn launch_with_stdout(port: u16, env: &[(&str, String)], stdout: impl 
 }
 
 impl Service {
+    /// A request to the service as `user`: the status and the JSON body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        user: &TestUser,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        request(&reqwest::Client::new(), method, format!("{}{path}", self.address), Some(user), body).await
+    }
+
+    /// `caller` calls `callee`; the new call's id.
+    pub async fn start_call(&self, caller: &TestUser, callee: &TestUser, kind: &str) -> String {
+        let body = json!({"participantIds": [callee.id], "type": kind});
+        let (status, started) = self.send(Method::POST, "/api/v1/calls", caller, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{started}");
+        started["call"]["id"].as_str().expect("a call id").to_owned()
+    }
+
     pub async fn kill(mut self) {
         self.child.kill().await.expect("SIGKILL");
     }

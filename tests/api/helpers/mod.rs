@@ -167,6 +167,29 @@ fn ensure_webhook_receiver() {
     });
 }
 
+/// One request, as `user` if any: the status and the JSON body (or the
+/// text, as a JSON string).
+pub async fn request(
+    http: &reqwest::Client,
+    method: Method,
+    url: String,
+    user: Option<&TestUser>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method, url);
+    if let Some(user) = user {
+        req = req.bearer_auth(&user.token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
 pub fn jwt_secret() -> String {
     std::env::var("JWT_SECRET").expect("JWT_SECRET")
 }
@@ -206,18 +229,7 @@ impl TestApp {
         user: Option<&TestUser>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(user) = user {
-            req = req.bearer_auth(&user.token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, json)
+        request(&self.http, method, self.url(path), user, body).await
     }
 
     pub async fn get(&self, path: &str, user: &TestUser) -> (StatusCode, Value) {

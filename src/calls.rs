@@ -11,6 +11,7 @@ use crate::auth::AuthUser;
 use crate::domain::{
     CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
 };
+use crate::enforce::{self, Effects};
 use crate::error::ApiError;
 use crate::livekit::RoomSpec;
 use crate::policy::{self, VideoSession};
@@ -39,10 +40,6 @@ pub fn may_share_screen(app: &AppState, user: &AuthUser) -> bool {
         None => true,
         Some(roles) => roles.iter().any(|r| user.roles.contains(r)),
     }
-}
-
-pub fn room_metadata(call: CallId, call_type: CallType, video: policy::VideoState) -> String {
-    json!({"callId": call, "type": call_type, "video": video}).to_string()
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
@@ -90,7 +87,10 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     if !store::insert_participant(&mut tx, call_id, &me, true).await? {
         return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
     }
-    let invitee_status = if req.scheduled { ParticipantStatus::Accepted } else { ParticipantStatus::Invited };
+    // Scheduled invitees do not ring, but they are not present either until
+    // they answer or ask for a token with their own verified token: only
+    // then are their gender, name and screen-share right known.
+    let invitee_status = ParticipantStatus::Invited;
     let mut rung = Vec::new();
     let mut busy = Vec::new();
     for invitee in &req.invitees {
@@ -173,7 +173,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         },
         departure_timeout: std::time::Duration::from_secs(20),
         max_participants: app.config.max_call_participants as u32,
-        metadata: room_metadata(call_id, req.call_type, session.state),
+        metadata: crate::livekit::room_metadata(call_id, req.call_type, session.state),
     };
     app.livekit.create_room(&room_name, spec).await.map_err(|e| ApiError::LiveKitUnavailable(e.into()))?;
     if let Err(err) = tx.commit().await {
@@ -184,7 +184,9 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
 
-/// Mints a join token whose publish rights follow the call's video state.
+/// Mints a join token. It never carries `camera` or `screen_share`, whatever
+/// the video state: those are granted in LiveKit once the participant has
+/// joined (`crate::enforce`), so an old token can never bring a camera back.
 pub fn join_for(
     app: &AppState,
     call: &CallRow,
@@ -192,7 +194,7 @@ pub fn join_for(
     name: Option<&str>,
     may_share_screen: bool,
 ) -> Result<JoinView, ApiError> {
-    let sources = policy::publish_sources(call.video_state(), may_share_screen);
+    let sources = policy::publish_sources(policy::VideoState::Off, may_share_screen);
     let grant = crate::tokens::JoinGrant {
         identity: user.as_str(),
         name,
@@ -277,15 +279,9 @@ pub async fn accept(
         let due = Utc::now() + chrono_secs(app.config.timeouts.connect);
         store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
     }
-    store::record_event(
-        &mut tx,
-        id,
-        "call.accepted",
-        EventSource::Api,
-        Some(user.id.as_str()),
-        json!({"video": video}),
-    )
-    .await?;
+    // No word of the video answer: in a group it would tell who declined.
+    store::record_event(&mut tx, id, "call.accepted", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
     video::on_answer(app, &mut tx, &call, &user.id, video).await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     let view = CallView::load(&mut tx, &call).await?;
@@ -295,6 +291,7 @@ pub async fn accept(
         crate::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
     tx.commit().await?;
+    enforce::settle_later(app, Effects::for_call(id));
     if answers_the_call {
         app.metrics.call_answered(&call);
     }
@@ -365,8 +362,9 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
     )
     .await?;
     tx.commit().await?;
-    if let Some(ended) = ended {
-        after_end(app, &ended).await;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => enforce::settle_later(app, Effects::for_call(id)),
     }
     Ok(CallOnly { call: view })
 }
@@ -430,10 +428,15 @@ pub async fn leave(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOn
         .await?;
     }
     tx.commit().await?;
-    if let Some(ended) = ended {
-        after_end(app, &ended).await;
-    } else if let Err(err) = app.livekit.remove_participant(&call.room_name, user.id.as_str()).await {
-        tracing::warn!(error = %err, "could not remove the participant from the room");
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => {
+            // Out of the room now; coming back with the old token puts them
+            // out again (`webhooks::joined`).
+            let mut effects = Effects::for_call(id);
+            effects.remove.push(user.id.to_string());
+            enforce::settle_later(app, effects);
+        }
     }
     Ok(CallOnly { call: view })
 }
@@ -447,6 +450,12 @@ pub async fn token(app: &AppState, user: &AuthUser, id: CallId) -> Result<JoinOn
     let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(ApiError::NotFound)?;
     if !call.state.is_live() {
         return Err(ended_conflict());
+    }
+    if call.scheduled && me.live && me.status == ParticipantStatus::Invited {
+        // Nobody rang: asking for a token is how a scheduled invitee answers.
+        drop(conn);
+        let answered = accept(app, user, id, None).await?;
+        return Ok(JoinOnly { join: answered.join, ice_servers: answered.ice_servers });
     }
     if !me.is_present() {
         let (code, detail) = if me.status == ParticipantStatus::Invited {

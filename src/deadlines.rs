@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::calls::{self, Ended, finish};
 use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::enforce;
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind};
 use crate::video;
@@ -72,8 +73,10 @@ async fn fire_one(app: &AppState, id: CallId, kind: DeadlineKind) -> anyhow::Res
     let ended = act(app, &mut tx, &call, kind, ref_id).await?;
     tx.commit().await?;
     tracing::info!(ended = ended.is_some(), "deadline fired");
-    if let Some(ended) = ended {
-        calls::after_end(app, &ended).await;
+    match ended {
+        Some(ended) => calls::after_end(app, &ended).await,
+        // An expired request changed the video state: the room hears of it.
+        None => enforce::settle_later(app, enforce::Effects::for_call(id)),
     }
     Ok(true)
 }

@@ -102,6 +102,7 @@ word_enum!(EndReason {
     RoomClosed = "room_closed",
     Busy = "busy",
     Error = "error",
+    Violation = "violation",
 });
 
 word_enum!(Role { Initiator = "initiator", Invitee = "invitee" });
@@ -114,6 +115,7 @@ word_enum!(ParticipantStatus {
     Declined = "declined",
     Missed = "missed",
     Busy = "busy",
+    Removed = "removed",
 });
 
 word_enum!(EventSource { Api = "api", LiveKit = "livekit", System = "system" });

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod config;
 pub mod deadlines;
 pub mod domain;
+pub mod enforce;
 pub mod error;
 pub mod events;
 pub mod http;

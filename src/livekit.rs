@@ -11,9 +11,9 @@ use livekit_protocol as proto;
 use uuid::Uuid;
 
 use crate::config::LiveKitConfig;
-use crate::domain::CallId;
+use crate::domain::{CallId, CallType};
 use crate::metrics::LiveKitMetrics;
-use crate::policy::TrackSource;
+use crate::policy::{TrackKind, TrackSource, VideoState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveKitError {
@@ -262,5 +262,47 @@ pub fn proto_source(source: TrackSource) -> proto::TrackSource {
         TrackSource::Microphone => proto::TrackSource::Microphone,
         TrackSource::ScreenShare => proto::TrackSource::ScreenShare,
         TrackSource::ScreenShareAudio => proto::TrackSource::ScreenShareAudio,
+    }
+}
+
+/// A room's metadata: what clients read of the call from LiveKit itself.
+/// Only callgate can set it (no participant holds `roomAdmin`).
+pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState) -> String {
+    serde_json::json!({"callId": call, "type": call_type, "video": video}).to_string()
+}
+
+/// A published track as the policy judges it: its real kind and the source
+/// its client declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSeen {
+    pub sid: String,
+    pub kind: TrackKind,
+    /// `None` for a source LiveKit calls unknown.
+    pub source: Option<TrackSource>,
+}
+
+impl TrackSeen {
+    pub fn of(info: &proto::TrackInfo) -> Self {
+        let kind = match proto::TrackType::try_from(info.r#type) {
+            Ok(proto::TrackType::Audio) => TrackKind::Audio,
+            Ok(proto::TrackType::Video) => TrackKind::Video,
+            _ => TrackKind::Other,
+        };
+        let source = match proto::TrackSource::try_from(info.source) {
+            Ok(proto::TrackSource::Camera) => Some(TrackSource::Camera),
+            Ok(proto::TrackSource::Microphone) => Some(TrackSource::Microphone),
+            Ok(proto::TrackSource::ScreenShare) => Some(TrackSource::ScreenShare),
+            Ok(proto::TrackSource::ScreenShareAudio) => Some(TrackSource::ScreenShareAudio),
+            _ => None,
+        };
+        TrackSeen { sid: info.sid.clone(), kind, source }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+            TrackKind::Other => "other",
+        }
     }
 }

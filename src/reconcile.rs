@@ -7,10 +7,12 @@
 //!   room before its row commits);
 //! - for connecting and active calls, oldest-checked first: a participant in
 //!   the room whom the database does not show there has joined, one the
-//!   database shows there who is not has left, one who is gone from the call
-//!   is removed from the room, and rights that drifted from the policy are
-//!   put back (a camera or screen track published while video is off is a
-//!   violation).
+//!   database shows there who is not has left, one who is not present in the
+//!   call (gone, never in it, removed) is removed from the room, a video
+//!   track under another label puts its publisher out of the call, and
+//!   rights that drifted from the policy are put back (a camera or screen
+//!   track published while video is off is a violation). Calls whose rights
+//!   LiveKit has not confirmed (`crate::enforce`) are checked first.
 //!
 //! Cost per pass: one ListRooms, at most `BATCH` ListParticipants, and one
 //! request per repair (at most `BATCH` calls ended and rooms deleted).
@@ -32,8 +34,9 @@ use uuid::Uuid;
 
 use crate::calls::{self, finish};
 use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
-use crate::livekit::{LiveKitError, proto_source};
-use crate::policy;
+use crate::enforce::{self, Effects};
+use crate::livekit::{LiveKitError, TrackSeen, proto_source};
+use crate::policy::{self, TrackVerdict};
 use crate::state::AppState;
 use crate::store::{self, CallRow};
 use crate::video;
@@ -241,7 +244,8 @@ async fn due_for_check(app: &AppState) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "update calls set reconciled_at = now() where id in \
          (select id from calls where state in ('connecting', 'active') \
-          order by reconciled_at nulls first limit $1 for update skip locked) returning id",
+          order by rights_version < video_version desc, reconciled_at nulls first \
+          limit $1 for update skip locked) returning id",
     )
     .bind(BATCH as i64)
     .fetch_all(&app.db)
@@ -270,23 +274,32 @@ async fn check_call(app: &AppState, id: CallId, pass: &mut Pass) -> anyhow::Resu
     if !matches!(call.state, CallState::Connecting | CallState::Active) {
         return Ok(());
     }
-    let mut to_remove = Vec::new();
+    let mut effects = Effects::for_call(id);
     for person in &people {
         let rows = store::participants(&mut tx, id).await?;
-        let Some(row) = rows.iter().find(|r| r.user_id == person.identity) else {
-            tracing::warn!(identity = %person.identity, room, "someone who is not a participant is in the room");
+        let present = rows.iter().find(|r| r.user_id == person.identity).filter(|r| r.is_present());
+        let Some(row) = present else {
+            // Gone from the call, never in it, or removed: out of the room.
+            tracing::info!(identity = %person.identity, room, "someone not in the call is in its room; removing them");
+            effects.remove.push(person.identity.clone());
+            pass.presence_fixed += 1;
             continue;
         };
-        if !row.live {
-            to_remove.push(person.identity.clone());
-        } else if row.status != ParticipantStatus::Joined
-            && webhooks::joined(app, &mut tx, &call, &person.identity, webhooks::session_of(person)).await?
+        if row.status != ParticipantStatus::Joined
+            && webhooks::joined(
+                app,
+                &mut tx,
+                &call,
+                &person.identity,
+                webhooks::session_of(person),
+                &mut effects,
+            )
+            .await?
         {
             let data = json!({"reason": "found_in_room"});
             let actor = Some(person.identity.as_str());
             store::record_event(&mut tx, id, "participant.joined", EventSource::System, actor, data).await?;
             pass.presence_fixed += 1;
-            pass.livekit_requests += 1;
         }
     }
     let listed: HashSet<&str> = people.iter().map(|p| p.identity.as_str()).collect();
@@ -312,33 +325,33 @@ async fn check_call(app: &AppState, id: CallId, pass: &mut Pass) -> anyhow::Resu
     }
     if ended.is_none() {
         let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
-        fix_rights(app, &mut tx, &call, &people, asked_at, pass).await?;
+        ended = check_tracks_and_rights(app, &mut tx, &call, &people, asked_at, pass, &mut effects).await?;
     }
     tx.commit().await?;
     if let Some(ended) = ended {
         calls::after_end(app, &ended).await;
         pass.livekit_requests += 1;
     }
-    for identity in to_remove {
-        if let Err(err) = app.livekit.remove_participant(&room, &identity).await {
-            tracing::warn!(error = %err, identity, "could not remove someone who left the call");
-        }
-        pass.livekit_requests += 1;
-        pass.presence_fixed += 1;
+    if !effects.is_empty() {
+        pass.livekit_requests += effects.remove.len() + effects.rights_for.len();
     }
+    enforce::settle(app, effects).await;
     Ok(())
 }
 
-/// Puts back the publish rights of present participants whose rights in
-/// LiveKit differ from what the policy gives them now.
-async fn fix_rights(
+/// Judges every track of present participants (a video track under another
+/// label puts its publisher out of the call, as in `webhooks::on_track`) and
+/// marks for a push the rights that drifted from the policy. Returns the
+/// call if a removal ended it.
+async fn check_tracks_and_rights(
     app: &AppState,
     tx: &mut sqlx::PgConnection,
     call: &CallRow,
     people: &[&proto::ParticipantInfo],
     asked_at: DateTime<Utc>,
     pass: &mut Pass,
-) -> anyhow::Result<()> {
+    effects: &mut Effects,
+) -> anyhow::Result<Option<crate::calls::Ended>> {
     let id = call.call_id();
     let state = call.video_state();
     let rows = store::participants(tx, id).await?;
@@ -346,38 +359,40 @@ async fn fix_rights(
     // Off for long enough that LiveKit would have removed the tracks.
     let settled_off =
         !policy::camera_allowed(state) && last_switch.is_none_or(|at| at < asked_at - TRACK_REMOVAL_SLACK);
-    for person in people {
+    'people: for person in people {
         let Some(row) = rows.iter().find(|r| r.user_id == person.identity && r.is_present()) else {
             continue;
         };
-        let expected = policy::publish_sources(state, row.may_share_screen);
-        let disallowed: Vec<&proto::TrackInfo> = person
-            .tracks
-            .iter()
-            .filter(|t| {
-                let source = proto::TrackSource::try_from(t.source).unwrap_or(proto::TrackSource::Unknown);
-                video::is_video_source(source) && !policy::camera_allowed(state)
-            })
-            .collect();
-        if settled_off {
-            for track in &disallowed {
-                let source =
-                    proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
-                if video::record_violation(tx, id, &person.identity, &track.sid, source).await? {
-                    tracing::warn!(identity = %person.identity, track = %track.sid, "video track found while video is off");
+        let mut withdraw = false;
+        for track in person.tracks.iter().map(TrackSeen::of) {
+            match policy::judge_track(track.kind, track.source, state, row.may_share_screen) {
+                TrackVerdict::Allowed => {}
+                TrackVerdict::Mislabelled => {
                     pass.violations += 1;
+                    let (_, ended) =
+                        webhooks::on_track(app, tx, call, &person.identity, &track, None, effects).await?;
+                    if ended.is_some() {
+                        return Ok(ended);
+                    }
+                    continue 'people;
+                }
+                TrackVerdict::NotNow => {
+                    withdraw = true;
+                    if settled_off && video::record_violation(tx, id, &person.identity, &track).await? {
+                        tracing::warn!(identity = %person.identity, track = %track.sid, "video track found while video is off");
+                        pass.violations += 1;
+                    }
                 }
             }
         }
-        if rights_match(person.permission.as_ref(), &expected) && disallowed.is_empty() {
-            continue;
+        let expected = policy::publish_sources(state, row.may_share_screen);
+        if withdraw || !rights_match(person.permission.as_ref(), &expected) {
+            effects.rights_for.push(person.identity.clone());
+            pass.rights_fixed += 1;
+            tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");
         }
-        app.livekit.set_publish_sources(&call.room_name, &person.identity, &expected).await?;
-        pass.livekit_requests += 1;
-        pass.rights_fixed += 1;
-        tracing::info!(identity = %person.identity, "put back publish rights that drifted from the policy");
     }
-    Ok(())
+    Ok(None)
 }
 
 fn rights_match(actual: Option<&proto::ParticipantPermission>, expected: &[policy::TrackSource]) -> bool {

@@ -34,6 +34,10 @@ pub struct CallRow {
     pub answered_at: Option<DateTime<Utc>>,
     pub connected_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Committed changes of the video state, and the newest one LiveKit has
+    /// confirmed (see `crate::enforce`).
+    pub video_version: i64,
+    pub rights_version: i64,
 }
 
 impl CallRow {
@@ -103,7 +107,7 @@ macro_rules! call_columns {
     () => {
         "id, room_name, type, state, outcome, end_reason, initiator_id, \
      conversation_id, external_ref, scheduled, video_session, video_used, created_at, \
-     answered_at, connected_at, ended_at"
+     answered_at, connected_at, ended_at, video_version, rights_version"
     };
 }
 
@@ -326,6 +330,7 @@ pub async fn save_video_session(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "update calls set video_session = $2, video_state = $3, \
+         video_version = video_version + (video_state <> $3)::int, \
          video_used = video_used or $3 = 'on' where id = $1",
     )
     .bind(call.0)

@@ -1,24 +1,25 @@
 //! The video consent policy, applied to a call: loads the members, asks the
-//! pure policy (`crate::policy`) what follows, stores the new state, the
-//! ledger and the events, and enforces the result in LiveKit.
+//! pure policy (`crate::policy`) what follows, and stores the new state, the
+//! ledger and the events in the caller's transaction.
 //!
-//! LiveKit permissions are updated while the call's row is still locked, so
-//! two changes to one call can never reach LiveKit out of order.
+//! LiveKit hears of a change only after it has committed (`crate::enforce`):
+//! nothing here talks to LiveKit, and an off that fails to commit is never
+//! enforced.
 
 use chrono::Utc;
-use futures::future::join_all;
-use livekit_protocol as proto;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::calls::room_metadata;
 use crate::domain::{CallId, CallState, UserId};
+use crate::enforce::{self, Effects};
 use crate::error::ApiError;
-use crate::livekit::LiveKitError;
-use crate::policy::{self, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, VideoState};
+use crate::livekit::TrackSeen;
+use crate::policy::{
+    self, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict, VideoState,
+};
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
 
@@ -71,11 +72,6 @@ async fn apply(
         let (kind, to, data) = event_of(notice);
         store::notify(tx, to, kind, id, &data).await?;
     }
-    if policy::camera_allowed(before.state) != policy::camera_allowed(decision.session.state) {
-        enforce(app, call, &participants, decision.session.state).await?;
-    } else if before.state != decision.session.state {
-        announce(app, call, decision.session.state).await;
-    }
     // Counted here rather than after the caller's commit, which comes in
     // many places: a commit that then fails (the database going away) has
     // counted a step that did not happen.
@@ -112,44 +108,6 @@ async fn append_ledger(
     Ok(())
 }
 
-/// Puts every present participant's publish rights in line with `state`,
-/// all at once. Turning video on fails (and rolls back) if LiveKit does not
-/// take it; turning it off never fails: the off state is stored regardless
-/// and the reconciler re-applies it.
-async fn enforce(
-    app: &AppState,
-    call: &CallRow,
-    participants: &[ParticipantRow],
-    state: VideoState,
-) -> Result<(), ApiError> {
-    let updates = participants.iter().filter(|p| p.is_present()).map(|p| {
-        let sources = policy::publish_sources(state, p.may_share_screen);
-        async move { app.livekit.set_publish_sources(&call.room_name, &p.user_id, &sources).await }
-    });
-    let failures: Vec<LiveKitError> = join_all(updates).await.into_iter().filter_map(Result::err).collect();
-    if let Some(err) = failures.into_iter().next() {
-        if policy::camera_allowed(state) {
-            return Err(ApiError::LiveKitUnavailable(err.into()));
-        }
-        tracing::warn!(error = %err, "could not withdraw the camera right; the reconciler will retry");
-    }
-    announce(app, call, state).await;
-    Ok(())
-}
-
-/// Room metadata carries the video state; a data message tells the room.
-async fn announce(app: &AppState, call: &CallRow, state: VideoState) {
-    let metadata = room_metadata(call.call_id(), call.call_type, state);
-    let payload = json!({"type": "video.state", "video": state}).to_string().into_bytes();
-    let (meta, data) = tokio::join!(
-        app.livekit.update_room_metadata(&call.room_name, metadata),
-        app.livekit.send_data(&call.room_name, "callgate.video", payload),
-    );
-    for err in [meta.err(), data.err()].into_iter().flatten() {
-        tracing::debug!(error = %err, "could not announce the video state in the room");
-    }
-}
-
 /// A participant answered the call. If the call was started as `video`, the
 /// initiator's request is put now that both are present; `video` answers it.
 pub async fn on_answer(
@@ -173,9 +131,17 @@ pub async fn on_answer(
         apply(app, tx, call, join.clone(), Some(user.as_str())).await?;
     }
     if pending_start_request.is_some() {
+        // The initiator's request may be refused (they left meanwhile, say);
+        // a savepoint keeps whatever it wrote from committing with the answer.
         let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
-        if let Err(err) = apply(app, tx, call, request, Some(&call.initiator_id)).await {
-            tracing::debug!(error = %err, "the start-of-call video request did not apply");
+        let mut savepoint = tx.begin().await?;
+        match apply(app, &mut savepoint, call, request, Some(&call.initiator_id)).await {
+            Ok(_) => savepoint.commit().await?,
+            Err(ApiError::Internal(err)) => return Err(ApiError::Internal(err)),
+            Err(err) => {
+                tracing::debug!(error = %err, "the start-of-call video request did not apply");
+                savepoint.rollback().await?;
+            }
         }
     }
     if pending_start_request.is_none() || video.is_some() {
@@ -194,63 +160,55 @@ pub async fn on_leave(
     Ok(())
 }
 
-/// LiveKit reports a participant in the room: whatever their token said,
-/// they get the rights of the current state.
-pub async fn on_room_join(
-    app: &AppState,
+/// What the policy makes of a track LiveKit reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    Allowed,
+    /// A camera or screen track while video is off: rights still being
+    /// withdrawn when it was published, or drift. Put the rights back (LiveKit
+    /// then removes it); a violation only if it came after video turned off.
+    Withdraw {
+        violation: bool,
+    },
+    /// Video under another label: a client lying about its track. The
+    /// caller removes the participant from the call.
+    Mislabelled,
+}
+
+/// Judges a track `identity` published (`published_at`: LiveKit's event
+/// time, whole seconds) and writes a violation to the ledger when it is one.
+pub async fn judge_track(
     tx: &mut PgConnection,
     call: &CallRow,
     identity: &str,
-) -> Result<(), ApiError> {
-    let participants = store::participants(tx, call.call_id()).await?;
-    let Some(me) = participants.iter().find(|p| p.user_id == identity) else { return Ok(()) };
-    let state = store::lock_call(tx, call.call_id()).await?.map(|c| c.video_state()).unwrap_or_default();
-    let sources = policy::publish_sources(state, me.may_share_screen);
-    if let Err(err) = app.livekit.set_publish_sources(&call.room_name, identity, &sources).await {
-        tracing::warn!(error = %err, "could not apply rights on join; the reconciler will retry");
-    }
-    Ok(())
-}
-
-/// A camera or screen track published while video is off can only come from
-/// drift: record the violation and put the participant's rights back, which
-/// makes LiveKit remove the track. A report that may predate video turning
-/// off (`published_at`, whole seconds) is no violation. Returns whether it
-/// was one.
-pub async fn on_track_published(
-    app: &AppState,
-    tx: &mut PgConnection,
-    call: &CallRow,
-    participant: &proto::ParticipantInfo,
-    track: &proto::TrackInfo,
+    track: &TrackSeen,
     published_at: Option<chrono::DateTime<Utc>>,
-) -> Result<bool, ApiError> {
-    let state = store::lock_call(tx, call.call_id()).await?.map(|c| c.video_state()).unwrap_or_default();
-    let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
-    if !is_video_source(source) || policy::camera_allowed(state) {
-        return Ok(false);
-    }
-    let switched = last_video_switch(tx, call.call_id()).await?;
-    let violation = match (switched, published_at) {
-        (None, _) => true,
-        (Some(switched), Some(published)) => switched < published,
-        (Some(_), None) => false,
+) -> Result<Judgement, ApiError> {
+    let id = call.call_id();
+    let state = store::lock_call(tx, id).await?.map(|c| c.video_state()).unwrap_or_default();
+    let participants = store::participants(tx, id).await?;
+    let Some(me) = participants.iter().find(|p| p.user_id == identity && p.is_present()) else {
+        // Not in the call: whoever handles their join removes them.
+        return Ok(Judgement::Allowed);
     };
-    if violation {
-        tracing::warn!(identity = %participant.identity, track = %track.sid, "video track published while video is off");
-        record_violation(tx, call.call_id(), &participant.identity, &track.sid, source).await?;
+    let judgement = match policy::judge_track(track.kind, track.source, state, me.may_share_screen) {
+        TrackVerdict::Allowed => return Ok(Judgement::Allowed),
+        TrackVerdict::Mislabelled => Judgement::Mislabelled,
+        TrackVerdict::NotNow => {
+            let switched = last_video_switch(tx, id).await?;
+            let violation = match (switched, published_at) {
+                (None, _) => true,
+                (Some(switched), Some(published)) => switched < published,
+                (Some(_), None) => false,
+            };
+            Judgement::Withdraw { violation }
+        }
+    };
+    if matches!(judgement, Judgement::Mislabelled | Judgement::Withdraw { violation: true }) {
+        tracing::warn!(identity, track = %track.sid, ?judgement, "video track against the policy");
+        record_violation(tx, id, identity, track).await?;
     }
-    let may_share = store::participants(tx, call.call_id())
-        .await?
-        .iter()
-        .find(|p| p.user_id == participant.identity)
-        .is_some_and(|p| p.may_share_screen);
-    let sources = policy::publish_sources(state, may_share);
-    if let Err(err) = app.livekit.set_publish_sources(&call.room_name, &participant.identity, &sources).await
-    {
-        tracing::warn!(error = %err, "could not withdraw the rights of a violating participant");
-    }
-    Ok(violation)
+    Ok(judgement)
 }
 
 /// When video last turned on or off in the call; `None` if it never did.
@@ -264,34 +222,25 @@ pub async fn last_video_switch(
         .await
 }
 
-/// Sources that only video being on allows.
-pub fn is_video_source(source: proto::TrackSource) -> bool {
-    matches!(
-        source,
-        proto::TrackSource::Camera | proto::TrackSource::ScreenShare | proto::TrackSource::ScreenShareAudio
-    )
-}
-
 /// Writes a `violation` to the consent ledger, once per track (the webhook
 /// and the reconciler may both see it). Returns whether it was written.
 pub async fn record_violation(
     tx: &mut PgConnection,
     call: CallId,
     identity: &str,
-    track_sid: &str,
-    source: proto::TrackSource,
+    track: &TrackSeen,
 ) -> sqlx::Result<bool> {
-    let source = source.as_str_name().to_ascii_lowercase();
     let written = sqlx::query(
         "insert into consent_ledger (call_id, kind, actor, detail) \
-         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text) \
+         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text, 'kind', $5::text) \
          where not exists (select 1 from consent_ledger where call_id = $1 and kind = 'violation' \
                            and detail->>'trackSid' = $3)",
     )
     .bind(call.0)
     .bind(identity)
-    .bind(track_sid)
-    .bind(source)
+    .bind(&track.sid)
+    .bind(track.source.map_or("unknown", |s| s.as_str()))
+    .bind(track.kind_name())
     .execute(tx)
     .await?;
     Ok(written.rows_affected() == 1)
@@ -330,6 +279,10 @@ pub struct VideoView {
     pub can_answer: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_until: Option<chrono::DateTime<Utc>>,
+    /// Whether LiveKit has confirmed the rights of the current state for
+    /// everyone present. `false` right after a change means callgate is still
+    /// retrying; the state itself is committed either way.
+    pub sfu_confirmed: bool,
 }
 
 /// Locks a live call `user` is present in; 404 for strangers.
@@ -360,6 +313,7 @@ pub async fn view(app: &AppState, user: &AuthUser, id: CallId) -> Result<VideoVi
         request: session.request.as_ref().map(RequestView::from),
         can_answer: policy::can_answer(app.config.video_policy, session, &members, user.id.as_str()),
         cooldown_until: session.cooldowns.get(user.id.as_str()).copied().filter(|until| *until > Utc::now()),
+        sfu_confirmed: call.rights_version >= call.video_version,
     })
 }
 
@@ -383,6 +337,12 @@ pub async fn request(app: &AppState, user: &AuthUser, id: CallId) -> Result<Requ
     )
     .await?;
     tx.commit().await?;
+    // A request that completed the consents turned video on: wait for it.
+    if decision.session.state == VideoState::On {
+        enforce::settle_soon(app, Effects::for_call(id)).await;
+    } else {
+        enforce::settle_later(app, Effects::for_call(id));
+    }
     let requested_at = Utc::now();
     Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
         // The request completed the consents at once: video is on.
@@ -405,6 +365,7 @@ pub async fn answer(
     let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
     apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
     tx.commit().await?;
+    enforce::settle_soon(app, Effects::for_call(id)).await;
     view(app, user, id).await
 }
 
@@ -413,6 +374,7 @@ pub async fn revoke(app: &AppState, user: &AuthUser, id: CallId) -> Result<Video
     let call = lock_present(&mut tx, id, &user.id).await?;
     apply(app, &mut tx, &call, Action::Revoke { by: user.id.to_string() }, Some(user.id.as_str())).await?;
     tx.commit().await?;
+    enforce::settle_soon(app, Effects::for_call(id)).await;
     view(app, user, id).await
 }
 
@@ -429,17 +391,29 @@ pub struct LedgerView {
     pub at: chrono::DateTime<Utc>,
 }
 
+/// The call's ledger: in full (actors included) for `admin`, the audit
+/// role; for a participant, with the actors `policy::visible_actor` allows
+/// (requesters and the reader's own steps), so that its shape never depends
+/// on who is a woman or who declined.
 pub async fn ledger(app: &AppState, user: &AuthUser, id: CallId) -> Result<Vec<LedgerView>, ApiError> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, id).await?;
-    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+    let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str());
+    if !takes_part && !user.is_admin() {
         return Err(ApiError::NotFound);
     }
-    let rows = sqlx::query_as(
+    let mut rows: Vec<LedgerView> = sqlx::query_as(
         "select id, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
     )
     .bind(id.0)
     .fetch_all(&mut *conn)
     .await?;
+    if !user.is_admin() {
+        for row in &mut rows {
+            let kind: LedgerKind = serde_json::from_value(json!(row.kind)).unwrap_or(LedgerKind::Violation);
+            row.actor =
+                policy::visible_actor(kind, row.actor.as_deref(), user.id.as_str()).map(str::to_owned);
+        }
+    }
     Ok(rows)
 }

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::calls;
 use crate::domain::CallId;
+use crate::enforce;
 use crate::error::ApiError;
 use crate::metrics::WebhookResult;
 use crate::state::AppState;
@@ -233,7 +234,7 @@ struct Pending {
 
 /// Handles the call's pending events in arrival order; returns how many.
 pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
-    let mut handled = 0;
+    let mut count = 0;
     loop {
         let mut tx = app.db.begin().await?;
         let call = store::lock_call(&mut tx, call_id).await?;
@@ -244,7 +245,7 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
         .bind(call_id.0)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(next) = next else { return Ok(handled) };
+        let Some(next) = next else { return Ok(count) };
         let Some(call) = call else {
             // The call's start may not have committed yet; wait for it, but
             // not for ever.
@@ -258,20 +259,20 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
                 .await?;
                 tx.commit().await?;
             }
-            return Ok(handled);
+            return Ok(count);
         };
         let event: Option<proto::WebhookEvent> =
             next.payload.and_then(|payload| serde_json::from_value(payload).ok());
-        let ended = match &event {
+        let handled = match &event {
             Some(event) => {
                 let user = event.participant.as_ref().map(|p| p.identity.as_str()).unwrap_or_default();
                 let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.event, user_id = user);
-                webhooks::handle(app, &mut tx, &call, event).instrument(span).await
+                webhooks::handle(app, &mut tx, &call, event).instrument(span).await.map(Some)
             }
             None => Ok(None),
         };
-        let ended = match ended {
-            Ok(ended) => ended,
+        let handled = match handled {
+            Ok(handled) => handled,
             Err(err) => {
                 drop(tx);
                 give_up_after_failures(app, &next.id).await?;
@@ -283,10 +284,16 @@ pub async fn drain(app: &AppState, call_id: CallId) -> Result<usize, ApiError> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        if let Some(ended) = ended {
-            calls::after_end(app, &ended).await;
+        if let Some(webhooks::Handled { ended, effects }) = handled {
+            // LiveKit is told in the background: a slow LiveKit holds up
+            // neither this call's next event nor other calls' events.
+            enforce::settle_later(app, effects);
+            if let Some(ended) = ended {
+                let app = app.clone();
+                tokio::spawn(async move { calls::after_end(&app, &ended).await });
+            }
         }
-        handled += 1;
+        count += 1;
     }
 }
 

@@ -1,7 +1,14 @@
 //! What LiveKit's webhooks mean for a call. They are verified and stored
 //! by `crate::webhook_inbox`, which hands them here one at a time, per call
 //! in arrival order, in a transaction holding the call's row lock; every
-//! event goes into the call's timeline, whatever it changed.
+//! event goes into the call's timeline, whatever it changed. What LiveKit
+//! must be told in return (rights, removals) is returned as
+//! `enforce::Effects`, for after the commit: no LiveKit request is made
+//! while the lock is held.
+//!
+//! Whoever joins a call's room without being present in the call (gone
+//! from it, never in it, removed) is put out of the room at once, and a
+//! video track under another label puts its publisher out of the call.
 //!
 //! Events still come late, out of order or never (the reconciler repairs
 //! what never comes). A participant's LiveKit session (`joined_at_ms`)
@@ -17,11 +24,13 @@ use sqlx::PgConnection;
 
 use crate::calls::{Ended, finish};
 use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
+use crate::enforce::Effects;
 use crate::error::ApiError;
+use crate::livekit::TrackSeen;
 use crate::metrics::WebhookResult;
 use crate::state::AppState;
 use crate::store::{self, CallRow, DeadlineKind};
-use crate::video;
+use crate::video::{self, Judgement};
 use crate::views::CallView;
 
 pub fn verify(app: &AppState, body: &str, authorization: &str) -> Result<proto::WebhookEvent, ApiError> {
@@ -43,23 +52,42 @@ pub fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
     }
 }
 
-/// What one event changes, in the call's locked transaction. Returns the
-/// call if it ended (for `calls::after_end` after the commit).
+/// What handling an event leaves for after the commit.
+#[must_use]
+pub struct Handled {
+    /// The call, if it ended (for `calls::after_end`).
+    pub ended: Option<Ended>,
+    pub effects: Effects,
+}
+
+/// Whether LiveKit reports the participant as a person (not an agent,
+/// egress or ingress): only people are held to the call's roster.
+pub fn is_person(info: &proto::ParticipantInfo) -> bool {
+    info.kind == proto::participant_info::Kind::Standard as i32
+}
+
+/// What one event changes, in the call's locked transaction.
 pub async fn handle(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     event: &proto::WebhookEvent,
-) -> Result<Option<Ended>, ApiError> {
+) -> Result<Handled, ApiError> {
     let participant = event.participant.as_ref();
     let identity = participant.map(|p| p.identity.clone()).unwrap_or_default();
     let session = participant.and_then(session_of);
     let mut ended = None;
     let mut applied = false;
+    let mut effects = Effects::for_call(call.call_id());
+    let person = participant.is_some_and(is_person);
+    if !call.state.is_live() && person && event.event == "participant_joined" {
+        // Someone in the room of an ended call (an old token): out.
+        effects.remove.push(identity.clone());
+    }
     if call.state.is_live() {
         match event.event.as_str() {
-            "participant_joined" => {
-                applied = joined(app, tx, call, &identity, session).await?;
+            "participant_joined" if person => {
+                applied = joined(app, tx, call, &identity, session, &mut effects).await?;
             }
             "participant_left" | "participant_connection_aborted" => {
                 let reason = participant
@@ -78,10 +106,14 @@ pub async fn handle(
                     finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
                 (applied, ended) = (true, Some(end));
             }
-            "track_published" => {
-                if let (Some(participant), Some(track)) = (participant, &event.track) {
+            "track_published" if person => {
+                if let Some(track) = &event.track {
                     let at = DateTime::from_timestamp(event.created_at, 0);
-                    applied = video::on_track_published(app, tx, call, participant, track, at).await?;
+                    let track = TrackSeen::of(track);
+                    let (violation, end) =
+                        on_track(app, tx, call, &identity, &track, at, &mut effects).await?;
+                    applied = violation;
+                    ended = end;
                 }
             }
             _ => {}
@@ -101,7 +133,47 @@ pub async fn handle(
     let actor = (!identity.is_empty()).then_some(identity.as_str());
     let kind = format!("livekit.{}", event.event);
     store::record_event(tx, call.call_id(), &kind, EventSource::LiveKit, actor, data).await?;
-    Ok(ended)
+    Ok(Handled { ended, effects })
+}
+
+/// A track was published (a webhook says so, or the reconciler saw it):
+/// returns whether it broke the rule, and the call if that ended it.
+pub async fn on_track(
+    app: &AppState,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    identity: &str,
+    track: &TrackSeen,
+    published_at: Option<DateTime<Utc>>,
+    effects: &mut Effects,
+) -> Result<(bool, Option<Ended>), ApiError> {
+    match video::judge_track(tx, call, identity, track, published_at).await? {
+        Judgement::Allowed => Ok((false, None)),
+        Judgement::Withdraw { violation } => {
+            effects.rights_for.push(identity.to_owned());
+            Ok((violation, None))
+        }
+        Judgement::Mislabelled => {
+            // Out of the room at once (every track of theirs stops reaching
+            // anyone), out of the call, and refused new tokens for it.
+            effects.remove.push(identity.to_owned());
+            let data = json!({"reason": "video_under_another_label", "trackSid": track.sid});
+            store::record_event(
+                tx,
+                call.call_id(),
+                "participant.removed",
+                EventSource::System,
+                Some(identity),
+                data,
+            )
+            .await?;
+            let ended = match left(app, tx, call, identity, None, Departure::Removed).await? {
+                Left::CallEnded(end) => Some(*end),
+                Left::Ignored | Left::Left => None,
+            };
+            Ok((true, ended))
+        }
+    }
 }
 
 async fn known_session(
@@ -135,23 +207,25 @@ async fn remember_session(
     Ok(())
 }
 
-/// A participant is in the room (a webhook says so, or the reconciler saw
-/// them). Returns whether it changed anything.
+/// A person is in the room (a webhook says so, or the reconciler saw them).
+/// One who is not present in the call is put out of the room. Returns
+/// whether it changed anything.
 pub async fn joined(
     app: &AppState,
     tx: &mut PgConnection,
     call: &CallRow,
     identity: &str,
     session: Option<DateTime<Utc>>,
+    effects: &mut Effects,
 ) -> Result<bool, ApiError> {
     let id = call.call_id();
     let participants = store::participants(tx, id).await?;
-    let Some(me) = participants.iter().find(|p| p.user_id == identity) else {
-        return Ok(false);
+    let me = participants.iter().find(|p| p.user_id == identity);
+    let Some(me) = me.filter(|p| p.is_present()) else {
+        tracing::info!(identity, "someone not in the call joined its room; removing them");
+        effects.remove.push(identity.to_owned());
+        return Ok(true);
     };
-    if !me.live {
-        return Ok(false);
-    }
     let known = known_session(tx, id, identity).await?;
     // A join of the session we know (a second report) or of an older one
     // (late) changes nothing.
@@ -165,7 +239,7 @@ pub async fn joined(
     }
     remember_session(tx, id, identity, session).await?;
     // Whatever their token said, a new session gets the rights of now.
-    video::on_room_join(app, tx, call, identity).await?;
+    effects.rights_for.push(identity.to_owned());
     if me.status == ParticipantStatus::Joined {
         return Ok(true);
     }
@@ -195,6 +269,8 @@ pub enum Departure {
     LiveKit(proto::DisconnectReason),
     /// The reconciler found them missing from the room.
     Missing,
+    /// Put out for breaking the video rule.
+    Removed,
 }
 
 pub enum Left {
@@ -235,9 +311,12 @@ pub async fn left(
         return Ok(Left::Ignored);
     }
     remember_session(tx, id, identity, session).await?;
-    store::mark_gone(tx, id, identity, ParticipantStatus::Left).await?;
+    let status =
+        if matches!(why, Departure::Removed) { ParticipantStatus::Removed } else { ParticipantStatus::Left };
+    store::mark_gone(tx, id, identity, status).await?;
     let source = match why {
         Departure::LiveKit(_) => EventSource::LiveKit,
+        Departure::Removed => EventSource::System,
         Departure::Missing => {
             let data = json!({"reason": "missing_from_room"});
             store::record_event(tx, id, "participant.left", EventSource::System, Some(identity), data)
@@ -249,7 +328,8 @@ pub async fn left(
     let user = UserId::parse(identity).ok();
     if remaining < 2 {
         let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        let ended = finish(tx, call, outcome, EndReason::Hangup, source, user.as_ref()).await?;
+        let reason = if matches!(why, Departure::Removed) { EndReason::Violation } else { EndReason::Hangup };
+        let ended = finish(tx, call, outcome, reason, source, user.as_ref()).await?;
         return Ok(Left::CallEnded(Box::new(ended)));
     }
     if let Some(user) = &user {

@@ -186,7 +186,8 @@ pub enum Action {
     Revoke {
         by: String,
     },
-    /// A request deadline fired; may arrive late or more than once.
+    /// A request deadline fired (it is due by the database's clock); may
+    /// arrive late or more than once.
     Expire {
         id: Uuid,
     },
@@ -357,7 +358,9 @@ impl PolicyError {
     }
 }
 
-/// Who must consent before video turns on.
+/// Who must consent before video turns on. Under `female_consent` a
+/// participant counts as a woman unless her token says male: a missing or
+/// unrecognised gender is the rule's safe side.
 pub fn consenters(policy: VideoPolicy, members: &[Member]) -> BTreeSet<String> {
     let all = || members.iter().map(|m| m.user_id.clone()).collect();
     match policy {
@@ -365,9 +368,64 @@ pub fn consenters(policy: VideoPolicy, members: &[Member]) -> BTreeSet<String> {
         VideoPolicy::Mutual => all(),
         VideoPolicy::FemaleConsent => {
             let women: BTreeSet<String> =
-                members.iter().filter(|m| m.gender == Gender::Female).map(|m| m.user_id.clone()).collect();
+                members.iter().filter(|m| m.gender != Gender::Male).map(|m| m.user_id.clone()).collect();
             if women.is_empty() { all() } else { women }
         }
+    }
+}
+
+/// What a published track is, as LiveKit reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+    /// Data tracks and anything LiveKit may add later.
+    Other,
+}
+
+/// What the policy says of a published track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackVerdict {
+    Allowed,
+    /// A camera or screen track while video is off (or a screen track for
+    /// someone whose role may not share): the SFU refuses these itself, so
+    /// one can only come from rights that were still being withdrawn.
+    NotNow,
+    /// Video under another label (`microphone`, `screen_share_audio`,
+    /// unknown): never allowed, whatever the video state. The SFU checks only
+    /// the label, so this is a client lying about its track.
+    Mislabelled,
+}
+
+/// Video is video whatever its label: a track of kind video is allowed only
+/// as `camera` (or `screen_share` for those who may share), and only while
+/// video is on. `source` is `None` for a source LiveKit calls unknown.
+pub fn judge_track(
+    kind: TrackKind,
+    source: Option<TrackSource>,
+    state: VideoState,
+    may_share_screen: bool,
+) -> TrackVerdict {
+    let allowed = |source| publish_sources(state, may_share_screen).contains(&source);
+    match (kind, source) {
+        (TrackKind::Video, Some(source @ (TrackSource::Camera | TrackSource::ScreenShare))) => {
+            if allowed(source) { TrackVerdict::Allowed } else { TrackVerdict::NotNow }
+        }
+        (TrackKind::Video, _) => TrackVerdict::Mislabelled,
+        (_, Some(source)) if !allowed(source) => TrackVerdict::NotNow,
+        _ => TrackVerdict::Allowed,
+    }
+}
+
+/// The actor a participant reading the ledger may see on a step: the
+/// requester of a request (every participant is told who asked), and the
+/// reader's own steps. Who consented, rejected, revoked, turned video on or
+/// off, or broke the rule is for the audit (`admin`) only, so that what a
+/// participant reads has the same shape whatever the genders present.
+pub fn visible_actor<'a>(kind: LedgerKind, actor: Option<&'a str>, reader: &str) -> Option<&'a str> {
+    match actor {
+        Some(actor) if actor == reader || kind == LedgerKind::Request => Some(actor),
+        _ => None,
     }
 }
 
@@ -421,7 +479,7 @@ pub fn decide(
             Action::Accept { by, id } => draft.accept(by, id)?,
             Action::Reject { by, id } => draft.reject(by, id, now, timing)?,
             Action::Revoke { by } => draft.revoke(by)?,
-            Action::Expire { id } => draft.expire(id, now),
+            Action::Expire { id } => draft.expire(id),
             Action::Join { user, consent } => draft.join(user, consent, now, timing)?,
             Action::Leave { user } => draft.leave(user),
         }
@@ -484,11 +542,11 @@ impl Draft<'_> {
 
         self.log(LedgerKind::Request, Some(&by), Some(id));
         // Kept even for a non-consenter: if the consenters change (the last
-        // woman leaves), the requester has already said yes.
+        // woman leaves), the requester has already said yes. Written the same
+        // way for every requester, so that the ledger does not tell who the
+        // consenters are.
         self.session.consents = BTreeSet::from([by.clone()]);
-        if self.consenters().contains(&by) {
-            self.log(LedgerKind::Consent, Some(&by), Some(id));
-        }
+        self.log(LedgerKind::Consent, Some(&by), Some(id));
         if self.all_consented() {
             self.turn_on(&by, id);
             return Ok(());
@@ -548,37 +606,49 @@ impl Draft<'_> {
         Ok(())
     }
 
+    /// The state is checked before who is asking, so that a revoke while
+    /// video is off answers the same whoever sends it and whoever is present.
     fn revoke(&mut self, by: String) -> Result<(), PolicyError> {
         self.require_member(&by)?;
+        let request = match (self.session.state, self.session.request.clone()) {
+            (VideoState::On, _) => None,
+            (VideoState::Requested, Some(request)) => Some(request),
+            _ => return Err(PolicyError::VideoOff),
+        };
+        if let Some(request) = &request
+            && request.requested_by == by
+        {
+            // Taking back one's own request: nobody needs telling.
+            self.log(LedgerKind::Withdraw, Some(&by), Some(request.id));
+            self.close_request();
+            return Ok(());
+        }
         if !self.consenters().contains(&by) {
             return Err(PolicyError::NotAConsenter);
         }
-        match (self.session.state, self.session.request.clone()) {
-            (VideoState::On, _) => {
+        match request {
+            None => {
                 self.log(LedgerKind::Revoke, Some(&by), None);
                 self.turn_off(Some(&by));
             }
-            (VideoState::Requested, Some(request)) => {
-                if request.requested_by == by {
-                    // Taking back one's own request: nobody needs telling.
-                    self.log(LedgerKind::Withdraw, Some(&by), Some(request.id));
-                } else {
-                    self.log(LedgerKind::Revoke, Some(&by), Some(request.id));
-                    self.notices
-                        .push(Notice::Declined { request_id: request.id, to: vec![request.requested_by] });
-                }
+            Some(request) => {
+                self.log(LedgerKind::Revoke, Some(&by), Some(request.id));
+                self.notices
+                    .push(Notice::Declined { request_id: request.id, to: vec![request.requested_by] });
                 self.close_request();
             }
-            _ => return Err(PolicyError::VideoOff),
         }
         Ok(())
     }
 
-    fn expire(&mut self, id: Uuid, now: DateTime<Utc>) {
+    /// The request's deadline fired. It fires by the database's clock, once,
+    /// when due; comparing with this instance's clock as well would leave a
+    /// request pending for ever on an instance whose clock lags.
+    fn expire(&mut self, id: Uuid) {
         let Some(request) = self.session.request.clone() else {
             return;
         };
-        if request.id != id || now < request.expires_at {
+        if request.id != id {
             return;
         }
         // Everyone who was (or became) asked, including those who already said

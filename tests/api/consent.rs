@@ -147,7 +147,7 @@ async fn once_she_accepts_both_publish_camera_and_see_each_other() {
     let metadata: Value =
         serde_json::from_str(&a.state().await.expect("state").room_metadata).expect("room metadata is JSON");
     assert_eq!(metadata["video"], "on");
-    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "on"]);
+    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "consent", "on"]);
 }
 
 #[tokio::test]
@@ -189,7 +189,10 @@ async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
             .expect("each client is told its rights changed");
         assert!(!told.permissions().expect("permissions").may_publish("camera"));
     }
-    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "on", "revoke", "off"]);
+    assert_eq!(
+        ledger_kinds(&app, &call, &her).await,
+        vec!["request", "consent", "consent", "on", "revoke", "off"]
+    );
 }
 
 #[tokio::test]
@@ -245,7 +248,7 @@ async fn an_unanswered_request_expires() {
         assert!(Instant::now() < deadline, "the request did not expire");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "expire"]);
+    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "expire"]);
     let expired = app
         .db_count("select count(*) from user_events where call_id = $1 and type = 'video.expired' and user_id = (select initiator_id from calls where id = $1)", &call)
         .await;
@@ -271,7 +274,7 @@ async fn her_video_call_accepted_by_him_with_video_turns_video_on() {
     let (status, body) = app.call_action(&call, "accept", &him, json!({"video": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["call"]["video"], "on");
-    assert!(sources_of(&app, &body["join"]).contains(&"camera".to_owned()));
+    assert_eq!(sources_of(&app, &body["join"]), vec!["microphone"], "the camera comes once he has joined");
 }
 
 #[tokio::test]
@@ -316,7 +319,7 @@ async fn his_video_call_answered_by_her_with_video_turns_video_on() {
     let (call, _) = app.ring(&him, &[&her], "video").await;
     let (_, body) = app.call_action(&call, "accept", &her, json!({"video": true})).await;
     assert_eq!(body["call"]["video"], "on");
-    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "on"]);
+    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "consent", "on"]);
 }
 
 #[tokio::test]
@@ -348,13 +351,13 @@ async fn with_two_women_video_needs_both_and_either_can_turn_it_off() {
     let request = body["request"]["id"].as_str().expect("id").to_owned();
     let (_, body) = answer(&app, &call, &request, &w1, "accept").await;
     assert_eq!(body["state"], "requested", "one of two consents");
+    let (_, body) = answer(&app, &call, &request, &w2, "accept").await;
+    assert_eq!(body["state"], "on");
     let (status, body) = revoke(&app, &call, &him).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "he is not a consenter: {body}");
     assert_eq!(body["code"], "not_a_consenter");
-    let (_, body) = answer(&app, &call, &request, &w2, "accept").await;
-    assert_eq!(body["state"], "on");
     let (_, token) = app.call_action(&call, "token", &him, json!({})).await;
-    assert!(sources_of(&app, &token["join"]).contains(&"camera".to_owned()));
+    assert_eq!(sources_of(&app, &token["join"]), vec!["microphone"], "join tokens never carry the camera");
     let (_, body) = revoke(&app, &call, &w2).await;
     assert_eq!(body["state"], "off");
     let (_, token) = app.call_action(&call, "token", &w1, json!({})).await;
@@ -362,30 +365,52 @@ async fn with_two_women_video_needs_both_and_either_can_turn_it_off() {
 }
 
 #[tokio::test]
-async fn a_token_minted_while_video_was_on_gets_no_camera_once_joined_after_a_revoke() {
+async fn a_token_minted_while_video_was_on_gives_no_camera_after_a_revoke_not_even_for_a_moment() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, _) = app.ring(&him, &[&her], "audio").await;
     app.call_action(&call, "accept", &her, json!({})).await;
     turn_video_on(&app, &call, &him, &her).await;
-    let (_, stale) = app.call_action(&call, "token", &him, json!({})).await;
-    assert!(sources_of(&app, &stale["join"]).contains(&"camera".to_owned()));
+    let (_, old) = app.call_action(&call, "token", &him, json!({})).await;
+    assert_eq!(sources_of(&app, &old["join"]), vec!["microphone"], "no camera in a join token, ever");
     revoke(&app, &call, &her).await;
     let mut client = LkClient::connect(
-        stale["join"]["url"].as_str().expect("url"),
-        stale["join"]["token"].as_str().expect("token"),
+        old["join"]["url"].as_str().expect("url"),
+        old["join"]["token"].as_str().expect("token"),
     )
     .await
-    .expect("he joins with the stale token");
+    .expect("he joins with the old token");
+    assert!(!client.initial_permissions().may_publish("camera"), "no camera right on joining");
     let room = app.room_name(&call);
-    let him_id = him.id.clone();
-    eventually(Duration::from_secs(5), "LiveKit withdrew the camera right", || {
-        let (room, him_id) = (room.clone(), him_id.clone());
-        async move { camera_right(&room, &him_id).await == Some(false) }
-    })
-    .await;
+    assert_eq!(camera_right(&room, &him.id).await, Some(false));
     assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
     assert_eq!(camera_tracks(&room).await, 0);
+}
+
+#[tokio::test]
+async fn one_who_joins_while_video_is_on_gets_the_camera_from_livekit_once_in_the_room() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&her], "audio").await;
+    app.call_action(&call, "accept", &her, json!({})).await;
+    turn_video_on(&app, &call, &him, &her).await;
+    let mut client = LkClient::connect(
+        started["join"]["url"].as_str().expect("url"),
+        started["join"]["token"].as_str().expect("token"),
+    )
+    .await
+    .expect("he joins");
+    assert!(!client.initial_permissions().may_publish("camera"), "the token itself carries none");
+    client
+        .wait_for_matching(
+            "participant_permissions_changed",
+            json!({"local": true}),
+            0,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("LiveKit grants the camera once his join is reported");
+    client.publish_camera().await.expect("alive").expect("his camera is accepted");
 }
 
 #[tokio::test]
@@ -444,6 +469,6 @@ async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
     let consents_by_first = app
         .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'consent'", &call)
         .await;
-    assert!(consents_by_first <= 3, "{kinds:?}");
+    assert!(consents_by_first <= 4, "{kinds:?}");
     drop(clients);
 }

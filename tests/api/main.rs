@@ -6,6 +6,7 @@ mod app_webhooks;
 mod auth;
 mod calls;
 mod consent;
+mod consent_integrity;
 mod containers;
 mod e2e;
 mod events;

@@ -168,6 +168,16 @@ impl LkClient {
     /// the room the token grants. Its log goes to this process's stderr when
     /// `LKCLIENT_STDERR=inherit`; otherwise its tail is kept for error messages.
     pub async fn connect(url: &str, token: &str) -> anyhow::Result<LkClient> {
+        Self::connect_with(url, token, "all").await
+    }
+
+    /// Like [`LkClient::connect`], subscribing only to tracks whose kind
+    /// matches their declared source (the rule the README gives clients).
+    pub async fn connect_by_kind(url: &str, token: &str) -> anyhow::Result<LkClient> {
+        Self::connect_with(url, token, "by_kind").await
+    }
+
+    async fn connect_with(url: &str, token: &str, subscribe: &str) -> anyhow::Result<LkClient> {
         let python = std::env::var("CALLGATE_PYTHON").unwrap_or_else(|_| "python3".into());
         let inherit = std::env::var("LKCLIENT_STDERR").is_ok_and(|v| v == "inherit");
         let mut child = Command::new(&python)
@@ -193,8 +203,13 @@ impl LkClient {
             identity: String::new(),
             permissions: Permissions::default(),
         };
-        let connected: Connected =
-            client.request("connect", json!({ "url": url, "token": token }), COMMAND_TIMEOUT).await?;
+        let connected: Connected = client
+            .request(
+                "connect",
+                json!({ "url": url, "token": token, "subscribe": subscribe }),
+                COMMAND_TIMEOUT,
+            )
+            .await?;
         client.identity = connected.identity;
         client.permissions = connected.permissions;
         Ok(client)
@@ -226,6 +241,15 @@ impl LkClient {
     /// Like [`LkClient::publish_camera`], with source `screen_share`.
     pub async fn publish_screen_share(&mut self) -> anyhow::Result<Result<String, String>> {
         self.publish("publish_screen_share").await
+    }
+
+    /// Publishes a video track declared as `source` (`microphone`,
+    /// `screen_share_audio`, `unknown`): what a modified client does.
+    pub async fn publish_video_as(&mut self, source: &str) -> anyhow::Result<Result<String, String>> {
+        match self.call("publish_video_as", json!({ "source": source }), COMMAND_TIMEOUT).await? {
+            Ok(reply) => Ok(Ok(Published::deserialize(reply)?.sid)),
+            Err(reason) => Ok(Err(reason)),
+        }
     }
 
     pub async fn unpublish(&mut self, sid: &str) -> anyhow::Result<()> {

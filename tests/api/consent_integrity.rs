@@ -1,0 +1,481 @@
+//! The consent promise against a modified client and a curious participant:
+//! video under another label, old tokens, leavers coming back, and what a
+//! participant can read about who consented.
+
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::consent::{answer, call_in_room, camera_right, participants, request_video, revoke, video};
+use crate::helpers::lk_client::LkClient;
+use crate::helpers::{TestApp, TestUser, eventually, spawn_app};
+
+const VIDEO: i32 = proto::TrackType::Video as i32;
+
+/// Video tracks LiveKit lists for `identity` in the room.
+async fn video_tracks_of(room: &str, identity: &str) -> usize {
+    participants(room)
+        .await
+        .iter()
+        .filter(|p| p.identity == identity)
+        .flat_map(|p| &p.tracks)
+        .filter(|t| t.r#type == VIDEO)
+        .count()
+}
+
+async fn in_room(room: &str, identity: &str) -> bool {
+    match crate::helpers::livekit_rooms().list_participants(room).await {
+        Ok(people) => people.iter().any(|p| p.identity == identity),
+        // The room is gone (the call ended): nobody is in it.
+        Err(_) => false,
+    }
+}
+
+async fn admin_ledger(app: &TestApp, call: &str) -> Vec<Value> {
+    let admin = app.user_with_roles("male", &["admin"]);
+    let (status, body) = app.get(&format!("/api/v1/calls/{call}/consent"), &admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["entries"].as_array().expect("entries").clone()
+}
+
+/// He calls her, both join: she with a client that subscribes by kind (the
+/// README's rule), he with an ordinary one. Returns the call, his client,
+/// hers, and his join answer (for his old token).
+async fn answered_call(app: &TestApp, him: &TestUser, her: &TestUser) -> (String, LkClient, LkClient, Value) {
+    let (call, started) = app.ring(him, &[her], "audio").await;
+    let (status, accepted) = app.call_action(&call, "accept", her, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    let url = started["join"]["url"].as_str().expect("url");
+    let mut his =
+        LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.expect("he joins");
+    let mut hers = LkClient::connect_by_kind(url, accepted["join"]["token"].as_str().expect("token"))
+        .await
+        .expect("she joins");
+    his.publish_audio().await.expect("his audio");
+    hers.publish_audio().await.expect("her audio");
+    app.wait_for_call(&call, him, Duration::from_secs(15), |c| c["state"] == "active").await;
+    (call, his, hers, started)
+}
+
+/// He publishes video labelled `label` (with video on first if `on`): he is
+/// out of the room within a second, his video never reached her, the ledger
+/// has the violation, and he cannot come back into the call.
+async fn a_video_track_labelled_as_puts_him_out(label: &str, on: bool) {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut his, mut hers, started) = answered_call(&app, &him, &her).await;
+    let room = app.room_name(&call);
+    if on {
+        let (_, body) = request_video(&app, &call, &him).await;
+        let request = body["request"]["id"].as_str().expect("id").to_owned();
+        let (_, body) = answer(&app, &call, &request, &her, "accept").await;
+        assert_eq!(body["state"], "on");
+        his.wait_for_matching(
+            "participant_permissions_changed",
+            json!({"local": true}),
+            0,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("his rights follow");
+    }
+    let seen = hers.last_seq().await.expect("seq");
+
+    let published = his.publish_video_as(label).await.expect("alive");
+    assert!(published.is_ok(), "LiveKit takes video labelled {label} (it checks labels only): {published:?}");
+    let at = Instant::now();
+    eventually(Duration::from_secs(1), "he is out of the room, his tracks with him", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move { !in_room(&room, &him).await }
+    })
+    .await;
+    let window = at.elapsed();
+    assert_eq!(video_tracks_of(&room, &him.id).await, 0);
+
+    // She never took a video track of his.
+    let events = hers.events(seen).await.expect("events");
+    let took_video = events.iter().any(|e| {
+        e.event == "track_subscribed"
+            && e.str("identity") == Some(him.id.as_str())
+            && e.str("kind") == Some("video")
+    });
+    assert!(!took_video, "she subscribed to his video: {events:?}");
+    // The ledger has the violation, and he is out of the call (a 1:1 ends).
+    let ledger = admin_ledger(&app, &call).await;
+    let violation = ledger.iter().find(|e| e["kind"] == "violation").expect("a violation in the ledger");
+    assert_eq!(violation["actor"], him.id.as_str());
+    let ended = app.wait_for_call(&call, &her, Duration::from_secs(5), |c| c["state"] == "ended").await;
+    assert_eq!(ended["endReason"], "violation", "{ended}");
+    let me = ended["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["userId"] == him.id.as_str());
+    assert_eq!(me.expect("him")["status"], "removed");
+    // A second attempt in the call fails: no new token, and the old one gets him nowhere.
+    let (status, body) = app.call_action(&call, "token", &him, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let url = started["join"]["url"].as_str().expect("url");
+    assert!(
+        LkClient::connect(url, started["join"]["token"].as_str().expect("token")).await.is_err(),
+        "no room to join"
+    );
+    eprintln!("{label}: the publisher of a mislabelled video track was out after {window:?}");
+}
+
+#[tokio::test]
+async fn a_video_track_labelled_screen_share_audio_while_video_is_off_is_refused_by_livekit() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut his, _hers, _) = answered_call(&app, &him, &her).await;
+    let refused = his.publish_video_as("screen_share_audio").await.expect("alive");
+    assert!(refused.is_err(), "not an allowed source while video is off: {refused:?}");
+    assert_eq!(video_tracks_of(&app.room_name(&call), &him.id).await, 0);
+}
+
+#[tokio::test]
+async fn a_video_track_labelled_microphone_puts_its_publisher_out_of_the_call_within_a_second() {
+    a_video_track_labelled_as_puts_him_out("microphone", false).await;
+}
+
+#[tokio::test]
+async fn a_video_track_labelled_screen_share_audio_while_video_is_on_puts_its_publisher_out_within_a_second()
+{
+    a_video_track_labelled_as_puts_him_out("screen_share_audio", true).await;
+}
+
+#[tokio::test]
+async fn a_mislabelled_video_track_published_while_video_is_on_is_gone_after_her_revoke() {
+    let app = spawn_app().await;
+    let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    // A group, so that the call goes on without him.
+    let (call, started) = app.ring(&him, &[&her, &w2], "audio").await;
+    let url = started["join"]["url"].as_str().expect("url").to_owned();
+    let mut his =
+        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
+    let mut clients = Vec::new();
+    for w in [&her, &w2] {
+        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
+        clients.push(
+            LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"),
+        );
+    }
+    app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+    let (_, body) = request_video(&app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    answer(&app, &call, &request, &her, "accept").await;
+    let (_, on) = answer(&app, &call, &request, &w2, "accept").await;
+    assert_eq!(on["state"], "on");
+    assert!(his.publish_video_as("microphone").await.expect("alive").is_ok());
+    let (status, body) = revoke(&app, &call, &her).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(2), "no video track of his in LiveKit", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move { video_tracks_of(&room, &him).await == 0 }
+    })
+    .await;
+    let view = app.call(&call, &her).await;
+    assert_eq!(view["state"], "active", "the call goes on without him: {view}");
+    drop(clients);
+}
+
+/// What a participant can read of a call: the ledger, the timeline and the
+/// events sent to them, with ids and times masked and users named by role.
+async fn what_he_can_read(
+    app: &TestApp,
+    call: &str,
+    reader: &TestUser,
+    roles: &[(&TestUser, &str)],
+) -> String {
+    let (_, ledger) = app.get(&format!("/api/v1/calls/{call}/consent"), reader).await;
+    let (status, timeline) = app.get(&format!("/api/v1/calls/{call}/events"), reader).await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    // LiveKit's own events (room started, ...) come when LiveKit sends them:
+    // what every client in the room sees anyway, and nothing of consent.
+    let timeline: Vec<&Value> =
+        timeline["events"].as_array().expect("events").iter().filter(|e| e["source"] != "livekit").collect();
+    let (_, video_view) = app.get(&format!("/api/v1/calls/{call}/video"), reader).await;
+    // The events sent to him, without the call snapshot they carry (the
+    // call as `GET /calls/{id}` shows it, nothing of consent); those of one
+    // transaction share a time, so they are ordered by type within it.
+    let events: Vec<(String, Value)> = sqlx::query_as(
+        "select type, data - 'call' from user_events where call_id = $1 and user_id = $2 \
+         order by created_at, type",
+    )
+    .bind(Uuid::parse_str(call).expect("uuid"))
+    .bind(&reader.id)
+    .fetch_all(&app.state.db)
+    .await
+    .expect("events");
+    let mut text =
+        json!({"ledger": ledger, "timeline": timeline, "video": video_view, "events": events}).to_string();
+    for (user, role) in roles {
+        text = text.replace(&user.id, role);
+    }
+    text = text.replace(call, "CALL");
+    mask(&text)
+}
+
+/// Replaces UUIDs, times, display names and numbers by placeholders.
+fn mask(text: &str) -> String {
+    let uuid =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").expect("re");
+    let time = regex::Regex::new(r#""\d{4}-\d\d-\d\dT[^"]*""#).expect("re");
+    let name = regex::Regex::new(r#""name":"[^"]*""#).expect("re");
+    let number = regex::Regex::new(r"\b\d+\b").expect("re");
+    let text = uuid.replace_all(text, "ID");
+    let text = name.replace_all(&text, "\"name\":\"NAME\"");
+    let text = time.replace_all(&text, "\"TIME\"");
+    number.replace_all(&text, "N").into_owned()
+}
+
+/// M calls X, X answers; M asks for video, X accepts, then X turns it off.
+async fn the_same_steps_with(app: &TestApp, other: &TestUser) -> String {
+    let him = app.user("male");
+    let (call, _) = app.ring(&him, &[other], "audio").await;
+    app.call_action(&call, "accept", other, json!({})).await;
+    let (_, body) = request_video(app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (status, body) = answer(app, &call, &request, other, "accept").await;
+    assert_eq!((status, &body["state"]), (StatusCode::OK, &json!("on")), "{body}");
+    let (status, body) = revoke(app, &call, other).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    what_he_can_read(app, &call, &him, &[(&him, "M"), (other, "X")]).await
+}
+
+#[tokio::test]
+async fn his_view_of_a_call_with_a_woman_equals_his_view_of_the_same_call_with_a_man() {
+    let app = spawn_app().await;
+    let with_her = the_same_steps_with(&app, &app.user("female")).await;
+    let with_him = the_same_steps_with(&app, &app.user("male")).await;
+    assert_eq!(with_her, with_him);
+    assert!(with_her.contains("consent"), "the ledger is there: {with_her}");
+}
+
+/// M calls W1 and W2; M asks; `first` accepts, then `second` rejects.
+async fn group_where(app: &TestApp, accepting_first: usize) -> String {
+    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&w1, &w2], "audio").await;
+    for w in [&w1, &w2] {
+        app.call_action(&call, "accept", w, json!({})).await;
+    }
+    let (_, body) = request_video(app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (first, second) = if accepting_first == 1 { (&w1, &w2) } else { (&w2, &w1) };
+    let (status, body) = answer(app, &call, &request, first, "accept").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = answer(app, &call, &request, second, "reject").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    what_he_can_read(app, &call, &him, &[(&him, "M"), (&w1, "W1"), (&w2, "W2")]).await
+}
+
+#[tokio::test]
+async fn in_a_group_he_cannot_tell_which_woman_declined() {
+    let app = spawn_app().await;
+    let w2_declined = group_where(&app, 1).await;
+    let w1_declined = group_where(&app, 2).await;
+    assert_eq!(w2_declined, w1_declined);
+    let anonymous_reject = r#"{"at":"TIME","id":N,"kind":"reject","requestId":"ID"}"#;
+    assert!(w2_declined.contains(anonymous_reject), "the reject names nobody: {w2_declined}");
+}
+
+#[tokio::test]
+async fn a_revoke_by_a_non_consenter_while_video_is_off_answers_the_same_whoever_is_present() {
+    let app = spawn_app().await;
+    let mut answers = Vec::new();
+    for other in [app.user("female"), app.user("male")] {
+        let him = app.user("male");
+        let (call, _) = app.ring(&him, &[&other], "audio").await;
+        app.call_action(&call, "accept", &other, json!({})).await;
+        let (status, body) = revoke(&app, &call, &him).await;
+        answers.push((status, body["code"].clone(), body["detail"].clone()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, StatusCode::CONFLICT);
+    assert_eq!(answers[0].1, "video_off");
+}
+
+#[tokio::test]
+async fn a_scheduled_call_counts_each_invitee_as_herself() {
+    let app = spawn_app().await;
+    let (w1, w2, m) = (app.user_with_roles("female", &["scheduler"]), app.user("female"), app.user("male"));
+    let body = json!({"participantIds": [w2.id, m.id], "type": "audio", "scheduled": true});
+    let (status, started) = app.post("/api/v1/calls", &w1, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let call = started["call"]["id"].as_str().expect("id").to_owned();
+    for invitee in [&m, &w2] {
+        let (status, body) = app.call_action(&call, "token", invitee, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = request_video(&app, &call, &m).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (_, body) = answer(&app, &call, &request, &w1, "accept").await;
+    assert_eq!(body["state"], "requested", "W2 has not consented yet: {body}");
+    let (_, body) = answer(&app, &call, &request, &w2, "accept").await;
+    assert_eq!(body["state"], "on", "{body}");
+}
+
+#[tokio::test]
+async fn one_whose_token_has_no_gender_claim_must_consent() {
+    let app = spawn_app().await;
+    let (him, them) = (app.user("male"), app.user_without_gender());
+    let (call, _) = app.ring(&him, &[&them], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &them, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = request_video(&app, &call, &him).await;
+    assert_eq!(video(&app, &call, &him).await["state"], "requested", "not on at once: {body}");
+    assert_eq!(video(&app, &call, &them).await["canAnswer"], true);
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (_, body) = answer(&app, &call, &request, &them, "accept").await;
+    assert_eq!(body["state"], "on");
+}
+
+#[tokio::test]
+async fn after_leaving_one_who_comes_back_with_the_old_token_is_out_of_the_room_within_a_second() {
+    let app = spawn_app().await;
+    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&w1, &w2], "audio").await;
+    let url = started["join"]["url"].as_str().expect("url").to_owned();
+    let _his =
+        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
+    let mut tokens = Vec::new();
+    for w in [&w1, &w2] {
+        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
+        tokens.push(body["join"]["token"].as_str().expect("token").to_owned());
+    }
+    let _w1 = LkClient::connect(&url, &tokens[0]).await.expect("joins");
+    let w2_client = LkClient::connect(&url, &tokens[1]).await.expect("joins");
+    app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+    let (status, body) = app.call_action(&call, "leave", &w2, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(w2_client);
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(5), "she has left the room", || {
+        let (room, w2) = (room.clone(), w2.id.clone());
+        async move { !in_room(&room, &w2).await }
+    })
+    .await;
+
+    let back = LkClient::connect(&url, &tokens[1]).await;
+    let at = Instant::now();
+    if back.is_ok() {
+        eventually(Duration::from_secs(1), "back with her old token, she is put out at once", || {
+            let (room, w2) = (room.clone(), w2.id.clone());
+            async move { !in_room(&room, &w2).await }
+        })
+        .await;
+    }
+    eprintln!("a leaver back with an old token was out after {:?}", at.elapsed());
+    let (status, _) = app.call_action(&call, "token", &w2, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "and gets no new token");
+}
+
+#[tokio::test]
+async fn an_off_whose_commit_fails_is_never_enforced() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _a, _b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
+    let (_, body) = request_video(&app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    let (_, body) = answer(&app, &call, &request, &her, "accept").await;
+    assert_eq!(body["state"], "on");
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(5), "his camera right is in force", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move { camera_right(&room, &him).await == Some(true) }
+    })
+    .await;
+
+    // A deferred trigger makes this call's revoke fail at COMMIT, after
+    // everything else in its transaction ran.
+    let tag = Uuid::new_v4().simple().to_string();
+    let (function, trigger) = (format!("fail_commit_{tag}"), format!("fail_commit_{tag}"));
+    let ddl = [
+        format!(
+            "create function {function}() returns trigger language plpgsql as \
+             $$ begin raise exception 'commit refused for the test'; end $$"
+        ),
+        format!(
+            "create constraint trigger {trigger} after insert on consent_ledger \
+             deferrable initially deferred for each row \
+             when (new.call_id = '{call}' and new.kind = 'revoke') execute function {function}()"
+        ),
+    ];
+    for sql in &ddl {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&app.state.db).await.expect("ddl");
+    }
+    let (status, body) = revoke(&app, &call, &her).await;
+    for sql in [format!("drop trigger {trigger} on consent_ledger"), format!("drop function {function}()")] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&app.state.db).await.expect("ddl");
+    }
+    assert!(status.is_server_error(), "the revoke did not commit: {status} {body}");
+    assert_eq!(video(&app, &call, &her).await["state"], "on", "nothing changed");
+    assert_eq!(
+        camera_right(&room, &him.id).await,
+        Some(true),
+        "LiveKit was not told an off that never committed"
+    );
+    let revokes = app
+        .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'revoke'", &call)
+        .await;
+    assert_eq!(revokes, 0);
+
+    let (status, body) = revoke(&app, &call, &her).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sfuConfirmed"], true, "{body}");
+    assert_eq!(camera_right(&room, &him.id).await, Some(false));
+}
+
+#[tokio::test]
+async fn a_request_expires_by_the_databases_clock_even_if_this_instance_thinks_it_is_early() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&her], "audio").await;
+    app.call_action(&call, "accept", &her, json!({})).await;
+    let (status, body) = request_video(&app, &call, &him).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // As if this instance's clock lagged: the request says it expires in 30 s
+    // by the app's clock, but its deadline is due by the database's.
+    sqlx::query("update deadlines set due_at = now() - interval '1 second' where call_id = $1 and kind = 'video_request'")
+        .bind(Uuid::parse_str(&call).expect("uuid"))
+        .execute(&app.state.db)
+        .await
+        .expect("due now");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while video(&app, &call, &her).await["state"] != "off" {
+        assert!(Instant::now() < deadline, "the request did not expire when its deadline fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_participant_cannot_pass_for_the_server_in_a_data_message() {
+    let app = spawn_app().await;
+    let (him, her) = (app.user("male"), app.user("female"));
+    let (call, mut his, mut hers) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
+    let since = hers.last_seq().await.expect("seq");
+    his.publish_data("callgate.video", r#"{"type":"video.state","video":"on"}"#).await.expect("sent");
+    let forged = hers
+        .wait_for_matching("data_received", json!({"topic": "callgate.video"}), since, Duration::from_secs(5))
+        .await
+        .expect("she receives his message");
+    assert_eq!(forged.str("identity"), Some(him.id.as_str()), "it carries his identity");
+
+    let since = hers.last_seq().await.expect("seq");
+    let (_, body) = request_video(&app, &call, &him).await;
+    let request = body["request"]["id"].as_str().expect("id").to_owned();
+    answer(&app, &call, &request, &her, "accept").await;
+    let real = hers
+        .wait_for_matching("data_received", json!({"topic": "callgate.video"}), since, Duration::from_secs(5))
+        .await
+        .expect("the server's own message");
+    assert_eq!(real.fields.get("identity"), Some(&Value::Null), "the server's has no participant");
+    let metadata: Value =
+        serde_json::from_str(&hers.state().await.expect("state").room_metadata).expect("room metadata");
+    assert_eq!(metadata["video"], "on", "room metadata, which only callgate can set, agrees");
+}

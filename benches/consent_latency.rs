@@ -8,9 +8,19 @@
 //! camera track unpublished. Both ends are timed with the wall clock of this
 //! machine (clients run locally).
 //!
+//! A round ends only once his client has been told that the camera right is
+//! gone again: otherwise the revoke's permission change may reach his client
+//! after the next round has started watching, and read as "accepted, but no
+//! camera" (the failure seen at rounds 22 and 31 before).
+//!
+//! Then (c), over `MISLABEL_ROUNDS` fresh calls (default 10): he publishes a
+//! video track labelled `microphone` while video is off, and we time from
+//! LiveKit confirming that track to her client seeing him leave the room
+//! (callgate puts him out of the call, see `crate::policy::judge_track`).
+//!
 //! Run: `deploy/local.sh bench` or, with the stack up and `.env.example`
 //! exported, `cargo bench --bench consent_latency`. Under `cargo test` it
-//! makes a three-round smoke run.
+//! makes a three-round smoke run (one mislabelled round).
 
 #[path = "../tests/api/helpers/mod.rs"]
 #[allow(dead_code)]
@@ -48,6 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize =
         std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if full { 50 } else { 3 });
+    let mislabel_rounds: usize = std::env::var("MISLABEL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if full { 10 } else { 1 });
     let app = helpers::spawn_app_configured(|c| {
         c.rate_limits.video_requests_per_call = 100_000;
         c.rate_limits.requests_per_minute = 100_000;
@@ -80,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(5),
             )
             .await?;
-        anyhow::ensure!(told.permissions()?.may_publish("camera"), "round {round}: no camera right");
+        if !told.permissions()?.may_publish("camera") {
+            let seen: Vec<String> =
+                his.events(since).await?.iter().map(|e| format!("{} {:?}", e.event, e.fields)).collect();
+            anyhow::bail!("round {round}: no camera right; his events since the accept: {seen:#?}");
+        }
         to_permission.push((told.wall - sent) * 1000.0);
 
         let seen = hers.last_seq().await?;
@@ -93,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         let since = hers.last_seq().await?;
+        let since_his = his.last_seq().await?;
         let sent = now();
         let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/revoke"), &her, json!({})).await;
         anyhow::ensure!(status.is_success(), "round {round}: revoke failed: {body}");
@@ -113,11 +132,22 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         to_track_gone.push((gone.wall - sent) * 1000.0);
+        let withdrawn = his
+            .wait_for_matching(
+                "participant_permissions_changed",
+                json!({"local": true, "permissions": {"can_publish_sources": ["microphone"]}}),
+                since_his,
+                Duration::from_secs(5),
+            )
+            .await;
+        withdrawn.map_err(|e| anyhow::anyhow!("round {round}: his camera right was not withdrawn: {e}"))?;
     }
+    let mislabelled = mislabelled_windows(&app, mislabel_rounds).await?;
     println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");
     let report = json!([
         summary("accept -> camera permission in force", to_permission),
         summary("revoke -> camera track gone", to_track_gone),
+        summary("mislabelled video -> its publisher gone", mislabelled),
     ]);
     let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/consent_latency.json".into());
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
@@ -125,4 +155,47 @@ async fn main() -> anyhow::Result<()> {
     his.disconnect().await?;
     hers.disconnect().await?;
     Ok(())
+}
+
+/// Window (c): a fresh call per round, since the publisher is put out of it.
+async fn mislabelled_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<Vec<f64>> {
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        let (him, her) = (app.user("male"), app.user("female"));
+        let (call, started) = app.ring(&him, &[&her], "audio").await;
+        let (_, accepted) = app.call_action(&call, "accept", &her, json!({})).await;
+        let url = started["join"]["url"].as_str().unwrap_or_default().to_owned();
+        let mut his = LkClient::connect(&url, started["join"]["token"].as_str().unwrap_or_default()).await?;
+        let mut hers =
+            LkClient::connect_by_kind(&url, accepted["join"]["token"].as_str().unwrap_or_default()).await?;
+        app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+        let since = hers.last_seq().await?;
+        his.publish_video_as("microphone")
+            .await?
+            .map_err(|e| anyhow::anyhow!("mislabelled round {round}: LiveKit refused the track: {e}"))?;
+        let published = now();
+        // Either he leaves the room, or (the call ended) the room goes and
+        // her client with it: both mean his track reaches nobody.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let gone = loop {
+            let events = hers.events(since).await?;
+            let gone = events.into_iter().find(|e| {
+                (e.event == "participant_disconnected" && e.str("identity") == Some(him.id.as_str()))
+                    || e.event == "disconnected"
+                    || (e.event == "track_unpublished" && e.str("identity") == Some(him.id.as_str()))
+            });
+            if let Some(gone) = gone {
+                break gone;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "mislabelled round {round}: he stayed in the room"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        windows.push((gone.wall - published) * 1000.0);
+        drop(his);
+        drop(hers);
+    }
+    Ok(windows)
 }

@@ -246,7 +246,7 @@ impl Config {
             },
             video_policy,
             screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
-            token_ttl: env.seconds("TOKEN_TTL", 600)?,
+            token_ttl: env.seconds("TOKEN_TTL", 60)?,
             cors_origins: env.list("CORS_ORIGINS"),
             app_webhook: app_webhook(&env)?,
             events: EventsConfig {
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(config.max_call_participants, 8);
         assert_eq!(config.timeouts.ringing, Duration::from_secs(30));
         assert_eq!(config.timeouts.max_call_duration, Duration::from_secs(14_400));
-        assert_eq!(config.token_ttl, Duration::from_secs(600));
+        assert_eq!(config.token_ttl, Duration::from_secs(60));
         assert_eq!(config.video_policy, VideoPolicy::FemaleConsent);
         assert_eq!(config.livekit.api_url, "http://127.0.0.1:7880");
         assert_eq!(config.reconcile_interval, Duration::from_secs(5));

@@ -67,15 +67,6 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.rights_for.is_empty() && self.remove.is_empty() && !self.resync
     }
-
-    pub fn merge(&mut self, other: Effects) {
-        if self.call.is_none() {
-            self.call = other.call;
-        }
-        self.rights_for.extend(other.rights_for);
-        self.remove.extend(other.remove);
-        self.resync |= other.resync;
-    }
 }
 
 /// Carries out `effects` (and any video change of the call that LiveKit has
@@ -137,7 +128,7 @@ async fn attempt(app: &AppState, call: CallId, effects: &mut Effects) -> Result<
     }
     let behind = row.rights_version < row.video_version;
     if behind || effects.resync {
-        sync_everyone(app, call).await?;
+        sync_everyone(app, row).await?;
         effects.resync = false;
         effects.rights_for.clear();
     } else if !effects.rights_for.is_empty() {
@@ -164,10 +155,18 @@ async fn remove_all(app: &AppState, room: &str, identities: &mut Vec<String>) ->
 
 /// Pushes every present participant's rights until a push happened with no
 /// newer change committed meanwhile, then records the version confirmed.
-async fn sync_everyone(app: &AppState, call: CallId) -> Result<(), NotYet> {
+async fn sync_everyone(app: &AppState, first: CallRow) -> Result<(), NotYet> {
+    let call = first.call_id();
     let mut announced = None;
+    let mut read = Some(first);
     for _ in 0..ROUNDS {
-        let Some(row) = store::find_call(&app.db, call).await? else { return Ok(()) };
+        let row = match read.take() {
+            Some(row) => row,
+            None => match store::find_call(&app.db, call).await? {
+                Some(row) => row,
+                None => return Ok(()),
+            },
+        };
         if row.state == CallState::Ended {
             return Ok(());
         }
@@ -221,7 +220,7 @@ async fn push(app: &AppState, row: &CallRow, only: Option<&[String]>) -> Result<
     let targets = participants
         .iter()
         .filter(|p| p.is_present())
-        .filter(|p| only.is_none_or(|only| only.iter().any(|u| *u == p.user_id)));
+        .filter(|p| only.is_none_or(|only| only.contains(&p.user_id)));
     let updates = targets.map(|p| {
         let sources = policy::publish_sources(state, p.may_share_screen);
         async move { app.livekit.set_publish_sources(&row.room_name, &p.user_id, &sources).await }

@@ -1177,3 +1177,63 @@ proptest! {
         }
     }
 }
+
+fn track_kind() -> impl Strategy<Value = TrackKind> {
+    prop_oneof![Just(TrackKind::Audio), Just(TrackKind::Video), Just(TrackKind::Other)]
+}
+
+fn track_source() -> impl Strategy<Value = Option<TrackSource>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(TrackSource::Camera)),
+        Just(Some(TrackSource::Microphone)),
+        Just(Some(TrackSource::ScreenShare)),
+        Just(Some(TrackSource::ScreenShareAudio)),
+    ]
+}
+
+fn video_state() -> impl Strategy<Value = VideoState> {
+    prop_oneof![Just(VideoState::Off), Just(VideoState::Requested), Just(VideoState::On)]
+}
+
+proptest! {
+    /// Video reaches others only as a camera (or a screen, for those who may
+    /// share) while video is on; under any other label it is always a lie.
+    #[test]
+    fn video_is_allowed_only_as_camera_or_screen_while_on(
+        kind in track_kind(),
+        source in track_source(),
+        state in video_state(),
+        share in any::<bool>(),
+    ) {
+        let verdict = judge_track(kind, source, state, share);
+        if kind == TrackKind::Video {
+            let honest = matches!(source, Some(TrackSource::Camera | TrackSource::ScreenShare));
+            prop_assert_eq!(verdict == TrackVerdict::Mislabelled, !honest);
+            if verdict == TrackVerdict::Allowed {
+                prop_assert_eq!(state, VideoState::On);
+                prop_assert!(source == Some(TrackSource::Camera) || share);
+            }
+        } else {
+            prop_assert!(verdict != TrackVerdict::Mislabelled);
+        }
+        if let Some(source) = source && verdict == TrackVerdict::Allowed {
+            prop_assert!(publish_sources(state, share).contains(&source) || kind == TrackKind::Other);
+        }
+    }
+
+    /// Under `female_consent` nobody whose gender is not known to be male is
+    /// ever left out of the consenters.
+    #[test]
+    fn an_unknown_gender_is_always_a_consenter(genders in prop::collection::vec(gender(), 1..=6)) {
+        let members: Vec<Member> =
+            genders.iter().enumerate().map(|(i, g)| member(&format!("u{i}"), *g)).collect();
+        let consenters = consenters(FemaleConsent, &members);
+        for m in &members {
+            if m.gender != Gender::Male {
+                prop_assert!(consenters.contains(&m.user_id), "{:?} left out", m.gender);
+            }
+        }
+        prop_assert!(!consenters.is_empty());
+    }
+}

@@ -2,7 +2,8 @@
 //! say is recorded, applied in LiveKit to the tracks they publish, and
 //! announced to the call as `media.updated`.
 //!
-//! LiveKit can always mute a track; unmuting from the server is refused
+//! LiveKit hears of a change after it has committed, never under the call's
+//! lock. LiveKit can always mute a track; unmuting from the server is refused
 //! unless the server enables remote unmute, so turning something back on is
 //! recorded and left to the participant's client when LiveKit refuses.
 
@@ -80,9 +81,26 @@ pub async fn update(
     store::record_event(&mut tx, id, "media.updated", EventSource::Api, Some(user.id.as_str()), data).await?;
     let recipients: Vec<String> = participants.iter().filter(|p| p.live).map(|p| p.user_id.clone()).collect();
     store::notify(&mut tx, &recipients, "media.updated", id, &json!({"media": view})).await?;
-    // Under the call's lock, so two changes reach LiveKit in their order.
-    apply(app, &call.room_name, user.id.as_str(), &change).await;
     tx.commit().await?;
+    // After the commit (no LiveKit request holds the call's lock), with the
+    // flags as they now stand rather than this request's change: two changes
+    // racing leave LiveKit as the later commit says, whichever arrives last.
+    let now: Option<MediaView> = sqlx::query_as(
+        "select user_id, audio_enabled, video_enabled, screen_share_enabled from call_participants \
+         where call_id = $1 and user_id = $2",
+    )
+    .bind(id.0)
+    .bind(user.id.as_str())
+    .fetch_optional(&app.db)
+    .await?;
+    if let Some(now) = now {
+        let stands = MediaChange {
+            audio_enabled: change.audio_enabled.map(|_| now.audio_enabled),
+            video_enabled: change.video_enabled.map(|_| now.video_enabled),
+            screen_share_enabled: change.screen_share_enabled.map(|_| now.screen_share_enabled),
+        };
+        apply(app, &call.room_name, user.id.as_str(), &stands).await;
+    }
     Ok(view)
 }
 

@@ -117,9 +117,12 @@ async fn reject(
     Ok(Json(video::answer(&app, &user, id, request, false).await?))
 }
 
-/// Turn video off (a consenter withdraws consent); every camera is unpublished by LiveKit.
+/// Turn video off (a consenter withdraws consent; a requester withdraws their own pending request).
+/// Committed first, then pushed to LiveKit, which unpublishes every camera; `sfuConfirmed` says
+/// whether LiveKit confirmed within two seconds (callgate retries either way).
 ///
-/// Errors: 403 `not_a_consenter`; 409 `video_off`, `call_ended`, `not_in_call`.
+/// Errors: 409 `video_off` while video is off, whoever asks; 403 `not_a_consenter`;
+/// 409 `call_ended`, `not_in_call`.
 #[utoipa::path(post, path = "/calls/{id}/video/revoke", operation_id = "revokeVideo", tag = "video",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(
@@ -141,7 +144,9 @@ struct Ledger {
     entries: Vec<LedgerView>,
 }
 
-/// The call's consent ledger, oldest first: every request, answer, revocation and on/off step.
+/// The call's consent ledger, oldest first: every request, answer, revocation, on/off step and
+/// violation. Participants see the actor only on requests and on their own steps, so that the
+/// ledger's shape never depends on who is a consenter; the `admin` role sees every actor.
 #[utoipa::path(get, path = "/calls/{id}/consent", operation_id = "consentLedger", tag = "video",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(

@@ -245,3 +245,49 @@ async fn a_pass_deletes_published_events_after_a_day_and_settled_app_webhooks_af
     assert!(!webhooks.contains(&old_delivered), "a delivered webhook of last week is gone");
     assert!(webhooks.contains(&old_pending) && webhooks.contains(&recent_delivered));
 }
+
+#[tokio::test]
+async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label() {
+    // LiveKit's webhooks never reach this app: the reconciler alone sees the track.
+    let app = spawn_unreconciled_app().await;
+    let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, started) = app.ring(&him, &[&her, &w2], "audio").await;
+    let url = started["join"]["url"].as_str().expect("url").to_owned();
+    let mut his =
+        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
+    let mut others = Vec::new();
+    for w in [&her, &w2] {
+        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
+        others.push(
+            LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"),
+        );
+    }
+    callgate::reconcile::pass(&app.state).await.expect("a pass");
+    assert!(his.publish_video_as("microphone").await.expect("alive").is_ok(), "LiveKit takes it");
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(5), "LiveKit lists the track", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move {
+            crate::consent::participants(&room).await.iter().any(|p| p.identity == him && p.tracks.len() >= 1)
+        }
+    })
+    .await;
+
+    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    assert_eq!(pass.violations, 1, "{pass:?}");
+    eventually(Duration::from_secs(5), "he is out of the room", || {
+        let (room, him) = (room.clone(), him.id.clone());
+        async move { !crate::consent::participants(&room).await.iter().any(|p| p.identity == him) }
+    })
+    .await;
+    let view = app.call(&call, &her).await;
+    assert_eq!(participant(&view, &him.id)["status"], "removed", "{view}");
+    assert_eq!(view["state"], "active", "the call goes on for the other two");
+    let violations = app
+        .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'violation'", &call)
+        .await;
+    assert_eq!(violations, 1);
+    let (status, _) = app.call_action(&call, "token", &him, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no new token");
+    drop(others);
+}

@@ -12,7 +12,7 @@ use crate::domain::{
     CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
 };
 use crate::enforce::{self, Effects};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::livekit::RoomSpec;
 use crate::policy::{self, VideoSession};
 use crate::state::AppState;
@@ -72,7 +72,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
     everyone.extend(req.invitees.iter().cloned());
     let busy_now = store::live_users(&app.db, &everyone).await?;
     if busy_now.contains(&user.id) {
-        return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
+        return Err(ApiError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
     let mut tx = app.db.begin().await?;
     store::insert_call(&mut tx, &new_call).await?;
@@ -85,7 +85,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         may_share_screen: share,
     };
     if !store::insert_participant(&mut tx, call_id, &me, true).await? {
-        return Err(ApiError::conflict("caller_busy", "you are already in a live call"));
+        return Err(ApiError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
     // Scheduled invitees do not ring, but they are not present either until
     // they answer or ask for a token with their own verified token: only
@@ -134,7 +134,7 @@ pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<Ca
         crate::app_webhooks::call_ended(&mut tx, &row, &view).await?;
         tx.commit().await?;
         app.metrics.call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy });
-        return Err(ApiError::conflict("callee_busy", "the callee is in another call"));
+        return Err(ApiError::conflict(Code::CalleeBusy, "the callee is in another call"));
     }
     let now = Utc::now();
     let timeouts = &app.config.timeouts;
@@ -238,13 +238,13 @@ async fn lock_as_member(
         return Err(ended_conflict());
     }
     if !me.live {
-        return Err(ApiError::conflict("not_in_call", "you are no longer in this call"));
+        return Err(ApiError::conflict(Code::NotInCall, "you are no longer in this call"));
     }
     Ok((call, participants, me))
 }
 
 fn ended_conflict() -> ApiError {
-    ApiError::conflict("call_ended", "the call has ended")
+    ApiError::conflict(Code::CallEnded, "the call has ended")
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
@@ -260,7 +260,7 @@ pub async fn accept(
         return Err(ended_conflict());
     }
     if me.role == Role::Initiator {
-        return Err(ApiError::conflict("not_an_invitee", "the initiator does not answer their own call"));
+        return Err(ApiError::conflict(Code::NotAnInvitee, "the initiator does not answer their own call"));
     }
     let share = may_share_screen(app, user);
     match me.status {
@@ -270,7 +270,7 @@ pub async fn accept(
             tx.commit().await?;
             return token_response(app, &call, user, share).await;
         }
-        _ => return Err(ApiError::conflict("not_in_call", "you are no longer in this call")),
+        _ => return Err(ApiError::conflict(Code::NotInCall, "you are no longer in this call")),
     }
     store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
     let answers_the_call = call.state == CallState::Ringing;
@@ -328,10 +328,10 @@ pub async fn decline(app: &AppState, user: &AuthUser, id: CallId) -> Result<Call
         return Err(ended_conflict());
     }
     if me.role == Role::Initiator {
-        return Err(ApiError::conflict("not_an_invitee", "the initiator ends or cancels the call instead"));
+        return Err(ApiError::conflict(Code::NotAnInvitee, "the initiator ends or cancels the call instead"));
     }
     if me.status != ParticipantStatus::Invited {
-        return Err(ApiError::conflict("already_answered", "only a ringing call can be declined"));
+        return Err(ApiError::conflict(Code::AlreadyAnswered, "only a ringing call can be declined"));
     }
     store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Declined).await?;
     store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
@@ -377,7 +377,7 @@ pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly
     let (outcome, reason) = match call.state {
         CallState::Ringing if me.role != Role::Initiator => {
             return Err(ApiError::forbidden(
-                "not_initiator",
+                Code::NotInitiator,
                 "only the initiator can cancel a ringing call; decline it instead",
             ));
         }
@@ -459,9 +459,9 @@ pub async fn token(app: &AppState, user: &AuthUser, id: CallId) -> Result<JoinOn
     }
     if !me.is_present() {
         let (code, detail) = if me.status == ParticipantStatus::Invited {
-            ("not_answered", "answer the call before joining it")
+            (Code::NotAnswered, "answer the call before joining it")
         } else {
-            ("not_in_call", "you are no longer in this call")
+            (Code::NotInCall, "you are no longer in this call")
         };
         return Err(ApiError::conflict(code, detail));
     }

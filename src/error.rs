@@ -12,19 +12,19 @@ use crate::policy::PolicyError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    BadRequest { code: &'static str, field: Option<String>, detail: String },
+    BadRequest { code: Code, field: Option<String>, detail: String },
     #[error("{detail}")]
-    Invalid { code: &'static str, field: Option<String>, detail: String },
+    Invalid { code: Code, field: Option<String>, detail: String },
     #[error("authentication required: {0}")]
     Unauthorized(&'static str),
     #[error("{detail}")]
-    Forbidden { code: &'static str, detail: String },
+    Forbidden { code: Code, detail: String },
     #[error("not found")]
     NotFound,
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: Code, detail: String },
     #[error("{detail}")]
-    TooManyRequests { code: &'static str, detail: String, retry_after: Duration },
+    TooManyRequests { code: Code, detail: String, retry_after: Duration },
     #[error("LiveKit is unavailable")]
     LiveKitUnavailable(#[source] anyhow::Error),
     #[error("a dependency is unavailable: {0}")]
@@ -35,14 +35,14 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        ApiError::Invalid { code: "invalid_field", field: Some(field.into()), detail: detail.into() }
+        ApiError::Invalid { code: Code::InvalidField, field: Some(field.into()), detail: detail.into() }
     }
 
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn conflict(code: Code, detail: impl Into<String>) -> Self {
         ApiError::Conflict { code, detail: detail.into() }
     }
 
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn forbidden(code: Code, detail: impl Into<String>) -> Self {
         ApiError::Forbidden { code, detail: detail.into() }
     }
 
@@ -60,18 +60,18 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Invalid { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::TooManyRequests { code, .. } => code,
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::NotFound => "not_found",
-            ApiError::LiveKitUnavailable(_) => "livekit_unavailable",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            | ApiError::TooManyRequests { code, .. } => *code,
+            ApiError::Unauthorized(_) => Code::Unauthorized,
+            ApiError::NotFound => Code::NotFound,
+            ApiError::LiveKitUnavailable(_) => Code::LivekitUnavailable,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::Internal(_) => Code::Internal,
         }
     }
 }
@@ -90,18 +90,17 @@ impl From<PolicyError> for ApiError {
     fn from(err: PolicyError) -> Self {
         let detail = err.to_string();
         match err {
-            PolicyError::NotAMember => ApiError::NotFound,
-            PolicyError::NotAConsenter | PolicyError::OwnRequest => {
-                ApiError::Forbidden { code: err.code(), detail }
-            }
-            PolicyError::RequestNotFound => ApiError::NotFound,
+            PolicyError::NotAMember | PolicyError::RequestNotFound => ApiError::NotFound,
+            PolicyError::NotAConsenter => ApiError::Forbidden { code: Code::NotAConsenter, detail },
+            PolicyError::OwnRequest => ApiError::Forbidden { code: Code::OwnRequest, detail },
             PolicyError::Cooldown { until } => {
                 let wait = (until - chrono::Utc::now()).num_seconds().max(1) as u64;
-                ApiError::TooManyRequests { code: err.code(), detail, retry_after: Duration::from_secs(wait) }
+                let retry_after = Duration::from_secs(wait);
+                ApiError::TooManyRequests { code: Code::VideoRequestCooldown, detail, retry_after }
             }
-            PolicyError::RequestPending | PolicyError::AlreadyOn | PolicyError::VideoOff => {
-                ApiError::Conflict { code: err.code(), detail }
-            }
+            PolicyError::RequestPending => ApiError::Conflict { code: Code::VideoRequestPending, detail },
+            PolicyError::AlreadyOn => ApiError::Conflict { code: Code::VideoAlreadyOn, detail },
+            PolicyError::VideoOff => ApiError::Conflict { code: Code::VideoOff, detail },
         }
     }
 }
@@ -137,7 +136,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { field, .. } | ApiError::Invalid { field, .. } => field.as_deref(),
             _ => None,
         };
-        let code = self.code();
+        let code = self.code().as_str();
         let problem = Problem {
             kind: format!("https://callgate.dev/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -160,56 +159,85 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Every `code` a problem can carry. `tests::every_code_in_the_sources_is_listed`
-/// keeps the list complete; the OpenAPI document publishes it.
-pub const CODES: &[&str] = &[
-    // 400
-    "body_unreadable",
-    "body_too_large",
-    "malformed_json",
-    "malformed_body",
-    "unsupported_media_type",
-    "invalid_cursor",
-    "invalid_query",
-    "websocket_required",
-    // 401
-    "unauthorized",
-    // 403
-    "admin_only",
-    "did_not_take_part",
-    "not_a_consenter",
-    "own_request",
-    "screen_share_not_allowed",
-    // 404
-    "not_found",
-    // 409
-    "already_answered",
-    "call_ended",
-    "call_not_ended",
-    "callee_busy",
-    "callee_offline",
-    "caller_busy",
-    "not_an_invitee",
-    "not_in_call",
-    "video_already_on",
-    "video_off",
-    "video_request_pending",
-    // 422
-    "invalid_field",
-    "cannot_call_yourself",
-    "duplicate_participants",
-    "too_many_participants",
-    // 429
-    "rate_limited",
-    "video_request_cooldown",
-    // 503
-    "livekit_unavailable",
-    "unavailable",
-    // 500
-    "internal",
-];
+/// Every `code` a problem can carry, one enum: an error is built with a
+/// variant, so a code that is not listed here (and so in the OpenAPI
+/// document, which publishes the list) does not compile.
+macro_rules! codes {
+    ($($variant:ident = $text:literal,)+) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($variant),+
+        }
 
-/// The `code` of a problem, for the document: one of [`CODES`].
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    // 400
+    BodyUnreadable = "body_unreadable",
+    BodyTooLarge = "body_too_large",
+    MalformedJson = "malformed_json",
+    MalformedBody = "malformed_body",
+    UnsupportedMediaType = "unsupported_media_type",
+    InvalidCursor = "invalid_cursor",
+    InvalidQuery = "invalid_query",
+    WebsocketRequired = "websocket_required",
+    // 401
+    Unauthorized = "unauthorized",
+    // 403
+    AdminOnly = "admin_only",
+    DidNotTakePart = "did_not_take_part",
+    NotAConsenter = "not_a_consenter",
+    OwnRequest = "own_request",
+    NotInitiator = "not_initiator",
+    ScreenShareNotAllowed = "screen_share_not_allowed",
+    // 404
+    NotFound = "not_found",
+    // 409
+    AlreadyAnswered = "already_answered",
+    CallNotConnected = "call_not_connected",
+    NotAnswered = "not_answered",
+    CallEnded = "call_ended",
+    CallNotEnded = "call_not_ended",
+    CalleeBusy = "callee_busy",
+    CalleeOffline = "callee_offline",
+    CallerBusy = "caller_busy",
+    NotAnInvitee = "not_an_invitee",
+    NotInCall = "not_in_call",
+    VideoAlreadyOn = "video_already_on",
+    VideoOff = "video_off",
+    VideoRequestPending = "video_request_pending",
+    // 422
+    InvalidField = "invalid_field",
+    CannotCallYourself = "cannot_call_yourself",
+    DuplicateParticipants = "duplicate_participants",
+    TooManyParticipants = "too_many_participants",
+    // 429
+    RateLimited = "rate_limited",
+    VideoRequestCooldown = "video_request_cooldown",
+    // 503
+    LivekitUnavailable = "livekit_unavailable",
+    Unavailable = "unavailable",
+    // 500
+    Internal = "internal",
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `code` of a problem, for the document: one of [`Code::ALL`].
 pub struct ErrorCode;
 
 impl utoipa::PartialSchema for ErrorCode {
@@ -217,7 +245,7 @@ impl utoipa::PartialSchema for ErrorCode {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::Type::String)
             .description(Some("A stable, machine-readable error code."))
-            .enum_values(Some(CODES.iter().copied()))
+            .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
             .into()
     }
 }
@@ -246,56 +274,32 @@ pub struct ProblemDoc {
 mod tests {
     use super::*;
 
-    /// Scans the crate for the codes errors are built with.
-    fn codes_in(source: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for marker in ["code: \"", "conflict(\"", "forbidden(\""] {
-            let mut rest = source;
-            while let Some(at) = rest.find(marker) {
-                rest = &rest[at + marker.len()..];
-                let word: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                if rest[word.len()..].starts_with('"') && word.contains('_') {
-                    found.push(word);
-                }
-            }
-        }
-        found
-    }
-
     #[test]
-    fn every_code_in_the_sources_is_listed() {
-        let sources = [
-            include_str!("calls.rs"),
-            include_str!("video.rs"),
-            include_str!("media.rs"),
-            include_str!("quality.rs"),
-            include_str!("reports.rs"),
-            include_str!("rate_limit.rs"),
-            include_str!("auth.rs"),
-            include_str!("error.rs"),
-            include_str!("http/json.rs"),
-            include_str!("http/calls.rs"),
-            include_str!("http/events.rs"),
-            include_str!("http/webhooks.rs"),
-            include_str!("events/tickets.rs"),
-        ];
-        let found: Vec<String> = sources.iter().flat_map(|s| codes_in(s)).collect();
-        assert!(found.contains(&"callee_busy".to_owned()), "the scan finds codes");
-        for code in &found {
-            assert!(CODES.contains(&code.as_str()), "{code} is not in error::CODES");
+    fn codes_are_unique_snake_case_words() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in Code::ALL {
+            let text = code.as_str();
+            assert!(text.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{text}");
+            assert!(seen.insert(text), "{text} twice");
         }
-        let policy = crate::policy::PolicyError::Cooldown { until: chrono::Utc::now() };
-        assert!(CODES.contains(&policy.code()));
     }
 
     #[test]
     fn every_policy_error_code_is_listed() {
         use crate::policy::PolicyError::*;
-        for err in
-            [NotAMember, NotAConsenter, OwnRequest, RequestPending, AlreadyOn, VideoOff, RequestNotFound]
-        {
+        let cooldown = Cooldown { until: chrono::Utc::now() };
+        for err in [
+            NotAMember,
+            NotAConsenter,
+            OwnRequest,
+            RequestPending,
+            AlreadyOn,
+            VideoOff,
+            RequestNotFound,
+            cooldown,
+        ] {
             let api = ApiError::from(err);
-            assert!(CODES.contains(&api.code()), "{} is not in error::CODES", api.code());
+            assert!(Code::ALL.contains(&api.code()), "{:?}", api.code());
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::auth::AuthUser;
 use crate::domain::{CallId, EventSource};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::policy;
 use crate::state::AppState;
 use crate::store;
@@ -47,17 +47,17 @@ pub async fn update(
     let participants = store::participants(&mut tx, id).await?;
     let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(ApiError::NotFound)?;
     if !call.state.is_live() {
-        return Err(ApiError::conflict("call_ended", "the call has ended"));
+        return Err(ApiError::conflict(Code::CallEnded, "the call has ended"));
     }
     if !me.is_present() {
-        return Err(ApiError::conflict("not_in_call", "answer the call first"));
+        return Err(ApiError::conflict(Code::NotInCall, "answer the call first"));
     }
     let camera_allowed = policy::camera_allowed(call.video_state());
     if (change.video_enabled == Some(true) || change.screen_share_enabled == Some(true)) && !camera_allowed {
-        return Err(ApiError::conflict("video_off", "video is off in this call"));
+        return Err(ApiError::conflict(Code::VideoOff, "video is off in this call"));
     }
     if change.screen_share_enabled == Some(true) && !me.may_share_screen {
-        return Err(ApiError::forbidden("screen_share_not_allowed", "your role may not share its screen"));
+        return Err(ApiError::forbidden(Code::ScreenShareNotAllowed, "your role may not share its screen"));
     }
     let view: MediaView = sqlx::query_as(
         "update call_participants set audio_enabled = coalesce($3, audio_enabled), \

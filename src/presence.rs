@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -112,5 +112,5 @@ pub async fn require_callee_online(app: &AppState, callees: &[UserId]) -> Result
             }
         }
     }
-    Err(ApiError::conflict("callee_offline", "the callee is not online"))
+    Err(ApiError::conflict(Code::CalleeOffline, "the callee is not online"))
 }

@@ -24,7 +24,7 @@ use sqlx::PgConnection;
 
 use crate::auth::AuthUser;
 use crate::domain::CallId;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 use crate::store::{self, CallRow, ParticipantRow};
 
@@ -208,10 +208,13 @@ pub async fn record_sample(
     let mut conn = app.db.acquire().await?;
     let (call, me) = membership(&mut conn, id, user).await?;
     if me.answered_at.is_none() {
-        return Err(ApiError::conflict("not_in_call", "only those who answered the call report its quality"));
+        return Err(ApiError::conflict(
+            Code::NotInCall,
+            "only those who answered the call report its quality",
+        ));
     }
     if call.ended_at.is_some_and(|ended| ended < Utc::now() - LATE_SAMPLES) {
-        return Err(ApiError::conflict("call_ended", "the call ended too long ago"));
+        return Err(ApiError::conflict(Code::CallEnded, "the call ended too long ago"));
     }
     let sample_id: i64 = sqlx::query_scalar(
         "insert into quality_samples (call_id, user_id, jitter_ms, packet_loss_pct, rtt_ms, \
@@ -407,10 +410,10 @@ pub async fn rate(
     let mut conn = app.db.acquire().await?;
     let (call, me) = membership(&mut conn, id, user).await?;
     if call.state.is_live() {
-        return Err(ApiError::conflict("call_not_ended", "a call is rated once it has ended"));
+        return Err(ApiError::conflict(Code::CallNotEnded, "a call is rated once it has ended"));
     }
     if me.answered_at.is_none() {
-        return Err(ApiError::forbidden("did_not_take_part", "only those who answered the call rate it"));
+        return Err(ApiError::forbidden(Code::DidNotTakePart, "only those who answered the call rate it"));
     }
     let view = sqlx::query_as(
         "insert into call_ratings (call_id, user_id, score, comment) values ($1, $2, $3, $4) \

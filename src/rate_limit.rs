@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::{AuthUser, bearer_in};
 use crate::domain::{CallId, UserId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -102,7 +102,7 @@ pub async fn check(
 
 fn limited(what: &str, wait: Duration) -> ApiError {
     ApiError::TooManyRequests {
-        code: "rate_limited",
+        code: Code::RateLimited,
         detail: format!("too many {what}; try again in {} s", wait.as_secs().max(1)),
         retry_after: wait.max(Duration::from_secs(1)),
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::auth::AuthUser;
 use crate::domain::{CallId, Outcome};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::quality::{self, Bucket};
 use crate::state::AppState;
 use crate::store;
@@ -142,7 +142,7 @@ pub async fn stats(
     to: DateTime<Utc>,
 ) -> Result<Stats, ApiError> {
     if !user.is_admin() {
-        return Err(ApiError::forbidden("admin_only", "statistics are for administrators"));
+        return Err(ApiError::forbidden(Code::AdminOnly, "statistics are for administrators"));
     }
     let outcomes: Vec<(Option<String>, i64)> = sqlx::query_as(
         "select outcome, count(*) from calls where created_at >= $1 and created_at < $2 group by outcome",

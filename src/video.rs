@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::domain::{CallId, CallState, UserId};
 use crate::enforce::{self, Effects};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::livekit::TrackSeen;
 use crate::policy::{
     self, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict, VideoState,
@@ -291,10 +291,10 @@ async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Resul
     let participants = store::participants(tx, id).await?;
     let me = participants.iter().find(|p| p.user_id == user.as_str()).ok_or(ApiError::NotFound)?;
     if !call.state.is_live() {
-        return Err(ApiError::conflict("call_ended", "the call has ended"));
+        return Err(ApiError::conflict(Code::CallEnded, "the call has ended"));
     }
     if !me.is_present() {
-        return Err(ApiError::conflict("not_in_call", "answer the call first"));
+        return Err(ApiError::conflict(Code::NotInCall, "answer the call first"));
     }
     Ok(call)
 }
@@ -322,7 +322,7 @@ pub async fn request(app: &AppState, user: &AuthUser, id: CallId) -> Result<Requ
     let call = lock_present(&mut tx, id, &user.id).await?;
     if !matches!(call.state, CallState::Connecting | CallState::Active) {
         return Err(ApiError::conflict(
-            "call_not_connected",
+            Code::CallNotConnected,
             "video can be requested once the call is answered",
         ));
     }

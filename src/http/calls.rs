@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::calls::{self, StartCall};
 use crate::domain::{CallId, CallType, UserId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::http::json::{ApiJson, ApiQuery};
-use crate::http::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
+use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
 use crate::state::AppState;
 use crate::store;
 use crate::views::{CallOnly, CallView, CallWithJoin, JoinOnly};
@@ -86,7 +86,7 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
     }
     if body.participant_ids.contains(caller) {
         return Err(ApiError::Invalid {
-            code: "cannot_call_yourself",
+            code: Code::CannotCallYourself,
             field: Some("participantIds".into()),
             detail: "you cannot call yourself".into(),
         });
@@ -94,14 +94,14 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
     let unique: BTreeSet<&UserId> = body.participant_ids.iter().collect();
     if unique.len() != body.participant_ids.len() {
         return Err(ApiError::Invalid {
-            code: "duplicate_participants",
+            code: Code::DuplicateParticipants,
             field: Some("participantIds".into()),
             detail: "a participant is named twice".into(),
         });
     }
     if body.participant_ids.len() + 1 > max_participants {
         return Err(ApiError::Invalid {
-            code: "too_many_participants",
+            code: Code::TooManyParticipants,
             field: Some("participantIds".into()),
             detail: format!("a call has at most {max_participants} participants, you included"),
         });
@@ -192,10 +192,12 @@ async fn decline(
 
 /// End the call for everyone; the initiator may also cancel it while it rings.
 ///
-/// Errors: 409 `call_ended`.
+/// Errors: 403 `not_initiator` (an invitee asked to end a ringing call: decline it instead);
+/// 409 `call_ended`, `not_in_call`.
 #[utoipa::path(post, path = "/calls/{id}/end", operation_id = "endCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     responses(
         (status = 200, description = "The call as it now stands", body = CallOnly),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
@@ -313,7 +315,7 @@ async fn history(
         None => 20,
         Some(raw) => {
             raw.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ApiError::Invalid {
-                code: "invalid_field",
+                code: Code::InvalidField,
                 field: Some("limit".into()),
                 detail: "limit must be 1 to 100".into(),
             })?
@@ -322,7 +324,7 @@ async fn history(
     let before = match q.cursor.as_deref() {
         None => None,
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::BadRequest {
-            code: "invalid_cursor",
+            code: Code::InvalidCursor,
             field: Some("cursor".into()),
             detail: "the cursor is not one this service issued".into(),
         })?),

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{AuthUser, bearer_in};
 use crate::domain::UserId;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::events::{socket, tickets};
 use crate::http::json::ApiQuery;
 use crate::http::openapi::BadRequest;
@@ -95,7 +95,7 @@ async fn stream(
     let user = authenticate(&app, &headers, &query).await?;
     tracing::Span::current().record("user_id", user.as_str());
     let upgrade = upgrade.map_err(|_| ApiError::BadRequest {
-        code: "websocket_required",
+        code: Code::WebsocketRequired,
         field: None,
         detail: "this endpoint speaks WebSocket only".into(),
     })?;

@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 pub struct ApiJson<T>(pub T);
 
@@ -19,7 +19,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(query)) => Ok(ApiQuery(query)),
             Err(rejection) => Err(ApiError::BadRequest {
-                code: "invalid_query",
+                code: Code::InvalidQuery,
                 field: None,
                 detail: rejection.body_text(),
             }),
@@ -40,7 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
         let bytes = Bytes::from_request(req, state).await.map_err(|_| ApiError::BadRequest {
-            code: "body_unreadable",
+            code: Code::BodyUnreadable,
             field: None,
             detail: "the request body could not be read".into(),
         })?;
@@ -49,7 +49,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bodyless = empty && !declared;
         if !json_type && !bodyless {
             return Err(ApiError::BadRequest {
-                code: "unsupported_media_type",
+                code: Code::UnsupportedMediaType,
                 field: None,
                 detail: "send a JSON body with Content-Type: application/json".into(),
             });
@@ -62,7 +62,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.len() > MAX_BODY {
         return Err(ApiError::BadRequest {
-            code: "body_too_large",
+            code: Code::BodyTooLarge,
             field: None,
             detail: format!("the body exceeds {MAX_BODY} bytes"),
         });
@@ -77,7 +77,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let parses = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         if (inner.is_syntax() || inner.is_eof()) && !parses {
             return ApiError::BadRequest {
-                code: "malformed_json",
+                code: Code::MalformedJson,
                 field: None,
                 detail: format!("the body is not valid JSON: {inner}"),
             };
@@ -95,7 +95,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Some((head, _)) => head.to_owned(),
             None => message,
         };
-        ApiError::Invalid { code: "invalid_field", detail: format!("{field}: {detail}"), field: Some(field) }
+        ApiError::Invalid {
+            code: Code::InvalidField,
+            detail: format!("{field}: {detail}"),
+            field: Some(field),
+        }
     })
 }
 

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::http::openapi::{BadRequest, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::{webhook_inbox, webhooks};
@@ -38,7 +38,7 @@ async fn livekit(
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::Unauthorized("missing webhook signature"))?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest {
-        code: "malformed_body",
+        code: Code::MalformedBody,
         field: None,
         detail: "the body is not UTF-8".into(),
     })?;

@@ -268,7 +268,10 @@ async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label
     eventually(Duration::from_secs(5), "LiveKit lists the track", || {
         let (room, him) = (room.clone(), him.id.clone());
         async move {
-            crate::consent::participants(&room).await.iter().any(|p| p.identity == him && p.tracks.len() >= 1)
+            crate::consent::participants(&room)
+                .await
+                .iter()
+                .any(|p| p.identity == him && !p.tracks.is_empty())
         }
     })
     .await;

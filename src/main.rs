@@ -87,6 +87,7 @@ fn print_token(
         issuer: var("JWT_ISSUER"),
         audience: var("JWT_AUDIENCE"),
         gender_claim: var("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
+        max_age: None,
     };
     callgate::domain::UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
     let token = DevToken { user, name, gender, roles, ttl: std::time::Duration::from_secs(ttl) };

@@ -14,6 +14,7 @@ use crate::auth::AuthUser;
 use crate::calls::{self, StartCall};
 use crate::domain::{CallId, CallType, UserId};
 use crate::error::ApiError;
+use crate::http::bounds;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::http::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use crate::state::AppState;
@@ -292,7 +293,8 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (micros, id) = raw.split_once('|')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?).filter(|at| bounds::is_sane(*at))?;
+    Some((at, Uuid::parse_str(id).ok()?))
 }
 
 /// The caller's calls, newest first.
@@ -349,3 +351,14 @@ mod tests {
         assert_eq!(decode_cursor("garbage"), None);
     }
 }
+
+    #[test]
+    fn a_cursor_with_an_extreme_time_is_not_one_this_service_issued() {
+        let forged = |micros: i64| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{micros}|{}", Uuid::new_v4()))
+        };
+        assert_eq!(decode_cursor(&forged(i64::MIN)), None);
+        assert_eq!(decode_cursor(&forged(-8_210_298_412_800_000_000)), None, "year -258000");
+        assert_eq!(decode_cursor(&forged(i64::MAX)), None);
+        assert!(decode_cursor(&forged(1_700_000_000_000_000)).is_some());
+    }

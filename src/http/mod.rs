@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
+mod bounds;
 mod calls;
 mod events;
 mod health;

@@ -180,6 +180,7 @@ pub const CODES: &[&str] = &[
     "not_a_consenter",
     "own_request",
     "screen_share_not_allowed",
+    "scheduling_not_allowed",
     // 404
     "not_found",
     // 409

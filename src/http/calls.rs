@@ -74,7 +74,8 @@ struct StartBody {
     /// Any reference of the host application's, 1 to 256 printable characters.
     #[schema(min_length = 1, max_length = 256)]
     external_ref: Option<String>,
-    /// An appointment: skip ringing, everyone counts as having accepted.
+    /// An appointment: skip ringing, everyone counts as having accepted. Only for the roles of
+    /// `SCHEDULER_ROLES` (none by default).
     #[serde(default)]
     scheduled: bool,
 }
@@ -126,12 +127,14 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
 /// Start a call: creates its LiveKit room and rings the invitees.
 ///
 /// Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
-/// `too_many_participants`; 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
+/// `too_many_participants`; 403 `scheduling_not_allowed` (`scheduled` without a role of
+/// `SCHEDULER_ROLES`); 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
 /// `busy`), `callee_offline` (when `REQUIRE_CALLEE_ONLINE`); 429 `rate_limited`.
 #[utoipa::path(post, path = "/calls", operation_id = "startCall", tag = "calls", request_body = StartBody,
     responses(
         (status = 201, description = "The call, ringing; the caller's LiveKit join details", body = CallWithJoin),
         (status = 400, response = BadRequest),
+        (status = 403, response = crate::http::openapi::Forbidden),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
     ))]
@@ -350,7 +353,6 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
         assert_eq!(decode_cursor("garbage"), None);
     }
-}
 
     #[test]
     fn a_cursor_with_an_extreme_time_is_not_one_this_service_issued() {
@@ -362,3 +364,4 @@ mod tests {
         assert_eq!(decode_cursor(&forged(i64::MAX)), None);
         assert!(decode_cursor(&forged(1_700_000_000_000_000)).is_some());
     }
+}

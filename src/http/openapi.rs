@@ -186,7 +186,7 @@ problem_response!(
 problem_response!(
     Forbidden,
     "The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, \
-     `did_not_take_part`, `admin_only`."
+     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`."
 );
 problem_response!(
     NotFound,

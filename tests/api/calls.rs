@@ -266,8 +266,8 @@ async fn the_connect_timeout_fails_a_call_nobody_joins() {
 
 #[tokio::test]
 async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
-    let app = spawn_app().await;
-    let (doctor, patient) = (app.user("female"), app.user("male"));
+    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
+    let (doctor, patient) = (app.user_with_roles("female", &["clinician"]), app.user("male"));
     let (status, body) = app
         .post("/api/v1/calls", &doctor, json!({"participantIds": [patient.id], "type": "video", "scheduled": true, "externalRef": "appointment-42"}))
         .await;
@@ -286,6 +286,28 @@ async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
 
 /// Each read takes one pooled connection at a time: many more readers than
 /// connections queue for them instead of each holding one and waiting for
+#[tokio::test]
+async fn only_the_roles_of_scheduler_roles_may_make_people_busy_without_ringing_them() {
+    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
+    let (mallory, admin, victim) =
+        (app.user("male"), app.user_with_roles("female", &["admin"]), app.user("female"));
+    for who in [&mallory, &admin] {
+        let body = json!({"participantIds": [victim.id], "type": "audio", "scheduled": true});
+        let (status, problem) = app.post("/api/v1/calls", who, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert_eq!(problem["code"], "scheduling_not_allowed");
+    }
+    let (_, active) = app.get("/api/v1/calls/active", &victim).await;
+    assert_eq!(active["calls"], json!([]), "the victim is in no call");
+    app.ring(&mallory, &[&victim], "audio").await;
+
+    let nobody = spawn_app().await;
+    let clinician = nobody.user_with_roles("female", &["clinician"]);
+    let body = json!({"participantIds": [nobody.user("male").id], "type": "audio", "scheduled": true});
+    let (status, _) = nobody.post("/api/v1/calls", &clinician, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "SCHEDULER_ROLES is empty by default: nobody schedules");
+}
+
 /// a second (which deadlocks the pool until the acquire timeout).
 #[tokio::test]
 async fn many_more_concurrent_reads_of_a_call_than_pooled_connections_all_succeed() {

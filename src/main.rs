@@ -63,7 +63,7 @@ async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     callgate::telemetry::init(config.log_format);
     let app = Application::build(config).await?;
-    tracing::info!(port = app.port(), "callgate listening");
+    tracing::info!(port = app.port(), admin_port = ?app.admin_port(), "callgate listening");
     let stop = app.stop_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -227,7 +227,7 @@ async fn when_livekit_is_unreachable_no_call_is_left_live() {
 #[tokio::test]
 async fn ready_reports_every_dependency() {
     let app = spawn_app().await;
-    let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    let resp = app.http.get(app.admin_url("/ready")).send().await.expect("sent");
     let status = resp.status();
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok", "livekit": "ok"}));
@@ -241,6 +241,8 @@ async fn ready_says_which_dependency_is_down() {
     let app =
         spawn_app_configured(|c| c.redis_url = callgate::config::Secret::new("redis://127.0.0.1:9")).await;
     let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "in public, only that it is not ready");
+    let resp = app.http.get(app.admin_url("/ready")).send().await.expect("sent");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["checks"]["redis"], "unavailable");
@@ -284,8 +286,6 @@ async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
     assert_eq!(body["join"]["identity"], patient.id.as_str());
 }
 
-/// Each read takes one pooled connection at a time: many more readers than
-/// connections queue for them instead of each holding one and waiting for
 #[tokio::test]
 async fn only_the_roles_of_scheduler_roles_may_make_people_busy_without_ringing_them() {
     let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
@@ -308,6 +308,8 @@ async fn only_the_roles_of_scheduler_roles_may_make_people_busy_without_ringing_
     assert_eq!(status, StatusCode::FORBIDDEN, "SCHEDULER_ROLES is empty by default: nobody schedules");
 }
 
+/// Each read takes one pooled connection at a time: many more readers than
+/// connections queue for them instead of each holding one and waiting for
 /// a second (which deadlocks the pool until the acquire timeout).
 #[tokio::test]
 async fn many_more_concurrent_reads_of_a_call_than_pooled_connections_all_succeed() {

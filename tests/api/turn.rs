@@ -130,3 +130,31 @@ async fn turn_credentials_last_no_longer_than_the_call_may() {
     let left = expiry - chrono::Utc::now().timestamp();
     assert!((110..=121).contains(&left), "the username expires with the call: {left} s");
 }
+
+#[test]
+fn the_production_coturn_example_relays_into_no_private_range_and_has_quotas() {
+    let conf = include_str!("../../coturn/turnserver.prod.conf");
+    let lines: Vec<&str> =
+        conf.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for range in [
+        "10.0.0.0-10.255.255.255",
+        "172.16.0.0-172.31.255.255",
+        "192.168.0.0-192.168.255.255",
+        "100.64.0.0-100.127.255.255",
+        "127.0.0.0-127.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "::-::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ] {
+        assert!(lines.contains(&format!("denied-peer-ip={range}").as_str()), "denies {range}");
+    }
+    for option in ["use-auth-secret", "no-cli", "no-tcp-relay", "no-multicast-peers"] {
+        assert!(lines.contains(&option), "{option}");
+    }
+    for quota in ["user-quota=", "total-quota="] {
+        assert!(lines.iter().any(|l| l.starts_with(quota)), "{quota}");
+    }
+    assert!(!lines.contains(&"allow-loopback-peers"), "loopback peers stay refused");
+    assert!(!lines.iter().any(|l| l.starts_with("static-auth-secret=")), "no secret ships with it");
+}

@@ -6,7 +6,8 @@
 #                            already answers on the ports)
 #   deploy/local.sh down     stop the servers `up` started (servers it found
 #                            already running are left alone)
-#   deploy/local.sh run      up + `cargo run --release -- serve` (foreground)
+#   deploy/local.sh run      up + `cargo run --release -- serve` (foreground;
+#                            metrics on ADMIN_PORT, 9090 unless set)
 #   deploy/local.sh test [cargo test args] [-- test binary args]
 #                            up + cargo fmt --check, clippy -D warnings, cargo test
 #   deploy/local.sh status   what runs where
@@ -32,8 +33,9 @@
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
-# LiveKit WebRTC, 8080 callgate (`run`), 8089 the test suite's webhook receiver,
-# 18080 (or the next free port) callgate under `bench`.
+# LiveKit WebRTC, 8080 callgate (`run`; 9090 its operations listener), 8089
+# the test suite's webhook receiver, 18080 (or the next free port) callgate
+# under `bench`.
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -609,7 +611,9 @@ cmd_run() {
     cmd_up
     load_env
     ensure_cargo_on_path
-    log "cargo run --release -- serve (PORT=${PORT:-})"
+    # The operations listener (/metrics, detailed /ready), 9090 unless set.
+    export ADMIN_PORT="${ADMIN_PORT:-9090}"
+    log "cargo run --release -- serve (PORT=${PORT:-}, ADMIN_PORT=$ADMIN_PORT)"
     exec cargo run --release -- serve
 }
 

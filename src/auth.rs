@@ -37,6 +37,15 @@ pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
     gender_claim: String,
+    max_age: Option<std::time::Duration>,
+}
+
+/// Clock skew tolerated between the identity provider and this service.
+const LEEWAY_SECS: u64 = 5;
+
+/// A JWT NumericDate: seconds, possibly with a fraction.
+fn numeric_date(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,17 +69,41 @@ impl Authenticator {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // A configured issuer or audience must be in the token, not only
+        // right when present: the identity provider signs other tokens too.
+        let mut required = vec!["exp", "sub"];
         match &config.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
-        Ok(Self { key, validation, gender_claim: config.gender_claim.clone() })
+        validation.set_required_spec_claims(&required);
+        Ok(Self { key, validation, gender_claim: config.gender_claim.clone(), max_age: config.max_age })
+    }
+
+    /// With `JWT_MAX_AGE`, the token must say when it was issued (`iat`),
+    /// not in the future and not longer ago than that.
+    fn check_age(&self, claims: &Map<String, Value>, now: i64) -> Result<(), ApiError> {
+        let Some(max_age) = self.max_age else { return Ok(()) };
+        let refused = || ApiError::Unauthorized("token too old or without iat");
+        let iat = claims.get("iat").and_then(numeric_date).ok_or_else(refused)?;
+        let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let age = now.saturating_sub(iat);
+        if age > max_age.saturating_add(LEEWAY_SECS as i64) || age < -(LEEWAY_SECS as i64) {
+            return Err(refused());
+        }
+        Ok(())
     }
 
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
@@ -81,6 +114,7 @@ impl Authenticator {
             },
         )?;
         let claims = data.claims;
+        self.check_age(&claims, chrono::Utc::now().timestamp())?;
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
         let id = UserId::parse(sub).map_err(|_| ApiError::Unauthorized("invalid subject"))?;
         let name = claims

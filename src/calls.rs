@@ -42,8 +42,20 @@ pub fn may_share_screen(app: &AppState, user: &AuthUser) -> bool {
     }
 }
 
+/// Whether this user's role lets them start a scheduled call, which makes its
+/// invitees busy without ringing them (issue 16 A: `SCHEDULER_ROLES`).
+pub fn may_schedule(app: &AppState, user: &AuthUser) -> bool {
+    app.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
+}
+
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
 pub async fn start(app: &AppState, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, ApiError> {
+    if req.scheduled && !may_schedule(app, user) {
+        return Err(ApiError::forbidden(
+            Code::SchedulingNotAllowed,
+            "your role may not start scheduled calls",
+        ));
+    }
     crate::rate_limit::call_start(app, &user.id).await?;
     if app.config.events.require_callee_online && !req.scheduled {
         crate::presence::require_callee_online(app, &req.invitees).await?;

@@ -4,6 +4,7 @@
 //! stops the service with one line naming the variable.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -50,6 +51,10 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub gender_claim: String,
+    // issue 16 A
+    /// `JWT_MAX_AGE`: tokens issued (`iat`) longer ago than this are refused;
+    /// `None` (the default) checks only `exp`.
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +174,15 @@ pub struct Config {
     /// A room with no call is deleted only once it is this old: a call being
     /// started creates its room before its row commits.
     pub orphan_room_grace: Duration,
+    // issue 16 A
+    /// `CALLGATE_DEV`: development secrets are accepted (said by a warning at start).
+    pub dev_mode: bool,
+    /// `SCHEDULER_ROLES`: roles (from the user token) that may start a
+    /// `scheduled` call; empty means nobody may.
+    pub scheduler_roles: Vec<String>,
+    /// `ADMIN_PORT`: the listener of `/metrics` and the detailed readiness;
+    /// `None` serves neither (they are never on the public port).
+    pub admin_port: Option<u16>,
 }
 
 impl Config {
@@ -210,18 +224,42 @@ impl Config {
             return Err(env.error("MAX_CALL_PARTICIPANTS", "must be between 2 and 100"));
         }
         let turn_secret = env.required("TURN_SECRET")?;
+        // issue 16 A
+        let dev_mode = env.flag("CALLGATE_DEV")?;
+        let database_url = env.required("DATABASE_URL")?;
+        let jwt_key = jwt_key(&env)?;
+        let mut secrets =
+            vec![("LIVEKIT_API_SECRET", api_secret.as_str()), ("TURN_SECRET", turn_secret.as_str())];
+        if let JwtKey::Hmac(secret) = &jwt_key {
+            secrets.push(("JWT_SECRET", secret.expose()));
+        }
+        if !dev_mode {
+            refuse_dev_secrets(&env, &secrets)?;
+            if database_password(&database_url) == Some(DEV_DATABASE_PASSWORD) {
+                return Err(
+                    env.error("DATABASE_URL", &format!("uses the development password ({DEV_SWITCH})"))
+                );
+            }
+        }
+        let port = env.parsed("PORT", 8080)?;
+        let admin_port: Option<u16> =
+            env.optional("ADMIN_PORT").map(|_| env.parsed("ADMIN_PORT", 0)).transpose()?;
+        if admin_port.is_some_and(|admin| admin == port && admin != 0) {
+            return Err(env.error("ADMIN_PORT", "must differ from PORT"));
+        }
         Ok(Config {
-            port: env.parsed("PORT", 8080)?,
-            database_url: Secret::new(env.required("DATABASE_URL")?),
-            database_pool_size: env.parsed("DATABASE_POOL_SIZE", 32)?,
-            database_pool_min: env.parsed("DATABASE_POOL_MIN", 2)?,
-            database_acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT", 5)?,
+            port,
+            database_url: Secret::new(database_url),
+            database_pool_size: env.bounded("DATABASE_POOL_SIZE", 32, 1..=1000)?,
+            database_pool_min: env.bounded("DATABASE_POOL_MIN", 2, 0..=1000)?,
+            database_acquire_timeout: env.bounded_seconds("DATABASE_ACQUIRE_TIMEOUT", 5, 1..=300)?,
             redis_url: Secret::new(env.required("REDIS_URL")?),
             jwt: JwtConfig {
-                key: jwt_key(&env)?,
+                key: jwt_key,
                 issuer: env.optional("JWT_ISSUER"),
                 audience: env.optional("JWT_AUDIENCE"),
                 gender_claim: env.optional("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
+                max_age: env.optional_seconds("JWT_MAX_AGE", 10..=2_592_000)?,
             },
             livekit: LiveKitConfig {
                 url: livekit_url,
@@ -233,40 +271,84 @@ impl Config {
                 uris: env.list("TURN_URIS"),
                 stun_uris: env.list("STUN_URIS"),
                 secret: Secret::new(turn_secret),
-                ttl: env.seconds("TURN_TTL", 3600)?,
+                ttl: env.bounded_seconds("TURN_TTL", 3600, 60..=86_400)?,
             },
             room_prefix: env.optional("ROOM_PREFIX").unwrap_or_else(|| "cg-".into()),
             max_call_participants,
             timeouts: Timeouts {
-                ringing: env.seconds("RINGING_TIMEOUT", 30)?,
-                connect: env.seconds("CONNECT_TIMEOUT", 30)?,
-                max_call_duration: env.seconds("MAX_CALL_DURATION", 14_400)?,
-                video_request: env.seconds("VIDEO_REQUEST_TIMEOUT", 30)?,
-                video_request_cooldown: env.seconds("VIDEO_REQUEST_COOLDOWN", 60)?,
+                ringing: env.bounded_seconds("RINGING_TIMEOUT", 30, 1..=3600)?,
+                connect: env.bounded_seconds("CONNECT_TIMEOUT", 30, 1..=3600)?,
+                max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
+                video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
+                video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
             },
             video_policy,
             screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
-            token_ttl: env.seconds("TOKEN_TTL", 60)?,
+            token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
             cors_origins: env.list("CORS_ORIGINS"),
             app_webhook: app_webhook(&env)?,
             events: EventsConfig {
-                heartbeat: env.seconds("EVENTS_HEARTBEAT", 25)?,
-                ticket_ttl: env.seconds("EVENTS_TICKET_TTL", 30)?,
-                presence_ttl: env.seconds("PRESENCE_TTL", 30)?,
+                heartbeat: env.bounded_seconds("EVENTS_HEARTBEAT", 25, 1..=300)?,
+                ticket_ttl: env.bounded_seconds("EVENTS_TICKET_TTL", 30, 1..=600)?,
+                presence_ttl: env.bounded_seconds("PRESENCE_TTL", 30, 1..=600)?,
                 require_callee_online: env.flag("REQUIRE_CALLEE_ONLINE")?,
             },
             rate_limits: RateLimits {
                 call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
                 video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
-                video_requests_window: env.seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600)?,
+                video_requests_window: env.bounded_seconds(
+                    "RATE_LIMIT_VIDEO_REQUESTS_WINDOW",
+                    600,
+                    1..=86_400,
+                )?,
                 requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
             },
             log_format,
-            deadline_poll: Duration::from_millis(env.parsed("DEADLINE_POLL_MS", 200)?),
-            reconcile_interval: env.seconds("RECONCILE_INTERVAL", 5)?,
-            orphan_room_grace: env.seconds("ORPHAN_ROOM_GRACE", 30)?,
+            deadline_poll: Duration::from_millis(env.bounded("DEADLINE_POLL_MS", 200, 10..=10_000)?),
+            reconcile_interval: env.bounded_seconds("RECONCILE_INTERVAL", 5, 1..=3600)?,
+            orphan_room_grace: env.bounded_seconds("ORPHAN_ROOM_GRACE", 30, 1..=3600)?,
+            dev_mode,
+            scheduler_roles: env.list("SCHEDULER_ROLES"),
+            admin_port,
         })
     }
+}
+
+// issue 16 A
+/// The secrets of the development files (`.env.example`, `docker-compose.yml`,
+/// `livekit.yaml`, `deploy/livekit.compose.yaml`, `coturn/turnserver.conf`):
+/// published, so never a production key. `tests::the_dev_files_hold_only_known_dev_secrets`
+/// keeps the list in step with the files.
+pub const DEV_SECRETS: &[&str] = &[
+    "callgate-dev-jwt-secret-change-me-0123456789",
+    "callgate-dev-livekit-secret-0123456789abcdef",
+    "callgate-dev-turn-secret-0123456789abcdef",
+];
+const DEV_DATABASE_PASSWORD: &str = "callgate";
+/// The shortest secret accepted outside development.
+pub const MIN_SECRET_LEN: usize = 32;
+const DEV_SWITCH: &str = "generate a real one, see the README's Security section; \
+                          CALLGATE_DEV=true accepts it for development";
+
+fn refuse_dev_secrets(env: &Env<'_>, secrets: &[(&'static str, &str)]) -> Result<(), ConfigError> {
+    for (var, value) in secrets {
+        if DEV_SECRETS.contains(value) {
+            return Err(env.error(var, &format!("is a published development secret ({DEV_SWITCH})")));
+        }
+        if value.len() < MIN_SECRET_LEN {
+            return Err(
+                env.error(var, &format!("must be at least {MIN_SECRET_LEN} characters ({DEV_SWITCH})"))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The password of a `postgres://user:password@host/db` URL.
+fn database_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (credentials, _) = rest.rsplit_once('@')?;
+    credentials.split_once(':').map(|(_, password)| password)
 }
 
 fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
@@ -337,12 +419,39 @@ impl Env<'_> {
         }
     }
 
-    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        let secs: u64 = self.parsed(var, default)?;
-        if secs == 0 {
-            return Err(self.error(var, "must be a positive number of seconds"));
+    /// A number of `range`, or the variable named with the range it missed.
+    fn bounded<T>(&self, var: &'static str, default: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let value = self.parsed(var, default)?;
+        if !range.contains(&value) {
+            let (low, high) = (range.start(), range.end());
+            return Err(self.error(var, &format!("must be between {low} and {high}, not {value}")));
         }
-        Ok(Duration::from_secs(secs))
+        Ok(value)
+    }
+
+    /// Seconds within `range` (each variable documents its own).
+    fn bounded_seconds(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.bounded(var, default, range).map(Duration::from_secs)
+    }
+
+    /// Seconds of `range`, or `None` when the variable is not set.
+    fn optional_seconds(
+        &self,
+        var: &'static str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.optional(var) {
+            None => Ok(None),
+            Some(_) => self.bounded_seconds(var, *range.start(), range).map(Some),
+        }
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
@@ -373,7 +482,7 @@ mod tests {
             ("LIVEKIT_URL", "ws://127.0.0.1:7880"),
             ("LIVEKIT_API_KEY", "devkey"),
             ("LIVEKIT_API_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("TURN_SECRET", "turn-secret"),
+            ("TURN_SECRET", "fedcba9876543210fedcba9876543210"),
         ])
     }
 
@@ -462,5 +571,145 @@ mod tests {
     fn secrets_do_not_leak_into_debug_output() {
         let config = load(&dev()).expect("valid");
         assert!(!format!("{config:?}").contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    // issue 16 A
+
+    #[test]
+    fn a_duration_outside_its_range_is_named_with_the_range() {
+        for (var, value) in [
+            ("TURN_TTL", "100000000"),
+            ("TURN_TTL", "59"),
+            ("TOKEN_TTL", "9"),
+            ("MAX_CALL_DURATION", "18446744073709551615"),
+            ("RINGING_TIMEOUT", "3601"),
+            ("VIDEO_REQUEST_TIMEOUT", "4"),
+            ("DEADLINE_POLL_MS", "0"),
+            ("DEADLINE_POLL_MS", "10001"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("JWT_MAX_AGE", "0"),
+        ] {
+            let mut vars = dev();
+            vars.insert(var, value);
+            let err = load(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}");
+            assert!(err.reason.contains("must be between") || err.reason.contains("malformed"), "{err}");
+            assert_eq!(err.to_string().lines().count(), 1, "one line: {err}");
+        }
+        let mut vars = dev();
+        vars.insert("DEADLINE_POLL_MS", "10");
+        vars.insert("TURN_TTL", "86400");
+        let config = load(&vars).expect("the ends of a range are in it");
+        assert_eq!(config.deadline_poll, Duration::from_millis(10));
+        assert_eq!(config.turn.ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_maximum_token_age_is_optional() {
+        assert_eq!(load(&dev()).expect("valid").jwt.max_age, None);
+        let mut vars = dev();
+        vars.insert("JWT_MAX_AGE", "3600");
+        assert_eq!(load(&vars).expect("valid").jwt.max_age, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_published_dev_secret_does_not_start_without_the_dev_switch() {
+        for (var, secret) in [
+            ("JWT_SECRET", DEV_SECRETS[0]),
+            ("LIVEKIT_API_SECRET", DEV_SECRETS[1]),
+            ("TURN_SECRET", DEV_SECRETS[2]),
+        ] {
+            let mut vars = dev();
+            vars.insert(var, secret);
+            let err = load(&vars).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(
+                err.reason.contains("development secret") && err.reason.contains("CALLGATE_DEV"),
+                "{err}"
+            );
+            vars.insert("CALLGATE_DEV", "true");
+            assert!(load(&vars).expect("accepted for development").dev_mode);
+        }
+    }
+
+    #[test]
+    fn a_short_turn_secret_does_not_start_without_the_dev_switch() {
+        let mut vars = dev();
+        vars.insert("TURN_SECRET", "turn-secret");
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.var, "TURN_SECRET");
+        assert!(err.reason.contains("at least 32 characters"), "{err}");
+        vars.insert("CALLGATE_DEV", "true");
+        assert!(load(&vars).is_ok());
+    }
+
+    #[test]
+    fn the_dev_database_password_does_not_start_without_the_dev_switch() {
+        let mut vars = dev();
+        vars.insert("DATABASE_URL", "postgres://callgate:callgate@db.internal:5432/callgate");
+        assert_eq!(load(&vars).unwrap_err().var, "DATABASE_URL");
+        vars.insert("DATABASE_URL", "postgres://callgate:k3VqZ9pW@db.internal:5432/callgate");
+        assert!(load(&vars).is_ok());
+    }
+
+    fn env_example() -> HashMap<&'static str, &'static str> {
+        include_str!("../.env.example")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect()
+    }
+
+    #[test]
+    fn the_dev_settings_start_only_with_their_dev_switch() {
+        let mut vars = env_example();
+        assert_eq!(vars.get("CALLGATE_DEV"), Some(&"true"), ".env.example turns the switch on");
+        assert!(load(&vars).expect(".env.example is valid").dev_mode);
+        vars.remove("CALLGATE_DEV");
+        let err = load(&vars).unwrap_err();
+        assert!(err.reason.contains("CALLGATE_DEV"), "{err}");
+    }
+
+    #[test]
+    fn the_dev_files_hold_only_known_dev_secrets() {
+        let env = env_example();
+        for var in ["JWT_SECRET", "LIVEKIT_API_SECRET", "TURN_SECRET"] {
+            assert!(DEV_SECRETS.contains(&env[var]), ".env.example's {var} is listed");
+        }
+        let files = [
+            ("docker-compose.yml", include_str!("../docker-compose.yml")),
+            ("livekit.yaml", include_str!("../livekit.yaml")),
+            ("deploy/livekit.compose.yaml", include_str!("../deploy/livekit.compose.yaml")),
+            ("coturn/turnserver.conf", include_str!("../coturn/turnserver.conf")),
+        ];
+        for (name, text) in files {
+            let values = text.lines().map(str::trim).filter(|l| !l.starts_with('#')).filter_map(|l| {
+                let (key, value) = l.split_once(['=', ':'])?;
+                let key = key.trim().to_ascii_lowercase();
+                let secret = key.contains("secret") || key == "devkey";
+                secret.then(|| value.trim().trim_matches('"'))
+            });
+            let values: Vec<&str> = values.filter(|v| !v.is_empty()).collect();
+            assert!(!values.is_empty(), "{name} has secrets");
+            for value in values {
+                assert!(DEV_SECRETS.contains(&value), "{name}: {value:?} is not in DEV_SECRETS");
+            }
+        }
+    }
+
+    #[test]
+    fn scheduling_is_for_nobody_and_the_admin_listener_off_by_default() {
+        let config = load(&dev()).expect("valid");
+        assert!(config.scheduler_roles.is_empty());
+        assert_eq!(config.admin_port, None);
+        let mut vars = dev();
+        vars.insert("SCHEDULER_ROLES", "clinician, admin");
+        vars.insert("ADMIN_PORT", "9090");
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.scheduler_roles, ["clinician", "admin"]);
+        assert_eq!(config.admin_port, Some(9090));
+        vars.insert("ADMIN_PORT", "8080");
+        assert_eq!(load(&vars).unwrap_err().var, "ADMIN_PORT");
     }
 }

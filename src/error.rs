@@ -200,6 +200,7 @@ codes! {
     OwnRequest = "own_request",
     NotInitiator = "not_initiator",
     ScreenShareNotAllowed = "screen_share_not_allowed",
+    SchedulingNotAllowed = "scheduling_not_allowed",
     // 404
     NotFound = "not_found",
     // 409

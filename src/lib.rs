@@ -18,6 +18,7 @@ pub mod policy;
 pub mod presence;
 pub mod quality;
 pub mod rate_limit;
+pub mod readiness;
 pub mod reconcile;
 pub mod redis_link;
 pub mod reports;

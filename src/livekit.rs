@@ -85,7 +85,10 @@ impl LiveKit {
     /// The call a room belongs to, if it is one of this deployment's rooms.
     pub fn call_of_room(&self, room: &str) -> Option<CallId> {
         let id = room.strip_prefix(&self.prefix)?;
-        Uuid::parse_str(id).ok().map(CallId)
+        // Only the form `room_name` writes (uuid parses braced, URN and
+        // unhyphenated forms too).
+        let call = Uuid::parse_str(id).ok().map(CallId)?;
+        (self.room_name(call) == room).then_some(call)
     }
 
     #[tracing::instrument(skip(self, spec))]
@@ -112,10 +115,12 @@ impl LiveKit {
         }
     }
 
-    /// This deployment's rooms.
+    /// This deployment's rooms: named exactly `<prefix><call id>`. Another
+    /// deployment whose prefix extends ours (`cg-staging-<uuid>` beside
+    /// `cg-<uuid>`) shares the prefix, never that shape.
     pub async fn list_rooms(&self) -> LiveKitResult<Vec<proto::Room>> {
         let rooms = self.rooms_named(Vec::new()).await?;
-        Ok(rooms.into_iter().filter(|r| r.name.starts_with(&self.prefix)).collect())
+        Ok(rooms.into_iter().filter(|r| self.call_of_room(&r.name).is_some()).collect())
     }
 
     /// The rooms of these names (all rooms for none).
@@ -303,6 +308,39 @@ impl TrackSeen {
             TrackKind::Audio => "audio",
             TrackKind::Video => "video",
             TrackKind::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn livekit(prefix: &str) -> LiveKit {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = LiveKitConfig {
+            url: "ws://127.0.0.1:7880".into(),
+            api_url: "http://127.0.0.1:7880".into(),
+            api_key: "key".into(),
+            api_secret: crate::config::Secret::new("0123456789abcdef0123456789abcdef"),
+        };
+        LiveKit::new(&config, prefix, crate::metrics::Metrics::default().livekit())
+    }
+
+    #[test]
+    fn only_rooms_named_prefix_and_call_id_are_this_deployments() {
+        let lk = livekit("cg-");
+        let call = CallId(Uuid::new_v4());
+        assert_eq!(lk.call_of_room(&lk.room_name(call)), Some(call));
+        for foreign in [
+            format!("cg-staging-{}", call.0),
+            format!("cg-{}", call.0.simple()),
+            format!("cg-{{{}}}", call.0),
+            format!("cg-urn:uuid:{}", call.0),
+            format!("cg-{}", call.0.to_string().to_uppercase()),
+            format!("other-{}", call.0),
+        ] {
+            assert_eq!(lk.call_of_room(&foreign), None, "{foreign}");
         }
     }
 }

@@ -63,7 +63,7 @@ async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     callgate::telemetry::init(config.log_format);
     let app = Application::build(config).await?;
-    tracing::info!(port = app.port(), "callgate listening");
+    tracing::info!(port = app.port(), admin_port = ?app.admin_port(), "callgate listening");
     let stop = app.stop_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -87,6 +87,7 @@ fn print_token(
         issuer: var("JWT_ISSUER"),
         audience: var("JWT_AUDIENCE"),
         gender_claim: var("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
+        max_age: None,
     };
     callgate::domain::UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
     let token = DevToken { user, name, gender, roles, ttl: std::time::Duration::from_secs(ttl) };

@@ -18,6 +18,8 @@ use crate::state::AppState;
 
 pub struct Application {
     listener: TcpListener,
+    /// The operations listener (`ADMIN_PORT`), if configured.
+    admin: Option<TcpListener>,
     state: AppState,
     stop: CancellationToken,
 }
@@ -31,6 +33,20 @@ impl Application {
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
             .await
             .with_context(|| format!("binding port {}", config.port))?;
+        let admin = match config.admin_port {
+            Some(port) => Some(
+                TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+                    .await
+                    .with_context(|| format!("binding ADMIN_PORT {port}"))?,
+            ),
+            None => None,
+        };
+        if config.dev_mode {
+            tracing::warn!(
+                "CALLGATE_DEV=true: development secrets and short secrets are accepted; \
+                 never run a production service like this"
+            );
+        }
         let db = PgPoolOptions::new()
             .max_connections(config.database_pool_size.max(2))
             .min_connections(config.database_pool_min.min(config.database_pool_size))
@@ -42,11 +58,16 @@ impl Application {
         let redis = RedisLink::new(config.redis_url.expose()).context("REDIS_URL")?;
         let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
         let state = AppState::new(config, db, redis, auth);
-        Ok(Self { listener, state, stop: CancellationToken::new() })
+        Ok(Self { listener, admin, state, stop: CancellationToken::new() })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The operations listener's port (`/metrics`, detailed `/ready`), if any.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn state(&self) -> AppState {
@@ -59,8 +80,18 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { listener, state, stop } = self;
+        let Application { listener, admin, state, stop } = self;
         let mut jobs = JoinSet::new();
+        if let Some(admin) = admin {
+            let (router, stopped) = (crate::http::admin_router(state.clone()), stop.clone());
+            jobs.spawn(async move {
+                let served =
+                    axum::serve(admin, router).with_graceful_shutdown(stopped.cancelled_owned()).await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "the operations listener failed");
+                }
+            });
+        }
         jobs.spawn(crate::deadlines::run(state.clone(), stop.clone()));
         jobs.spawn(crate::reconcile::run(state.clone(), stop.clone()));
         jobs.spawn(crate::webhook_inbox::run(state.clone(), stop.clone()));

@@ -27,6 +27,8 @@ pub struct Inner {
     pub events: Events,
     /// This application's figures (not the process's: tests run many apps).
     pub metrics: Metrics,
+    // issue 16 A
+    pub readiness: crate::readiness::Cache,
 }
 
 #[derive(Clone)]
@@ -51,6 +53,7 @@ impl AppState {
             webhook_inbox: Default::default(),
             events: Events::default(),
             metrics,
+            readiness: Default::default(),
             livekit,
             config,
             db,

@@ -3,6 +3,8 @@
 //! `base64(HMAC-SHA1(secret, username))`.
 
 use base64::Engine;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -31,7 +33,17 @@ pub struct TurnCredentials {
 }
 
 pub fn credentials(config: &TurnConfig, user_id: &str, now: DateTime<Utc>) -> TurnCredentials {
-    let ttl = config.ttl.as_secs();
+    credentials_valid_for(config, user_id, now, config.ttl)
+}
+
+/// Credentials that expire `ttl` from `now` (bounded by `TURN_TTL`'s range).
+pub fn credentials_valid_for(
+    config: &TurnConfig,
+    user_id: &str,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> TurnCredentials {
+    let ttl = ttl.as_secs().min(MAX_TTL_SECS);
     let expires_at = now + chrono::Duration::seconds(ttl as i64);
     let username = format!("{}:{}", expires_at.timestamp(), user_id);
     TurnCredentials {
@@ -50,14 +62,46 @@ pub fn sign(secret: &str, username: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The longest credential this service signs (a day, `TURN_TTL`'s maximum).
+const MAX_TTL_SECS: u64 = 86_400;
+
+/// How long credentials for someone in a call may last: `TURN_TTL`, and no
+/// longer than the call may still last (`MAX_CALL_DURATION` from when it
+/// became active, or from now if it is not active yet); a second at least.
+pub fn ttl_in_call(
+    turn_ttl: Duration,
+    max_call_duration: Duration,
+    connected_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Duration {
+    let remaining = match connected_at {
+        Some(at) => {
+            let elapsed = (now - at).to_std().unwrap_or_default();
+            max_call_duration.saturating_sub(elapsed)
+        }
+        None => max_call_duration,
+    };
+    turn_ttl.min(remaining).max(Duration::from_secs(1))
+}
+
 /// The STUN servers, then the TURN servers with fresh credentials.
 pub fn ice_servers(config: &TurnConfig, user_id: &str, now: DateTime<Utc>) -> Vec<IceServer> {
+    ice_servers_valid_for(config, user_id, now, config.ttl)
+}
+
+/// As [`ice_servers`], the TURN credentials valid for `ttl`.
+pub fn ice_servers_valid_for(
+    config: &TurnConfig,
+    user_id: &str,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Vec<IceServer> {
     let mut servers = Vec::new();
     if !config.stun_uris.is_empty() {
         servers.push(IceServer { urls: config.stun_uris.clone(), username: None, credential: None });
     }
     if !config.uris.is_empty() {
-        let creds = credentials(config, user_id, now);
+        let creds = credentials_valid_for(config, user_id, now, ttl);
         servers.push(IceServer {
             urls: creds.uris,
             username: Some(creds.username),
@@ -71,7 +115,6 @@ pub fn ice_servers(config: &TurnConfig, user_id: &str, now: DateTime<Utc>) -> Ve
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use std::time::Duration;
 
     fn config() -> TurnConfig {
         TurnConfig {
@@ -102,5 +145,18 @@ mod tests {
         assert_eq!(servers.len(), 2);
         assert!(servers[0].username.is_none());
         assert!(servers[1].credential.is_some());
+    }
+
+    #[test]
+    fn credentials_last_no_longer_than_the_call_may() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        let (hour, four_hours) = (Duration::from_secs(3600), Duration::from_secs(14_400));
+        assert_eq!(ttl_in_call(hour, four_hours, None, now), hour, "TURN_TTL when the call may last longer");
+        let active_since = |secs: i64| Some(now - chrono::Duration::seconds(secs));
+        assert_eq!(ttl_in_call(hour, four_hours, active_since(14_000), now), Duration::from_secs(400));
+        assert_eq!(ttl_in_call(hour, four_hours, active_since(20_000), now), Duration::from_secs(1));
+        assert_eq!(ttl_in_call(hour, Duration::from_secs(600), None, now), Duration::from_secs(600));
+        let creds = credentials_valid_for(&config(), "alice", now, Duration::from_secs(400));
+        assert_eq!((creds.username.as_str(), creds.ttl_seconds), ("1700000400:alice", 400));
     }
 }

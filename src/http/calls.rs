@@ -14,6 +14,7 @@ use crate::auth::AuthUser;
 use crate::calls::{self, StartCall};
 use crate::domain::{CallId, CallType, UserId};
 use crate::error::{ApiError, Code};
+use crate::http::bounds;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
 use crate::state::AppState;
@@ -73,7 +74,8 @@ struct StartBody {
     /// Any reference of the host application's, 1 to 256 printable characters.
     #[schema(min_length = 1, max_length = 256)]
     external_ref: Option<String>,
-    /// An appointment: skip ringing, everyone counts as having accepted.
+    /// An appointment: skip ringing, everyone counts as having accepted. Only for the roles of
+    /// `SCHEDULER_ROLES` (none by default).
     #[serde(default)]
     scheduled: bool,
 }
@@ -125,12 +127,14 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
 /// Start a call: creates its LiveKit room and rings the invitees.
 ///
 /// Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
-/// `too_many_participants`; 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
+/// `too_many_participants`; 403 `scheduling_not_allowed` (`scheduled` without a role of
+/// `SCHEDULER_ROLES`); 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
 /// `busy`), `callee_offline` (when `REQUIRE_CALLEE_ONLINE`); 429 `rate_limited`.
 #[utoipa::path(post, path = "/calls", operation_id = "startCall", tag = "calls", request_body = StartBody,
     responses(
         (status = 201, description = "The call, ringing; the caller's LiveKit join details", body = CallWithJoin),
         (status = 400, response = BadRequest),
+        (status = 403, response = crate::http::openapi::Forbidden),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
     ))]
@@ -294,7 +298,8 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (micros, id) = raw.split_once('|')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?).filter(|at| bounds::is_sane(*at))?;
+    Some((at, Uuid::parse_str(id).ok()?))
 }
 
 /// The caller's calls, newest first.
@@ -349,5 +354,16 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
         assert_eq!(decode_cursor("garbage"), None);
+    }
+
+    #[test]
+    fn a_cursor_with_an_extreme_time_is_not_one_this_service_issued() {
+        let forged = |micros: i64| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{micros}|{}", Uuid::new_v4()))
+        };
+        assert_eq!(decode_cursor(&forged(i64::MIN)), None);
+        assert_eq!(decode_cursor(&forged(-8_210_298_412_800_000_000)), None, "year -258000");
+        assert_eq!(decode_cursor(&forged(i64::MAX)), None);
+        assert!(decode_cursor(&forged(1_700_000_000_000_000)).is_some());
     }
 }

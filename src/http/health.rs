@@ -5,10 +5,16 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::readiness;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
+}
+
+/// The operations listener's (`ADMIN_PORT`): readiness with each dependency named.
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready_in_detail))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -38,6 +44,27 @@ impl Check {
     }
 }
 
+fn status_of(checks: &readiness::Checks) -> StatusCode {
+    if checks.all_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Readiness {
+    status: Check,
+}
+
+/// PostgreSQL, Redis and LiveKit answer (readiness). Probed at most once a second per instance,
+/// however often asked; which dependency is down is told on the operations listener only.
+#[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency does not answer", body = Readiness),
+    ))]
+async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let checks = readiness::check(&app).await;
+    (status_of(&checks), Json(Readiness { status: Check::of(checks.all_ok()) }))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct Checks {
     postgres: Check,
@@ -46,28 +73,23 @@ struct Checks {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct Readiness {
+struct DetailedReadiness {
     status: Check,
     checks: Checks,
 }
 
-/// Every dependency answers within 5 s: PostgreSQL, Redis and LiveKit (readiness).
-#[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "operations",
+/// Each dependency answers within 5 s: PostgreSQL, Redis and LiveKit (probed as `/ready` is).
+#[utoipa::path(get, path = "/ready", operation_id = "readyInDetail", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "A dependency does not answer", body = Readiness),
+        (status = 200, description = "Ready", body = DetailedReadiness),
+        (status = 503, description = "A dependency does not answer", body = DetailedReadiness),
     ))]
-async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let timeout = std::time::Duration::from_secs(5);
-    let (db, redis, livekit) = tokio::join!(
-        tokio::time::timeout(timeout, sqlx::query("select 1").execute(&app.db)),
-        tokio::time::timeout(timeout, app.redis.ping()),
-        tokio::time::timeout(timeout, app.livekit.ping()),
-    );
-    let db = matches!(db, Ok(Ok(_)));
-    let redis = matches!(redis, Ok(Ok(())));
-    let livekit = matches!(livekit, Ok(Ok(())));
-    let status = if db && redis && livekit { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let checks = Checks { postgres: Check::of(db), redis: Check::of(redis), livekit: Check::of(livekit) };
-    (status, Json(Readiness { status: Check::of(db && redis && livekit), checks }))
+async fn ready_in_detail(State(app): State<AppState>) -> (StatusCode, Json<DetailedReadiness>) {
+    let checks = readiness::check(&app).await;
+    let detail = Checks {
+        postgres: Check::of(checks.postgres),
+        redis: Check::of(checks.redis),
+        livekit: Check::of(checks.livekit),
+    };
+    (status_of(&checks), Json(DetailedReadiness { status: Check::of(checks.all_ok()), checks: detail }))
 }

@@ -11,8 +11,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
-/// Prometheus metrics (OpenMetrics text; the README lists them). No authentication, like
-/// `/health`: keep it off the public network.
+/// Prometheus metrics (OpenMetrics text; the README lists them). Served on the operations
+/// listener (`ADMIN_PORT`) only, without authentication: keep that port off the public network.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses(
         (status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),

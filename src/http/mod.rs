@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
+mod bounds;
 mod calls;
 mod events;
 mod health;
@@ -34,8 +35,22 @@ fn parts() -> openapi::Parts {
         .merge(quality::router())
         .merge(reports::router())
         .merge(events::router());
-    let top = OpenApiRouter::new().merge(health::router()).merge(metrics::router()).merge(webhooks::router());
+    let top = OpenApiRouter::new().merge(health::router()).merge(webhooks::router());
     openapi::parts(api, top)
+}
+
+/// The operations listener (`ADMIN_PORT`, issue 16 A): metrics and the
+/// detailed readiness, never served on the public port. Its routes are
+/// documented like the others' but not in the public document.
+pub fn admin_router(state: AppState) -> Router {
+    let (routes, _) =
+        OpenApiRouter::new().merge(health::admin_router()).merge(metrics::router()).split_for_parts();
+    routes
+        .fallback(|| async { crate::error::ApiError::NotFound })
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            tracing::info_span!("admin_request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
 }
 
 /// The OpenAPI document of every route [`router`] serves.

@@ -48,7 +48,8 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "events", description = "The per-user event stream (WebSocket)."),
         (name = "turn", description = "Coturn credentials and ICE servers."),
         (name = "livekit", description = "LiveKit's webhooks."),
-        (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "operations", description = "Health, readiness and this document (metrics and the \
+            detailed readiness are on the operations listener, `ADMIN_PORT`)."),
     ),
 )]
 struct ApiDoc;
@@ -186,7 +187,7 @@ problem_response!(
 problem_response!(
     Forbidden,
     "The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, \
-     `did_not_take_part`, `admin_only`."
+     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`."
 );
 problem_response!(
     NotFound,

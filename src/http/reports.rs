@@ -7,6 +7,7 @@ use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::http::bounds;
 use crate::http::calls::CallPath;
 use crate::http::json::ApiQuery;
 use crate::http::openapi::{BadRequest, NotFound, Unprocessable};
@@ -85,10 +86,10 @@ async fn timeline(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct StatsQuery {
-    /// Start of the window (RFC 3339); default a day before `to`.
+    /// Start of the window (RFC 3339, 1970 to 9999); default a day before `to`.
     #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
-    /// End of the window (RFC 3339); default now.
+    /// End of the window (RFC 3339, 1970 to 9999); default now.
     #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
 }
@@ -96,7 +97,8 @@ struct StatsQuery {
 /// Aggregate statistics over a window: calls by outcome, success rate, durations, ring-to-answer
 /// time, video requests, quality. For tokens with the `admin` role only.
 ///
-/// Errors: 403 `admin_only`; 422 `invalid_field` (`from`, `to`, `from` not before `to`).
+/// Errors: 403 `admin_only`; 422 `invalid_field` (`from`, `to`: not RFC 3339, or outside 1970 to
+/// 9999; `from` not before `to`).
 #[utoipa::path(get, path = "/stats", operation_id = "stats", tag = "reports", params(StatsQuery),
     responses(
         (status = 200, description = "The statistics", body = Stats),
@@ -110,10 +112,16 @@ async fn stats(
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, ApiError> {
     let time = |name: &str, raw: Option<&str>| {
-        param::<DateTime<chrono::FixedOffset>>(name, raw, |_| true).map(|t| t.map(|t| t.with_timezone(&Utc)))
+        let sane = |t: &DateTime<chrono::FixedOffset>| bounds::is_sane(t.with_timezone(&Utc));
+        param::<DateTime<chrono::FixedOffset>>(name, raw, sane)
+            .map(|t| t.map(|t| t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::invalid(name, format!("{name} must be an RFC 3339 time, {}", bounds::RANGE))
+            })
     };
     let to = time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
-    let from = time("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::days(1));
+    let a_day_before = to.checked_sub_signed(chrono::Duration::days(1)).unwrap_or(to);
+    let from = time("from", q.from.as_deref())?.unwrap_or(a_day_before);
     if from >= to {
         return Err(ApiError::invalid("from", "from must be before to"));
     }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -5,18 +7,38 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
+use crate::error::{ApiError, Code};
+use crate::http::openapi::Conflict;
 use crate::state::AppState;
+use crate::store;
 use crate::turn::{self, IceServer, TurnCredentials};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(credentials)).routes(routes!(ice_servers))
 }
 
-/// Coturn REST credentials for the caller (`use-auth-secret`), valid for `TURN_TTL`.
+/// How long the caller's TURN credentials may last: only someone present in
+/// a live call gets any (a relay for every account would be an open relay).
+async fn ttl_for(app: &AppState, user: &AuthUser) -> Result<Duration, ApiError> {
+    let (_, connected_at) = store::present_call_of(&app.db, &user.id).await?.ok_or_else(|| {
+        ApiError::conflict(Code::NotInCall, "TURN credentials are for participants of a live call")
+    })?;
+    let max = app.config.timeouts.max_call_duration;
+    Ok(turn::ttl_in_call(app.config.turn.ttl, max, connected_at, chrono::Utc::now()))
+}
+
+/// Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
+/// initiator), valid for `TURN_TTL` and no longer than the call may still last.
+///
+/// Errors: 409 `not_in_call` (the caller is in no live call).
 #[utoipa::path(get, path = "/turn/credentials", operation_id = "turnCredentials", tag = "turn",
-    responses((status = 200, description = "Credentials", body = TurnCredentials)))]
-async fn credentials(State(app): State<AppState>, user: AuthUser) -> Json<TurnCredentials> {
-    Json(turn::credentials(&app.config.turn, user.id.as_str(), chrono::Utc::now()))
+    responses(
+        (status = 200, description = "Credentials", body = TurnCredentials),
+        (status = 409, response = Conflict),
+    ))]
+async fn credentials(State(app): State<AppState>, user: AuthUser) -> Result<Json<TurnCredentials>, ApiError> {
+    let ttl = ttl_for(&app, &user).await?;
+    Ok(Json(turn::credentials_valid_for(&app.config.turn, user.id.as_str(), chrono::Utc::now(), ttl)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,9 +47,17 @@ struct IceServers {
     ice_servers: Vec<IceServer>,
 }
 
-/// The ICE servers to hand `RTCPeerConnection` (STUN, and TURN with fresh credentials).
+/// The ICE servers to hand `RTCPeerConnection` (STUN, and TURN with fresh credentials), for a
+/// participant of a live call, as `/turn/credentials`.
+///
+/// Errors: 409 `not_in_call` (the caller is in no live call).
 #[utoipa::path(get, path = "/ice-servers", operation_id = "iceServers", tag = "turn",
-    responses((status = 200, description = "ICE servers", body = IceServers)))]
-async fn ice_servers(State(app): State<AppState>, user: AuthUser) -> Json<IceServers> {
-    Json(IceServers { ice_servers: app.ice_servers(&user.id) })
+    responses(
+        (status = 200, description = "ICE servers", body = IceServers),
+        (status = 409, response = Conflict),
+    ))]
+async fn ice_servers(State(app): State<AppState>, user: AuthUser) -> Result<Json<IceServers>, ApiError> {
+    let ttl = ttl_for(&app, &user).await?;
+    let servers = turn::ice_servers_valid_for(&app.config.turn, user.id.as_str(), chrono::Utc::now(), ttl);
+    Ok(Json(IceServers { ice_servers: servers }))
 }

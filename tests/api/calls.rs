@@ -227,7 +227,7 @@ async fn when_livekit_is_unreachable_no_call_is_left_live() {
 #[tokio::test]
 async fn ready_reports_every_dependency() {
     let app = spawn_app().await;
-    let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    let resp = app.http.get(app.admin_url("/ready")).send().await.expect("sent");
     let status = resp.status();
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok", "livekit": "ok"}));
@@ -241,6 +241,8 @@ async fn ready_says_which_dependency_is_down() {
     let app =
         spawn_app_configured(|c| c.redis_url = callgate::config::Secret::new("redis://127.0.0.1:9")).await;
     let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "in public, only that it is not ready");
+    let resp = app.http.get(app.admin_url("/ready")).send().await.expect("sent");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["checks"]["redis"], "unavailable");
@@ -266,8 +268,8 @@ async fn the_connect_timeout_fails_a_call_nobody_joins() {
 
 #[tokio::test]
 async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
-    let app = spawn_app().await;
-    let (doctor, patient) = (app.user("female"), app.user("male"));
+    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
+    let (doctor, patient) = (app.user_with_roles("female", &["clinician"]), app.user("male"));
     let (status, body) = app
         .post("/api/v1/calls", &doctor, json!({"participantIds": [patient.id], "type": "video", "scheduled": true, "externalRef": "appointment-42"}))
         .await;
@@ -282,6 +284,28 @@ async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
     let (status, body) = app.call_action(&call, "token", &patient, json!({})).await;
     assert_eq!(status, StatusCode::OK, "the patient joins when ready: {body}");
     assert_eq!(body["join"]["identity"], patient.id.as_str());
+}
+
+#[tokio::test]
+async fn only_the_roles_of_scheduler_roles_may_make_people_busy_without_ringing_them() {
+    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
+    let (mallory, admin, victim) =
+        (app.user("male"), app.user_with_roles("female", &["admin"]), app.user("female"));
+    for who in [&mallory, &admin] {
+        let body = json!({"participantIds": [victim.id], "type": "audio", "scheduled": true});
+        let (status, problem) = app.post("/api/v1/calls", who, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert_eq!(problem["code"], "scheduling_not_allowed");
+    }
+    let (_, active) = app.get("/api/v1/calls/active", &victim).await;
+    assert_eq!(active["calls"], json!([]), "the victim is in no call");
+    app.ring(&mallory, &[&victim], "audio").await;
+
+    let nobody = spawn_app().await;
+    let clinician = nobody.user_with_roles("female", &["clinician"]);
+    let body = json!({"participantIds": [nobody.user("male").id], "type": "audio", "scheduled": true});
+    let (status, _) = nobody.post("/api/v1/calls", &clinician, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "SCHEDULER_ROLES is empty by default: nobody schedules");
 }
 
 /// Each read takes one pooled connection at a time: many more readers than

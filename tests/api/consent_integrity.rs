@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::consent::{answer, call_in_room, camera_right, participants, request_video, revoke, video};
 use crate::helpers::lk_client::LkClient;
-use crate::helpers::{TestApp, TestUser, eventually, spawn_app};
+use crate::helpers::{TestApp, TestUser, eventually, spawn_app, spawn_app_configured};
 
 const VIDEO: i32 = proto::TrackType::Video as i32;
 
@@ -301,7 +301,7 @@ async fn a_revoke_by_a_non_consenter_while_video_is_off_answers_the_same_whoever
 
 #[tokio::test]
 async fn a_scheduled_call_counts_each_invitee_as_herself() {
-    let app = spawn_app().await;
+    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["scheduler".into()]).await;
     let (w1, w2, m) = (app.user_with_roles("female", &["scheduler"]), app.user("female"), app.user("male"));
     let body = json!({"participantIds": [w2.id, m.id], "type": "audio", "scheduled": true});
     let (status, started) = app.post("/api/v1/calls", &w1, body).await;

@@ -1,6 +1,8 @@
-//! `GET /metrics`: Prometheus figures of the app that served the requests
-//! (each app has a registry of its own, so these tests run side by side),
-//! in OpenMetrics text, with no token.
+//! `GET /metrics` on the operations listener (`ADMIN_PORT`, never the public
+//! port): Prometheus figures of the app that served the requests (each app
+//! has a registry of its own, so these tests run side by side), in
+//! OpenMetrics text, with no token. And readiness: cheap in public, in detail
+//! on the operations listener.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -120,9 +122,9 @@ fn parse_sample(line: &str) -> Sample {
 }
 
 impl TestApp {
-    /// Scrapes this app as Prometheus would: no token.
+    /// Scrapes this app as Prometheus would: on the operations listener, no token.
     async fn scrape(&self) -> Scrape {
-        let response = self.http.get(self.url("/metrics")).send().await.expect("scraped");
+        let response = self.http.get(self.admin_url("/metrics")).send().await.expect("scraped");
         assert_eq!(response.status(), StatusCode::OK);
         let content_type = response.headers()["content-type"].to_str().expect("a content type").to_owned();
         assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
@@ -166,6 +168,38 @@ async fn metrics_need_no_token_and_parse_as_openmetrics_text() {
         assert!(scrape.get("callgate_live_calls", &[("state", state)]).is_some(), "{state}");
     }
     assert!(!scrape.has_family("callgate_app_webhook_backlog"), "no backlog without APP_WEBHOOK_URL");
+}
+
+#[tokio::test]
+async fn metrics_and_detailed_readiness_are_not_served_on_the_public_port() {
+    let app = spawn_app().await;
+    let public = app.http.get(app.url("/metrics")).send().await.expect("sent");
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let ready: serde_json::Value =
+        app.http.get(app.url("/ready")).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(ready, json!({"status": "ok"}), "which dependency is down is not told in public");
+    let admin = app.http.get(app.admin_url("/ready")).send().await.expect("sent");
+    assert_eq!(admin.status(), StatusCode::OK);
+    let detail: serde_json::Value = admin.json().await.expect("json");
+    assert_eq!(detail["checks"], json!({"postgres": "ok", "redis": "ok", "livekit": "ok"}));
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_probes_asks_livekit_at_most_once_a_second() {
+    let app = spawn_unreconciled_app().await;
+    let list_rooms = |scrape: &Scrape| {
+        scrape.count("callgate_livekit_request_duration_seconds_count", &[("method", "list_rooms")])
+    };
+    let before = list_rooms(&app.scrape().await);
+    let started = std::time::Instant::now();
+    let probes =
+        (0..50).map(|_| async { app.http.get(app.url("/ready")).send().await.expect("sent").status() });
+    for status in futures::future::join_all(probes).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    let asked = list_rooms(&app.scrape().await) - before;
+    assert!(asked >= 1.0 && asked <= seconds + 1.0, "50 probes in {seconds} s asked LiveKit {asked} times");
 }
 
 #[tokio::test]

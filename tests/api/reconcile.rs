@@ -294,3 +294,34 @@ async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label
     assert_eq!(status, StatusCode::CONFLICT, "no new token");
     drop(others);
 }
+
+/// issue 16 A: with `ROOM_PREFIX=cg-`, `cg-staging-<uuid>` is another
+/// deployment's room on the same LiveKit; only `<prefix><uuid>` is ours.
+#[tokio::test]
+async fn a_room_of_another_deployment_sharing_the_prefix_is_left_alone() {
+    let app = spawn_app_with(Options {
+        isolated: true,
+        configure: Box::new(|c| {
+            c.orphan_room_grace = Duration::from_secs(1);
+            // Only the pass the test makes, after the rooms exist.
+            c.reconcile_interval = Duration::from_secs(3600);
+        }),
+    })
+    .await;
+    let prefix = &app.config.room_prefix;
+    let foreign = format!("{prefix}staging-{}", Uuid::new_v4());
+    let stray = format!("{prefix}{}", Uuid::new_v4());
+    for room in [&foreign, &stray] {
+        let options = CreateRoomOptions { empty_timeout: 600, ..Default::default() };
+        livekit_rooms().create_room(room, options).await.expect("room created");
+    }
+    // Older than the grace, LiveKit's creation time being in whole seconds.
+    tokio::time::sleep(app.config.orphan_room_grace + Duration::from_secs(1)).await;
+
+    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let foreign_kept = room_exists(&foreign).await;
+    let _ = livekit_rooms().delete_room(&foreign).await;
+    assert!(foreign_kept, "{foreign} was deleted: {pass:?}");
+    assert!(!room_exists(&stray).await, "the pass ran: a room of ours that no call owns is deleted");
+    assert_eq!(pass.rooms_deleted, 1, "{pass:?}");
+}

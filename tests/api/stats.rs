@@ -173,3 +173,27 @@ async fn statistics_are_for_administrators_and_check_their_window() {
     assert_eq!(body["successRate"], json!(null), "no ended call, no rate");
     assert_eq!(body["durationSeconds"], json!({"average": null, "p95": null}));
 }
+
+/// issue 16 A: a signed six-digit year used to drop the connection (date
+/// arithmetic panicked); every date is bounded where it is parsed.
+#[tokio::test]
+async fn a_date_outside_the_years_1970_to_9999_is_refused_naming_it() {
+    let app = spawn_unreconciled_app().await;
+    let admin = app.user_with_roles("female", &["admin"]);
+    for (query, field) in [
+        ("to=-262143-01-01T00:00:00Z", "to"),
+        ("to=%2B262142-12-31T23:59:59Z", "to"),
+        ("from=0001-01-01T00:00:00Z&to=2021-03-01T00:00:00Z", "from"),
+        ("from=1969-12-31T23:59:59Z", "from"),
+        ("from=2021-03-01T00:00:00Z&to=10000-01-01T00:00:00Z", "to"),
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/stats?{query}"), &admin).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
+    let (status, body) = app.get("/api/v1/stats?to=1970-01-01T00:00:00Z", &admin).await;
+    assert_eq!(status, StatusCode::OK, "the first day of the range: {body}");
+    let (status, body) =
+        app.get("/api/v1/stats?from=1970-01-01T00:00:00Z&to=9999-12-31T23:59:59Z", &admin).await;
+    assert_eq!(status, StatusCode::OK, "the whole range: {body}");
+}

@@ -1,12 +1,20 @@
-//! TURN credentials against the real Coturn (`use-auth-secret`).
+//! TURN credentials against the real Coturn (`use-auth-secret`), for
+//! participants of a live call only.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_configured};
+
+/// Alice, who has just called someone (the initiator is present in her call).
+async fn calling(app: &TestApp) -> TestUser {
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    app.ring(&alice, &[&bob], "audio").await;
+    alice
+}
 
 struct Allocation {
     succeeded: bool,
@@ -32,7 +40,7 @@ async fn allocate(username: &str, password: &str) -> Allocation {
 #[tokio::test]
 async fn issued_turn_credentials_allocate_on_coturn() {
     let app = spawn_app().await;
-    let alice = app.user("female");
+    let alice = calling(&app).await;
     let (status, creds) = app.get("/api/v1/turn/credentials", &alice).await;
     assert_eq!(status, StatusCode::OK, "{creds}");
     let username = creds["username"].as_str().expect("username");
@@ -46,7 +54,7 @@ async fn issued_turn_credentials_allocate_on_coturn() {
 #[tokio::test]
 async fn a_tampered_turn_credential_is_refused_by_coturn() {
     let app = spawn_app().await;
-    let alice = app.user("female");
+    let alice = calling(&app).await;
     let (_, creds) = app.get("/api/v1/turn/credentials", &alice).await;
     let credential = creds["credential"].as_str().expect("credential");
     let tampered = format!("{}{}", if credential.starts_with('A') { 'B' } else { 'A' }, &credential[1..]);
@@ -68,7 +76,7 @@ async fn an_expired_turn_credential_is_refused_by_coturn() {
 #[tokio::test]
 async fn ice_servers_carry_stun_and_turn_with_credentials() {
     let app = spawn_app().await;
-    let alice = app.user("female");
+    let alice = calling(&app).await;
     let (status, body) = app.get("/api/v1/ice-servers", &alice).await;
     assert_eq!(status, StatusCode::OK);
     let servers = body["iceServers"].as_array().expect("iceServers");
@@ -82,4 +90,71 @@ async fn ice_servers_carry_stun_and_turn_with_credentials() {
             .all(|u| u.as_str().is_some_and(|u| u.starts_with("turn:")))
     );
     assert!(servers.iter().any(|s| s["urls"][0].as_str().is_some_and(|u| u.starts_with("stun:"))));
+}
+
+#[tokio::test]
+async fn turn_credentials_are_only_for_those_present_in_a_live_call() {
+    let app = spawn_app().await;
+    let (alice, bob, loner) = (app.user("female"), app.user("male"), app.user("female"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let refused = |status: StatusCode, body: &Value, who: &str| {
+        assert_eq!(status, StatusCode::CONFLICT, "{who}: {body}");
+        assert_eq!(body["code"], "not_in_call", "{who}");
+    };
+    for path in ["/api/v1/turn/credentials", "/api/v1/ice-servers"] {
+        let (status, body) = app.get(path, &loner).await;
+        refused(status, &body, "someone in no call");
+        let (status, body) = app.get(path, &bob).await;
+        refused(status, &body, "an invitee who has not answered");
+        let (status, body) = app.get(path, &alice).await;
+        assert_eq!(status, StatusCode::OK, "the caller: {body}");
+    }
+    let (status, _) = app.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/turn/credentials", &bob).await.0, StatusCode::OK, "once he answered");
+    app.call_action(&call, "end", &alice, json!({})).await;
+    let (status, body) = app.get("/api/v1/turn/credentials", &alice).await;
+    refused(status, &body, "after the end");
+}
+
+#[tokio::test]
+async fn turn_credentials_last_no_longer_than_the_call_may() {
+    let app = spawn_app_configured(|c| c.timeouts.max_call_duration = Duration::from_secs(120)).await;
+    let alice = calling(&app).await;
+    assert_eq!(app.config.turn.ttl, Duration::from_secs(3600), "TURN_TTL of .env.example");
+    let (status, creds) = app.get("/api/v1/turn/credentials", &alice).await;
+    assert_eq!(status, StatusCode::OK, "{creds}");
+    assert_eq!(creds["ttlSeconds"], 120, "{creds}");
+    let expiry: i64 =
+        creds["username"].as_str().and_then(|u| u.split(':').next()?.parse().ok()).expect("expiry");
+    let left = expiry - chrono::Utc::now().timestamp();
+    assert!((110..=121).contains(&left), "the username expires with the call: {left} s");
+}
+
+#[test]
+fn the_production_coturn_example_relays_into_no_private_range_and_has_quotas() {
+    let conf = include_str!("../../coturn/turnserver.prod.conf");
+    let lines: Vec<&str> =
+        conf.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for range in [
+        "10.0.0.0-10.255.255.255",
+        "172.16.0.0-172.31.255.255",
+        "192.168.0.0-192.168.255.255",
+        "100.64.0.0-100.127.255.255",
+        "127.0.0.0-127.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "::-::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ] {
+        assert!(lines.contains(&format!("denied-peer-ip={range}").as_str()), "denies {range}");
+    }
+    for option in ["use-auth-secret", "no-cli", "no-tcp-relay", "no-multicast-peers"] {
+        assert!(lines.contains(&option), "{option}");
+    }
+    for quota in ["user-quota=", "total-quota="] {
+        assert!(lines.iter().any(|l| l.starts_with(quota)), "{quota}");
+    }
+    assert!(!lines.contains(&"allow-loopback-peers"), "loopback peers stay refused");
+    assert!(!lines.iter().any(|l| l.starts_with("static-auth-secret=")), "no secret ships with it");
 }

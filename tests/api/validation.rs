@@ -134,3 +134,19 @@ async fn a_bad_history_cursor_or_limit_is_refused() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "limit");
 }
+
+/// issue 16 A: a history cursor holding a time PostgreSQL cannot store used
+/// to answer 500.
+#[tokio::test]
+async fn a_history_cursor_with_an_extreme_time_is_a_bad_cursor() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let alice = app.user("female");
+    for micros in [i64::MIN, -8_210_298_412_800_000_000, i64::MAX, -1] {
+        let raw = format!("{micros}|{}", uuid::Uuid::new_v4());
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let (status, body) = app.get(&format!("/api/v1/calls/history?cursor={cursor}"), &alice).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{micros}: {body}");
+        assert_eq!((body["code"].clone(), body["field"].clone()), (json!("invalid_cursor"), json!("cursor")));
+    }
+}

@@ -30,6 +30,8 @@ pub fn shared_prefix() -> String {
 
 pub struct TestApp {
     pub address: String,
+    /// The operations listener (`/metrics`, detailed `/ready`).
+    pub admin_address: String,
     pub state: AppState,
     pub config: Config,
     pub http: reqwest::Client,
@@ -70,6 +72,7 @@ pub fn base_config() -> Config {
     config.database_pool_size = 16;
     // PostgreSQL logins are slow on a loaded two-core machine.
     config.database_acquire_timeout = Duration::from_secs(30);
+    config.admin_port = Some(0);
     config
 }
 
@@ -97,10 +100,18 @@ pub async fn start(config: Config) -> TestApp {
     callgate::telemetry::init(config.log_format);
     let app = Application::build(config.clone()).await.expect("the app builds");
     let port = app.port();
+    let admin_port = app.admin_port().expect("test apps have an operations listener (base_config)");
     let state = app.state();
     let stop = app.stop_token();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), state, config, http: reqwest::Client::new(), stop }
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        admin_address: format!("http://127.0.0.1:{admin_port}"),
+        state,
+        config,
+        http: reqwest::Client::new(),
+        stop,
+    }
 }
 
 /// An app on a given database (from `isolated_database`): apps started on
@@ -229,6 +240,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// A URL on the operations listener (`ADMIN_PORT`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{}", self.admin_address, path)
     }
 
     pub async fn send(

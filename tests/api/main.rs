@@ -19,6 +19,7 @@ mod quality;
 mod rate_limits;
 mod reconcile;
 mod restart;
+mod stall;
 mod stats;
 mod turn;
 mod validation;

@@ -107,7 +107,7 @@ async fn while_livekit_hangs_the_api_answers_and_webhooks_of_every_call_are_hand
     for (call, _, her) in &calls {
         let event =
             participant_event("participant_joined", &app.room_name(call), &her.id, now_ms, now_ms / 1000);
-        assert_eq!(app.deliver(&event).await, StatusCode::OK);
+        assert!(app.deliver(&event).await.is_success());
     }
     for (call, him, her) in &calls {
         app.wait_for_call(call, him, Duration::from_secs(3), |c| {

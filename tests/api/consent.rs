@@ -36,6 +36,29 @@ pub async fn call_in_room(
     (call, a, b)
 }
 
+/// A group call: `caller` rings `callees`, who all answer, and everyone joins
+/// the room. Returns the call, the caller's client, the callees' clients and
+/// their join tokens, in order. (Whether the call is active depends on the
+/// app hearing LiveKit's webhooks; callers wait for that themselves.)
+pub async fn group_in_room(
+    app: &TestApp,
+    caller: &TestUser,
+    callees: &[&TestUser],
+) -> (String, LkClient, Vec<LkClient>, Vec<String>) {
+    let (call, started) = app.ring(caller, callees, "audio").await;
+    let url = started["join"]["url"].as_str().expect("url").to_owned();
+    let first =
+        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
+    let (mut clients, mut tokens) = (Vec::new(), Vec::new());
+    for callee in callees {
+        let (_, body) = app.call_action(&call, "accept", callee, json!({})).await;
+        let token = body["join"]["token"].as_str().expect("token").to_owned();
+        clients.push(LkClient::connect(&url, &token).await.expect("joins"));
+        tokens.push(token);
+    }
+    (call, first, clients, tokens)
+}
+
 pub async fn participants(room: &str) -> Vec<proto::ParticipantInfo> {
     livekit_rooms().list_participants(room).await.expect("LiveKit lists participants")
 }

@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::consent::{answer, call_in_room, camera_right, participants, request_video, revoke, video};
+use crate::consent::{
+    answer, call_in_room, camera_right, group_in_room, participants, request_video, revoke, video,
+};
 use crate::helpers::lk_client::LkClient;
 use crate::helpers::{TestApp, TestUser, eventually, spawn_app, spawn_app_configured};
 
@@ -156,17 +158,7 @@ async fn a_mislabelled_video_track_published_while_video_is_on_is_gone_after_her
     let app = spawn_app().await;
     let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
     // A group, so that the call goes on without him.
-    let (call, started) = app.ring(&him, &[&her, &w2], "audio").await;
-    let url = started["join"]["url"].as_str().expect("url").to_owned();
-    let mut his =
-        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
-    let mut clients = Vec::new();
-    for w in [&her, &w2] {
-        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
-        clients.push(
-            LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"),
-        );
-    }
+    let (call, mut his, clients, _) = group_in_room(&app, &him, &[&her, &w2]).await;
     app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
     let (_, body) = request_video(&app, &call, &him).await;
     let request = body["request"]["id"].as_str().expect("id").to_owned();
@@ -343,17 +335,8 @@ async fn one_whose_token_has_no_gender_claim_must_consent() {
 async fn after_leaving_one_who_comes_back_with_the_old_token_is_out_of_the_room_at_once() {
     let app = spawn_app().await;
     let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
-    let (call, started) = app.ring(&him, &[&w1, &w2], "audio").await;
-    let url = started["join"]["url"].as_str().expect("url").to_owned();
-    let _his =
-        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
-    let mut tokens = Vec::new();
-    for w in [&w1, &w2] {
-        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
-        tokens.push(body["join"]["token"].as_str().expect("token").to_owned());
-    }
-    let _w1 = LkClient::connect(&url, &tokens[0]).await.expect("joins");
-    let w2_client = LkClient::connect(&url, &tokens[1]).await.expect("joins");
+    let (call, _his, mut clients, tokens) = group_in_room(&app, &him, &[&w1, &w2]).await;
+    let w2_client = clients.pop().expect("hers");
     app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
     let (status, body) = app.call_action(&call, "leave", &w2, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -365,7 +348,7 @@ async fn after_leaving_one_who_comes_back_with_the_old_token_is_out_of_the_room_
     })
     .await;
 
-    let back = LkClient::connect(&url, &tokens[1]).await;
+    let back = LkClient::connect(&app.config.livekit.url, &tokens[1]).await;
     let at = Instant::now();
     if back.is_ok() {
         eventually(OUT_WITHIN, "back with her old token, she is put out at once", || {

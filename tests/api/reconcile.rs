@@ -251,17 +251,7 @@ async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label
     // LiveKit's webhooks never reach this app: the reconciler alone sees the track.
     let app = spawn_unreconciled_app().await;
     let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
-    let (call, started) = app.ring(&him, &[&her, &w2], "audio").await;
-    let url = started["join"]["url"].as_str().expect("url").to_owned();
-    let mut his =
-        LkClient::connect(&url, started["join"]["token"].as_str().expect("token")).await.expect("joins");
-    let mut others = Vec::new();
-    for w in [&her, &w2] {
-        let (_, body) = app.call_action(&call, "accept", w, json!({})).await;
-        others.push(
-            LkClient::connect(&url, body["join"]["token"].as_str().expect("token")).await.expect("joins"),
-        );
-    }
+    let (call, mut his, others, _) = crate::consent::group_in_room(&app, &him, &[&her, &w2]).await;
     callgate::reconcile::pass(&app.state).await.expect("a pass");
     assert!(his.publish_video_as("microphone").await.expect("alive").is_ok(), "LiveKit takes it");
     let room = app.room_name(&call);

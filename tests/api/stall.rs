@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::consent::{answer, request_video, revoke, video};
-use crate::helpers::lk_events::participant_event;
-use crate::helpers::{TestApp, eventually};
+use crate::helpers::eventually;
+use crate::helpers::lk_events::{participant_event, spawn_unreconciled_app_with};
 
 /// A TCP relay to LiveKit's API that can be stalled: while stalled, nothing
 /// it has received is passed on (a LiveKit that hangs, not one that refuses).
@@ -64,27 +64,14 @@ async fn relay(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut stalled: wat
     }
 }
 
-/// An app of its own (database, room prefix, an idle reconciler) that talks
-/// to LiveKit through `proxy`; its webhooks are the ones the test delivers.
-async fn app_behind(proxy: &StallableLiveKit) -> TestApp {
-    let mut config = crate::helpers::base_config();
-    let (url, prefix) = crate::helpers::isolated_database(&config).await;
-    let db = sqlx::PgPool::connect(&url).await.expect("connect");
-    callgate::startup::MIGRATOR.run(&db).await.expect("migrate");
-    sqlx::query("update reconciler_lease set ran_at = now()").execute(&db).await.expect("lease");
-    db.close().await;
-    config.database_url = callgate::config::Secret::new(url);
-    config.room_prefix = prefix;
-    config.reconcile_interval = Duration::from_secs(3600);
-    config.livekit.api_url = proxy.url.clone();
-    crate::helpers::start(config).await
-}
-
 #[tokio::test]
 async fn while_livekit_hangs_the_api_answers_and_webhooks_of_every_call_are_handled() {
     let upstream = crate::helpers::base_config().livekit.api_url;
     let proxy = StallableLiveKit::start(&upstream).await;
-    let app = app_behind(&proxy).await;
+    // An app of its own (database, room prefix, an idle reconciler) that
+    // talks to LiveKit through the relay; its webhooks are the test's.
+    let api_url = proxy.url.clone();
+    let app = spawn_unreconciled_app_with(move |c| c.livekit.api_url = api_url).await;
     // Six answered calls; in the first, video is on.
     let mut calls = Vec::new();
     for _ in 0..6 {

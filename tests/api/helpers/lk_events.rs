@@ -104,6 +104,11 @@ impl TestApp {
 /// app learns, it learns from the webhooks a test delivers (or from a pass
 /// the test makes itself).
 pub async fn spawn_unreconciled_app() -> TestApp {
+    spawn_unreconciled_app_with(|_| {}).await
+}
+
+/// Like [`spawn_unreconciled_app`], configured further by `configure`.
+pub async fn spawn_unreconciled_app_with(configure: impl FnOnce(&mut callgate::config::Config)) -> TestApp {
     let mut config = crate::helpers::base_config();
     let (url, prefix) = crate::helpers::isolated_database(&config).await;
     let db = sqlx::PgPool::connect(&url).await.expect("connect");
@@ -114,5 +119,6 @@ pub async fn spawn_unreconciled_app() -> TestApp {
     config.database_url = callgate::config::Secret::new(url);
     config.room_prefix = prefix;
     config.reconcile_interval = std::time::Duration::from_secs(3600);
+    configure(&mut config);
     crate::helpers::start(config).await
 }

@@ -81,7 +81,13 @@ async fn an_unanswered_call_is_missed_when_ringing_times_out() {
     let body = app.wait_for_call(&call, &alice, Duration::from_secs(10), |c| c["state"] == "ended").await;
     assert_eq!(body["outcome"], "missed");
     assert_eq!(body["endReason"], "timeout");
-    assert!(!room_exists(&app.room_name(&call)).await, "the room is gone");
+    // The room is deleted once the end has committed, a moment after it reads "ended".
+    let room = app.room_name(&call);
+    eventually(Duration::from_secs(5), "the room is gone", || {
+        let room = room.clone();
+        async move { !room_exists(&room).await }
+    })
+    .await;
     let missed = app
         .db_count("select count(*) from user_events where call_id = $1 and type = 'call.missed' and user_id = (select initiator_id from calls where id = $1)", &call)
         .await;

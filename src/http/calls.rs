@@ -15,7 +15,7 @@ use crate::calls::{self, StartCall};
 use crate::domain::{CallId, CallType, UserId};
 use crate::error::ApiError;
 use crate::http::json::{ApiJson, ApiQuery};
-use crate::http::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
+use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
 use crate::state::AppState;
 use crate::store;
 use crate::views::{CallOnly, CallView, CallWithJoin, JoinOnly};
@@ -190,12 +190,15 @@ async fn decline(
     Ok(Json(calls::decline(&app, &user, id).await?))
 }
 
-/// End the call for everyone; the initiator may also cancel it while it rings.
+/// End the call for everyone; the initiator may also cancel it while it rings. An invitee who has
+/// not answered may only decline.
 ///
-/// Errors: 409 `call_ended`.
+/// Errors: 403 `not_initiator` (an invitee ending a ringing call); 409 `call_ended`, `not_in_call`,
+/// `not_answered` (an invitee still being rung).
 #[utoipa::path(post, path = "/calls/{id}/end", operation_id = "endCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     responses(
         (status = 200, description = "The call as it now stands", body = CallOnly),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]

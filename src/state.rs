@@ -27,6 +27,8 @@ pub struct Inner {
     pub events: Events,
     /// This application's figures (not the process's: tests run many apps).
     pub metrics: Metrics,
+    /// Which dependencies are down (issue 16 B).
+    pub outages: crate::outage::Outages,
 }
 
 #[derive(Clone)]
@@ -51,6 +53,7 @@ impl AppState {
             webhook_inbox: Default::default(),
             events: Events::default(),
             metrics,
+            outages: Default::default(),
             livekit,
             config,
             db,

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .nest(openapi::API_PREFIX, api)
         .merge(top)
         .fallback(|| async { crate::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::outage::track))
         .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

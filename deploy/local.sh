@@ -24,6 +24,8 @@
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
+#   CALLGATE_TEST_DB=callgate_test   `test`: the shared test database (created
+#                    if missing), e.g. one per worktree whose migrations differ.
 #   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
 #                    `bench`: seconds per scenario, requests in flight, the
 #                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
@@ -722,7 +724,12 @@ cmd_test() {
     cmd_up
 
     load_env
-    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test"
+    local test_db="${CALLGATE_TEST_DB:-callgate_test}"
+    [[ "$test_db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "CALLGATE_TEST_DB must be a plain lowercase database name"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<SQL
+SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$test_db') \gexec
+SQL
+    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
     export CALLGATE_PYTHON="$VENV/bin/python"
     export TEST_WEBHOOK_PORT=8089
     # The outage test's own cluster, and how it stops and starts it.

@@ -54,8 +54,9 @@ async fn ticket(
     headers: HeaderMap,
     user: AuthUser,
 ) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    let expires_at =
-        bearer_in(&headers).and_then(streams::expiry_of).ok_or(ApiError::Unauthorized("a token with exp"))?;
+    let expires_at = bearer_in(&headers)
+        .and_then(streams::expiry_of)
+        .ok_or(ApiError::Unauthorized("the token has no exp"))?;
     let issued = tickets::issue(&app, &user.id, expires_at).await?;
     Ok((StatusCode::CREATED, Json(TicketView { ticket: issued.ticket, expires_at: issued.expires_at })))
 }
@@ -70,7 +71,7 @@ async fn authenticate(
     if headers.contains_key(axum::http::header::AUTHORIZATION) {
         let token = bearer_in(headers).ok_or(ApiError::Unauthorized("missing bearer token"))?;
         let user = app.auth.verify(token)?.id;
-        let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("a token with exp"))?;
+        let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("the token has no exp"))?;
         return Ok((user, expires_at));
     }
     match query.get("ticket") {

@@ -25,13 +25,16 @@
 #                    files, logs, Redis/Coturn data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
+#   CALLGATE_TEST_DB=callgate_test   `test`: the shared test database (created
+#                    if missing), e.g. one per worktree whose migrations differ.
 #   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
 #                    `bench`: seconds per scenario, requests in flight, the
 #                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
 #                    consent latency bench. oha (the load generator) is
 #                    installed with `cargo install` into bin/ when missing.
 #
-# Ports (all 127.0.0.1): 5432 PostgreSQL, 6379 Redis, 3478 udp+tcp Coturn
+# Ports (all 127.0.0.1): 5432 PostgreSQL, 5434 PostgreSQL cluster "chaos" (only
+# the outage test uses it: it stops and restarts it), 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
 # LiveKit WebRTC, 8080 callgate (`run`; 9090 its operations listener), 8089
 # the test suite's webhook receiver, 18080 (or the next free port) callgate
@@ -59,6 +62,10 @@ GO_BOOTSTRAP_VERSION=go1.26.0
 PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis)
 
 PG_PORT=5432
+# A second cluster of its own for tests/api/outages.rs, which stops it with
+# `-m immediate` and starts it again (the shared one on PG_PORT must never be).
+CHAOS_PG_PORT=5434
+CHAOS_PG_CLUSTER=chaos
 REDIS_PORT=6379
 TURN_PORT=3478
 LK_PORT=7880
@@ -420,14 +427,64 @@ SQL
 }
 
 drop_test_databases() {
-    local dbs
-    dbs="$(PGPASSWORD=callgate psql -X -qAt -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate -c \
-        "SELECT datname FROM pg_database WHERE datname LIKE 'callgate\_t\_%'")"
-    [[ -z "$dbs" ]] && return 0
-    log "dropping $(wc -w <<<"$dbs") leftover test database(s) callgate_t_*"
-    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<'SQL'
+    local dbs port
+    for port in "$PG_PORT" "$CHAOS_PG_PORT"; do
+        dbs="$(PGPASSWORD=callgate psql -X -qAt -h 127.0.0.1 -p "$port" -U callgate -d callgate -c \
+            "SELECT datname FROM pg_database WHERE datname LIKE 'callgate\_t\_%'")"
+        [[ -z "$dbs" ]] && continue
+        log "dropping $(wc -w <<<"$dbs") leftover test database(s) callgate_t_* on port $port"
+        PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U callgate -d callgate >/dev/null <<'SQL'
 SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
   FROM pg_database WHERE datname LIKE 'callgate\_t\_%' \gexec
+SQL
+    done
+}
+
+chaos_pg_ready() { pg_isready -q -h 127.0.0.1 -p "$CHAOS_PG_PORT" -t 2 >/dev/null 2>&1; }
+
+# Prints the version of the Debian cluster named $CHAOS_PG_CLUSTER, if any.
+chaos_pg_version() {
+    pg_lsclusters -h 2>/dev/null | awk -v n="$CHAOS_PG_CLUSTER" '$2 == n { print $1; exit }'
+}
+
+# The outage test's own cluster (same PostgreSQL version as the shared one),
+# with the same role and a database `callgate`. Idempotent.
+ensure_chaos_postgres() {
+    local ver logf
+    ver="$(chaos_pg_version)"
+    if [[ -z "$ver" ]]; then
+        ver="$(pg_cluster | awk '{ print $1 }')"
+        [[ -n "$ver" ]] || ver="$(basename "$(dirname "$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n1)")")")"
+        log "creating PostgreSQL $ver cluster '$CHAOS_PG_CLUSTER' on port $CHAOS_PG_PORT (the outage test's)"
+        $SUDO pg_createcluster --port "$CHAOS_PG_PORT" "$ver" "$CHAOS_PG_CLUSTER" >&2
+    fi
+    printf '%s %s\n' "$ver" "$CHAOS_PG_CLUSTER" >"$RUN/chaos.cluster"
+    if ! chaos_pg_ready; then
+        section "start PostgreSQL cluster $ver/$CHAOS_PG_CLUSTER"
+        logf="$(pg_lsclusters -h | awk -v v="$ver" -v n="$CHAOS_PG_CLUSTER" '$1 == v && $2 == n { print $7 }')"
+        # An outage test killed mid-run may have left it stopped.
+        if ! $SUDO pg_ctlcluster "$ver" "$CHAOS_PG_CLUSTER" start; then
+            [[ -r "$logf" ]] && tail -n 40 "$logf" >&2
+            die "pg_ctlcluster $ver $CHAOS_PG_CLUSTER start failed"
+        fi
+        wait_for "$WAIT_SECS" "PostgreSQL $ver/$CHAOS_PG_CLUSTER" "$logf" chaos_pg_ready
+        section_done
+    fi
+    PGPASSWORD=callgate PGCONNECT_TIMEOUT=5 psql -X -qAt -h 127.0.0.1 -p "$CHAOS_PG_PORT" -U callgate -d callgate \
+        -c 'SELECT 1' >/dev/null 2>&1 && return 0
+    log "PostgreSQL $ver/$CHAOS_PG_CLUSTER: creating role callgate (CREATEDB) and database callgate"
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$CHAOS_PG_PORT" -d postgres <<'SQL'
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callgate') THEN
+    CREATE ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
+  ELSE
+    ALTER ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
+  END IF;
+END
+$$;
+SELECT 'CREATE DATABASE callgate OWNER callgate'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate') \gexec
 SQL
 }
 
@@ -540,10 +597,11 @@ cmd_up() {
     ensure_livekit_binary
     ensure_venv
     ensure_postgres
+    ensure_chaos_postgres
     ensure_redis
     ensure_coturn
     ensure_livekit
-    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT, redis :$REDIS_PORT, coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
+    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT, coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
 }
 
 cmd_down() {
@@ -556,6 +614,13 @@ cmd_down() {
         log "stopping PostgreSQL cluster $ver/$name"
         $SUDO pg_ctlcluster "$ver" "$name" stop || true
         rm -f "$RUN/postgres.cluster"
+    fi
+    if [[ -s "$RUN/chaos.cluster" ]]; then
+        local ver name
+        read -r ver name <"$RUN/chaos.cluster"
+        log "stopping PostgreSQL cluster $ver/$name"
+        $SUDO pg_ctlcluster "$ver" "$name" stop || true
+        rm -f "$RUN/chaos.cluster"
     fi
     rm -f "$RUN/livekit.hash" "$RUN/coturn.hash"
     log "down (servers not started by local.sh were left running)"
@@ -573,6 +638,9 @@ cmd_status() {
     pg_ready && state=up || state=down
     if [[ -s "$RUN/postgres.cluster" ]]; then owner="local.sh (cluster $(cat "$RUN/postgres.cluster"))"; else owner="$(ext "$state")"; fi
     status_line postgresql "127.0.0.1:$PG_PORT" "$state" "$owner"
+    chaos_pg_ready && state=up || state=down
+    if [[ -s "$RUN/chaos.cluster" ]]; then owner="local.sh (cluster $(cat "$RUN/chaos.cluster"), outage test)"; else owner="-"; fi
+    status_line pg-chaos "127.0.0.1:$CHAOS_PG_PORT" "$state" "$owner"
     redis_ready && state=up || state=down
     if pid_alive "$RUN/redis.pid" redis-server; then owner="local.sh (pid $(cat "$RUN/redis.pid"))"; else owner="$(ext "$state")"; fi
     status_line redis "127.0.0.1:$REDIS_PORT" "$state" "$owner"
@@ -660,9 +728,17 @@ cmd_test() {
     cmd_up
 
     load_env
-    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/callgate_test"
+    local test_db="${CALLGATE_TEST_DB:-callgate_test}"
+    [[ "$test_db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "CALLGATE_TEST_DB must be a plain lowercase database name"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<SQL
+SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$test_db') \gexec
+SQL
+    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
     export CALLGATE_PYTHON="$VENV/bin/python"
     export TEST_WEBHOOK_PORT=8089
+    # The outage test's own cluster, and how it stops and starts it.
+    export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"
+    export CHAOS_PG_CTL="${SUDO:+$SUDO }pg_ctlcluster $(cat "$RUN/chaos.cluster")"
     ensure_cargo_on_path
 
     run_step "drop leftover test databases" drop_test_databases

@@ -394,6 +394,13 @@ pub async fn end(app: &AppState, user: &AuthUser, id: CallId) -> Result<CallOnly
             ));
         }
         CallState::Ringing => (Outcome::Cancelled, EndReason::Cancelled),
+        // Only those in the call end it; one still being rung may decline.
+        _ if me.status == ParticipantStatus::Invited => {
+            return Err(ApiError::conflict(
+                Code::NotAnswered,
+                "you have not answered this call; decline it instead of ending it",
+            ));
+        }
         CallState::Connecting => (Outcome::Cancelled, EndReason::Hangup),
         CallState::Active | CallState::Ended => (Outcome::Completed, EndReason::Hangup),
     };

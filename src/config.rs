@@ -114,6 +114,24 @@ pub struct RateLimits {
     pub requests_per_minute: u32,
 }
 
+// issue 16 B
+/// Bounds per user, per call and per client address (0 = no limit).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Event streams open at once per user, across instances; one more
+    /// closes the oldest.
+    pub max_streams_per_user: u32,
+    /// A participant's quality samples are taken at most this often.
+    pub quality_sample_interval: Duration,
+    /// Quality samples kept per call.
+    pub quality_max_samples_per_call: u32,
+    /// Requests without valid credentials per client address per minute.
+    pub unauthenticated_per_minute: u32,
+    /// The header a trusted reverse proxy puts the client address in
+    /// (its right-most entry is used); `None`: the connection's peer.
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
+}
+
 /// The key that signs app webhooks: the decoded bytes of a Standard
 /// Webhooks secret (`whsec_<base64>`).
 #[derive(Clone, PartialEq, Eq)]
@@ -183,6 +201,8 @@ pub struct Config {
     /// `ADMIN_PORT`: the listener of `/metrics` and the detailed readiness;
     /// `None` serves neither (they are never on the public port).
     pub admin_port: Option<u16>,
+    // issue 16 B
+    pub limits: Limits,
 }
 
 impl Config {
@@ -310,6 +330,8 @@ impl Config {
             dev_mode,
             scheduler_roles: env.list("SCHEDULER_ROLES"),
             admin_port,
+            // issue 16 B
+            limits: limits(&env)?,
         })
     }
 }
@@ -349,6 +371,28 @@ fn database_password(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
     let (credentials, _) = rest.rsplit_once('@')?;
     credentials.split_once(':').map(|(_, password)| password)
+}
+
+// issue 16 B
+fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
+    let trusted_proxy_header = match env.optional("TRUSTED_PROXY_HEADER") {
+        None => None,
+        Some(name) => Some(
+            name.parse::<axum::http::HeaderName>()
+                .map_err(|_| env.error("TRUSTED_PROXY_HEADER", "must be an HTTP header name"))?,
+        ),
+    };
+    Ok(Limits {
+        max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
+        quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
+        quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
+        unauthenticated_per_minute: env.bounded(
+            "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE",
+            60,
+            0..=1_000_000,
+        )?,
+        trusted_proxy_header,
+    })
 }
 
 fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
@@ -565,6 +609,27 @@ mod tests {
         assert!(load(&vars).expect("valid").events.require_callee_online);
         vars.insert("REQUIRE_CALLEE_ONLINE", "maybe");
         assert_eq!(load(&vars).unwrap_err().var, "REQUIRE_CALLEE_ONLINE");
+    }
+
+    #[test]
+    fn the_per_user_limits_have_defaults_and_bounds() {
+        let config = load(&dev()).expect("valid");
+        assert_eq!(config.limits.max_streams_per_user, 5);
+        assert_eq!(config.limits.quality_sample_interval, Duration::from_secs(2));
+        assert_eq!(config.limits.quality_max_samples_per_call, 10_000);
+        assert_eq!(config.limits.unauthenticated_per_minute, 60);
+        assert!(config.limits.trusted_proxy_header.is_none());
+        let mut vars = dev();
+        vars.insert("EVENTS_MAX_STREAMS_PER_USER", "1001");
+        assert_eq!(load(&vars).unwrap_err().var, "EVENTS_MAX_STREAMS_PER_USER");
+        let mut vars = dev();
+        vars.insert("QUALITY_SAMPLE_INTERVAL", "-1");
+        assert_eq!(load(&vars).unwrap_err().var, "QUALITY_SAMPLE_INTERVAL");
+        let mut vars = dev();
+        vars.insert("TRUSTED_PROXY_HEADER", "not a header");
+        assert_eq!(load(&vars).unwrap_err().var, "TRUSTED_PROXY_HEADER");
+        vars.insert("TRUSTED_PROXY_HEADER", "X-Forwarded-For");
+        assert_eq!(load(&vars).expect("valid").limits.trusted_proxy_header.expect("set"), "x-forwarded-for");
     }
 
     #[test]

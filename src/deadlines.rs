@@ -19,7 +19,11 @@ pub async fn run(app: AppState, stop: CancellationToken) {
         let fired = match fire_due(&app).await {
             Ok(n) => n,
             Err(err) => {
-                tracing::warn!(error = ?err, "deadline poll failed");
+                match crate::outage::in_chain(&err) {
+                    // Logged once per outage, not once per poll.
+                    Some(dependency) => crate::outage::report(&app, dependency, &format!("{err:#}")),
+                    None => tracing::warn!(error = format!("{err:#}"), "deadline poll failed"),
+                }
                 0
             }
         };
@@ -39,7 +43,13 @@ struct Candidate {
     kind: String,
 }
 
-/// Fires the deadlines that are due; returns how many fired here.
+/// A deadline whose handling failed is tried again this much later, so that
+/// it neither stops the deadlines behind it nor takes every poll.
+const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fires the deadlines that are due; returns how many fired here. One that
+/// fails is logged and postponed, and the batch goes on; only an outage of
+/// the database (nothing else could fire either) ends the batch early.
 pub async fn fire_due(app: &AppState) -> anyhow::Result<usize> {
     let due: Vec<Candidate> =
         sqlx::query_as("select call_id, kind from deadlines where due_at <= now() order by due_at limit 32")
@@ -48,11 +58,32 @@ pub async fn fire_due(app: &AppState) -> anyhow::Result<usize> {
     let mut fired = 0;
     for candidate in due {
         let Some(kind) = DeadlineKind::parse(&candidate.kind) else { continue };
-        if fire_one(app, CallId(candidate.call_id), kind).await? {
-            fired += 1;
+        let id = CallId(candidate.call_id);
+        match fire_one(app, id, kind).await {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(err) if crate::outage::in_chain(&err).is_some() => return Err(err),
+            Err(err) => {
+                let error = format!("{err:#}");
+                tracing::warn!(call_id = %id, kind = kind.as_str(), error, "a deadline failed; retrying it later");
+                postpone(app, id, kind).await?;
+            }
         }
     }
     Ok(fired)
+}
+
+async fn postpone(app: &AppState, id: CallId, kind: DeadlineKind) -> sqlx::Result<()> {
+    sqlx::query(
+        "update deadlines set due_at = now() + make_interval(secs => $3) \
+         where call_id = $1 and kind = $2 and due_at <= now()",
+    )
+    .bind(id.0)
+    .bind(kind.as_str())
+    .bind(RETRY_FAILED.as_secs_f64())
+    .execute(&app.db)
+    .await?;
+    Ok(())
 }
 
 #[tracing::instrument(name = "deadline", skip(app, id, kind), fields(call_id = %id, kind = kind.as_str()))]

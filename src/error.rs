@@ -7,7 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::outage::{self, Dependency, Outage};
 use crate::policy::PolicyError;
+
+/// What a 503 tells the client to wait before trying again.
+const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,6 +33,9 @@ pub enum ApiError {
     LiveKitUnavailable(#[source] anyhow::Error),
     #[error("a dependency is unavailable: {0}")]
     Unavailable(&'static str),
+    /// PostgreSQL, Redis or LiveKit does not answer (see `crate::outage`).
+    #[error("{0} is unavailable; try again shortly")]
+    DependencyDown(Dependency, #[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -55,7 +62,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::LiveKitUnavailable(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::LiveKitUnavailable(_) | ApiError::Unavailable(_) | ApiError::DependencyDown(..) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,8 +78,10 @@ impl ApiError {
             | ApiError::TooManyRequests { code, .. } => *code,
             ApiError::Unauthorized(_) => Code::Unauthorized,
             ApiError::NotFound => Code::NotFound,
-            ApiError::LiveKitUnavailable(_) => Code::LivekitUnavailable,
-            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::LiveKitUnavailable(_) | ApiError::DependencyDown(Dependency::LiveKit, _) => {
+                Code::LivekitUnavailable
+            }
+            ApiError::Unavailable(_) | ApiError::DependencyDown(..) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
     }
@@ -78,9 +89,8 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if let sqlx::Error::PoolTimedOut = err {
-            tracing::warn!("no database connection free within DATABASE_ACQUIRE_TIMEOUT");
-            return ApiError::Unavailable("database (every connection busy)");
+        if outage::is_database_outage(&err) {
+            return ApiError::DependencyDown(Dependency::Database, anyhow::Error::new(err));
         }
         ApiError::Internal(anyhow::Error::new(err).context("database"))
     }
@@ -119,14 +129,37 @@ struct Problem<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // An unexpected error whose cause is a dependency that is down is an
+        // outage like any other (a 503, logged once by `outage::track`).
+        let this = match self {
+            ApiError::Internal(err) => match outage::in_chain(&err) {
+                Some(dependency) => ApiError::DependencyDown(dependency, err),
+                None => ApiError::Internal(err),
+            },
+            other => other,
+        };
+        this.render()
+    }
+}
+
+impl ApiError {
+    fn render(self) -> Response {
         let status = self.status();
+        let outage = match &self {
+            ApiError::LiveKitUnavailable(err) => {
+                Some(Outage { dependency: Dependency::LiveKit, cause: format!("{err:#}") })
+            }
+            ApiError::DependencyDown(dependency, err) => {
+                Some(Outage { dependency: *dependency, cause: format!("{err:#}") })
+            }
+            _ => None,
+        };
         let detail = match &self {
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "request failed");
                 "an internal error occurred".to_owned()
             }
-            ApiError::LiveKitUnavailable(err) => {
-                tracing::warn!(error = ?err, "LiveKit unavailable");
+            ApiError::LiveKitUnavailable(_) => {
                 "the media server is unavailable; try again shortly".to_owned()
             }
             ApiError::NotFound => "no such resource".to_owned(),
@@ -152,8 +185,14 @@ impl IntoResponse for ApiError {
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_UNAVAILABLE.as_secs()));
+        }
         if let ApiError::Unauthorized(_) = &self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(outage) = outage {
+            response.extensions_mut().insert(outage);
         }
         response
     }
@@ -283,6 +322,89 @@ mod tests {
             assert!(text.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{text}");
             assert!(seen.insert(text), "{text} twice");
         }
+    }
+
+    /// A server error with a SQLSTATE, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "terminating connection"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn answered(err: ApiError) -> (StatusCode, Option<String>, bool) {
+        let response = err.into_response();
+        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap_or("").to_owned());
+        (response.status(), retry, response.extensions().get::<Outage>().is_some())
+    }
+
+    #[test]
+    fn a_lost_or_refused_database_connection_answers_503_with_retry_after() {
+        use std::io::{Error as IoError, ErrorKind};
+        let outages = [
+            sqlx::Error::Io(IoError::new(ErrorKind::ConnectionReset, "connection reset by peer")),
+            sqlx::Error::Io(IoError::new(ErrorKind::UnexpectedEof, "connection closed")),
+            sqlx::Error::Io(IoError::new(ErrorKind::ConnectionRefused, "connection refused")),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Database(Box::new(Sqlstate("57P01"))),
+            sqlx::Error::Database(Box::new(Sqlstate("57P02"))),
+            sqlx::Error::Database(Box::new(Sqlstate("57P03"))),
+            sqlx::Error::Database(Box::new(Sqlstate("08006"))),
+            sqlx::Error::Database(Box::new(Sqlstate("08003"))),
+        ];
+        for err in outages {
+            let shown = format!("{err}");
+            let api = ApiError::from(err);
+            assert_eq!(api.code(), Code::Unavailable, "{shown}");
+            assert_eq!(answered(api), (StatusCode::SERVICE_UNAVAILABLE, Some("1".into()), true), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_database_outage_wrapped_in_context_is_still_a_503() {
+        let err = anyhow::Error::new(sqlx::Error::PoolClosed).context("saving the call");
+        assert_eq!(answered(ApiError::Internal(err)).0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        for err in [sqlx::Error::RowNotFound, sqlx::Error::Database(Box::new(Sqlstate("23505")))] {
+            assert_eq!(answered(ApiError::from(err)), (StatusCode::INTERNAL_SERVER_ERROR, None, false));
+        }
+    }
+
+    #[test]
+    fn livekit_unavailable_is_a_503_with_retry_after() {
+        let err = ApiError::LiveKitUnavailable(anyhow::anyhow!("connection refused"));
+        assert_eq!(answered(err), (StatusCode::SERVICE_UNAVAILABLE, Some("1".into()), true));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod http;
 pub mod livekit;
 pub mod media;
 pub mod metrics;
+pub mod outage;
 pub mod policy;
 pub mod presence;
 pub mod quality;

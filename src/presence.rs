@@ -18,11 +18,11 @@ use crate::state::AppState;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-fn key(user: &str) -> String {
+pub(crate) fn key(user: &str) -> String {
     format!("callgate:presence:{user}")
 }
 
-fn member(app: &AppState, conn: u64) -> String {
+pub(crate) fn member(app: &AppState, conn: u64) -> String {
     format!("{}:{conn}", app.events.instance)
 }
 

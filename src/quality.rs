@@ -173,6 +173,9 @@ impl SampleBody {
     }
 }
 
+/// A call's samples do not become fewer: a client told so waits an hour.
+const CALL_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 /// Clients send their last figures just after hanging up.
 const LATE_SAMPLES: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -216,10 +219,16 @@ pub async fn record_sample(
     if call.ended_at.is_some_and(|ended| ended < Utc::now() - LATE_SAMPLES) {
         return Err(ApiError::conflict(Code::CallEnded, "the call ended too long ago"));
     }
-    let sample_id: i64 = sqlx::query_scalar(
+    crate::rate_limit::quality_sample(app, id, &user.id).await?;
+    // The count and the insert race only with the call's other
+    // participants, each held to one sample per interval.
+    let max = app.config.limits.quality_max_samples_per_call;
+    let sample_id: Option<i64> = sqlx::query_scalar(
         "insert into quality_samples (call_id, user_id, jitter_ms, packet_loss_pct, rtt_ms, \
          bitrate_kbps, fps, resolution, codec, network_type) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+         where $11 = 0 or (select count(*) from quality_samples where call_id = $1) < $11 \
+         returning id",
     )
     .bind(id.0)
     .bind(user.id.as_str())
@@ -231,8 +240,16 @@ pub async fn record_sample(
     .bind(&sample.resolution)
     .bind(&sample.codec)
     .bind(&sample.network_type)
-    .fetch_one(&mut *conn)
+    .bind(i64::from(max))
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(sample_id) = sample_id else {
+        return Err(ApiError::TooManyRequests {
+            code: Code::RateLimited,
+            detail: format!("this call has {max} quality samples, as many as are kept"),
+            retry_after: CALL_FULL_RETRY,
+        });
+    };
     Ok(SampleView {
         id: sample_id,
         score: Score::new(sample.jitter_ms, sample.packet_loss_pct, sample.rtt_ms),

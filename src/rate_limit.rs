@@ -4,6 +4,9 @@
 //! - Call starts per user: at most N in any 60 s (a sliding log).
 //! - Video requests per call: at most N in any window (a sliding log).
 //! - Requests per user: a bucket of N that refills at N per minute (GCRA).
+//! - Requests without valid credentials per client address: the same, with
+//!   `RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE` (an IPv6 address counts by its
+//!   /64, what one subscriber usually holds).
 //!
 //! When Redis does not answer (in 300 ms):
 //! - call starts and requests **fail open**: calling is the product, and
@@ -11,10 +14,11 @@
 //! - video requests **fail closed** (503): the limit protects the person
 //!   being asked, and the call itself goes on without video.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
@@ -22,6 +26,7 @@ use uuid::Uuid;
 use crate::auth::{AuthUser, bearer_in};
 use crate::domain::{CallId, UserId};
 use crate::error::{ApiError, Code};
+use crate::outage::{self, Dependency};
 use crate::state::AppState;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -127,6 +132,23 @@ pub async fn call_start(app: &AppState, user: &UserId) -> Result<(), ApiError> {
     }
 }
 
+/// A participant's quality samples: one per `QUALITY_SAMPLE_INTERVAL`.
+/// Fails open: the per-call maximum still bounds them.
+pub async fn quality_sample(app: &AppState, call: CallId, user: &UserId) -> Result<(), ApiError> {
+    let interval = app.config.limits.quality_sample_interval;
+    if interval.is_zero() {
+        return Ok(());
+    }
+    match check(app, Algorithm::SlidingLog, format!("callgate:rl:quality:{call}:{user}"), 1, interval).await {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("quality samples from you in this call", rounded_up(wait))),
+        Err(err) => {
+            outage::report(app, Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
 pub async fn video_request(app: &AppState, call: CallId) -> Result<(), ApiError> {
     let limits = &app.config.rate_limits;
     if limits.video_requests_per_call == 0 {
@@ -154,23 +176,104 @@ async fn request(app: &AppState, user: &UserId) -> Result<(), ApiError> {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => Err(limited("requests", rounded_up(wait))),
         Err(err) => {
-            tracing::warn!(error = format!("{err:#}"), "request limit unavailable; allowing");
+            outage::report(app, Dependency::Redis, &format!("{err:#}"));
             Ok(())
         }
     }
 }
 
-/// Counts every API request of an authenticated user. The verified user
-/// is kept in the request, so handlers do not verify the token again;
-/// requests without a valid token pass through, to be refused by their
-/// handler.
+/// Counts a request without valid credentials from `client`; fails open.
+async fn unauthenticated(app: &AppState, client: Option<IpAddr>) -> Result<(), ApiError> {
+    let limit = app.config.limits.unauthenticated_per_minute;
+    let Some(client) = client.filter(|_| limit > 0) else { return Ok(()) };
+    let key = format!("callgate:rl:anon:{}", counted_as(client));
+    match check(app, Algorithm::Bucket, key, limit, MINUTE).await {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("requests without valid credentials", rounded_up(wait))),
+        Err(err) => {
+            outage::report(app, Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// IPv4 addresses count one by one, IPv6 ones by their /64.
+fn counted_as(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
+/// The client's address: with `TRUSTED_PROXY_HEADER`, the right-most entry
+/// of its last occurrence (the address the trusted proxy saw: entries to
+/// its left are whatever the client sent, and may be forged); without it,
+/// or if the header is missing or unreadable, the connection's peer.
+pub fn client_address(app: &AppState, req: &Request) -> Option<IpAddr> {
+    let forwarded = app.config.limits.trusted_proxy_header.as_ref().and_then(|header| {
+        let value = req.headers().get_all(header).iter().next_back()?.to_str().ok()?;
+        parse_address(value.rsplit(',').next()?.trim())
+    });
+    forwarded.or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|peer| peer.0.ip()))
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_address(value: &str) -> Option<IpAddr> {
+    value
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| value.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| value.trim_start_matches('[').trim_end_matches(']').parse().ok())
+}
+
+/// Counts every API request: of an authenticated user against their limit
+/// (the verified user is kept in the request, so handlers do not verify
+/// the token again), and any other (no token, an invalid one, a ticket)
+/// against its client address's, before its handler refuses it or
+/// redeems the ticket.
 pub async fn limit_requests(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let user = bearer_in(req.headers()).and_then(|token| app.auth.verify(token).ok());
-    if let Some(user) = user {
-        if let Err(err) = request(&app, &user.id).await {
-            return err.into_response();
+    let counted = match user {
+        Some(user) => {
+            let counted = request(&app, &user.id).await;
+            req.extensions_mut().insert::<AuthUser>(user);
+            counted
         }
-        req.extensions_mut().insert::<AuthUser>(user);
+        None => unauthenticated(&app, client_address(&app, &req)).await,
+    };
+    if let Err(err) = counted {
+        return err.into_response();
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_read_with_or_without_a_port() {
+        let v4: IpAddr = "192.0.2.1".parse().expect("ip");
+        let v6: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(parse_address("192.0.2.1"), Some(v4));
+        assert_eq!(parse_address("192.0.2.1:4711"), Some(v4));
+        assert_eq!(parse_address("2001:db8::1"), Some(v6));
+        assert_eq!(parse_address("[2001:db8::1]:4711"), Some(v6));
+        assert_eq!(parse_address("[2001:db8::1]"), Some(v6));
+        assert_eq!(parse_address("unknown"), None);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_slash_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let same_subnet: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(counted_as(one), counted_as(same_subnet));
+        assert_ne!(counted_as(one), counted_as(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(counted_as(mapped), "192.0.2.1".parse::<IpAddr>().expect("ip"));
+    }
 }

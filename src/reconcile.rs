@@ -172,7 +172,8 @@ async fn repair(app: &AppState, pass: &mut Pass) -> anyhow::Result<()> {
 /// Deliveries are kept to drop LiveKit's second sending; a day is plenty.
 /// Deletes rows that are only history, a batch of each per pass (see
 /// migrations/0005_retention.sql): handled LiveKit events and published client
-/// events after a day, settled app webhooks after a week.
+/// events after a day, settled app webhooks after a week, quality samples
+/// after 30 days.
 async fn purge_old_deliveries(app: &AppState) -> sqlx::Result<()> {
     for sql in [
         "delete from livekit_webhook_events where id in (select id from livekit_webhook_events \
@@ -182,6 +183,8 @@ async fn purge_old_deliveries(app: &AppState) -> sqlx::Result<()> {
         "delete from app_webhook_outbox where id in (select id from app_webhook_outbox \
          where (delivered_at is not null or failed_at is not null) \
          and created_at < now() - interval '7 days' limit 1000)",
+        "delete from quality_samples where id in (select id from quality_samples \
+         where at < now() - interval '30 days' limit 1000)",
     ] {
         sqlx::query(sql).execute(&app.db).await?;
     }

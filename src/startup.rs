@@ -105,7 +105,9 @@ impl Application {
         // the event streams with a reason; then let the jobs end (an app
         // webhook being delivered is finished; deadlines and outbox rows are
         // only ever held inside a transaction, so nothing is left claimed).
-        let served = axum::serve(listener, app)
+        // The peer address is what requests without valid credentials are
+        // counted by (crate::rate_limit), when no trusted proxy says better.
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { serve_stop.cancelled().await })
             .await;
         stop.cancel();

@@ -29,6 +29,8 @@ pub struct Inner {
     pub metrics: Metrics,
     // issue 16 A
     pub readiness: crate::readiness::Cache,
+    /// Which dependencies are down (issue 16 B).
+    pub outages: crate::outage::Outages,
 }
 
 #[derive(Clone)]
@@ -54,6 +56,7 @@ impl AppState {
             events: Events::default(),
             metrics,
             readiness: Default::default(),
+            outages: Default::default(),
             livekit,
             config,
             db,

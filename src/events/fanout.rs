@@ -235,7 +235,7 @@ pub async fn subscribe(app: AppState, stop: CancellationToken) {
 
 async fn connect(app: &AppState) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = app.redis.client().get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
+    pubsub.subscribe(&[CHANNEL, super::streams::CLOSE_CHANNEL]).await?;
     Ok(pubsub)
 }
 
@@ -264,6 +264,9 @@ async fn pump(app: &AppState, pubsub: redis::aio::PubSub, stop: &CancellationTok
             _ = stop.cancelled() => break,
             _ = dead.cancelled() => break,
             message = stream.next() => match message {
+                Some(message) if message.get_channel_name() == super::streams::CLOSE_CHANNEL => {
+                    super::streams::dispatch_close(app, message.get_payload_bytes())
+                }
                 Some(message) => dispatch(app, message.get_payload_bytes()),
                 None => break,
             },

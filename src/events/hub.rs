@@ -3,7 +3,7 @@
 //! dropped, so one slow client cannot hold back anybody else.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -19,16 +19,27 @@ struct Conn {
     drop: Dropper,
 }
 
-/// Ends one connection, saying whether it was for being too slow.
+/// Why a connection was ended by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The instance is shutting down (or nothing else was said).
+    Shutdown = 0,
+    /// Its queue filled up: the client does not read.
+    TooSlow = 1,
+    /// The user opened more streams than allowed; this was the oldest.
+    TooMany = 2,
+}
+
+/// Ends one connection, saying why.
 #[derive(Clone)]
 pub struct Dropper {
     token: CancellationToken,
-    slow: Arc<AtomicBool>,
+    reason: Arc<AtomicU8>,
 }
 
 impl Dropper {
-    fn too_slow(&self) {
-        self.slow.store(true, Ordering::Relaxed);
+    fn end(&self, reason: Reason) {
+        self.reason.store(reason as u8, Ordering::Relaxed);
         self.token.cancel();
     }
 
@@ -36,8 +47,12 @@ impl Dropper {
         &self.token
     }
 
-    pub fn was_too_slow(&self) -> bool {
-        self.slow.load(Ordering::Relaxed)
+    pub fn reason(&self) -> Reason {
+        match self.reason.load(Ordering::Relaxed) {
+            1 => Reason::TooSlow,
+            2 => Reason::TooMany,
+            _ => Reason::Shutdown,
+        }
     }
 }
 
@@ -86,7 +101,8 @@ impl Hub {
     ) -> (Registration, mpsc::Receiver<Utf8Bytes>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, rx) = mpsc::channel(QUEUE);
-        let drop = Dropper { token: stop.child_token(), slow: Arc::new(AtomicBool::new(false)) };
+        let drop =
+            Dropper { token: stop.child_token(), reason: Arc::new(AtomicU8::new(Reason::Shutdown as u8)) };
         self.lock().entry(user.to_owned()).or_default().push(Conn { id, queue, drop: drop.clone() });
         let registration =
             Registration { hub: self.clone(), user: user.to_owned(), id, drop, removed: false };
@@ -114,12 +130,19 @@ impl Hub {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::info!(user_id = user, conn = conn.id, "dropping a slow event stream");
-                    conn.drop.too_slow();
+                    conn.drop.end(Reason::TooSlow);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         delivered
+    }
+
+    /// Ends one connection of `user` here, if it is still open.
+    pub fn end(&self, user: &str, id: u64, reason: Reason) -> bool {
+        let users = self.lock();
+        let conn = users.get(user).and_then(|conns| conns.iter().find(|c| c.id == id));
+        conn.map(|c| c.drop.end(reason)).is_some()
     }
 
     pub fn has(&self, user: &str) -> bool {
@@ -173,8 +196,20 @@ mod tests {
         }
         assert!(!slow.drop.token().is_cancelled());
         assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("one too many")), 1);
-        assert!(slow.drop.token().is_cancelled() && slow.drop.was_too_slow());
+        assert!(slow.drop.token().is_cancelled() && slow.drop.reason() == Reason::TooSlow);
         assert!(!fast.drop.token().is_cancelled());
+    }
+
+    #[test]
+    fn ending_one_connection_leaves_the_others_open() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (old, _rx1) = hub.register("a", &stop);
+        let (new, _rx2) = hub.register("a", &stop);
+        assert!(hub.end("a", old.id, Reason::TooMany));
+        assert!(old.drop.token().is_cancelled() && old.drop.reason() == Reason::TooMany);
+        assert!(!new.drop.token().is_cancelled());
+        assert!(!hub.end("b", new.id, Reason::TooMany), "only the user's own connection");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod fanout;
 pub mod hub;
 pub mod socket;
+pub mod streams;
 pub mod tickets;
 
 use std::sync::Arc;

@@ -13,7 +13,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::hub::Registration;
+use super::hub::{Reason, Registration};
+use super::streams;
 use crate::presence;
 use crate::state::AppState;
 
@@ -33,6 +34,7 @@ pub async fn run(
     socket: WebSocket,
     mut conn: Registration,
     mut queue: mpsc::Receiver<Utf8Bytes>,
+    expires_at: chrono::DateTime<chrono::Utc>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let interval = app.config.events.heartbeat;
@@ -40,16 +42,20 @@ pub async fn run(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let stop = conn.drop.token().clone();
+    let left = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    let expired = tokio::time::sleep(left);
+    tokio::pin!(expired);
     let end = loop {
         let outgoing = tokio::select! {
             biased;
             _ = stop.cancelled() => {
-                break if conn.drop.was_too_slow() {
-                    End::Close(close_code::POLICY, "too slow: events were not read in time")
-                } else {
-                    End::Close(close_code::AWAY, "server shutting down; reconnect")
+                break match conn.drop.reason() {
+                    Reason::TooSlow => End::Close(close_code::POLICY, "too slow: events were not read in time"),
+                    Reason::TooMany => End::Close(streams::TOO_MANY, "too many streams: a newer one was opened"),
+                    Reason::Shutdown => End::Close(close_code::AWAY, "server shutting down; reconnect"),
                 };
             }
+            _ = &mut expired => break End::Close(streams::EXPIRED, "token expired: reconnect with a fresh one"),
             message = queue.recv() => match message {
                 Some(text) => vec![Message::Text(text)],
                 None => break End::Gone,
@@ -95,4 +101,5 @@ pub async fn run(
     }
     conn.remove();
     presence::disconnected(&app, &conn.user, conn.id).await;
+    streams::closed(&app, &conn.user, conn.id).await;
 }

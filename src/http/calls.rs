@@ -194,10 +194,11 @@ async fn decline(
     Ok(Json(calls::decline(&app, &user, id).await?))
 }
 
-/// End the call for everyone; the initiator may also cancel it while it rings.
+/// End the call for everyone; the initiator may also cancel it while it rings. An invitee who has
+/// not answered may only decline.
 ///
-/// Errors: 403 `not_initiator` (an invitee asked to end a ringing call: decline it instead);
-/// 409 `call_ended`, `not_in_call`.
+/// Errors: 403 `not_initiator` (an invitee ending a ringing call); 409 `call_ended`, `not_in_call`,
+/// `not_answered` (an invitee still being rung).
 #[utoipa::path(post, path = "/calls/{id}/end", operation_id = "endCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     responses(
         (status = 200, description = "The call as it now stands", body = CallOnly),

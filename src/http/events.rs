@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::{AuthUser, bearer_in};
 use crate::domain::UserId;
 use crate::error::{ApiError, Code};
-use crate::events::{socket, tickets};
+use crate::events::{socket, streams, tickets};
 use crate::http::json::ApiQuery;
 use crate::http::openapi::BadRequest;
 use crate::presence;
@@ -51,21 +51,28 @@ struct TicketView {
     responses((status = 201, description = "The ticket", body = TicketView)))]
 async fn ticket(
     State(app): State<AppState>,
+    headers: HeaderMap,
     user: AuthUser,
 ) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    let issued = tickets::issue(&app, &user.id).await?;
+    let expires_at = bearer_in(&headers)
+        .and_then(streams::expiry_of)
+        .ok_or(ApiError::Unauthorized("the token has no exp"))?;
+    let issued = tickets::issue(&app, &user.id, expires_at).await?;
     Ok((StatusCode::CREATED, Json(TicketView { ticket: issued.ticket, expires_at: issued.expires_at })))
 }
 
-/// The header wins over a ticket; a bad header is refused, not ignored.
+/// The user and when their token expires. The header wins over a ticket;
+/// a bad header is refused, not ignored.
 async fn authenticate(
     app: &AppState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<UserId, ApiError> {
+) -> Result<(UserId, DateTime<Utc>), ApiError> {
     if headers.contains_key(axum::http::header::AUTHORIZATION) {
         let token = bearer_in(headers).ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        return Ok(app.auth.verify(token)?.id);
+        let user = app.auth.verify(token)?.id;
+        let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("the token has no exp"))?;
+        return Ok((user, expires_at));
     }
     match query.get("ticket") {
         Some(ticket) => tickets::redeem(app, ticket).await,
@@ -79,6 +86,10 @@ async fn authenticate(
 ///
 /// Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
 /// down, or the instance shutting down).
+///
+/// The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
+/// token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`
+/// streams (the oldest is closed).
 #[utoipa::path(get, path = "/events", operation_id = "eventStream", tag = "events",
     params(("ticket" = Option<String>, Query, description = "From `POST /events/ticket`, instead of the header")),
     security(("bearer" = []), ()),
@@ -92,7 +103,7 @@ async fn stream(
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&app, &headers, &query).await?;
+    let (user, expires_at) = authenticate(&app, &headers, &query).await?;
     tracing::Span::current().record("user_id", user.as_str());
     let upgrade = upgrade.map_err(|_| ApiError::BadRequest {
         code: Code::WebsocketRequired,
@@ -109,6 +120,7 @@ async fn stream(
     }
     let (conn, queue) = app.events.hub.register(user.as_str(), app.events.sockets_stop());
     presence::connected(&app, user.as_str(), conn.id).await;
+    streams::admit(&app, user.as_str(), conn.id).await;
     let tracked = app.events.sockets().token();
     Ok(upgrade
         .read_buffer_size(BUFFER)
@@ -118,6 +130,6 @@ async fn stream(
         .max_frame_size(MAX_INCOMING)
         .on_upgrade(move |ws| async move {
             let _tracked = tracked;
-            socket::run(app, ws, conn, queue).await;
+            socket::run(app, ws, conn, queue, expires_at).await;
         }))
 }

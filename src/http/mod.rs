@@ -18,7 +18,8 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
@@ -67,24 +68,32 @@ pub fn router(state: AppState) -> Router {
         .nest(openapi::API_PREFIX, api)
         .merge(top)
         .fallback(|| async { crate::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::outage::track))
         .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))
         .layer(cors)
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let span = tracing::info_span!(
-                "request",
-                method = %req.method(),
-                path = %req.uri().path(),
-                request_id,
-                user_id = tracing::field::Empty,
-                call_id = tracing::field::Empty,
-            );
-            // A call's routes name it from the first line on.
-            if let Some(id) = call_in_path(req.uri().path()) {
-                span.record("call_id", tracing::field::display(id));
-            }
-            span
-        }))
+        // 5xx are logged where they arise: a 500 with its cause, an outage
+        // once (crate::outage); not once more per request here.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
+                .make_span_with(|req: &Request<_>| {
+                    let request_id =
+                        req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let span = tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id,
+                        user_id = tracing::field::Empty,
+                        call_id = tracing::field::Empty,
+                    );
+                    // A call's routes name it from the first line on.
+                    if let Some(id) = call_in_path(req.uri().path()) {
+                        span.record("call_id", tracing::field::display(id));
+                    }
+                    span
+                }),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

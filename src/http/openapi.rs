@@ -187,7 +187,7 @@ problem_response!(
 problem_response!(
     Forbidden,
     "The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, \
-     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`."
+     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`, `not_initiator`."
 );
 problem_response!(
     NotFound,
@@ -196,7 +196,7 @@ problem_response!(
 problem_response!(
     Conflict,
     "The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, \
-     `already_answered`, `not_an_invitee`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, \
+     `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, \
      `video_already_on`, `video_request_pending`."
 );
 problem_response!(
@@ -208,31 +208,41 @@ problem_response!(
     Internal,
     "`internal`: an unexpected failure; the details are in the service's log under the request id."
 );
-problem_response!(
-    Unavailable,
-    "A dependency is down: `livekit_unavailable`, `unavailable` (PostgreSQL, Redis). Retry shortly."
-);
+pub struct Unavailable;
+
+impl<'r> utoipa::ToResponse<'r> for Unavailable {
+    fn response() -> (&'r str, RefOr<DocResponse>) {
+        let response = problem(
+            "A dependency is down: `livekit_unavailable`, `unavailable` (PostgreSQL, Redis). Both are \
+             retryable: try again after `Retry-After`.",
+        );
+        ("Unavailable", with_retry_after(response).into())
+    }
+}
 
 pub struct TooManyRequests;
 
 impl<'r> utoipa::ToResponse<'r> for TooManyRequests {
     fn response() -> (&'r str, RefOr<DocResponse>) {
-        let mut response = problem(
-            "`rate_limited` (per-user request or call-start limit) or `video_request_cooldown`; \
+        let response = problem(
+            "`rate_limited` (per-user request, call-start or quality-sample limit, or requests \
+             without valid credentials from one address) or `video_request_cooldown`; \
              `Retry-After` says when to try again.",
         );
-        response.headers.insert(
-            "Retry-After".to_owned(),
-            utoipa::openapi::HeaderBuilder::new()
-                .schema(Some(
-                    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer),
-                ))
-                .description(Some("Seconds to wait."))
-                .build()
-                .into(),
-        );
-        ("TooManyRequests", response.into())
+        ("TooManyRequests", with_retry_after(response).into())
     }
+}
+
+fn with_retry_after(mut response: DocResponse) -> DocResponse {
+    response.headers.insert(
+        "Retry-After".to_owned(),
+        utoipa::openapi::HeaderBuilder::new()
+            .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer)))
+            .description(Some("Seconds to wait."))
+            .build()
+            .into(),
+    );
+    response
 }
 
 /// The API's routes and the top-level ones, each with its part of the

@@ -4,7 +4,10 @@ use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, eventually, room_exists, spawn_app, spawn_app_configured, spawn_app_with};
+use crate::helpers::{
+    Options, base_config, eventually, isolated_database, room_exists, spawn_app, spawn_app_configured,
+    spawn_app_with, spawn_on,
+};
 
 fn decode(app: &crate::helpers::TestApp, join: &Value) -> livekit_api::access_token::Claims {
     let lk = &app.config.livekit;
@@ -341,4 +344,68 @@ async fn many_more_concurrent_reads_of_a_call_than_pooled_connections_all_succee
     for (status, body) in futures::future::join_all(reads).await {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+}
+
+#[tokio::test]
+async fn an_invitee_still_ringing_cannot_end_a_connected_group_call_but_may_decline() {
+    let app = spawn_app().await;
+    let (a, b, c) = (app.user("female"), app.user("male"), app.user("male"));
+    let (call, _) = app.ring(&a, &[&b, &c], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &b, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = app.call_action(&call, "end", &c, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "not_answered");
+    assert_eq!(app.call(&call, &a).await["state"], "connecting", "the call goes on for those in it");
+
+    let (status, body) = app.call_action(&call, "decline", &c, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"]["state"], "connecting");
+    let (status, body) = app.call_action(&call, "end", &b, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "one who answered ends it: {body}");
+    assert_eq!(body["call"]["state"], "ended");
+}
+
+#[tokio::test]
+async fn a_deadline_that_cannot_be_handled_does_not_hold_back_the_others() {
+    // A database of its own: the broken deadlines are due before any other.
+    let database = isolated_database(&base_config()).await;
+    let app = spawn_on(&database, |c| c.timeouts.ringing = Duration::from_secs(1)).await;
+    // Calls whose rows the service cannot read (a consent state it never
+    // writes), each with a ringing deadline long due: handling them fails
+    // every time.
+    let mut broken = Vec::new();
+    for _ in 0..3 {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query(
+            "insert into calls (id, room_name, type, state, initiator_id, video_session) \
+             values ($1, $2, 'audio', 'ringing', 'u-broken', '\"not a session\"')",
+        )
+        .bind(id)
+        .bind(format!("{}{id}", app.config.room_prefix))
+        .execute(&app.state.db)
+        .await
+        .expect("insert a broken call");
+        sqlx::query(
+            "insert into deadlines (call_id, kind, due_at) values ($1, 'ringing', now() - interval '1 hour')",
+        )
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .expect("insert its deadline");
+        broken.push(id);
+    }
+
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let body = app.wait_for_call(&call, &alice, Duration::from_secs(15), |c| c["state"] == "ended").await;
+    assert_eq!(body["outcome"], "missed", "the good deadline fired behind the broken ones");
+
+    let kept: i64 = sqlx::query_scalar("select count(*) from deadlines where call_id = any($1)")
+        .bind(&broken)
+        .fetch_one(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(kept, 3, "a failing deadline is kept, to be tried again");
 }

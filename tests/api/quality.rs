@@ -1,10 +1,12 @@
 //! Call quality: samples checked at the edge, summaries and scores against
 //! hand-computed values, and ratings of ended calls.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app};
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_configured};
 
 async fn answered(app: &TestApp) -> (String, TestUser, TestUser) {
     let (alice, bob) = (app.user("female"), app.user("male"));
@@ -56,7 +58,8 @@ async fn out_of_range_values_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn summaries_and_scores_match_a_hand_computation() {
-    let app = spawn_app().await;
+    // Five samples from her in a row.
+    let app = spawn_app_configured(|c| c.limits.quality_sample_interval = Duration::ZERO).await;
     let (call, alice, bob) = answered(&app).await;
     for (jitter, loss, rtt, bitrate) in
         [(10, 0, 100, 500), (20, 0, 120, 600), (30, 1, 140, 700), (40, 1, 160, 800), (50, 2, 180, 900)]
@@ -151,4 +154,61 @@ async fn only_those_who_answered_rate_the_call() {
     app.call_action(&call, "end", &alice, json!({})).await;
     let (status, body) = rate(&app, &call, &carol, json!({"score": 1})).await;
     assert_eq!((status, body["code"].clone()), (StatusCode::FORBIDDEN, json!("did_not_take_part")));
+}
+
+/// Status, code and Retry-After (seconds) of a sample.
+async fn report_limited(app: &TestApp, call: &str, user: &TestUser) -> (StatusCode, Value, Option<u64>) {
+    let sample = json!({"jitterMs": 5, "packetLossPct": 0, "rttMs": 40});
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/calls/{call}/quality")))
+        .bearer_auth(&user.token)
+        .json(&sample)
+        .send()
+        .await
+        .expect("sent");
+    let retry_after =
+        response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["code"].clone(), retry_after)
+}
+
+#[tokio::test]
+async fn a_participant_reports_at_most_one_sample_per_interval() {
+    let app = spawn_app_configured(|c| c.limits.quality_sample_interval = Duration::from_secs(600)).await;
+    let (call, alice, bob) = answered(&app).await;
+    let (status, ..) = report_limited(&app, &call, &alice).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, code, retry_after) = report_limited(&app, &call, &alice).await;
+    assert_eq!((status, code), (StatusCode::TOO_MANY_REQUESTS, json!("rate_limited")));
+    assert!(retry_after.is_some_and(|s| (1..=600).contains(&s)), "Retry-After: {retry_after:?}");
+    let (status, ..) = report_limited(&app, &call, &bob).await;
+    assert_eq!(status, StatusCode::CREATED, "the limit is per participant");
+    let samples = app.db_count("select count(*) from quality_samples where call_id = $1", &call).await;
+    assert_eq!(samples, 2);
+}
+
+#[tokio::test]
+async fn a_call_keeps_at_most_its_maximum_of_samples() {
+    let app = spawn_app_configured(|c| {
+        c.limits.quality_sample_interval = Duration::ZERO;
+        c.limits.quality_max_samples_per_call = 3;
+    })
+    .await;
+    let (call, alice, bob) = answered(&app).await;
+    for user in [&alice, &bob, &alice] {
+        let (status, ..) = report_limited(&app, &call, user).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    for user in [&alice, &bob] {
+        let (status, code, retry_after) = report_limited(&app, &call, user).await;
+        assert_eq!((status, code), (StatusCode::TOO_MANY_REQUESTS, json!("rate_limited")));
+        assert!(retry_after.is_some(), "with Retry-After");
+    }
+    let samples = app.db_count("select count(*) from quality_samples where call_id = $1", &call).await;
+    assert_eq!(samples, 3);
+    let (other, carol, _) = answered(&app).await;
+    let (status, ..) = report_limited(&app, &other, &carol).await;
+    assert_eq!(status, StatusCode::CREATED, "another call has its own maximum");
 }

@@ -16,3 +16,15 @@ pub fn init(format: LogFormat) {
     // Tests start many apps in one process; the first subscriber stays.
     drop(result);
 }
+
+/// For test binaries: lines go through the test harness's capture (shown
+/// for a failing test only), and only warnings and errors unless
+/// `TEST_LOG=1` (then `RUST_LOG`, as for the service).
+pub fn init_for_tests() {
+    let verbose = std::env::var("TEST_LOG").is_ok_and(|v| v == "1");
+    let filter = match verbose {
+        true => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        false => EnvFilter::new("warn"),
+    };
+    drop(tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init());
+}

@@ -100,7 +100,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 pub async fn start(config: Config) -> TestApp {
-    callgate::telemetry::init(config.log_format);
+    callgate::telemetry::init_for_tests();
     let app = Application::build(config.clone()).await.expect("the app builds");
     let port = app.port();
     let admin_port = app.admin_port().expect("test apps have an operations listener (base_config)");

@@ -169,7 +169,7 @@ async fn a_mislabelled_video_track_published_while_video_is_on_is_gone_after_her
     let (status, body) = revoke(&app, &call, &her).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let room = app.room_name(&call);
-    eventually(Duration::from_secs(2), "no video track of his in LiveKit", || {
+    eventually(OUT_WITHIN * 2, "no video track of his in LiveKit", || {
         let (room, him) = (room.clone(), him.id.clone());
         async move { video_tracks_of(&room, &him).await == 0 }
     })

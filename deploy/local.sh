@@ -407,8 +407,15 @@ ensure_pg_roles() {
     log "PostgreSQL: creating role callgate (CREATEDB) and databases callgate, callgate_test"
     id postgres >/dev/null 2>&1 ||
         die "PostgreSQL on $PG_PORT is not a local Debian cluster; create role callgate/callgate (CREATEDB) and databases callgate, callgate_test yourself"
-    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres <<'SQL'
-DO $$
+    create_pg_role_and_databases "$PG_PORT" callgate callgate_test
+}
+
+# create_pg_role_and_databases PORT DB...: the role callgate (password
+# callgate, CREATEDB) and the databases it owns, on the cluster at PORT.
+create_pg_role_and_databases() {
+    local port="$1" db sql
+    shift
+    sql="DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callgate') THEN
     CREATE ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
@@ -416,14 +423,14 @@ BEGIN
     ALTER ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
   END IF;
 END
-$$;
-SELECT 'CREATE DATABASE callgate OWNER callgate'
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate') \gexec
-SELECT 'CREATE DATABASE callgate_test OWNER callgate'
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate_test') \gexec
-ALTER DATABASE callgate OWNER TO callgate;
-ALTER DATABASE callgate_test OWNER TO callgate;
-SQL
+\$\$;"
+    for db in "$@"; do
+        sql+="
+SELECT 'CREATE DATABASE $db OWNER callgate'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$db') \\gexec
+ALTER DATABASE $db OWNER TO callgate;"
+    done
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d postgres <<<"$sql"
 }
 
 drop_test_databases() {
@@ -473,19 +480,7 @@ ensure_chaos_postgres() {
     PGPASSWORD=callgate PGCONNECT_TIMEOUT=5 psql -X -qAt -h 127.0.0.1 -p "$CHAOS_PG_PORT" -U callgate -d callgate \
         -c 'SELECT 1' >/dev/null 2>&1 && return 0
     log "PostgreSQL $ver/$CHAOS_PG_CLUSTER: creating role callgate (CREATEDB) and database callgate"
-    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$CHAOS_PG_PORT" -d postgres <<'SQL'
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callgate') THEN
-    CREATE ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
-  ELSE
-    ALTER ROLE callgate LOGIN CREATEDB PASSWORD 'callgate';
-  END IF;
-END
-$$;
-SELECT 'CREATE DATABASE callgate OWNER callgate'
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'callgate') \gexec
-SQL
+    create_pg_role_and_databases "$CHAOS_PG_PORT" callgate
 }
 
 # ------------------------------------------------------------------- Redis ---

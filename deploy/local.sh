@@ -58,8 +58,11 @@ GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
 # PyYAML: tests/api/containers.rs validates docker-compose.yml with them;
-# schemathesis: tests/api/openapi.rs fuzzes the API against /openapi.json.
-PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis)
+# schemathesis: tests/api/openapi.rs fuzzes the API against /openapi.json;
+# playwright: tests/e2e/browser.py drives Debian's chromium (no browser download).
+PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis playwright)
+NPM_CACHE="$CACHE/npm"
+CHROMIUM=/usr/bin/chromium
 
 PG_PORT=5432
 # A second cluster of its own for tests/api/outages.rs, which stops it with
@@ -216,6 +219,9 @@ ensure_packages() {
     command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null || missing+=(coturn)
     command -v openssl >/dev/null || missing+=(openssl)
     command -v flock >/dev/null && command -v runuser >/dev/null || missing+=(util-linux)
+    # The web app's build and the TypeScript client's tests; its browser tests.
+    command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+    [[ -x "$CHROMIUM" ]] || missing+=(chromium)
     if ! command -v python3 >/dev/null; then
         missing+=(python3 python3-venv)
     elif [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -314,9 +320,10 @@ ensure_livekit_binary() {
 venv_ok() { # cheap check: distributions installed and modules present
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
 import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis"): md.version(d)
+for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis", "playwright"): md.version(d)
 assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
-assert iu.find_spec("jsonschema") and iu.find_spec("yaml") and iu.find_spec("schemathesis")' 2>/dev/null
+assert iu.find_spec("jsonschema") and iu.find_spec("yaml") and iu.find_spec("schemathesis")
+assert iu.find_spec("playwright.sync_api")' 2>/dev/null
 }
 
 ensure_venv() {
@@ -330,9 +337,32 @@ ensure_venv() {
     log "installing ${PY_PACKAGES[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis' ||
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis, playwright.sync_api' ||
         die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
+}
+
+# ------------------------------------------------- npm packages, web build ---
+
+# npm ci for clients/ts and web (cache outside the repository), then the web
+# app's bundle web/dist/app.js; each is redone only when its inputs change.
+ensure_web() {
+    local dir stamp want
+    for dir in clients/ts web; do
+        stamp="$ROOT/$dir/node_modules/.callgate-lock"
+        want="$(file_hash "$ROOT/$dir/package-lock.json")"
+        [[ -r "$stamp" && "$(cat "$stamp")" == "$want" ]] && continue
+        section "npm ci ($dir)"
+        (cd "$ROOT/$dir" && npm ci --cache "$NPM_CACHE" --no-audit --no-fund --loglevel=error) ||
+            die "npm ci in $dir failed"
+        echo "$want" >"$stamp"
+        section_done
+    done
+    stamp="$ROOT/web/dist/.callgate-build"
+    want="$(file_hash "$ROOT/web/src/app.ts" "$ROOT"/clients/ts/src/*.ts "$ROOT/web/package.json" "$ROOT/web/package-lock.json")"
+    [[ -r "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
+    (cd "$ROOT/web" && npm run --silent build >/dev/null) || die "the web app's build (web: npm run build) failed"
+    echo "$want" >"$stamp"
 }
 
 # -------------------------------------------------------------- PostgreSQL ---
@@ -591,6 +621,7 @@ cmd_up() {
     ensure_packages
     ensure_livekit_binary
     ensure_venv
+    ensure_web
     ensure_postgres
     ensure_chaos_postgres
     ensure_redis
@@ -677,6 +708,7 @@ cmd_run() {
     # The operations listener (/metrics, detailed /ready), 9090 unless set.
     export ADMIN_PORT="${ADMIN_PORT:-9090}"
     log "cargo run --release -- serve (PORT=${PORT:-}, ADMIN_PORT=$ADMIN_PORT)"
+    log "the web app: open http://127.0.0.1:${PORT:-8080}/app in two browser windows, one user each"
     exec cargo run --release -- serve
 }
 
@@ -730,6 +762,7 @@ SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHER
 SQL
     export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
     export CALLGATE_PYTHON="$VENV/bin/python"
+    export CALLGATE_CHROMIUM="$CHROMIUM"
     export TEST_WEBHOOK_PORT=8089
     # The outage test's own cluster, and how it stops and starts it.
     export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"

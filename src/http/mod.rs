@@ -2,6 +2,7 @@
 
 mod bounds;
 mod calls;
+mod dev_app;
 mod events;
 mod health;
 pub mod json;
@@ -64,9 +65,12 @@ pub fn router(state: AppState) -> Router {
     let api =
         api.layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
     let cors = cors(&state.config.cors_origins);
+    // The web app and its dev sign-in exist only with the development switch.
+    let dev = if state.config.dev_mode { dev_app::router().split_for_parts().0 } else { Router::new() };
     Router::new()
         .nest(openapi::API_PREFIX, api)
         .merge(top)
+        .merge(dev)
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::outage::track))
         .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))

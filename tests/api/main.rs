@@ -25,4 +25,5 @@ mod stall;
 mod stats;
 mod turn;
 mod validation;
+mod web;
 mod webhooks;

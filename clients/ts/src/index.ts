@@ -1,0 +1,171 @@
+// callgate's TypeScript client: one function per operation of the OpenAPI
+// document (types generated into ./schema.ts), problem+json errors as
+// `CallgateError`, and the event stream with ticket auth, reconnects and
+// de-duplication.
+import type { components } from "./schema.js";
+
+export type Schemas = components["schemas"];
+export type Call = Schemas["CallView"];
+export type CallWithJoin = Schemas["CallWithJoin"];
+export type CallType = Schemas["CallType"];
+export type CallList = Schemas["CallList"];
+export type VideoView = Schemas["VideoView"];
+export type VideoRequest = Schemas["RequestView"];
+export type QualitySample = Schemas["SampleBody"];
+export type Rating = Schemas["RatingBody"];
+export type Ticket = Schemas["TicketView"];
+export type MediaChange = Schemas["MediaChange"];
+export type ErrorCode = Schemas["ErrorCode"];
+export type Problem = Schemas["Problem"];
+
+/** An answer of the API that was not a success, with its stable `code`. */
+export class CallgateError extends Error {
+  readonly status: number;
+  readonly code: ErrorCode | "unexpected_response";
+  readonly field?: string | null;
+  constructor(status: number, problem: Partial<Problem>) {
+    super(problem.detail ?? `HTTP ${status}`);
+    this.name = "CallgateError";
+    this.status = status;
+    this.code = problem.code ?? "unexpected_response";
+    this.field = problem.field;
+  }
+}
+
+export interface ClientOptions {
+  /** Where callgate answers, e.g. `https://calls.example.com` (no `/api/v1`). */
+  baseUrl: string;
+  /** The host application's user token; a function is asked before every request. */
+  token: string | (() => string | Promise<string>);
+  fetch?: typeof fetch;
+}
+
+export class CallgateClient {
+  readonly baseUrl: string;
+  private readonly token: ClientOptions["token"];
+  private readonly fetchFn: typeof fetch;
+
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.token = options.token;
+    this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await this.fetchFn(`${this.baseUrl}/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    const json = text ? safeJson(text) : undefined;
+    if (!response.ok) throw new CallgateError(response.status, (json as Partial<Problem>) ?? {});
+    return json as T;
+  }
+
+  // Calls
+  startCall(participantIds: string[], type: CallType, extra: Omit<Schemas["StartBody"], "participantIds" | "type"> = {}) {
+    return this.request<CallWithJoin>("POST", "/calls", { participantIds, type, ...extra });
+  }
+  acceptCall(callId: string, body: Schemas["AcceptBody"] = {}) {
+    return this.request<CallWithJoin>("POST", `/calls/${enc(callId)}/accept`, body);
+  }
+  declineCall(callId: string) {
+    return this.request<Schemas["CallOnly"]>("POST", `/calls/${enc(callId)}/decline`);
+  }
+  endCall(callId: string) {
+    return this.request<Schemas["CallOnly"]>("POST", `/calls/${enc(callId)}/end`);
+  }
+  leaveCall(callId: string) {
+    return this.request<Schemas["CallOnly"]>("POST", `/calls/${enc(callId)}/leave`);
+  }
+  callToken(callId: string) {
+    return this.request<Schemas["JoinOnly"]>("POST", `/calls/${enc(callId)}/token`);
+  }
+  getCall(callId: string) {
+    return this.request<Schemas["CallOnly"]>("GET", `/calls/${enc(callId)}`);
+  }
+  activeCalls() {
+    return this.request<CallList>("GET", "/calls/active");
+  }
+  callHistory(query: { cursor?: string; limit?: number } = {}) {
+    const params = new URLSearchParams();
+    if (query.cursor) params.set("cursor", query.cursor);
+    if (query.limit !== undefined) params.set("limit", String(query.limit));
+    const qs = params.toString();
+    return this.request<CallList>("GET", `/calls/history${qs ? `?${qs}` : ""}`);
+  }
+  callTimeline(callId: string) {
+    return this.request<Schemas["Timeline"]>("GET", `/calls/${enc(callId)}/events`);
+  }
+  updateMyMedia(callId: string, change: MediaChange) {
+    return this.request<Schemas["MediaView"]>("PATCH", `/calls/${enc(callId)}/participants/me`, change);
+  }
+
+  // Video consent
+  videoState(callId: string) {
+    return this.request<VideoView>("GET", `/calls/${enc(callId)}/video`);
+  }
+  requestVideo(callId: string) {
+    return this.request<Schemas["RequestCreated"]>("POST", `/calls/${enc(callId)}/video/requests`);
+  }
+  acceptVideoRequest(callId: string, requestId: string) {
+    return this.request<VideoView>("POST", `/calls/${enc(callId)}/video/requests/${enc(requestId)}/accept`);
+  }
+  rejectVideoRequest(callId: string, requestId: string) {
+    return this.request<VideoView>("POST", `/calls/${enc(callId)}/video/requests/${enc(requestId)}/reject`);
+  }
+  revokeVideo(callId: string) {
+    return this.request<VideoView>("POST", `/calls/${enc(callId)}/video/revoke`);
+  }
+  consentLedger(callId: string) {
+    return this.request<Schemas["Ledger"]>("GET", `/calls/${enc(callId)}/consent`);
+  }
+
+  // Quality and rating
+  recordQualitySample(callId: string, sample: QualitySample) {
+    return this.request<Schemas["SampleView"]>("POST", `/calls/${enc(callId)}/quality`, sample);
+  }
+  qualitySummary(callId: string) {
+    return this.request<Schemas["QualityView"]>("GET", `/calls/${enc(callId)}/quality`);
+  }
+  rateCall(callId: string, rating: Rating) {
+    return this.request<Schemas["Rated"]>("PUT", `/calls/${enc(callId)}/rating`, rating);
+  }
+
+  // Network
+  iceServers() {
+    return this.request<Schemas["IceServers"]>("GET", "/ice-servers");
+  }
+  turnCredentials() {
+    return this.request<Schemas["TurnCredentials"]>("GET", "/turn/credentials");
+  }
+
+  // Event stream
+  eventTicket() {
+    return this.request<Ticket>("POST", "/events/ticket");
+  }
+  /** The event stream, opened with a ticket; see {@link EventStream}. */
+  events(options: Omit<EventStreamOptions, "client"> = {}) {
+    return new EventStream({ ...options, client: this });
+  }
+}
+
+function enc(s: string) {
+  return encodeURIComponent(s);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export { EventStream, backoffDelay } from "./events.js";
+export type { CallgateEvent, EventStreamOptions, StreamStatus } from "./events.js";
+import { EventStream, type EventStreamOptions } from "./events.js";

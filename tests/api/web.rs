@@ -1,0 +1,119 @@
+//! The reference web app (`web/`) and the TypeScript client (`clients/ts/`):
+//! the dev sign-in exists only with the development switch, the client's
+//! generated types match the document, its unit tests pass, and two users
+//! in Debian's chromium (tests/e2e/browser.py, Playwright) make a call with
+//! the consent flow against the real stack. `deploy/local.sh` installs npm's
+//! packages, builds `web/dist/`, and installs chromium and Playwright.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestUser, request, spawn_app, spawn_app_configured};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command to its end; its output is shown only if it fails.
+fn run(what: &str, command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim_end());
+}
+
+#[tokio::test]
+async fn without_the_dev_switch_there_is_no_web_app_and_no_dev_sign_in() {
+    let app = spawn_app_configured(|c| c.dev_mode = false).await;
+    for path in ["/app", "/app/app.js"] {
+        let (status, _) = request(&app.http, Method::GET, format!("{}{path}", app.address), None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let body = json!({"userId": "mallory", "gender": "female"});
+    let (status, _) =
+        request(&app.http, Method::POST, format!("{}/app/dev-token", app.address), None, Some(body)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn with_the_dev_switch_the_dev_sign_in_gives_a_token_the_api_accepts() {
+    let app = spawn_app().await;
+    assert!(app.config.dev_mode, ".env.example turns the development switch on");
+    let body = json!({"userId": "dev-signin-user", "name": "Dev", "gender": "male"});
+    let (status, minted) =
+        request(&app.http, Method::POST, format!("{}/app/dev-token", app.address), None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let user =
+        TestUser { id: "dev-signin-user".into(), token: minted["token"].as_str().expect("token").into() };
+    let (status, active) =
+        request(&app.http, Method::GET, format!("{}/api/v1/calls/active", app.address), Some(&user), None)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{active}");
+}
+
+#[tokio::test]
+async fn the_dev_sign_in_refuses_what_is_not_a_user_id() {
+    let app = spawn_app().await;
+    let body = json!({"userId": "not a user id"});
+    let (status, problem) =
+        request(&app.http, Method::POST, format!("{}/app/dev-token", app.address), None, Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "userId");
+}
+
+#[test]
+fn the_typescript_clients_types_are_generated_from_the_current_document() {
+    let document = root().join("target/openapi.json");
+    std::fs::write(&document, serde_json::to_vec_pretty(&callgate::http::document()).expect("json"))
+        .expect("write target/openapi.json");
+    let ts = root().join("clients/ts");
+    run("check-schema", Command::new("node").arg("scripts/check-schema.mjs").arg(&document).current_dir(&ts));
+}
+
+#[test]
+fn the_typescript_client_passes_its_unit_tests() {
+    run("npm test", Command::new("npm").args(["test", "--silent"]).current_dir(root().join("clients/ts")));
+}
+
+fn browser(part: &str, base: &str) {
+    let python = std::env::var("CALLGATE_PYTHON").expect("CALLGATE_PYTHON (set by deploy/local.sh test)");
+    let shots = root().join("target/screenshots");
+    assert!(Path::new(&root().join("web/dist/app.js")).exists(), "web/dist/app.js: built by deploy/local.sh");
+    run(
+        &format!("tests/e2e/browser.py {part}"),
+        Command::new(python).arg(root().join("tests/e2e/browser.py")).args([
+            base,
+            shots.to_str().expect("path"),
+            part,
+        ]),
+    );
+}
+
+/// Runs a part of browser.py beside the app, failing as it fails.
+async fn in_browsers(part: &'static str, base: String) {
+    if let Err(e) = tokio::task::spawn_blocking(move || browser(part, &base)).await {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_two_browsers_she_calls_him_he_asks_for_video_she_allows_then_turns_it_off() {
+    let app = spawn_app().await;
+    let base = app.address.clone();
+    in_browsers("call", base).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_browser_video_published_as_a_microphone_before_consent_reaches_nobody() {
+    let app = spawn_app().await;
+    let base = app.address.clone();
+    in_browsers("mislabel", base).await;
+}

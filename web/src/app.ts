@@ -1,0 +1,502 @@
+// The reference web app: the TypeScript client for callgate, livekit-client
+// for the media. It shows only what the API and LiveKit tell this participant.
+import {
+  ConnectionState,
+  LocalTrack,
+  Participant,
+  RemoteParticipant,
+  RemoteTrack,
+  RemoteTrackPublication,
+  Room,
+  RoomEvent,
+  Track,
+} from "livekit-client";
+import { Call, CallgateClient, CallgateError, CallgateEvent, CallWithJoin, EventStream } from "../../clients/ts/src/index";
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const SCREENS = ["signin", "home", "incoming", "call", "ended", "history"] as const;
+type Screen = (typeof SCREENS)[number];
+
+interface Session { token: string; userId: string; name: string }
+let session: Session | undefined;
+let client: CallgateClient | undefined;
+let stream: EventStream | undefined;
+let current: { call: Call; room?: Room; connected: boolean; requestId?: string } | undefined;
+let incoming: Call | undefined;
+let qualityTimer: ReturnType<typeof setInterval> | undefined;
+let endedCallId: string | undefined;
+
+function show(screen: Screen) {
+  for (const s of SCREENS) $(`screen-${s}`).hidden = s !== screen;
+  $("nav").hidden = screen === "signin";
+  document.body.dataset.screen = screen;
+  const heading = $(`screen-${screen}`).querySelector("h1");
+  heading?.setAttribute("tabindex", "-1");
+  heading?.focus();
+}
+
+function toast(text: string) {
+  const t = $("toast");
+  t.textContent = text;
+  t.hidden = false;
+  setTimeout(() => (t.hidden = true), 4000);
+}
+
+function explain(err: unknown) {
+  if (err instanceof CallgateError) return `${err.message} (${err.code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function nameOf(call: Call, userId: string) {
+  return call.participants.find((p) => p.userId === userId)?.name ?? userId;
+}
+
+function others(call: Call) {
+  return call.participants.filter((p) => p.userId !== session?.userId);
+}
+
+// ---------------------------------------------------------------- sign-in
+
+async function signIn(form: HTMLFormElement) {
+  const data = new FormData(form);
+  const body = { userId: String(data.get("userId")), name: String(data.get("name") || data.get("userId")), gender: String(data.get("gender")) };
+  const response = await fetch("/app/dev-token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  if (!response.ok) return toast("Sign-in refused: check the user id");
+  const { token } = await response.json();
+  session = { token, userId: body.userId, name: body.name };
+  sessionStorage.setItem("callgate.session", JSON.stringify(session));
+  start();
+}
+
+function start() {
+  if (!session) return show("signin");
+  const token = session.token;
+  client = new CallgateClient({ baseUrl: location.origin, token });
+  $("whoami").textContent = `Signed in as ${session.name}`;
+  stream = client.events({ onEvent, onCatchUp: ({ calls }) => catchUp(calls) }).start();
+  show("home");
+}
+
+function signOut() {
+  stream?.close();
+  sessionStorage.removeItem("callgate.session");
+  session = undefined;
+  show("signin");
+}
+
+// After a (re)connect: a ringing call to us, or the call we are in, may have
+// changed while the stream was closed.
+function catchUp(calls: Call[]) {
+  if (current && !calls.some((c) => c.id === current!.call.id)) return finish("The call ended.");
+  const ringing = calls.find((c) => c.state === "ringing" && c.initiatorId !== session?.userId);
+  if (!current && ringing) ring(ringing);
+}
+
+// ----------------------------------------------------------------- events
+
+function onEvent(event: CallgateEvent) {
+  const call = (event.data.call as Call | undefined) ?? undefined;
+  const mine = current && event.callId === current.call.id;
+  switch (event.type) {
+    case "call.incoming":
+      if (call && !current) ring(call);
+      break;
+    case "call.accepted":
+      if (mine && call) (current!.call = call), title(call), status("Connecting…");
+      break;
+    case "call.declined":
+      if (mine) finish(`${nameOf(current!.call, String(event.data.by ?? ""))} declined.`);
+      break;
+    case "call.cancelled":
+    case "call.missed":
+      if (incoming && event.callId === incoming.id) (incoming = undefined), show("home"), toast("Missed call");
+      if (mine) finish(event.type === "call.missed" ? "No answer." : "The call was cancelled.");
+      break;
+    case "call.ended":
+      if (mine) finish(current!.connected ? "The call ended." : "The call ended before it started.");
+      if (incoming && event.callId === incoming.id) (incoming = undefined), show("home");
+      break;
+    case "video.requested":
+      if (mine) onVideoRequested(event.data.request as { id: string; requestedBy: string });
+      break;
+    case "video.on":
+      if (mine) consentNote("Video is on."), setVideoUi(true);
+      break;
+    case "video.off":
+      if (mine) consentNote("Video is off."), setVideoUi(false);
+      break;
+    case "video.declined":
+      if (mine) consentNote("Your request for video was declined.");
+      break;
+    case "video.expired":
+      if (mine) consentNote("Your request for video expired without an answer.");
+      break;
+  }
+}
+
+// ------------------------------------------------------------------ calls
+
+async function placeCall(form: HTMLFormElement) {
+  const data = new FormData(form);
+  const callee = String(data.get("callee")).trim();
+  const type = data.get("type") === "video" ? "video" : "audio";
+  try {
+    const started = await client!.startCall([callee], type);
+    await enter(started, `Calling ${callee}…`);
+  } catch (err) {
+    $("home-status").textContent = `Could not call: ${explain(err)}`;
+  }
+}
+
+function ring(call: Call) {
+  incoming = call;
+  $("incoming-who").textContent = `${nameOf(call, call.initiatorId)} is calling (${call.type})`;
+  show("incoming");
+}
+
+async function answer() {
+  const call = incoming!;
+  incoming = undefined;
+  try {
+    await enter(await client!.acceptCall(call.id), "Connecting…");
+  } catch (err) {
+    show("home");
+    toast(`Could not answer: ${explain(err)}`);
+  }
+}
+
+async function decline() {
+  const call = incoming!;
+  incoming = undefined;
+  show("home");
+  await client!.declineCall(call.id).catch((err) => toast(explain(err)));
+}
+
+async function enter(started: CallWithJoin, note: string) {
+  const { call, join, iceServers } = started;
+  current = { call, connected: false };
+  title(call);
+  status(note);
+  consentNote("");
+  setVideoUi(false);
+  $("ask-video").hidden = false;
+  show("call");
+  // Subscribe by kind: audio only as microphone/screen share audio, video
+  // only as camera/screen share; a mislabelled track is never received.
+  const room = new Room({ adaptiveStream: false, dynacast: false });
+  current.room = room;
+  room
+    .on(RoomEvent.TrackPublished, (pub, participant) => subscribeByKind(pub, participant))
+    .on(RoomEvent.ParticipantConnected, (p) => p.trackPublications.forEach((pub) => subscribeByKind(pub, p)))
+    .on(RoomEvent.TrackSubscribed, (track) => attach(track))
+    .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el !== $("remote-video") && el.remove()))
+    .on(RoomEvent.ParticipantPermissionsChanged, (_prev, participant) => {
+      if (participant === room.localParticipant) void onRights();
+    })
+    .on(RoomEvent.RoomMetadataChanged, (metadata) => onRoomMetadata(metadata))
+    .on(RoomEvent.DataReceived, (_payload, participant, _kind, topic) => {
+      // Only the server's messages (no sender) may speak for callgate.
+      if (topic === "callgate.video" && participant === undefined) void refreshVideo();
+    })
+    .on(RoomEvent.ParticipantConnected, () => {
+      current!.connected = true;
+      status("Connected");
+    })
+    .on(RoomEvent.Disconnected, () => current?.room === room && finish("Disconnected."));
+  await room.connect(join.url, join.token, { autoSubscribe: false, rtcConfig: { iceServers: iceServers as RTCIceServer[] } });
+  room.remoteParticipants.forEach((p) => p.trackPublications.forEach((pub) => subscribeByKind(pub, p)));
+  if (room.remoteParticipants.size > 0) (current.connected = true), status("Connected");
+  await room.localParticipant.setMicrophoneEnabled(true);
+  onRoomMetadata(room.metadata);
+  qualityTimer = setInterval(() => void sampleQuality(), 5000);
+}
+
+function subscribeByKind(pub: RemoteTrackPublication, _participant: RemoteParticipant) {
+  const audio = pub.kind === Track.Kind.Audio && (pub.source === Track.Source.Microphone || pub.source === Track.Source.ScreenShareAudio);
+  const video = pub.kind === Track.Kind.Video && (pub.source === Track.Source.Camera || pub.source === Track.Source.ScreenShare);
+  if (audio || video) pub.setSubscribed(true);
+}
+
+function attach(track: RemoteTrack) {
+  if (track.kind === Track.Kind.Video) track.attach($<HTMLVideoElement>("remote-video"));
+  else $("audio-sink").appendChild(track.attach());
+}
+
+function title(call: Call) {
+  $("call-title").textContent = others(call).map((p) => p.name ?? p.userId).join(", ");
+}
+
+function status(text: string) {
+  $("call-status").textContent = text;
+}
+
+async function hangUp() {
+  const call = current?.call;
+  if (!call) return;
+  await client!.endCall(call.id).catch((err) => toast(explain(err)));
+  finish("You hung up.");
+}
+
+async function finish(why: string) {
+  if (!current) return;
+  const { call, room, connected } = current;
+  current = undefined;
+  clearInterval(qualityTimer);
+  await room?.disconnect();
+  $<HTMLVideoElement>("remote-video").srcObject = null;
+  $<HTMLVideoElement>("local-video").srcObject = null;
+  $("audio-sink").replaceChildren();
+  $("ended-why").textContent = why;
+  endedCallId = call.id;
+  $("rating-form").hidden = !connected;
+  show(connected ? "ended" : "home");
+  if (!connected) toast(why);
+}
+
+async function rate(form: HTMLFormElement) {
+  const score = Number(new FormData(form).get("score"));
+  if (endedCallId) await client!.rateCall(endedCallId, { score }).then(() => toast("Thanks for the rating"), (err) => toast(explain(err)));
+  show("home");
+}
+
+// -------------------------------------------------------------- consent
+
+function consentNote(text: string) {
+  const box = $("consent");
+  box.replaceChildren();
+  if (!text) return;
+  const p = document.createElement("p");
+  p.className = "note";
+  p.textContent = text;
+  box.appendChild(p);
+}
+
+async function askForVideo() {
+  const call = current!.call;
+  try {
+    const { request } = await client!.requestVideo(call.id);
+    current!.requestId = request.id;
+    const view = await client!.videoState(call.id);
+    consentNote(view.state === "on" ? "Video is on." : "Asked — waiting for an answer.");
+  } catch (err) {
+    consentNote(`Could not ask for video: ${explain(err)}`);
+  }
+}
+
+function onVideoRequested(request: { id: string; requestedBy: string }) {
+  const call = current!.call;
+  const box = $("consent");
+  box.replaceChildren();
+  const prompt = document.createElement("div");
+  prompt.className = "prompt";
+  const text = document.createElement("span");
+  text.textContent = `${nameOf(call, request.requestedBy)} would like to turn on video`;
+  const allow = document.createElement("button");
+  allow.className = "primary";
+  allow.textContent = "Allow";
+  allow.onclick = () => answerRequest(request.id, true);
+  const notNow = document.createElement("button");
+  notNow.textContent = "Not now";
+  notNow.onclick = () => answerRequest(request.id, false);
+  prompt.append(text, allow, notNow);
+  box.appendChild(prompt);
+  allow.focus();
+}
+
+async function answerRequest(requestId: string, allow: boolean) {
+  const call = current!.call;
+  try {
+    const view = allow ? await client!.acceptVideoRequest(call.id, requestId) : await client!.rejectVideoRequest(call.id, requestId);
+    consentNote(view.state === "on" ? "Video is on." : "You said not now.");
+    setVideoUi(view.state === "on");
+  } catch (err) {
+    consentNote(explain(err));
+  }
+}
+
+async function revoke() {
+  const call = current!.call;
+  await client!.revokeVideo(call.id).then(() => (consentNote("Video is off."), setVideoUi(false)), (err) => toast(explain(err)));
+}
+
+async function refreshVideo() {
+  if (!current) return;
+  const view = await client!.videoState(current.call.id).catch(() => undefined);
+  if (view) setVideoUi(view.state === "on");
+}
+
+function onRoomMetadata(metadata: string | undefined) {
+  try {
+    const meta = JSON.parse(metadata || "{}");
+    if (meta.video) setVideoUi(meta.video === "on");
+  } catch {
+    /* not callgate's */
+  }
+}
+
+// Whether video is on, as the server says; rights come from LiveKit.
+function setVideoUi(on: boolean) {
+  $("ask-video").hidden = on;
+  $("video-off").hidden = !on;
+  if (!on) {
+    const lp = current?.room?.localParticipant;
+    void lp?.setCameraEnabled(false).catch(() => undefined);
+    void lp?.setScreenShareEnabled(false).catch(() => undefined);
+    pressed("camera", false);
+    pressed("screen", false);
+    $<HTMLVideoElement>("local-video").srcObject = null;
+  }
+}
+
+async function onRights() {
+  const room = current?.room;
+  if (!room) return;
+  const sources = room.localParticipant.permissions?.canPublishSources ?? [];
+  const camera = sources.includes(1 /* TrackSource.CAMERA */);
+  const screen = sources.includes(3 /* TrackSource.SCREEN_SHARE */);
+  $<HTMLButtonElement>("camera").disabled = !camera;
+  $<HTMLButtonElement>("screen").disabled = !screen;
+  if (camera && !room.localParticipant.isCameraEnabled) await toggleCamera();
+}
+
+async function toggleCamera() {
+  const lp = current?.room?.localParticipant;
+  if (!lp) return;
+  const on = !lp.isCameraEnabled;
+  try {
+    const pub = await lp.setCameraEnabled(on);
+    pressed("camera", on);
+    const track = pub?.track as LocalTrack | undefined;
+    if (on && track) track.attach($<HTMLVideoElement>("local-video"));
+    else $<HTMLVideoElement>("local-video").srcObject = null;
+  } catch (err) {
+    toast(`Camera: ${explain(err)}`);
+  }
+}
+
+async function toggleScreen() {
+  const lp = current?.room?.localParticipant;
+  if (!lp) return;
+  const on = !lp.isScreenShareEnabled;
+  await lp.setScreenShareEnabled(on).then(() => pressed("screen", on), (err) => toast(`Screen share: ${explain(err)}`));
+}
+
+async function toggleMute() {
+  const lp = current?.room?.localParticipant;
+  if (!lp) return;
+  const muted = lp.isMicrophoneEnabled;
+  await lp.setMicrophoneEnabled(!muted);
+  pressed("mute", muted);
+  $("mute").textContent = muted ? "Unmute" : "Mute";
+  await client!.updateMyMedia(current!.call.id, { audioEnabled: !muted }).catch(() => undefined);
+}
+
+function pressed(id: string, on: boolean) {
+  $(id).setAttribute("aria-pressed", String(on));
+}
+
+// -------------------------------------------------------------- quality
+
+/** What the page receives, from the peer connections' own statistics. */
+async function receiving() {
+  const totals = { audioPackets: 0, videoFrames: 0, jitterMs: 0, lost: 0, rttMs: 0 };
+  const room = current?.room;
+  if (!room) return totals;
+  for (const p of room.remoteParticipants.values()) {
+    for (const pub of p.trackPublications.values()) {
+      const receiver = (pub.track as RemoteTrack | undefined)?.receiver;
+      if (!receiver) continue;
+      (await receiver.getStats()).forEach((s: any) => {
+        if (s.type === "inbound-rtp" && s.kind === "audio") {
+          totals.audioPackets += s.packetsReceived ?? 0;
+          totals.jitterMs = Math.max(totals.jitterMs, (s.jitter ?? 0) * 1000);
+          totals.lost += s.packetsLost ?? 0;
+        }
+        if (s.type === "inbound-rtp" && s.kind === "video") totals.videoFrames += s.framesDecoded ?? 0;
+        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime) totals.rttMs = s.currentRoundTripTime * 1000;
+      });
+    }
+  }
+  return totals;
+}
+
+async function sampleQuality() {
+  if (!current?.connected) return;
+  const r = await receiving();
+  const total = r.audioPackets + r.lost;
+  const packetLossPct = total > 0 ? Math.min(100, (100 * r.lost) / total) : 0;
+  await client!
+    .recordQualitySample(current.call.id, { jitterMs: Math.min(10000, r.jitterMs), packetLossPct, rttMs: Math.min(10000, r.rttMs) })
+    .catch(() => undefined);
+}
+
+// -------------------------------------------------------------- history
+
+async function showHistory() {
+  show("history");
+  const { calls } = await client!.callHistory({ limit: 50 });
+  const body = $("history").querySelector("tbody")!;
+  body.replaceChildren(
+    ...calls.map((call) => {
+      const row = document.createElement("tr");
+      const cells = [
+        new Date(call.createdAt).toLocaleString(),
+        others(call).map((p) => p.name ?? p.userId).join(", "),
+        call.type,
+        call.outcome ?? call.state,
+        call.durationSeconds != null ? `${call.durationSeconds} s` : "—",
+      ];
+      for (const text of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        row.appendChild(td);
+      }
+      row.dataset.callId = call.id;
+      return row;
+    }),
+  );
+  $("history-empty").hidden = calls.length > 0;
+}
+
+// -------------------------------------------------------------- wiring
+
+function onSubmit(id: string, handler: (form: HTMLFormElement) => unknown) {
+  $<HTMLFormElement>(id).addEventListener("submit", (e) => {
+    e.preventDefault();
+    void handler(e.currentTarget as HTMLFormElement);
+  });
+}
+
+function onClick(id: string, handler: () => unknown) {
+  $(id).addEventListener("click", () => void handler());
+}
+
+onSubmit("signin-form", signIn);
+onSubmit("call-form", placeCall);
+onSubmit("rating-form", rate);
+onClick("answer", answer);
+onClick("decline", decline);
+onClick("hang-up", hangUp);
+onClick("mute", toggleMute);
+onClick("camera", toggleCamera);
+onClick("screen", toggleScreen);
+onClick("ask-video", askForVideo);
+onClick("video-off", revoke);
+onClick("skip-rating", () => show("home"));
+onClick("nav-home", () => show(current ? "call" : "home"));
+onClick("nav-history", showHistory);
+onClick("sign-out", signOut);
+
+// For the end-to-end tests and for curious developers (this app exists only in development).
+Object.assign(window, {
+  callgateApp: {
+    receiving,
+    room: () => current?.room,
+    Track,
+    ConnectionState,
+    Participant,
+  },
+});
+
+session = JSON.parse(sessionStorage.getItem("callgate.session") ?? "null") ?? undefined;
+start();

@@ -172,7 +172,9 @@ async fn sync_everyone(app: &AppState, first: CallRow) -> Result<(), NotYet> {
         }
         push(app, &row, None).await?;
         let state = row.video_state();
-        if announced != Some(state) && row.rights_version < row.video_version {
+        // Announced again whenever this sync sees a state it has not announced:
+        // a slower sync that announced an older state loops and announces the newer.
+        if announced != Some(state) {
             announce(app, &row, state).await;
             announced = Some(state);
         }

@@ -152,9 +152,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * End the call for everyone; the initiator may also cancel it while it rings.
-         * @description Errors: 403 `not_initiator` (an invitee asked to end a ringing call: decline it instead);
-         *     409 `call_ended`, `not_in_call`.
+         * End the call for everyone; the initiator may also cancel it while it rings. An invitee who has
+         *     not answered may only decline.
+         * @description Errors: 403 `not_initiator` (an invitee ending a ringing call); 409 `call_ended`, `not_in_call`,
+         *     `not_answered` (an invitee still being rung).
          */
         post: operations["endCall"];
         delete?: never;
@@ -403,6 +404,10 @@ export interface paths {
          *     the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
          * @description Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
          *     down, or the instance shutting down).
+         *
+         *     The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
+         *     token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`
+         *     streams (the oldest is closed).
          */
         get: operations["eventStream"];
         put?: never;
@@ -932,7 +937,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`. */
+        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`. */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -941,7 +946,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, `scheduling_not_allowed`, `did_not_take_part`, `admin_only`. */
+        /** @description The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, `scheduling_not_allowed`, `did_not_take_part`, `admin_only`, `not_initiator`. */
         Forbidden: {
             headers: {
                 [name: string]: unknown;
@@ -968,7 +973,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `rate_limited` (per-user request or call-start limit) or `video_request_cooldown`; `Retry-After` says when to try again. */
+        /** @description `rate_limited` (per-user request, call-start or quality-sample limit, or requests without valid credentials from one address) or `video_request_cooldown`; `Retry-After` says when to try again. */
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait. */
@@ -988,9 +993,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description A dependency is down: `livekit_unavailable`, `unavailable` (PostgreSQL, Redis). Retry shortly. */
+        /** @description A dependency is down: `livekit_unavailable`, `unavailable` (PostgreSQL, Redis). Both are retryable: try again after `Retry-After`. */
         Unavailable: {
             headers: {
+                /** @description Seconds to wait. */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {

@@ -187,6 +187,12 @@ async fn what_he_can_read(
     reader: &TestUser,
     roles: &[(&TestUser, &str)],
 ) -> String {
+    // Read once LiveKit has confirmed the last change: how long that takes
+    // depends on the machine's load, not on anyone's gender.
+    eventually(Duration::from_secs(20), "LiveKit confirmed the video state", || async {
+        video(app, call, reader).await["sfuConfirmed"] == true
+    })
+    .await;
     let (_, ledger) = app.get(&format!("/api/v1/calls/{call}/consent"), reader).await;
     let (status, timeline) = app.get(&format!("/api/v1/calls/{call}/events"), reader).await;
     assert_eq!(status, StatusCode::OK, "{timeline}");

@@ -634,20 +634,14 @@ cmd_down() {
     stop_pidfile LiveKit "$RUN/livekit.pid" server
     stop_pidfile Coturn "$RUN/coturn.pid" turnserver
     stop_pidfile Redis "$RUN/redis.pid" redis-server
-    if [[ -s "$RUN/postgres.cluster" ]]; then
-        local ver name
-        read -r ver name <"$RUN/postgres.cluster"
+    local marker ver name
+    for marker in "$RUN/postgres.cluster" "$RUN/chaos.cluster"; do
+        [[ -s "$marker" ]] || continue
+        read -r ver name <"$marker"
         log "stopping PostgreSQL cluster $ver/$name"
         $SUDO pg_ctlcluster "$ver" "$name" stop || true
-        rm -f "$RUN/postgres.cluster"
-    fi
-    if [[ -s "$RUN/chaos.cluster" ]]; then
-        local ver name
-        read -r ver name <"$RUN/chaos.cluster"
-        log "stopping PostgreSQL cluster $ver/$name"
-        $SUDO pg_ctlcluster "$ver" "$name" stop || true
-        rm -f "$RUN/chaos.cluster"
-    fi
+        rm -f "$marker"
+    done
     rm -f "$RUN/livekit.hash" "$RUN/coturn.hash"
     log "down (servers not started by local.sh were left running)"
 }

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::infra::auth::{DevToken, mint_dev_token};
 use helpers::binary::{Service, free_port, launch};
 use helpers::events::try_connect;
 

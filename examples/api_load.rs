@@ -42,8 +42,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use callgate::auth::{DevToken, mint_dev_token};
 use callgate::config::Config;
+use callgate::infra::auth::{DevToken, mint_dev_token};
 
 struct Bench {
     url: String,

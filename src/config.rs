@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::policy::VideoPolicy;
+use crate::domain::consent::VideoPolicy;
 
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub struct Limits {
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
     /// (its right-most entry is used); `None`: the connection's peer.
-    pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    pub trusted_proxy_header: Option<http::HeaderName>,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -378,7 +378,7 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
     let trusted_proxy_header = match env.optional("TRUSTED_PROXY_HEADER") {
         None => None,
         Some(name) => Some(
-            name.parse::<axum::http::HeaderName>()
+            name.parse::<http::HeaderName>()
                 .map_err(|_| env.error("TRUSTED_PROXY_HEADER", "must be an HTTP header name"))?,
         ),
     };

@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::calls::reports::{self, EventView, MAX_EVENTS, Stats};
+use crate::domain::AuthUser;
 use crate::http::bounds;
 use crate::http::calls::CallPath;
+use crate::http::error::ApiError;
 use crate::http::json::ApiQuery;
 use crate::http::openapi::{BadRequest, NotFound, Unprocessable};
-use crate::reports::{self, EventView, MAX_EVENTS, Stats};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(timeline)).routes(routes!(stats))

@@ -6,12 +6,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::calls::consent::{self, LedgerView, RequestView, VideoView};
+use crate::domain::AuthUser;
 use crate::http::calls::{CallPath, uuid_in_path};
+use crate::http::error::ApiError;
 use crate::http::openapi::{Conflict, Forbidden, NotFound};
-use crate::state::AppState;
-use crate::video::{self, LedgerView, RequestView, VideoView};
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,7 +35,7 @@ async fn state(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::view(&app, &user, id).await?))
+    Ok(Json(consent::view(&app, &user, id).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,7 +60,7 @@ async fn request(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<(StatusCode, Json<RequestCreated>), ApiError> {
-    let request = video::request(&app, &user, id).await?;
+    let request = consent::request(&app, &user, id).await?;
     Ok((StatusCode::CREATED, Json(RequestCreated { request })))
 }
 
@@ -93,7 +93,7 @@ async fn accept(
     CallPath(id): CallPath,
     RequestPath(request): RequestPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::answer(&app, &user, id, request, true).await?))
+    Ok(Json(consent::answer(&app, &user, id, request, true).await?))
 }
 
 /// Reject a video request; the requester waits out a cooldown before asking again.
@@ -114,7 +114,7 @@ async fn reject(
     CallPath(id): CallPath,
     RequestPath(request): RequestPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::answer(&app, &user, id, request, false).await?))
+    Ok(Json(consent::answer(&app, &user, id, request, false).await?))
 }
 
 /// Turn video off (a consenter withdraws consent; a requester withdraws their own pending request).
@@ -136,7 +136,7 @@ async fn revoke(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<VideoView>, ApiError> {
-    Ok(Json(video::revoke(&app, &user, id).await?))
+    Ok(Json(consent::revoke(&app, &user, id).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -158,5 +158,5 @@ async fn ledger(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<Ledger>, ApiError> {
-    Ok(Json(Ledger { entries: video::ledger(&app, &user, id).await? }))
+    Ok(Json(Ledger { entries: consent::ledger(&app, &user, id).await? }))
 }

@@ -103,7 +103,7 @@ async fn the_problem_schema_lists_every_error_code() {
         .iter()
         .map(|c| c.as_str().expect("a word"))
         .collect();
-    let every: Vec<&str> = callgate::error::Code::ALL.iter().map(|c| c.as_str()).collect();
+    let every: Vec<&str> = callgate::domain::Code::ALL.iter().map(|c| c.as_str()).collect();
     assert_eq!(codes, every);
     for code in ["callee_busy", "video_request_cooldown", "invalid_field", "not_found", "rate_limited"] {
         assert!(codes.contains(&code), "{code}");

@@ -1,0 +1,166 @@
+//! Durable deadlines: ringing, connecting, maximum duration, video request
+//! expiry. Every instance polls; a deadline is acted on in the transaction
+//! that deletes it while holding its call's row lock, so it fires exactly
+//! once across instances and still fires after a restart.
+
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::calls::Core;
+use crate::calls::consent;
+use crate::calls::enforce;
+use crate::calls::lifecycle::{self, Ended, finish};
+use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::store::{self, CallRow, DeadlineKind};
+
+pub async fn run(app: Core, stop: CancellationToken) {
+    loop {
+        let fired = match fire_due(&app).await {
+            Ok(n) => n,
+            Err(err) => {
+                match crate::infra::outage::in_chain(&err) {
+                    // Logged once per outage, not once per poll.
+                    Some(dependency) => app.report_outage(dependency, &format!("{err:#}")),
+                    None => tracing::warn!(error = format!("{err:#}"), "deadline poll failed"),
+                }
+                0
+            }
+        };
+        if fired > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(app.config.deadline_poll) => {}
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    call_id: Uuid,
+    kind: String,
+}
+
+/// A deadline whose handling failed is tried again this much later, so that
+/// it neither stops the deadlines behind it nor takes every poll.
+const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fires the deadlines that are due; returns how many fired here. One that
+/// fails is logged and postponed, and the batch goes on; only an outage of
+/// the database (nothing else could fire either) ends the batch early.
+pub async fn fire_due(app: &Core) -> anyhow::Result<usize> {
+    let due: Vec<Candidate> =
+        sqlx::query_as("select call_id, kind from deadlines where due_at <= now() order by due_at limit 32")
+            .fetch_all(&app.db)
+            .await?;
+    let mut fired = 0;
+    for candidate in due {
+        let Some(kind) = DeadlineKind::parse(&candidate.kind) else { continue };
+        let id = CallId(candidate.call_id);
+        match fire_one(app, id, kind).await {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(err) if crate::infra::outage::in_chain(&err).is_some() => return Err(err),
+            Err(err) => {
+                let error = format!("{err:#}");
+                tracing::warn!(call_id = %id, kind = kind.as_str(), error, "a deadline failed; retrying it later");
+                postpone(app, id, kind).await?;
+            }
+        }
+    }
+    Ok(fired)
+}
+
+async fn postpone(app: &Core, id: CallId, kind: DeadlineKind) -> sqlx::Result<()> {
+    sqlx::query(
+        "update deadlines set due_at = now() + make_interval(secs => $3) \
+         where call_id = $1 and kind = $2 and due_at <= now()",
+    )
+    .bind(id.0)
+    .bind(kind.as_str())
+    .bind(RETRY_FAILED.as_secs_f64())
+    .execute(&app.db)
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(name = "deadline", skip(app, id, kind), fields(call_id = %id, kind = kind.as_str()))]
+async fn fire_one(app: &Core, id: CallId, kind: DeadlineKind) -> anyhow::Result<bool> {
+    let mut tx = app.db.begin().await?;
+    // Same lock order as the API (call row, then its deadlines); a call busy
+    // elsewhere is left for the next poll rather than waited for.
+    let call: Option<CallRow> = lock_call_nowait(&mut tx, id).await?;
+    let Some(call) = call else { return Ok(false) };
+    let taken: Option<(Option<Uuid>,)> = sqlx::query_as(
+        "delete from deadlines where call_id = $1 and kind = $2 and due_at <= now() returning ref_id",
+    )
+    .bind(id.0)
+    .bind(kind.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((ref_id,)) = taken else { return Ok(false) };
+    let ended = act(app, &mut tx, &call, kind, ref_id).await?;
+    tx.commit().await?;
+    tracing::info!(ended = ended.is_some(), "deadline fired");
+    match ended {
+        Some(ended) => lifecycle::after_end(app, &ended).await,
+        // An expired request changed the video state: the room hears of it.
+        None => enforce::settle_later(app, enforce::Effects::for_call(id)),
+    }
+    Ok(true)
+}
+
+async fn lock_call_nowait(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Option<CallRow>> {
+    let locked: Option<(Uuid,)> = sqlx::query_as("select id from calls where id = $1 for update skip locked")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match locked {
+        Some(_) => store::lock_call(conn, id).await,
+        None => Ok(None),
+    }
+}
+
+/// Returns the call if it ended.
+async fn act(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    kind: DeadlineKind,
+    ref_id: Option<Uuid>,
+) -> anyhow::Result<Option<Ended>> {
+    let id = call.call_id();
+    match (kind, call.state) {
+        (_, CallState::Ended) => Ok(None),
+        (DeadlineKind::Ringing, CallState::Ringing) => {
+            Ok(Some(finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?))
+        }
+        (DeadlineKind::Ringing, _) => {
+            // A group call went on without them: those still ringing missed it.
+            for p in store::participants(tx, id).await? {
+                if p.status == ParticipantStatus::Invited {
+                    store::mark_gone(tx, id, &p.user_id, ParticipantStatus::Missed).await?;
+                }
+            }
+            let view = crate::calls::views::CallView::load(tx, call).await?;
+            crate::calls::app_webhooks::call_missed(tx, &view).await?;
+            Ok(None)
+        }
+        (DeadlineKind::Connect, CallState::Connecting) => {
+            Ok(Some(finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?))
+        }
+        (DeadlineKind::Connect, _) => Ok(None),
+        (DeadlineKind::MaxDuration, _) => {
+            let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
+            Ok(Some(finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?))
+        }
+        (DeadlineKind::VideoRequest, _) => {
+            if let Some(request) = ref_id {
+                consent::expire(app, tx, call, request).await?;
+            }
+            Ok(None)
+        }
+    }
+}

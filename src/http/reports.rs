@@ -119,7 +119,7 @@ async fn stats(
                 ApiError::invalid(name, format!("{name} must be an RFC 3339 time, {}", bounds::RANGE))
             })
     };
-    let to = time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let to = time("to", q.to.as_deref())?.unwrap_or_else(|| app.clock.now());
     let a_day_before = to.checked_sub_signed(chrono::Duration::days(1)).unwrap_or(to);
     let from = time("from", q.from.as_deref())?.unwrap_or(a_day_before);
     if from >= to {

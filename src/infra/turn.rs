@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn ice_servers_list_stun_then_turn_with_credentials() {
-        let servers = ice_servers(&config(), "bob", Utc::now());
+        let servers = ice_servers(&config(), "bob", crate::clock::Clock::now(&crate::clock::SystemClock));
         assert_eq!(servers.len(), 2);
         assert!(servers[0].username.is_none());
         assert!(servers[1].credential.is_some());

@@ -60,7 +60,8 @@ mod tests {
             sources,
             ttl: Duration::from_secs(600),
         };
-        let (jwt, _) = mint("devkey", SECRET, &grant, Utc::now()).expect("mint");
+        let (jwt, _) = mint("devkey", SECRET, &grant, crate::clock::Clock::now(&crate::clock::SystemClock))
+            .expect("mint");
         TokenVerifier::with_api_key("devkey", SECRET).verify(&jwt).expect("verify")
     }
 
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn the_token_expires_after_its_ttl() {
         let claims = decoded(&[TrackSource::Microphone]);
-        let ttl = claims.exp as i64 - Utc::now().timestamp();
+        let ttl = claims.exp as i64 - crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
         assert!((590..=600).contains(&ttl), "ttl {ttl}");
     }
 }

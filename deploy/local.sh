@@ -717,6 +717,30 @@ run_step() { # run_step <name> <command...>
     section_done
 }
 
+run_tee() { # run_tee <file> <command...>: the command's output to the terminal and the file
+    local file="$1"
+    shift
+    set -o pipefail
+    "$@" 2>&1 | tee "$file"
+}
+
+failure_summary() { # failure_summary <test output>: the failing tests and their panics, last
+    local file="$1"
+    [[ -r "$file" ]] || return 0
+    printf '\n==== what failed ====\n' >&2
+    awk '
+        /^---- .* stdout ----$/ { name = $2; shown = 0; next }
+        name != "" && /panicked at/ {
+            where = $0; sub(/.*panicked at /, "", where); sub(/:$/, "", where)
+            print "FAILED " name " (" where ")"; shown = 1; lines = 0; next
+        }
+        shown && (/[Ss]tack backtrace/ || /^ *[0-9]+: /) { shown = 0; next }
+        shown && lines < 6 && !/^note: run with/ && NF { print "    " $0; lines++ }
+        /^failures:$/ { name = "" }
+    ' "$file" >&2 || true
+    grep -E '^test result: FAILED|^error(\[|:)' "$file" >&2 || true
+}
+
 dump_server_logs() {
     local f
     for f in "$RUN/livekit.log" "$RUN/turnserver.log"; do
@@ -765,12 +789,18 @@ SQL
 
     run_step "drop leftover test databases" drop_test_databases
     if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
+        run_step "layers: no circle, arrows point down (.ci/layers.py)" python3 .ci/layers.py
         run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
         run_step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
     fi
+    # A failing test shows its panic and its captured logs; backtraces only
+    # on request (TEST_BACKTRACE=1), they bury the message.
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
     local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
-    if ! run_step "${test_cmd[*]}" "${test_cmd[@]}"; then
+    local output="$RUN/test-output.log"
+    if ! run_step "${test_cmd[*]}" run_tee "$output" "${test_cmd[@]}"; then
         is_ci && dump_server_logs
+        failure_summary "$output"
         return 1
     fi
     log "all checks passed ($((SECONDS - t0))s)"

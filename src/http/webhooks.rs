@@ -17,7 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
 /// header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
-/// call (`crate::ingest::inbox`); a repeated event id is accepted and ignored.
+/// call; a repeated event id is accepted and ignored.
 ///
 /// Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
 /// when the inbox is full (LiveKit retries).

@@ -128,7 +128,7 @@ const VIDEO_REQUEST_OUTCOMES: [&str; 6] =
     ["requested", "accepted", "declined", "expired", "withdrawn", "call_ended"];
 
 /// How the video requests a decision touched ended, as the requester learns
-/// it (SPEC rule 13): `accepted`, `declined`, `expired`; or `withdrawn` by
+/// it ("nothing tells who declined", docs/consent.md): `accepted`, `declined`, `expired`; or `withdrawn` by
 /// the requester (taken back, or they left). `requested` counts one made.
 pub fn video_request_steps(decision: &Decision) -> impl Iterator<Item = &'static str> + '_ {
     decision.ledger.iter().filter_map(|entry| match (entry.kind, entry.request_id) {

@@ -1,5 +1,5 @@
-//! The video consent policy (SPEC "Video consent policy", rules 1-13) as a pure
-//! state machine. The service loads a call's [`VideoSession`], asks [`decide`],
+//! The video consent policy (its rules, by name, in `docs/consent.md`) as a
+//! pure state machine. The service loads a call's [`VideoSession`], asks [`decide`],
 //! and in one transaction persists the new session, appends the ledger entries
 //! and queues the notices. Nothing here does I/O or reads the clock.
 
@@ -163,7 +163,7 @@ pub struct Timing {
 }
 
 impl Default for Timing {
-    /// SPEC defaults: `VIDEO_REQUEST_TIMEOUT` 30 s, `VIDEO_REQUEST_COOLDOWN` 60 s.
+    /// The defaults: `VIDEO_REQUEST_TIMEOUT` 30 s, `VIDEO_REQUEST_COOLDOWN` 60 s.
     fn default() -> Self {
         Self { request_timeout: Duration::seconds(30), cooldown: Duration::seconds(60) }
     }
@@ -243,14 +243,15 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
-    /// The SFU saw a camera track while video was off (rule 11); `decide` never
+    /// The SFU saw a camera track while video was off ("enforced in the SFU"); `decide` never
     /// produces this, the webhook handler does.
     pub fn violation(user: &str) -> Self {
         Self { kind: LedgerKind::Violation, actor: Some(user.to_owned()), request_id: None }
     }
 }
 
-/// An event to send. Recipients are chosen here because rule 13 depends on them.
+/// An event to send. Recipients are chosen here because "nothing tells who
+/// declined" depends on them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Only to those who may answer and have not consented yet.
@@ -276,7 +277,7 @@ pub enum Notice {
 }
 
 impl Notice {
-    /// The SPEC's event type.
+    /// The client event's type.
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::Requested { .. } => "video.requested",
@@ -671,7 +672,7 @@ impl Draft<'_> {
         timing: &Timing,
     ) -> Result<(), PolicyError> {
         self.require_member(&user)?;
-        // Rule 9: consent belongs to a presence; a rejoin must consent afresh.
+        // "A newcomer consents or it turns off": consent belongs to a presence; a rejoin must consent afresh.
         self.session.consents.remove(&user);
         let request = self.session.request.clone();
         match (self.session.state, request) {
@@ -704,7 +705,7 @@ impl Draft<'_> {
         Ok(())
     }
 
-    /// Rule 5: a leave can only ever turn video off, never on.
+    /// "On only by an accept": a leave can only ever turn video off, never on.
     fn leave(&mut self, user: String) {
         self.session.consents.remove(&user);
         if let Some(request) = &self.session.request

@@ -124,7 +124,7 @@ fn trio() -> Call {
     Call::new(FemaleConsent, vec![man("m"), woman("w1"), woman("w2")])
 }
 
-// ---- SPEC rules ----------------------------------------------------------
+// ---- the rules of docs/consent.md -----------------------------------------
 
 #[test]
 fn rule_1_video_starts_off_unless_open() {
@@ -981,8 +981,8 @@ proptest! {
             };
             session = d.session.clone();
 
-            // Only consenters answer or revoke, never their own request (rule 4, 8),
-            // and only off, cooled-down participants request (rules 2, 6).
+            // Only consenters answer or revoke, never their own request ("only consenters answer", "any consenter revokes"),
+            // and only off, cooled-down participants request ("anyone may ask", "a decline cools down").
             let before_consenters = consenters(policy, &members);
             match &action {
                 Action::Accept { by, id } | Action::Reject { by, id } => {

@@ -48,22 +48,28 @@ pub fn may_schedule(app: &Core, user: &AuthUser) -> bool {
     app.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
 }
 
+/// Starts a call: checks who may start it, writes the call and its roster,
+/// rings the invitees (or ends it `busy` if none is free), creates its
+/// LiveKit room and commits, in that order: a room that fails to be created
+/// leaves no call, a call that fails to commit leaves no room.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
 pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, CallError> {
-    if req.scheduled && !may_schedule(app, user) {
-        return Err(CallError::forbidden(
-            Code::SchedulingNotAllowed,
-            "your role may not start scheduled calls",
-        ));
-    }
-    crate::calls::limits::call_start(app, &user.id).await?;
-    if app.config.events.require_callee_online && !req.scheduled {
-        require_callee_online(app, &req.invitees).await?;
-    }
+    may_start(app, user, &req).await?;
     let call_id = CallId::new();
     tracing::Span::current().record("call_id", tracing::field::display(call_id));
     let room_name = app.livekit.room_name(call_id);
     let session = VideoSession::new(app.config.video_policy);
+    let share = may_share_screen(app, user);
+    // A cheap look first, so that a crowd calling one busy user is answered
+    // without queueing on the index entry of a call being started; the
+    // unique index below still decides every race.
+    let mut everyone = vec![user.id.clone()];
+    everyone.extend(req.invitees.iter().cloned());
+    let busy_now = store::live_users(&app.db, &everyone).await?;
+    if busy_now.contains(&user.id) {
+        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
+    }
+    let mut tx = app.db.begin().await?;
     let new_call = NewCall {
         id: call_id,
         room_name: &room_name,
@@ -76,18 +82,64 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         video_session: &session,
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
     };
-    let share = may_share_screen(app, user);
-    // A cheap look first, so that a crowd calling one busy user is answered
-    // without queueing on the index entry of a call being started; the
-    // unique index below still decides every race.
-    let mut everyone = vec![user.id.clone()];
-    everyone.extend(req.invitees.iter().cloned());
-    let busy_now = store::live_users(&app.db, &everyone).await?;
-    if busy_now.contains(&user.id) {
-        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
-    }
-    let mut tx = app.db.begin().await?;
     store::insert_call(&mut tx, &new_call).await?;
+    let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
+    if roster.rung.is_empty() {
+        return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
+    }
+    schedule_first_deadline(app, &mut tx, call_id, req.scheduled).await?;
+    let data = json!({"type": req.call_type, "invitees": roster.rung, "busy": roster.busy});
+    store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
+        .await?;
+    let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
+    let view = CallView::load(&mut tx, &row).await?;
+    crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
+    if !req.scheduled {
+        let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
+        store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
+    }
+    let spec = room_spec(app, call_id, &req, session.state);
+    app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
+    if let Err(err) = tx.commit().await {
+        delete_room(app, &room_name).await;
+        return Err(err.into());
+    }
+    let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+/// Whether `user` may start this call now: their role (for a scheduled
+/// call), their rate of calls, and (with `REQUIRE_CALLEE_ONLINE`) a callee online.
+async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), CallError> {
+    if req.scheduled && !may_schedule(app, user) {
+        return Err(CallError::forbidden(
+            Code::SchedulingNotAllowed,
+            "your role may not start scheduled calls",
+        ));
+    }
+    crate::calls::limits::call_start(app, &user.id).await?;
+    if app.config.events.require_callee_online && !req.scheduled {
+        require_callee_online(app, &req.invitees).await?;
+    }
+    Ok(())
+}
+
+/// Who a new call rings, and who was busy.
+struct Roster {
+    rung: Vec<UserId>,
+    busy: Vec<UserId>,
+}
+
+/// Writes the initiator and the invitees; an invitee already in a live call
+/// (now, or by the unique index as the rows go in) is written `busy`.
+async fn write_roster(
+    tx: &mut PgConnection,
+    call_id: CallId,
+    user: &AuthUser,
+    share: bool,
+    invitees: &[UserId],
+    busy_now: &[UserId],
+) -> Result<Roster, CallError> {
     let me = NewParticipant {
         user: &user.id,
         name: user.name.as_deref(),
@@ -96,87 +148,77 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         status: ParticipantStatus::Accepted,
         may_share_screen: share,
     };
-    if !store::insert_participant(&mut tx, call_id, &me, true).await? {
+    if !store::insert_participant(tx, call_id, &me, true).await? {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
-    // Scheduled invitees do not ring, but they are not present either until
-    // they answer or ask for a token with their own verified token: only
-    // then are their gender, name and screen-share right known.
-    let invitee_status = ParticipantStatus::Invited;
-    let mut rung = Vec::new();
-    let mut busy = Vec::new();
-    for invitee in &req.invitees {
-        if busy_now.contains(invitee) {
-            busy.push(invitee.clone());
-            continue;
-        }
-        let p = NewParticipant {
-            user: invitee,
-            name: None,
-            gender: rules::Gender::Other,
-            role: Role::Invitee,
-            status: invitee_status,
-            may_share_screen: true,
-        };
-        if store::insert_participant(&mut tx, call_id, &p, true).await? {
-            rung.push(invitee.clone());
+    // Invitees are not present until they answer (or, scheduled, ask for a
+    // token) with their own verified token: only then are their gender,
+    // name and screen-share right known.
+    let invitee = |user, status| NewParticipant {
+        user,
+        name: None,
+        gender: rules::Gender::Other,
+        role: Role::Invitee,
+        status,
+        may_share_screen: true,
+    };
+    let (mut rung, mut busy) = (Vec::new(), Vec::new());
+    for user in invitees {
+        if !busy_now.contains(user)
+            && store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Invited), true)
+                .await?
+        {
+            rung.push(user.clone());
         } else {
-            busy.push(invitee.clone());
+            busy.push(user.clone());
         }
     }
-    for invitee in &busy {
-        let p = NewParticipant {
-            user: invitee,
-            name: None,
-            gender: rules::Gender::Other,
-            role: Role::Invitee,
-            status: ParticipantStatus::Busy,
-            may_share_screen: true,
-        };
-        store::insert_participant(&mut tx, call_id, &p, false).await?;
+    for user in &busy {
+        store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Busy), false).await?;
     }
-    if rung.is_empty() {
-        // Recorded as a call that ended busy, in the same transaction.
-        store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy).await?;
-        let data = json!({"outcome": Outcome::Busy, "busy": busy});
-        store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
-            .await?;
-        let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
-        let view = CallView::load(&mut tx, &row).await?;
-        crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
-        tx.commit().await?;
-        app.metrics
-            .call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy }.figures());
-        return Err(CallError::conflict(Code::CalleeBusy, "the callee is in another call"));
-    }
-    let now = app.clock.now();
-    let timeouts = &app.config.timeouts;
-    if req.scheduled {
-        // Nobody rings: the call waits for two people in the room, at most
-        // as long as a call may last.
-        store::schedule(
-            &mut tx,
-            call_id,
-            DeadlineKind::Connect,
-            now + chrono_secs(timeouts.max_call_duration),
-            None,
-        )
-        .await?;
-    } else {
-        store::schedule(&mut tx, call_id, DeadlineKind::Ringing, now + chrono_secs(timeouts.ringing), None)
-            .await?;
-    }
-    let data = json!({"type": req.call_type, "invitees": rung, "busy": busy});
-    store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
+    Ok(Roster { rung, busy })
+}
+
+/// Nobody could be rung: the call is recorded as one that ended busy, and
+/// the caller is told the callee is busy.
+async fn end_busy(
+    app: &Core,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    call_id: CallId,
+    user: &AuthUser,
+    busy: &[UserId],
+) -> Result<CallError, CallError> {
+    store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy).await?;
+    let data = json!({"outcome": Outcome::Busy, "busy": busy});
+    store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
-    crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
-    if !req.scheduled {
-        let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
-        store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
-    }
-    let spec = RoomSpec {
+    crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
+    tx.commit().await?;
+    app.metrics.call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy }.figures());
+    Ok(CallError::conflict(Code::CalleeBusy, "the callee is in another call"))
+}
+
+/// A rung call waits `RINGING_TIMEOUT` for an answer; a scheduled one, in
+/// which nobody rings, waits for two people at most as long as a call may last.
+async fn schedule_first_deadline(
+    app: &Core,
+    tx: &mut PgConnection,
+    call_id: CallId,
+    scheduled: bool,
+) -> sqlx::Result<()> {
+    let timeouts = &app.config.timeouts;
+    let (kind, wait) = match scheduled {
+        true => (DeadlineKind::Connect, timeouts.max_call_duration),
+        false => (DeadlineKind::Ringing, timeouts.ringing),
+    };
+    store::schedule(tx, call_id, kind, app.clock.now() + chrono_secs(wait), None).await
+}
+
+fn room_spec(app: &Core, call_id: CallId, req: &StartCall, video: rules::VideoState) -> RoomSpec {
+    let timeouts = &app.config.timeouts;
+    RoomSpec {
         // LiveKit closes a room nobody joined after this long; the call's own
         // deadlines end it first. A scheduled call waits for its people.
         empty_timeout: if req.scheduled {
@@ -186,15 +228,8 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         },
         departure_timeout: std::time::Duration::from_secs(20),
         max_participants: app.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, req.call_type, session.state),
-    };
-    app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
-    if let Err(err) = tx.commit().await {
-        delete_room(app, &room_name).await;
-        return Err(err.into());
+        metadata: crate::livekit::room_metadata(call_id, req.call_type, video),
     }
-    let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
 
 /// Mints a join token. It never carries `camera` or `screen_share`, whatever

@@ -43,7 +43,7 @@ pub fn may_share_screen(app: &Core, user: &AuthUser) -> bool {
 }
 
 /// Whether this user's role lets them start a scheduled call, which makes its
-/// invitees busy without ringing them (issue 16 A: `SCHEDULER_ROLES`).
+/// invitees busy without ringing them (`SCHEDULER_ROLES`).
 pub fn may_schedule(app: &Core, user: &AuthUser) -> bool {
     app.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
 }

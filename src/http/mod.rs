@@ -48,7 +48,7 @@ fn parts() -> openapi::Parts {
     openapi::parts(api, top)
 }
 
-/// The operations listener (`ADMIN_PORT`, issue 16 A): metrics and the
+/// The operations listener (`ADMIN_PORT`): metrics and the
 /// detailed readiness, never served on the public port. Its routes are
 /// documented like the others' but not in the public document.
 pub fn admin_router(state: AppState) -> Router {

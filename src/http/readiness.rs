@@ -2,7 +2,7 @@
 //! Asked by load balancers, possibly by anyone: the dependencies are probed
 //! at most once per `FRESH_FOR` per instance however often it is asked
 //! (concurrent askers wait for the one probe), so a flood of `/ready`
-//! costs them nothing (issue 16 A).
+//! costs them nothing.
 
 use std::time::{Duration, Instant};
 

@@ -216,7 +216,6 @@ pub async fn present_call_of(
     .await
 }
 
-
 /// Live calls by state, across all instances.
 pub async fn live_call_counts(db: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as("select state, count(*) from calls where state <> 'ended' group by state")
@@ -224,3 +223,145 @@ pub async fn live_call_counts(db: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
         .await
 }
 
+/// Takes the initiator's start-of-call video request, if it is still to be
+/// put: true once per call.
+pub async fn take_start_video_request(conn: &mut PgConnection, call: CallId) -> sqlx::Result<bool> {
+    let pending: Option<(bool,)> = sqlx::query_as(
+        "update calls set video_requested_at_start = false where id = $1 and video_requested_at_start returning true",
+    )
+    .bind(call.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(pending.is_some())
+}
+
+/// Records that LiveKit enforces the video state up to `version`; returns
+/// the call's newest version (`None` if there is no such call).
+pub async fn confirm_rights_version(db: &PgPool, call: CallId, version: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "update calls set rights_version = greatest(rights_version, $2) where id = $1 returning video_version",
+    )
+    .bind(call.0)
+    .bind(version)
+    .fetch_optional(db)
+    .await
+}
+
+/// The call's newest committed video version, read without a lock.
+pub async fn video_version(db: &PgPool, call: CallId) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("select video_version from calls where id = $1").bind(call.0).fetch_optional(db).await
+}
+
+/// Locks the call's row unless another transaction holds it (then `None`,
+/// as for a call that does not exist).
+pub async fn lock_call_nowait(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Option<CallRow>> {
+    let locked: Option<(Uuid,)> = sqlx::query_as("select id from calls where id = $1 for update skip locked")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match locked {
+        Some(_) => lock_call(conn, id).await,
+        None => Ok(None),
+    }
+}
+
+/// The call's state, read without a lock.
+pub async fn state_of(db: &PgPool, call: CallId) -> sqlx::Result<Option<CallState>> {
+    let state: Option<String> =
+        sqlx::query_scalar("select state from calls where id = $1").bind(call.0).fetch_optional(db).await?;
+    state.map(|s| s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+}
+
+/// The rooms of the calls not ended.
+pub async fn live_rooms(db: &PgPool) -> sqlx::Result<Vec<(CallId, String)>> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("select id, room_name from calls where state <> 'ended'").fetch_all(db).await?;
+    Ok(rows.into_iter().map(|(id, room)| (CallId(id), room)).collect())
+}
+
+/// Up to `limit` connecting and active calls, those whose rights lag first,
+/// then the least recently checked, marked checked now (a call busy in
+/// another transaction waits for the next pass).
+pub async fn take_due_for_check(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "update calls set reconciled_at = now() where id in \
+         (select id from calls where state in ('connecting', 'active') \
+          order by rights_version < video_version desc, reconciled_at nulls first \
+          limit $1 for update skip locked) returning id",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(CallId).collect())
+}
+
+/// Calls created in `[from, to)` by outcome (`None`: not ended).
+pub async fn outcome_counts(
+    db: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<(Option<String>, i64)>> {
+    sqlx::query_as(
+        "select outcome, count(*) from calls where created_at >= $1 and created_at < $2 group by outcome",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn active_count(db: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from calls where state = 'active'").fetch_one(db).await
+}
+
+/// Average and p95 of the seconds `seconds_sql` selects (as `s`, with the
+/// window as `$1` and `$2`).
+async fn seconds_spread(
+    db: &PgPool,
+    seconds_sql: &'static str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<(Option<f64>, Option<f64>)> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select avg(s), percentile_cont(0.95) within group (order by s) from \
+         (select {seconds_sql}) as q"
+    )))
+    .bind(from)
+    .bind(to)
+    .fetch_one(db)
+    .await
+}
+
+/// How long the completed calls created in `[from, to)` lasted once
+/// connected: average and p95, in seconds.
+pub async fn duration_spread(
+    db: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<(Option<f64>, Option<f64>)> {
+    seconds_spread(
+        db,
+        "extract(epoch from ended_at - connected_at)::float8 as s from calls \
+         where created_at >= $1 and created_at < $2 and outcome = 'completed' and connected_at is not null",
+        from,
+        to,
+    )
+    .await
+}
+
+/// How long the unscheduled calls created in `[from, to)` rang before an
+/// answer: average and p95, in seconds.
+pub async fn ring_to_answer_spread(
+    db: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<(Option<f64>, Option<f64>)> {
+    seconds_spread(
+        db,
+        "extract(epoch from answered_at - created_at)::float8 as s from calls \
+         where created_at >= $1 and created_at < $2 and not scheduled and answered_at is not null",
+        from,
+        to,
+    )
+    .await
+}

@@ -78,3 +78,49 @@ pub async fn take_due_deadline(conn: &mut PgConnection) -> sqlx::Result<Option<D
     .await
 }
 
+/// Up to `limit` due deadlines, the most overdue first (a plain read: firing
+/// one locks its call first).
+pub async fn due(db: &sqlx::PgPool, limit: i64) -> sqlx::Result<Vec<(CallId, String)>> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("select call_id, kind from deadlines where due_at <= now() order by due_at limit $1")
+            .bind(limit)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(call, kind)| (CallId(call), kind)).collect())
+}
+
+/// Moves a due deadline `by` later.
+pub async fn postpone(
+    db: &sqlx::PgPool,
+    call: CallId,
+    kind: DeadlineKind,
+    by: std::time::Duration,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update deadlines set due_at = now() + make_interval(secs => $3) \
+         where call_id = $1 and kind = $2 and due_at <= now()",
+    )
+    .bind(call.0)
+    .bind(kind.as_str())
+    .bind(by.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the deadline if it is due, so that it fires once: `Some(ref_id)`
+/// if it was, `None` if it is not due (or gone).
+pub async fn take_if_due(
+    conn: &mut PgConnection,
+    call: CallId,
+    kind: DeadlineKind,
+) -> sqlx::Result<Option<Option<Uuid>>> {
+    let taken: Option<(Option<Uuid>,)> = sqlx::query_as(
+        "delete from deadlines where call_id = $1 and kind = $2 and due_at <= now() returning ref_id",
+    )
+    .bind(call.0)
+    .bind(kind.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(taken.map(|(ref_id,)| ref_id))
+}

@@ -59,4 +59,3 @@ pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
 pub async fn ping(db: &PgPool) -> sqlx::Result<()> {
     sqlx::query("select 1").execute(db).await.map(|_| ())
 }
-

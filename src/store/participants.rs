@@ -175,3 +175,81 @@ pub async fn live_users(pool: &PgPool, users: &[UserId]) -> sqlx::Result<Vec<Use
     Ok(users.iter().filter(|u| live.iter().any(|l| l == u.as_str())).cloned().collect())
 }
 
+/// A participant's media flags.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MediaFlags {
+    pub user_id: String,
+    pub audio_enabled: bool,
+    pub video_enabled: bool,
+    pub screen_share_enabled: bool,
+}
+
+/// Sets the flags given (`None` leaves one as it is); returns them all.
+pub async fn update_media(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &UserId,
+    audio: Option<bool>,
+    video: Option<bool>,
+    screen_share: Option<bool>,
+) -> sqlx::Result<MediaFlags> {
+    sqlx::query_as(
+        "update call_participants set audio_enabled = coalesce($3, audio_enabled), \
+         video_enabled = coalesce($4, video_enabled), \
+         screen_share_enabled = coalesce($5, screen_share_enabled) \
+         where call_id = $1 and user_id = $2 \
+         returning user_id, audio_enabled, video_enabled, screen_share_enabled",
+    )
+    .bind(call.0)
+    .bind(user.as_str())
+    .bind(audio)
+    .bind(video)
+    .bind(screen_share)
+    .fetch_one(conn)
+    .await
+}
+
+/// A participant's media flags, read without a lock.
+pub async fn media_of(db: &PgPool, call: CallId, user: &UserId) -> sqlx::Result<Option<MediaFlags>> {
+    sqlx::query_as(
+        "select user_id, audio_enabled, video_enabled, screen_share_enabled from call_participants \
+         where call_id = $1 and user_id = $2",
+    )
+    .bind(call.0)
+    .bind(user.as_str())
+    .fetch_optional(db)
+    .await
+}
+
+/// When the participant's newest LiveKit session started, as far as known.
+pub async fn known_session(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &str,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("select lk_session_at from call_participants where call_id = $1 and user_id = $2")
+        .bind(call.0)
+        .bind(user)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
+}
+
+/// Remembers a LiveKit session's start, unless a newer one is known.
+pub async fn remember_session(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &str,
+    session: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update call_participants set lk_session_at = greatest(lk_session_at, $3) \
+         where call_id = $1 and user_id = $2",
+    )
+    .bind(call.0)
+    .bind(user)
+    .bind(session)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

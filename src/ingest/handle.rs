@@ -28,7 +28,8 @@ use crate::calls::consent::{self, Judgement};
 use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{Ended, finish};
 use crate::calls::views::CallView;
-use crate::domain::{CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
+use crate::domain::{self, call::Ending};
+use crate::domain::{EventSource, ParticipantStatus, UserId};
 use crate::livekit::TrackSeen;
 use crate::store::{self, CallRow, DeadlineKind};
 
@@ -91,10 +92,8 @@ pub async fn handle(
                 }
             }
             "room_finished" => {
-                let outcome =
-                    if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-                let end =
-                    finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
+                let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
+                let end = finish(tx, call, outcome, reason, EventSource::LiveKit, None).await?;
                 (applied, ended) = (true, Some(end));
             }
             "track_published" if person => {
@@ -208,8 +207,8 @@ pub async fn joined(
         .iter()
         .filter(|p| p.user_id == identity || p.status == ParticipantStatus::Joined)
         .count();
-    if present >= 2 && call.state == CallState::Connecting {
-        store::set_state(tx, id, CallState::Active).await?;
+    if let Some(next) = domain::call::connected(call.state, present) {
+        store::set_state(tx, id, next).await?;
         store::cancel(tx, id, DeadlineKind::Connect).await?;
         let due = app.clock.now()
             + chrono::Duration::from_std(app.config.timeouts.max_call_duration)
@@ -287,8 +286,8 @@ pub async fn left(
     let remaining = participants.iter().filter(|p| p.live && p.user_id != identity).count();
     let user = UserId::parse(identity).ok();
     if remaining < 2 {
-        let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        let reason = if matches!(why, Departure::Removed) { EndReason::Violation } else { EndReason::Hangup };
+        let ending = if matches!(why, Departure::Removed) { Ending::Removed } else { Ending::LastLeft };
+        let (outcome, reason) = domain::call::end(call.state, ending);
         let ended = finish(tx, call, outcome, reason, source, user.as_ref()).await?;
         return Ok(Left::CallEnded(Box::new(ended)));
     }

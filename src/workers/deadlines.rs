@@ -11,7 +11,8 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce;
 use crate::calls::lifecycle::{self, Ended, finish};
-use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::domain::{self, call::Ending};
+use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::store::{self, CallRow, DeadlineKind};
 
 pub async fn run(app: Core, stop: CancellationToken) {
@@ -95,7 +96,8 @@ async fn act(
     match (kind, call.state) {
         (_, CallState::Ended) => Ok(None),
         (DeadlineKind::Ringing, CallState::Ringing) => {
-            Ok(Some(finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::RingTimeout);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::Ringing, _) => {
             // A group call went on without them: those still ringing missed it.
@@ -109,12 +111,13 @@ async fn act(
             Ok(None)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {
-            Ok(Some(finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::ConnectTimeout);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::Connect, _) => Ok(None),
         (DeadlineKind::MaxDuration, _) => {
-            let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-            Ok(Some(finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::MaxDuration);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {

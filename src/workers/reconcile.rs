@@ -36,7 +36,8 @@ use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{self, finish};
 use crate::domain::consent::{self as rules, TrackVerdict};
-use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::domain::{self, call::Ending};
+use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::ingest::handle::{self, Departure, Left};
 use crate::ingest::inbox;
 use crate::livekit::{LiveKitError, TrackSeen, proto_source};
@@ -183,8 +184,8 @@ async fn end_roomless_call(app: &Core, id: CallId) -> anyhow::Result<bool> {
     if !call.state.is_live() {
         return Ok(false);
     }
-    let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-    let ended = finish(&mut tx, &call, outcome, EndReason::RoomClosed, EventSource::System, None).await?;
+    let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
+    let ended = finish(&mut tx, &call, outcome, reason, EventSource::System, None).await?;
     tx.commit().await?;
     // Its room is gone already.
     app.metrics.call_ended(&ended.figures());

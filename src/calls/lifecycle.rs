@@ -506,12 +506,12 @@ pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, Ca
 
 pub async fn views(app: &Core, calls: Vec<CallRow>) -> Result<Vec<CallView>, CallError> {
     let mut conn = app.db.acquire().await?;
-    let mut out = Vec::with_capacity(calls.len());
-    for call in calls {
-        let participants = store::participants(&mut conn, call.call_id()).await?;
-        out.push(CallView::new(&call, &participants));
-    }
-    Ok(out)
+    let ids: Vec<CallId> = calls.iter().map(CallRow::call_id).collect();
+    let mut participants = store::participants::of_calls(&mut conn, &ids).await?;
+    Ok(calls
+        .iter()
+        .map(|call| CallView::new(call, &participants.remove(&call.call_id()).unwrap_or_default()))
+        .collect())
 }
 
 /// A call ended in a transaction, for `after_end` once it has committed: a

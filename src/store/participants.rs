@@ -253,3 +253,33 @@ pub async fn remember_session(
     .await?;
     Ok(())
 }
+
+/// The participants of each of these calls, in one query, each call's in
+/// the order of `participants`.
+pub async fn of_calls(
+    conn: &mut PgConnection,
+    calls: &[CallId],
+) -> sqlx::Result<std::collections::HashMap<CallId, Vec<ParticipantRow>>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        call_id: uuid::Uuid,
+        #[sqlx(flatten)]
+        participant: ParticipantRow,
+    }
+    let ids: Vec<uuid::Uuid> = calls.iter().map(|c| c.0).collect();
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "select call_id, ",
+        participant_columns!(),
+        " from call_participants where call_id = any($1) \
+         order by call_id, role = 'invitee', invited_at, user_id"
+    ))
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_call: std::collections::HashMap<CallId, Vec<ParticipantRow>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        by_call.entry(CallId(row.call_id)).or_default().push(row.participant);
+    }
+    Ok(by_call)
+}

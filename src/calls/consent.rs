@@ -62,7 +62,8 @@ async fn apply(
         .map_err(|err| CallError::of_policy(err, now))?;
     store::save_video_session(tx, id, &decision.session).await?;
     for entry in &decision.ledger {
-        append_ledger(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id).await?;
+        store::consent_ledger::append(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id)
+            .await?;
     }
     match (&before.request, &decision.session.request) {
         (_, Some(new)) if before.request.as_ref().map(|r| r.id) != Some(new.id) => {
@@ -94,23 +95,6 @@ fn event_of(notice: &Notice) -> (&'static str, &[String], serde_json::Value) {
     }
 }
 
-async fn append_ledger(
-    tx: &mut PgConnection,
-    call: CallId,
-    kind: LedgerKind,
-    actor: Option<&str>,
-    request_id: Option<Uuid>,
-) -> sqlx::Result<()> {
-    sqlx::query("insert into consent_ledger (call_id, kind, actor, request_id) values ($1, $2, $3, $4)")
-        .bind(call.0)
-        .bind(kind.as_str())
-        .bind(actor)
-        .bind(request_id)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
 /// A participant answered the call. If the call was started as `video`, the
 /// initiator's request is put now that both are present; `video` answers it.
 pub async fn on_answer(
@@ -120,20 +104,16 @@ pub async fn on_answer(
     user: &UserId,
     video: Option<bool>,
 ) -> Result<(), CallError> {
-    let pending_start_request: Option<(bool,)> =
-        sqlx::query_as("update calls set video_requested_at_start = false where id = $1 and video_requested_at_start returning true")
-            .bind(call.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let pending_start_request = store::calls::take_start_video_request(tx, call.call_id()).await?;
     let join = Action::Join { user: user.to_string(), consent: video };
     // With no answer in the body, the join comes first: joining while a
     // request is pending tells the joiner about it, and the request itself
     // tells her too (once is enough). With an answer, the request must exist
     // for the join to answer it.
-    if pending_start_request.is_some() && video.is_none() {
+    if pending_start_request && video.is_none() {
         apply(app, tx, call, join.clone(), Some(user.as_str())).await?;
     }
-    if pending_start_request.is_some() {
+    if pending_start_request {
         // The initiator's request may be refused (they left meanwhile, say);
         // a savepoint keeps whatever it wrote from committing with the answer.
         let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
@@ -147,7 +127,7 @@ pub async fn on_answer(
             }
         }
     }
-    if pending_start_request.is_none() || video.is_some() {
+    if !pending_start_request || video.is_some() {
         apply(app, tx, call, join, Some(user.as_str())).await?;
     }
     Ok(())
@@ -219,10 +199,7 @@ pub async fn last_video_switch(
     tx: &mut PgConnection,
     call: CallId,
 ) -> sqlx::Result<Option<chrono::DateTime<Utc>>> {
-    sqlx::query_scalar("select max(at) from consent_ledger where call_id = $1 and kind in ('on', 'off')")
-        .bind(call.0)
-        .fetch_one(tx)
-        .await
+    store::consent_ledger::last_video_switch(tx, call).await
 }
 
 /// Writes a `violation` to the consent ledger, once per track (the webhook
@@ -233,20 +210,12 @@ pub async fn record_violation(
     identity: &str,
     track: &TrackSeen,
 ) -> sqlx::Result<bool> {
-    let written = sqlx::query(
-        "insert into consent_ledger (call_id, kind, actor, detail) \
-         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text, 'kind', $5::text) \
-         where not exists (select 1 from consent_ledger where call_id = $1 and kind = 'violation' \
-                           and detail->>'trackSid' = $3)",
-    )
-    .bind(call.0)
-    .bind(identity)
-    .bind(&track.sid)
-    .bind(track.source.map_or("unknown", |s| s.as_str()))
-    .bind(track.kind_name())
-    .execute(tx)
-    .await?;
-    Ok(written.rows_affected() == 1)
+    let track = store::consent_ledger::ViolatingTrack {
+        sid: &track.sid,
+        source: track.source.map_or("unknown", |s| s.as_str()),
+        kind: track.kind_name(),
+    };
+    store::consent_ledger::append_violation_once(tx, call, identity, &track).await
 }
 
 pub async fn expire(
@@ -385,7 +354,7 @@ pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView
     view(app, user, id).await
 }
 
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerView {
     pub id: i64,
@@ -396,6 +365,12 @@ pub struct LedgerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Uuid>,
     pub at: chrono::DateTime<Utc>,
+}
+
+impl From<store::consent_ledger::LedgerEntry> for LedgerView {
+    fn from(e: store::consent_ledger::LedgerEntry) -> Self {
+        LedgerView { id: e.id, kind: e.kind, actor: e.actor, request_id: e.request_id, at: e.at }
+    }
 }
 
 /// The call's ledger: in full (actors included) for `admin`, the audit
@@ -409,12 +384,8 @@ pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<Ledge
     if !takes_part && !user.is_admin() {
         return Err(CallError::NotFound);
     }
-    let mut rows: Vec<LedgerView> = sqlx::query_as(
-        "select id, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
-    )
-    .bind(id.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut rows: Vec<LedgerView> =
+        store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from).collect();
     if !user.is_admin() {
         for row in &mut rows {
             let kind: LedgerKind = serde_json::from_value(json!(row.kind)).unwrap_or(LedgerKind::Violation);

@@ -178,13 +178,7 @@ async fn sync_everyone(app: &Core, first: CallRow) -> Result<(), NotYet> {
             announce(app, &row, state).await;
             announced = Some(state);
         }
-        let now: Option<i64> = sqlx::query_scalar(
-            "update calls set rights_version = greatest(rights_version, $2) where id = $1 returning video_version",
-        )
-        .bind(call.0)
-        .bind(row.video_version)
-        .fetch_optional(&app.db)
-        .await?;
+        let now = store::calls::confirm_rights_version(&app.db, call, row.video_version).await?;
         if now.is_none_or(|v| v == row.video_version) {
             return Ok(());
         }
@@ -201,10 +195,7 @@ async fn sync_some(app: &Core, call: CallId, identities: &[String]) -> Result<()
             return Ok(());
         }
         push(app, &row, Some(identities)).await?;
-        let now: Option<i64> = sqlx::query_scalar("select video_version from calls where id = $1")
-            .bind(call.0)
-            .fetch_optional(&app.db)
-            .await?;
+        let now = store::calls::video_version(&app.db, call).await?;
         if now.is_none_or(|v| v == row.video_version) {
             return Ok(());
         }

@@ -14,6 +14,7 @@ use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
 use crate::domain::Code;
 use crate::domain::consent::{self as rules, VideoSession};
+use crate::domain::{self, call::Ending};
 use crate::domain::{
     CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
 };
@@ -322,9 +323,9 @@ pub async fn accept(
         _ => return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call")),
     }
     store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
-    let answers_the_call = call.state == CallState::Ringing;
-    if answers_the_call {
-        store::set_state(&mut tx, id, CallState::Connecting).await?;
+    let answers_the_call = domain::call::answered(call.state);
+    if let Some(next) = answers_the_call {
+        store::set_state(&mut tx, id, next).await?;
         let due = app.clock.now() + chrono_secs(app.config.timeouts.connect);
         store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
     }
@@ -336,12 +337,12 @@ pub async fn accept(
     let view = CallView::load(&mut tx, &call).await?;
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, "call.accepted", id, &json!({"call": view, "by": user.id})).await?;
-    if answers_the_call {
+    if answers_the_call.is_some() {
         crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
     tx.commit().await?;
     enforce::settle_later(app, Effects::for_call(id));
-    if answers_the_call {
+    if answers_the_call.is_some() {
         app.metrics.call_answered(call.created_at, call.answered_at);
     }
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
@@ -402,7 +403,8 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         None
     } else {
         let by = Some(&user.id);
-        Some(finish(&mut tx, &call, Outcome::Declined, EndReason::Declined, EventSource::Api, by).await?)
+        let (outcome, reason) = domain::call::end(call.state, Ending::Declined);
+        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, by).await?)
     };
     let view = CallView::load(&mut tx, &call).await?;
     store::notify(
@@ -433,7 +435,7 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
                 "only the initiator can cancel a ringing call; decline it instead",
             ));
         }
-        CallState::Ringing => (Outcome::Cancelled, EndReason::Cancelled),
+        CallState::Ringing => domain::call::end(call.state, Ending::Hangup),
         // Only those in the call end it; one still being rung may decline.
         _ if me.status == ParticipantStatus::Invited => {
             return Err(CallError::conflict(
@@ -441,8 +443,7 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
                 "you have not answered this call; decline it instead of ending it",
             ));
         }
-        CallState::Connecting => (Outcome::Cancelled, EndReason::Hangup),
-        CallState::Active | CallState::Ended => (Outcome::Completed, EndReason::Hangup),
+        _ => domain::call::end(call.state, Ending::Hangup),
     };
     let ended = finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
     let view = CallView::load(&mut tx, &call).await?;
@@ -469,8 +470,8 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
         .await?;
     let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
     let ended = if remaining < 2 {
-        let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        Some(finish(&mut tx, &call, outcome, EndReason::Hangup, EventSource::Api, Some(&user.id)).await?)
+        let (outcome, reason) = domain::call::end(call.state, Ending::LastLeft);
+        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?)
     } else {
         consent::on_leave(app, &mut tx, &call, &user.id).await?;
         None
@@ -540,12 +541,12 @@ pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, Ca
 
 pub async fn views(app: &Core, calls: Vec<CallRow>) -> Result<Vec<CallView>, CallError> {
     let mut conn = app.db.acquire().await?;
-    let mut out = Vec::with_capacity(calls.len());
-    for call in calls {
-        let participants = store::participants(&mut conn, call.call_id()).await?;
-        out.push(CallView::new(&call, &participants));
-    }
-    Ok(out)
+    let ids: Vec<CallId> = calls.iter().map(CallRow::call_id).collect();
+    let mut participants = store::participants::of_calls(&mut conn, &ids).await?;
+    Ok(calls
+        .iter()
+        .map(|call| CallView::new(call, &participants.remove(&call.call_id()).unwrap_or_default()))
+        .collect())
 }
 
 /// A call ended in a transaction, for `after_end` once it has committed: a

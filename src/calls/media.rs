@@ -27,13 +27,24 @@ pub struct MediaChange {
     pub screen_share_enabled: Option<bool>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaView {
     pub user_id: String,
     pub audio_enabled: bool,
     pub video_enabled: bool,
     pub screen_share_enabled: bool,
+}
+
+impl From<store::participants::MediaFlags> for MediaView {
+    fn from(f: store::participants::MediaFlags) -> Self {
+        MediaView {
+            user_id: f.user_id,
+            audio_enabled: f.audio_enabled,
+            video_enabled: f.video_enabled,
+            screen_share_enabled: f.screen_share_enabled,
+        }
+    }
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
@@ -60,20 +71,17 @@ pub async fn update(
     if change.screen_share_enabled == Some(true) && !me.may_share_screen {
         return Err(CallError::forbidden(Code::ScreenShareNotAllowed, "your role may not share its screen"));
     }
-    let view: MediaView = sqlx::query_as(
-        "update call_participants set audio_enabled = coalesce($3, audio_enabled), \
-         video_enabled = coalesce($4, video_enabled), \
-         screen_share_enabled = coalesce($5, screen_share_enabled) \
-         where call_id = $1 and user_id = $2 \
-         returning user_id, audio_enabled, video_enabled, screen_share_enabled",
-    )
-    .bind(id.0)
-    .bind(user.id.as_str())
-    .bind(change.audio_enabled)
-    .bind(change.video_enabled)
-    .bind(change.screen_share_enabled)
-    .fetch_one(&mut *tx)
-    .await?;
+    let view = MediaView::from(
+        store::participants::update_media(
+            &mut tx,
+            id,
+            &user.id,
+            change.audio_enabled,
+            change.video_enabled,
+            change.screen_share_enabled,
+        )
+        .await?,
+    );
     let data = json!({
         "audioEnabled": change.audio_enabled,
         "videoEnabled": change.video_enabled,
@@ -86,14 +94,7 @@ pub async fn update(
     // After the commit (no LiveKit request holds the call's lock), with the
     // flags as they now stand rather than this request's change: two changes
     // racing leave LiveKit as the later commit says, whichever arrives last.
-    let now: Option<MediaView> = sqlx::query_as(
-        "select user_id, audio_enabled, video_enabled, screen_share_enabled from call_participants \
-         where call_id = $1 and user_id = $2",
-    )
-    .bind(id.0)
-    .bind(user.id.as_str())
-    .fetch_optional(&app.db)
-    .await?;
+    let now = store::participants::media_of(&app.db, id, &user.id).await?;
     if let Some(now) = now {
         let stands = MediaChange {
             audio_enabled: change.audio_enabled.map(|_| now.audio_enabled),

@@ -27,6 +27,7 @@ use crate::calls::Core;
 use crate::domain::AuthUser;
 use crate::domain::CallId;
 use crate::domain::Code;
+use crate::store::quality::SummaryRow;
 use crate::store::{self, CallRow, ParticipantRow};
 
 /// The MOS estimate for a network with this median jitter, loss and RTT.
@@ -224,26 +225,17 @@ pub async fn record_sample(
     // The count and the insert race only with the call's other
     // participants, each held to one sample per interval.
     let max = app.config.limits.quality_max_samples_per_call;
-    let sample_id: Option<i64> = sqlx::query_scalar(
-        "insert into quality_samples (call_id, user_id, jitter_ms, packet_loss_pct, rtt_ms, \
-         bitrate_kbps, fps, resolution, codec, network_type) \
-         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-         where $11 = 0 or (select count(*) from quality_samples where call_id = $1) < $11 \
-         returning id",
-    )
-    .bind(id.0)
-    .bind(user.id.as_str())
-    .bind(sample.jitter_ms)
-    .bind(sample.packet_loss_pct)
-    .bind(sample.rtt_ms)
-    .bind(sample.bitrate_kbps)
-    .bind(sample.fps)
-    .bind(&sample.resolution)
-    .bind(&sample.codec)
-    .bind(&sample.network_type)
-    .bind(i64::from(max))
-    .fetch_optional(&mut *conn)
-    .await?;
+    let new = store::quality::NewSample {
+        jitter_ms: sample.jitter_ms,
+        packet_loss_pct: sample.packet_loss_pct,
+        rtt_ms: sample.rtt_ms,
+        bitrate_kbps: sample.bitrate_kbps,
+        fps: sample.fps,
+        resolution: sample.resolution.as_deref(),
+        codec: sample.codec.as_deref(),
+        network_type: sample.network_type.as_deref(),
+    };
+    let sample_id = store::quality::insert_sample(&mut conn, id, &user.id, &new, i64::from(max)).await?;
     let Some(sample_id) = sample_id else {
         return Err(CallError::TooManyRequests {
             code: Code::RateLimited,
@@ -288,21 +280,6 @@ pub struct Summary {
     pub score: Option<Score>,
 }
 
-#[derive(sqlx::FromRow)]
-struct SummaryRow {
-    user_id: Option<String>,
-    whole: bool,
-    samples: i64,
-    jitter_p50: Option<f64>,
-    jitter_p95: Option<f64>,
-    loss_p50: Option<f64>,
-    loss_p95: Option<f64>,
-    rtt_p50: Option<f64>,
-    rtt_p95: Option<f64>,
-    bitrate_p50: Option<f64>,
-    bitrate_p95: Option<f64>,
-}
-
 impl From<SummaryRow> for Summary {
     fn from(r: SummaryRow) -> Self {
         let score = match (r.jitter_p50, r.loss_p50, r.rtt_p50) {
@@ -330,22 +307,7 @@ pub struct QualityView {
 pub async fn summary(app: &Core, user: &AuthUser, id: CallId) -> Result<QualityView, CallError> {
     let mut conn = app.db.acquire().await?;
     membership(&mut conn, id, user).await?;
-    let rows: Vec<SummaryRow> = sqlx::query_as(
-        "select user_id, grouping(user_id) = 1 as whole, count(*) as samples, \
-         percentile_cont(0.5) within group (order by jitter_ms) as jitter_p50, \
-         percentile_cont(0.95) within group (order by jitter_ms) as jitter_p95, \
-         percentile_cont(0.5) within group (order by packet_loss_pct) as loss_p50, \
-         percentile_cont(0.95) within group (order by packet_loss_pct) as loss_p95, \
-         percentile_cont(0.5) within group (order by rtt_ms) as rtt_p50, \
-         percentile_cont(0.95) within group (order by rtt_ms) as rtt_p95, \
-         percentile_cont(0.5) within group (order by bitrate_kbps) as bitrate_p50, \
-         percentile_cont(0.95) within group (order by bitrate_kbps) as bitrate_p95 \
-         from quality_samples where call_id = $1 \
-         group by grouping sets ((user_id), ()) order by whole desc, user_id",
-    )
-    .bind(id.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = store::quality::summary(&mut conn, id).await?;
     let mut call = Summary::from(SummaryRow {
         user_id: None,
         whole: true,
@@ -372,17 +334,7 @@ pub async fn summary(app: &Core, user: &AuthUser, id: CallId) -> Result<QualityV
 
 /// The p50 jitter, loss and RTT of each call created in `[from, to)`.
 pub async fn call_scores(app: &Core, from: DateTime<Utc>, to: DateTime<Utc>) -> sqlx::Result<Vec<Score>> {
-    let medians: Vec<(f64, f64, f64)> = sqlx::query_as(
-        "select percentile_cont(0.5) within group (order by q.jitter_ms), \
-         percentile_cont(0.5) within group (order by q.packet_loss_pct), \
-         percentile_cont(0.5) within group (order by q.rtt_ms) \
-         from quality_samples q join calls c on c.id = q.call_id \
-         where c.created_at >= $1 and c.created_at < $2 group by q.call_id",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(&app.db)
-    .await?;
+    let medians = store::quality::call_medians(&app.db, from, to).await?;
     Ok(medians.into_iter().map(|(jitter, loss, rtt)| Score::new(jitter, loss, rtt)).collect())
 }
 
@@ -396,7 +348,7 @@ pub struct RatingBody {
 
 const MAX_COMMENT: usize = 2000;
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RatingView {
     pub score: i16,
@@ -433,17 +385,10 @@ pub async fn rate(
     if me.answered_at.is_none() {
         return Err(CallError::forbidden(Code::DidNotTakePart, "only those who answered the call rate it"));
     }
-    let view = sqlx::query_as(
-        "insert into call_ratings (call_id, user_id, score, comment) values ($1, $2, $3, $4) \
-         on conflict (call_id, user_id) do update set score = excluded.score, \
-         comment = excluded.comment, rated_at = now() returning score, comment, rated_at",
-    )
-    .bind(id.0)
-    .bind(user.id.as_str())
-    .bind(i16::from(rating.score))
-    .bind(comment)
-    .fetch_one(&mut *conn)
-    .await?;
+    let rating =
+        store::quality::upsert_rating(&mut conn, id, &user.id, i16::from(rating.score), comment.as_deref())
+            .await?;
+    let view = RatingView { score: rating.score, comment: rating.comment, rated_at: rating.rated_at };
     Ok(view)
 }
 

@@ -31,7 +31,7 @@ use crate::domain::Code;
 use crate::domain::{CallId, Outcome};
 use crate::store;
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     #[serde(rename = "type")]
@@ -42,6 +42,12 @@ pub struct EventView {
     pub at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub data: Value,
+}
+
+impl From<store::events::TimelineEvent> for EventView {
+    fn from(e: store::events::TimelineEvent) -> Self {
+        EventView { id: e.id, kind: e.kind, source: e.source, actor: e.actor, at: e.at, data: e.data }
+    }
 }
 
 pub const MAX_EVENTS: i64 = 1000;
@@ -59,16 +65,8 @@ pub async fn timeline(
     if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
         return Err(CallError::NotFound);
     }
-    let events = sqlx::query_as(
-        "select id, type as kind, source, actor, at, data from call_events \
-         where call_id = $1 and id > $2 order by id limit $3",
-    )
-    .bind(id.0)
-    .bind(after.unwrap_or(0))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(events)
+    let events = store::events::timeline(&mut conn, id, after.unwrap_or(0), limit).await?;
+    Ok(events.into_iter().map(EventView::from).collect())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -119,21 +117,8 @@ fn round2(x: Option<f64>) -> Option<f64> {
     x.map(|x| (x * 100.0).round() / 100.0)
 }
 
-async fn spread(
-    app: &Core,
-    seconds_sql: &'static str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<Spread> {
-    let (average, p95): (Option<f64>, Option<f64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select avg(s), percentile_cont(0.95) within group (order by s) from \
-         (select {seconds_sql}) as q"
-    )))
-    .bind(from)
-    .bind(to)
-    .fetch_one(&app.db)
-    .await?;
-    Ok(Spread { average: round2(average), p95: round2(p95) })
+fn spread((average, p95): (Option<f64>, Option<f64>)) -> Spread {
+    Spread { average: round2(average), p95: round2(p95) }
 }
 
 pub async fn stats(
@@ -145,13 +130,7 @@ pub async fn stats(
     if !user.is_admin() {
         return Err(CallError::forbidden(Code::AdminOnly, "statistics are for administrators"));
     }
-    let outcomes: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "select outcome, count(*) from calls where created_at >= $1 and created_at < $2 group by outcome",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(&app.db)
-    .await?;
+    let outcomes = store::calls::outcome_counts(&app.db, from, to).await?;
     let mut by_outcome: BTreeMap<&'static str, i64> = Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
     let mut total = 0;
     for (outcome, count) in outcomes {
@@ -162,34 +141,10 @@ pub async fn stats(
     }
     let ended: i64 = by_outcome.values().sum();
     let completed = by_outcome.get(Outcome::Completed.as_str()).copied().unwrap_or_default();
-    let active_now: i64 =
-        sqlx::query_scalar("select count(*) from calls where state = 'active'").fetch_one(&app.db).await?;
-    let duration_seconds = spread(
-        app,
-        "extract(epoch from ended_at - connected_at)::float8 as s from calls \
-         where created_at >= $1 and created_at < $2 and outcome = 'completed' and connected_at is not null",
-        from,
-        to,
-    )
-    .await?;
-    let ring_to_answer_seconds = spread(
-        app,
-        "extract(epoch from answered_at - created_at)::float8 as s from calls \
-         where created_at >= $1 and created_at < $2 and not scheduled and answered_at is not null",
-        from,
-        to,
-    )
-    .await?;
-    let (requests, accepted): (i64, i64) = sqlx::query_as(
-        "select count(distinct l.request_id) filter (where l.kind = 'request'), \
-         count(distinct l.request_id) filter (where l.kind = 'on') \
-         from consent_ledger l join calls c on c.id = l.call_id \
-         where c.created_at >= $1 and c.created_at < $2 and l.kind in ('request', 'on')",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_one(&app.db)
-    .await?;
+    let active_now = store::calls::active_count(&app.db).await?;
+    let duration_seconds = spread(store::calls::duration_spread(&app.db, from, to).await?);
+    let ring_to_answer_seconds = spread(store::calls::ring_to_answer_spread(&app.db, from, to).await?);
+    let (requests, accepted) = store::consent_ledger::request_counts(&app.db, from, to).await?;
     let mut quality: BTreeMap<&'static str, i64> = Bucket::ALL.iter().map(|b| (b.as_str(), 0)).collect();
     for score in quality::call_scores(app, from, to).await? {
         *quality.entry(score.bucket.as_str()).or_default() += 1;

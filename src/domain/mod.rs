@@ -2,6 +2,7 @@
 //! Ids and the words of the API here; the consent policy in `consent`, the
 //! call state machine in `call`, the caller in `user`, refusal codes in `code`.
 
+pub mod call;
 pub mod code;
 pub mod consent;
 pub mod user;
@@ -89,7 +90,7 @@ word_enum!(CallState {
 
 impl CallState {
     pub fn is_live(self) -> bool {
-        self != CallState::Ended
+        call::is_live(self)
     }
 }
 

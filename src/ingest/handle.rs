@@ -28,7 +28,8 @@ use crate::calls::consent::{self, Judgement};
 use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{Ended, finish};
 use crate::calls::views::CallView;
-use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus, UserId};
+use crate::domain::{self, call::Ending};
+use crate::domain::{EventSource, ParticipantStatus, UserId};
 use crate::livekit::TrackSeen;
 use crate::store::{self, CallRow, DeadlineKind};
 
@@ -91,10 +92,8 @@ pub async fn handle(
                 }
             }
             "room_finished" => {
-                let outcome =
-                    if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-                let end =
-                    finish(tx, call, outcome, EndReason::RoomClosed, EventSource::LiveKit, None).await?;
+                let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
+                let end = finish(tx, call, outcome, reason, EventSource::LiveKit, None).await?;
                 (applied, ended) = (true, Some(end));
             }
             "track_published" if person => {
@@ -167,37 +166,6 @@ pub async fn on_track(
     }
 }
 
-async fn known_session(
-    tx: &mut PgConnection,
-    call: CallId,
-    user: &str,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select lk_session_at from call_participants where call_id = $1 and user_id = $2")
-        .bind(call.0)
-        .bind(user)
-        .fetch_optional(tx)
-        .await
-        .map(Option::flatten)
-}
-
-async fn remember_session(
-    tx: &mut PgConnection,
-    call: CallId,
-    user: &str,
-    session: Option<DateTime<Utc>>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update call_participants set lk_session_at = greatest(lk_session_at, $3) \
-         where call_id = $1 and user_id = $2",
-    )
-    .bind(call.0)
-    .bind(user)
-    .bind(session)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 /// A person is in the room (a webhook says so, or the reconciler saw them).
 /// One who is not present in the call is put out of the room. Returns
 /// whether it changed anything.
@@ -217,7 +185,7 @@ pub async fn joined(
         effects.remove.push(identity.to_owned());
         return Ok(true);
     };
-    let known = known_session(tx, id, identity).await?;
+    let known = store::participants::known_session(tx, id, identity).await?;
     // A join of the session we know (a second report) or of an older one
     // (late) changes nothing.
     let newer = match (session, known) {
@@ -228,7 +196,7 @@ pub async fn joined(
     if !newer {
         return Ok(false);
     }
-    remember_session(tx, id, identity, session).await?;
+    store::participants::remember_session(tx, id, identity, session).await?;
     // Whatever their token said, a new session gets the rights of now.
     effects.rights_for.push(identity.to_owned());
     if me.status == ParticipantStatus::Joined {
@@ -239,8 +207,8 @@ pub async fn joined(
         .iter()
         .filter(|p| p.user_id == identity || p.status == ParticipantStatus::Joined)
         .count();
-    if present >= 2 && call.state == CallState::Connecting {
-        store::set_state(tx, id, CallState::Active).await?;
+    if let Some(next) = domain::call::connected(call.state, present) {
+        store::set_state(tx, id, next).await?;
         store::cancel(tx, id, DeadlineKind::Connect).await?;
         let due = app.clock.now()
             + chrono::Duration::from_std(app.config.timeouts.max_call_duration)
@@ -295,13 +263,13 @@ pub async fn left(
     {
         return Ok(Left::Ignored);
     }
-    let known = known_session(tx, id, identity).await?;
+    let known = store::participants::known_session(tx, id, identity).await?;
     if let (Some(session), Some(known)) = (session, known)
         && session < known
     {
         return Ok(Left::Ignored);
     }
-    remember_session(tx, id, identity, session).await?;
+    store::participants::remember_session(tx, id, identity, session).await?;
     let status =
         if matches!(why, Departure::Removed) { ParticipantStatus::Removed } else { ParticipantStatus::Left };
     store::mark_gone(tx, id, identity, status).await?;
@@ -318,8 +286,8 @@ pub async fn left(
     let remaining = participants.iter().filter(|p| p.live && p.user_id != identity).count();
     let user = UserId::parse(identity).ok();
     if remaining < 2 {
-        let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Cancelled };
-        let reason = if matches!(why, Departure::Removed) { EndReason::Violation } else { EndReason::Hangup };
+        let ending = if matches!(why, Departure::Removed) { Ending::Removed } else { Ending::LastLeft };
+        let (outcome, reason) = domain::call::end(call.state, ending);
         let ended = finish(tx, call, outcome, reason, source, user.as_ref()).await?;
         return Ok(Left::CallEnded(Box::new(ended)));
     }

@@ -161,19 +161,19 @@ pub async fn run(inbox: Arc<Inbox>, stop: CancellationToken) {
 
 async fn write(inbox: &Arc<Inbox>, batch: Vec<Delivery>) {
     let app = &inbox.core;
-    let inserted: sqlx::Result<Vec<String>> = sqlx::query_scalar(
-        "insert into livekit_webhook_events (id, event, room_name, created_at, call_id, payload) \
-         select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::jsonb[]) \
-         on conflict (id) do nothing returning id",
-    )
-    .bind(batch.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.event.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.room.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.created_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.call.0).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
-    .fetch_all(&app.db)
-    .await;
+    let rows: Vec<store::livekit_inbox::NewDelivery> = batch
+        .iter()
+        .map(|d| store::livekit_inbox::NewDelivery {
+            id: &d.id,
+            event: &d.event,
+            room: &d.room,
+            created_at: d.created_at,
+            call: d.call,
+            payload: &d.payload,
+        })
+        .collect();
+    let inserted = store::livekit_inbox::insert_batch(&app.db, &rows).await;
+    drop(rows);
     let mut inserted: HashSet<String> = match inserted {
         Ok(ids) => ids.into_iter().collect(),
         Err(err) => {
@@ -229,38 +229,19 @@ pub fn kick(inbox: &Arc<Inbox>, call: CallId) {
     );
 }
 
-#[derive(sqlx::FromRow)]
-struct Pending {
-    id: String,
-    payload: Option<Value>,
-    received_at: DateTime<Utc>,
-}
-
 /// Handles the call's pending events in arrival order; returns how many.
 pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
     let mut count = 0;
     loop {
         let mut tx = app.db.begin().await?;
         let call = store::lock_call(&mut tx, call_id).await?;
-        let next: Option<Pending> = sqlx::query_as(
-            "select id, payload, received_at from livekit_webhook_events \
-             where call_id = $1 and processed_at is null order by seq limit 1 for update",
-        )
-        .bind(call_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let next = store::livekit_inbox::lock_next_pending(&mut tx, call_id).await?;
         let Some(next) = next else { return Ok(count) };
         let Some(call) = call else {
             // The call's start may not have committed yet; wait for it, but
             // not for ever.
             if next.received_at < app.clock.now() - ORPHAN_EVENT_AGE {
-                sqlx::query(
-                    "update livekit_webhook_events set processed_at = now() \
-                     where call_id = $1 and processed_at is null",
-                )
-                .bind(call_id.0)
-                .execute(&mut *tx)
-                .await?;
+                store::livekit_inbox::mark_all_processed(&mut tx, call_id).await?;
                 tx.commit().await?;
             }
             return Ok(count);
@@ -283,10 +264,7 @@ pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
                 return Err(err);
             }
         };
-        sqlx::query("update livekit_webhook_events set processed_at = now() where id = $1")
-            .bind(&next.id)
-            .execute(&mut *tx)
-            .await?;
+        store::livekit_inbox::mark_processed(&mut tx, &next.id).await?;
         tx.commit().await?;
         if let Some(handle::Handled { ended, effects }) = handled {
             // LiveKit is told in the background: a slow LiveKit holds up
@@ -302,15 +280,7 @@ pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
 }
 
 async fn give_up_after_failures(app: &Core, id: &str) -> sqlx::Result<()> {
-    let attempts: Option<i32> = sqlx::query_scalar(
-        "update livekit_webhook_events set attempts = attempts + 1, \
-         processed_at = case when attempts + 1 >= $2 then now() end \
-         where id = $1 returning attempts",
-    )
-    .bind(id)
-    .bind(MAX_ATTEMPTS)
-    .fetch_optional(&app.db)
-    .await?;
+    let attempts = store::livekit_inbox::count_failure(&app.db, id, MAX_ATTEMPTS).await?;
     if attempts.is_some_and(|n| n >= MAX_ATTEMPTS) {
         tracing::error!(id, "a LiveKit event failed {MAX_ATTEMPTS} times and is set aside");
     }
@@ -320,17 +290,10 @@ async fn give_up_after_failures(app: &Core, id: &str) -> sqlx::Result<()> {
 /// Handles events left behind (a failed handling, or an instance that
 /// stopped before handling them); at most `limit` calls' worth.
 pub async fn retry_stranded(app: &Core, limit: i64) -> Result<usize, CallError> {
-    let calls: Vec<Uuid> = sqlx::query_scalar(
-        "select call_id from livekit_webhook_events where processed_at is null \
-         and received_at < now() - interval '2 seconds' and call_id is not null \
-         group by call_id order by min(seq) limit $1",
-    )
-    .bind(limit)
-    .fetch_all(&app.db)
-    .await?;
+    let calls = store::livekit_inbox::stranded_calls(&app.db, limit).await?;
     let mut handled = 0;
     for call in calls {
-        handled += drain(app, CallId(call)).await?;
+        handled += drain(app, call).await?;
     }
     Ok(handled)
 }

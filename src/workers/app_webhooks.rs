@@ -18,17 +18,16 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde_json::Value;
 use sha2::Sha256;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::calls::Core;
 use crate::config::AppWebhookConfig;
-use crate::store::job_pool;
+use crate::store::outbox::DueWebhook;
+use crate::store::{self, job_pool};
 
 /// Deliveries in flight at once per instance.
 const WORKERS: usize = 4;
@@ -125,13 +124,7 @@ impl Worker {
     /// process dies, the lock goes with its connection and the row is due again.
     async fn deliver_next(&self) -> anyhow::Result<bool> {
         let mut tx = self.db.begin().await?;
-        let due: Option<Due> = sqlx::query_as(
-            "select id, type, call_id, payload, attempts from app_webhook_outbox \
-             where delivered_at is null and failed_at is null and next_attempt_at <= now() \
-             order by next_attempt_at limit 1 for update skip locked",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let due = store::outbox::lock_next_due(&mut tx).await?;
         let Some(due) = due else { return Ok(false) };
         let attempt = due.attempts + 1;
         let call_id = due.call_id.map(|id| id.to_string()).unwrap_or_default();
@@ -141,28 +134,13 @@ impl Worker {
             let posted = post(&self.client, &self.hook, &due, self.app.clock.now()).await;
             match &posted {
                 Ok(()) => {
-                    sqlx::query(
-                        "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
-                         last_error = null where id = $1",
-                    )
-                    .bind(due.id)
-                    .execute(&mut *tx)
-                    .await?;
+                    store::outbox::mark_delivered(&mut tx, due.id).await?;
                     tracing::info!("app webhook delivered");
                 }
                 Err(error) => {
                     let attempts = due.attempts + 1;
                     let wait = backoff(attempts);
-                    sqlx::query(
-                        "update app_webhook_outbox set attempts = $2, last_error = $3, \
-                         next_attempt_at = now() + $4 * interval '1 millisecond' where id = $1",
-                    )
-                    .bind(due.id)
-                    .bind(attempts)
-                    .bind(error)
-                    .bind(wait.as_millis() as f64)
-                    .execute(&mut *tx)
-                    .await?;
+                    store::outbox::mark_attempt_failed(&mut tx, due.id, attempts, error, wait).await?;
                     tracing::warn!(error, retry_in_ms = wait.as_millis() as u64, "app webhook not accepted");
                 }
             }
@@ -176,21 +154,11 @@ impl Worker {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Due {
-    id: Uuid,
-    #[sqlx(rename = "type")]
-    kind: String,
-    call_id: Option<Uuid>,
-    payload: Value,
-    attempts: i32,
-}
-
 /// One attempt; any 2xx answer accepts the webhook.
 async fn post(
     client: &reqwest::Client,
     hook: &AppWebhookConfig,
-    due: &Due,
+    due: &DueWebhook,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(&due.payload).map_err(|e| e.to_string())?;
@@ -229,23 +197,12 @@ async fn janitor(app: Core, stop: CancellationToken) {
 
 /// Gives up on webhooks undelivered for too long and deletes old rows.
 pub async fn tidy(app: &Core, now: DateTime<Utc>) -> sqlx::Result<()> {
-    let abandoned = sqlx::query(
-        "update app_webhook_outbox set failed_at = $1 \
-         where delivered_at is null and failed_at is null and created_at < $2",
-    )
-    .bind(now)
-    .bind(now - GIVE_UP_AFTER)
-    .execute(&app.db)
-    .await?
-    .rows_affected();
+    let abandoned = store::outbox::abandon_undelivered(&app.db, now, now - GIVE_UP_AFTER).await?;
     if abandoned > 0 && app.config.app_webhook.is_some() {
         tracing::error!(abandoned, "gave up on app webhooks undelivered for 72 hours");
         app.metrics.app_webhook_deliveries("abandoned", abandoned);
     }
-    sqlx::query("delete from app_webhook_outbox where created_at < $1")
-        .bind(now - KEEP)
-        .execute(&app.db)
-        .await?;
+    store::outbox::delete_older_than(&app.db, now - KEEP).await?;
     Ok(())
 }
 

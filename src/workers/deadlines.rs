@@ -11,7 +11,8 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce;
 use crate::calls::lifecycle::{self, Ended, finish};
-use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::domain::{self, call::Ending};
+use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::store::{self, CallRow, DeadlineKind};
 
 pub async fn run(app: Core, stop: CancellationToken) {
@@ -37,12 +38,6 @@ pub async fn run(app: Core, stop: CancellationToken) {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    call_id: Uuid,
-    kind: String,
-}
-
 /// A deadline whose handling failed is tried again this much later, so that
 /// it neither stops the deadlines behind it nor takes every poll.
 const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
@@ -51,14 +46,10 @@ const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
 /// fails is logged and postponed, and the batch goes on; only an outage of
 /// the database (nothing else could fire either) ends the batch early.
 pub async fn fire_due(app: &Core) -> anyhow::Result<usize> {
-    let due: Vec<Candidate> =
-        sqlx::query_as("select call_id, kind from deadlines where due_at <= now() order by due_at limit 32")
-            .fetch_all(&app.db)
-            .await?;
+    let due = store::deadlines::due(&app.db, 32).await?;
     let mut fired = 0;
-    for candidate in due {
-        let Some(kind) = DeadlineKind::parse(&candidate.kind) else { continue };
-        let id = CallId(candidate.call_id);
+    for (id, kind) in due {
+        let Some(kind) = DeadlineKind::parse(&kind) else { continue };
         match fire_one(app, id, kind).await {
             Ok(true) => fired += 1,
             Ok(false) => {}
@@ -66,24 +57,11 @@ pub async fn fire_due(app: &Core) -> anyhow::Result<usize> {
             Err(err) => {
                 let error = format!("{err:#}");
                 tracing::warn!(call_id = %id, kind = kind.as_str(), error, "a deadline failed; retrying it later");
-                postpone(app, id, kind).await?;
+                store::deadlines::postpone(&app.db, id, kind, RETRY_FAILED).await?;
             }
         }
     }
     Ok(fired)
-}
-
-async fn postpone(app: &Core, id: CallId, kind: DeadlineKind) -> sqlx::Result<()> {
-    sqlx::query(
-        "update deadlines set due_at = now() + make_interval(secs => $3) \
-         where call_id = $1 and kind = $2 and due_at <= now()",
-    )
-    .bind(id.0)
-    .bind(kind.as_str())
-    .bind(RETRY_FAILED.as_secs_f64())
-    .execute(&app.db)
-    .await?;
-    Ok(())
 }
 
 #[tracing::instrument(name = "deadline", skip(app, id, kind), fields(call_id = %id, kind = kind.as_str()))]
@@ -91,16 +69,10 @@ async fn fire_one(app: &Core, id: CallId, kind: DeadlineKind) -> anyhow::Result<
     let mut tx = app.db.begin().await?;
     // Same lock order as the API (call row, then its deadlines); a call busy
     // elsewhere is left for the next poll rather than waited for.
-    let call: Option<CallRow> = lock_call_nowait(&mut tx, id).await?;
+    let call: Option<CallRow> = store::calls::lock_call_nowait(&mut tx, id).await?;
     let Some(call) = call else { return Ok(false) };
-    let taken: Option<(Option<Uuid>,)> = sqlx::query_as(
-        "delete from deadlines where call_id = $1 and kind = $2 and due_at <= now() returning ref_id",
-    )
-    .bind(id.0)
-    .bind(kind.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((ref_id,)) = taken else { return Ok(false) };
+    let taken = store::deadlines::take_if_due(&mut tx, id, kind).await?;
+    let Some(ref_id) = taken else { return Ok(false) };
     let ended = act(app, &mut tx, &call, kind, ref_id).await?;
     tx.commit().await?;
     tracing::info!(ended = ended.is_some(), "deadline fired");
@@ -110,17 +82,6 @@ async fn fire_one(app: &Core, id: CallId, kind: DeadlineKind) -> anyhow::Result<
         None => enforce::settle_later(app, enforce::Effects::for_call(id)),
     }
     Ok(true)
-}
-
-async fn lock_call_nowait(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Option<CallRow>> {
-    let locked: Option<(Uuid,)> = sqlx::query_as("select id from calls where id = $1 for update skip locked")
-        .bind(id.0)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match locked {
-        Some(_) => store::lock_call(conn, id).await,
-        None => Ok(None),
-    }
 }
 
 /// Returns the call if it ended.
@@ -135,7 +96,8 @@ async fn act(
     match (kind, call.state) {
         (_, CallState::Ended) => Ok(None),
         (DeadlineKind::Ringing, CallState::Ringing) => {
-            Ok(Some(finish(tx, call, Outcome::Missed, EndReason::Timeout, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::RingTimeout);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::Ringing, _) => {
             // A group call went on without them: those still ringing missed it.
@@ -149,12 +111,13 @@ async fn act(
             Ok(None)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {
-            Ok(Some(finish(tx, call, Outcome::Failed, EndReason::Timeout, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::ConnectTimeout);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::Connect, _) => Ok(None),
         (DeadlineKind::MaxDuration, _) => {
-            let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-            Ok(Some(finish(tx, call, outcome, EndReason::MaxDuration, EventSource::System, None).await?))
+            let (outcome, reason) = domain::call::end(call.state, Ending::MaxDuration);
+            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {

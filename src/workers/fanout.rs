@@ -5,14 +5,14 @@ use std::time::Duration;
 use crate::realtime::hub::Frame as Utf8Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::Value;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::calls::Core;
 use crate::realtime::WireEvent;
-use crate::store::job_pool;
+use crate::store::events::UserEvent as EventRow;
+use crate::store::{self, job_pool};
 
 /// The one Redis channel; each message is `<user id>\n<event JSON>`, so an
 /// instance skips events for users it does not hold without parsing them.
@@ -35,17 +35,6 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// may have been published while it was down (or before we noticed).
 const REPLAY_MARGIN: Duration = Duration::from_secs(15);
 const REPLAY_LIMIT: i64 = 10_000;
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: Uuid,
-    user_id: String,
-    call_id: Option<Uuid>,
-    #[sqlx(rename = "type")]
-    kind: String,
-    data: Value,
-    created_at: DateTime<Utc>,
-}
 
 impl EventRow {
     fn json(&self) -> serde_json::Result<String> {
@@ -145,27 +134,17 @@ async fn serve(app: &Core, listener: &mut PgListener, stop: &CancellationToken, 
 /// publishes, so a busy or stalled instance delays nobody else's events.
 async fn publish_batch(app: &Core, conn: &mut PgListener) -> anyhow::Result<usize> {
     // The listener's connection has no transaction API of its own.
-    sqlx::query("begin").execute(&mut *conn).await?;
+    store::events::begin_on(conn).await?;
     let published = publish_in_transaction(app, conn).await;
-    let end = if matches!(published, Ok(n) if n > 0) { "commit" } else { "rollback" };
-    let ended = sqlx::query(end).execute(&mut *conn).await;
+    let commit = matches!(published, Ok(n) if n > 0);
+    let ended = store::events::end_on(conn, commit).await;
     let published = published?;
     ended?;
     Ok(published)
 }
 
 async fn publish_in_transaction(app: &Core, conn: &mut PgListener) -> anyhow::Result<usize> {
-    // FOR UPDATE re-reads a row another publisher has just marked (and
-    // then skips it), so rows are published twice only across a crash.
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "select id, user_id, call_id, type, data, created_at from user_events \
-         where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id)) \
-         order by created_at, seq limit $2 for update",
-    )
-    .bind(USER_LOCKS)
-    .bind(BATCH as i64)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = store::events::lock_unpublished(conn, USER_LOCKS, BATCH as i64).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -176,10 +155,7 @@ async fn publish_in_transaction(app: &Core, conn: &mut PgListener) -> anyhow::Re
     let mut redis = tokio::time::timeout(REDIS_TIMEOUT, app.redis.conn()).await??;
     tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut redis)).await??;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    sqlx::query("update user_events set published_at = now() where id = any($1)")
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+    store::events::mark_published(conn, &ids).await?;
     Ok(rows.len())
 }
 
@@ -291,16 +267,7 @@ async fn replay(app: &Core, since: DateTime<Utc>) {
         return;
     }
     let since = since - chrono::Duration::from_std(REPLAY_MARGIN).unwrap_or_default();
-    let rows: sqlx::Result<Vec<EventRow>> = sqlx::query_as(
-        "select id, user_id, call_id, type, data, created_at from user_events \
-         where user_id = any($1) and created_at >= $2 and published_at is not null \
-         order by created_at, seq limit $3",
-    )
-    .bind(&users)
-    .bind(since)
-    .bind(REPLAY_LIMIT)
-    .fetch_all(&app.db)
-    .await;
+    let rows = store::events::published_since(&app.db, &users, since, REPLAY_LIMIT).await;
     match rows {
         Ok(rows) => {
             tracing::info!(events = rows.len(), "replaying events after a lost subscription");

@@ -30,14 +30,14 @@ use livekit_protocol as proto;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{self, finish};
 use crate::domain::consent::{self as rules, TrackVerdict};
-use crate::domain::{CallId, CallState, EndReason, EventSource, Outcome, ParticipantStatus};
+use crate::domain::{self, call::Ending};
+use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::ingest::handle::{self, Departure, Left};
 use crate::ingest::inbox;
 use crate::livekit::{LiveKitError, TrackSeen, proto_source};
@@ -119,19 +119,7 @@ async fn take_lease(app: &Core) -> sqlx::Result<bool> {
     // A little under the interval, so that instances' timers drifting
     // against each other do not skip a whole interval.
     let gap = app.config.reconcile_interval.as_secs_f64() * 0.8;
-    let taken = sqlx::query(
-        "update reconciler_lease set ran_at = now() where ran_at <= now() - make_interval(secs => $1)",
-    )
-    .bind(gap)
-    .execute(&app.db)
-    .await?;
-    Ok(taken.rows_affected() == 1)
-}
-
-#[derive(sqlx::FromRow)]
-struct LiveCall {
-    id: Uuid,
-    room_name: String,
+    store::housekeeping::take_reconciler_lease(&app.db, gap).await
 }
 
 /// One pass; `tick` is the way in for the background job. What it
@@ -148,21 +136,20 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
     purge_old_deliveries(app).await?;
     // The calls first, then the rooms: a call whose row was visible before
     // the list was asked for had its room created already.
-    let live: Vec<LiveCall> =
-        sqlx::query_as("select id, room_name from calls where state <> 'ended'").fetch_all(&app.db).await?;
+    let live = store::calls::live_rooms(&app.db).await?;
     let rooms = app.livekit.list_rooms().await?;
     pass.livekit_requests += 1;
     let in_livekit: HashSet<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
     // One repair failing does not stop the others.
-    for call in live.iter().filter(|c| !in_livekit.contains(c.room_name.as_str())).take(BATCH) {
-        match end_roomless_call(app, CallId(call.id)).await {
+    for (id, _) in live.iter().filter(|(_, room)| !in_livekit.contains(room.as_str())).take(BATCH) {
+        match end_roomless_call(app, *id).await {
             Ok(ended) => pass.calls_ended += usize::from(ended),
             Err(err) => {
-                tracing::warn!(error = ?err, call_id = %call.id, "could not end a call without a room")
+                tracing::warn!(error = ?err, call_id = %id, "could not end a call without a room")
             }
         }
     }
-    let owned: HashSet<&str> = live.iter().map(|c| c.room_name.as_str()).collect();
+    let owned: HashSet<&str> = live.iter().map(|(_, room)| room.as_str()).collect();
     let unowned = rooms.iter().filter(|r| !owned.contains(r.name.as_str()));
     for room in unowned.take(BATCH) {
         match delete_if_unowned(app, room).await {
@@ -174,7 +161,7 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
         }
     }
     for id in due_for_check(app).await? {
-        if let Err(err) = check_call(app, CallId(id), pass).await {
+        if let Err(err) = check_call(app, id, pass).await {
             tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
         }
     }
@@ -187,20 +174,7 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
 /// events after a day, settled app webhooks after a week, quality samples
 /// after 30 days.
 async fn purge_old_deliveries(app: &Core) -> sqlx::Result<()> {
-    for sql in [
-        "delete from livekit_webhook_events where id in (select id from livekit_webhook_events \
-         where processed_at is not null and received_at < now() - interval '1 day' limit 1000)",
-        "delete from user_events where id in (select id from user_events \
-         where published_at is not null and created_at < now() - interval '1 day' limit 1000)",
-        "delete from app_webhook_outbox where id in (select id from app_webhook_outbox \
-         where (delivered_at is not null or failed_at is not null) \
-         and created_at < now() - interval '7 days' limit 1000)",
-        "delete from quality_samples where id in (select id from quality_samples \
-         where at < now() - interval '30 days' limit 1000)",
-    ] {
-        sqlx::query(sql).execute(&app.db).await?;
-    }
-    Ok(())
+    store::housekeeping::purge_old_rows(&app.db).await
 }
 
 #[tracing::instrument(skip(app), fields(call_id = %id))]
@@ -210,8 +184,8 @@ async fn end_roomless_call(app: &Core, id: CallId) -> anyhow::Result<bool> {
     if !call.state.is_live() {
         return Ok(false);
     }
-    let outcome = if call.state == CallState::Active { Outcome::Completed } else { Outcome::Failed };
-    let ended = finish(&mut tx, &call, outcome, EndReason::RoomClosed, EventSource::System, None).await?;
+    let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
+    let ended = finish(&mut tx, &call, outcome, reason, EventSource::System, None).await?;
     tx.commit().await?;
     // Its room is gone already.
     app.metrics.call_ended(&ended.figures());
@@ -228,17 +202,12 @@ fn created_at(room: &proto::Room) -> Option<DateTime<Utc>> {
 }
 
 async fn delete_if_unowned(app: &Core, room: &proto::Room) -> anyhow::Result<bool> {
-    let state: Option<String> = match app.livekit.call_of_room(&room.name) {
-        Some(call) => {
-            sqlx::query_scalar("select state from calls where id = $1")
-                .bind(call.0)
-                .fetch_optional(&app.db)
-                .await?
-        }
+    let state = match app.livekit.call_of_room(&room.name) {
+        Some(call) => store::calls::state_of(&app.db, call).await?,
         None => None,
     };
-    let delete = match state.as_deref() {
-        Some("ended") => true,
+    let delete = match state {
+        Some(CallState::Ended) => true,
         // Started after the calls were read.
         Some(_) => false,
         None => {
@@ -255,16 +224,8 @@ async fn delete_if_unowned(app: &Core, room: &proto::Room) -> anyhow::Result<boo
 
 /// Connecting and active calls, the least recently checked first, marked
 /// checked now (a call busy in another transaction waits for the next pass).
-async fn due_for_check(app: &Core) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "update calls set reconciled_at = now() where id in \
-         (select id from calls where state in ('connecting', 'active') \
-          order by rights_version < video_version desc, reconciled_at nulls first \
-          limit $1 for update skip locked) returning id",
-    )
-    .bind(BATCH as i64)
-    .fetch_all(&app.db)
-    .await
+async fn due_for_check(app: &Core) -> sqlx::Result<Vec<CallId>> {
+    store::calls::take_due_for_check(&app.db, BATCH as i64).await
 }
 
 /// Compares one call's room with the database and repairs the difference.

@@ -16,6 +16,7 @@ use crate::calls::CallError;
 use crate::calls::Core;
 use crate::calls::enforce::{self, Effects};
 use crate::domain::AuthUser;
+use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent::{
     self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict,
@@ -83,16 +84,16 @@ async fn apply(
     Ok(decision)
 }
 
-fn event_of(notice: &Notice) -> (&'static str, &[String], serde_json::Value) {
-    match notice {
-        Notice::Requested { request, to } => {
-            ("video.requested", to, json!({"request": RequestView::from(request)}))
+fn event_of(notice: &Notice) -> (ClientEvent, &[String], serde_json::Value) {
+    let data = match notice {
+        Notice::Requested { request, .. } => json!({"request": RequestView::from(request)}),
+        Notice::On { .. } => json!({"video": VideoState::On}),
+        Notice::Off { .. } => json!({"video": VideoState::Off}),
+        Notice::Declined { request_id, .. } | Notice::Expired { request_id, .. } => {
+            json!({"requestId": request_id})
         }
-        Notice::On { to } => ("video.on", to, json!({"video": VideoState::On})),
-        Notice::Off { to } => ("video.off", to, json!({"video": VideoState::Off})),
-        Notice::Declined { request_id, to } => ("video.declined", to, json!({"requestId": request_id})),
-        Notice::Expired { request_id, to } => ("video.expired", to, json!({"requestId": request_id})),
-    }
+    };
+    (notice.event_type(), notice.recipients(), data)
 }
 
 /// A participant answered the call. If the call was started as `video`, the

@@ -12,6 +12,7 @@ use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
+use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent::{self as rules, VideoSession};
 use crate::domain::{self, call::Ending};
@@ -97,7 +98,8 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
     if !req.scheduled {
         let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
-        store::notify(&mut tx, &recipients, "call.incoming", call_id, &json!({"call": view})).await?;
+        store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view}))
+            .await?;
     }
     let spec = room_spec(app, call_id, &req, session.state);
     app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
@@ -336,7 +338,8 @@ pub async fn accept(
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::load(&mut tx, &call).await?;
     let others = others_in(&view, &user.id);
-    store::notify(&mut tx, &others, "call.accepted", id, &json!({"call": view, "by": user.id})).await?;
+    store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
+        .await?;
     if answers_the_call.is_some() {
         crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
@@ -410,7 +413,7 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     store::notify(
         &mut tx,
         &others_in(&view, &user.id),
-        "call.declined",
+        ClientEvent::CallDeclined,
         id,
         &json!({"call": view, "by": user.id}),
     )
@@ -481,7 +484,7 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
         store::notify(
             &mut tx,
             &others_in(&view, &user.id),
-            "participant.left",
+            ClientEvent::ParticipantLeft,
             id,
             &json!({"call": view, "userId": user.id}),
         )
@@ -594,15 +597,15 @@ pub async fn finish(
     store::record_event(conn, id, "call.ended", source, actor, data).await?;
     let everyone = everyone_in(&view);
     let specific = match outcome {
-        Outcome::Missed => Some("call.missed"),
-        Outcome::Cancelled if call.state == CallState::Ringing => Some("call.cancelled"),
+        Outcome::Missed => Some(ClientEvent::CallMissed),
+        Outcome::Cancelled if call.state == CallState::Ringing => Some(ClientEvent::CallCancelled),
         _ => None,
     };
     let payload = json!({"call": view});
     if let Some(kind) = specific {
         store::notify(conn, &everyone, kind, id, &payload).await?;
     }
-    store::notify(conn, &everyone, "call.ended", id, &payload).await?;
+    store::notify(conn, &everyone, ClientEvent::CallEnded, id, &payload).await?;
     Ok(Ended { call: ended, outcome, reason })
 }
 

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::calls::CallError;
 use crate::calls::Core;
 use crate::domain::AuthUser;
+use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent as rules;
 use crate::domain::{CallId, EventSource};
@@ -89,7 +90,7 @@ pub async fn update(
     });
     store::record_event(&mut tx, id, "media.updated", EventSource::Api, Some(user.id.as_str()), data).await?;
     let recipients: Vec<String> = participants.iter().filter(|p| p.live).map(|p| p.user_id.clone()).collect();
-    store::notify(&mut tx, &recipients, "media.updated", id, &json!({"media": view})).await?;
+    store::notify(&mut tx, &recipients, ClientEvent::MediaUpdated, id, &json!({"media": view})).await?;
     tx.commit().await?;
     // After the commit (no LiveKit request holds the call's lock), with the
     // flags as they now stand rather than this request's change: two changes

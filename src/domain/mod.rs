@@ -130,6 +130,27 @@ word_enum!(ParticipantStatus {
 
 word_enum!(EventSource { Api = "api", LiveKit = "livekit", System = "system" });
 
+word_enum!(
+    /// What a user's devices are told on the event stream (`type` of each
+    /// client event); a call's timeline has its own, wider set of kinds.
+    ClientEvent {
+        CallIncoming = "call.incoming",
+        CallAccepted = "call.accepted",
+        CallDeclined = "call.declined",
+        CallCancelled = "call.cancelled",
+        CallMissed = "call.missed",
+        CallEnded = "call.ended",
+        ParticipantJoined = "participant.joined",
+        ParticipantLeft = "participant.left",
+        MediaUpdated = "media.updated",
+        VideoRequested = "video.requested",
+        VideoOn = "video.on",
+        VideoOff = "video.off",
+        VideoDeclined = "video.declined",
+        VideoExpired = "video.expired",
+    }
+);
+
 /// A user of the host application, as named by the `sub` of its token.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

@@ -28,6 +28,7 @@ use crate::calls::consent::{self, Judgement};
 use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{Ended, finish};
 use crate::calls::views::CallView;
+use crate::domain::ClientEvent;
 use crate::domain::{self, call::Ending};
 use crate::domain::{EventSource, ParticipantStatus, UserId};
 use crate::livekit::TrackSeen;
@@ -218,7 +219,14 @@ pub async fn joined(
     let view = CallView::load(tx, call).await?;
     let others: Vec<String> =
         view.participants.iter().filter(|p| p.user_id != identity).map(|p| p.user_id.clone()).collect();
-    store::notify(tx, &others, "participant.joined", id, &json!({"call": view, "userId": identity})).await?;
+    store::notify(
+        tx,
+        &others,
+        ClientEvent::ParticipantJoined,
+        id,
+        &json!({"call": view, "userId": identity}),
+    )
+    .await?;
     Ok(true)
 }
 
@@ -297,6 +305,7 @@ pub async fn left(
     let view = CallView::load(tx, call).await?;
     let others: Vec<String> =
         view.participants.iter().filter(|p| p.user_id != identity).map(|p| p.user_id.clone()).collect();
-    store::notify(tx, &others, "participant.left", id, &json!({"call": view, "userId": identity})).await?;
+    store::notify(tx, &others, ClientEvent::ParticipantLeft, id, &json!({"call": view, "userId": identity}))
+        .await?;
     Ok(Left::Left)
 }

@@ -7,6 +7,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::domain::ClientEvent;
 use crate::domain::{CallId, EventSource};
 
 /// Appends to the call's timeline.
@@ -33,7 +34,7 @@ pub async fn record_event(
 pub async fn notify(
     conn: &mut PgConnection,
     recipients: &[String],
-    kind: &str,
+    kind: ClientEvent,
     call: CallId,
     data: &Value,
 ) -> sqlx::Result<()> {
@@ -48,7 +49,7 @@ pub async fn notify(
     .bind(&ids)
     .bind(recipients)
     .bind(call.0)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(data)
     .execute(conn)
     .await?;

@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::ClientEvent;
 use uuid::Uuid;
 
 #[cfg(test)]
@@ -278,13 +280,13 @@ pub enum Notice {
 
 impl Notice {
     /// The client event's type.
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> ClientEvent {
         match self {
-            Self::Requested { .. } => "video.requested",
-            Self::On { .. } => "video.on",
-            Self::Off { .. } => "video.off",
-            Self::Declined { .. } => "video.declined",
-            Self::Expired { .. } => "video.expired",
+            Self::Requested { .. } => ClientEvent::VideoRequested,
+            Self::On { .. } => ClientEvent::VideoOn,
+            Self::Off { .. } => ClientEvent::VideoOff,
+            Self::Declined { .. } => ClientEvent::VideoDeclined,
+            Self::Expired { .. } => ClientEvent::VideoExpired,
         }
     }
 

@@ -540,7 +540,7 @@ fn rule_13_the_requester_learns_only_the_outcome() {
     let d = call.act(reject("w2", 1));
     // Only "declined" and the request id: no who, no why, nobody else told.
     assert_eq!(d.notices, [Notice::Declined { request_id: rid(1), to: ids(&["m"]) }]);
-    assert_eq!(d.notices[0].event_type(), "video.declined");
+    assert_eq!(d.notices[0].event_type().as_str(), "video.declined");
 }
 
 // ---- errors --------------------------------------------------------------

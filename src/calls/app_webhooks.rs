@@ -61,7 +61,7 @@ pub async fn call_ended(conn: &mut PgConnection, call: &CallRow, view: &CallView
     data["connectedAt"] = json!(view.connected_at);
     data["endedAt"] = json!(view.ended_at);
     enqueue(conn, "call.ended", view, data).await?;
-    if view.outcome.as_deref() == Some(Outcome::Missed.as_str()) {
+    if view.outcome == Some(Outcome::Missed) {
         call_missed(conn, view).await?;
     }
     Ok(())

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::domain::consent::VideoState;
-use crate::domain::{CallState, CallType, ParticipantStatus, Role};
+use crate::domain::{CallState, CallType, EndReason, Outcome, ParticipantStatus, Role};
 use crate::infra::turn::IceServer;
 use crate::store::{self, CallRow, ParticipantRow};
 
@@ -19,9 +19,9 @@ pub struct CallView {
     pub call_type: CallType,
     pub state: CallState,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_reason: Option<String>,
+    pub end_reason: Option<EndReason>,
     pub initiator_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
@@ -65,11 +65,11 @@ impl CallView {
             _ => None,
         };
         CallView {
-            id: call.id,
+            id: call.id.0,
             call_type: call.call_type,
             state: call.state,
-            outcome: call.outcome.clone(),
-            end_reason: call.end_reason.clone(),
+            outcome: call.outcome.map(|w| w.0),
+            end_reason: call.end_reason.map(|w| w.0),
             initiator_id: call.initiator_id.clone(),
             conversation_id: call.conversation_id.clone(),
             external_ref: call.external_ref.clone(),

@@ -237,6 +237,12 @@ impl fmt::Display for CallId {
     }
 }
 
+impl From<Uuid> for CallId {
+    fn from(id: Uuid) -> Self {
+        CallId(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

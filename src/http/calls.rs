@@ -339,7 +339,7 @@ async fn history(
     let mut rows = store::history(&app.db, &user.id, before, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|c| encode_cursor(c.created_at, c.id))
+        rows.last().map(|c| encode_cursor(c.created_at, c.id.0))
     } else {
         None
     };

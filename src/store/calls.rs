@@ -7,17 +7,19 @@ use uuid::Uuid;
 
 use crate::domain::consent::{VideoSession, VideoState};
 use crate::domain::{CallId, CallState, CallType, EndReason, Outcome, UserId};
+use crate::store::Word;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CallRow {
-    pub id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub id: CallId,
     pub room_name: String,
     #[sqlx(rename = "type", try_from = "String")]
     pub call_type: CallType,
     #[sqlx(try_from = "String")]
     pub state: CallState,
-    pub outcome: Option<String>,
-    pub end_reason: Option<String>,
+    pub outcome: Option<Word<Outcome>>,
+    pub end_reason: Option<Word<EndReason>>,
     pub initiator_id: String,
     pub conversation_id: Option<String>,
     pub external_ref: Option<String>,
@@ -36,7 +38,7 @@ pub struct CallRow {
 
 impl CallRow {
     pub fn call_id(&self) -> CallId {
-        CallId(self.id)
+        self.id
     }
 
     pub fn video_state(&self) -> VideoState {

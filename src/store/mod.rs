@@ -59,3 +59,30 @@ pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
 pub async fn ping(db: &PgPool) -> sqlx::Result<()> {
     sqlx::query("select 1").execute(db).await.map(|_| ())
 }
+
+/// A word of the domain (`Outcome`, `EndReason`, ...) in a text column,
+/// decoded by its `FromStr`: an unknown word is a decoding error, never a
+/// string passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Word<T>(pub T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for Word<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, sqlx::Postgres> for Word<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Word(text.parse()?))
+    }
+}

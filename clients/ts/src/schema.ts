@@ -636,14 +636,14 @@ export interface components {
             createdAt: string;
             /** Format: int64 */
             durationSeconds?: number | null;
-            endReason?: string | null;
+            endReason?: components["schemas"]["EndReason"] | null;
             /** Format: date-time */
             endedAt?: string | null;
             externalRef?: string | null;
             /** Format: uuid */
             id: string;
             initiatorId: string;
-            outcome?: string | null;
+            outcome?: components["schemas"]["Outcome"] | null;
             participants: components["schemas"]["ParticipantView"][];
             scheduled: boolean;
             state: components["schemas"]["CallState"];
@@ -657,6 +657,8 @@ export interface components {
         };
         /** @enum {string} */
         CheckResult: "ok" | "unavailable";
+        /** @enum {string} */
+        EndReason: "hangup" | "declined" | "cancelled" | "timeout" | "max_duration" | "room_closed" | "busy" | "error" | "violation";
         /**
          * @description A stable, machine-readable error code.
          * @enum {string}
@@ -729,6 +731,8 @@ export interface components {
          * @enum {string}
          */
         NetworkType: "bluetooth" | "cellular" | "ethernet" | "wifi" | "wimax" | "vpn" | "unknown";
+        /** @enum {string} */
+        Outcome: "completed" | "declined" | "missed" | "cancelled" | "busy" | "failed";
         ParticipantMedia: {
             participant: components["schemas"]["MediaView"];
         };

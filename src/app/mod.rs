@@ -20,7 +20,7 @@ use crate::http::state::AppState;
 use crate::infra::auth::Authenticator;
 use crate::infra::redis_link::RedisLink;
 use crate::ingest::inbox::Inbox;
-use crate::livekit::LiveKit;
+use crate::livekit::{LiveKit, RoomService};
 use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
@@ -34,6 +34,35 @@ pub struct Application {
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The use cases' and jobs' shared parts from their dependencies: what
+/// `Application::build` does after connecting, and how tests that need no
+/// server (a fake LiveKit, a fake clock) make a `Core`. Nothing here
+/// connects: Redis is dialled when first used.
+pub fn assemble(
+    config: Config,
+    db: sqlx::PgPool,
+    redis: RedisLink,
+    livekit: Arc<dyn RoomService>,
+    clock: SharedClock,
+    metrics: Metrics,
+) -> Core {
+    let events = Events::default();
+    let presence =
+        Presence::new(redis.clone(), events.instance.clone(), config.events.presence_ttl, clock.clone());
+    Core::new(Parts {
+        config,
+        db,
+        redis,
+        livekit,
+        clock,
+        metrics,
+        presence,
+        events,
+        outages: Default::default(),
+        stop: CancellationToken::new(),
+    })
+}
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -71,24 +100,10 @@ impl Application {
         MIGRATOR.run(&db).await.context("applying database migrations")?;
         let redis = RedisLink::new(config.redis_url.expose()).context("REDIS_URL")?;
         let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
-        let stop = CancellationToken::new();
         let metrics = Metrics::default();
-        let livekit = LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit());
-        let events = Events::default();
-        let presence =
-            Presence::new(redis.clone(), events.instance.clone(), config.events.presence_ttl, clock.clone());
-        let core = Core::new(Parts {
-            config,
-            db,
-            redis,
-            livekit,
-            clock,
-            metrics,
-            presence,
-            events,
-            outages: Default::default(),
-            stop: stop.clone(),
-        });
+        let livekit = Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));
+        let core = assemble(config, db, redis, livekit, clock, metrics);
+        let stop = core.stop.clone();
         let inbox = Arc::new(Inbox::new(core.clone()));
         let state = AppState::new(core, auth, inbox);
         Ok(Self { listener, admin, state, stop })

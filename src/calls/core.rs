@@ -15,7 +15,7 @@ use crate::domain::UserId;
 use crate::infra::outage::{Dependency, Outages};
 use crate::infra::redis_link::RedisLink;
 use crate::infra::turn::{self, IceServer};
-use crate::livekit::LiveKit;
+use crate::livekit::RoomService;
 use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
@@ -27,7 +27,8 @@ pub struct Parts {
     pub config: Config,
     pub db: PgPool,
     pub redis: RedisLink,
-    pub livekit: LiveKit,
+    /// LiveKit's RoomService (`crate::livekit::LiveKit`, or a fake in tests).
+    pub livekit: Arc<dyn RoomService>,
     pub clock: SharedClock,
     /// This application's figures (not the process's: tests run many apps).
     pub metrics: Metrics,

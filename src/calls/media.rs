@@ -7,7 +7,6 @@
 //! unless the server enables remote unmute, so turning something back on is
 //! recorded and left to the participant's client when LiveKit refuses.
 
-use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -17,6 +16,7 @@ use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent as rules;
+use crate::domain::consent::TrackSource;
 use crate::domain::{CallId, EventSource};
 use crate::store;
 
@@ -108,12 +108,12 @@ pub async fn update(
 }
 
 /// Whether `change` mutes (`Some(true)`), unmutes or leaves a source alone.
-fn wanted_mute(change: &MediaChange, source: proto::TrackSource) -> Option<bool> {
-    let enabled = match source {
-        proto::TrackSource::Microphone => change.audio_enabled,
-        proto::TrackSource::Camera => change.video_enabled,
-        proto::TrackSource::ScreenShare | proto::TrackSource::ScreenShareAudio => change.screen_share_enabled,
-        proto::TrackSource::Unknown => None,
+/// `None` is a source LiveKit calls unknown.
+fn wanted_mute(change: &MediaChange, source: Option<TrackSource>) -> Option<bool> {
+    let enabled = match source? {
+        TrackSource::Microphone => change.audio_enabled,
+        TrackSource::Camera => change.video_enabled,
+        TrackSource::ScreenShare | TrackSource::ScreenShareAudio => change.screen_share_enabled,
     };
     enabled.map(|on| !on)
 }
@@ -131,8 +131,7 @@ async fn apply(app: &Core, room: &str, identity: &str, change: &MediaChange) {
         }
     };
     for track in &info.tracks {
-        let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
-        let Some(muted) = wanted_mute(change, source).filter(|muted| *muted != track.muted) else {
+        let Some(muted) = wanted_mute(change, track.source).filter(|muted| *muted != track.muted) else {
             continue;
         };
         match app.livekit.mute_track(room, identity, &track.sid, muted).await {
@@ -155,10 +154,10 @@ mod tests {
             screen_share_enabled: Some(true),
             ..Default::default()
         };
-        assert_eq!(wanted_mute(&change, proto::TrackSource::Microphone), Some(true));
-        assert_eq!(wanted_mute(&change, proto::TrackSource::Camera), None);
-        assert_eq!(wanted_mute(&change, proto::TrackSource::ScreenShare), Some(false));
-        assert_eq!(wanted_mute(&change, proto::TrackSource::ScreenShareAudio), Some(false));
-        assert_eq!(wanted_mute(&change, proto::TrackSource::Unknown), None);
+        assert_eq!(wanted_mute(&change, Some(TrackSource::Microphone)), Some(true));
+        assert_eq!(wanted_mute(&change, Some(TrackSource::Camera)), None);
+        assert_eq!(wanted_mute(&change, Some(TrackSource::ScreenShare)), Some(false));
+        assert_eq!(wanted_mute(&change, Some(TrackSource::ScreenShareAudio)), Some(false));
+        assert_eq!(wanted_mute(&change, None), None);
     }
 }

@@ -18,7 +18,6 @@
 //! ended call or a participant who is gone.
 
 use chrono::{DateTime, Utc};
-use livekit_protocol as proto;
 use serde_json::json;
 use sqlx::PgConnection;
 
@@ -31,19 +30,8 @@ use crate::calls::views::CallView;
 use crate::domain::ClientEvent;
 use crate::domain::{self, call::Ending};
 use crate::domain::{EventSource, ParticipantStatus, UserId};
-use crate::livekit::TrackSeen;
+use crate::livekit::{DisconnectReason, Event, EventKind, TrackSeen};
 use crate::store::{self, CallRow, DeadlineKind};
-
-/// When the participant's LiveKit session began: it orders their joins and departures.
-pub fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
-    if info.joined_at_ms > 0 {
-        DateTime::from_timestamp_millis(info.joined_at_ms)
-    } else if info.joined_at > 0 {
-        DateTime::from_timestamp(info.joined_at, 0)
-    } else {
-        None
-    }
-}
 
 /// What handling an event leaves for after the commit.
 #[must_use]
@@ -53,56 +41,47 @@ pub struct Handled {
     pub effects: Effects,
 }
 
-/// Whether LiveKit reports the participant as a person (not an agent,
-/// egress or ingress): only people are held to the call's roster.
-pub fn is_person(info: &proto::ParticipantInfo) -> bool {
-    info.kind == proto::participant_info::Kind::Standard as i32
-}
-
 /// What one event changes, in the call's locked transaction.
 pub async fn handle(
     app: &Core,
     tx: &mut PgConnection,
     call: &CallRow,
-    event: &proto::WebhookEvent,
+    event: &Event,
 ) -> Result<Handled, CallError> {
     let participant = event.participant.as_ref();
     let identity = participant.map(|p| p.identity.clone()).unwrap_or_default();
-    let session = participant.and_then(session_of);
+    let session = participant.and_then(|p| p.session);
     let mut ended = None;
     let mut applied = false;
     let mut effects = Effects::for_call(call.call_id());
-    let person = participant.is_some_and(is_person);
-    if !call.state.is_live() && person && event.event == "participant_joined" {
+    let person = participant.is_some_and(|p| p.is_person);
+    if !call.state.is_live() && person && event.kind == EventKind::ParticipantJoined {
         // Someone in the room of an ended call (an old token): out.
         effects.remove.push(identity.clone());
     }
     if call.state.is_live() {
-        match event.event.as_str() {
-            "participant_joined" if person => {
+        match &event.kind {
+            EventKind::ParticipantJoined if person => {
                 applied = joined(app, tx, call, &identity, session, &mut effects).await?;
             }
-            "participant_left" | "participant_connection_aborted" => {
-                let reason = participant
-                    .and_then(|p| proto::DisconnectReason::try_from(p.disconnect_reason).ok())
-                    .unwrap_or(proto::DisconnectReason::UnknownReason);
+            EventKind::ParticipantLeft | EventKind::ParticipantConnectionAborted => {
+                let reason = participant.map(|p| p.disconnect_reason).unwrap_or_default();
                 match left(app, tx, call, &identity, session, Departure::LiveKit(reason)).await? {
                     Left::Ignored => {}
                     Left::Left => applied = true,
                     Left::CallEnded(end) => (applied, ended) = (true, Some(*end)),
                 }
             }
-            "room_finished" => {
+            EventKind::RoomFinished => {
                 let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
                 let end = finish(tx, call, outcome, reason, EventSource::LiveKit, None).await?;
                 (applied, ended) = (true, Some(end));
             }
-            "track_published" if person => {
+            EventKind::TrackPublished if person => {
                 if let Some(track) = &event.track {
-                    let at = DateTime::from_timestamp(event.created_at, 0);
-                    let track = TrackSeen::of(track);
+                    let at = event.created_at;
                     let (violation, end) =
-                        on_track(app, tx, call, &identity, &track, at, &mut effects).await?;
+                        on_track(app, tx, call, &identity, track, at, &mut effects).await?;
                     applied = violation;
                     ended = end;
                 }
@@ -113,16 +92,15 @@ pub async fn handle(
     let mut data = json!({
         "livekitEventId": event.id,
         "identity": identity,
-        "createdAt": DateTime::from_timestamp(event.created_at, 0),
+        "createdAt": event.created_at,
         "applied": applied,
     });
     if let Some(track) = &event.track {
-        let source = proto::TrackSource::try_from(track.source).unwrap_or(proto::TrackSource::Unknown);
         data["trackSid"] = json!(track.sid);
-        data["source"] = json!(source.as_str_name().to_ascii_lowercase());
+        data["source"] = json!(track.source_name());
     }
     let actor = (!identity.is_empty()).then_some(identity.as_str());
-    let kind = format!("livekit.{}", event.event);
+    let kind = format!("livekit.{}", event.kind.as_str());
     store::record_event(tx, call.call_id(), &kind, EventSource::LiveKit, actor, data).await?;
     Ok(Handled { ended, effects })
 }
@@ -233,7 +211,7 @@ pub async fn joined(
 /// Why a participant is no longer in the room.
 #[derive(Clone, Copy, Debug)]
 pub enum Departure {
-    LiveKit(proto::DisconnectReason),
+    LiveKit(DisconnectReason),
     /// The reconciler found them missing from the room.
     Missing,
     /// Put out for breaking the video rule.
@@ -265,10 +243,7 @@ pub async fn left(
     if !me.live || me.status == ParticipantStatus::Invited {
         return Ok(Left::Ignored);
     }
-    if let Departure::LiveKit(
-        proto::DisconnectReason::DuplicateIdentity | proto::DisconnectReason::Migration,
-    ) = why
-    {
+    if let Departure::LiveKit(DisconnectReason::DuplicateIdentity | DisconnectReason::Migration) = why {
         return Ok(Left::Ignored);
     }
     let known = store::participants::known_session(tx, id, identity).await?;

@@ -17,7 +17,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use livekit_protocol as proto;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +29,7 @@ use crate::calls::enforce;
 use crate::calls::lifecycle;
 use crate::domain::CallId;
 use crate::ingest::handle;
+use crate::livekit::{self, Event};
 use crate::metrics::WebhookResult;
 use crate::store;
 
@@ -82,8 +82,8 @@ impl Inbox {
 
 /// Stores a verified event; returns once its row has committed. Events of
 /// rooms that are not this deployment's are not kept.
-#[tracing::instrument(skip_all, fields(event = %event.event, event_id = %event.id, call_id))]
-pub async fn ingest(inbox: &Arc<Inbox>, event: &proto::WebhookEvent, body: &str) -> Result<(), CallError> {
+#[tracing::instrument(skip_all, fields(event = %event.kind.as_str(), event_id = %event.id, call_id))]
+pub async fn ingest(inbox: &Arc<Inbox>, event: &Event, body: &str) -> Result<(), CallError> {
     let app = &inbox.core;
     let result = store_event(inbox, event, body).await;
     let counted = match &result {
@@ -92,29 +92,25 @@ pub async fn ingest(inbox: &Arc<Inbox>, event: &proto::WebhookEvent, body: &str)
         Ok(Some(false)) => WebhookResult::Duplicate,
         Err(_) => WebhookResult::Unavailable,
     };
-    app.metrics.livekit_webhook(Some(&event.event), counted);
+    app.metrics.livekit_webhook(Some(event.kind.as_str()), counted);
     result.map(|_| ())
 }
 
 /// Whether the event was new; `None` if it is not this deployment's.
-async fn store_event(
-    inbox: &Arc<Inbox>,
-    event: &proto::WebhookEvent,
-    body: &str,
-) -> Result<Option<bool>, CallError> {
+async fn store_event(inbox: &Arc<Inbox>, event: &Event, body: &str) -> Result<Option<bool>, CallError> {
     let app = &inbox.core;
-    let Some(room) = event.room.as_ref().map(|r| r.name.as_str()) else { return Ok(None) };
+    let Some(room) = event.room.as_deref() else { return Ok(None) };
     let Some(call) = app.livekit.call_of_room(room) else { return Ok(None) };
     tracing::Span::current().record("call_id", tracing::field::display(call));
-    let created_at = DateTime::from_timestamp(event.created_at, 0);
-    if let Some(created_at) = created_at.filter(|_| event.created_at > 0) {
+    let created_at = event.created_at;
+    if let Some(created_at) = created_at {
         app.metrics.livekit_webhook_lag(created_at, app.clock.now());
     }
     let (stored, is_new) = oneshot::channel();
     let delivery = Delivery {
         // LiveKit always sets an id; without one there is nothing to dedupe on.
         id: if event.id.is_empty() { format!("unnamed-{}", Uuid::new_v4()) } else { event.id.clone() },
-        event: event.event.clone(),
+        event: event.kind.as_str().to_owned(),
         room: room.to_owned(),
         created_at,
         call,
@@ -246,12 +242,11 @@ pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
             }
             return Ok(count);
         };
-        let event: Option<proto::WebhookEvent> =
-            next.payload.and_then(|payload| serde_json::from_value(payload).ok());
+        let event = next.payload.and_then(livekit::decode_event);
         let handled = match &event {
             Some(event) => {
                 let user = event.participant.as_ref().map(|p| p.identity.as_str()).unwrap_or_default();
-                let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.event, user_id = user);
+                let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.kind.as_str(), user_id = user);
                 handle::handle(app, &mut tx, &call, event).instrument(span).await.map(Some)
             }
             None => Ok(None),

@@ -3,8 +3,8 @@
 
 use livekit_api::access_token::TokenVerifier;
 use livekit_api::webhooks::WebhookReceiver;
-use livekit_protocol as proto;
 
+use super::Event;
 use crate::config::LiveKitConfig;
 
 pub struct Verifier(WebhookReceiver);
@@ -20,7 +20,8 @@ impl Verifier {
     }
 
     /// The event, if `authorization` signs exactly `body`.
-    pub fn verify(&self, body: &str, authorization: &str) -> Result<proto::WebhookEvent, Refused> {
-        self.0.receive(body, authorization).map_err(|err| Refused(err.to_string()))
+    pub fn verify(&self, body: &str, authorization: &str) -> Result<Event, Refused> {
+        let event = self.0.receive(body, authorization).map_err(|err| Refused(err.to_string()))?;
+        Ok(Event::from(&event))
     }
 }

@@ -23,10 +23,9 @@
 //! every repair is decided again in a transaction holding the call's row
 //! lock, against the database as it is then.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use livekit_protocol as proto;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -40,7 +39,7 @@ use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::ingest::handle::{self, Departure, Left};
 use crate::ingest::inbox;
-use crate::livekit::{LiveKitError, TrackSeen, proto_source};
+use crate::livekit::{LiveKitError, Participant, Room};
 use crate::store::{self, CallRow};
 
 /// The most calls ended, rooms deleted and calls checked in one pass.
@@ -193,15 +192,7 @@ async fn end_roomless_call(app: &Core, id: CallId) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn created_at(room: &proto::Room) -> Option<DateTime<Utc>> {
-    if room.creation_time_ms > 0 {
-        DateTime::from_timestamp_millis(room.creation_time_ms)
-    } else {
-        DateTime::from_timestamp(room.creation_time, 0)
-    }
-}
-
-async fn delete_if_unowned(app: &Core, room: &proto::Room) -> anyhow::Result<bool> {
+async fn delete_if_unowned(app: &Core, room: &Room) -> anyhow::Result<bool> {
     let state = match app.livekit.call_of_room(&room.name) {
         Some(call) => store::calls::state_of(&app.db, call).await?,
         None => None,
@@ -212,7 +203,7 @@ async fn delete_if_unowned(app: &Core, room: &proto::Room) -> anyhow::Result<boo
         Some(_) => false,
         None => {
             let grace = chrono::Duration::from_std(app.config.orphan_room_grace).unwrap_or_default();
-            created_at(room).is_some_and(|at| at < app.clock.now() - grace)
+            room.created_at.is_some_and(|at| at < app.clock.now() - grace)
         }
     };
     if delete {
@@ -242,8 +233,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
         Err(err) => return Err(err.into()),
     };
     pass.livekit_requests += 1;
-    let standard = proto::participant_info::Kind::Standard as i32;
-    let people: Vec<&proto::ParticipantInfo> = people.iter().filter(|p| p.kind == standard).collect();
+    let people: Vec<&Participant> = people.iter().filter(|p| p.is_person).collect();
 
     let mut tx = app.db.begin().await?;
     let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(()) };
@@ -262,8 +252,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
             continue;
         };
         if row.status != ParticipantStatus::Joined
-            && handle::joined(app, &mut tx, &call, &person.identity, handle::session_of(person), &mut effects)
-                .await?
+            && handle::joined(app, &mut tx, &call, &person.identity, person.session, &mut effects).await?
         {
             let data = json!({"reason": "found_in_room"});
             let actor = Some(person.identity.as_str());
@@ -316,7 +305,7 @@ async fn check_tracks_and_rights(
     app: &Core,
     tx: &mut sqlx::PgConnection,
     call: &CallRow,
-    people: &[&proto::ParticipantInfo],
+    people: &[&Participant],
     asked_at: DateTime<Utc>,
     pass: &mut Pass,
     effects: &mut Effects,
@@ -333,13 +322,13 @@ async fn check_tracks_and_rights(
             continue;
         };
         let mut withdraw = false;
-        for track in person.tracks.iter().map(TrackSeen::of) {
+        for track in &person.tracks {
             match rules::judge_track(track.kind, track.source, state, row.may_share_screen) {
                 TrackVerdict::Allowed => {}
                 TrackVerdict::Mislabelled => {
                     pass.violations += 1;
                     let (_, ended) =
-                        handle::on_track(app, tx, call, &person.identity, &track, None, effects).await?;
+                        handle::on_track(app, tx, call, &person.identity, track, None, effects).await?;
                     if ended.is_some() {
                         return Ok(ended);
                     }
@@ -347,7 +336,7 @@ async fn check_tracks_and_rights(
                 }
                 TrackVerdict::NotNow => {
                     withdraw = true;
-                    if settled_off && consent::record_violation(tx, id, &person.identity, &track).await? {
+                    if settled_off && consent::record_violation(tx, id, &person.identity, track).await? {
                         tracing::warn!(identity = %person.identity, track = %track.sid, "video track found while video is off");
                         pass.violations += 1;
                     }
@@ -355,7 +344,7 @@ async fn check_tracks_and_rights(
             }
         }
         let expected = rules::publish_sources(state, row.may_share_screen);
-        if withdraw || !rights_match(person.permission.as_ref(), &expected) {
+        if withdraw || !rights_match(person.publish_sources.as_deref(), &expected) {
             effects.rights_for.push(person.identity.clone());
             pass.rights_fixed += 1;
             tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");
@@ -364,15 +353,12 @@ async fn check_tracks_and_rights(
     Ok(None)
 }
 
-fn rights_match(actual: Option<&proto::ParticipantPermission>, expected: &[rules::TrackSource]) -> bool {
+/// Whether the rights LiveKit shows (`None`: not of the shape callgate
+/// grants, see `Participant::publish_sources`) are the expected ones, in
+/// any order.
+fn rights_match(actual: Option<&[rules::TrackSource]>, expected: &[rules::TrackSource]) -> bool {
     let Some(actual) = actual else { return false };
-    let want: BTreeSet<i32> = expected.iter().map(|s| proto_source(*s) as i32).collect();
-    let have: BTreeSet<i32> = actual.can_publish_sources.iter().copied().collect();
-    have == want
-        && actual.can_publish
-        && actual.can_subscribe
-        && actual.can_publish_data
-        && !actual.can_update_metadata
+    actual.iter().all(|s| expected.contains(s)) && expected.iter().all(|s| actual.contains(s))
 }
 
 #[cfg(test)]
@@ -380,33 +366,23 @@ mod tests {
     use super::*;
     use crate::domain::consent::TrackSource;
 
-    fn permission(sources: &[proto::TrackSource]) -> proto::ParticipantPermission {
-        proto::ParticipantPermission {
-            can_subscribe: true,
-            can_publish: true,
-            can_publish_data: true,
-            can_publish_sources: sources.iter().map(|s| *s as i32).collect(),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn rights_match_whatever_the_order_of_sources() {
-        let granted = permission(&[proto::TrackSource::Camera, proto::TrackSource::Microphone]);
+        let granted = [TrackSource::Camera, TrackSource::Microphone];
         assert!(rights_match(Some(&granted), &[TrackSource::Microphone, TrackSource::Camera]));
     }
 
     #[test]
     fn a_camera_right_while_video_is_off_is_drift() {
-        let granted = permission(&[proto::TrackSource::Microphone, proto::TrackSource::Camera]);
+        let granted = [TrackSource::Microphone, TrackSource::Camera];
         assert!(!rights_match(Some(&granted), &[TrackSource::Microphone]));
         assert!(!rights_match(None, &[TrackSource::Microphone]));
     }
 
+    /// Metadata rights read as no rights of callgate's shape (see
+    /// `livekit::client`'s tests), and those are drift.
     #[test]
-    fn metadata_rights_are_drift() {
-        let mut granted = permission(&[proto::TrackSource::Microphone]);
-        granted.can_update_metadata = true;
-        assert!(!rights_match(Some(&granted), &[TrackSource::Microphone]));
+    fn rights_of_another_shape_are_drift() {
+        assert!(!rights_match(None, &[]));
     }
 }

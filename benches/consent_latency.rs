@@ -54,6 +54,7 @@ fn summary(name: &str, mut ms: Vec<f64>) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    callgate::telemetry::init_for_benches();
     // `cargo bench` passes --bench; under `cargo test` this is a short smoke run.
     let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize =

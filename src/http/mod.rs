@@ -3,6 +3,7 @@
 mod auth;
 mod bounds;
 mod calls;
+mod consent;
 mod dev_app;
 pub mod error;
 mod events;
@@ -19,7 +20,6 @@ mod reports;
 mod request_metrics;
 pub mod state;
 mod turn;
-mod video;
 mod webhooks;
 
 use axum::Router;
@@ -38,7 +38,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn parts() -> openapi::Parts {
     let api = OpenApiRouter::new()
         .merge(calls::router())
-        .merge(video::router())
+        .merge(consent::router())
         .merge(turn::router())
         .merge(media::router())
         .merge(quality::router())

@@ -31,7 +31,7 @@ fn members(participants: &[ParticipantRow]) -> Vec<Member> {
         .iter()
         .filter(|p| p.is_present())
         .map(|p| Member {
-            user_id: p.user_id.clone(),
+            user_id: p.user_id.to_string(),
             gender: p.gender.0,
             may_share_screen: p.may_share_screen,
         })

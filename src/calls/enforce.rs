@@ -213,10 +213,10 @@ async fn push(app: &Core, row: &CallRow, only: Option<&[String]>) -> Result<(), 
     let targets = participants
         .iter()
         .filter(|p| p.is_present())
-        .filter(|p| only.is_none_or(|only| only.contains(&p.user_id)));
+        .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)));
     let updates = targets.map(|p| {
         let sources = rules::publish_sources(state, p.may_share_screen);
-        async move { app.livekit.set_publish_sources(&row.room_name, &p.user_id, &sources).await }
+        async move { app.livekit.set_publish_sources(&row.room_name, p.user_id.as_str(), &sources).await }
     });
     for result in join_all(updates).await {
         result?;

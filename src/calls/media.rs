@@ -89,7 +89,8 @@ pub async fn update(
         "screenShareEnabled": change.screen_share_enabled,
     });
     store::record_event(&mut tx, id, "media.updated", EventSource::Api, Some(user.id.as_str()), data).await?;
-    let recipients: Vec<String> = participants.iter().filter(|p| p.live).map(|p| p.user_id.clone()).collect();
+    let recipients: Vec<String> =
+        participants.iter().filter(|p| p.live).map(|p| p.user_id.to_string()).collect();
     store::notify(&mut tx, &recipients, ClientEvent::MediaUpdated, id, &json!({"media": view})).await?;
     tx.commit().await?;
     // After the commit (no LiveKit request holds the call's lock), with the

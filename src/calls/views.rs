@@ -95,7 +95,7 @@ impl CallView {
 impl ParticipantView {
     fn new(p: &ParticipantRow) -> Self {
         ParticipantView {
-            user_id: p.user_id.clone(),
+            user_id: p.user_id.to_string(),
             name: p.name.clone(),
             role: p.role,
             status: p.status,

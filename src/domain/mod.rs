@@ -187,6 +187,32 @@ impl UserId {
     }
 }
 
+impl TryFrom<String> for UserId {
+    type Error = UserIdError;
+
+    fn try_from(raw: String) -> Result<Self, UserIdError> {
+        UserId::parse(&raw)
+    }
+}
+
+impl PartialEq<str> for UserId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for UserId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for UserId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
 impl utoipa::PartialSchema for UserId {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()

@@ -8,7 +8,8 @@ use crate::domain::{CallId, ParticipantStatus, Role, UserId};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ParticipantRow {
-    pub user_id: String,
+    #[sqlx(try_from = "String")]
+    pub user_id: UserId,
     pub name: Option<String>,
     #[sqlx(try_from = "String")]
     pub gender: StoredGender,

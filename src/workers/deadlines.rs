@@ -103,7 +103,7 @@ async fn act(
             // A group call went on without them: those still ringing missed it.
             for p in store::participants(tx, id).await? {
                 if p.status == ParticipantStatus::Invited {
-                    store::mark_gone(tx, id, &p.user_id, ParticipantStatus::Missed).await?;
+                    store::mark_gone(tx, id, p.user_id.as_str(), ParticipantStatus::Missed).await?;
                 }
             }
             let view = crate::calls::views::CallView::load(tx, call).await?;

@@ -271,7 +271,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
             continue;
         }
         let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
-        match handle::left(app, &mut tx, &call, &row.user_id, None, Departure::Missing).await? {
+        match handle::left(app, &mut tx, &call, row.user_id.as_str(), None, Departure::Missing).await? {
             Left::Ignored => {}
             Left::Left => pass.presence_fixed += 1,
             Left::CallEnded(end) => {

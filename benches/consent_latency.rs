@@ -16,7 +16,7 @@
 //! Then (c), over `MISLABEL_ROUNDS` fresh calls (default 10): he publishes a
 //! video track labelled `microphone` while video is off, and we time from
 //! LiveKit confirming that track to her client seeing him leave the room
-//! (callgate puts him out of the call, see `crate::policy::judge_track`).
+//! (callgate puts him out of the call, see `callgate::domain::consent::judge_track`).
 //!
 //! Run: `deploy/local.sh bench` or, with the stack up and `.env.example`
 //! exported, `cargo bench --bench consent_latency`. Under `cargo test` it
@@ -54,6 +54,7 @@ fn summary(name: &str, mut ms: Vec<f64>) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    callgate::telemetry::init_for_benches();
     // `cargo bench` passes --bench; under `cargo test` this is a short smoke run.
     let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize =

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::infra::auth::{DevToken, mint_dev_token};
 use helpers::binary::{Service, free_port, launch};
 use helpers::events::try_connect;
 
@@ -201,6 +201,7 @@ async fn memory(connections: usize, idle: Duration) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    callgate::telemetry::init_for_benches();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this too,
     // and then a small smoke run keeps the bench honest without the cost.
     let measuring = std::env::args().any(|a| a == "--bench");

@@ -240,7 +240,7 @@ ensure_packages() {
         added_policy=1
     fi
     local rc=0
-    { $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; } || rc=$?
+    quietly apt-get bash -c "$SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends ${missing[*]}" || rc=$?
     [[ -n "$added_policy" ]] && $SUDO rm -f "$policy"
     ((rc == 0)) || die "apt-get install ${missing[*]} failed"
     section_done
@@ -278,7 +278,7 @@ find_go() {
     fi
     if [[ -z "$best" ]]; then
         log "no Go toolchain found; installing Debian's golang-go to bootstrap"
-        { $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends golang-go ca-certificates; } >&2 ||
+        quietly apt-get-go bash -c "$SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends golang-go ca-certificates" ||
             die "apt-get install golang-go failed"
         best=/usr/lib/go/bin/go
         [[ -x "$best" ]] || best="$(command -v go)"
@@ -309,7 +309,7 @@ ensure_livekit_binary() {
     go="$(find_go)"
     log "building LiveKit v$LIVEKIT_VERSION with $go ($("$go" version)) into $BIN"
     mkdir -p "$BIN"
-    GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$LIVEKIT_PKG" ||
+    quietly go-install-livekit env GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$LIVEKIT_PKG" ||
         die "go install $LIVEKIT_PKG failed"
     livekit_version_ok || die "$LIVEKIT_BIN --version does not report $LIVEKIT_VERSION"
     section_done
@@ -335,7 +335,7 @@ ensure_venv() {
         python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
     fi
     log "installing ${PY_PACKAGES[*]} into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
+    quietly pip-install "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
     "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis, playwright.sync_api' ||
         die "$VENV: ${PY_PACKAGES[*]} still not importable"
@@ -353,7 +353,7 @@ ensure_web() {
         want="$(file_hash "$ROOT/$dir/package-lock.json")"
         [[ -r "$stamp" && "$(cat "$stamp")" == "$want" ]] && continue
         section "npm ci ($dir)"
-        (cd "$ROOT/$dir" && npm ci --cache "$NPM_CACHE" --no-audit --no-fund --loglevel=error) ||
+        quietly "npm-ci-${dir//\//-}" bash -c 'cd "$1" && npm ci --cache "$2" --no-audit --no-fund --loglevel=error' _ "$ROOT/$dir" "$NPM_CACHE" ||
             die "npm ci in $dir failed"
         echo "$want" >"$stamp"
         section_done
@@ -706,6 +706,19 @@ cmd_run() {
     exec cargo run --release -- serve
 }
 
+quietly() { # quietly <name> <command...>: output to $CACHE/logs/<name>.log, shown only on failure
+    local name="$1" rc=0
+    shift
+    mkdir -p "$CACHE/logs"
+    local logf="$CACHE/logs/$name.log"
+    "$@" >"$logf" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        printf '[local.sh] %s failed (exit %s); the last 40 lines of %s:\n' "$name" "$rc" "$logf" >&2
+        tail -n 40 "$logf" >&2
+    fi
+    return "$rc"
+}
+
 run_step() { # run_step <name> <command...>
     section "$1"
     is_ci || log "$1"
@@ -715,6 +728,30 @@ run_step() { # run_step <name> <command...>
         return 1
     fi
     section_done
+}
+
+run_tee() { # run_tee <file> <command...>: the command's output to the terminal and the file
+    local file="$1"
+    shift
+    set -o pipefail
+    "$@" 2>&1 | tee "$file"
+}
+
+failure_summary() { # failure_summary <test output>: the failing tests and their panics, last
+    local file="$1"
+    [[ -r "$file" ]] || return 0
+    printf '\n==== what failed ====\n' >&2
+    awk '
+        /^---- .* stdout ----$/ { name = $2; shown = 0; next }
+        name != "" && /panicked at/ {
+            where = $0; sub(/.*panicked at /, "", where); sub(/:$/, "", where)
+            print "FAILED " name " (" where ")"; shown = 1; lines = 0; next
+        }
+        shown && (/[Ss]tack backtrace/ || /^ *[0-9]+: /) { shown = 0; next }
+        shown && lines < 6 && !/^note: run with/ && NF { print "    " $0; lines++ }
+        /^failures:$/ { name = "" }
+    ' "$file" >&2 || true
+    grep -E '^test result: FAILED|^error(\[|:)' "$file" >&2 || true
 }
 
 dump_server_logs() {
@@ -765,12 +802,21 @@ SQL
 
     run_step "drop leftover test databases" drop_test_databases
     if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
+        run_step "layers: no circle, arrows point down (.ci/layers.py)" python3 .ci/layers.py
         run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
-        run_step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+        run_step "cargo clippy --all-targets -- -D warnings" cargo clippy -q --all-targets -- -D warnings
     fi
+    # A failing test shows its panic and its captured logs; backtraces only
+    # on request (TEST_BACKTRACE=1), they bury the message.
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
     local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
-    if ! run_step "${test_cmd[*]}" "${test_cmd[@]}"; then
+    # Compiling prints a line per crate: kept in a log, shown if it fails.
+    run_step "cargo build of the tests" quietly cargo-build-tests \
+        cargo test --no-run "${targets[@]}" "${cargo_args[@]}"
+    local output="$RUN/test-output.log"
+    if ! run_step "${test_cmd[*]}" run_tee "$output" "${test_cmd[@]}"; then
         is_ci && dump_server_logs
+        failure_summary "$output"
         return 1
     fi
     log "all checks passed ($((SECONDS - t0))s)"

@@ -30,6 +30,9 @@
 //! next request when the previous one is answered, every latency is
 //! recorded and the percentiles are read from the sorted samples.
 
+// Measures the service against the system's clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,8 +45,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use callgate::auth::{DevToken, mint_dev_token};
 use callgate::config::Config;
+use callgate::infra::auth::{DevToken, mint_dev_token};
 
 struct Bench {
     url: String,

@@ -12,13 +12,16 @@
 //! cargo run --release --example webhook_burst -- --events 1000 --calls 20
 //! ```
 
+// Measures the service against the system's clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::app::Application;
 use callgate::config::{Config, Secret};
-use callgate::startup::Application;
+use callgate::infra::auth::{DevToken, mint_dev_token};
 use futures::StreamExt;
 use livekit_api::access_token::AccessToken;
 use serde_json::{Value, json};

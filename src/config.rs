@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::policy::VideoPolicy;
+use crate::domain::consent::VideoPolicy;
 
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,7 +51,6 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub gender_claim: String,
-    // issue 16 A
     /// `JWT_MAX_AGE`: tokens issued (`iat`) longer ago than this are refused;
     /// `None` (the default) checks only `exp`.
     pub max_age: Option<Duration>,
@@ -114,7 +113,6 @@ pub struct RateLimits {
     pub requests_per_minute: u32,
 }
 
-// issue 16 B
 /// Bounds per user, per call and per client address (0 = no limit).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -129,7 +127,7 @@ pub struct Limits {
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
     /// (its right-most entry is used); `None`: the connection's peer.
-    pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    pub trusted_proxy_header: Option<http::HeaderName>,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -192,7 +190,6 @@ pub struct Config {
     /// A room with no call is deleted only once it is this old: a call being
     /// started creates its room before its row commits.
     pub orphan_room_grace: Duration,
-    // issue 16 A
     /// `CALLGATE_DEV`: development secrets are accepted (said by a warning at start).
     pub dev_mode: bool,
     /// `SCHEDULER_ROLES`: roles (from the user token) that may start a
@@ -201,7 +198,6 @@ pub struct Config {
     /// `ADMIN_PORT`: the listener of `/metrics` and the detailed readiness;
     /// `None` serves neither (they are never on the public port).
     pub admin_port: Option<u16>,
-    // issue 16 B
     pub limits: Limits,
 }
 
@@ -213,21 +209,7 @@ impl Config {
     /// Builds the configuration from any variable source (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { lookup: &lookup };
-        let livekit_url = env.required("LIVEKIT_URL")?;
-        if !(livekit_url.starts_with("ws://") || livekit_url.starts_with("wss://")) {
-            return Err(env.error("LIVEKIT_URL", "must start with ws:// or wss://"));
-        }
-        let api_url = match env.optional("LIVEKIT_API_URL") {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
-            Some(_) => {
-                return Err(env.error("LIVEKIT_API_URL", "must start with http:// or https://"));
-            }
-            None => livekit_url.replacen("ws", "http", 1),
-        };
-        let api_secret = env.required("LIVEKIT_API_SECRET")?;
-        if api_secret.len() < 32 {
-            return Err(env.error("LIVEKIT_API_SECRET", "must be at least 32 characters"));
-        }
+        let livekit = livekit(&env)?;
         let video_policy = match env.optional("VIDEO_POLICY") {
             None => VideoPolicy::FemaleConsent,
             Some(v) => {
@@ -244,22 +226,11 @@ impl Config {
             return Err(env.error("MAX_CALL_PARTICIPANTS", "must be between 2 and 100"));
         }
         let turn_secret = env.required("TURN_SECRET")?;
-        // issue 16 A
         let dev_mode = env.flag("CALLGATE_DEV")?;
         let database_url = env.required("DATABASE_URL")?;
         let jwt_key = jwt_key(&env)?;
-        let mut secrets =
-            vec![("LIVEKIT_API_SECRET", api_secret.as_str()), ("TURN_SECRET", turn_secret.as_str())];
-        if let JwtKey::Hmac(secret) = &jwt_key {
-            secrets.push(("JWT_SECRET", secret.expose()));
-        }
         if !dev_mode {
-            refuse_dev_secrets(&env, &secrets)?;
-            if database_password(&database_url) == Some(DEV_DATABASE_PASSWORD) {
-                return Err(
-                    env.error("DATABASE_URL", &format!("uses the development password ({DEV_SWITCH})"))
-                );
-            }
+            refuse_development_secrets(&env, &livekit, &turn_secret, &jwt_key, &database_url)?;
         }
         let port = env.parsed("PORT", 8080)?;
         let admin_port: Option<u16> =
@@ -281,12 +252,7 @@ impl Config {
                 gender_claim: env.optional("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
                 max_age: env.optional_seconds("JWT_MAX_AGE", 10..=2_592_000)?,
             },
-            livekit: LiveKitConfig {
-                url: livekit_url,
-                api_url,
-                api_key: env.required("LIVEKIT_API_KEY")?,
-                api_secret: Secret::new(api_secret),
-            },
+            livekit,
             turn: TurnConfig {
                 uris: env.list("TURN_URIS"),
                 stun_uris: env.list("STUN_URIS"),
@@ -295,34 +261,14 @@ impl Config {
             },
             room_prefix: env.optional("ROOM_PREFIX").unwrap_or_else(|| "cg-".into()),
             max_call_participants,
-            timeouts: Timeouts {
-                ringing: env.bounded_seconds("RINGING_TIMEOUT", 30, 1..=3600)?,
-                connect: env.bounded_seconds("CONNECT_TIMEOUT", 30, 1..=3600)?,
-                max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
-                video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
-                video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
-            },
+            timeouts: timeouts(&env)?,
             video_policy,
             screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
             token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
             cors_origins: env.list("CORS_ORIGINS"),
             app_webhook: app_webhook(&env)?,
-            events: EventsConfig {
-                heartbeat: env.bounded_seconds("EVENTS_HEARTBEAT", 25, 1..=300)?,
-                ticket_ttl: env.bounded_seconds("EVENTS_TICKET_TTL", 30, 1..=600)?,
-                presence_ttl: env.bounded_seconds("PRESENCE_TTL", 30, 1..=600)?,
-                require_callee_online: env.flag("REQUIRE_CALLEE_ONLINE")?,
-            },
-            rate_limits: RateLimits {
-                call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
-                video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
-                video_requests_window: env.bounded_seconds(
-                    "RATE_LIMIT_VIDEO_REQUESTS_WINDOW",
-                    600,
-                    1..=86_400,
-                )?,
-                requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
-            },
+            events: events(&env)?,
+            rate_limits: rate_limits(&env)?,
             log_format,
             deadline_poll: Duration::from_millis(env.bounded("DEADLINE_POLL_MS", 200, 10..=10_000)?),
             reconcile_interval: env.bounded_seconds("RECONCILE_INTERVAL", 5, 1..=3600)?,
@@ -330,13 +276,81 @@ impl Config {
             dev_mode,
             scheduler_roles: env.list("SCHEDULER_ROLES"),
             admin_port,
-            // issue 16 B
             limits: limits(&env)?,
         })
     }
 }
 
-// issue 16 A
+fn livekit(env: &Env<'_>) -> Result<LiveKitConfig, ConfigError> {
+    let url = env.required("LIVEKIT_URL")?;
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(env.error("LIVEKIT_URL", "must start with ws:// or wss://"));
+    }
+    let api_url = match env.optional("LIVEKIT_API_URL") {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+        Some(_) => return Err(env.error("LIVEKIT_API_URL", "must start with http:// or https://")),
+        None => url.replacen("ws", "http", 1),
+    };
+    let api_secret = env.required("LIVEKIT_API_SECRET")?;
+    if api_secret.len() < 32 {
+        return Err(env.error("LIVEKIT_API_SECRET", "must be at least 32 characters"));
+    }
+    Ok(LiveKitConfig {
+        url,
+        api_url,
+        api_key: env.required("LIVEKIT_API_KEY")?,
+        api_secret: Secret::new(api_secret),
+    })
+}
+
+/// Outside the development switch, none of the secrets is one of the
+/// repository's development values.
+fn refuse_development_secrets(
+    env: &Env<'_>,
+    livekit: &LiveKitConfig,
+    turn_secret: &str,
+    jwt_key: &JwtKey,
+    database_url: &str,
+) -> Result<(), ConfigError> {
+    let mut secrets = vec![("LIVEKIT_API_SECRET", livekit.api_secret.expose()), ("TURN_SECRET", turn_secret)];
+    if let JwtKey::Hmac(secret) = jwt_key {
+        secrets.push(("JWT_SECRET", secret.expose()));
+    }
+    refuse_dev_secrets(env, &secrets)?;
+    if database_password(database_url) == Some(DEV_DATABASE_PASSWORD) {
+        return Err(env.error("DATABASE_URL", &format!("uses the development password ({DEV_SWITCH})")));
+    }
+    Ok(())
+}
+
+fn timeouts(env: &Env<'_>) -> Result<Timeouts, ConfigError> {
+    Ok(Timeouts {
+        ringing: env.bounded_seconds("RINGING_TIMEOUT", 30, 1..=3600)?,
+        connect: env.bounded_seconds("CONNECT_TIMEOUT", 30, 1..=3600)?,
+        max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
+        video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
+        video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
+    })
+}
+
+fn events(env: &Env<'_>) -> Result<EventsConfig, ConfigError> {
+    Ok(EventsConfig {
+        heartbeat: env.bounded_seconds("EVENTS_HEARTBEAT", 25, 1..=300)?,
+        ticket_ttl: env.bounded_seconds("EVENTS_TICKET_TTL", 30, 1..=600)?,
+        presence_ttl: env.bounded_seconds("PRESENCE_TTL", 30, 1..=600)?,
+        require_callee_online: env.flag("REQUIRE_CALLEE_ONLINE")?,
+    })
+}
+
+fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
+    Ok(RateLimits {
+        call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
+        video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
+        video_requests_window: env.bounded_seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600, 1..=86_400)?,
+        requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
+    })
+}
+
 /// The secrets of the development files (`.env.example`, `docker-compose.yml`,
 /// `livekit.yaml`, `deploy/livekit.compose.yaml`, `coturn/turnserver.conf`):
 /// published, so never a production key. `tests::the_dev_files_hold_only_known_dev_secrets`
@@ -373,12 +387,11 @@ fn database_password(url: &str) -> Option<&str> {
     credentials.split_once(':').map(|(_, password)| password)
 }
 
-// issue 16 B
 fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
     let trusted_proxy_header = match env.optional("TRUSTED_PROXY_HEADER") {
         None => None,
         Some(name) => Some(
-            name.parse::<axum::http::HeaderName>()
+            name.parse::<http::HeaderName>()
                 .map_err(|_| env.error("TRUSTED_PROXY_HEADER", "must be an HTTP header name"))?,
         ),
     };
@@ -637,8 +650,6 @@ mod tests {
         let config = load(&dev()).expect("valid");
         assert!(!format!("{config:?}").contains("0123456789abcdef0123456789abcdef"));
     }
-
-    // issue 16 A
 
     #[test]
     fn a_duration_outside_its_range_is_named_with_the_range() {

@@ -1,35 +1,28 @@
 //! callgate: the control plane for voice and video calls on a self-hosted
 //! LiveKit SFU.
+//!
+//! The modules are layers, and every import points down (ARCHITECTURE.md;
+//! `.ci/layers.py` checks it):
+//!
+//! - `app`: the composition root (builds the parts, runs the server and the jobs);
+//! - `http` (the API edge) and `workers` (the background jobs);
+//! - `ingest`: LiveKit's webhooks, from acknowledgement to what they mean;
+//! - `calls`: the use cases, one transaction each;
+//! - adapters: `livekit`, `store`, `realtime`, `infra`, then `metrics`;
+//! - `config`, `clock`, `telemetry`, and `domain` (pure: ids, words, the
+//!   consent policy, the call state machine).
 
-pub mod app_webhooks;
-pub mod auth;
+pub mod app;
 pub mod calls;
+pub mod clock;
 pub mod config;
-pub mod deadlines;
 pub mod domain;
-pub mod enforce;
-pub mod error;
-pub mod events;
 pub mod http;
+pub mod infra;
+pub mod ingest;
 pub mod livekit;
-pub mod media;
 pub mod metrics;
-pub mod outage;
-pub mod policy;
-pub mod presence;
-pub mod quality;
-pub mod rate_limit;
-pub mod readiness;
-pub mod reconcile;
-pub mod redis_link;
-pub mod reports;
-pub mod startup;
-pub mod state;
+pub mod realtime;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
-pub mod turn;
-pub mod video;
-pub mod views;
-pub mod webhook_inbox;
-pub mod webhooks;
+pub mod workers;

@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::app::{Application, shutdown_signal};
 use callgate::config::{Config, JwtConfig, JwtKey};
-use callgate::startup::{Application, shutdown_signal};
+use callgate::infra::auth::{DevToken, mint_dev_token};
 
 #[derive(Parser)]
 #[command(name = "callgate", version, about = "Control plane for calls on LiveKit")]

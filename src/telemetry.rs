@@ -28,3 +28,14 @@ pub fn init_for_tests() {
     };
     drop(tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init());
 }
+
+/// For benchmarks: only errors (their output is figures), every line with
+/// `TEST_LOG=1`. Called first, it is the subscriber that stays.
+pub fn init_for_benches() {
+    let verbose = std::env::var("TEST_LOG").is_ok_and(|v| v == "1");
+    let filter = match verbose {
+        true => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        false => EnvFilter::new("error"),
+    };
+    drop(tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init());
+}

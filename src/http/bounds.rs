@@ -1,4 +1,4 @@
-//! The range every date from outside must fall in (issue 16 A): date
+//! The range every date from outside must fall in: date
 //! arithmetic on chrono's extremes panics and PostgreSQL refuses years
 //! before 4713 BC, so a date outside 1970..=9999 is answered as bad input
 //! naming its field, before anything computes with it.

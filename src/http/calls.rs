@@ -10,16 +10,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::AuthUser;
-use crate::calls::{self, StartCall};
+use crate::calls::lifecycle::{self, StartCall};
+use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly};
+use crate::domain::AuthUser;
+use crate::domain::Code;
 use crate::domain::{CallId, CallType, UserId};
-use crate::error::{ApiError, Code};
 use crate::http::bounds;
+use crate::http::error::ApiError;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::store;
-use crate::views::{CallOnly, CallView, CallWithJoin, JoinOnly};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -144,7 +145,7 @@ async fn start(
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<CallWithJoin>), ApiError> {
     let req = validate(body, &user.id, app.config.max_call_participants)?;
-    let created = calls::start(&app, &user, req).await?;
+    let created = lifecycle::start(&app, &user, req).await?;
     tracing::Span::current().record("call_id", tracing::field::display(created.call.id));
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -174,7 +175,7 @@ async fn accept(
     CallPath(id): CallPath,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Json<CallWithJoin>, ApiError> {
-    Ok(Json(calls::accept(&app, &user, id, body.video).await?))
+    Ok(Json(lifecycle::accept(&app, &user, id, body.video).await?))
 }
 
 /// Decline a ringing call (an invitee).
@@ -191,7 +192,7 @@ async fn decline(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<CallOnly>, ApiError> {
-    Ok(Json(calls::decline(&app, &user, id).await?))
+    Ok(Json(lifecycle::decline(&app, &user, id).await?))
 }
 
 /// End the call for everyone; the initiator may also cancel it while it rings. An invitee who has
@@ -211,7 +212,7 @@ async fn end(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<CallOnly>, ApiError> {
-    Ok(Json(calls::end(&app, &user, id).await?))
+    Ok(Json(lifecycle::end(&app, &user, id).await?))
 }
 
 /// Leave the call; it ends when fewer than two remain.
@@ -228,7 +229,7 @@ async fn leave(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<CallOnly>, ApiError> {
-    Ok(Json(calls::leave(&app, &user, id).await?))
+    Ok(Json(lifecycle::leave(&app, &user, id).await?))
 }
 
 /// A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
@@ -245,7 +246,7 @@ async fn token(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<JoinOnly>, ApiError> {
-    Ok(Json(calls::token(&app, &user, id).await?))
+    Ok(Json(lifecycle::token(&app, &user, id).await?))
 }
 
 /// One call the caller takes part in.
@@ -259,7 +260,7 @@ async fn get_call(
     user: AuthUser,
     CallPath(id): CallPath,
 ) -> Result<Json<CallView>, ApiError> {
-    Ok(Json(calls::get(&app, &user, id).await?))
+    Ok(Json(lifecycle::get(&app, &user, id).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -276,7 +277,7 @@ struct CallList {
     responses((status = 200, description = "Live calls", body = CallList)))]
 async fn active(State(app): State<AppState>, user: AuthUser) -> Result<Json<CallList>, ApiError> {
     let rows = store::live_calls_of(&app.db, &user.id).await?;
-    Ok(Json(CallList { calls: calls::views(&app, rows).await?, next_cursor: None }))
+    Ok(Json(CallList { calls: lifecycle::views(&app, rows).await?, next_cursor: None }))
 }
 
 /// Query parameters are read as text so that a bad one is a 422 naming it.
@@ -338,11 +339,11 @@ async fn history(
     let mut rows = store::history(&app.db, &user.id, before, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|c| encode_cursor(c.created_at, c.id))
+        rows.last().map(|c| encode_cursor(c.created_at, c.id.0))
     } else {
         None
     };
-    Ok(Json(CallList { calls: calls::views(&app, rows).await?, next_cursor: next }))
+    Ok(Json(CallList { calls: lifecycle::views(&app, rows).await?, next_cursor: next }))
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{DevToken, mint_dev_token};
 use crate::config::JwtKey;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::infra::auth::{DevToken, mint_dev_token};
 
 const WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::readiness;
-use crate::state::AppState;
+use crate::http::readiness;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
@@ -61,7 +61,7 @@ struct Readiness {
         (status = 503, description = "A dependency does not answer", body = Readiness),
     ))]
 async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let checks = readiness::check(&app).await;
+    let checks = readiness::check(&app.core, &app.readiness).await;
     (status_of(&checks), Json(Readiness { status: Check::of(checks.all_ok()) }))
 }
 
@@ -85,7 +85,7 @@ struct DetailedReadiness {
         (status = 503, description = "A dependency does not answer", body = DetailedReadiness),
     ))]
 async fn ready_in_detail(State(app): State<AppState>) -> (StatusCode, Json<DetailedReadiness>) {
-    let checks = readiness::check(&app).await;
+    let checks = readiness::check(&app.core, &app.readiness).await;
     let detail = Checks {
         postgres: Check::of(checks.postgres),
         redis: Check::of(checks.redis),

@@ -5,7 +5,8 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, Code};
+use crate::domain::Code;
+use crate::http::error::ApiError;
 
 pub struct ApiJson<T>(pub T);
 

@@ -4,13 +4,13 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::calls::media::{self, MediaChange, MediaView};
+use crate::domain::AuthUser;
 use crate::http::calls::CallPath;
+use crate::http::error::ApiError;
 use crate::http::json::ApiJson;
 use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
-use crate::media::{self, MediaChange, MediaView};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(update))

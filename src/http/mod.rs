@@ -1,18 +1,25 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
+mod auth;
 mod bounds;
 mod calls;
+mod consent;
 mod dev_app;
+pub mod error;
 mod events;
 mod health;
 pub mod json;
+mod limits;
 mod media;
 mod metrics;
 pub mod openapi;
+mod outage;
 mod quality;
+mod readiness;
 mod reports;
+mod request_metrics;
+pub mod state;
 mod turn;
-mod video;
 mod webhooks;
 
 use axum::Router;
@@ -23,7 +30,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,7 +38,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn parts() -> openapi::Parts {
     let api = OpenApiRouter::new()
         .merge(calls::router())
-        .merge(video::router())
+        .merge(consent::router())
         .merge(turn::router())
         .merge(media::router())
         .merge(quality::router())
@@ -41,14 +48,14 @@ fn parts() -> openapi::Parts {
     openapi::parts(api, top)
 }
 
-/// The operations listener (`ADMIN_PORT`, issue 16 A): metrics and the
+/// The operations listener (`ADMIN_PORT`): metrics and the
 /// detailed readiness, never served on the public port. Its routes are
 /// documented like the others' but not in the public document.
 pub fn admin_router(state: AppState) -> Router {
     let (routes, _) =
         OpenApiRouter::new().merge(health::admin_router()).merge(metrics::router()).split_for_parts();
     routes
-        .fallback(|| async { crate::error::ApiError::NotFound })
+        .fallback(|| async { crate::http::error::ApiError::NotFound })
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::info_span!("admin_request", method = %req.method(), path = %req.uri().path())
         }))
@@ -63,7 +70,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let openapi::Parts { api, top, .. } = parts();
     let api =
-        api.layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit_requests));
+        api.layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::limits::limit_requests));
     let cors = cors(&state.config.cors_origins);
     // The web app and its dev sign-in exist only with the development switch.
     let dev = if state.config.dev_mode { dev_app::router().split_for_parts().0 } else { Router::new() };
@@ -71,12 +78,15 @@ pub fn router(state: AppState) -> Router {
         .nest(openapi::API_PREFIX, api)
         .merge(top)
         .merge(dev)
-        .fallback(|| async { crate::error::ApiError::NotFound })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::outage::track))
-        .layer(axum::middleware::from_fn_with_state(state.metrics.http(), crate::metrics::http::track))
+        .fallback(|| async { crate::http::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::outage::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http(),
+            crate::http::request_metrics::track,
+        ))
         .layer(cors)
         // 5xx are logged where they arise: a 500 with its cause, an outage
-        // once (crate::outage); not once more per request here.
+        // once (crate::infra::outage); not once more per request here.
         .layer(
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG))

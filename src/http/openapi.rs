@@ -16,7 +16,7 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub const API_PREFIX: &str = "/api/v1";
 
@@ -34,7 +34,7 @@ pub const API_PREFIX: &str = "/api/v1";
         license(name = "MIT OR Apache-2.0"),
     ),
     components(
-        schemas(crate::error::ProblemDoc),
+        schemas(crate::http::error::ProblemDoc),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, TooManyRequests,
             Unavailable, Internal),
     ),

@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::calls::reports::{self, EventView, MAX_EVENTS, Stats};
+use crate::domain::AuthUser;
 use crate::http::bounds;
 use crate::http::calls::CallPath;
+use crate::http::error::ApiError;
 use crate::http::json::ApiQuery;
 use crate::http::openapi::{BadRequest, NotFound, Unprocessable};
-use crate::reports::{self, EventView, MAX_EVENTS, Stats};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(timeline)).routes(routes!(stats))
@@ -119,7 +119,7 @@ async fn stats(
                 ApiError::invalid(name, format!("{name} must be an RFC 3339 time, {}", bounds::RANGE))
             })
     };
-    let to = time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let to = time("to", q.to.as_deref())?.unwrap_or_else(|| app.clock.now());
     let a_day_before = to.checked_sub_signed(chrono::Duration::days(1)).unwrap_or(to);
     let from = time("from", q.from.as_deref())?.unwrap_or(a_day_before);
     if from >= to {

@@ -6,12 +6,13 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::AuthUser;
-use crate::error::{ApiError, Code};
+use crate::domain::AuthUser;
+use crate::domain::Code;
+use crate::http::error::ApiError;
 use crate::http::openapi::Conflict;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::infra::turn::{self, IceServer, TurnCredentials};
 use crate::store;
-use crate::turn::{self, IceServer, TurnCredentials};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(credentials)).routes(routes!(ice_servers))
@@ -24,7 +25,7 @@ async fn ttl_for(app: &AppState, user: &AuthUser) -> Result<Duration, ApiError> 
         ApiError::conflict(Code::NotInCall, "TURN credentials are for participants of a live call")
     })?;
     let max = app.config.timeouts.max_call_duration;
-    Ok(turn::ttl_in_call(app.config.turn.ttl, max, connected_at, chrono::Utc::now()))
+    Ok(turn::ttl_in_call(app.config.turn.ttl, max, connected_at, app.clock.now()))
 }
 
 /// Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
@@ -38,7 +39,7 @@ async fn ttl_for(app: &AppState, user: &AuthUser) -> Result<Duration, ApiError> 
     ))]
 async fn credentials(State(app): State<AppState>, user: AuthUser) -> Result<Json<TurnCredentials>, ApiError> {
     let ttl = ttl_for(&app, &user).await?;
-    Ok(Json(turn::credentials_valid_for(&app.config.turn, user.id.as_str(), chrono::Utc::now(), ttl)))
+    Ok(Json(turn::credentials_valid_for(&app.config.turn, user.id.as_str(), app.clock.now(), ttl)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -58,6 +59,6 @@ struct IceServers {
     ))]
 async fn ice_servers(State(app): State<AppState>, user: AuthUser) -> Result<Json<IceServers>, ApiError> {
     let ttl = ttl_for(&app, &user).await?;
-    let servers = turn::ice_servers_valid_for(&app.config.turn, user.id.as_str(), chrono::Utc::now(), ttl);
+    let servers = turn::ice_servers_valid_for(&app.config.turn, user.id.as_str(), app.clock.now(), ttl);
     Ok(Json(IceServers { ice_servers: servers }))
 }

@@ -4,10 +4,12 @@ use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, Code};
+use crate::domain::Code;
+use crate::http::error::ApiError;
 use crate::http::openapi::{BadRequest, Unauthorized, Unavailable};
-use crate::state::AppState;
-use crate::{webhook_inbox, webhooks};
+use crate::http::state::AppState;
+use crate::ingest::inbox;
+use crate::metrics::WebhookResult;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(livekit))
@@ -15,7 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
 /// header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
-/// call (`crate::webhook_inbox`); a repeated event id is accepted and ignored.
+/// call; a repeated event id is accepted and ignored.
 ///
 /// Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
 /// when the inbox is full (LiveKit retries).
@@ -42,7 +44,11 @@ async fn livekit(
         field: None,
         detail: "the body is not UTF-8".into(),
     })?;
-    let event = webhooks::verify(&app, body, auth)?;
-    webhook_inbox::ingest(&app, &event, body).await?;
+    let event = app.webhooks.verify(body, auth).map_err(|err| {
+        tracing::warn!(error = %err, "LiveKit webhook refused");
+        app.metrics.livekit_webhook(None, WebhookResult::Rejected);
+        ApiError::Unauthorized("invalid webhook signature")
+    })?;
+    inbox::ingest(&app.webhook_inbox, &event, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,7 @@
 //! Counters and histograms are recorded where things happen: after the
 //! transaction that made them happen has committed (calls ended, answered,
 //! app webhooks delivered), except video request steps, counted as the
-//! policy's decision is applied (see `video::apply`). The figures that are
+//! policy's decision is applied (see `consent::apply`). The figures that are
 //! the database's or the hub's to know (live calls by state, the app webhook
 //! backlog, open event sockets) are read at scrape time (`scrape`).
 //! Recording never fails and never blocks on I/O.
@@ -19,9 +19,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::calls::Ended;
-use crate::policy::{Decision, LedgerKind};
-use crate::reconcile::Pass;
+use chrono::{DateTime, Utc};
+
+use crate::domain::consent::{Decision, LedgerKind};
+use crate::domain::{EndReason, Outcome};
 
 pub use http::HttpMetrics;
 
@@ -127,7 +128,7 @@ const VIDEO_REQUEST_OUTCOMES: [&str; 6] =
     ["requested", "accepted", "declined", "expired", "withdrawn", "call_ended"];
 
 /// How the video requests a decision touched ended, as the requester learns
-/// it (SPEC rule 13): `accepted`, `declined`, `expired`; or `withdrawn` by
+/// it ("nothing tells who declined", docs/consent.md): `accepted`, `declined`, `expired`; or `withdrawn` by
 /// the requester (taken back, or they left). `requested` counts one made.
 pub fn video_request_steps(decision: &Decision) -> impl Iterator<Item = &'static str> + '_ {
     decision.ledger.iter().filter_map(|entry| match (entry.kind, entry.request_id) {
@@ -159,6 +160,20 @@ impl LiveKitMetrics {
             self.errors.get_or_create(&labels).inc();
         }
     }
+}
+
+/// What the reconciler repairs, by kind (each counted from zero).
+pub const REPAIR_KINDS: [&str; 6] =
+    ["call_ended", "room_deleted", "presence_fixed", "rights_fixed", "violation", "event_retried"];
+
+/// A call that ended (its transaction committed), as the figures see it.
+pub struct CallEnd {
+    pub outcome: Outcome,
+    pub reason: EndReason,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Whether a video request was still open when it ended.
+    pub video_request_pending: bool,
 }
 
 pub struct Metrics {
@@ -254,7 +269,7 @@ impl Default for Metrics {
             m.reconcile_passes.clone(),
         );
         r.register("reconcile_repairs", "What the reconciler repaired, by kind", m.reconcile_repairs.clone());
-        m.http.register(r);
+        m.http.register_in(r);
         // Series whose labels are known from the start are there from the
         // start, at zero, so that `rate()` and `increase()` see their first rise.
         for outcome in VIDEO_REQUEST_OUTCOMES {
@@ -266,7 +281,7 @@ impl Default for Metrics {
         for result in ["done", "skipped", "failed"] {
             m.reconcile_passes.get_or_create(&ResultLabel { result }).inc_by(0);
         }
-        for (kind, _) in repairs(&Pass::default()) {
+        for kind in REPAIR_KINDS {
             m.reconcile_repairs.get_or_create(&KindLabel { kind }).inc_by(0);
         }
         m
@@ -283,22 +298,21 @@ impl Metrics {
     }
 
     /// A call ended (its transaction committed).
-    pub fn call_ended(&self, ended: &Ended) {
+    pub fn call_ended(&self, ended: &CallEnd) {
         let labels = EndLabels { outcome: ended.outcome.as_str(), end_reason: ended.reason.as_str() };
         self.calls_ended.get_or_create(&labels).inc();
-        let call = &ended.call;
-        if let (Some(connected), Some(end)) = (call.connected_at, call.ended_at) {
+        if let (Some(connected), Some(end)) = (ended.connected_at, ended.ended_at) {
             self.call_duration.observe(seconds_between(connected, end));
         }
-        if call.video_session.0.request.is_some() {
+        if ended.video_request_pending {
             self.video_request("call_ended");
         }
     }
 
     /// A ringing call was answered (its transaction committed).
-    pub fn call_answered(&self, call: &crate::store::CallRow) {
-        if let Some(answered) = call.answered_at {
-            self.ring_to_answer.observe(seconds_between(call.created_at, answered));
+    pub fn call_answered(&self, created_at: DateTime<Utc>, answered_at: Option<DateTime<Utc>>) {
+        if let Some(answered) = answered_at {
+            self.ring_to_answer.observe(seconds_between(created_at, answered));
         }
     }
 
@@ -322,8 +336,12 @@ impl Metrics {
     }
 
     /// A LiveKit event created at `created_at` arrived now.
-    pub fn livekit_webhook_lag(&self, created_at: chrono::DateTime<chrono::Utc>) {
-        self.webhook_lag.observe(seconds_between(created_at, chrono::Utc::now()));
+    pub fn livekit_webhook_lag(
+        &self,
+        created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.webhook_lag.observe(seconds_between(created_at, now));
     }
 
     /// `result`: `delivered`, `failed` or `abandoned`.
@@ -337,25 +355,14 @@ impl Metrics {
     }
 
     /// What one reconciler pass (or the part of it done before a failure) repaired.
-    pub fn reconciled(&self, pass: &Pass) {
-        for (kind, count) in repairs(pass) {
+    /// `repairs`: how many of each kind (`call_ended`, `room_deleted`, ...).
+    pub fn reconciled(&self, repairs: &[(&'static str, usize)]) {
+        for &(kind, count) in repairs {
             if count > 0 {
                 self.reconcile_repairs.get_or_create(&KindLabel { kind }).inc_by(count as u64);
             }
         }
     }
-}
-
-/// A pass's repairs by kind.
-fn repairs(pass: &Pass) -> [(&'static str, usize); 6] {
-    [
-        ("call_ended", pass.calls_ended),
-        ("room_deleted", pass.rooms_deleted),
-        ("presence_fixed", pass.presence_fixed),
-        ("rights_fixed", pass.rights_fixed),
-        ("violation", pass.violations),
-        ("event_retried", pass.events_retried),
-    ]
 }
 
 /// Never negative: clocks of different machines disagree a little.
@@ -369,7 +376,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::policy::{self, Action, Gender, Member, Timing, VideoPolicy, VideoSession};
+    use crate::domain::consent::{self as rules, Action, Gender, Member, Timing, VideoPolicy, VideoSession};
 
     fn member(id: &str, gender: Gender) -> Member {
         Member { user_id: id.into(), gender, may_share_screen: true }
@@ -382,7 +389,7 @@ mod tests {
     ) -> (Vec<&'static str>, VideoSession) {
         let now = Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).single().expect("a time");
         let decision =
-            policy::decide(VideoPolicy::FemaleConsent, session, members, action, now, &Timing::default())
+            rules::decide(VideoPolicy::FemaleConsent, session, members, action, now, &Timing::default())
                 .expect("allowed");
         (video_request_steps(&decision).collect(), decision.session)
     }
@@ -448,7 +455,7 @@ mod tests {
 
     #[test]
     fn durations_are_never_negative() {
-        let at = Utc::now();
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
         assert_eq!(seconds_between(at, at - Duration::seconds(3)), 0.0);
         assert_eq!(seconds_between(at, at + Duration::milliseconds(1500)), 1.5);
     }

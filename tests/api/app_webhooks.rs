@@ -262,7 +262,7 @@ async fn webhooks_undelivered_for_three_days_are_given_up_and_week_old_rows_dele
         .await
         .expect("insert");
     }
-    callgate::app_webhooks::tidy(&app.state, chrono::Utc::now()).await.expect("tidy");
+    callgate::workers::app_webhooks::tidy(&app.state, chrono::Utc::now()).await.expect("tidy");
     let state = |id: Uuid| {
         sqlx::query_scalar::<_, bool>("select failed_at is not null from app_webhook_outbox where id = $1")
             .bind(id)

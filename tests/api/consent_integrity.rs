@@ -18,9 +18,12 @@ use crate::helpers::{TestApp, TestUser, eventually, spawn_app, spawn_app_configu
 const VIDEO: i32 = proto::TrackType::Video as i32;
 
 /// How soon someone who must not be in a room is out of it. The goal is a
-/// second (the consent bench measures it: p95 well under that); the bound
-/// here leaves room for a loaded two-core machine running the suite.
-const OUT_WITHIN: Duration = Duration::from_secs(3);
+/// second, and the consent bench measures it (`mislabelled → gone`, p95 about
+/// 200 ms); this bound only says "it happens". On a loaded two-core machine
+/// running the whole suite, LiveKit's webhook about the track can itself
+/// come seconds late (3 s was exceeded once in CI), which a bench reports
+/// and a test must not flake on.
+const OUT_WITHIN: Duration = Duration::from_secs(10);
 
 /// Video tracks LiveKit lists for `identity` in the room.
 async fn video_tracks_of(room: &str, identity: &str) -> usize {

@@ -251,7 +251,7 @@ async fn with_callee_online_required_only_connected_callees_are_rung() {
     stream.close().await;
     eventually(Duration::from_secs(5), "bob is offline once his stream closes", || {
         let (state, bob) = (one.state.clone(), bob.id.clone());
-        async move { matches!(callgate::presence::is_online(&state, &bob).await, Ok(false)) }
+        async move { matches!(state.presence.is_online(&bob).await, Ok(false)) }
     })
     .await;
     let (status, body) = one.start_call(&alice, &[&bob], "audio").await;
@@ -273,9 +273,7 @@ async fn a_killed_instance_does_not_leave_its_users_online() {
     let _bobs = try_connect(&url, Some(&bob.token)).await.expect("the stream opens");
     let online = |expected: bool| {
         let (state, bob) = (app.state.clone(), bob.id.clone());
-        async move {
-            matches!(callgate::presence::is_online(&state, &bob).await, Ok(online) if online == expected)
-        }
+        async move { matches!(state.presence.is_online(&bob).await, Ok(online) if online == expected) }
     };
     eventually(Duration::from_secs(2), "bob is online", || online(true)).await;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::infra::auth::{DevToken, mint_dev_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

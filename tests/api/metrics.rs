@@ -325,7 +325,7 @@ async fn what_the_reconciler_repairs_is_counted_by_kind() {
     let (call, _) = app.ring(&alice, &[&bob], "audio").await;
     livekit_rooms().delete_room(&app.room_name(&call)).await.expect("room deleted");
 
-    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let pass = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert_eq!(pass.calls_ended, 1);
     let scrape = app.scrape().await;
     assert_eq!(scrape.get("callgate_reconcile_repairs_total", &[("kind", "call_ended")]), Some(1.0));

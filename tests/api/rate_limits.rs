@@ -122,9 +122,9 @@ async fn a_request_limit_too_high_to_count_still_answers_from_redis() {
     let key = format!("callgate:rl:req:test-{}", uuid::Uuid::new_v4().simple());
     for _ in 0..3 {
         let minute = std::time::Duration::from_secs(60);
-        let checked = callgate::rate_limit::check(
-            &app.state,
-            callgate::rate_limit::Algorithm::Bucket,
+        let checked = callgate::infra::rate_limit::check(
+            &app.state.redis,
+            callgate::infra::rate_limit::Algorithm::Bucket,
             key.clone(),
             1_000_000_000,
             minute,

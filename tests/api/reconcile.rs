@@ -128,7 +128,7 @@ async fn publish_rights_that_drifted_from_the_policy_are_put_back_and_a_camera_i
     let _b =
         LkClient::connect(url, accepted["join"]["token"].as_str().expect("token")).await.expect("she joins");
     let room = app.room_name(&call);
-    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let pass = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert_eq!(pass.presence_fixed, 2, "both found in the room: {pass:?}");
     assert_eq!(app.call(&call, &him).await["state"], "active");
 
@@ -143,7 +143,7 @@ async fn publish_rights_that_drifted_from_the_policy_are_put_back_and_a_camera_i
     })
     .await;
 
-    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let pass = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert_eq!((pass.rights_fixed, pass.violations), (1, 1), "{pass:?}");
     eventually(Duration::from_secs(5), "LiveKit has removed the camera track and the camera right", || {
         let (room, him) = (room.clone(), him.id.clone());
@@ -154,7 +154,7 @@ async fn publish_rights_that_drifted_from_the_policy_are_put_back_and_a_camera_i
         .db_count("select count(*) from consent_ledger where call_id = $1 and kind = 'violation'", &call)
         .await;
     assert_eq!(violations, 1);
-    let again = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let again = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert_eq!((again.rights_fixed, again.violations), (0, 0), "nothing left to repair: {again:?}");
 }
 
@@ -228,7 +228,7 @@ async fn a_pass_deletes_published_events_after_a_day_and_settled_app_webhooks_af
     let old_pending = webhook(8, false).await;
     let recent_delivered = webhook(2, true).await;
 
-    callgate::reconcile::pass(&app.state).await.expect("a pass");
+    callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
 
     let events: Vec<Uuid> = sqlx::query_scalar("select id from user_events where user_id = $1")
         .bind(&user)
@@ -252,7 +252,7 @@ async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label
     let app = spawn_unreconciled_app().await;
     let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
     let (call, mut his, others, _) = crate::consent::group_in_room(&app, &him, &[&her, &w2]).await;
-    callgate::reconcile::pass(&app.state).await.expect("a pass");
+    callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert!(his.publish_video_as("microphone").await.expect("alive").is_ok(), "LiveKit takes it");
     let room = app.room_name(&call);
     eventually(Duration::from_secs(5), "LiveKit lists the track", || {
@@ -266,7 +266,7 @@ async fn a_pass_puts_out_of_the_call_whoever_publishes_video_under_another_label
     })
     .await;
 
-    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let pass = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     assert_eq!(pass.violations, 1, "{pass:?}");
     eventually(Duration::from_secs(5), "he is out of the room", || {
         let (room, him) = (room.clone(), him.id.clone());
@@ -305,7 +305,7 @@ async fn a_room_of_another_deployment_sharing_the_prefix_is_left_alone() {
     // Older than the grace, LiveKit's creation time being in whole seconds.
     tokio::time::sleep(app.config.orphan_room_grace + Duration::from_secs(1)).await;
 
-    let pass = callgate::reconcile::pass(&app.state).await.expect("a pass");
+    let pass = callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
     let foreign_kept = room_exists(&foreign).await;
     let _ = livekit_rooms().delete_room(&foreign).await;
     assert!(foreign_kept, "{foreign} was deleted: {pass:?}");

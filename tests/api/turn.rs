@@ -67,7 +67,7 @@ async fn a_tampered_turn_credential_is_refused_by_coturn() {
 async fn an_expired_turn_credential_is_refused_by_coturn() {
     let app = spawn_app().await;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(3);
-    let expired = callgate::turn::credentials(&app.config.turn, "someone", long_ago);
+    let expired = callgate::infra::turn::credentials(&app.config.turn, "someone", long_ago);
     let allocation = allocate(&expired.username, &expired.credential).await;
     assert!(!allocation.succeeded);
     assert!(allocation.output.contains("Cannot complete Allocation"), "{}", allocation.output);

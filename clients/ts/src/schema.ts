@@ -585,7 +585,7 @@ export interface paths {
         /**
          * LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
          *     header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
-         *     call (`crate::webhook_inbox`); a repeated event id is accepted and ignored.
+         *     call; a repeated event id is accepted and ignored.
          * @description Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
          *     when the inbox is full (LiveKit retries).
          */
@@ -636,14 +636,14 @@ export interface components {
             createdAt: string;
             /** Format: int64 */
             durationSeconds?: number | null;
-            endReason?: string | null;
+            endReason?: components["schemas"]["EndReason"] | null;
             /** Format: date-time */
             endedAt?: string | null;
             externalRef?: string | null;
             /** Format: uuid */
             id: string;
             initiatorId: string;
-            outcome?: string | null;
+            outcome?: components["schemas"]["Outcome"] | null;
             participants: components["schemas"]["ParticipantView"][];
             scheduled: boolean;
             state: components["schemas"]["CallState"];
@@ -657,6 +657,8 @@ export interface components {
         };
         /** @enum {string} */
         CheckResult: "ok" | "unavailable";
+        /** @enum {string} */
+        EndReason: "hangup" | "declined" | "cancelled" | "timeout" | "max_duration" | "room_closed" | "busy" | "error" | "violation";
         /**
          * @description A stable, machine-readable error code.
          * @enum {string}
@@ -729,6 +731,8 @@ export interface components {
          * @enum {string}
          */
         NetworkType: "bluetooth" | "cellular" | "ethernet" | "wifi" | "wimax" | "vpn" | "unknown";
+        /** @enum {string} */
+        Outcome: "completed" | "declined" | "missed" | "cancelled" | "busy" | "failed";
         ParticipantMedia: {
             participant: components["schemas"]["MediaView"];
         };

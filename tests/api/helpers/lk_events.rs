@@ -112,7 +112,7 @@ pub async fn spawn_unreconciled_app_with(configure: impl FnOnce(&mut callgate::c
     let mut config = crate::helpers::base_config();
     let (url, prefix) = crate::helpers::isolated_database(&config).await;
     let db = sqlx::PgPool::connect(&url).await.expect("connect");
-    callgate::startup::MIGRATOR.run(&db).await.expect("migrate");
+    callgate::app::MIGRATOR.run(&db).await.expect("migrate");
     // As if a pass had just run: the next one is an interval away.
     sqlx::query("update reconciler_lease set ran_at = now()").execute(&db).await.expect("lease");
     db.close().await;

@@ -10,10 +10,10 @@ pub mod lk_events;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use callgate::auth::{DevToken, mint_dev_token};
+use callgate::app::Application;
 use callgate::config::Config;
-use callgate::startup::Application;
-use callgate::state::AppState;
+use callgate::http::state::AppState;
+use callgate::infra::auth::{DevToken, mint_dev_token};
 use livekit_api::services::room::RoomClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

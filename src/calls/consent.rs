@@ -1,0 +1,397 @@
+//! The video consent policy, applied to a call: loads the members, asks the
+//! pure policy (`crate::domain::consent`) what follows, and stores the new state, the
+//! ledger and the events in the caller's transaction.
+//!
+//! LiveKit hears of a change only after it has committed (`crate::calls::enforce`):
+//! nothing here talks to LiveKit, and an off that fails to commit is never
+//! enforced.
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Acquire, PgConnection};
+use uuid::Uuid;
+
+use crate::calls::CallError;
+use crate::calls::Core;
+use crate::calls::enforce::{self, Effects};
+use crate::domain::AuthUser;
+use crate::domain::ClientEvent;
+use crate::domain::Code;
+use crate::domain::consent::{
+    self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict,
+    VideoState,
+};
+use crate::domain::{CallId, CallState, UserId};
+use crate::livekit::TrackSeen;
+use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
+
+fn members(participants: &[ParticipantRow]) -> Vec<Member> {
+    participants
+        .iter()
+        .filter(|p| p.is_present())
+        .map(|p| Member {
+            user_id: p.user_id.to_string(),
+            gender: p.gender.0,
+            may_share_screen: p.may_share_screen,
+        })
+        .collect()
+}
+
+fn timing(app: &Core) -> Timing {
+    let t = &app.config.timeouts;
+    Timing {
+        request_timeout: chrono::Duration::from_std(t.video_request).unwrap_or(chrono::Duration::MAX),
+        cooldown: chrono::Duration::from_std(t.video_request_cooldown).unwrap_or(chrono::Duration::MAX),
+    }
+}
+
+/// Decides `action`, then stores and enforces what follows.
+async fn apply(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    action: Action,
+    actor: Option<&str>,
+) -> Result<Decision, CallError> {
+    let id = call.call_id();
+    let participants = store::participants(tx, id).await?;
+    let members = members(&participants);
+    let before = store::lock_call(tx, id).await?.map(|c| c.video_session.0).unwrap_or_default();
+    let now = app.clock.now();
+    let decision = rules::decide(app.config.video_policy, &before, &members, action, now, &timing(app))
+        .map_err(|err| CallError::of_policy(err, now))?;
+    store::save_video_session(tx, id, &decision.session).await?;
+    for entry in &decision.ledger {
+        store::consent_ledger::append(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id)
+            .await?;
+    }
+    match (&before.request, &decision.session.request) {
+        (_, Some(new)) if before.request.as_ref().map(|r| r.id) != Some(new.id) => {
+            store::schedule(tx, id, DeadlineKind::VideoRequest, new.expires_at, Some(new.id)).await?;
+        }
+        (Some(_), None) => store::cancel(tx, id, DeadlineKind::VideoRequest).await?,
+        _ => {}
+    }
+    for notice in &decision.notices {
+        let (kind, to, data) = event_of(notice);
+        store::notify(tx, to, kind, id, &data).await?;
+    }
+    // Counted here rather than after the caller's commit, which comes in
+    // many places: a commit that then fails (the database going away) has
+    // counted a step that did not happen.
+    app.metrics.video_decided(&decision);
+    Ok(decision)
+}
+
+fn event_of(notice: &Notice) -> (ClientEvent, &[String], serde_json::Value) {
+    let data = match notice {
+        Notice::Requested { request, .. } => json!({"request": RequestView::from(request)}),
+        Notice::On { .. } => json!({"video": VideoState::On}),
+        Notice::Off { .. } => json!({"video": VideoState::Off}),
+        Notice::Declined { request_id, .. } | Notice::Expired { request_id, .. } => {
+            json!({"requestId": request_id})
+        }
+    };
+    (notice.event_type(), notice.recipients(), data)
+}
+
+/// A participant answered the call. If the call was started as `video`, the
+/// initiator's request is put now that both are present; `video` answers it.
+pub async fn on_answer(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    user: &UserId,
+    video: Option<bool>,
+) -> Result<(), CallError> {
+    let pending_start_request = store::calls::take_start_video_request(tx, call.call_id()).await?;
+    let join = Action::Join { user: user.to_string(), consent: video };
+    // With no answer in the body, the join comes first: joining while a
+    // request is pending tells the joiner about it, and the request itself
+    // tells her too (once is enough). With an answer, the request must exist
+    // for the join to answer it.
+    if pending_start_request && video.is_none() {
+        apply(app, tx, call, join.clone(), Some(user.as_str())).await?;
+    }
+    if pending_start_request {
+        // The initiator's request may be refused (they left meanwhile, say);
+        // a savepoint keeps whatever it wrote from committing with the answer.
+        let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
+        let mut savepoint = tx.begin().await?;
+        match apply(app, &mut savepoint, call, request, Some(&call.initiator_id)).await {
+            Ok(_) => savepoint.commit().await?,
+            Err(CallError::Internal(err)) => return Err(CallError::Internal(err)),
+            Err(err) => {
+                tracing::debug!(error = %err, "the start-of-call video request did not apply");
+                savepoint.rollback().await?;
+            }
+        }
+    }
+    if !pending_start_request || video.is_some() {
+        apply(app, tx, call, join, Some(user.as_str())).await?;
+    }
+    Ok(())
+}
+
+pub async fn on_leave(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    user: &UserId,
+) -> Result<(), CallError> {
+    apply(app, tx, call, Action::Leave { user: user.to_string() }, Some(user.as_str())).await?;
+    Ok(())
+}
+
+/// What the policy makes of a track LiveKit reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    Allowed,
+    /// A camera or screen track while video is off: rights still being
+    /// withdrawn when it was published, or drift. Put the rights back (LiveKit
+    /// then removes it); a violation only if it came after video turned off.
+    Withdraw {
+        violation: bool,
+    },
+    /// Video under another label: a client lying about its track. The
+    /// caller removes the participant from the call.
+    Mislabelled,
+}
+
+/// Judges a track `identity` published (`published_at`: LiveKit's event
+/// time, whole seconds) and writes a violation to the ledger when it is one.
+pub async fn judge_track(
+    tx: &mut PgConnection,
+    call: &CallRow,
+    identity: &str,
+    track: &TrackSeen,
+    published_at: Option<chrono::DateTime<Utc>>,
+) -> Result<Judgement, CallError> {
+    let id = call.call_id();
+    let state = store::lock_call(tx, id).await?.map(|c| c.video_state()).unwrap_or_default();
+    let participants = store::participants(tx, id).await?;
+    let Some(me) = participants.iter().find(|p| p.user_id == identity && p.is_present()) else {
+        // Not in the call: whoever handles their join removes them.
+        return Ok(Judgement::Allowed);
+    };
+    let judgement = match rules::judge_track(track.kind, track.source, state, me.may_share_screen) {
+        TrackVerdict::Allowed => return Ok(Judgement::Allowed),
+        TrackVerdict::Mislabelled => Judgement::Mislabelled,
+        TrackVerdict::NotNow => {
+            let switched = last_video_switch(tx, id).await?;
+            let violation = match (switched, published_at) {
+                (None, _) => true,
+                (Some(switched), Some(published)) => switched < published,
+                (Some(_), None) => false,
+            };
+            Judgement::Withdraw { violation }
+        }
+    };
+    if matches!(judgement, Judgement::Mislabelled | Judgement::Withdraw { violation: true }) {
+        tracing::warn!(identity, track = %track.sid, ?judgement, "video track against the policy");
+        record_violation(tx, id, identity, track).await?;
+    }
+    Ok(judgement)
+}
+
+/// When video last turned on or off in the call; `None` if it never did.
+pub async fn last_video_switch(
+    tx: &mut PgConnection,
+    call: CallId,
+) -> sqlx::Result<Option<chrono::DateTime<Utc>>> {
+    store::consent_ledger::last_video_switch(tx, call).await
+}
+
+/// Writes a `violation` to the consent ledger, once per track (the webhook
+/// and the reconciler may both see it). Returns whether it was written.
+pub async fn record_violation(
+    tx: &mut PgConnection,
+    call: CallId,
+    identity: &str,
+    track: &TrackSeen,
+) -> sqlx::Result<bool> {
+    let track = store::consent_ledger::ViolatingTrack {
+        sid: &track.sid,
+        source: track.source.map_or("unknown", |s| s.as_str()),
+        kind: track.kind_name(),
+    };
+    store::consent_ledger::append_violation_once(tx, call, identity, &track).await
+}
+
+pub async fn expire(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    request: Uuid,
+) -> Result<(), CallError> {
+    apply(app, tx, call, Action::Expire { id: request }, None).await?;
+    Ok(())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    pub id: Uuid,
+    pub requested_by: String,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+impl From<&PendingRequest> for RequestView {
+    fn from(r: &PendingRequest) -> Self {
+        RequestView { id: r.id, requested_by: r.requested_by.clone(), expires_at: r.expires_at }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoView {
+    pub state: VideoState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestView>,
+    pub can_answer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<chrono::DateTime<Utc>>,
+    /// Whether LiveKit has confirmed the rights of the current state for
+    /// everyone present. `false` right after a change means callgate is still
+    /// retrying; the state itself is committed either way.
+    pub sfu_confirmed: bool,
+}
+
+/// Locks a live call `user` is present in; 404 for strangers.
+async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Result<CallRow, CallError> {
+    let call = store::lock_call(tx, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(tx, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.as_str()).ok_or(CallError::NotFound)?;
+    if !call.state.is_live() {
+        return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
+    }
+    if !me.is_present() {
+        return Err(CallError::conflict(Code::NotInCall, "answer the call first"));
+    }
+    Ok(call)
+}
+
+pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+        return Err(CallError::NotFound);
+    }
+    let session = &call.video_session.0;
+    let members = members(&participants);
+    Ok(VideoView {
+        state: session.state,
+        request: session.request.as_ref().map(RequestView::from),
+        can_answer: rules::can_answer(app.config.video_policy, session, &members, user.id.as_str()),
+        cooldown_until: session
+            .cooldowns
+            .get(user.id.as_str())
+            .copied()
+            .filter(|until| *until > app.clock.now()),
+        sfu_confirmed: call.rights_version >= call.video_version,
+    })
+}
+
+pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestView, CallError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    if !matches!(call.state, CallState::Connecting | CallState::Active) {
+        return Err(CallError::conflict(
+            Code::CallNotConnected,
+            "video can be requested once the call is answered",
+        ));
+    }
+    crate::calls::limits::video_request(app, id).await?;
+    let request_id = Uuid::new_v4();
+    let decision = apply(
+        app,
+        &mut tx,
+        &call,
+        Action::Request { by: user.id.to_string(), id: request_id },
+        Some(user.id.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    // A request that completed the consents turned video on: wait for it.
+    if decision.session.state == VideoState::On {
+        enforce::settle_soon(app, Effects::for_call(id)).await;
+    } else {
+        enforce::settle_later(app, Effects::for_call(id));
+    }
+    let requested_at = app.clock.now();
+    Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
+        // The request completed the consents at once: video is on.
+        id: request_id,
+        requested_by: user.id.to_string(),
+        expires_at: requested_at,
+    }))
+}
+
+pub async fn answer(
+    app: &Core,
+    user: &AuthUser,
+    id: CallId,
+    request: Uuid,
+    accept: bool,
+) -> Result<VideoView, CallError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    let by = user.id.to_string();
+    let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
+    apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
+    tx.commit().await?;
+    enforce::settle_soon(app, Effects::for_call(id)).await;
+    view(app, user, id).await
+}
+
+pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
+    let mut tx = app.db.begin().await?;
+    let call = lock_present(&mut tx, id, &user.id).await?;
+    apply(app, &mut tx, &call, Action::Revoke { by: user.id.to_string() }, Some(user.id.as_str())).await?;
+    tx.commit().await?;
+    enforce::settle_soon(app, Effects::for_call(id)).await;
+    view(app, user, id).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerView {
+    pub id: i64,
+    #[schema(value_type = crate::domain::consent::LedgerKind)]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    pub at: chrono::DateTime<Utc>,
+}
+
+impl From<store::consent_ledger::LedgerEntry> for LedgerView {
+    fn from(e: store::consent_ledger::LedgerEntry) -> Self {
+        LedgerView { id: e.id, kind: e.kind, actor: e.actor, request_id: e.request_id, at: e.at }
+    }
+}
+
+/// The call's ledger: in full (actors included) for `admin`, the audit
+/// role; for a participant, with the actors `rules::visible_actor` allows
+/// (requesters and the reader's own steps), so that its shape never depends
+/// on who is a woman or who declined.
+pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<LedgerView>, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let participants = store::participants(&mut conn, id).await?;
+    let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str());
+    if !takes_part && !user.is_admin() {
+        return Err(CallError::NotFound);
+    }
+    let mut rows: Vec<LedgerView> =
+        store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from).collect();
+    if !user.is_admin() {
+        for row in &mut rows {
+            let kind: LedgerKind = serde_json::from_value(json!(row.kind)).unwrap_or(LedgerKind::Violation);
+            row.actor = rules::visible_actor(kind, row.actor.as_deref(), user.id.as_str()).map(str::to_owned);
+        }
+    }
+    Ok(rows)
+}

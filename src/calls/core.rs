@@ -1,0 +1,99 @@
+//! What the use cases and the background jobs share: configuration, the
+//! database, LiveKit, Redis, the clock, this instance's figures, presence
+//! and outages. Cheap to clone (one `Arc`).
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::domain::UserId;
+use crate::infra::outage::{Dependency, Outages};
+use crate::infra::redis_link::RedisLink;
+use crate::infra::turn::{self, IceServer};
+use crate::livekit::RoomService;
+use crate::metrics::Metrics;
+use crate::realtime::Events;
+use crate::realtime::presence::Presence;
+
+/// How often a dependency that is down is asked again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Parts {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: RedisLink,
+    /// LiveKit's RoomService (`crate::livekit::LiveKit`, or a fake in tests).
+    pub livekit: Arc<dyn RoomService>,
+    pub clock: SharedClock,
+    /// This application's figures (not the process's: tests run many apps).
+    pub metrics: Metrics,
+    pub presence: Presence,
+    /// This instance's client streams.
+    pub events: Events,
+    /// Which dependencies are down.
+    pub outages: Outages,
+    /// Cancelled when the application stops.
+    pub stop: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Core(Arc<Parts>);
+
+impl Deref for Core {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl Core {
+    pub fn new(parts: Parts) -> Self {
+        Core(Arc::new(parts))
+    }
+
+    pub fn ice_servers(&self, user: &UserId) -> Vec<IceServer> {
+        turn::ice_servers(&self.config.turn, user.as_str(), self.clock.now())
+    }
+
+    /// Reports a failure of `dependency` (a request's or a background job's):
+    /// the first one of an outage logs a warning and starts a probe that
+    /// logs its end.
+    pub fn report_outage(&self, dependency: Dependency, cause: &str) {
+        if self.outages.failed(dependency) {
+            tracing::warn!(dependency = %dependency, error = cause, "{dependency} is unavailable; answering 503");
+            tokio::spawn(self.clone().probe(dependency, Instant::now()));
+        }
+    }
+
+    async fn probe(self, dependency: Dependency, since: Instant) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+            }
+            if self.answers(dependency).await {
+                let failed = self.outages.recovered(dependency);
+                let secs = since.elapsed().as_secs();
+                tracing::warn!(dependency = %dependency, failed, outage_secs = secs, "{dependency} is back");
+                return;
+            }
+        }
+    }
+
+    async fn answers(&self, dependency: Dependency) -> bool {
+        let asked = async {
+            match dependency {
+                Dependency::Database => crate::store::ping(&self.db).await.is_ok(),
+                Dependency::Redis => self.redis.ping().await.is_ok(),
+                Dependency::LiveKit => self.livekit.list_rooms().await.is_ok(),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), asked).await.unwrap_or(false)
+    }
+}

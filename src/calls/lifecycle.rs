@@ -1,0 +1,640 @@
+//! The call lifecycle: start, answer, hang up, and what LiveKit and the
+//! clock tell us. Each operation is one transaction that locks the call row;
+//! LiveKit rooms are created inside it (so a failure leaves nothing live)
+//! and deleted after it commits.
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use crate::calls::CallError;
+use crate::calls::Core;
+use crate::calls::consent;
+use crate::calls::enforce::{self, Effects};
+use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
+use crate::domain::AuthUser;
+use crate::domain::ClientEvent;
+use crate::domain::Code;
+use crate::domain::consent::{self as rules, VideoSession};
+use crate::domain::{self, call::Ending};
+use crate::domain::{
+    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
+};
+use crate::livekit::RoomSpec;
+use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, ParticipantRow};
+
+/// A validated request to start a call.
+#[derive(Debug)]
+pub struct StartCall {
+    pub invitees: Vec<UserId>,
+    pub call_type: CallType,
+    pub conversation_id: Option<String>,
+    pub external_ref: Option<String>,
+    pub scheduled: bool,
+}
+
+fn chrono_secs(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Whether this user's role lets them share their screen.
+pub fn may_share_screen(app: &Core, user: &AuthUser) -> bool {
+    match &app.config.screen_share_roles {
+        None => true,
+        Some(roles) => roles.iter().any(|r| user.roles.contains(r)),
+    }
+}
+
+/// Whether this user's role lets them start a scheduled call, which makes its
+/// invitees busy without ringing them (`SCHEDULER_ROLES`).
+pub fn may_schedule(app: &Core, user: &AuthUser) -> bool {
+    app.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
+}
+
+/// Starts a call: checks who may start it, writes the call and its roster,
+/// rings the invitees (or ends it `busy` if none is free), creates its
+/// LiveKit room and commits, in that order: a room that fails to be created
+/// leaves no call, a call that fails to commit leaves no room.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
+pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, CallError> {
+    may_start(app, user, &req).await?;
+    let call_id = CallId::new();
+    tracing::Span::current().record("call_id", tracing::field::display(call_id));
+    let room_name = app.livekit.room_name(call_id);
+    let session = VideoSession::new(app.config.video_policy);
+    let share = may_share_screen(app, user);
+    // A cheap look first, so that a crowd calling one busy user is answered
+    // without queueing on the index entry of a call being started; the
+    // unique index below still decides every race.
+    let mut everyone = vec![user.id.clone()];
+    everyone.extend(req.invitees.iter().cloned());
+    let busy_now = store::live_users(&app.db, &everyone).await?;
+    if busy_now.contains(&user.id) {
+        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
+    }
+    let mut tx = app.db.begin().await?;
+    let new_call = NewCall {
+        id: call_id,
+        room_name: &room_name,
+        call_type: req.call_type,
+        state: if req.scheduled { CallState::Connecting } else { CallState::Ringing },
+        initiator: &user.id,
+        conversation_id: req.conversation_id.as_deref(),
+        external_ref: req.external_ref.as_deref(),
+        scheduled: req.scheduled,
+        video_session: &session,
+        video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
+    };
+    store::insert_call(&mut tx, &new_call).await?;
+    let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
+    if roster.rung.is_empty() {
+        return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
+    }
+    schedule_first_deadline(app, &mut tx, call_id, req.scheduled).await?;
+    let data = json!({"type": req.call_type, "invitees": roster.rung, "busy": roster.busy});
+    store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
+        .await?;
+    let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
+    let view = CallView::load(&mut tx, &row).await?;
+    crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
+    if !req.scheduled {
+        let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
+        store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view}))
+            .await?;
+    }
+    let spec = room_spec(app, call_id, &req, session.state);
+    app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
+    if let Err(err) = tx.commit().await {
+        delete_room(app, &room_name).await;
+        return Err(err.into());
+    }
+    let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+/// Whether `user` may start this call now: their role (for a scheduled
+/// call), their rate of calls, and (with `REQUIRE_CALLEE_ONLINE`) a callee online.
+async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), CallError> {
+    if req.scheduled && !may_schedule(app, user) {
+        return Err(CallError::forbidden(
+            Code::SchedulingNotAllowed,
+            "your role may not start scheduled calls",
+        ));
+    }
+    crate::calls::limits::call_start(app, &user.id).await?;
+    if app.config.events.require_callee_online && !req.scheduled {
+        require_callee_online(app, &req.invitees).await?;
+    }
+    Ok(())
+}
+
+/// Who a new call rings, and who was busy.
+struct Roster {
+    rung: Vec<UserId>,
+    busy: Vec<UserId>,
+}
+
+/// Writes the initiator and the invitees; an invitee already in a live call
+/// (now, or by the unique index as the rows go in) is written `busy`.
+async fn write_roster(
+    tx: &mut PgConnection,
+    call_id: CallId,
+    user: &AuthUser,
+    share: bool,
+    invitees: &[UserId],
+    busy_now: &[UserId],
+) -> Result<Roster, CallError> {
+    let me = NewParticipant {
+        user: &user.id,
+        name: user.name.as_deref(),
+        gender: user.gender,
+        role: Role::Initiator,
+        status: ParticipantStatus::Accepted,
+        may_share_screen: share,
+    };
+    if !store::insert_participant(tx, call_id, &me, true).await? {
+        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
+    }
+    // Invitees are not present until they answer (or, scheduled, ask for a
+    // token) with their own verified token: only then are their gender,
+    // name and screen-share right known.
+    let invitee = |user, status| NewParticipant {
+        user,
+        name: None,
+        gender: rules::Gender::Other,
+        role: Role::Invitee,
+        status,
+        may_share_screen: true,
+    };
+    let (mut rung, mut busy) = (Vec::new(), Vec::new());
+    for user in invitees {
+        if !busy_now.contains(user)
+            && store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Invited), true)
+                .await?
+        {
+            rung.push(user.clone());
+        } else {
+            busy.push(user.clone());
+        }
+    }
+    for user in &busy {
+        store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Busy), false).await?;
+    }
+    Ok(Roster { rung, busy })
+}
+
+/// Nobody could be rung: the call is recorded as one that ended busy, and
+/// the caller is told the callee is busy.
+async fn end_busy(
+    app: &Core,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    call_id: CallId,
+    user: &AuthUser,
+    busy: &[UserId],
+) -> Result<CallError, CallError> {
+    store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy).await?;
+    let data = json!({"outcome": Outcome::Busy, "busy": busy});
+    store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
+        .await?;
+    let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
+    let view = CallView::load(&mut tx, &row).await?;
+    crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
+    tx.commit().await?;
+    app.metrics.call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy }.figures());
+    Ok(CallError::conflict(Code::CalleeBusy, "the callee is in another call"))
+}
+
+/// A rung call waits `RINGING_TIMEOUT` for an answer; a scheduled one, in
+/// which nobody rings, waits for two people at most as long as a call may last.
+async fn schedule_first_deadline(
+    app: &Core,
+    tx: &mut PgConnection,
+    call_id: CallId,
+    scheduled: bool,
+) -> sqlx::Result<()> {
+    let timeouts = &app.config.timeouts;
+    let (kind, wait) = match scheduled {
+        true => (DeadlineKind::Connect, timeouts.max_call_duration),
+        false => (DeadlineKind::Ringing, timeouts.ringing),
+    };
+    store::schedule(tx, call_id, kind, app.clock.now() + chrono_secs(wait), None).await
+}
+
+fn room_spec(app: &Core, call_id: CallId, req: &StartCall, video: rules::VideoState) -> RoomSpec {
+    let timeouts = &app.config.timeouts;
+    RoomSpec {
+        // LiveKit closes a room nobody joined after this long; the call's own
+        // deadlines end it first. A scheduled call waits for its people.
+        empty_timeout: if req.scheduled {
+            timeouts.max_call_duration
+        } else {
+            timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60)
+        },
+        departure_timeout: std::time::Duration::from_secs(20),
+        max_participants: app.config.max_call_participants as u32,
+        metadata: crate::livekit::room_metadata(call_id, req.call_type, video),
+    }
+}
+
+/// Mints a join token. It never carries `camera` or `screen_share`, whatever
+/// the video state: those are granted in LiveKit once the participant has
+/// joined (`crate::calls::enforce`), so an old token can never bring a camera back.
+pub fn join_for(
+    app: &Core,
+    call: &CallRow,
+    user: &UserId,
+    name: Option<&str>,
+    may_share_screen: bool,
+) -> Result<JoinView, CallError> {
+    let sources = rules::publish_sources(rules::VideoState::Off, may_share_screen);
+    let grant = crate::livekit::tokens::JoinGrant {
+        identity: user.as_str(),
+        name,
+        room: &call.room_name,
+        sources: &sources,
+        ttl: app.config.token_ttl,
+    };
+    let lk = &app.config.livekit;
+    let (token, expires_at) =
+        crate::livekit::tokens::mint(&lk.api_key, lk.api_secret.expose(), &grant, app.clock.now())
+            .map_err(|e| CallError::Internal(anyhow::Error::new(e).context("minting a LiveKit token")))?;
+    Ok(JoinView {
+        url: lk.url.clone(),
+        token,
+        room_name: call.room_name.clone(),
+        identity: user.to_string(),
+        expires_at,
+    })
+}
+
+/// The call locked for update, if `user` takes part in it; 404 otherwise
+/// (never reveal that another user's call exists).
+async fn lock_for(
+    conn: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), CallError> {
+    let call = store::lock_call(conn, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(conn, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.as_str()).cloned().ok_or(CallError::NotFound)?;
+    Ok((call, participants, me))
+}
+
+/// Like `lock_for`, for someone still in a live call.
+async fn lock_as_member(
+    conn: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), CallError> {
+    let (call, participants, me) = lock_for(conn, id, user).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if !me.live {
+        return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
+    }
+    Ok((call, participants, me))
+}
+
+fn ended_conflict() -> CallError {
+    CallError::conflict(Code::CallEnded, "the call has ended")
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn accept(
+    app: &Core,
+    user: &AuthUser,
+    id: CallId,
+    video: Option<bool>,
+) -> Result<CallWithJoin, CallError> {
+    let mut tx = app.db.begin().await?;
+    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if me.role == Role::Initiator {
+        return Err(CallError::conflict(Code::NotAnInvitee, "the initiator does not answer their own call"));
+    }
+    let share = may_share_screen(app, user);
+    match me.status {
+        ParticipantStatus::Invited => {}
+        // A second device answering again gets a fresh token; nothing changes.
+        ParticipantStatus::Accepted | ParticipantStatus::Joined => {
+            tx.commit().await?;
+            return token_response(app, &call, user, share).await;
+        }
+        _ => return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call")),
+    }
+    store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
+    let answers_the_call = domain::call::answered(call.state);
+    if let Some(next) = answers_the_call {
+        store::set_state(&mut tx, id, next).await?;
+        let due = app.clock.now() + chrono_secs(app.config.timeouts.connect);
+        store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
+    }
+    // No word of the video answer: in a group it would tell who declined.
+    store::record_event(&mut tx, id, "call.accepted", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
+    consent::on_answer(app, &mut tx, &call, &user.id, video).await?;
+    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    let view = CallView::load(&mut tx, &call).await?;
+    let others = others_in(&view, &user.id);
+    store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
+        .await?;
+    if answers_the_call.is_some() {
+        crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
+    }
+    tx.commit().await?;
+    enforce::settle_later(app, Effects::for_call(id));
+    if answers_the_call.is_some() {
+        app.metrics.call_answered(call.created_at, call.answered_at);
+    }
+    let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+async fn token_response(
+    app: &Core,
+    call: &CallRow,
+    user: &AuthUser,
+    share: bool,
+) -> Result<CallWithJoin, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let participants = store::participants(&mut conn, call.call_id()).await?;
+    let view = CallView::new(call, &participants);
+    let join = join_for(app, call, &user.id, user.name.as_deref(), share)?;
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+}
+
+fn others_in(view: &CallView, user: &UserId) -> Vec<String> {
+    view.participants.iter().filter(|p| p.user_id != user.as_str()).map(|p| p.user_id.clone()).collect()
+}
+
+fn everyone_in(view: &CallView) -> Vec<String> {
+    view.participants.iter().map(|p| p.user_id.clone()).collect()
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
+    let mut tx = app.db.begin().await?;
+    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if me.role == Role::Initiator {
+        return Err(CallError::conflict(
+            Code::NotAnInvitee,
+            "the initiator ends or cancels the call instead",
+        ));
+    }
+    if me.status != ParticipantStatus::Invited {
+        return Err(CallError::conflict(Code::AlreadyAnswered, "only a ringing call can be declined"));
+    }
+    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Declined).await?;
+    store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
+    let still_invited = participants.iter().any(|p| {
+        p.user_id != user.id.as_str()
+            && p.role == Role::Invitee
+            && p.live
+            && matches!(
+                p.status,
+                ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
+            )
+    });
+    let ended = if still_invited {
+        consent::on_leave(app, &mut tx, &call, &user.id).await?;
+        None
+    } else {
+        let by = Some(&user.id);
+        let (outcome, reason) = domain::call::end(call.state, Ending::Declined);
+        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, by).await?)
+    };
+    let view = CallView::load(&mut tx, &call).await?;
+    store::notify(
+        &mut tx,
+        &others_in(&view, &user.id),
+        ClientEvent::CallDeclined,
+        id,
+        &json!({"call": view, "by": user.id}),
+    )
+    .await?;
+    tx.commit().await?;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => enforce::settle_later(app, Effects::for_call(id)),
+    }
+    Ok(CallOnly { call: view })
+}
+
+/// Hangs up for everybody (or cancels a ringing call, for its initiator).
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
+    let mut tx = app.db.begin().await?;
+    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    let (outcome, reason) = match call.state {
+        CallState::Ringing if me.role != Role::Initiator => {
+            return Err(CallError::forbidden(
+                Code::NotInitiator,
+                "only the initiator can cancel a ringing call; decline it instead",
+            ));
+        }
+        CallState::Ringing => domain::call::end(call.state, Ending::Hangup),
+        // Only those in the call end it; one still being rung may decline.
+        _ if me.status == ParticipantStatus::Invited => {
+            return Err(CallError::conflict(
+                Code::NotAnswered,
+                "you have not answered this call; decline it instead of ending it",
+            ));
+        }
+        _ => domain::call::end(call.state, Ending::Hangup),
+    };
+    let ended = finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
+    let view = CallView::load(&mut tx, &call).await?;
+    tx.commit().await?;
+    after_end(app, &ended).await;
+    Ok(CallOnly { call: view })
+}
+
+/// Leaves a call; it ends when fewer than two people remain in it.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
+    let mut tx = app.db.begin().await?;
+    let (call, participants, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    if me.status == ParticipantStatus::Invited {
+        drop(tx);
+        return decline(app, user, id).await;
+    }
+    if call.state == CallState::Ringing && me.role == Role::Initiator {
+        drop(tx);
+        return end(app, user, id).await;
+    }
+    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Left).await?;
+    store::record_event(&mut tx, id, "participant.left", EventSource::Api, Some(user.id.as_str()), json!({}))
+        .await?;
+    let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
+    let ended = if remaining < 2 {
+        let (outcome, reason) = domain::call::end(call.state, Ending::LastLeft);
+        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?)
+    } else {
+        consent::on_leave(app, &mut tx, &call, &user.id).await?;
+        None
+    };
+    let view = CallView::load(&mut tx, &call).await?;
+    if ended.is_none() {
+        store::notify(
+            &mut tx,
+            &others_in(&view, &user.id),
+            ClientEvent::ParticipantLeft,
+            id,
+            &json!({"call": view, "userId": user.id}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => {
+            // Out of the room now; coming back with the old token puts them
+            // out again (`handle::joined`).
+            let mut effects = Effects::for_call(id);
+            effects.remove.push(user.id.to_string());
+            enforce::settle_later(app, effects);
+        }
+    }
+    Ok(CallOnly { call: view })
+}
+
+/// A fresh join token for a participant who has answered a live call.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
+pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(CallError::NotFound)?;
+    if !call.state.is_live() {
+        return Err(ended_conflict());
+    }
+    if call.scheduled && me.live && me.status == ParticipantStatus::Invited {
+        // Nobody rang: asking for a token is how a scheduled invitee answers.
+        drop(conn);
+        let answered = accept(app, user, id, None).await?;
+        return Ok(JoinOnly { join: answered.join, ice_servers: answered.ice_servers });
+    }
+    if !me.is_present() {
+        let (code, detail) = if me.status == ParticipantStatus::Invited {
+            (Code::NotAnswered, "answer the call before joining it")
+        } else {
+            (Code::NotInCall, "you are no longer in this call")
+        };
+        return Err(CallError::conflict(code, detail));
+    }
+    let join = join_for(app, &call, &user.id, user.name.as_deref(), may_share_screen(app, user))?;
+    Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
+}
+
+pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+        return Err(CallError::NotFound);
+    }
+    Ok(CallView::new(&call, &participants))
+}
+
+pub async fn views(app: &Core, calls: Vec<CallRow>) -> Result<Vec<CallView>, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let ids: Vec<CallId> = calls.iter().map(CallRow::call_id).collect();
+    let mut participants = store::participants::of_calls(&mut conn, &ids).await?;
+    Ok(calls
+        .iter()
+        .map(|call| CallView::new(call, &participants.remove(&call.call_id()).unwrap_or_default()))
+        .collect())
+}
+
+/// A call ended in a transaction, for `after_end` once it has committed: a
+/// rolled-back end deletes no room and counts for nothing.
+#[must_use = "once the transaction has committed, pass it to `after_end`"]
+pub struct Ended {
+    /// As it ended.
+    pub call: CallRow,
+    pub outcome: Outcome,
+    pub reason: EndReason,
+}
+
+impl Ended {
+    /// What the metrics count of it.
+    pub fn figures(&self) -> crate::metrics::CallEnd {
+        crate::metrics::CallEnd {
+            outcome: self.outcome,
+            reason: self.reason,
+            connected_at: self.call.connected_at,
+            ended_at: self.call.ended_at,
+            video_request_pending: self.call.video_session.0.request.is_some(),
+        }
+    }
+}
+
+/// Ends the call in this transaction: frees everyone, drops its deadlines,
+/// writes the timeline and tells the participants. The caller hands the
+/// result to `after_end` once the transaction has committed.
+pub async fn finish(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    outcome: Outcome,
+    reason: EndReason,
+    source: EventSource,
+    actor: Option<&UserId>,
+) -> sqlx::Result<Ended> {
+    let id = call.call_id();
+    store::end_call(conn, id, outcome, reason).await?;
+    let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
+    let participants = store::participants(conn, id).await?;
+    let view = CallView::new(&ended, &participants);
+    crate::calls::app_webhooks::call_ended(conn, &ended, &view).await?;
+    let actor = actor.map(UserId::as_str);
+    let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
+    store::record_event(conn, id, "call.ended", source, actor, data).await?;
+    let everyone = everyone_in(&view);
+    let specific = match outcome {
+        Outcome::Missed => Some(ClientEvent::CallMissed),
+        Outcome::Cancelled if call.state == CallState::Ringing => Some(ClientEvent::CallCancelled),
+        _ => None,
+    };
+    let payload = json!({"call": view});
+    if let Some(kind) = specific {
+        store::notify(conn, &everyone, kind, id, &payload).await?;
+    }
+    store::notify(conn, &everyone, ClientEvent::CallEnded, id, &payload).await?;
+    Ok(Ended { call: ended, outcome, reason })
+}
+
+/// After the end has committed: counts the call and deletes its room.
+pub async fn after_end(app: &Core, ended: &Ended) {
+    app.metrics.call_ended(&ended.figures());
+    delete_room(app, &ended.call.room_name).await;
+}
+
+pub async fn delete_room(app: &Core, room: &str) {
+    if let Err(err) = app.livekit.delete_room(room).await {
+        // The reconciler deletes rooms that no live call owns.
+        tracing::warn!(error = %err, room, "could not delete the LiveKit room");
+    }
+}
+
+/// With `REQUIRE_CALLEE_ONLINE`, a call rings only if at least one callee
+/// has an open event stream (the others are rung too: they may come online
+/// while it rings). If Redis cannot say, the call goes ahead.
+async fn require_callee_online(app: &Core, callees: &[UserId]) -> Result<(), CallError> {
+    for callee in callees {
+        match app.presence.is_online(callee.as_str()).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "presence unknown; ringing anyway");
+                return Ok(());
+            }
+        }
+    }
+    Err(CallError::conflict(Code::CalleeOffline, "the callee is not online"))
+}

@@ -1,0 +1,85 @@
+//! The limits a use case applies before it changes anything: calls started
+//! per user, video requests per call, quality samples per participant.
+//! Counted in Redis (`crate::infra::rate_limit`); what a Redis outage means
+//! is decided per limit.
+
+use std::time::Duration;
+
+use crate::calls::{CallError, Core};
+use crate::domain::{CallId, Code, UserId};
+use crate::infra::outage::Dependency;
+use crate::infra::rate_limit::{Algorithm, check};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The refusal of a request over a limit, telling when to try again.
+pub fn limited(what: &str, wait: Duration) -> CallError {
+    CallError::TooManyRequests {
+        code: Code::RateLimited,
+        detail: format!("too many {what}; try again in {} s", wait.as_secs().max(1)),
+        retry_after: wait.max(Duration::from_secs(1)),
+    }
+}
+
+pub fn rounded_up(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_millis().div_ceil(1000) as u64)
+}
+
+pub async fn call_start(core: &Core, user: &UserId) -> Result<(), CallError> {
+    let limit = core.config.rate_limits.call_starts_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    match check(&core.redis, Algorithm::SlidingLog, format!("callgate:rl:calls:{user}"), limit, MINUTE).await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("calls started", rounded_up(wait))),
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "call start limit unavailable; allowing");
+            Ok(())
+        }
+    }
+}
+
+/// A participant's quality samples: one per `QUALITY_SAMPLE_INTERVAL`.
+/// Fails open: the per-call maximum still bounds them.
+pub async fn quality_sample(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
+    let interval = core.config.limits.quality_sample_interval;
+    if interval.is_zero() {
+        return Ok(());
+    }
+    match check(&core.redis, Algorithm::SlidingLog, format!("callgate:rl:quality:{call}:{user}"), 1, interval)
+        .await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("quality samples from you in this call", rounded_up(wait))),
+        Err(err) => {
+            core.report_outage(Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+pub async fn video_request(core: &Core, call: CallId) -> Result<(), CallError> {
+    let limits = &core.config.rate_limits;
+    if limits.video_requests_per_call == 0 {
+        return Ok(());
+    }
+    let key = format!("callgate:rl:video:{call}");
+    match check(
+        &core.redis,
+        Algorithm::SlidingLog,
+        key,
+        limits.video_requests_per_call,
+        limits.video_requests_window,
+    )
+    .await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("video requests in this call", rounded_up(wait))),
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "video request limit unavailable; refusing");
+            Err(CallError::Unavailable("rate limiter"))
+        }
+    }
+}

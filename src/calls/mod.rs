@@ -1,0 +1,20 @@
+//! The use cases of a call, one transaction each: its lifecycle (start,
+//! answer, hang up: `lifecycle`), the consent policy applied to it
+//! (`consent`), LiveKit put in line after the commit (`enforce`), the
+//! participants' own media, quality, reports and the views the API shows.
+//! They return `CallError`; `crate::http` turns it into problem+json.
+
+pub mod app_webhooks;
+pub mod consent;
+pub mod core;
+pub mod enforce;
+pub mod error;
+pub mod lifecycle;
+pub mod limits;
+pub mod media;
+pub mod quality;
+pub mod reports;
+pub mod views;
+
+pub use self::core::Core;
+pub use self::error::CallError;

@@ -1,0 +1,777 @@
+//! The video consent policy (its rules, by name, in `docs/consent.md`) as a
+//! pure state machine. The service loads a call's [`VideoSession`], asks [`decide`],
+//! and in one transaction persists the new session, appends the ledger entries
+//! and queues the notices. Nothing here does I/O or reads the clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ClientEvent;
+use uuid::Uuid;
+
+#[cfg(test)]
+mod tests;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoPolicy {
+    #[default]
+    FemaleConsent,
+    Mutual,
+    Open,
+}
+
+impl VideoPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FemaleConsent => "female_consent",
+            Self::Mutual => "mutual",
+            Self::Open => "open",
+        }
+    }
+}
+
+impl fmt::Display for VideoPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown video policy {0:?} (expected female_consent, mutual or open)")]
+pub struct UnknownVideoPolicy(pub String);
+
+impl FromStr for VideoPolicy {
+    type Err = UnknownVideoPolicy;
+
+    // Strict on purpose: a misspelt VIDEO_POLICY must stop the service, not
+    // silently fall back to something more permissive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "female_consent" => Ok(Self::FemaleConsent),
+            "mutual" => Ok(Self::Mutual),
+            "open" => Ok(Self::Open),
+            other => Err(UnknownVideoPolicy(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gender {
+    Female,
+    Male,
+    #[default]
+    Other,
+}
+
+impl Gender {
+    /// Reads the gender claim of a verified token; anything unrecognised is `Other`.
+    pub fn parse(raw: &str) -> Gender {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "female" | "f" | "woman" => Gender::Female,
+            "male" | "m" | "man" => Gender::Male,
+            _ => Gender::Other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoState {
+    #[default]
+    Off,
+    Requested,
+    On,
+}
+
+impl VideoState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Requested => "requested",
+            Self::On => "on",
+        }
+    }
+}
+
+/// LiveKit track sources, spelt as `canPublishSources` wants them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    ScreenShare,
+    ScreenShareAudio,
+}
+
+impl TrackSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Camera => "camera",
+            Self::Microphone => "microphone",
+            Self::ScreenShare => "screen_share",
+            Self::ScreenShareAudio => "screen_share_audio",
+        }
+    }
+}
+
+/// A participant present in the call (accepted or joined, and not left).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: String,
+    pub gender: Gender,
+    pub may_share_screen: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    pub id: Uuid,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The whole policy state of one call, persisted as JSON in the call row.
+/// Invariant: `state == Requested` exactly when `request` is `Some`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoSession {
+    pub state: VideoState,
+    pub request: Option<PendingRequest>,
+    /// Who consented since video last turned off (or since the pending request was made).
+    pub consents: BTreeSet<String>,
+    /// Requester -> may not request before this instant.
+    pub cooldowns: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl VideoSession {
+    pub fn new(policy: VideoPolicy) -> Self {
+        let state = match policy {
+            VideoPolicy::Open => VideoState::On,
+            VideoPolicy::FemaleConsent | VideoPolicy::Mutual => VideoState::Off,
+        };
+        Self { state, ..Self::default() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub request_timeout: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for Timing {
+    /// The defaults: `VIDEO_REQUEST_TIMEOUT` 30 s, `VIDEO_REQUEST_COOLDOWN` 60 s.
+    fn default() -> Self {
+        Self { request_timeout: Duration::seconds(30), cooldown: Duration::seconds(60) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Request {
+        by: String,
+        id: Uuid,
+    },
+    Accept {
+        by: String,
+        id: Uuid,
+    },
+    Reject {
+        by: String,
+        id: Uuid,
+    },
+    Revoke {
+        by: String,
+    },
+    /// A request deadline fired (it is due by the database's clock); may
+    /// arrive late or more than once.
+    Expire {
+        id: Uuid,
+    },
+    /// `members` already includes the joiner. Send it once per presence:
+    /// a join starts a fresh presence, so an earlier consent does not carry over.
+    Join {
+        user: String,
+        consent: Option<bool>,
+    },
+    /// `members` no longer includes the leaver.
+    Leave {
+        user: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    Request,
+    Consent,
+    Reject,
+    Expire,
+    Revoke,
+    Withdraw,
+    On,
+    Off,
+    Violation,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Consent => "consent",
+            Self::Reject => "reject",
+            Self::Expire => "expire",
+            Self::Revoke => "revoke",
+            Self::Withdraw => "withdraw",
+            Self::On => "on",
+            Self::Off => "off",
+            Self::Violation => "violation",
+        }
+    }
+}
+
+/// One consent-ledger row; the caller adds the call id and the time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub kind: LedgerKind,
+    /// The user whose action caused the step; `None` for the system (expiry).
+    pub actor: Option<String>,
+    pub request_id: Option<Uuid>,
+}
+
+impl LedgerEntry {
+    /// The SFU saw a camera track while video was off ("enforced in the SFU"); `decide` never
+    /// produces this, the webhook handler does.
+    pub fn violation(user: &str) -> Self {
+        Self { kind: LedgerKind::Violation, actor: Some(user.to_owned()), request_id: None }
+    }
+}
+
+/// An event to send. Recipients are chosen here because "nothing tells who
+/// declined" depends on them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Only to those who may answer and have not consented yet.
+    Requested {
+        request: PendingRequest,
+        to: Vec<String>,
+    },
+    On {
+        to: Vec<String>,
+    },
+    Off {
+        to: Vec<String>,
+    },
+    /// Only to the requester, and deliberately without who declined or why.
+    Declined {
+        request_id: Uuid,
+        to: Vec<String>,
+    },
+    Expired {
+        request_id: Uuid,
+        to: Vec<String>,
+    },
+}
+
+impl Notice {
+    /// The client event's type.
+    pub fn event_type(&self) -> ClientEvent {
+        match self {
+            Self::Requested { .. } => ClientEvent::VideoRequested,
+            Self::On { .. } => ClientEvent::VideoOn,
+            Self::Off { .. } => ClientEvent::VideoOff,
+            Self::Declined { .. } => ClientEvent::VideoDeclined,
+            Self::Expired { .. } => ClientEvent::VideoExpired,
+        }
+    }
+
+    pub fn recipients(&self) -> &[String] {
+        match self {
+            Self::Requested { to, .. }
+            | Self::On { to }
+            | Self::Off { to }
+            | Self::Declined { to, .. }
+            | Self::Expired { to, .. } => to,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub session: VideoSession,
+    pub ledger: Vec<LedgerEntry>,
+    pub notices: Vec<Notice>,
+}
+
+impl Decision {
+    /// Whether camera permission flipped, i.e. LiveKit permissions must be updated.
+    pub fn video_changed(&self, before: &VideoSession) -> bool {
+        camera_allowed(before.state) != camera_allowed(self.session.state)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("you are not a participant of this call")]
+    NotAMember,
+    #[error("you may not answer or revoke video in this call")]
+    NotAConsenter,
+    #[error("you cannot answer your own video request")]
+    OwnRequest,
+    #[error("a video request is already pending")]
+    RequestPending,
+    #[error("video is already on")]
+    AlreadyOn,
+    #[error("video is off")]
+    VideoOff,
+    #[error("video may not be requested again before {until}")]
+    Cooldown { until: DateTime<Utc> },
+    #[error("no such pending video request")]
+    RequestNotFound,
+}
+
+impl PolicyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAMember => "not_a_participant",
+            Self::NotAConsenter => "not_a_consenter",
+            Self::OwnRequest => "own_request",
+            Self::RequestPending => "video_request_pending",
+            Self::AlreadyOn => "video_already_on",
+            Self::VideoOff => "video_off",
+            Self::Cooldown { .. } => "video_request_cooldown",
+            Self::RequestNotFound => "video_request_not_found",
+        }
+    }
+
+    /// Whole seconds for a `Retry-After` header (rounded up, at least 1).
+    pub fn retry_after_secs(&self, now: DateTime<Utc>) -> Option<i64> {
+        match self {
+            Self::Cooldown { until } => {
+                let ms = (*until - now).num_milliseconds();
+                Some(((ms + 999) / 1000).max(1))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Who must consent before video turns on. Under `female_consent` a
+/// participant counts as a woman unless her token says male: a missing or
+/// unrecognised gender is the rule's safe side.
+pub fn consenters(policy: VideoPolicy, members: &[Member]) -> BTreeSet<String> {
+    let all = || members.iter().map(|m| m.user_id.clone()).collect();
+    match policy {
+        VideoPolicy::Open => BTreeSet::new(),
+        VideoPolicy::Mutual => all(),
+        VideoPolicy::FemaleConsent => {
+            let women: BTreeSet<String> =
+                members.iter().filter(|m| m.gender != Gender::Male).map(|m| m.user_id.clone()).collect();
+            if women.is_empty() { all() } else { women }
+        }
+    }
+}
+
+/// What a published track is, as LiveKit reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+    /// Data tracks and anything LiveKit may add later.
+    Other,
+}
+
+/// What the policy says of a published track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackVerdict {
+    Allowed,
+    /// A camera or screen track while video is off (or a screen track for
+    /// someone whose role may not share): the SFU refuses these itself, so
+    /// one can only come from rights that were still being withdrawn.
+    NotNow,
+    /// Video under another label (`microphone`, `screen_share_audio`,
+    /// unknown): never allowed, whatever the video state. The SFU checks only
+    /// the label, so this is a client lying about its track.
+    Mislabelled,
+}
+
+/// Video is video whatever its label: a track of kind video is allowed only
+/// as `camera` (or `screen_share` for those who may share), and only while
+/// video is on. `source` is `None` for a source LiveKit calls unknown.
+pub fn judge_track(
+    kind: TrackKind,
+    source: Option<TrackSource>,
+    state: VideoState,
+    may_share_screen: bool,
+) -> TrackVerdict {
+    let allowed = |source| publish_sources(state, may_share_screen).contains(&source);
+    match (kind, source) {
+        (TrackKind::Video, Some(source @ (TrackSource::Camera | TrackSource::ScreenShare))) => {
+            if allowed(source) { TrackVerdict::Allowed } else { TrackVerdict::NotNow }
+        }
+        (TrackKind::Video, _) => TrackVerdict::Mislabelled,
+        (_, Some(source)) if !allowed(source) => TrackVerdict::NotNow,
+        _ => TrackVerdict::Allowed,
+    }
+}
+
+/// The actor a participant reading the ledger may see on a step: the
+/// requester of a request (every participant is told who asked), and the
+/// reader's own steps. Who consented, rejected, revoked, turned video on or
+/// off, or broke the rule is for the audit (`admin`) only, so that what a
+/// participant reads has the same shape whatever the genders present.
+pub fn visible_actor<'a>(kind: LedgerKind, actor: Option<&'a str>, reader: &str) -> Option<&'a str> {
+    match actor {
+        Some(actor) if actor == reader || kind == LedgerKind::Request => Some(actor),
+        _ => None,
+    }
+}
+
+/// Whether `user` may accept or reject the pending request right now.
+pub fn can_answer(policy: VideoPolicy, session: &VideoSession, members: &[Member], user: &str) -> bool {
+    session
+        .request
+        .as_ref()
+        .is_some_and(|r| r.requested_by != user && consenters(policy, members).contains(user))
+}
+
+pub fn publish_sources(state: VideoState, may_share_screen: bool) -> Vec<TrackSource> {
+    let mut sources = vec![TrackSource::Microphone];
+    if camera_allowed(state) {
+        sources.push(TrackSource::Camera);
+        if may_share_screen {
+            sources.extend([TrackSource::ScreenShare, TrackSource::ScreenShareAudio]);
+        }
+    }
+    sources
+}
+
+pub fn camera_allowed(state: VideoState) -> bool {
+    state == VideoState::On
+}
+
+pub fn decide(
+    policy: VideoPolicy,
+    session: &VideoSession,
+    members: &[Member],
+    action: Action,
+    now: DateTime<Utc>,
+    timing: &Timing,
+) -> Result<Decision, PolicyError> {
+    // Be robust to a caller that has not yet dropped the leaver from `members`.
+    let remaining: Vec<Member>;
+    let members = match &action {
+        Action::Leave { user } => {
+            remaining = members.iter().filter(|m| &m.user_id != user).cloned().collect();
+            &remaining[..]
+        }
+        _ => members,
+    };
+    let mut draft =
+        Draft { policy, members, session: session.clone(), ledger: Vec::new(), notices: Vec::new() };
+    if policy == VideoPolicy::Open {
+        draft.open(&action)?;
+    } else {
+        match action {
+            Action::Request { by, id } => draft.request(by, id, now, timing)?,
+            Action::Accept { by, id } => draft.accept(by, id)?,
+            Action::Reject { by, id } => draft.reject(by, id, now, timing)?,
+            Action::Revoke { by } => draft.revoke(by)?,
+            Action::Expire { id } => draft.expire(id),
+            Action::Join { user, consent } => draft.join(user, consent, now, timing)?,
+            Action::Leave { user } => draft.leave(user),
+        }
+    }
+    Ok(Decision { session: draft.session, ledger: draft.ledger, notices: draft.notices })
+}
+
+/// The decision being built; only returned when every check passed.
+struct Draft<'a> {
+    policy: VideoPolicy,
+    members: &'a [Member],
+    session: VideoSession,
+    ledger: Vec<LedgerEntry>,
+    notices: Vec<Notice>,
+}
+
+impl Draft<'_> {
+    /// Under `open` there is nothing to consent to; only the errors differ.
+    /// A session that is not `On` (a call from before the policy changed) is
+    /// left alone rather than switched on behind its participants' backs.
+    fn open(&self, action: &Action) -> Result<(), PolicyError> {
+        match action {
+            Action::Request { by, .. } => {
+                self.require_member(by)?;
+                Err(PolicyError::AlreadyOn)
+            }
+            Action::Accept { by, .. } | Action::Reject { by, .. } => {
+                self.require_member(by)?;
+                Err(PolicyError::RequestNotFound)
+            }
+            Action::Revoke { by } => {
+                self.require_member(by)?;
+                Err(PolicyError::NotAConsenter)
+            }
+            Action::Join { user, .. } => self.require_member(user),
+            Action::Expire { .. } | Action::Leave { .. } => Ok(()),
+        }
+    }
+
+    fn request(
+        &mut self,
+        by: String,
+        id: Uuid,
+        now: DateTime<Utc>,
+        timing: &Timing,
+    ) -> Result<(), PolicyError> {
+        self.require_member(&by)?;
+        match self.session.state {
+            VideoState::On => return Err(PolicyError::AlreadyOn),
+            VideoState::Requested => return Err(PolicyError::RequestPending),
+            VideoState::Off => {}
+        }
+        if let Some(&until) = self.session.cooldowns.get(&by)
+            && now < until
+        {
+            return Err(PolicyError::Cooldown { until });
+        }
+        // Expired cooldowns are dead weight in the persisted JSON.
+        self.session.cooldowns.retain(|_, until| *until > now);
+
+        self.log(LedgerKind::Request, Some(&by), Some(id));
+        // Kept even for a non-consenter: if the consenters change (the last
+        // woman leaves), the requester has already said yes. Written the same
+        // way for every requester, so that the ledger does not tell who the
+        // consenters are.
+        self.session.consents = BTreeSet::from([by.clone()]);
+        self.log(LedgerKind::Consent, Some(&by), Some(id));
+        if self.all_consented() {
+            self.turn_on(&by, id);
+            return Ok(());
+        }
+        let request = PendingRequest {
+            id,
+            requested_by: by,
+            requested_at: now,
+            expires_at: now + timing.request_timeout,
+        };
+        let to = self.answerers(&request.requested_by);
+        self.session.state = VideoState::Requested;
+        self.session.request = Some(request.clone());
+        self.notices.push(Notice::Requested { request, to });
+        Ok(())
+    }
+
+    /// Checks shared by accept and reject. The request is looked up first so
+    /// that a stale or foreign id reads as "not found" whoever sends it.
+    fn answerable(&self, by: &str, id: Uuid) -> Result<PendingRequest, PolicyError> {
+        self.require_member(by)?;
+        let request =
+            self.session.request.as_ref().filter(|r| r.id == id).ok_or(PolicyError::RequestNotFound)?;
+        if request.requested_by == by {
+            return Err(PolicyError::OwnRequest);
+        }
+        if !self.consenters().contains(by) {
+            return Err(PolicyError::NotAConsenter);
+        }
+        Ok(request.clone())
+    }
+
+    fn accept(&mut self, by: String, id: Uuid) -> Result<(), PolicyError> {
+        self.answerable(&by, id)?;
+        self.session.consents.insert(by.clone());
+        self.log(LedgerKind::Consent, Some(&by), Some(id));
+        // Re-evaluated on every accept, so a repeated accept can complete a
+        // request whose last missing consenter has since left.
+        if self.all_consented() {
+            self.turn_on(&by, id);
+        }
+        Ok(())
+    }
+
+    fn reject(
+        &mut self,
+        by: String,
+        id: Uuid,
+        now: DateTime<Utc>,
+        timing: &Timing,
+    ) -> Result<(), PolicyError> {
+        let request = self.answerable(&by, id)?;
+        self.log(LedgerKind::Reject, Some(&by), Some(id));
+        self.close_request();
+        self.session.cooldowns.insert(request.requested_by.clone(), now + timing.cooldown);
+        self.notices.push(Notice::Declined { request_id: id, to: vec![request.requested_by] });
+        Ok(())
+    }
+
+    /// The state is checked before who is asking, so that a revoke while
+    /// video is off answers the same whoever sends it and whoever is present.
+    fn revoke(&mut self, by: String) -> Result<(), PolicyError> {
+        self.require_member(&by)?;
+        let request = match (self.session.state, self.session.request.clone()) {
+            (VideoState::On, _) => None,
+            (VideoState::Requested, Some(request)) => Some(request),
+            _ => return Err(PolicyError::VideoOff),
+        };
+        if let Some(request) = &request
+            && request.requested_by == by
+        {
+            // Taking back one's own request: nobody needs telling.
+            self.log(LedgerKind::Withdraw, Some(&by), Some(request.id));
+            self.close_request();
+            return Ok(());
+        }
+        if !self.consenters().contains(&by) {
+            return Err(PolicyError::NotAConsenter);
+        }
+        match request {
+            None => {
+                self.log(LedgerKind::Revoke, Some(&by), None);
+                self.turn_off(Some(&by));
+            }
+            Some(request) => {
+                self.log(LedgerKind::Revoke, Some(&by), Some(request.id));
+                self.notices
+                    .push(Notice::Declined { request_id: request.id, to: vec![request.requested_by] });
+                self.close_request();
+            }
+        }
+        Ok(())
+    }
+
+    /// The request's deadline fired. It fires by the database's clock, once,
+    /// when due; comparing with this instance's clock as well would leave a
+    /// request pending for ever on an instance whose clock lags.
+    fn expire(&mut self, id: Uuid) {
+        let Some(request) = self.session.request.clone() else {
+            return;
+        };
+        if request.id != id {
+            return;
+        }
+        // Everyone who was (or became) asked, including those who already said
+        // yes, so that no client keeps showing a dead prompt.
+        let consenters = self.consenters();
+        let mut to = vec![request.requested_by.clone()];
+        to.extend(
+            self.member_ids().filter(|u| **u != request.requested_by && consenters.contains(*u)).cloned(),
+        );
+        self.log(LedgerKind::Expire, None, Some(id));
+        self.close_request();
+        self.notices.push(Notice::Expired { request_id: id, to });
+    }
+
+    fn join(
+        &mut self,
+        user: String,
+        consent: Option<bool>,
+        now: DateTime<Utc>,
+        timing: &Timing,
+    ) -> Result<(), PolicyError> {
+        self.require_member(&user)?;
+        // "A newcomer consents or it turns off": consent belongs to a presence; a rejoin must consent afresh.
+        self.session.consents.remove(&user);
+        let request = self.session.request.clone();
+        match (self.session.state, request) {
+            (VideoState::On, _) => {
+                if consent == Some(true) {
+                    self.session.consents.insert(user.clone());
+                    self.log(LedgerKind::Consent, Some(&user), None);
+                }
+                // The joiner may also have changed who the consenters are
+                // (first woman into a men-only call).
+                if !self.all_consented() {
+                    self.turn_off(Some(&user));
+                }
+            }
+            (VideoState::Requested, Some(request)) => {
+                let answers = user != request.requested_by && self.consenters().contains(&user);
+                match consent {
+                    Some(true) if answers => self.accept(user, request.id)?,
+                    Some(false) if answers => self.reject(user, request.id, now, timing)?,
+                    None if answers => self.notices.push(Notice::Requested { request, to: vec![user] }),
+                    Some(true) => {
+                        self.session.consents.insert(user.clone());
+                        self.log(LedgerKind::Consent, Some(&user), Some(request.id));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// "On only by an accept": a leave can only ever turn video off, never on.
+    fn leave(&mut self, user: String) {
+        self.session.consents.remove(&user);
+        if let Some(request) = &self.session.request
+            && request.requested_by == user
+        {
+            let id = request.id;
+            self.log(LedgerKind::Withdraw, Some(&user), Some(id));
+            self.close_request();
+        }
+        if self.session.state == VideoState::On && !self.all_consented() {
+            self.turn_off(Some(&user));
+        }
+    }
+
+    fn require_member(&self, user: &str) -> Result<(), PolicyError> {
+        if self.members.iter().any(|m| m.user_id == user) { Ok(()) } else { Err(PolicyError::NotAMember) }
+    }
+
+    fn member_ids(&self) -> impl Iterator<Item = &String> {
+        self.members.iter().map(|m| &m.user_id)
+    }
+
+    fn consenters(&self) -> BTreeSet<String> {
+        consenters(self.policy, self.members)
+    }
+
+    /// An empty call has nobody who consented, so video does not survive it.
+    fn all_consented(&self) -> bool {
+        let consenters = self.consenters();
+        !consenters.is_empty() && consenters.is_subset(&self.session.consents)
+    }
+
+    /// Who still has to answer: never the requester, never someone who said yes.
+    fn answerers(&self, requester: &str) -> Vec<String> {
+        let consenters = self.consenters();
+        self.member_ids()
+            .filter(|u| *u != requester && consenters.contains(*u) && !self.session.consents.contains(*u))
+            .cloned()
+            .collect()
+    }
+
+    fn log(&mut self, kind: LedgerKind, actor: Option<&str>, request_id: Option<Uuid>) {
+        self.ledger.push(LedgerEntry { kind, actor: actor.map(str::to_owned), request_id });
+    }
+
+    fn turn_on(&mut self, actor: &str, request_id: Uuid) {
+        self.session.state = VideoState::On;
+        self.session.request = None;
+        self.log(LedgerKind::On, Some(actor), Some(request_id));
+        let to = self.member_ids().cloned().collect();
+        self.notices.push(Notice::On { to });
+    }
+
+    fn turn_off(&mut self, actor: Option<&str>) {
+        self.close_request();
+        self.log(LedgerKind::Off, actor, None);
+        let to = self.member_ids().cloned().collect();
+        self.notices.push(Notice::Off { to });
+    }
+
+    /// Every way back to `Off` forgets consents: the next request starts clean.
+    fn close_request(&mut self) {
+        self.session.state = VideoState::Off;
+        self.session.request = None;
+        self.session.consents.clear();
+    }
+}

@@ -1,0 +1,140 @@
+//! The event stream: `GET /events` upgrades to a WebSocket, authenticated
+//! by the `Authorization` header or, for browsers, `?ticket=` from
+//! `POST /events/ticket`. Credentials are checked before the upgrade, so a
+//! refused client gets a plain 401 and never a socket.
+
+mod socket;
+mod tickets;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::domain::AuthUser;
+use crate::domain::Code;
+use crate::domain::UserId;
+use crate::http::auth::bearer_in;
+use crate::http::error::ApiError;
+use crate::http::json::ApiQuery;
+use crate::http::openapi::BadRequest;
+use crate::http::state::AppState;
+use crate::realtime::streams;
+
+/// Clients only answer pings; anything bigger is not a client of ours.
+const MAX_INCOMING: usize = 4 * 1024;
+/// Per-connection socket buffers (tungstenite's defaults are 128 KiB each).
+const BUFFER: usize = 4 * 1024;
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// How long an upgrade waits for this instance's Redis subscription.
+const SUBSCRIBED_WITHIN: Duration = Duration::from_secs(2);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream)).routes(routes!(ticket))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TicketView {
+    /// Single use; pass as `GET /events?ticket=`.
+    ticket: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// A short-lived, single-use ticket for opening the event stream from a browser, which cannot set
+/// headers on a WebSocket. Errors: 503 `unavailable` when Redis is down.
+#[utoipa::path(post, path = "/events/ticket", operation_id = "eventTicket", tag = "events",
+    responses((status = 201, description = "The ticket", body = TicketView)))]
+async fn ticket(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    user: AuthUser,
+) -> Result<(StatusCode, Json<TicketView>), ApiError> {
+    let expires_at = bearer_in(&headers)
+        .and_then(streams::expiry_of)
+        .ok_or(ApiError::Unauthorized("the token has no exp"))?;
+    let issued = tickets::issue(&app, &user.id, expires_at).await?;
+    Ok((StatusCode::CREATED, Json(TicketView { ticket: issued.ticket, expires_at: issued.expires_at })))
+}
+
+/// The user and when their token expires. The header wins over a ticket;
+/// a bad header is refused, not ignored.
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(UserId, DateTime<Utc>), ApiError> {
+    if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        let token = bearer_in(headers).ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let user = app.auth.verify(token, app.clock.now())?.id;
+        let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("the token has no exp"))?;
+        return Ok((user, expires_at));
+    }
+    match query.get("ticket") {
+        Some(ticket) => tickets::redeem(app, ticket).await,
+        None => Err(ApiError::Unauthorized("send a bearer token or a ticket")),
+    }
+}
+
+/// The caller's event stream: a WebSocket (send `Upgrade: websocket`) carrying one JSON text
+/// message per event (`call.incoming`, `call.accepted`, `call.ended`, `video.requested`, ...; see
+/// the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
+///
+/// Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
+/// down, or the instance shutting down).
+///
+/// The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
+/// token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`
+/// streams (the oldest is closed).
+#[utoipa::path(get, path = "/events", operation_id = "eventStream", tag = "events",
+    params(("ticket" = Option<String>, Query, description = "From `POST /events/ticket`, instead of the header")),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, response = BadRequest),
+    ))]
+async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let (user, expires_at) = authenticate(&app, &headers, &query).await?;
+    tracing::Span::current().record("user_id", user.as_str());
+    let upgrade = upgrade.map_err(|_| ApiError::BadRequest {
+        code: Code::WebsocketRequired,
+        field: None,
+        detail: "this endpoint speaks WebSocket only".into(),
+    })?;
+    if app.events.shutting_down() {
+        return Err(ApiError::Unavailable("event stream (shutting down)"));
+    }
+    // Open only once events from every instance reach this one: a client
+    // that has its socket misses nothing raised afterwards.
+    if !app.events.wait_subscribed(SUBSCRIBED_WITHIN).await {
+        return Err(ApiError::Unavailable("event stream"));
+    }
+    let (conn, queue) = app.events.hub.register(user.as_str(), app.events.sockets_stop());
+    app.presence.connected(user.as_str(), conn.id).await;
+    streams::admit(&app.redis, &app.presence, app.config.limits.max_streams_per_user, user.as_str(), conn.id)
+        .await;
+    let tracked = app.events.sockets().token();
+    Ok(upgrade
+        .read_buffer_size(BUFFER)
+        .write_buffer_size(BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |ws| async move {
+            let _tracked = tracked;
+            socket::run(app, ws, conn, queue, expires_at).await;
+        }))
+}

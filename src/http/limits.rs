@@ -1,0 +1,77 @@
+//! Every request is counted: by user once its token verifies, by client
+//! address otherwise (`TRUSTED_PROXY_HEADER` names the proxy's header).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::calls::limits::{limited, rounded_up};
+use crate::domain::{AuthUser, UserId};
+use crate::http::auth::bearer_in;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::infra::outage::Dependency;
+use crate::infra::rate_limit::{Algorithm, check, counted_as, parse_address};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn request(app: &AppState, user: &UserId) -> Result<(), ApiError> {
+    let limit = app.config.rate_limits.requests_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    match check(&app.redis, Algorithm::Bucket, format!("callgate:rl:req:{user}"), limit, MINUTE).await {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(ApiError::from(limited("requests", rounded_up(wait)))),
+        Err(err) => {
+            app.report_outage(Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// Counts a request without valid credentials from `client`; fails open.
+async fn unauthenticated(app: &AppState, client: Option<IpAddr>) -> Result<(), ApiError> {
+    let limit = app.config.limits.unauthenticated_per_minute;
+    let Some(client) = client.filter(|_| limit > 0) else { return Ok(()) };
+    let key = format!("callgate:rl:anon:{}", counted_as(client));
+    match check(&app.redis, Algorithm::Bucket, key, limit, MINUTE).await {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => {
+            Err(ApiError::from(limited("requests without valid credentials", rounded_up(wait))))
+        }
+        Err(err) => {
+            app.report_outage(Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// IPv4 addresses count one by one, IPv6 ones by their /64.
+pub fn client_address(app: &AppState, req: &Request) -> Option<IpAddr> {
+    let forwarded = app.config.limits.trusted_proxy_header.as_ref().and_then(|header| {
+        let value = req.headers().get_all(header).iter().next_back()?.to_str().ok()?;
+        parse_address(value.rsplit(',').next()?.trim())
+    });
+    forwarded.or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|peer| peer.0.ip()))
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+pub async fn limit_requests(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let user = bearer_in(req.headers()).and_then(|token| app.auth.verify(token, app.clock.now()).ok());
+    let counted = match user {
+        Some(user) => {
+            let counted = request(&app, &user.id).await;
+            req.extensions_mut().insert::<AuthUser>(user);
+            counted
+        }
+        None => unauthenticated(&app, client_address(&app, &req)).await,
+    };
+    if let Err(err) = counted {
+        return err.into_response();
+    }
+    next.run(req).await
+}

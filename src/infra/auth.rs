@@ -1,0 +1,165 @@
+//! Verifies the host application's user tokens.
+//!
+//! Only the algorithm that matches the configured key is accepted, so `alg:
+//! none` and algorithm confusion (an HS256 token signed with a public key)
+//! are refused by construction.
+
+use std::collections::BTreeSet;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::{JwtConfig, JwtKey};
+use crate::domain::AuthUser;
+use crate::domain::UserId;
+use crate::domain::consent::Gender;
+
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    gender_claim: String,
+    max_age: Option<std::time::Duration>,
+}
+
+/// Why a token was refused (for the 401's detail; never more than that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthError(pub &'static str);
+
+/// Clock skew tolerated between the identity provider and this service.
+const LEEWAY_SECS: u64 = 5;
+
+/// A JWT NumericDate: seconds, possibly with a fraction.
+fn numeric_date(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("JWT_PUBLIC_KEY is neither an RSA nor an EC public key")]
+    UnsupportedKey,
+}
+
+impl Authenticator {
+    pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
+        let (key, algorithm) = match &config.key {
+            JwtKey::Hmac(secret) => (DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256),
+            JwtKey::Public { pem } => {
+                if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+                    (key, Algorithm::RS256)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+                    (key, Algorithm::ES256)
+                } else {
+                    return Err(KeyError::UnsupportedKey);
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // A configured issuer or audience must be in the token, not only
+        // right when present: the identity provider signs other tokens too.
+        let mut required = vec!["exp", "sub"];
+        match &config.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Self { key, validation, gender_claim: config.gender_claim.clone(), max_age: config.max_age })
+    }
+
+    /// With `JWT_MAX_AGE`, the token must say when it was issued (`iat`),
+    /// not in the future and not longer ago than that.
+    fn check_age(&self, claims: &Map<String, Value>, now: i64) -> Result<(), AuthError> {
+        let Some(max_age) = self.max_age else { return Ok(()) };
+        let refused = || AuthError("token too old or without iat");
+        let iat = claims.get("iat").and_then(numeric_date).ok_or_else(refused)?;
+        let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let age = now.saturating_sub(iat);
+        if age > max_age.saturating_add(LEEWAY_SECS as i64) || age < -(LEEWAY_SECS as i64) {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    pub fn verify(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<AuthUser, AuthError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(
+            |err| {
+                tracing::debug!(error = %err, "user token refused");
+                AuthError("invalid or expired token")
+            },
+        )?;
+        let claims = data.claims;
+        self.check_age(&claims, now.timestamp())?;
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let id = UserId::parse(sub).map_err(|_| AuthError("invalid subject"))?;
+        let name = claims
+            .get("name")
+            .and_then(Value::as_str)
+            .map(|n| n.chars().filter(|c| !c.is_control()).take(128).collect::<String>())
+            .filter(|n| !n.trim().is_empty());
+        let gender = claims
+            .get(&self.gender_claim)
+            .and_then(Value::as_str)
+            .map(Gender::parse)
+            .unwrap_or(Gender::Other);
+        let roles = match claims.get("roles") {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => BTreeSet::new(),
+        };
+        Ok(AuthUser { id, name, gender, roles })
+    }
+}
+
+/// The claims of a development token, as `callgate token` prints them.
+pub struct DevToken<'a> {
+    pub user: &'a str,
+    pub name: Option<&'a str>,
+    pub gender: Option<&'a str>,
+    pub roles: &'a [String],
+    pub ttl: std::time::Duration,
+}
+
+/// Signs an HS256 user token the way a host application would.
+pub fn mint_dev_token(
+    secret: &str,
+    config: &JwtConfig,
+    token: &DevToken<'_>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
+    let mut claims = Map::new();
+    claims.insert("sub".into(), token.user.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + token.ttl.as_secs() as i64).into());
+    if let Some(name) = token.name {
+        claims.insert("name".into(), name.into());
+    }
+    if let Some(gender) = token.gender {
+        claims.insert(config.gender_claim.clone(), gender.into());
+    }
+    if !token.roles.is_empty() {
+        claims.insert("roles".into(), token.roles.to_vec().into());
+    }
+    if let Some(iss) = &config.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &config.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}

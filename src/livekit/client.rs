@@ -1,0 +1,341 @@
+//! The real RoomService: livekit-api's client (and one request of our own),
+//! every request timed, by RoomService method, in the metrics. Protobuf
+//! types end here: what leaves is callgate's.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
+use livekit_api::services::{ServerError, ServiceError};
+use livekit_protocol as proto;
+
+use super::{
+    DisconnectReason, LiveKitError, LiveKitResult, Participant, Room, RoomService, RoomSpec, TrackSeen,
+};
+use crate::config::LiveKitConfig;
+use crate::domain::consent::{TrackKind, TrackSource};
+use crate::metrics::LiveKitMetrics;
+
+fn classify(err: ServiceError) -> LiveKitError {
+    match &err {
+        ServiceError::Twirp(ServerError::Twirp(code)) if code.code == "not_found" => LiveKitError::NotFound,
+        _ => LiveKitError::Failed(err),
+    }
+}
+
+pub struct LiveKit {
+    rooms: RoomClient,
+    prefix: String,
+    /// For the few RoomService requests made without livekit-api.
+    http: reqwest::Client,
+    config: LiveKitConfig,
+    metrics: LiveKitMetrics,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl LiveKit {
+    pub fn new(config: &LiveKitConfig, prefix: &str, metrics: LiveKitMetrics) -> Self {
+        let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
+            .with_failover(false)
+            .with_request_timeout(REQUEST_TIMEOUT);
+        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
+        Self { rooms, prefix: prefix.to_owned(), http, config: config.clone(), metrics }
+    }
+
+    /// Makes one RoomService request (`method`, snake_case) and records it.
+    async fn timed<T>(
+        &self,
+        method: &'static str,
+        request: impl Future<Output = LiveKitResult<T>>,
+    ) -> LiveKitResult<T> {
+        let started = Instant::now();
+        let result = request.await;
+        let failed = matches!(result, Err(ref err) if !matches!(err, LiveKitError::NotFound));
+        self.metrics.observe(method, started.elapsed(), failed);
+        result
+    }
+
+    /// The rooms of these names (all rooms for none).
+    async fn rooms_named(&self, names: Vec<String>) -> LiveKitResult<Vec<proto::Room>> {
+        self.timed("list_rooms", async { self.rooms.list_rooms(names).await.map_err(classify) }).await
+    }
+
+    /// A request of our own: livekit-api's `mute_published_track` unwraps
+    /// the track in the reply.
+    async fn mute_published_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool> {
+        let grants = VideoGrants { room_admin: true, room: room.to_owned(), ..Default::default() };
+        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose())
+            .with_grants(grants)
+            .with_ttl(Duration::from_secs(60))
+            .to_jwt()?;
+        let url = format!(
+            "{}/twirp/livekit.RoomService/MutePublishedTrack",
+            self.config.api_url.trim_end_matches('/')
+        );
+        let body =
+            serde_json::json!({"room": room, "identity": identity, "track_sid": track_sid, "muted": muted});
+        let resp = self.http.post(url).bearer_auth(token).json(&body).send().await?;
+        if resp.status().is_success() {
+            let reply: serde_json::Value = resp.json().await?;
+            return Ok(reply.get("track").is_some_and(|t| t.is_object()));
+        }
+        let error: serde_json::Value = resp.json().await.unwrap_or_default();
+        let field =
+            |name: &str| error.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        match field("code").as_str() {
+            "not_found" => Ok(false),
+            _ => Err(LiveKitError::Refused { code: field("code"), msg: field("msg") }),
+        }
+    }
+}
+
+#[async_trait]
+impl RoomService for LiveKit {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    #[tracing::instrument(skip(self, spec))]
+    async fn create_room(&self, name: &str, spec: RoomSpec) -> LiveKitResult<()> {
+        let options = CreateRoomOptions {
+            empty_timeout: spec.empty_timeout.as_secs() as u32,
+            departure_timeout: spec.departure_timeout.as_secs() as u32,
+            max_participants: spec.max_participants,
+            metadata: spec.metadata,
+            ..Default::default()
+        };
+        self.timed("create_room", async { self.rooms.create_room(name, options).await.map_err(classify) })
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn delete_room(&self, name: &str) -> LiveKitResult<()> {
+        match self.timed("delete_room", async { self.rooms.delete_room(name).await.map_err(classify) }).await
+        {
+            Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn list_rooms(&self) -> LiveKitResult<Vec<Room>> {
+        let rooms = self.rooms_named(Vec::new()).await?;
+        Ok(rooms.iter().filter(|r| self.call_of_room(&r.name).is_some()).map(room).collect())
+    }
+
+    async fn room_exists(&self, name: &str) -> LiveKitResult<bool> {
+        let rooms = self.rooms_named(vec![name.to_owned()]).await?;
+        Ok(rooms.iter().any(|r| r.name == name))
+    }
+
+    async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<Participant>> {
+        let people = self
+            .timed("list_participants", async { self.rooms.list_participants(room).await.map_err(classify) })
+            .await?;
+        Ok(people.iter().map(participant).collect())
+    }
+
+    async fn participant(&self, room: &str, identity: &str) -> LiveKitResult<Option<Participant>> {
+        let request = async { self.rooms.get_participant(room, identity).await.map_err(classify) };
+        match self.timed("get_participant", request).await {
+            Ok(info) => Ok(Some(participant(&info))),
+            Err(LiveKitError::NotFound) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn remove_participant(&self, room: &str, identity: &str) -> LiveKitResult<()> {
+        let request = async { self.rooms.remove_participant(room, identity).await.map_err(classify) };
+        match self.timed("remove_participant", request).await {
+            Ok(()) | Err(LiveKitError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// LiveKit replaces every permission field on update, so all are set.
+    #[tracing::instrument(skip(self, sources))]
+    async fn set_publish_sources(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        let permission = proto::ParticipantPermission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_data: true,
+            can_publish_sources: sources.iter().map(|s| proto_source(*s) as i32).collect(),
+            can_update_metadata: false,
+            ..Default::default()
+        };
+        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
+        let request =
+            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
+        match self.timed("update_participant", request).await {
+            Ok(_) => Ok(true),
+            Err(LiveKitError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
+        let request = async { self.rooms.update_room_metadata(room, &metadata).await.map_err(classify) };
+        self.timed("update_room_metadata", request).await?;
+        Ok(())
+    }
+
+    async fn send_data(&self, room: &str, topic: &str, payload: Vec<u8>) -> LiveKitResult<()> {
+        let options = livekit_api::services::room::SendDataOptions {
+            kind: proto::data_packet::Kind::Reliable,
+            topic: Some(topic.to_owned()),
+            ..Default::default()
+        };
+        self.timed("send_data", async {
+            self.rooms.send_data(room, payload, options).await.map_err(classify)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool> {
+        self.timed("mute_published_track", self.mute_published_track(room, identity, track_sid, muted)).await
+    }
+
+    async fn ping(&self) -> LiveKitResult<()> {
+        self.rooms_named(vec![format!("{}ping", self.prefix)]).await?;
+        Ok(())
+    }
+}
+
+fn proto_source(source: TrackSource) -> proto::TrackSource {
+    match source {
+        TrackSource::Camera => proto::TrackSource::Camera,
+        TrackSource::Microphone => proto::TrackSource::Microphone,
+        TrackSource::ScreenShare => proto::TrackSource::ScreenShare,
+        TrackSource::ScreenShareAudio => proto::TrackSource::ScreenShareAudio,
+    }
+}
+
+fn source_of(source: i32) -> Option<TrackSource> {
+    match proto::TrackSource::try_from(source) {
+        Ok(proto::TrackSource::Camera) => Some(TrackSource::Camera),
+        Ok(proto::TrackSource::Microphone) => Some(TrackSource::Microphone),
+        Ok(proto::TrackSource::ScreenShare) => Some(TrackSource::ScreenShare),
+        Ok(proto::TrackSource::ScreenShareAudio) => Some(TrackSource::ScreenShareAudio),
+        _ => None,
+    }
+}
+
+pub(super) fn room(room: &proto::Room) -> Room {
+    let created_at = if room.creation_time_ms > 0 {
+        DateTime::from_timestamp_millis(room.creation_time_ms)
+    } else {
+        DateTime::from_timestamp(room.creation_time, 0)
+    };
+    Room {
+        name: room.name.clone(),
+        created_at,
+        num_participants: room.num_participants,
+        metadata: room.metadata.clone(),
+    }
+}
+
+pub(super) fn track(info: &proto::TrackInfo) -> TrackSeen {
+    let kind = match proto::TrackType::try_from(info.r#type) {
+        Ok(proto::TrackType::Audio) => TrackKind::Audio,
+        Ok(proto::TrackType::Video) => TrackKind::Video,
+        _ => TrackKind::Other,
+    };
+    TrackSeen { sid: info.sid.clone(), kind, source: source_of(info.source), muted: info.muted }
+}
+
+fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
+    if info.joined_at_ms > 0 {
+        DateTime::from_timestamp_millis(info.joined_at_ms)
+    } else if info.joined_at > 0 {
+        DateTime::from_timestamp(info.joined_at, 0)
+    } else {
+        None
+    }
+}
+
+/// The sources a permission allows, if it has the shape callgate grants.
+fn publish_sources(permission: Option<&proto::ParticipantPermission>) -> Option<Vec<TrackSource>> {
+    let p = permission?;
+    if !(p.can_publish && p.can_subscribe && p.can_publish_data) || p.can_update_metadata {
+        return None;
+    }
+    // A source callgate does not know is drift too.
+    p.can_publish_sources.iter().map(|s| source_of(*s)).collect()
+}
+
+pub(super) fn participant(info: &proto::ParticipantInfo) -> Participant {
+    let disconnect_reason = match proto::DisconnectReason::try_from(info.disconnect_reason) {
+        Ok(proto::DisconnectReason::DuplicateIdentity) => DisconnectReason::DuplicateIdentity,
+        Ok(proto::DisconnectReason::Migration) => DisconnectReason::Migration,
+        _ => DisconnectReason::Other,
+    };
+    Participant {
+        identity: info.identity.clone(),
+        is_person: info.kind == proto::participant_info::Kind::Standard as i32,
+        session: session_of(info),
+        publish_sources: publish_sources(info.permission.as_ref()),
+        tracks: info.tracks.iter().map(track).collect(),
+        disconnect_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn permission(sources: &[proto::TrackSource]) -> proto::ParticipantPermission {
+        proto::ParticipantPermission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_data: true,
+            can_publish_sources: sources.iter().map(|s| *s as i32).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_rights_callgate_grants_read_as_their_sources() {
+        let granted = permission(&[proto::TrackSource::Camera, proto::TrackSource::Microphone]);
+        assert_eq!(publish_sources(Some(&granted)), Some(vec![TrackSource::Camera, TrackSource::Microphone]));
+    }
+
+    #[test]
+    fn metadata_rights_or_no_rights_read_as_none() {
+        let mut granted = permission(&[proto::TrackSource::Microphone]);
+        granted.can_update_metadata = true;
+        assert_eq!(publish_sources(Some(&granted)), None);
+        assert_eq!(publish_sources(None), None);
+        let unknown = permission(&[proto::TrackSource::Unknown]);
+        assert_eq!(publish_sources(Some(&unknown)), None);
+    }
+
+    #[test]
+    fn only_standard_participants_are_people() {
+        let mut info = proto::ParticipantInfo { identity: "u".into(), ..Default::default() };
+        assert!(participant(&info).is_person);
+        info.kind = proto::participant_info::Kind::Agent as i32;
+        assert!(!participant(&info).is_person);
+    }
+}

@@ -1,0 +1,310 @@
+//! An in-memory RoomService for tests, compiled always (it is small and
+//! names nothing outside callgate). It keeps rooms, their participants
+//! with their rights and tracks, and a record of what callgate asked:
+//! rooms deleted, participants removed, rights pushed, metadata, data
+//! messages and mutes. Tests put people and tracks in rooms as LiveKit
+//! would report them, then read what callgate did.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{LiveKitError, LiveKitResult, Participant, Room, RoomService, RoomSpec, TrackSeen};
+use crate::clock::SharedClock;
+use crate::domain::consent::TrackSource;
+
+#[derive(Clone, Debug)]
+struct FakeRoom {
+    created_at: Option<DateTime<Utc>>,
+    metadata: String,
+    max_participants: u32,
+    participants: Vec<Participant>,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: BTreeMap<String, FakeRoom>,
+    deleted: Vec<String>,
+    removed: Vec<(String, String)>,
+    rights_pushed: Vec<(String, String, Vec<TrackSource>)>,
+    data_sent: Vec<(String, String, Vec<u8>)>,
+    mutes: Vec<(String, String, bool)>,
+    down: bool,
+}
+
+/// A fake LiveKit: see the module.
+pub struct FakeRooms {
+    prefix: String,
+    /// Stamps the rooms callgate creates (none without it).
+    clock: Option<SharedClock>,
+    state: Mutex<State>,
+}
+
+impl FakeRooms {
+    pub fn new(prefix: &str) -> Arc<Self> {
+        Arc::new(FakeRooms { prefix: prefix.to_owned(), clock: None, state: Mutex::default() })
+    }
+
+    /// Rooms callgate creates are stamped with `clock`'s time.
+    pub fn with_clock(prefix: &str, clock: SharedClock) -> Arc<Self> {
+        Arc::new(FakeRooms { prefix: prefix.to_owned(), clock: Some(clock), state: Mutex::default() })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_up(&self) -> LiveKitResult<()> {
+        if self.state().down {
+            return Err(LiveKitError::Refused { code: "unavailable".into(), msg: "the fake is down".into() });
+        }
+        Ok(())
+    }
+
+    // What tests set up.
+
+    /// Every request fails while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.state().down = down;
+    }
+
+    /// A room that LiveKit has, as if created at `created_at`.
+    pub fn add_room(&self, name: &str, created_at: Option<DateTime<Utc>>) {
+        let room =
+            FakeRoom { created_at, metadata: String::new(), max_participants: 0, participants: Vec::new() };
+        self.state().rooms.insert(name.to_owned(), room);
+    }
+
+    /// The room closes (LiveKit's empty timeout, or someone deleted it).
+    pub fn close_room(&self, name: &str) {
+        self.state().rooms.remove(name);
+    }
+
+    /// `participant` is in the room (replacing whoever had their identity).
+    /// Panics if the room is not there.
+    pub fn join(&self, room: &str, participant: Participant) {
+        let mut state = self.state();
+        let room = state.rooms.get_mut(room).expect("join a room that exists");
+        room.participants.retain(|p| p.identity != participant.identity);
+        room.participants.push(participant);
+    }
+
+    /// The participant left the room of their own accord.
+    pub fn leave(&self, room: &str, identity: &str) {
+        if let Some(room) = self.state().rooms.get_mut(room) {
+            room.participants.retain(|p| p.identity != identity);
+        }
+    }
+
+    /// The participant publishes `track`. Panics if they are not in the room.
+    pub fn publish(&self, room: &str, identity: &str, track: TrackSeen) {
+        let mut state = self.state();
+        let person = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity))
+            .expect("publish as someone in the room");
+        person.tracks.push(track);
+    }
+
+    /// The participant's rights become `sources` behind callgate's back.
+    pub fn set_rights(&self, room: &str, identity: &str, sources: Option<Vec<TrackSource>>) {
+        let mut state = self.state();
+        let person = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity));
+        if let Some(person) = person {
+            person.publish_sources = sources;
+        }
+    }
+
+    // What tests read.
+
+    pub fn has_room(&self, name: &str) -> bool {
+        self.state().rooms.contains_key(name)
+    }
+
+    pub fn room_names(&self) -> Vec<String> {
+        self.state().rooms.keys().cloned().collect()
+    }
+
+    /// The room's metadata as callgate last set it.
+    pub fn metadata_of(&self, room: &str) -> Option<String> {
+        self.state().rooms.get(room).map(|r| r.metadata.clone())
+    }
+
+    pub fn max_participants_of(&self, room: &str) -> Option<u32> {
+        self.state().rooms.get(room).map(|r| r.max_participants)
+    }
+
+    pub fn participant_in(&self, room: &str, identity: &str) -> Option<Participant> {
+        let state = self.state();
+        state.rooms.get(room)?.participants.iter().find(|p| p.identity == identity).cloned()
+    }
+
+    /// The sources the participant may publish now (`None`: not in the room
+    /// or rights of another shape).
+    pub fn publish_sources_of(&self, room: &str, identity: &str) -> Option<Vec<TrackSource>> {
+        self.participant_in(room, identity).and_then(|p| p.publish_sources)
+    }
+
+    /// Rooms callgate deleted, in order.
+    pub fn deleted(&self) -> Vec<String> {
+        self.state().deleted.clone()
+    }
+
+    /// `(room, identity)` of everyone callgate removed, in order.
+    pub fn removed(&self) -> Vec<(String, String)> {
+        self.state().removed.clone()
+    }
+
+    /// `(room, identity, sources)` of every rights push, in order.
+    pub fn rights_pushed(&self) -> Vec<(String, String, Vec<TrackSource>)> {
+        self.state().rights_pushed.clone()
+    }
+
+    /// `(room, topic, payload)` of every data message, in order.
+    pub fn data_sent(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.state().data_sent.clone()
+    }
+
+    /// `(room, track sid, muted)` of every mute request, in order.
+    pub fn mutes(&self) -> Vec<(String, String, bool)> {
+        self.state().mutes.clone()
+    }
+}
+
+#[async_trait]
+impl RoomService for FakeRooms {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn create_room(&self, name: &str, spec: RoomSpec) -> LiveKitResult<()> {
+        self.check_up()?;
+        let created_at = self.clock.as_ref().map(|c| c.now());
+        let mut state = self.state();
+        // LiveKit answers an existing room with the room as it is.
+        state.rooms.entry(name.to_owned()).or_insert(FakeRoom {
+            created_at,
+            metadata: spec.metadata,
+            max_participants: spec.max_participants,
+            participants: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn delete_room(&self, name: &str) -> LiveKitResult<()> {
+        self.check_up()?;
+        let mut state = self.state();
+        if state.rooms.remove(name).is_some() {
+            state.deleted.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn list_rooms(&self) -> LiveKitResult<Vec<Room>> {
+        self.check_up()?;
+        let state = self.state();
+        let rooms = state.rooms.iter().filter(|(name, _)| self.call_of_room(name).is_some());
+        Ok(rooms
+            .map(|(name, r)| Room {
+                name: name.clone(),
+                created_at: r.created_at,
+                num_participants: r.participants.len() as u32,
+                metadata: r.metadata.clone(),
+            })
+            .collect())
+    }
+
+    async fn room_exists(&self, name: &str) -> LiveKitResult<bool> {
+        self.check_up()?;
+        Ok(self.has_room(name))
+    }
+
+    async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<Participant>> {
+        self.check_up()?;
+        let state = self.state();
+        state.rooms.get(room).map(|r| r.participants.clone()).ok_or(LiveKitError::NotFound)
+    }
+
+    async fn participant(&self, room: &str, identity: &str) -> LiveKitResult<Option<Participant>> {
+        self.check_up()?;
+        Ok(self.participant_in(room, identity))
+    }
+
+    async fn remove_participant(&self, room: &str, identity: &str) -> LiveKitResult<()> {
+        self.check_up()?;
+        let mut state = self.state();
+        state.removed.push((room.to_owned(), identity.to_owned()));
+        if let Some(room) = state.rooms.get_mut(room) {
+            room.participants.retain(|p| p.identity != identity);
+        }
+        Ok(())
+    }
+
+    /// As LiveKit does, tracks of a source no longer allowed are unpublished.
+    async fn set_publish_sources(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        self.check_up()?;
+        let mut state = self.state();
+        let person = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity));
+        let Some(person) = person else { return Ok(false) };
+        person.publish_sources = Some(sources.to_vec());
+        person.tracks.retain(|t| t.source.is_none_or(|s| sources.contains(&s)));
+        state.rights_pushed.push((room.to_owned(), identity.to_owned(), sources.to_vec()));
+        Ok(true)
+    }
+
+    async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
+        self.check_up()?;
+        let mut state = self.state();
+        let room = state.rooms.get_mut(room).ok_or(LiveKitError::NotFound)?;
+        room.metadata = metadata;
+        Ok(())
+    }
+
+    async fn send_data(&self, room: &str, topic: &str, payload: Vec<u8>) -> LiveKitResult<()> {
+        self.check_up()?;
+        let mut state = self.state();
+        if !state.rooms.contains_key(room) {
+            return Err(LiveKitError::NotFound);
+        }
+        state.data_sent.push((room.to_owned(), topic.to_owned(), payload));
+        Ok(())
+    }
+
+    async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool> {
+        self.check_up()?;
+        let mut state = self.state();
+        let track = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity))
+            .and_then(|p| p.tracks.iter_mut().find(|t| t.sid == track_sid));
+        let Some(track) = track else { return Ok(false) };
+        track.muted = muted;
+        state.mutes.push((room.to_owned(), track_sid.to_owned(), muted));
+        Ok(true)
+    }
+
+    async fn ping(&self) -> LiveKitResult<()> {
+        self.check_up()
+    }
+}

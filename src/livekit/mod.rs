@@ -1,0 +1,227 @@
+//! The few things callgate asks of LiveKit, named for what they do, in
+//! callgate's own words: a [`RoomService`] of [`Room`]s and [`Participant`]s,
+//! and webhooks decoded into [`Event`]s. Only this module names the LiveKit
+//! crates; `client` is the real RoomService (every request timed, by
+//! method, in the metrics), `fake` an in-memory one for tests.
+
+mod client;
+mod event;
+pub mod fake;
+pub mod tokens;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::consent::{TrackKind, TrackSource, VideoState};
+use crate::domain::{CallId, CallType};
+
+pub use client::LiveKit;
+pub use event::{Event, EventKind, decode_event};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveKitError {
+    #[error("not found in LiveKit")]
+    NotFound,
+    #[error("LiveKit request failed: {0}")]
+    Failed(#[from] livekit_api::services::ServiceError),
+    #[error("LiveKit request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("signing a LiveKit request: {0}")]
+    Token(#[from] livekit_api::access_token::AccessTokenError),
+    #[error("LiveKit refused: {code}: {msg}")]
+    Refused { code: String, msg: String },
+}
+
+pub type LiveKitResult<T> = Result<T, LiveKitError>;
+
+pub struct RoomSpec {
+    pub empty_timeout: Duration,
+    pub departure_timeout: Duration,
+    pub max_participants: u32,
+    pub metadata: String,
+}
+
+/// A room as LiveKit lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub name: String,
+    /// `None` when LiveKit does not say.
+    pub created_at: Option<DateTime<Utc>>,
+    pub num_participants: u32,
+    pub metadata: String,
+}
+
+/// Why LiveKit says a participant left, as far as callgate tells reasons apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The same identity joined again (a reconnect): no departure.
+    DuplicateIdentity,
+    /// Moved to another LiveKit node: no departure.
+    Migration,
+    /// Any other reason, or none given.
+    #[default]
+    Other,
+}
+
+/// A participant in a room, as LiveKit sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    pub identity: String,
+    /// A person, not an agent, egress or ingress: only people are held to
+    /// the call's roster.
+    pub is_person: bool,
+    /// When their LiveKit session began: it orders their joins and departures.
+    pub session: Option<DateTime<Utc>>,
+    /// The sources they may publish, when their rights are of the shape
+    /// callgate grants (subscribe, publish, publish data, no metadata
+    /// updates); `None` for no rights or any other shape.
+    pub publish_sources: Option<Vec<TrackSource>>,
+    pub tracks: Vec<TrackSeen>,
+    /// Why they left (for the departure events).
+    pub disconnect_reason: DisconnectReason,
+}
+
+impl Participant {
+    /// A person in a room, publishing nothing and allowed nothing yet.
+    pub fn person(identity: &str) -> Self {
+        Participant {
+            identity: identity.to_owned(),
+            is_person: true,
+            session: None,
+            publish_sources: None,
+            tracks: Vec::new(),
+            disconnect_reason: DisconnectReason::Other,
+        }
+    }
+}
+
+/// A published track as the policy judges it: its real kind and the source
+/// its client declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSeen {
+    pub sid: String,
+    pub kind: TrackKind,
+    /// `None` for a source LiveKit calls unknown.
+    pub source: Option<TrackSource>,
+    pub muted: bool,
+}
+
+impl TrackSeen {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+            TrackKind::Other => "other",
+        }
+    }
+
+    /// The source's name, `unknown` when LiveKit does not know it.
+    pub fn source_name(&self) -> &'static str {
+        self.source.map_or("unknown", TrackSource::as_str)
+    }
+}
+
+/// What callgate asks of LiveKit's RoomService. Requests for a room or a
+/// participant that is not there answer as each method says, not with an
+/// error, unless it says `NotFound`.
+#[async_trait]
+pub trait RoomService: Send + Sync {
+    /// The prefix of this deployment's room names.
+    fn prefix(&self) -> &str;
+
+    fn room_name(&self, call: CallId) -> String {
+        format!("{}{}", self.prefix(), call.0)
+    }
+
+    /// The call a room belongs to, if it is one of this deployment's rooms.
+    fn call_of_room(&self, room: &str) -> Option<CallId> {
+        let id = room.strip_prefix(self.prefix())?;
+        // Only the form `room_name` writes (uuid parses braced, URN and
+        // unhyphenated forms too).
+        let call = Uuid::parse_str(id).ok().map(CallId)?;
+        (self.room_name(call) == room).then_some(call)
+    }
+
+    async fn create_room(&self, name: &str, spec: RoomSpec) -> LiveKitResult<()>;
+
+    /// Deletes the room; a room that is already gone is not an error.
+    async fn delete_room(&self, name: &str) -> LiveKitResult<()>;
+
+    /// This deployment's rooms: named exactly `<prefix><call id>`. Another
+    /// deployment whose prefix extends ours (`cg-staging-<uuid>` beside
+    /// `cg-<uuid>`) shares the prefix, never that shape.
+    async fn list_rooms(&self) -> LiveKitResult<Vec<Room>>;
+
+    async fn room_exists(&self, name: &str) -> LiveKitResult<bool>;
+
+    /// Everyone in the room; `NotFound` when the room is not there.
+    async fn list_participants(&self, room: &str) -> LiveKitResult<Vec<Participant>>;
+
+    /// The participant as LiveKit sees them; `None` when not in the room.
+    async fn participant(&self, room: &str, identity: &str) -> LiveKitResult<Option<Participant>>;
+
+    /// Removes a participant from the room; one not there is not an error.
+    async fn remove_participant(&self, room: &str, identity: &str) -> LiveKitResult<()>;
+
+    /// Replaces every permission of a connected participant so that only
+    /// `sources` may be published (LiveKit unpublishes tracks whose source
+    /// is no longer allowed). Returns false when the participant is not in
+    /// the room.
+    async fn set_publish_sources(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool>;
+
+    async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()>;
+
+    /// Sends a reliable data message to everyone in the room.
+    async fn send_data(&self, room: &str, topic: &str, payload: Vec<u8>) -> LiveKitResult<()>;
+
+    /// Mutes (or unmutes) a published track. Returns false when the track,
+    /// its participant or the room is not there.
+    async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> LiveKitResult<bool>;
+
+    /// A cheap request that proves LiveKit answers and accepts our key.
+    async fn ping(&self) -> LiveKitResult<()>;
+}
+
+/// A room's metadata: what clients read of the call from LiveKit itself.
+/// Only callgate can set it (no participant holds `roomAdmin`).
+pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState) -> String {
+    serde_json::json!({"callId": call, "type": call_type, "video": video}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::livekit::fake::FakeRooms;
+
+    #[test]
+    fn only_rooms_named_prefix_and_call_id_are_this_deployments() {
+        let lk = FakeRooms::new("cg-");
+        let call = CallId(Uuid::new_v4());
+        assert_eq!(lk.call_of_room(&lk.room_name(call)), Some(call));
+        for foreign in [
+            format!("cg-staging-{}", call.0),
+            format!("cg-{}", call.0.simple()),
+            format!("cg-{{{}}}", call.0),
+            format!("cg-urn:uuid:{}", call.0),
+            format!("cg-{}", call.0.to_string().to_uppercase()),
+            format!("other-{}", call.0),
+        ] {
+            assert_eq!(lk.call_of_room(&foreign), None, "{foreign}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! LiveKit join tokens. Pure: the grants come from the consent policy's
+//! publish sources, and nothing private (gender) goes into the token.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use livekit_api::access_token::{AccessToken, AccessTokenError, VideoGrants};
+
+use crate::domain::consent::TrackSource;
+
+pub struct JoinGrant<'a> {
+    pub identity: &'a str,
+    pub name: Option<&'a str>,
+    pub room: &'a str,
+    pub sources: &'a [TrackSource],
+    pub ttl: Duration,
+}
+
+pub fn video_grants(room: &str, sources: &[TrackSource]) -> VideoGrants {
+    VideoGrants {
+        room_join: true,
+        room: room.to_owned(),
+        can_subscribe: Some(true),
+        can_publish: Some(true),
+        can_publish_data: Some(true),
+        can_publish_sources: sources.iter().map(|s| s.as_str().to_owned()).collect(),
+        can_update_own_metadata: Some(false),
+        ..Default::default()
+    }
+}
+
+pub fn mint(
+    api_key: &str,
+    api_secret: &str,
+    grant: &JoinGrant<'_>,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>), AccessTokenError> {
+    let token = AccessToken::with_api_key(api_key, api_secret)
+        .with_identity(grant.identity)
+        .with_name(grant.name.unwrap_or(grant.identity))
+        .with_grants(video_grants(grant.room, grant.sources))
+        .with_ttl(grant.ttl)
+        .to_jwt()?;
+    let expires_at = now + chrono::Duration::from_std(grant.ttl).unwrap_or_default();
+    Ok((token, expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livekit_api::access_token::TokenVerifier;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn decoded(sources: &[TrackSource]) -> livekit_api::access_token::Claims {
+        let grant = JoinGrant {
+            identity: "alice",
+            name: Some("Alice"),
+            room: "cg-room",
+            sources,
+            ttl: Duration::from_secs(600),
+        };
+        let (jwt, _) = mint("devkey", SECRET, &grant, crate::clock::Clock::now(&crate::clock::SystemClock))
+            .expect("mint");
+        TokenVerifier::with_api_key("devkey", SECRET).verify(&jwt).expect("verify")
+    }
+
+    #[test]
+    fn a_token_joins_one_room_as_its_user_without_admin_rights() {
+        let claims = decoded(&[TrackSource::Microphone]);
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.name, "Alice");
+        assert!(claims.video.room_join);
+        assert_eq!(claims.video.room, "cg-room");
+        assert!(!claims.video.room_admin && !claims.video.room_create && !claims.video.room_list);
+        assert!(!claims.video.room_record && !claims.video.ingress_admin);
+        assert_eq!(claims.video.can_update_own_metadata, Some(false));
+        assert_eq!(claims.video.can_publish, Some(true));
+        assert_eq!(claims.video.can_subscribe, Some(true));
+        assert_eq!(claims.video.can_publish_data, Some(true));
+    }
+
+    #[test]
+    fn publish_sources_are_the_lowercase_names_given() {
+        let claims = decoded(&[TrackSource::Microphone, TrackSource::Camera]);
+        assert_eq!(claims.video.can_publish_sources, vec!["microphone", "camera"]);
+    }
+
+    #[test]
+    fn the_token_carries_no_metadata_or_attributes() {
+        let claims = decoded(&[TrackSource::Microphone]);
+        assert!(claims.metadata.is_empty());
+        assert!(claims.attributes.is_empty());
+    }
+
+    #[test]
+    fn the_token_expires_after_its_ttl() {
+        let claims = decoded(&[TrackSource::Microphone]);
+        let ttl = claims.exp as i64 - crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
+        assert!((590..=600).contains(&ttl), "ttl {ttl}");
+    }
+}

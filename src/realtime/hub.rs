@@ -1,0 +1,227 @@
+//! This instance's open event streams: user → connections, each with a
+//! bounded queue. Delivery never waits: a connection whose queue is full is
+//! dropped, so one slow client cannot hold back anybody else.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One message as the WebSocket sends it: serialized once, shared by every
+/// connection it goes to.
+pub use axum::extract::ws::Utf8Bytes as Frame;
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Messages waiting for one connection; beyond this it counts as too slow.
+pub const QUEUE: usize = 256;
+
+struct Conn {
+    id: u64,
+    queue: mpsc::Sender<Utf8Bytes>,
+    drop: Dropper,
+}
+
+/// Why a connection was ended by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The instance is shutting down (or nothing else was said).
+    Shutdown = 0,
+    /// Its queue filled up: the client does not read.
+    TooSlow = 1,
+    /// The user opened more streams than allowed; this was the oldest.
+    TooMany = 2,
+}
+
+/// Ends one connection, saying why.
+#[derive(Clone)]
+pub struct Dropper {
+    token: CancellationToken,
+    reason: Arc<AtomicU8>,
+}
+
+impl Dropper {
+    fn end(&self, reason: Reason) {
+        self.reason.store(reason as u8, Ordering::Relaxed);
+        self.token.cancel();
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self.reason.load(Ordering::Relaxed) {
+            1 => Reason::TooSlow,
+            2 => Reason::TooMany,
+            _ => Reason::Shutdown,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Hub {
+    users: Mutex<HashMap<String, Vec<Conn>>>,
+    next_id: AtomicU64,
+}
+
+/// A connection's place in the hub; leaving it (or dropping it) removes it.
+pub struct Registration {
+    hub: Arc<Hub>,
+    pub user: String,
+    pub id: u64,
+    pub drop: Dropper,
+    removed: bool,
+}
+
+impl Registration {
+    pub fn remove(&mut self) {
+        if !self.removed {
+            self.removed = true;
+            self.hub.remove(&self.user, self.id);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Conn>>> {
+        // The map stays consistent even if a holder panicked: every update
+        // is a single push or retain.
+        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a connection of `user`; `stop` ends it (a child token is used).
+    pub fn register(
+        self: &Arc<Self>,
+        user: &str,
+        stop: &CancellationToken,
+    ) -> (Registration, mpsc::Receiver<Utf8Bytes>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let drop =
+            Dropper { token: stop.child_token(), reason: Arc::new(AtomicU8::new(Reason::Shutdown as u8)) };
+        self.lock().entry(user.to_owned()).or_default().push(Conn { id, queue, drop: drop.clone() });
+        let registration =
+            Registration { hub: self.clone(), user: user.to_owned(), id, drop, removed: false };
+        (registration, rx)
+    }
+
+    fn remove(&self, user: &str, id: u64) {
+        let mut users = self.lock();
+        if let Some(conns) = users.get_mut(user) {
+            conns.retain(|c| c.id != id);
+            if conns.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Queues `message` for every connection of `user` here; returns how
+    /// many took it. A full queue drops its connection.
+    pub fn deliver(&self, user: &str, message: &Utf8Bytes) -> usize {
+        let users = self.lock();
+        let Some(conns) = users.get(user) else { return 0 };
+        let mut delivered = 0;
+        for conn in conns {
+            match conn.queue.try_send(message.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(user_id = user, conn = conn.id, "dropping a slow event stream");
+                    conn.drop.end(Reason::TooSlow);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+
+    /// Ends one connection of `user` here, if it is still open.
+    pub fn end(&self, user: &str, id: u64, reason: Reason) -> bool {
+        let users = self.lock();
+        let conn = users.get(user).and_then(|conns| conns.iter().find(|c| c.id == id));
+        conn.map(|c| c.drop.end(reason)).is_some()
+    }
+
+    pub fn has(&self, user: &str) -> bool {
+        self.lock().contains_key(user)
+    }
+
+    pub fn users(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Every connection here, as (user, connection id).
+    pub fn connections(&self) -> Vec<(String, u64)> {
+        self.lock().iter().flat_map(|(user, conns)| conns.iter().map(move |c| (user.clone(), c.id))).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_of_the_user_gets_the_message_and_nobody_else() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (_a1, mut rx1) = hub.register("a", &stop);
+        let (_a2, mut rx2) = hub.register("a", &stop);
+        let (_b, mut rx3) = hub.register("b", &stop);
+        assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("hi")), 2);
+        assert_eq!(rx1.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
+        assert_eq!(rx2.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
+        assert!(rx3.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_only_its_own_connection() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (slow, _never_read) = hub.register("a", &stop);
+        let (fast, mut rx) = hub.register("a", &stop);
+        for _ in 0..QUEUE {
+            hub.deliver("a", &Utf8Bytes::from_static("x"));
+            assert!(rx.try_recv().is_ok());
+        }
+        assert!(!slow.drop.token().is_cancelled());
+        assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("one too many")), 1);
+        assert!(slow.drop.token().is_cancelled() && slow.drop.reason() == Reason::TooSlow);
+        assert!(!fast.drop.token().is_cancelled());
+    }
+
+    #[test]
+    fn ending_one_connection_leaves_the_others_open() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (old, _rx1) = hub.register("a", &stop);
+        let (new, _rx2) = hub.register("a", &stop);
+        assert!(hub.end("a", old.id, Reason::TooMany));
+        assert!(old.drop.token().is_cancelled() && old.drop.reason() == Reason::TooMany);
+        assert!(!new.drop.token().is_cancelled());
+        assert!(!hub.end("b", new.id, Reason::TooMany), "only the user's own connection");
+    }
+
+    #[test]
+    fn dropping_a_registration_removes_it() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (reg, _rx) = hub.register("a", &stop);
+        assert!(hub.has("a"));
+        drop(reg);
+        assert!(!hub.has("a") && hub.is_empty());
+    }
+}

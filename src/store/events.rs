@@ -1,0 +1,156 @@
+//! The call's timeline (`call_events`) and the events queued for users
+//! (`user_events`, published by `crate::workers::fanout`).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::ClientEvent;
+use crate::domain::{CallId, EventSource};
+
+/// Appends to the call's timeline.
+pub async fn record_event(
+    conn: &mut PgConnection,
+    call: CallId,
+    kind: &str,
+    source: EventSource,
+    actor: Option<&str>,
+    data: Value,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into call_events (call_id, type, source, actor, data) values ($1, $2, $3, $4, $5)")
+        .bind(call.0)
+        .bind(kind)
+        .bind(source.as_str())
+        .bind(actor)
+        .bind(data)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Queues an event for each recipient, in the caller's transaction.
+pub async fn notify(
+    conn: &mut PgConnection,
+    recipients: &[String],
+    kind: ClientEvent,
+    call: CallId,
+    data: &Value,
+) -> sqlx::Result<()> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = recipients.iter().map(|_| Uuid::new_v4()).collect();
+    sqlx::query(
+        "insert into user_events (id, user_id, call_id, type, data) \
+         select id, user_id, $3, $4, $5 from unnest($1::uuid[], $2::text[]) as r(id, user_id)",
+    )
+    .bind(&ids)
+    .bind(recipients)
+    .bind(call.0)
+    .bind(kind.as_str())
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct TimelineEvent {
+    pub id: i64,
+    pub kind: String,
+    pub source: String,
+    pub actor: Option<String>,
+    pub at: DateTime<Utc>,
+    pub data: Value,
+}
+
+/// Up to `limit` of the call's events after the event `after`, oldest first.
+pub async fn timeline(
+    conn: &mut PgConnection,
+    call: CallId,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<TimelineEvent>> {
+    sqlx::query_as(
+        "select id, type as kind, source, actor, at, data from call_events \
+         where call_id = $1 and id > $2 order by id limit $3",
+    )
+    .bind(call.0)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// An event queued for a user.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UserEvent {
+    pub id: Uuid,
+    pub user_id: String,
+    pub call_id: Option<Uuid>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Begins a transaction on the listener's connection (which has no
+/// transaction API of its own).
+pub async fn begin_on(conn: &mut PgListener) -> sqlx::Result<()> {
+    sqlx::query("begin").execute(&mut *conn).await.map(|_| ())
+}
+
+/// Ends the transaction `begin_on` began: commits it, or rolls it back.
+pub async fn end_on(conn: &mut PgListener, commit: bool) -> sqlx::Result<()> {
+    sqlx::query(if commit { "commit" } else { "rollback" }).execute(&mut *conn).await.map(|_| ())
+}
+
+/// Up to `limit` unpublished events, oldest first, of users on whom this
+/// transaction could take the advisory lock (in the namespace `user_locks`);
+/// the rows are locked. Call within `begin_on`.
+pub async fn lock_unpublished(
+    conn: &mut PgListener,
+    user_locks: i32,
+    limit: i64,
+) -> sqlx::Result<Vec<UserEvent>> {
+    // FOR UPDATE re-reads a row another publisher has just marked (and
+    // then skips it), so rows are published twice only across a crash.
+    sqlx::query_as(
+        "select id, user_id, call_id, type, data, created_at from user_events \
+         where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id)) \
+         order by created_at, seq limit $2 for update",
+    )
+    .bind(user_locks)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn mark_published(conn: &mut PgListener, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("update user_events set published_at = now() where id = any($1)")
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` published events of these users since `since`, oldest first.
+pub async fn published_since(
+    db: &PgPool,
+    users: &[String],
+    since: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserEvent>> {
+    sqlx::query_as(
+        "select id, user_id, call_id, type, data, created_at from user_events \
+         where user_id = any($1) and created_at >= $2 and published_at is not null \
+         order by created_at, seq limit $3",
+    )
+    .bind(users)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

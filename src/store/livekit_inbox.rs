@@ -1,0 +1,102 @@
+//! LiveKit's webhooks as received (`livekit_webhook_events`), handled in
+//! order per call by `crate::ingest::inbox`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::CallId;
+
+/// A webhook to store.
+pub struct NewDelivery<'a> {
+    pub id: &'a str,
+    pub event: &'a str,
+    pub room: &'a str,
+    pub created_at: Option<DateTime<Utc>>,
+    pub call: CallId,
+    pub payload: &'a Value,
+}
+
+/// Stores a batch; returns the ids of those not stored before.
+pub async fn insert_batch(db: &PgPool, batch: &[NewDelivery<'_>]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "insert into livekit_webhook_events (id, event, room_name, created_at, call_id, payload) \
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::jsonb[]) \
+         on conflict (id) do nothing returning id",
+    )
+    .bind(batch.iter().map(|d| d.id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.event).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.room).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.created_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.call.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Pending {
+    pub id: String,
+    pub payload: Option<Value>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The call's first unhandled event, locked for this transaction.
+pub async fn lock_next_pending(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Option<Pending>> {
+    sqlx::query_as(
+        "select id, payload, received_at from livekit_webhook_events \
+         where call_id = $1 and processed_at is null order by seq limit 1 for update",
+    )
+    .bind(call.0)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets aside all of the call's unhandled events.
+pub async fn mark_all_processed(conn: &mut PgConnection, call: CallId) -> sqlx::Result<()> {
+    sqlx::query(
+        "update livekit_webhook_events set processed_at = now() \
+         where call_id = $1 and processed_at is null",
+    )
+    .bind(call.0)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_processed(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("update livekit_webhook_events set processed_at = now() where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Counts a failed handling; at `max_attempts` the event is set aside.
+/// Returns the attempts so far (`None`: no such event).
+pub async fn count_failure(db: &PgPool, id: &str, max_attempts: i32) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        "update livekit_webhook_events set attempts = attempts + 1, \
+         processed_at = case when attempts + 1 >= $2 then now() end \
+         where id = $1 returning attempts",
+    )
+    .bind(id)
+    .bind(max_attempts)
+    .fetch_optional(db)
+    .await
+}
+
+/// Up to `limit` calls with events left unhandled for a while, those
+/// waiting longest first.
+pub async fn stranded_calls(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
+    let calls: Vec<Uuid> = sqlx::query_scalar(
+        "select call_id from livekit_webhook_events where processed_at is null \
+         and received_at < now() - interval '2 seconds' and call_id is not null \
+         group by call_id order by min(seq) limit $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(calls.into_iter().map(CallId).collect())
+}

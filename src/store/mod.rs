@@ -1,0 +1,88 @@
+//! Persistence: every SQL statement of callgate, in small functions named
+//! for what they do, a module per table. Every state change of a call
+//! happens in a transaction that first locks the call's row, so concurrent
+//! requests, webhooks and deadlines on any instance serialize per call in
+//! the database.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+macro_rules! call_columns {
+    () => {
+        "id, room_name, type, state, outcome, end_reason, initiator_id, \
+     conversation_id, external_ref, scheduled, video_session, video_used, created_at, \
+     answered_at, connected_at, ended_at, video_version, rights_version"
+    };
+}
+
+macro_rules! participant_columns {
+    () => {
+        "user_id, name, gender, role, status, live, may_share_screen, \
+     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled"
+    };
+}
+
+pub mod calls;
+pub mod consent_ledger;
+pub mod deadlines;
+pub mod events;
+pub mod housekeeping;
+pub mod livekit_inbox;
+pub mod outbox;
+pub mod participants;
+pub mod quality;
+
+pub use calls::{
+    CallRow, NewCall, end_call, find_call, history, insert_call, live_call_counts, live_calls_of, lock_call,
+    present_call_of, save_video_session, set_state,
+};
+pub use deadlines::{DeadlineKind, DueDeadline, cancel, schedule, take_due_deadline};
+pub use events::{notify, record_event};
+pub use outbox::{app_webhook_backlog, enqueue_app_webhook};
+pub use participants::{
+    NewParticipant, ParticipantRow, StoredGender, gender_word, insert_participant, live_users, mark_answered,
+    mark_gone, mark_joined, participants,
+};
+
+/// A small pool of its own for a background job, so that request traffic
+/// cannot starve it (nor it the requests): connections to the same database.
+pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*db.connect_options()).clone())
+}
+
+/// Whether the database answers.
+pub async fn ping(db: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("select 1").execute(db).await.map(|_| ())
+}
+
+/// A word of the domain (`Outcome`, `EndReason`, ...) in a text column,
+/// decoded by its `FromStr`: an unknown word is a decoding error, never a
+/// string passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Word<T>(pub T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for Word<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, sqlx::Postgres> for Word<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Word(text.parse()?))
+    }
+}

@@ -1,0 +1,118 @@
+//! The app webhook outbox (`app_webhook_outbox`), delivered by
+//! `crate::workers::app_webhooks`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Writes an app webhook into the outbox, stamped with the transaction's time.
+pub async fn enqueue_app_webhook(
+    conn: &mut PgConnection,
+    kind: &str,
+    call: Uuid,
+    data: Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into app_webhook_outbox (id, type, call_id, payload) \
+         values ($1, $2, $3, jsonb_build_object('type', $2::text, 'timestamp', now(), 'data', $4::jsonb))",
+    )
+    .bind(Uuid::new_v4())
+    .bind(kind)
+    .bind(call)
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// App webhooks neither delivered nor given up on.
+pub async fn app_webhook_backlog(db: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from app_webhook_outbox where delivered_at is null and failed_at is null",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A webhook due for an attempt.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueWebhook {
+    pub id: Uuid,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub call_id: Option<Uuid>,
+    pub payload: Value,
+    pub attempts: i32,
+}
+
+/// Takes the webhook due first, locked for this transaction and skipped by
+/// every other.
+pub async fn lock_next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DueWebhook>> {
+    sqlx::query_as(
+        "select id, type, call_id, payload, attempts from app_webhook_outbox \
+         where delivered_at is null and failed_at is null and next_attempt_at <= now() \
+         order by next_attempt_at limit 1 for update skip locked",
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_delivered(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
+         last_error = null where id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; the next is due after `wait`.
+pub async fn mark_attempt_failed(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempts: i32,
+    error: &str,
+    wait: std::time::Duration,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update app_webhook_outbox set attempts = $2, last_error = $3, \
+         next_attempt_at = now() + $4 * interval '1 millisecond' where id = $1",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(error)
+    .bind(wait.as_millis() as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives up, as of `now`, on the webhooks undelivered that were written
+/// before `created_before`; returns how many.
+pub async fn abandon_undelivered(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    created_before: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let abandoned = sqlx::query(
+        "update app_webhook_outbox set failed_at = $1 \
+         where delivered_at is null and failed_at is null and created_at < $2",
+    )
+    .bind(now)
+    .bind(created_before)
+    .execute(db)
+    .await?;
+    Ok(abandoned.rows_affected())
+}
+
+/// Deletes the webhooks written before `created_before`, whatever became of them.
+pub async fn delete_older_than(db: &PgPool, created_before: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("delete from app_webhook_outbox where created_at < $1")
+        .bind(created_before)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Quality samples (`quality_samples`) and ratings (`call_ratings`).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::{CallId, UserId};
+
+pub struct NewSample<'a> {
+    pub jitter_ms: f64,
+    pub packet_loss_pct: f64,
+    pub rtt_ms: f64,
+    pub bitrate_kbps: Option<f64>,
+    pub fps: Option<f64>,
+    pub resolution: Option<&'a str>,
+    pub codec: Option<&'a str>,
+    pub network_type: Option<&'a str>,
+}
+
+/// Stores a sample unless the call has `max` already (0: no limit);
+/// returns its id, or `None` if the call is full.
+pub async fn insert_sample(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &UserId,
+    sample: &NewSample<'_>,
+    max: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "insert into quality_samples (call_id, user_id, jitter_ms, packet_loss_pct, rtt_ms, \
+         bitrate_kbps, fps, resolution, codec, network_type) \
+         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+         where $11 = 0 or (select count(*) from quality_samples where call_id = $1) < $11 \
+         returning id",
+    )
+    .bind(call.0)
+    .bind(user.as_str())
+    .bind(sample.jitter_ms)
+    .bind(sample.packet_loss_pct)
+    .bind(sample.rtt_ms)
+    .bind(sample.bitrate_kbps)
+    .bind(sample.fps)
+    .bind(sample.resolution)
+    .bind(sample.codec)
+    .bind(sample.network_type)
+    .bind(max)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The medians and p95s of a call's samples, for one participant or (with
+/// `whole`) the call.
+#[derive(sqlx::FromRow)]
+pub struct SummaryRow {
+    pub user_id: Option<String>,
+    pub whole: bool,
+    pub samples: i64,
+    pub jitter_p50: Option<f64>,
+    pub jitter_p95: Option<f64>,
+    pub loss_p50: Option<f64>,
+    pub loss_p95: Option<f64>,
+    pub rtt_p50: Option<f64>,
+    pub rtt_p95: Option<f64>,
+    pub bitrate_p50: Option<f64>,
+    pub bitrate_p95: Option<f64>,
+}
+
+/// The call's summary first (if it has samples), then each participant's.
+pub async fn summary(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<SummaryRow>> {
+    sqlx::query_as(
+        "select user_id, grouping(user_id) = 1 as whole, count(*) as samples, \
+         percentile_cont(0.5) within group (order by jitter_ms) as jitter_p50, \
+         percentile_cont(0.95) within group (order by jitter_ms) as jitter_p95, \
+         percentile_cont(0.5) within group (order by packet_loss_pct) as loss_p50, \
+         percentile_cont(0.95) within group (order by packet_loss_pct) as loss_p95, \
+         percentile_cont(0.5) within group (order by rtt_ms) as rtt_p50, \
+         percentile_cont(0.95) within group (order by rtt_ms) as rtt_p95, \
+         percentile_cont(0.5) within group (order by bitrate_kbps) as bitrate_p50, \
+         percentile_cont(0.95) within group (order by bitrate_kbps) as bitrate_p95 \
+         from quality_samples where call_id = $1 \
+         group by grouping sets ((user_id), ()) order by whole desc, user_id",
+    )
+    .bind(call.0)
+    .fetch_all(conn)
+    .await
+}
+
+/// The p50 jitter, loss and RTT of each call created in `[from, to)` that
+/// has samples.
+pub async fn call_medians(
+    db: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<(f64, f64, f64)>> {
+    sqlx::query_as(
+        "select percentile_cont(0.5) within group (order by q.jitter_ms), \
+         percentile_cont(0.5) within group (order by q.packet_loss_pct), \
+         percentile_cont(0.5) within group (order by q.rtt_ms) \
+         from quality_samples q join calls c on c.id = q.call_id \
+         where c.created_at >= $1 and c.created_at < $2 group by q.call_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Rating {
+    pub score: i16,
+    pub comment: Option<String>,
+    pub rated_at: DateTime<Utc>,
+}
+
+/// The user's rating of the call, replacing any earlier one.
+pub async fn upsert_rating(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &UserId,
+    score: i16,
+    comment: Option<&str>,
+) -> sqlx::Result<Rating> {
+    sqlx::query_as(
+        "insert into call_ratings (call_id, user_id, score, comment) values ($1, $2, $3, $4) \
+         on conflict (call_id, user_id) do update set score = excluded.score, \
+         comment = excluded.comment, rated_at = now() returning score, comment, rated_at",
+    )
+    .bind(call.0)
+    .bind(user.as_str())
+    .bind(score)
+    .bind(comment)
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,9 @@
+//! The background jobs, each with a `run(.., stop)` that `crate::app` starts
+//! beside the HTTP server: deadlines, the reconciler, the delivery of app
+//! webhooks, the fan-out of client events and the presence refresh.
+
+pub mod app_webhooks;
+pub mod deadlines;
+pub mod fanout;
+pub mod presence;
+pub mod reconcile;

@@ -1,0 +1,388 @@
+//! The reconciler: LiveKit's webhooks come twice, late, out of order or
+//! never, so at start and then every `RECONCILE_INTERVAL` the live calls are
+//! compared with what LiveKit has, and repaired:
+//! - a live call whose room is gone ends (`room_closed`);
+//! - a room that no live call owns is deleted (one without any call only
+//!   once older than `ORPHAN_ROOM_GRACE`: a call being started creates its
+//!   room before its row commits);
+//! - for connecting and active calls, oldest-checked first: a participant in
+//!   the room whom the database does not show there has joined, one the
+//!   database shows there who is not has left, one who is not present in the
+//!   call (gone, never in it, removed) is removed from the room, a video
+//!   track under another label puts its publisher out of the call, and
+//!   rights that drifted from the policy are put back (a camera or screen
+//!   track published while video is off is a violation). Calls whose rights
+//!   LiveKit has not confirmed (`crate::calls::enforce`) are checked first.
+//!
+//! Cost per pass: one ListRooms, at most `BATCH` ListParticipants, and one
+//! request per repair (at most `BATCH` calls ended and rooms deleted).
+//!
+//! Several instances: a pass starts only by moving the `reconciler_lease`
+//! row forward with a conditional update, so about one pass happens per
+//! interval however many instances run. Correctness does not rest on it:
+//! every repair is decided again in a transaction holding the call's row
+//! lock, against the database as it is then.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::calls::Core;
+use crate::calls::consent;
+use crate::calls::enforce::{self, Effects};
+use crate::calls::lifecycle::{self, finish};
+use crate::domain::consent::{self as rules, TrackVerdict};
+use crate::domain::{self, call::Ending};
+use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
+use crate::ingest::handle::{self, Departure, Left};
+use crate::ingest::inbox;
+use crate::livekit::{LiveKitError, Participant, Room};
+use crate::store::{self, CallRow};
+
+/// The most calls ended, rooms deleted and calls checked in one pass.
+pub const BATCH: usize = 20;
+/// LiveKit removes a disallowed track a moment after the rights change: a
+/// track seen this soon after video turned off is not a violation.
+const TRACK_REMOVAL_SLACK: chrono::Duration = chrono::Duration::seconds(2);
+
+pub async fn run(app: Core, stop: CancellationToken) {
+    for number in 1u64.. {
+        let span = tracing::info_span!("reconcile", pass = number);
+        let outcome = tick(&app).instrument(span.clone()).await;
+        span.in_scope(|| match outcome {
+            Ok(pass) if pass.skipped => app.metrics.reconcile_pass("skipped"),
+            Ok(pass) => {
+                app.metrics.reconcile_pass("done");
+                if pass.repaired() > 0 {
+                    tracing::info!(?pass, "reconciled");
+                } else {
+                    tracing::debug!(?pass, "reconciled");
+                }
+            }
+            Err(err) => {
+                app.metrics.reconcile_pass("failed");
+                tracing::warn!(error = ?err, "reconcile pass failed");
+            }
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(app.config.reconcile_interval) => {}
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Another instance made the pass of this interval.
+    pub skipped: bool,
+    pub livekit_requests: usize,
+    pub events_retried: usize,
+    pub calls_ended: usize,
+    pub rooms_deleted: usize,
+    pub presence_fixed: usize,
+    pub rights_fixed: usize,
+    pub violations: usize,
+}
+
+impl Pass {
+    pub fn repaired(&self) -> usize {
+        self.calls_ended + self.rooms_deleted + self.presence_fixed + self.rights_fixed
+    }
+
+    /// The repairs by kind, named as `crate::metrics::REPAIR_KINDS` names them.
+    pub fn repairs(&self) -> [(&'static str, usize); 6] {
+        [
+            ("call_ended", self.calls_ended),
+            ("room_deleted", self.rooms_deleted),
+            ("presence_fixed", self.presence_fixed),
+            ("rights_fixed", self.rights_fixed),
+            ("violation", self.violations),
+            ("event_retried", self.events_retried),
+        ]
+    }
+}
+
+/// Makes a pass unless some instance made one within the interval.
+pub async fn tick(app: &Core) -> anyhow::Result<Pass> {
+    if !take_lease(app).await? {
+        return Ok(Pass { skipped: true, ..Pass::default() });
+    }
+    pass(app).await
+}
+
+async fn take_lease(app: &Core) -> sqlx::Result<bool> {
+    // A little under the interval, so that instances' timers drifting
+    // against each other do not skip a whole interval.
+    let gap = app.config.reconcile_interval.as_secs_f64() * 0.8;
+    store::housekeeping::take_reconciler_lease(&app.db, gap).await
+}
+
+/// One pass; `tick` is the way in for the background job. What it
+/// repaired is counted in the metrics, even if it then fails.
+pub async fn pass(app: &Core) -> anyhow::Result<Pass> {
+    let mut pass = Pass::default();
+    let made = repair(app, &mut pass).await;
+    app.metrics.reconciled(&pass.repairs());
+    made.map(|()| pass)
+}
+
+async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
+    pass.events_retried = inbox::retry_stranded(app, BATCH as i64).await?;
+    purge_old_deliveries(app).await?;
+    // The calls first, then the rooms: a call whose row was visible before
+    // the list was asked for had its room created already.
+    let live = store::calls::live_rooms(&app.db).await?;
+    let rooms = app.livekit.list_rooms().await?;
+    pass.livekit_requests += 1;
+    let in_livekit: HashSet<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
+    // One repair failing does not stop the others.
+    for (id, _) in live.iter().filter(|(_, room)| !in_livekit.contains(room.as_str())).take(BATCH) {
+        match end_roomless_call(app, *id).await {
+            Ok(ended) => pass.calls_ended += usize::from(ended),
+            Err(err) => {
+                tracing::warn!(error = ?err, call_id = %id, "could not end a call without a room")
+            }
+        }
+    }
+    let owned: HashSet<&str> = live.iter().map(|(_, room)| room.as_str()).collect();
+    let unowned = rooms.iter().filter(|r| !owned.contains(r.name.as_str()));
+    for room in unowned.take(BATCH) {
+        match delete_if_unowned(app, room).await {
+            Ok(deleted) => {
+                pass.livekit_requests += usize::from(deleted);
+                pass.rooms_deleted += usize::from(deleted);
+            }
+            Err(err) => tracing::warn!(error = ?err, room = %room.name, "could not delete a room"),
+        }
+    }
+    for id in due_for_check(app).await? {
+        if let Err(err) = check_call(app, id, pass).await {
+            tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
+        }
+    }
+    Ok(())
+}
+
+/// Deliveries are kept to drop LiveKit's second sending; a day is plenty.
+/// Deletes rows that are only history, a batch of each per pass (see
+/// migrations/0005_retention.sql): handled LiveKit events and published client
+/// events after a day, settled app webhooks after a week, quality samples
+/// after 30 days.
+async fn purge_old_deliveries(app: &Core) -> sqlx::Result<()> {
+    store::housekeeping::purge_old_rows(&app.db).await
+}
+
+#[tracing::instrument(skip(app), fields(call_id = %id))]
+async fn end_roomless_call(app: &Core, id: CallId) -> anyhow::Result<bool> {
+    let mut tx = app.db.begin().await?;
+    let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(false) };
+    if !call.state.is_live() {
+        return Ok(false);
+    }
+    let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
+    let ended = finish(&mut tx, &call, outcome, reason, EventSource::System, None).await?;
+    tx.commit().await?;
+    // Its room is gone already.
+    app.metrics.call_ended(&ended.figures());
+    tracing::info!(call_id = %id, "ended a call whose room is gone");
+    Ok(true)
+}
+
+async fn delete_if_unowned(app: &Core, room: &Room) -> anyhow::Result<bool> {
+    let state = match app.livekit.call_of_room(&room.name) {
+        Some(call) => store::calls::state_of(&app.db, call).await?,
+        None => None,
+    };
+    let delete = match state {
+        Some(CallState::Ended) => true,
+        // Started after the calls were read.
+        Some(_) => false,
+        None => {
+            let grace = chrono::Duration::from_std(app.config.orphan_room_grace).unwrap_or_default();
+            room.created_at.is_some_and(|at| at < app.clock.now() - grace)
+        }
+    };
+    if delete {
+        app.livekit.delete_room(&room.name).await?;
+        tracing::info!(room = %room.name, "deleted a room that no live call owns");
+    }
+    Ok(delete)
+}
+
+/// Connecting and active calls, the least recently checked first, marked
+/// checked now (a call busy in another transaction waits for the next pass).
+async fn due_for_check(app: &Core) -> sqlx::Result<Vec<CallId>> {
+    store::calls::take_due_for_check(&app.db, BATCH as i64).await
+}
+
+/// Compares one call's room with the database and repairs the difference.
+#[tracing::instrument(skip(app, pass), fields(call_id = %id))]
+async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<()> {
+    let Some(room) = store::find_call(&app.db, id).await?.map(|c| c.room_name) else { return Ok(()) };
+    // Whoever the database shows joined before this instant and LiveKit
+    // does not list afterwards has left.
+    let asked_at = app.clock.now();
+    let people = match app.livekit.list_participants(&room).await {
+        Ok(people) => people,
+        // The room went away since the list: the next pass ends the call.
+        Err(LiveKitError::NotFound) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    pass.livekit_requests += 1;
+    let people: Vec<&Participant> = people.iter().filter(|p| p.is_person).collect();
+
+    let mut tx = app.db.begin().await?;
+    let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(()) };
+    if !matches!(call.state, CallState::Connecting | CallState::Active) {
+        return Ok(());
+    }
+    let mut effects = Effects::for_call(id);
+    for person in &people {
+        let rows = store::participants(&mut tx, id).await?;
+        let present = rows.iter().find(|r| r.user_id == person.identity).filter(|r| r.is_present());
+        let Some(row) = present else {
+            // Gone from the call, never in it, or removed: out of the room.
+            tracing::info!(identity = %person.identity, room, "someone not in the call is in its room; removing them");
+            effects.remove.push(person.identity.clone());
+            pass.presence_fixed += 1;
+            continue;
+        };
+        if row.status != ParticipantStatus::Joined
+            && handle::joined(app, &mut tx, &call, &person.identity, person.session, &mut effects).await?
+        {
+            let data = json!({"reason": "found_in_room"});
+            let actor = Some(person.identity.as_str());
+            store::record_event(&mut tx, id, "participant.joined", EventSource::System, actor, data).await?;
+            pass.presence_fixed += 1;
+        }
+    }
+    let listed: HashSet<&str> = people.iter().map(|p| p.identity.as_str()).collect();
+    let mut ended = None;
+    for row in store::participants(&mut tx, id).await? {
+        let missing = row.live
+            && row.status == ParticipantStatus::Joined
+            && row.joined_at.is_some_and(|at| at < asked_at)
+            && !listed.contains(row.user_id.as_str());
+        if !missing {
+            continue;
+        }
+        let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
+        match handle::left(app, &mut tx, &call, row.user_id.as_str(), None, Departure::Missing).await? {
+            Left::Ignored => {}
+            Left::Left => pass.presence_fixed += 1,
+            Left::CallEnded(end) => {
+                pass.presence_fixed += 1;
+                ended = Some(*end);
+                break;
+            }
+        }
+    }
+    if ended.is_none() {
+        let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
+        ended = check_tracks_and_rights(app, &mut tx, &call, &people, asked_at, pass, &mut effects).await?;
+    }
+    tx.commit().await?;
+    if let Some(ended) = ended {
+        lifecycle::after_end(app, &ended).await;
+        pass.livekit_requests += 1;
+    }
+    if !effects.is_empty() {
+        pass.livekit_requests += effects.remove.len() + effects.rights_for.len();
+    }
+    enforce::settle(app, effects).await;
+    Ok(())
+}
+
+/// Judges every track of present participants (a video track under another
+/// label puts its publisher out of the call, as in `handle::on_track`) and
+/// marks for a push the rights that drifted from the policy. Returns the
+/// call if a removal ended it.
+async fn check_tracks_and_rights(
+    app: &Core,
+    tx: &mut sqlx::PgConnection,
+    call: &CallRow,
+    people: &[&Participant],
+    asked_at: DateTime<Utc>,
+    pass: &mut Pass,
+    effects: &mut Effects,
+) -> anyhow::Result<Option<crate::calls::lifecycle::Ended>> {
+    let id = call.call_id();
+    let state = call.video_state();
+    let rows = store::participants(tx, id).await?;
+    let last_switch = consent::last_video_switch(tx, id).await?;
+    // Off for long enough that LiveKit would have removed the tracks.
+    let settled_off =
+        !rules::camera_allowed(state) && last_switch.is_none_or(|at| at < asked_at - TRACK_REMOVAL_SLACK);
+    'people: for person in people {
+        let Some(row) = rows.iter().find(|r| r.user_id == person.identity && r.is_present()) else {
+            continue;
+        };
+        let mut withdraw = false;
+        for track in &person.tracks {
+            match rules::judge_track(track.kind, track.source, state, row.may_share_screen) {
+                TrackVerdict::Allowed => {}
+                TrackVerdict::Mislabelled => {
+                    pass.violations += 1;
+                    let (_, ended) =
+                        handle::on_track(app, tx, call, &person.identity, track, None, effects).await?;
+                    if ended.is_some() {
+                        return Ok(ended);
+                    }
+                    continue 'people;
+                }
+                TrackVerdict::NotNow => {
+                    withdraw = true;
+                    if settled_off && consent::record_violation(tx, id, &person.identity, track).await? {
+                        tracing::warn!(identity = %person.identity, track = %track.sid, "video track found while video is off");
+                        pass.violations += 1;
+                    }
+                }
+            }
+        }
+        let expected = rules::publish_sources(state, row.may_share_screen);
+        if withdraw || !rights_match(person.publish_sources.as_deref(), &expected) {
+            effects.rights_for.push(person.identity.clone());
+            pass.rights_fixed += 1;
+            tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the rights LiveKit shows (`None`: not of the shape callgate
+/// grants, see `Participant::publish_sources`) are the expected ones, in
+/// any order.
+fn rights_match(actual: Option<&[rules::TrackSource]>, expected: &[rules::TrackSource]) -> bool {
+    let Some(actual) = actual else { return false };
+    actual.iter().all(|s| expected.contains(s)) && expected.iter().all(|s| actual.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::consent::TrackSource;
+
+    #[test]
+    fn rights_match_whatever_the_order_of_sources() {
+        let granted = [TrackSource::Camera, TrackSource::Microphone];
+        assert!(rights_match(Some(&granted), &[TrackSource::Microphone, TrackSource::Camera]));
+    }
+
+    #[test]
+    fn a_camera_right_while_video_is_off_is_drift() {
+        let granted = [TrackSource::Microphone, TrackSource::Camera];
+        assert!(!rights_match(Some(&granted), &[TrackSource::Microphone]));
+        assert!(!rights_match(None, &[TrackSource::Microphone]));
+    }
+
+    /// Metadata rights read as no rights of callgate's shape (see
+    /// `livekit::client`'s tests), and those are drift.
+    #[test]
+    fn rights_of_another_shape_are_drift() {
+        assert!(!rights_match(None, &[]));
+    }
+}

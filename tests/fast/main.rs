@@ -1,0 +1,169 @@
+//! Fast tests: the use cases, the workers and the webhook handling against
+//! a fresh PostgreSQL database, with `FakeRooms` for LiveKit and a
+//! `FakeClock`, and no sleeps. They need only `DATABASE_URL`.
+//!
+//! The workers compare deadlines with the database's `now()`, which a fake
+//! clock cannot move: a deadline is made due by ringing with the clock set
+//! back, so that the deadline it schedules already lies in the past.
+
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use callgate::clock::Clock;
+use callgate::domain::consent::{Gender, TrackKind, TrackSource};
+use callgate::domain::{CallState, ParticipantStatus};
+use callgate::livekit::{DisconnectReason, Participant, TrackSeen};
+use callgate::workers::{deadlines, reconcile};
+use chrono::{DateTime, Duration, Utc};
+
+use support::{World, in_room, joined, left, person, room_started};
+
+fn seconds(n: i64) -> Duration {
+    Duration::seconds(n)
+}
+
+#[tokio::test]
+async fn the_reconciler_ends_a_live_call_whose_room_is_gone_and_deletes_a_room_no_call_owns() {
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.ring(&alice, &[&bob]).await;
+    world.rooms.close_room(&world.room_of(call));
+    let stray = world.room_of(callgate::domain::CallId::new());
+    world.rooms.add_room(&stray, Some(world.clock.now() - Duration::minutes(5)));
+    let fresh = world.room_of(callgate::domain::CallId::new());
+    world.rooms.add_room(&fresh, Some(world.clock.now()));
+
+    let pass = reconcile::pass(&world.core).await.expect("a pass");
+
+    assert_eq!((pass.calls_ended, pass.rooms_deleted), (1, 1), "{pass:?}");
+    let ended = world.call(&alice, call).await;
+    assert_eq!(ended.state, CallState::Ended);
+    assert_eq!(ended.end_reason, Some(callgate::domain::EndReason::RoomClosed));
+    assert_eq!(world.rooms.deleted(), vec![stray], "the old room no call owns is deleted");
+    assert!(world.rooms.has_room(&fresh), "a room younger than the grace may belong to a call being started");
+}
+
+#[tokio::test]
+async fn the_reconciler_puts_drifted_rights_back_and_records_a_camera_published_while_video_is_off() {
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let session = world.clock.now();
+    world.rooms.join(
+        &room,
+        Participant { publish_sources: Some(vec![TrackSource::Microphone]), ..in_room(&alice, session) },
+    );
+    // Bob's rights drifted to allow a camera, and he published one.
+    let drifted = Some(vec![TrackSource::Microphone, TrackSource::Camera]);
+    world.rooms.join(&room, Participant { publish_sources: drifted, ..in_room(&bob, session) });
+    let camera = TrackSeen {
+        sid: "TR_cam".into(),
+        kind: TrackKind::Video,
+        source: Some(TrackSource::Camera),
+        muted: false,
+    };
+    world.rooms.publish(&room, bob.id.as_str(), camera);
+    // Video has been off for longer than LiveKit takes to remove a track.
+    world.clock.advance(seconds(5));
+
+    let pass = reconcile::pass(&world.core).await.expect("a pass");
+
+    assert_eq!(pass.violations, 1, "{pass:?}");
+    assert!(pass.rights_fixed >= 1, "{pass:?}");
+    assert_eq!(world.rooms.publish_sources_of(&room, bob.id.as_str()), Some(vec![TrackSource::Microphone]));
+    let bob_now = world.rooms.participant_in(&room, bob.id.as_str()).expect("Bob is still in the room");
+    assert!(bob_now.tracks.is_empty(), "LiveKit unpublished the camera once its right was gone");
+    let violations: i64 = sqlx::query_scalar(
+        "select count(*) from consent_ledger where call_id = $1 and kind = 'violation' and actor = $2",
+    )
+    .bind(call.0)
+    .bind(bob.id.as_str())
+    .fetch_one(&world.core.db)
+    .await
+    .expect("the ledger");
+    assert_eq!(violations, 1, "the camera is in the consent ledger once");
+    let view = world.call(&alice, call).await;
+    assert_eq!(view.state, CallState::Active, "both were found in the room");
+}
+
+#[tokio::test]
+async fn a_ringing_deadline_does_not_fire_before_it_is_due() {
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.ring(&alice, &[&bob]).await;
+
+    assert_eq!(deadlines::fire_due(&world.core).await.expect("a poll"), 0);
+
+    assert_eq!(world.call(&alice, call).await.state, CallState::Ringing);
+    assert!(world.rooms.has_room(&world.room_of(call)));
+}
+
+#[tokio::test]
+async fn a_ringing_deadline_fires_once_it_has_passed_and_the_call_ends_missed() {
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    // Rung longer ago than the ringing timeout.
+    let ringing = Duration::from_std(world.core.config.timeouts.ringing).expect("a duration");
+    world.clock.advance(-(ringing + seconds(1)));
+    let call = world.ring(&alice, &[&bob]).await;
+
+    assert_eq!(deadlines::fire_due(&world.core).await.expect("a poll"), 1);
+    assert_eq!(deadlines::fire_due(&world.core).await.expect("a poll"), 0, "it fires once");
+
+    let ended = world.call(&alice, call).await;
+    assert_eq!(ended.state, CallState::Ended);
+    assert_eq!(ended.outcome, Some(callgate::domain::Outcome::Missed));
+    assert_eq!(world.rooms.deleted(), vec![world.room_of(call)], "and its room is deleted");
+}
+
+fn at(base: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    base + seconds(secs)
+}
+
+#[tokio::test]
+async fn webhook_events_handled_in_reverse_order_leave_the_same_state_as_in_order() {
+    let world = World::new().await;
+    let mut finals = Vec::new();
+    for reversed in [false, true] {
+        let alice = person("alice", Gender::Female);
+        let (bob, carol) = (person("bob", Gender::Male), person("carol", Gender::Female));
+        let call = world.answered_call(&alice, &[&bob, &carol]).await;
+        let room = world.room_of(call);
+        // Everyone joins, Alice's client reconnects (LiveKit closes her
+        // first session as a duplicate identity), Carol hangs up.
+        let t = world.clock.now() - seconds(30);
+        // LiveKit's room as the story leaves it: Alice's second session and Bob.
+        world.rooms.join(&room, in_room(&alice, at(t, 10)));
+        world.rooms.join(&room, in_room(&bob, at(t, 2)));
+        let mut story = vec![
+            room_started(&room, t),
+            joined(&room, &alice, at(t, 1), at(t, 1)),
+            joined(&room, &bob, at(t, 2), at(t, 2)),
+            joined(&room, &carol, at(t, 3), at(t, 3)),
+            left(&room, &alice, at(t, 1), at(t, 10), DisconnectReason::DuplicateIdentity),
+            joined(&room, &alice, at(t, 10), at(t, 10)),
+            left(&room, &carol, at(t, 3), at(t, 20), DisconnectReason::Other),
+        ];
+        if reversed {
+            story.reverse();
+        }
+        for event in &story {
+            world.deliver(event).await;
+        }
+        let view = world.call(&alice, call).await;
+        let status = |who: &callgate::domain::AuthUser| {
+            view.participants.iter().find(|p| p.user_id == who.id.as_str()).map(|p| p.status)
+        };
+        finals.push((view.state, status(&alice), status(&bob), status(&carol)));
+    }
+    let expected = (
+        CallState::Active,
+        Some(ParticipantStatus::Joined),
+        Some(ParticipantStatus::Joined),
+        Some(ParticipantStatus::Left),
+    );
+    assert_eq!(finals[0], expected, "in order");
+    assert_eq!(finals[1], expected, "in reverse order");
+}

@@ -3,6 +3,7 @@
 //! call state machine in `call`, the caller in `user`, refusal codes in `code`.
 
 pub mod call;
+pub mod appointment;
 pub mod code;
 pub mod consent;
 pub mod user;
@@ -129,6 +130,17 @@ word_enum!(ParticipantStatus {
 });
 
 word_enum!(EventSource { Api = "api", LiveKit = "livekit", System = "system" });
+
+word_enum!(AppointmentState { Scheduled = "scheduled", Open = "open", Active = "active", Ended = "ended" });
+
+word_enum!(AppointmentOutcome {
+    Completed = "completed",
+    Cancelled = "cancelled",
+    NoShow = "no_show",
+    Failed = "failed",
+});
+
+word_enum!(AppointmentRole { Host = "host", Guest = "guest" });
 
 word_enum!(
     /// What a user's devices are told on the event stream (`type` of each

@@ -2,8 +2,8 @@
 //! Ids and the words of the API here; the consent policy in `consent`, the
 //! call state machine in `call`, the caller in `user`, refusal codes in `code`.
 
-pub mod call;
 pub mod appointment;
+pub mod call;
 pub mod code;
 pub mod consent;
 pub mod user;

@@ -98,7 +98,9 @@ pub fn no_show_at(window: Window, rules: &Rules) -> DateTime<Utc> {
 pub enum Joinable {
     Yes,
     /// Not yet: it opens then.
-    NotYet { opens_at: DateTime<Utc> },
+    NotYet {
+        opens_at: DateTime<Utc>,
+    },
     /// Its window has passed, or it ended.
     Over,
 }

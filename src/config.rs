@@ -89,6 +89,16 @@ pub struct Timeouts {
     pub video_request_cooldown: Duration,
 }
 
+/// Appointments (calls booked ahead).
+#[derive(Clone, Debug)]
+pub struct AppointmentsConfig {
+    /// How long before its start an appointment may be joined (`APPOINTMENT_EARLY_JOIN`).
+    pub early_join: Duration,
+    /// How long after its end people may still come before it is a no-show
+    /// (`APPOINTMENT_GRACE`).
+    pub grace: Duration,
+}
+
 /// The real-time event stream and presence.
 #[derive(Clone, Debug)]
 pub struct EventsConfig {
@@ -195,6 +205,7 @@ pub struct Config {
     /// `SCHEDULER_ROLES`: roles (from the user token) that may start a
     /// `scheduled` call; empty means nobody may.
     pub scheduler_roles: Vec<String>,
+    pub appointments: AppointmentsConfig,
     /// `ADMIN_PORT`: the listener of `/metrics` and the detailed readiness;
     /// `None` serves neither (they are never on the public port).
     pub admin_port: Option<u16>,
@@ -275,6 +286,10 @@ impl Config {
             orphan_room_grace: env.bounded_seconds("ORPHAN_ROOM_GRACE", 30, 1..=3600)?,
             dev_mode,
             scheduler_roles: env.list("SCHEDULER_ROLES"),
+            appointments: AppointmentsConfig {
+                early_join: env.bounded_seconds("APPOINTMENT_EARLY_JOIN", 600, 0..=86_400)?,
+                grace: env.bounded_seconds("APPOINTMENT_GRACE", 900, 0..=86_400)?,
+            },
             admin_port,
             limits: limits(&env)?,
         })

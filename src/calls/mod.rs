@@ -5,6 +5,7 @@
 //! They return `CallError`; `crate::http` turns it into problem+json.
 
 pub mod app_webhooks;
+pub mod appointments;
 pub mod consent;
 pub mod core;
 pub mod enforce;

@@ -50,6 +50,8 @@ codes! {
     NotAnswered = "not_answered",
     CallEnded = "call_ended",
     CallNotEnded = "call_not_ended",
+    AppointmentDiffers = "appointment_differs",
+    AppointmentEnded = "appointment_ended",
     CalleeBusy = "callee_busy",
     CalleeOffline = "callee_offline",
     CallerBusy = "caller_busy",

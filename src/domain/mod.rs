@@ -2,6 +2,7 @@
 //! Ids and the words of the API here; the consent policy in `consent`, the
 //! call state machine in `call`, the caller in `user`, refusal codes in `code`.
 
+pub mod appointment;
 pub mod call;
 pub mod code;
 pub mod consent;
@@ -129,6 +130,17 @@ word_enum!(ParticipantStatus {
 });
 
 word_enum!(EventSource { Api = "api", LiveKit = "livekit", System = "system" });
+
+word_enum!(AppointmentState { Scheduled = "scheduled", Open = "open", Active = "active", Ended = "ended" });
+
+word_enum!(AppointmentOutcome {
+    Completed = "completed",
+    Cancelled = "cancelled",
+    NoShow = "no_show",
+    Failed = "failed",
+});
+
+word_enum!(AppointmentRole { Host = "host", Guest = "guest" });
 
 word_enum!(
     /// What a user's devices are told on the event stream (`type` of each

@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers that parse the edge and call the services.
 
+mod appointments;
 mod auth;
 mod bounds;
 mod calls;
@@ -38,6 +39,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn parts() -> openapi::Parts {
     let api = OpenApiRouter::new()
         .merge(calls::router())
+        .merge(appointments::router())
         .merge(consent::router())
         .merge(turn::router())
         .merge(media::router())

@@ -41,6 +41,7 @@ pub const API_PREFIX: &str = "/api/v1";
     modifiers(&Finish),
     tags(
         (name = "calls", description = "Ringing, answering and ending calls; joining their LiveKit room."),
+        (name = "appointments", description = "Calls booked ahead: booking, finding and cancelling them."),
         (name = "video", description = "The video consent policy: requests, answers, revocation, the ledger."),
         (name = "media", description = "A participant's own microphone, camera and screen share."),
         (name = "quality", description = "Network quality samples and ratings."),

@@ -24,6 +24,7 @@ macro_rules! participant_columns {
     };
 }
 
+pub mod appointments;
 pub mod calls;
 pub mod consent_ledger;
 pub mod deadlines;

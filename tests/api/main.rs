@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod app_webhooks;
+mod appointments;
 mod auth;
 mod calls;
 mod consent;

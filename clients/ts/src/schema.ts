@@ -4,6 +4,85 @@
  */
 
 export interface paths {
+    "/api/v1/appointments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Book an appointment: the host application (a token with the role `service`) or a user with a
+         *     role of `SCHEDULER_ROLES`. Idempotent by `externalRef`: the same booking again answers 200 with
+         *     the appointment booked; one that differs, 409 `appointment_differs`. Nobody is busy because of
+         *     a booking.
+         * @description Errors: 403 `scheduling_not_allowed`; 409 `appointment_differs`; 422 `invalid_field` naming
+         *     the field (`startsAt` in the past, `endsAt` not after it or too long after it, no host, no
+         *     guest, someone named twice, too many people).
+         */
+        post: operations["bookAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/by-ref/{externalRef}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An appointment by the host application's id, for the same readers as by id. */
+        get: operations["getAppointmentByRef"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An appointment, for its hosts and guests, whoever booked it and the host application. */
+        get: operations["getAppointment"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an appointment (the host application, whoever booked it, or a host).
+         * @description Errors: 403 `not_initiator` (a guest); 409 `appointment_ended`.
+         */
+        post: operations["cancelAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/calls": {
         parameters: {
             query?: never;
@@ -605,6 +684,53 @@ export interface components {
             video?: boolean | null;
         };
         /** @enum {string} */
+        AppointmentOutcome: "completed" | "cancelled" | "no_show" | "failed";
+        /** @enum {string} */
+        AppointmentState: "scheduled" | "open" | "active" | "ended";
+        AppointmentView: {
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            endsAt: string;
+            externalRef: string;
+            guests: string[];
+            hosts: string[];
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When it may be joined from (`APPOINTMENT_EARLY_JOIN` before `startsAt`).
+             */
+            opensAt: string;
+            outcome?: components["schemas"]["AppointmentOutcome"] | null;
+            /** Format: date-time */
+            startsAt: string;
+            state: components["schemas"]["AppointmentState"];
+            title?: string | null;
+            type: components["schemas"]["CallType"];
+        };
+        BookBody: {
+            /**
+             * Format: date-time
+             * @description After `startsAt`, at most `MAX_CALL_DURATION` after it.
+             */
+            endsAt: string;
+            /** @description The host application's id of the appointment: 1 to 128 printable characters, unique. */
+            externalRef: string;
+            /** @description Who attends; at least one, none of them a host. */
+            guests: string[];
+            /** @description Who runs it (admit, end for everyone, share their screen); at least one. */
+            hosts: string[];
+            /**
+             * Format: date-time
+             * @description In the future.
+             */
+            startsAt: string;
+            /** @description Up to 200 printable characters. */
+            title?: string | null;
+            type: components["schemas"]["CallType"];
+        };
+        /** @enum {string} */
         Bucket: "excellent" | "good" | "fair" | "poor";
         CallCounts: {
             /** @description Ended calls by outcome. */
@@ -663,7 +789,7 @@ export interface components {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -1025,6 +1151,133 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    bookAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BookBody"];
+            };
+        };
+        responses: {
+            /** @description Booked already, the same */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            /** @description Booked */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAppointmentByRef: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The host application's id of it */
+                externalRef: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The appointment */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The appointment */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    cancelAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The appointment, cancelled */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     startCall: {
         parameters: {
             query?: never;

@@ -80,6 +80,7 @@ fn config(database_url: &str) -> Config {
 impl World {
     /// A world whose clock reads the system's time now.
     pub async fn new() -> World {
+        callgate::telemetry::init_for_tests();
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL, e.g. postgres://callgate:callgate@127.0.0.1:5432/callgate_test");
         let name = format!("callgate_fast_{}", Uuid::new_v4().simple());

@@ -742,6 +742,7 @@ failure_summary() { # failure_summary <test output>: the failing tests and their
     [[ -r "$file" ]] || return 0
     printf '\n==== what failed ====\n' >&2
     awk '
+        /^failures:$/ { name = ""; shown = 0; next }
         /^---- .* stdout ----$/ { name = $2; shown = 0; next }
         name != "" && /panicked at/ {
             where = $0; sub(/.*panicked at /, "", where); sub(/:$/, "", where)
@@ -749,7 +750,6 @@ failure_summary() { # failure_summary <test output>: the failing tests and their
         }
         shown && (/[Ss]tack backtrace/ || /^ *[0-9]+: /) { shown = 0; next }
         shown && lines < 6 && !/^note: run with/ && NF { print "    " $0; lines++ }
-        /^failures:$/ { name = "" }
     ' "$file" >&2 || true
     grep -E '^test result: FAILED|^error(\[|:)' "$file" >&2 || true
 }

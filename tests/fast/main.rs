@@ -23,7 +23,7 @@ fn seconds(n: i64) -> Duration {
     Duration::seconds(n)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_ends_a_live_call_whose_room_is_gone_and_deletes_a_room_no_call_owns() {
     let world = World::new().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
@@ -44,7 +44,7 @@ async fn the_reconciler_ends_a_live_call_whose_room_is_gone_and_deletes_a_room_n
     assert!(world.rooms.has_room(&fresh), "a room younger than the grace may belong to a call being started");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_puts_drifted_rights_back_and_records_a_camera_published_while_video_is_off() {
     let world = World::new().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
@@ -88,7 +88,7 @@ async fn the_reconciler_puts_drifted_rights_back_and_records_a_camera_published_
     assert_eq!(view.state, CallState::Active, "both were found in the room");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ringing_deadline_does_not_fire_before_it_is_due() {
     let world = World::new().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
@@ -100,7 +100,7 @@ async fn a_ringing_deadline_does_not_fire_before_it_is_due() {
     assert!(world.rooms.has_room(&world.room_of(call)));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ringing_deadline_fires_once_it_has_passed_and_the_call_ends_missed() {
     let world = World::new().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
@@ -122,7 +122,7 @@ fn at(base: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
     base + seconds(secs)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_events_handled_in_reverse_order_leave_the_same_state_as_in_order() {
     let world = World::new().await;
     let mut finals = Vec::new();

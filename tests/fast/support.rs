@@ -35,6 +35,11 @@ pub struct World {
 
 /// A database of its own, dropped (connections and all) when the test ends,
 /// whether it passed or not.
+///
+/// The drop blocks the thread it runs on while tasks the use cases spawned
+/// (LiveKit being told after a commit) may still hold connections: on a
+/// single-threaded runtime they could not finish and the drop waited about a
+/// minute for them. The tests therefore run on two worker threads.
 struct Database {
     admin_url: String,
     name: String,

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +17,17 @@ use crate::http::error::ApiError;
 use crate::http::json::ApiJson;
 use crate::http::openapi::{BadRequest, Conflict, Forbidden, NotFound, Unprocessable};
 use crate::http::state::AppState;
+
+/// An appointment id from the path; anything that is not a UUID is not found.
+struct AppointmentPath(Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AppointmentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        crate::http::calls::uuid_in_path(parts, state, "id").await.map(AppointmentPath)
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -119,9 +131,8 @@ async fn book(
 async fn get_appointment(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    AppointmentPath(id): AppointmentPath,
 ) -> Result<Json<AppointmentView>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     Ok(Json(appointments::get(&app, &user, id).await?))
 }
 
@@ -158,8 +169,7 @@ async fn get_by_ref(
 async fn cancel(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    AppointmentPath(id): AppointmentPath,
 ) -> Result<Json<AppointmentView>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     Ok(Json(appointments::cancel(&app, &user, id).await?))
 }

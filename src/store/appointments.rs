@@ -124,11 +124,3 @@ pub async fn end(conn: &mut PgConnection, id: Uuid, outcome: AppointmentOutcome)
         .await?;
     Ok(())
 }
-
-/// How many bookings carry this ref (for tests of idempotency, and audits).
-pub async fn count_by_ref(conn: &mut PgConnection, external_ref: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar("select count(*) from appointments where external_ref = $1")
-        .bind(external_ref)
-        .fetch_one(conn)
-        .await
-}

@@ -84,8 +84,11 @@ async fn a_bad_booking_is_refused_naming_its_field_and_writes_nothing() {
 }
 
 async fn count(app: &TestApp, reference: &str) -> i64 {
-    let mut conn = app.state.db.acquire().await.expect("a connection");
-    callgate::store::appointments::count_by_ref(&mut conn, reference).await.expect("counted")
+    sqlx::query_scalar("select count(*) from appointments where external_ref = $1")
+        .bind(reference)
+        .fetch_one(&app.state.db)
+        .await
+        .expect("counted")
 }
 
 #[tokio::test]
@@ -111,6 +114,10 @@ async fn the_same_booking_twice_is_the_same_appointment_and_a_different_one_is_a
     let stranger = app.user("female");
     let (status, _) = app.get(&format!("/api/v1/appointments/{id}"), &stranger).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a stranger is told it does not exist");
+    let (status, _) = app.get(&format!("/api/v1/appointments/by-ref/{reference}"), &stranger).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nor by its reference");
+    let (status, _) = app.post(&format!("/api/v1/appointments/{id}/cancel"), &stranger, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "and cannot cancel it");
 }
 
 #[tokio::test]

@@ -127,7 +127,7 @@ async fn his_camera_is_refused_by_livekit_until_she_consents() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, mut a, _b) = call_in_room(&app, &him, &her, "audio", Value::Null).await;
-    let refused = a.publish_camera().await.expect("client alive");
+    let refused = a.publish_camera_expecting_refusal().await.expect("client alive");
     assert!(refused.is_err(), "LiveKit must refuse the camera: {refused:?}");
     assert_eq!(camera_tracks(&app.room_name(&call)).await, 0, "LiveKit shows no camera track");
 }
@@ -318,7 +318,7 @@ async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
     )
     .await
     .expect("she joins");
-    assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
+    assert!(client.publish_camera_expecting_refusal().await.expect("alive").is_err(), "camera refused");
     let (status, _) = request_video(&app, &call, &him).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "her `video: false` was a reject");
 }
@@ -408,7 +408,7 @@ async fn a_token_minted_while_video_was_on_gives_no_camera_after_a_revoke_not_ev
     assert!(!client.initial_permissions().may_publish("camera"), "no camera right on joining");
     let room = app.room_name(&call);
     assert_eq!(camera_right(&room, &him.id).await, Some(false));
-    assert!(client.publish_camera().await.expect("alive").is_err(), "camera refused");
+    assert!(client.publish_camera_expecting_refusal().await.expect("alive").is_err(), "camera refused");
     assert_eq!(camera_tracks(&room).await, 0);
 }
 

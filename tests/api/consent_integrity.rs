@@ -141,7 +141,7 @@ async fn a_video_track_labelled_screen_share_audio_while_video_is_off_is_refused
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, mut his, _hers, _) = answered_call(&app, &him, &her).await;
-    let refused = his.publish_video_as("screen_share_audio").await.expect("alive");
+    let refused = his.publish_video_as_expecting_refusal("screen_share_audio").await.expect("alive");
     assert!(refused.is_err(), "not an allowed source while video is off: {refused:?}");
     assert_eq!(video_tracks_of(&app.room_name(&call), &him.id).await, 0);
 }

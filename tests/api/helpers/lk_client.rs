@@ -25,6 +25,10 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/lkclient.py
 /// Longer than any limit the client applies itself (connect 15 s, publish 5 s,
 /// disconnect 10 s), so a reply that can come does come.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a publish that LiveKit should take may wait for its confirmation.
+const ACCEPTED_PUBLISH: Duration = Duration::from_secs(20);
+/// How long a publish that LiveKit should refuse waits for the silence.
+const REFUSED_PUBLISH: Duration = Duration::from_secs(5);
 /// Headroom over a `wait_for` timeout, which the client enforces.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -226,30 +230,50 @@ impl LkClient {
 
     /// Publishes a microphone track carrying a tone; returns its sid.
     pub async fn publish_audio(&mut self) -> anyhow::Result<String> {
-        match self.publish("publish_audio").await? {
+        match self.publish("publish_audio", json!({}), ACCEPTED_PUBLISH).await? {
             Ok(sid) => Ok(sid),
             Err(reason) => bail!("publishing audio: {reason}"),
         }
     }
 
-    /// Publishes a 320x240 camera track. The inner `Err` is LiveKit's refusal
-    /// (or its silence for 5 s); the outer one a broken client.
+    /// Publishes a 320x240 camera track that LiveKit is expected to take: it
+    /// waits up to 20 s for LiveKit's confirmation (a loaded box is slow). The
+    /// inner `Err` is LiveKit's refusal or silence; the outer one a broken client.
     pub async fn publish_camera(&mut self) -> anyhow::Result<Result<String, String>> {
-        self.publish("publish_camera").await
+        self.publish("publish_camera", json!({}), ACCEPTED_PUBLISH).await
     }
 
     /// Like [`LkClient::publish_camera`], with source `screen_share`.
     pub async fn publish_screen_share(&mut self) -> anyhow::Result<Result<String, String>> {
-        self.publish("publish_screen_share").await
+        self.publish("publish_screen_share", json!({}), ACCEPTED_PUBLISH).await
     }
 
     /// Publishes a video track declared as `source` (`microphone`,
     /// `screen_share_audio`, `unknown`): what a modified client does.
     pub async fn publish_video_as(&mut self, source: &str) -> anyhow::Result<Result<String, String>> {
-        match self.call("publish_video_as", json!({ "source": source }), COMMAND_TIMEOUT).await? {
-            Ok(reply) => Ok(Ok(Published::deserialize(reply)?.sid)),
-            Err(reason) => Ok(Err(reason)),
-        }
+        self.publish("publish_video_as", json!({ "source": source }), ACCEPTED_PUBLISH).await
+    }
+
+    /// A camera publish that LiveKit is expected to refuse. LiveKit answers a
+    /// refused source with silence that this SDK cannot tell from a slow
+    /// answer, so this waits 5 s only: `Err` is the refusal.
+    pub async fn publish_camera_expecting_refusal(&mut self) -> anyhow::Result<Result<String, String>> {
+        self.publish("publish_camera", json!({}), REFUSED_PUBLISH).await
+    }
+
+    /// Like [`LkClient::publish_camera_expecting_refusal`], with source `screen_share`.
+    pub async fn publish_screen_share_expecting_refusal(
+        &mut self,
+    ) -> anyhow::Result<Result<String, String>> {
+        self.publish("publish_screen_share", json!({}), REFUSED_PUBLISH).await
+    }
+
+    /// Like [`LkClient::publish_video_as`], for a source LiveKit should refuse.
+    pub async fn publish_video_as_expecting_refusal(
+        &mut self,
+        source: &str,
+    ) -> anyhow::Result<Result<String, String>> {
+        self.publish("publish_video_as", json!({ "source": source }), REFUSED_PUBLISH).await
     }
 
     pub async fn unpublish(&mut self, sid: &str) -> anyhow::Result<()> {
@@ -342,8 +366,14 @@ impl LkClient {
         }
     }
 
-    async fn publish(&mut self, cmd: &str) -> anyhow::Result<Result<String, String>> {
-        match self.call(cmd, json!({}), COMMAND_TIMEOUT).await? {
+    async fn publish(
+        &mut self,
+        cmd: &str,
+        mut args: Value,
+        wait: Duration,
+    ) -> anyhow::Result<Result<String, String>> {
+        args["timeout"] = json!(wait.as_secs_f64());
+        match self.call(cmd, args, wait + WAIT_SLACK).await? {
             Ok(reply) => Ok(Ok(Published::deserialize(reply)?.sid)),
             Err(reason) => Ok(Err(reason)),
         }

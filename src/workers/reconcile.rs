@@ -80,6 +80,8 @@ pub struct Pass {
     /// Another instance made the pass of this interval.
     pub skipped: bool,
     pub livekit_requests: usize,
+    /// Live calls compared with their rooms.
+    pub calls_checked: usize,
     pub events_retried: usize,
     pub calls_ended: usize,
     pub rooms_deleted: usize,
@@ -233,6 +235,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
         Err(err) => return Err(err.into()),
     };
     pass.livekit_requests += 1;
+    pass.calls_checked += 1;
     let people: Vec<&Participant> = people.iter().filter(|p| p.is_person).collect();
 
     let mut tx = app.db.begin().await?;

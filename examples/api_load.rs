@@ -569,7 +569,11 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
     println!("written to {report_path}");
     if !failed.is_empty() {
-        bail!("{} scenario(s) failed: {}", failed.len(), failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "{} scenario(s) failed: {}",
+            failed.len(),
+            failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ")
+        );
     }
     if rows.iter().any(|r| r.errors > 0) {
         bail!("some requests failed (see the errors column)");
@@ -618,13 +622,21 @@ async fn livekit_floor(bench: &Arc<Bench>, load: &Load) -> anyhow::Result<Sample
             }
         })
         .await;
-    ensure!(!sample.total.is_empty(), "no room was created and deleted: {}", sample.first_error.unwrap_or_default());
+    ensure!(
+        !sample.total.is_empty(),
+        "no room was created and deleted: {}",
+        sample.first_error.unwrap_or_default()
+    );
     Ok(sample)
 }
 
 /// Signed participant_joined webhooks for connecting/active calls of this
 /// run, then how soon they were handled.
-async fn webhook_scenario(bench: &Arc<Bench>, load: &Load, peak: impl Fn() -> u64) -> anyhow::Result<Vec<Row>> {
+async fn webhook_scenario(
+    bench: &Arc<Bench>,
+    load: &Load,
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Vec<Row>> {
     // Calls for the webhooks: several per worker, so that events for the
     // same call (which serialise on its row lock) rarely meet.
     let mut calls = Vec::new();

@@ -52,7 +52,14 @@ async fn main() -> anyhow::Result<()> {
     let lk = &config.livekit;
     let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose()));
     let interval = config.reconcile_interval;
-    let core = callgate::app::assemble(config.clone(), db.clone(), redis, livekit.clone(), callgate::clock::system(), metrics);
+    let core = callgate::app::assemble(
+        config.clone(),
+        db.clone(),
+        redis,
+        livekit.clone(),
+        callgate::clock::system(),
+        metrics,
+    );
 
     let mut passes = Vec::new();
     let mut failed = None;
@@ -143,7 +150,11 @@ async fn measure(
         pass_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         checked += pass.calls_checked;
         requests += pass.livekit_requests;
-        anyhow::ensure!(pass.calls_ended == 0, "the pass ended {} calls that had their room", pass.calls_ended);
+        anyhow::ensure!(
+            pass.calls_ended == 0,
+            "the pass ended {} calls that had their room",
+            pass.calls_ended
+        );
     }
     let passes = pass_ms.len();
     let per_pass = checked as f64 / passes as f64;
@@ -154,9 +165,7 @@ async fn measure(
     println!(
         "{n} live calls ({real} rooms real): {passes} passes, {per_pass:.0} calls checked a pass, a pass {mean_ms:.0} ms \
          (first {:.0} ms), {} LiveKit requests; every call checked within {all_within:.1} s at RECONCILE_INTERVAL {:?}",
-        pass_ms[0],
-        requests,
-        interval
+        pass_ms[0], requests, interval
     );
 
     let deleted = Instant::now();

@@ -507,28 +507,25 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
 /// A fresh join token for a participant who has answered a live call.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, CallError> {
-    let mut conn = app.db.acquire().await?;
-    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut conn, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(CallError::NotFound)?;
-    if !call.state.is_live() {
+    // One indexed read: the call and this user's place in it.
+    let mine = store::calls::find_call_for(&app.db, id, &user.id).await?.ok_or(CallError::NotFound)?;
+    if !mine.call.state.is_live() {
         return Err(ended_conflict());
     }
-    if call.scheduled && me.live && me.status == ParticipantStatus::Invited {
+    if mine.call.scheduled && mine.live && mine.status == ParticipantStatus::Invited {
         // Nobody rang: asking for a token is how a scheduled invitee answers.
-        drop(conn);
         let answered = accept(app, user, id, None).await?;
         return Ok(JoinOnly { join: answered.join, ice_servers: answered.ice_servers });
     }
-    if !me.is_present() {
-        let (code, detail) = if me.status == ParticipantStatus::Invited {
+    if !mine.is_present() {
+        let (code, detail) = if mine.status == ParticipantStatus::Invited {
             (Code::NotAnswered, "answer the call before joining it")
         } else {
             (Code::NotInCall, "you are no longer in this call")
         };
         return Err(CallError::conflict(code, detail));
     }
-    let join = join_for(app, &call, &user.id, user.name.as_deref(), may_share_screen(app, user))?;
+    let join = join_for(app, &mine.call, &user.id, user.name.as_deref(), may_share_screen(app, user))?;
     Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
 }
 

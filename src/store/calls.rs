@@ -64,6 +64,46 @@ pub async fn find_call<'e>(db: impl sqlx::PgExecutor<'e>, id: CallId) -> sqlx::R
         .await
 }
 
+/// A call and where one user stands in it: what a join token needs, in one
+/// indexed read (the primary keys of `calls` and `call_participants`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CallFor {
+    #[sqlx(flatten)]
+    pub call: CallRow,
+    #[sqlx(rename = "my_status", try_from = "String")]
+    pub status: crate::domain::ParticipantStatus,
+    #[sqlx(rename = "my_live")]
+    pub live: bool,
+}
+
+impl CallFor {
+    /// As `ParticipantRow::is_present`.
+    pub fn is_present(&self) -> bool {
+        use crate::domain::ParticipantStatus;
+        self.live && matches!(self.status, ParticipantStatus::Accepted | ParticipantStatus::Joined)
+    }
+}
+
+/// The call, without locking it, if `user` takes part in it.
+pub async fn find_call_for<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: CallId,
+    user: &UserId,
+) -> sqlx::Result<Option<CallFor>> {
+    sqlx::query_as(concat!(
+        "select ",
+        call_columns!(),
+        ", my_status, my_live from calls, lateral \
+         (select status as my_status, live as my_live from call_participants \
+           where call_id = calls.id and user_id = $2) me \
+         where id = $1"
+    ))
+    .bind(id.0)
+    .bind(user.as_str())
+    .fetch_optional(db)
+    .await
+}
+
 pub struct NewCall<'a> {
     pub id: CallId,
     pub room_name: &'a str,

@@ -321,6 +321,34 @@ pub async fn live_rooms(db: &PgPool) -> sqlx::Result<Vec<(CallId, String)>> {
     Ok(rows.into_iter().map(|(id, room)| (CallId(id), room)).collect())
 }
 
+/// A connecting or active call as far as comparing it with LiveKit's room
+/// list goes.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveSummary {
+    #[sqlx(try_from = "Uuid")]
+    pub id: CallId,
+    pub room_name: String,
+    #[sqlx(rename = "type", try_from = "String")]
+    pub call_type: CallType,
+    pub video_session: Json<VideoSession>,
+    /// Rights LiveKit has not confirmed yet.
+    pub behind: bool,
+    /// Participants the database shows in the room.
+    pub joined: i64,
+}
+
+/// Every connecting and active call, in one read.
+pub async fn live_summaries(db: &PgPool) -> sqlx::Result<Vec<LiveSummary>> {
+    sqlx::query_as(
+        "select c.id, c.room_name, c.type, c.video_session, c.rights_version < c.video_version as behind, \
+                (select count(*) from call_participants p \
+                  where p.call_id = c.id and p.live and p.status = 'joined') as joined \
+           from calls c where c.state in ('connecting', 'active')",
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Up to `limit` connecting and active calls, those whose rights lag first,
 /// then the least recently checked, marked checked now (a call busy in
 /// another transaction waits for the next pass).

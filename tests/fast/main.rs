@@ -230,3 +230,24 @@ async fn the_webhook_inbox_refuses_events_beyond_its_backlog_and_takes_them_agai
     stop.cancel();
     writer.await.expect("the writer stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reconciler_pass_compares_every_live_call_and_repairs_a_drifted_one_beyond_the_rotation() {
+    let world = World::new().await;
+    let mut calls = Vec::new();
+    for i in 0..reconcile::BATCH + 5 {
+        let (alice, bob) = (person(&format!("a{i}"), Gender::Female), person(&format!("b{i}"), Gender::Male));
+        calls.push(world.answered_call(&alice, &[&bob]).await);
+    }
+    // Someone who is in none of the calls sits in the last call's room.
+    let stranger = person("mallory", Gender::Male);
+    let last = *calls.last().expect("a call");
+    world.rooms.join(&world.room_of(last), in_room(&stranger, world.clock.now()));
+
+    let pass = reconcile::pass(&world.core).await.expect("a pass");
+
+    assert_eq!(pass.calls_checked, calls.len(), "every live call compared with ListRooms: {pass:?}");
+    assert_eq!(pass.calls_disagreeing, 1, "only the drifted room disagrees: {pass:?}");
+    assert_eq!(pass.presence_fixed, 1, "the stranger is put out in this pass: {pass:?}");
+    assert!(pass.calls_full_checks <= reconcile::BATCH + 1, "{pass:?}");
+}

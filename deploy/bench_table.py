@@ -132,8 +132,9 @@ def main():
         add(f"reconciler pass, {p['live_calls']:,} live calls ({p['real_rooms']:,} rooms real in LiveKit)",
             f"{fmt(p['pass_ms'], 0)} ms a pass, every call checked within {fmt(p['all_checked_within_s'], 1)} s",
             "—", "every live call checked ≥ once a minute", p["all_checked_within_s"] <= 60)
-    if not rec:
-        add("reconciler pass at 1k / 10k live calls", step_note("reconcile") or "missing", "",
+    if not (rec or {}).get("passes"):
+        note = (rec or {}).get("failed") or step_note("reconcile") or "missing"
+        add("reconciler pass at 1k / 10k live calls", "FAILED: " + note[:160] if rec else note, "",
             "every live call checked ≥ once a minute", False)
 
     consent = load(out / "consent_latency.json")

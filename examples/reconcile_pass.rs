@@ -61,6 +61,17 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     );
 
+    // Rooms a run before left behind (it stopped half-way).
+    let prefix = config.room_prefix.clone();
+    let left: Vec<String> = rooms
+        .list_rooms(Vec::new())
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    delete_rooms(&rooms, left).await;
+
     let mut passes = Vec::new();
     let mut failed = None;
     for &n in &sizes {
@@ -123,13 +134,14 @@ async fn measure(
     let users: Vec<String> = ids.iter().map(|id| id.simple().to_string()).collect();
     let mut tx = db.begin().await?;
     sqlx::query(
-        "insert into calls (id, room_name, type, state, initiator_id, answered_at)
-         select id, room, 'audio', 'connecting', 'rc-a-' || u, now()
+        "insert into calls (id, room_name, type, state, initiator_id, answered_at, video_session)
+         select id, room, 'audio', 'connecting', 'rc-a-' || u, now(), $4
            from unnest($1::uuid[], $2::text[], $3::text[]) as t(id, room, u)",
     )
     .bind(&ids)
     .bind(&names)
     .bind(&users)
+    .bind(sqlx::types::Json(callgate::domain::consent::VideoSession::default()))
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -144,6 +156,33 @@ async fn measure(
     .await?;
     tx.commit().await?;
 
+    let figures = passes_over(core, n, real, interval).await;
+    let deleted = Instant::now();
+    delete_rooms(rooms, names).await;
+    println!("  rooms deleted in {:.1?}", deleted.elapsed());
+    sqlx::query("delete from calls").execute(db).await?;
+    figures
+}
+
+async fn delete_rooms(rooms: &Arc<RoomClient>, names: Vec<String>) {
+    let _: Vec<()> = futures::stream::iter(names)
+        .map(|name| {
+            let rooms = rooms.clone();
+            async move {
+                let _ = rooms.delete_room(&name).await;
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+}
+
+async fn passes_over(
+    core: &callgate::calls::Core,
+    n: usize,
+    real: usize,
+    interval: Duration,
+) -> anyhow::Result<Value> {
     // Passes until every call has been compared with its room (at most
     // enough passes at the old 20 per pass, but not for ever).
     let mut pass_ms = Vec::new();
@@ -177,19 +216,6 @@ async fn measure(
         pass_ms[0], requests, interval
     );
 
-    let deleted = Instant::now();
-    let _: Vec<()> = futures::stream::iter(names)
-        .map(|name| {
-            let rooms = rooms.clone();
-            async move {
-                let _ = rooms.delete_room(&name).await;
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    println!("  rooms deleted in {:.1?}", deleted.elapsed());
-    sqlx::query("delete from calls").execute(db).await?;
     Ok(json!({
         "live_calls": n,
         "real_rooms": real,

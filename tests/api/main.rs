@@ -9,6 +9,7 @@ mod app_webhooks;
 mod appointments;
 mod auth;
 mod calls;
+mod cluster;
 mod consent;
 mod consent_integrity;
 mod containers;

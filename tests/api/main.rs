@@ -13,6 +13,7 @@ mod cluster;
 mod consent;
 mod consent_integrity;
 mod containers;
+mod dashboard;
 mod e2e;
 mod events;
 mod helpers;

@@ -8,7 +8,7 @@
 //!   BENCH_SIZES   live calls per measurement (default 1000,10000)
 //!   BENCH_JSON    the report (default target/bench/reconcile.json)
 //! and the service's settings (.env.example). Rooms are created with
-//! CreateRoom 32 at a time before the measurement and deleted after.
+//! CreateRoom 16 at a time before the measurement and deleted after.
 
 // Measures against the system's clock.
 #![allow(clippy::disallowed_methods)]
@@ -28,7 +28,7 @@ use callgate::livekit::{LiveKit, RoomService};
 use callgate::metrics::Metrics;
 use callgate::workers::reconcile;
 
-const IN_FLIGHT: usize = 32;
+const IN_FLIGHT: usize = 16;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -119,8 +119,12 @@ async fn measure(
                     callgate::domain::CallType::Audio,
                     callgate::domain::consent::VideoState::Off,
                 );
+                // A loaded LiveKit sometimes answers "no response from servers": once more.
                 let options = CreateRoomOptions { empty_timeout: 3600, metadata, ..Default::default() };
-                rooms.create_room(&name, options).await.map(drop).context("CreateRoom")
+                match rooms.create_room(&name, options.clone()).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => rooms.create_room(&name, options).await.map(drop).context("CreateRoom"),
+                }
             }
         })
         .buffer_unordered(IN_FLIGHT)

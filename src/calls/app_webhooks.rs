@@ -36,7 +36,7 @@ async fn enqueue(conn: &mut PgConnection, kind: &str, view: &CallView, data: Val
     store::enqueue_app_webhook(conn, kind, view.id, data).await
 }
 
-/// The call started ringing (or, scheduled, opened).
+/// The call started ringing.
 pub async fn call_started(conn: &mut PgConnection, view: &CallView) -> sqlx::Result<()> {
     enqueue(conn, "call.started", view, call_data(view)).await
 }

@@ -42,6 +42,7 @@ codes! {
     NotInitiator = "not_initiator",
     ScreenShareNotAllowed = "screen_share_not_allowed",
     SchedulingNotAllowed = "scheduling_not_allowed",
+    NotAHost = "not_a_host",
     // 404
     NotFound = "not_found",
     // 409
@@ -52,6 +53,10 @@ codes! {
     CallNotEnded = "call_not_ended",
     AppointmentDiffers = "appointment_differs",
     AppointmentEnded = "appointment_ended",
+    AppointmentNotOpen = "appointment_not_open",
+    AppointmentOpened = "appointment_opened",
+    JoinThroughAppointment = "join_through_appointment",
+    NotWaiting = "not_waiting",
     CalleeBusy = "callee_busy",
     CalleeOffline = "callee_offline",
     CallerBusy = "caller_busy",

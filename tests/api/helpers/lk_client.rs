@@ -262,9 +262,7 @@ impl LkClient {
     }
 
     /// Like [`LkClient::publish_camera_expecting_refusal`], with source `screen_share`.
-    pub async fn publish_screen_share_expecting_refusal(
-        &mut self,
-    ) -> anyhow::Result<Result<String, String>> {
+    pub async fn publish_screen_share_expecting_refusal(&mut self) -> anyhow::Result<Result<String, String>> {
         self.publish("publish_screen_share", json!({}), REFUSED_PUBLISH).await
     }
 

@@ -87,6 +87,9 @@ pub struct Timeouts {
     pub max_call_duration: Duration,
     pub video_request: Duration,
     pub video_request_cooldown: Duration,
+    /// How long a participant whose connection dropped stays `reconnecting`
+    /// before they are `left` (`REJOIN_GRACE`); also the rooms' departure timeout.
+    pub rejoin_grace: Duration,
 }
 
 /// Appointments (calls booked ahead).
@@ -345,6 +348,7 @@ fn timeouts(env: &Env<'_>) -> Result<Timeouts, ConfigError> {
         max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
         video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
         video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
+        rejoin_grace: env.bounded_seconds("REJOIN_GRACE", 20, 1..=600)?,
     })
 }
 

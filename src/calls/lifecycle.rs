@@ -10,6 +10,7 @@ use crate::calls::CallError;
 use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
+use crate::calls::ringing;
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
@@ -17,7 +18,7 @@ use crate::domain::Code;
 use crate::domain::consent::{self as rules, VideoSession};
 use crate::domain::{self, call::Ending};
 use crate::domain::{
-    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
+    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, RingStop, Role, UserId,
 };
 use crate::livekit::RoomSpec;
 use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, ParticipantRow};
@@ -85,6 +86,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
     };
     store::insert_call(&mut tx, &new_call).await?;
+    store::calls::set_rejoin_grace(&mut tx, call_id, app.config.timeouts.rejoin_grace).await?;
     let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
     if roster.rung.is_empty() {
         return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
@@ -97,6 +99,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     let view = CallView::load(&mut tx, &row).await?;
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
     if !req.scheduled {
+        ringing::rang(&mut tx, &view, &roster.rung).await?;
         let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
         store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view}))
             .await?;
@@ -229,7 +232,7 @@ fn room_spec(app: &Core, call_id: CallId, req: &StartCall, video: rules::VideoSt
         } else {
             timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60)
         },
-        departure_timeout: std::time::Duration::from_secs(20),
+        departure_timeout: timeouts.rejoin_grace,
         max_participants: app.config.max_call_participants as u32,
         metadata: crate::livekit::room_metadata(call_id, req.call_type, video),
     }
@@ -318,7 +321,7 @@ pub async fn accept(
     match me.status {
         ParticipantStatus::Invited => {}
         // A second device answering again gets a fresh token; nothing changes.
-        ParticipantStatus::Accepted | ParticipantStatus::Joined => {
+        ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting => {
             tx.commit().await?;
             return token_response(app, &call, user, share).await;
         }
@@ -340,6 +343,7 @@ pub async fn accept(
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;
+    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Answered).await?;
     if answers_the_call.is_some() {
         crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
@@ -398,7 +402,10 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
             && p.live
             && matches!(
                 p.status,
-                ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
+                ParticipantStatus::Invited
+                    | ParticipantStatus::Accepted
+                    | ParticipantStatus::Joined
+                    | ParticipantStatus::Reconnecting
             )
     });
     let ended = if still_invited {
@@ -418,6 +425,7 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         &json!({"call": view, "by": user.id}),
     )
     .await?;
+    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Declined).await?;
     tx.commit().await?;
     match ended {
         Some(ended) => after_end(app, &ended).await,
@@ -587,6 +595,7 @@ pub async fn finish(
     actor: Option<&UserId>,
 ) -> sqlx::Result<Ended> {
     let id = call.call_id();
+    let was_ringing = ringing::still_ringing(conn, id).await?;
     store::end_call(conn, id, outcome, reason).await?;
     let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
@@ -602,6 +611,10 @@ pub async fn finish(
         _ => None,
     };
     let payload = json!({"call": view});
+    let stop = if outcome == Outcome::Cancelled { RingStop::Cancelled } else { RingStop::Missed };
+    for callee in &was_ringing {
+        ringing::stopped(conn, &view, callee, stop).await?;
+    }
     if let Some(kind) = specific {
         store::notify(conn, &everyone, kind, id, &payload).await?;
     }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod media;
 pub mod quality;
 pub mod reports;
+pub mod ringing;
 pub mod views;
 
 pub use self::core::Core;

@@ -101,6 +101,34 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     Ok(())
 }
 
+/// The grace a dropped participant of this call has to come back, fixed
+/// when the call starts (with its room's departure timeout).
+pub async fn set_rejoin_grace(
+    conn: &mut PgConnection,
+    call: CallId,
+    grace: std::time::Duration,
+) -> sqlx::Result<()> {
+    sqlx::query("update calls set rejoin_grace_secs = $2 where id = $1")
+        .bind(call.0)
+        .bind(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The call's own rejoin grace, if it was given one.
+pub async fn rejoin_grace(
+    conn: &mut PgConnection,
+    call: CallId,
+) -> sqlx::Result<Option<std::time::Duration>> {
+    let secs: Option<i32> = sqlx::query_scalar("select rejoin_grace_secs from calls where id = $1")
+        .bind(call.0)
+        .fetch_optional(conn)
+        .await?
+        .flatten();
+    Ok(secs.and_then(|s| u64::try_from(s).ok()).map(std::time::Duration::from_secs))
+}
+
 pub async fn set_state(conn: &mut PgConnection, call: CallId, state: CallState) -> sqlx::Result<()> {
     let sql = match state {
         CallState::Connecting => {
@@ -135,7 +163,8 @@ pub async fn end_call(
         "update call_participants set live = false, \
          status = case status when 'invited' then 'missed' \
                               when 'accepted' then 'left' \
-                              when 'joined' then 'left' else status end, \
+                              when 'joined' then 'left' \
+                              when 'reconnecting' then 'left' else status end, \
          left_at = case when status = 'joined' then coalesce(left_at, now()) else left_at end \
          where call_id = $1",
     )
@@ -210,7 +239,7 @@ pub async fn present_call_of(
 ) -> sqlx::Result<Option<(Uuid, Option<DateTime<Utc>>)>> {
     sqlx::query_as(
         "select c.id, c.connected_at from calls c join call_participants p on p.call_id = c.id \
-         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined') and c.state <> 'ended' \
+         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') and c.state <> 'ended' \
          limit 1",
     )
     .bind(user.as_str())

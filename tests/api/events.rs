@@ -73,7 +73,15 @@ async fn events_arrive_in_the_order_they_happened() {
     app.call_action(&call, "end", &alice, json!({})).await;
     let kinds: Vec<Value> =
         bobs.collect(Duration::from_millis(1500)).await.into_iter().map(|e| e["type"].clone()).collect();
-    assert_eq!(kinds, vec![json!("call.incoming"), json!("call.cancelled"), json!("call.ended")]);
+    assert_eq!(
+        kinds,
+        vec![
+            json!("call.incoming"),
+            json!("call.ring_stopped"),
+            json!("call.cancelled"),
+            json!("call.ended")
+        ]
+    );
 }
 
 #[tokio::test]

@@ -8,10 +8,12 @@
 mod app_webhooks;
 mod appointments;
 mod auth;
+mod blips;
 mod calls;
 mod consent;
 mod consent_integrity;
 mod containers;
+mod devices;
 mod e2e;
 mod events;
 mod helpers;

@@ -262,9 +262,7 @@ impl LkClient {
     }
 
     /// Like [`LkClient::publish_camera_expecting_refusal`], with source `screen_share`.
-    pub async fn publish_screen_share_expecting_refusal(
-        &mut self,
-    ) -> anyhow::Result<Result<String, String>> {
+    pub async fn publish_screen_share_expecting_refusal(&mut self) -> anyhow::Result<Result<String, String>> {
         self.publish("publish_screen_share", json!({}), REFUSED_PUBLISH).await
     }
 
@@ -349,6 +347,12 @@ impl LkClient {
             .request("received_frames", json!({ "identity": identity, "source": source }), COMMAND_TIMEOUT)
             .await?;
         Ok(frames.frames)
+    }
+
+    /// Kills the process without leaving: its connection just drops, as a
+    /// phone's does on a dead network.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing the client")
     }
 
     /// Leaves the room and waits for the process to exit.

@@ -23,3 +23,15 @@ alter table deadlines add constraint deadlines_kind_check
 -- The grace of a call's dropped participants, fixed when it starts (as its
 -- room's departure timeout is); null: the REJOIN_GRACE of the instance.
 alter table calls add column rejoin_grace_secs integer check (rejoin_grace_secs > 0);
+
+-- Who stopped whom from calling them. A block works both ways: calls
+-- between the two never ring, and the caller is answered as for a busy
+-- callee. A user holds at most a bounded number (calls::blocks).
+create table blocks (
+    blocker    text not null,
+    blocked    text not null,
+    created_at timestamptz not null default now(),
+    primary key (blocker, blocked),
+    check (blocker <> blocked)
+);
+create index blocks_by_blocked on blocks (blocked, blocker);

@@ -141,6 +141,10 @@ pub struct Limits {
     /// The header a trusted reverse proxy puts the client address in
     /// (its right-most entry is used); `None`: the connection's peer.
     pub trusted_proxy_header: Option<http::HeaderName>,
+    /// Declines of one caller by one callee within `ring_declines_window`
+    /// after which that caller may not ring her (0: no limit).
+    pub ring_declines_limit: u32,
+    pub ring_declines_window: Duration,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -418,6 +422,8 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
         quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
         quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
+        ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
+        ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
         unauthenticated_per_minute: env.bounded(
             "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE",
             60,

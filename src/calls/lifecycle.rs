@@ -68,10 +68,12 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     // unique index below still decides every race.
     let mut everyone = vec![user.id.clone()];
     everyone.extend(req.invitees.iter().cloned());
-    let busy_now = store::live_users(&app.db, &everyone).await?;
+    let mut busy_now = store::live_users(&app.db, &everyone).await?;
     if busy_now.contains(&user.id) {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
+    // A blocked callee is answered as a busy one, so that a block is not revealed.
+    busy_now.extend(crate::calls::blocks::blocked_among(app, &user.id, &req.invitees).await?);
     let mut tx = app.db.begin().await?;
     let new_call = NewCall {
         id: call_id,
@@ -124,6 +126,7 @@ async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), C
         ));
     }
     crate::calls::limits::call_start(app, &user.id).await?;
+    crate::calls::blocks::ring_cooldown(app, &user.id, &req.invitees).await?;
     if app.config.events.require_callee_online && !req.scheduled {
         require_callee_online(app, &req.invitees).await?;
     }

@@ -60,6 +60,7 @@ codes! {
     VideoAlreadyOn = "video_already_on",
     VideoOff = "video_off",
     VideoRequestPending = "video_request_pending",
+    TooManyBlocks = "too_many_blocks",
     // 422
     InvalidField = "invalid_field",
     CannotCallYourself = "cannot_call_yourself",
@@ -68,6 +69,7 @@ codes! {
     // 429
     RateLimited = "rate_limited",
     VideoRequestCooldown = "video_request_cooldown",
+    RingCooldown = "ring_cooldown",
     // 503
     LivekitUnavailable = "livekit_unavailable",
     Unavailable = "unavailable",

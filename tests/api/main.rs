@@ -9,6 +9,7 @@ mod app_webhooks;
 mod appointments;
 mod auth;
 mod blips;
+mod blocks;
 mod calls;
 mod consent;
 mod consent_integrity;

@@ -136,6 +136,17 @@ export class CallgateClient {
     return this.request<Schemas["Rated"]>("PUT", `/calls/${enc(callId)}/rating`, rating);
   }
 
+  // Blocks (never revealed to the blocked user)
+  blockUser(userId: string) {
+    return this.request<void>("PUT", `/blocks/${enc(userId)}`);
+  }
+  unblockUser(userId: string) {
+    return this.request<void>("DELETE", `/blocks/${enc(userId)}`);
+  }
+  listBlocks() {
+    return this.request<Schemas["Blocks"]>("GET", "/blocks");
+  }
+
   // Network
   iceServers() {
     return this.request<Schemas["IceServers"]>("GET", "/ice-servers");

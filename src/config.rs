@@ -171,6 +171,19 @@ pub struct AppWebhookConfig {
     pub key: SigningKey,
 }
 
+/// The host application's "who may call whom" hook (`CALL_AUTHZ_*`).
+#[derive(Clone, Debug)]
+pub struct CallAuthzConfig {
+    pub url: String,
+    /// Signs each request as an app webhook is signed (`CALL_AUTHZ_SECRET`).
+    pub key: SigningKey,
+    pub timeout: Duration,
+    /// A timeout or error lets the call ring instead of answering 503.
+    pub fail_open: bool,
+    /// How long a decision is reused per (caller, callee, conversation); 0: never.
+    pub cache: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub port: u16,
@@ -196,6 +209,7 @@ pub struct Config {
     pub token_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub app_webhook: Option<AppWebhookConfig>,
+    pub call_authz: Option<CallAuthzConfig>,
     pub events: EventsConfig,
     pub rate_limits: RateLimits,
     pub log_format: LogFormat,
@@ -285,6 +299,7 @@ impl Config {
             token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
             cors_origins: env.list("CORS_ORIGINS"),
             app_webhook: app_webhook(&env)?,
+            call_authz: call_authz(&env)?,
             events: events(&env)?,
             rate_limits: rate_limits(&env)?,
             log_format,
@@ -439,6 +454,24 @@ fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
         .optional("APP_WEBHOOK_SECRET")
         .ok_or_else(|| env.error("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)"))?;
     AppWebhookConfig::new(url, &secret).map(Some)
+}
+
+fn call_authz(env: &Env<'_>) -> Result<Option<CallAuthzConfig>, ConfigError> {
+    let Some(url) = env.optional("CALL_AUTHZ_URL") else { return Ok(None) };
+    let secret = env
+        .optional("CALL_AUTHZ_SECRET")
+        .ok_or_else(|| env.error("CALL_AUTHZ_SECRET", "missing (required with CALL_AUTHZ_URL)"))?;
+    let signed = AppWebhookConfig::new(url, &secret).map_err(|e| ConfigError {
+        var: if e.var == "APP_WEBHOOK_URL" { "CALL_AUTHZ_URL" } else { "CALL_AUTHZ_SECRET" },
+        reason: e.reason,
+    })?;
+    Ok(Some(CallAuthzConfig {
+        url: signed.url,
+        key: signed.key,
+        timeout: Duration::from_millis(env.bounded("CALL_AUTHZ_TIMEOUT", 800, 10..=10_000)?),
+        fail_open: env.flag("CALL_AUTHZ_FAIL_OPEN")?,
+        cache: env.bounded_seconds("CALL_AUTHZ_CACHE", 0, 0..=86_400)?,
+    }))
 }
 
 impl AppWebhookConfig {

@@ -127,6 +127,8 @@ async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), C
     }
     crate::calls::limits::call_start(app, &user.id).await?;
     crate::calls::blocks::ring_cooldown(app, &user.id, &req.invitees).await?;
+    let conversation = req.conversation_id.as_deref();
+    crate::calls::authz::may_call(app, &user.id, &req.invitees, conversation, req.call_type).await?;
     if app.config.events.require_callee_online && !req.scheduled {
         require_callee_online(app, &req.invitees).await?;
     }

@@ -6,6 +6,7 @@
 
 pub mod app_webhooks;
 pub mod appointments;
+pub mod authz;
 pub mod blocks;
 pub mod consent;
 pub mod core;

@@ -42,6 +42,7 @@ codes! {
     NotInitiator = "not_initiator",
     ScreenShareNotAllowed = "screen_share_not_allowed",
     SchedulingNotAllowed = "scheduling_not_allowed",
+    CallNotAllowed = "call_not_allowed",
     // 404
     NotFound = "not_found",
     // 409

@@ -189,7 +189,7 @@ problem_response!(
 problem_response!(
     Forbidden,
     "The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, \
-     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`, `not_initiator`."
+     `scheduling_not_allowed`, `call_not_allowed` (the host application's hook said no), `did_not_take_part`, `admin_only`, `not_initiator`."
 );
 problem_response!(
     NotFound,

@@ -24,9 +24,9 @@ use crate::helpers::{TestApp, base_config, eventually, isolated_database, spawn_
 #[derive(Clone, Debug)]
 pub(crate) struct Delivery {
     pub(crate) id: String,
-    timestamp: String,
-    signature: String,
-    raw: Vec<u8>,
+    pub(crate) timestamp: String,
+    pub(crate) signature: String,
+    pub(crate) raw: Vec<u8>,
     pub(crate) body: Value,
 }
 

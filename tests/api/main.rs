@@ -8,6 +8,7 @@
 mod app_webhooks;
 mod appointments;
 mod auth;
+mod authz;
 mod blips;
 mod blocks;
 mod calls;

@@ -103,7 +103,17 @@ async fn main() -> anyhow::Result<()> {
         to_permission.push((told.wall - sent) * 1000.0);
 
         let seen = hers.last_seq().await?;
-        his.publish_camera().await?.map_err(|e| anyhow::anyhow!("round {round}: camera refused: {e}"))?;
+        // The right is in force (LiveKit told his client); a publication the
+        // SDK gives up on while a loaded LiveKit is slow to answer is tried
+        // again, a refusal three times over is the failure.
+        let mut published = his.publish_camera().await?;
+        for _ in 0..2 {
+            if published.is_ok() {
+                break;
+            }
+            published = his.publish_camera().await?;
+        }
+        published.map_err(|e| anyhow::anyhow!("round {round}: camera refused: {e}"))?;
         hers.wait_for_matching(
             "track_subscribed",
             json!({"identity": him.id, "source": "camera"}),

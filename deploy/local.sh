@@ -19,10 +19,12 @@
 #                            then the consent latency bench (benches/)
 #
 # Environment:
-#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, oha),
-#                    venv/ (Python LiveKit SDK for the e2e tests, jsonschema
-#                    and PyYAML for the container checks), run/ (pid
-#                    files, logs, Redis/Coturn data). Nothing is written to the repo.
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, oha,
+#                    helm and kubeconform for the cluster checks), venv/ (Python
+#                    LiveKit SDK for the e2e tests, jsonschema and PyYAML for the
+#                    container checks, kubernetes-validate's Kubernetes schemas
+#                    for the cluster checks), run/ (pid files, logs, Redis/Coturn
+#                    data). Nothing is written to the repo.
 #   CI=true          section headers and timings for every step.
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
 #   CALLGATE_TEST_DB=callgate_test   `test`: the shared test database (created
@@ -53,14 +55,22 @@ VENV="$CACHE/venv"
 LIVEKIT_VERSION=1.13.5
 LIVEKIT_BIN="$BIN/server"
 LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
+# tests/api/cluster.rs: `helm lint`, `helm template` and kubeconform on
+# deploy/helm/callgate, against the Kubernetes schemas of kubernetes-validate
+# (PY_PACKAGES); both tools built with `go install`, like LiveKit.
+HELM_VERSION=3.22.0
+HELM_PKG="helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+KUBECONFORM_VERSION=0.8.0
+KUBECONFORM_PKG="github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
 # livekit-server v1.13.5's go.mod says `go 1.26`.
 GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
 # PyYAML: tests/api/containers.rs validates docker-compose.yml with them;
 # schemathesis: tests/api/openapi.rs fuzzes the API against /openapi.json;
-# playwright: tests/e2e/browser.py drives Debian's chromium (no browser download).
-PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis playwright)
+# playwright: tests/e2e/browser.py drives Debian's chromium (no browser download);
+# kubernetes-validate: the Kubernetes JSON schemas tests/api/cluster.rs validates with.
+PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis playwright kubernetes-validate)
 NPM_CACHE="$CACHE/npm"
 CHROMIUM=/usr/bin/chromium
 
@@ -315,15 +325,37 @@ ensure_livekit_binary() {
     section_done
 }
 
+# go_tool_ok <name> <version>: $BIN/<name> was installed at <version> (go
+# install leaves no version a binary reports reliably: a stamp beside it says).
+go_tool_ok() {
+    [[ -x "$BIN/$1" && "$(cat "$BIN/.$1.version" 2>/dev/null)" == "$2" ]]
+}
+
+# The cluster checks' tools (tests/api/cluster.rs), once, into $BIN.
+ensure_cluster_tools() {
+    local name version pkg go=""
+    for name in helm kubeconform; do
+        if [[ "$name" == helm ]]; then version="$HELM_VERSION" pkg="$HELM_PKG"; else version="$KUBECONFORM_VERSION" pkg="$KUBECONFORM_PKG"; fi
+        go_tool_ok "$name" "$version" && continue
+        section "go install $pkg"
+        [[ -n "$go" ]] || go="$(find_go)"
+        mkdir -p "$BIN"
+        quietly "go-install-$name" env GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$pkg" ||
+            die "go install $pkg failed"
+        echo "$version" >"$BIN/.$name.version"
+        section_done
+    done
+}
+
 # ------------------------------------------------------------- Python venv ---
 
 venv_ok() { # cheap check: distributions installed and modules present
     [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
 import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis", "playwright"): md.version(d)
+for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis", "playwright", "kubernetes-validate"): md.version(d)
 assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
 assert iu.find_spec("jsonschema") and iu.find_spec("yaml") and iu.find_spec("schemathesis")
-assert iu.find_spec("playwright.sync_api")' 2>/dev/null
+assert iu.find_spec("playwright.sync_api") and iu.find_spec("kubernetes_validate")' 2>/dev/null
 }
 
 ensure_venv() {
@@ -337,7 +369,7 @@ ensure_venv() {
     log "installing ${PY_PACKAGES[*]} into $VENV"
     quietly pip-install "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
         die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis, playwright.sync_api' ||
+    "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis, playwright.sync_api, kubernetes_validate' ||
         die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
 }
@@ -620,6 +652,7 @@ cmd_up() {
     local t0=$SECONDS
     ensure_packages
     ensure_livekit_binary
+    ensure_cluster_tools
     ensure_venv
     ensure_web
     ensure_postgres
@@ -675,6 +708,11 @@ cmd_status() {
     echo
     if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
     if venv_ok; then echo "python venv:    $VENV (${PY_PACKAGES[*]})"; else echo "python venv:    missing ($VENV)"; fi
+    if go_tool_ok helm "$HELM_VERSION" && go_tool_ok kubeconform "$KUBECONFORM_VERSION"; then
+        echo "cluster tools:  $BIN/helm (v$HELM_VERSION), $BIN/kubeconform (v$KUBECONFORM_VERSION)"
+    else
+        echo "cluster tools:  missing ($BIN/helm, $BIN/kubeconform)"
+    fi
     echo "logs:           $RUN/{livekit,turnserver,redis}.log"
     local down=0
     pg_ready && redis_ready && turn_ready && livekit_ready || down=1
@@ -794,6 +832,8 @@ SQL
     export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
     export CALLGATE_PYTHON="$VENV/bin/python"
     export CALLGATE_CHROMIUM="$CHROMIUM"
+    # tests/api/cluster.rs: the chart's tools, and LiveKit to parse the config it renders.
+    export CALLGATE_HELM="$BIN/helm" CALLGATE_KUBECONFORM="$BIN/kubeconform" CALLGATE_LIVEKIT_SERVER="$LIVEKIT_BIN"
     export TEST_WEBHOOK_PORT=8089
     # The outage test's own cluster, and how it stops and starts it.
     export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"

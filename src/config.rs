@@ -100,6 +100,8 @@ pub struct AppointmentsConfig {
     /// How long after its end people may still come before it is a no-show
     /// (`APPOINTMENT_GRACE`).
     pub grace: Duration,
+    /// Guests are admitted as soon as a host is present (`APPOINTMENT_AUTO_ADMIT`).
+    pub auto_admit: bool,
 }
 
 /// The real-time event stream and presence.
@@ -311,6 +313,7 @@ impl Config {
             appointments: AppointmentsConfig {
                 early_join: env.bounded_seconds("APPOINTMENT_EARLY_JOIN", 600, 0..=86_400)?,
                 grace: env.bounded_seconds("APPOINTMENT_GRACE", 900, 0..=86_400)?,
+                auto_admit: env.flag("APPOINTMENT_AUTO_ADMIT")?,
             },
             admin_port,
             limits: limits(&env)?,

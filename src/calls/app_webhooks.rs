@@ -41,7 +41,7 @@ pub(crate) async fn enqueue(
     store::enqueue_app_webhook(conn, kind, view.id, data).await
 }
 
-/// The call started ringing (or, scheduled, opened).
+/// The call started ringing.
 pub async fn call_started(conn: &mut PgConnection, view: &CallView) -> sqlx::Result<()> {
     enqueue(conn, "call.started", view, call_data(view)).await
 }

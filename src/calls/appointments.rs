@@ -1,18 +1,37 @@
 //! Appointments: booked ahead by the host application's backend (a token
 //! with the `service` role) or by a user with a role of `SCHEDULER_ROLES`;
-//! found by id or by the host's own `externalRef`; cancelled before anyone
-//! met. A booking makes nobody busy.
+//! found by id or by the host's own `externalRef`; opened (a call and its
+//! LiveKit room) at `opensAt` by a durable deadline or at the first join;
+//! joined through a waiting room that hosts admit from; ended by its call,
+//! a host, a cancel or the no-show deadline.
+//!
+//! A booking makes nobody busy: the call an appointment opens has its
+//! hosts and guests written but not live, and each becomes busy only by
+//! joining it. Lock order: the call's row, then the appointment's.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::calls::{CallError, Core};
-use crate::domain::appointment::{self, Happening, Rules, Window};
+use crate::calls::enforce::{self, Effects};
+use crate::calls::lifecycle::{self, Ended};
+use crate::calls::meeting::{self, Audience};
+use crate::calls::views::{CallView, JoinView};
+use crate::calls::{CallError, Core, consent};
+use crate::domain::appointment::{self, Happening, Joinable, Rules, Window};
+use crate::domain::consent::{self as rules, VideoSession};
 use crate::domain::{
-    AppointmentOutcome, AppointmentRole, AppointmentState, AuthUser, CallType, Code, UserId,
+    AppointmentRole, AppointmentState, AuthUser, CallId, CallState, CallType, ClientEvent, Code, EventSource,
+    ParticipantStatus, Role, UserId, call::Ending,
 };
+use crate::infra::turn::IceServer;
+use crate::livekit::RoomSpec;
 use crate::store::appointments::{self as rows, AppointmentRow, NewAppointment, PersonRow};
+use crate::store::{self, CallRow, NewCall, NewParticipant};
+
+pub use crate::calls::meeting::AppointmentView;
 
 /// The role of the host application's own backend.
 pub const SERVICE_ROLE: &str = "service";
@@ -29,27 +48,26 @@ pub struct Booking {
     pub guests: Vec<UserId>,
 }
 
+/// What a participant joining gets: the appointment, its call, and how to
+/// enter the room (in the waiting room, a token with no rights).
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AppointmentView {
-    pub id: Uuid,
-    pub external_ref: String,
-    #[serde(rename = "type")]
-    pub call_type: CallType,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    /// When it may be joined from (`APPOINTMENT_EARLY_JOIN` before `startsAt`).
-    pub opens_at: DateTime<Utc>,
-    pub state: AppointmentState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<AppointmentOutcome>,
-    #[schema(value_type = Vec<String>)]
-    pub hosts: Vec<UserId>,
-    #[schema(value_type = Vec<String>)]
-    pub guests: Vec<UserId>,
-    pub created_at: DateTime<Utc>,
+pub struct JoinedAppointment {
+    pub appointment: AppointmentView,
+    pub call: CallView,
+    pub join: JoinView,
+    /// In the waiting room until a host admits them (no publish, no subscribe).
+    pub waiting: bool,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// The appointment after an admit, and whether LiveKit confirmed the
+/// guest's rights before the answer.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Admitted {
+    pub appointment: AppointmentView,
+    pub sfu_confirmed: bool,
 }
 
 pub fn rules(core: &Core) -> Rules {
@@ -66,25 +84,6 @@ fn may_book(core: &Core, user: &AuthUser) -> bool {
     user.roles.contains(SERVICE_ROLE) || core.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
 }
 
-fn view(core: &Core, row: &AppointmentRow, people: &[PersonRow]) -> AppointmentView {
-    let of = |role| people.iter().filter(|p| p.role == role).map(|p| p.user_id.clone()).collect();
-    let window = Window { starts_at: row.starts_at, ends_at: row.ends_at };
-    AppointmentView {
-        id: row.id,
-        external_ref: row.external_ref.clone(),
-        call_type: row.call_type,
-        title: row.title.clone(),
-        starts_at: row.starts_at,
-        ends_at: row.ends_at,
-        opens_at: appointment::opens_at(window, &rules(core)),
-        state: row.state,
-        outcome: row.outcome.map(|w| w.0),
-        hosts: of(AppointmentRole::Host),
-        guests: of(AppointmentRole::Guest),
-        created_at: row.created_at,
-    }
-}
-
 fn invalid(err: appointment::BookingError) -> CallError {
     CallError::invalid(err.field, err.rule)
 }
@@ -97,6 +96,18 @@ fn same(existing: &AppointmentView, booking: &Booking) -> bool {
         && existing.ends_at == booking.ends_at
         && existing.hosts == booking.hosts
         && existing.guests == booking.guests
+}
+
+fn window(row: &AppointmentRow) -> Window {
+    Window { starts_at: row.starts_at, ends_at: row.ends_at }
+}
+
+fn role_of(people: &[PersonRow], user: &UserId) -> Option<AppointmentRole> {
+    people.iter().find(|p| p.user_id == *user).map(|p| p.role)
+}
+
+fn ended_conflict() -> CallError {
+    CallError::conflict(Code::AppointmentEnded, "the appointment has ended")
 }
 
 /// Books an appointment; the same `externalRef` again gives back the one
@@ -131,12 +142,13 @@ pub async fn book(
         ends_at: booking.ends_at,
         booked_by: &user.id,
         people: &people,
+        opens_at: appointment::opens_at(window, &rules),
     };
     let created = rows::insert(&mut tx, &new).await?;
     let row = rows::find_by_ref(&mut tx, &booking.external_ref).await?.ok_or(CallError::NotFound)?;
     let people = rows::people(&mut tx, row.id).await?;
     tx.commit().await?;
-    let shown = view(core, &row, &people);
+    let shown = meeting::view(&row, &people);
     if !created && !same(&shown, &booking) {
         return Err(CallError::conflict(
             Code::AppointmentDiffers,
@@ -155,6 +167,14 @@ fn may_see(user: &AuthUser, row: &AppointmentRow, people: &[PersonRow]) -> bool 
         || people.iter().any(|p| p.user_id == user.id)
 }
 
+/// Whether `user` may move or cancel it: the host application, whoever
+/// booked it, or a host.
+fn may_manage(user: &AuthUser, row: &AppointmentRow, people: &[PersonRow]) -> bool {
+    user.roles.contains(SERVICE_ROLE)
+        || row.booked_by == user.id.as_str()
+        || role_of(people, &user.id) == Some(AppointmentRole::Host)
+}
+
 pub async fn get(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentView, CallError> {
     let mut conn = core.db.acquire().await?;
     let row = rows::find(&mut conn, id).await?.ok_or(CallError::NotFound)?;
@@ -162,7 +182,7 @@ pub async fn get(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentVi
     if !may_see(user, &row, &people) {
         return Err(CallError::NotFound);
     }
-    Ok(view(core, &row, &people))
+    Ok(meeting::view(&row, &people))
 }
 
 pub async fn get_by_ref(
@@ -176,32 +196,521 @@ pub async fn get_by_ref(
     if !may_see(user, &row, &people) {
         return Err(CallError::NotFound);
     }
-    Ok(view(core, &row, &people))
+    Ok(meeting::view(&row, &people))
 }
 
-/// Cancels it: the host application, whoever booked it, or a host.
+/// A page of the caller's appointments starting in `[from, to)`, soonest
+/// first, after `cursor`; and the cursor of the next page.
+pub async fn list(
+    core: &Core,
+    user: &AuthUser,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<(Vec<AppointmentView>, Option<(DateTime<Utc>, Uuid)>), CallError> {
+    let mut conn = core.db.acquire().await?;
+    let mut found = rows::of_user(&mut conn, &user.id, from, to, after, limit + 1).await?;
+    let next = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        found.last().map(|r| (r.starts_at, r.id))
+    } else {
+        None
+    };
+    let ids: Vec<Uuid> = found.iter().map(|r| r.id).collect();
+    let mut people = rows::people_of(&mut conn, &ids).await?;
+    let views = found.iter().map(|r| meeting::view(r, &people.remove(&r.id).unwrap_or_default())).collect();
+    Ok((views, next))
+}
+
+/// The appointment and its call (if it opened), both locked, call first.
+async fn lock_both(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<(Option<CallRow>, AppointmentRow, Vec<PersonRow>), CallError> {
+    let mut call = store::calls::lock_call_of_appointment(conn, id).await?;
+    let row = rows::lock(conn, id).await?.ok_or(CallError::NotFound)?;
+    if call.is_none() && row.state != AppointmentState::Scheduled {
+        // Opened between the two locks.
+        call = store::calls::lock_call_of_appointment(conn, id).await?;
+    }
+    let people = rows::people(conn, id).await?;
+    Ok((call, row, people))
+}
+
+/// Cancels it: the host application, whoever booked it, or a host. An
+/// appointment that met ends `completed`; one that did not, `cancelled`.
 pub async fn cancel(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentView, CallError> {
     let mut tx = core.db.begin().await?;
-    let row = rows::lock(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let people = rows::people(&mut tx, id).await?;
+    let (call, row, people) = lock_both(&mut tx, id).await?;
     if !may_see(user, &row, &people) {
         return Err(CallError::NotFound);
     }
-    let is_host = people.iter().any(|p| p.user_id == user.id && p.role == AppointmentRole::Host);
-    if !(user.roles.contains(SERVICE_ROLE) || row.booked_by == user.id.as_str() || is_host) {
+    if !may_manage(user, &row, &people) {
         return Err(CallError::forbidden(
             Code::NotInitiator,
             "only its hosts or whoever booked it cancel it",
         ));
     }
     if row.state == AppointmentState::Ended {
-        return Err(CallError::conflict(Code::AppointmentEnded, "the appointment has ended"));
+        return Err(ended_conflict());
     }
-    let step = appointment::step(row.state, row.state == AppointmentState::Active, Happening::Cancelled);
-    if let Some(outcome) = step.outcome {
-        rows::end(&mut tx, id, outcome).await?;
+    let ended = end_now(&mut tx, call.as_ref(), &row, &people, Happening::Cancelled, Some(&user.id)).await?;
+    let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    tx.commit().await?;
+    if let Some(ended) = ended {
+        lifecycle::after_end(core, &ended).await;
+    }
+    Ok(meeting::view(&row, &people))
+}
+
+/// Ends the appointment for `what` and its call if it has one; returns the
+/// call for `after_end`.
+async fn end_now(
+    tx: &mut PgConnection,
+    call: Option<&CallRow>,
+    row: &AppointmentRow,
+    people: &[PersonRow],
+    what: Happening,
+    by: Option<&UserId>,
+) -> Result<Option<Ended>, CallError> {
+    let step = appointment::step(row.state, row.started_at.is_some(), what);
+    let Some(outcome) = step.outcome else { return Ok(None) };
+    rows::end(tx, row.id, outcome).await?;
+    let ended = match call.filter(|c| c.state.is_live()) {
+        Some(call) => {
+            let ending = match what {
+                Happening::NoShowDeadline => Ending::ConnectTimeout,
+                _ => Ending::Hangup,
+            };
+            let (outcome, reason) = crate::domain::call::end(call.state, ending);
+            let source = if by.is_some() { EventSource::Api } else { EventSource::System };
+            Some(lifecycle::finish(tx, call, outcome, reason, source, by).await?)
+        }
+        None => None,
+    };
+    let row = rows::find(tx, row.id).await?.ok_or(CallError::NotFound)?;
+    meeting::ended(tx, &row, people, call.map(CallRow::call_id)).await?;
+    Ok(ended)
+}
+
+/// Moves it (before it opens): the same people as may cancel it.
+pub async fn reschedule(
+    core: &Core,
+    user: &AuthUser,
+    id: Uuid,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+) -> Result<AppointmentView, CallError> {
+    let mut tx = core.db.begin().await?;
+    let row = rows::lock(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    let people = rows::people(&mut tx, id).await?;
+    if !may_see(user, &row, &people) {
+        return Err(CallError::NotFound);
+    }
+    if !may_manage(user, &row, &people) {
+        return Err(CallError::forbidden(Code::NotInitiator, "only its hosts or whoever booked it move it"));
+    }
+    match row.state {
+        AppointmentState::Scheduled => {}
+        AppointmentState::Ended => return Err(ended_conflict()),
+        AppointmentState::Open | AppointmentState::Active => {
+            return Err(CallError::conflict(
+                Code::AppointmentOpened,
+                "it has opened; it can no longer be moved",
+            ));
+        }
+    }
+    let rules = rules(core);
+    let moved =
+        Window { starts_at: starts_at.unwrap_or(row.starts_at), ends_at: ends_at.unwrap_or(row.ends_at) };
+    appointment::check_window(moved, core.clock.now(), &rules).map_err(invalid)?;
+    let opens_at = appointment::opens_at(moved, &rules);
+    rows::reschedule(&mut tx, id, moved.starts_at, moved.ends_at, opens_at).await?;
+    let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    tx.commit().await?;
+    Ok(meeting::view(&row, &people))
+}
+
+/// Whether a guest may share their screen: only a role of
+/// `SCREEN_SHARE_ROLES` (hosts follow the rule of every call).
+fn guest_may_share(core: &Core, user: &AuthUser) -> bool {
+    core.config.screen_share_roles.as_ref().is_some_and(|roles| roles.iter().any(|r| user.roles.contains(r)))
+}
+
+/// Opens it: its call (everyone written, nobody live, guests waiting) and
+/// its LiveKit room, in `tx`; `appointment.opened` to everyone. The room is
+/// created before the commit: a room that fails leaves the appointment
+/// scheduled, a commit that fails deletes the room.
+async fn open(
+    core: &Core,
+    tx: &mut PgConnection,
+    row: &AppointmentRow,
+    people: &[PersonRow],
+) -> Result<(CallRow, String), CallError> {
+    let call_id = CallId::new();
+    let room_name = core.livekit.room_name(call_id);
+    let session = VideoSession::new(core.config.video_policy);
+    let first_host = people.iter().find(|p| p.role == AppointmentRole::Host).ok_or(CallError::NotFound)?;
+    let new_call = NewCall {
+        id: call_id,
+        room_name: &room_name,
+        call_type: row.call_type,
+        state: CallState::Connecting,
+        initiator: &first_host.user_id,
+        conversation_id: None,
+        external_ref: Some(&row.external_ref),
+        scheduled: true,
+        video_session: &session,
+        video_requested_at_start: false,
+    };
+    store::insert_call(tx, &new_call).await?;
+    store::calls::link_appointment(tx, call_id, row.id).await?;
+    for person in people {
+        let host = person.role == AppointmentRole::Host;
+        let p = NewParticipant {
+            user: &person.user_id,
+            name: None,
+            gender: rules::Gender::Other,
+            role: if host { Role::Initiator } else { Role::Invitee },
+            status: ParticipantStatus::Invited,
+            may_share_screen: host,
+        };
+        store::insert_participant(tx, call_id, &p, false).await?;
+        if !host {
+            store::participants::set_admitted(tx, call_id, person.user_id.as_str(), false).await?;
+        }
+    }
+    let no_show = appointment::no_show_at(window(row), &rules(core));
+    rows::set_state(tx, row.id, AppointmentState::Open, Some(no_show)).await?;
+    let data = json!({"appointmentId": row.id, "externalRef": row.external_ref});
+    store::record_event(tx, call_id, "appointment.opened", EventSource::System, None, data).await?;
+    let opened = rows::find(tx, row.id).await?.ok_or(CallError::NotFound)?;
+    meeting::tell(
+        tx,
+        ClientEvent::AppointmentOpened,
+        &opened,
+        people,
+        Audience::Everyone,
+        Some(call_id),
+        json!({}),
+    )
+    .await?;
+    let until_no_show = (no_show - core.clock.now()).to_std().unwrap_or_default();
+    let spec = RoomSpec {
+        // LiveKit closes a room nobody is in after this long; the no-show
+        // deadline ends the appointment first.
+        empty_timeout: until_no_show + std::time::Duration::from_secs(120),
+        departure_timeout: std::time::Duration::from_secs(20),
+        max_participants: core.config.max_call_participants as u32,
+        metadata: crate::livekit::room_metadata(call_id, row.call_type, session.state),
+    };
+    core.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
+    let call = store::lock_call(tx, call_id).await?.ok_or(CallError::NotFound)?;
+    Ok((call, room_name))
+}
+
+/// Joins it, inside its window: the first join opens it; a host is in at
+/// once, a guest waits (no publish, no subscribe) until a host admits them
+/// (`APPOINTMENT_AUTO_ADMIT`: as soon as a host is there). From now on the
+/// joiner is busy, as in any call.
+pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppointment, CallError> {
+    let mut tx = core.db.begin().await?;
+    let (call, row, people) = lock_both(&mut tx, id).await?;
+    let Some(role) = role_of(&people, &user.id) else { return Err(CallError::NotFound) };
+    match appointment::joinable(row.state, window(&row), core.clock.now(), &rules(core)) {
+        Joinable::Yes => {}
+        Joinable::NotYet { opens_at } => {
+            return Err(CallError::NotYet {
+                code: Code::AppointmentNotOpen,
+                detail: format!(
+                    "it opens at {}",
+                    opens_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                opens_at,
+            });
+        }
+        Joinable::Over => return Err(ended_conflict()),
+    }
+    let (call, created_room) = match call {
+        Some(call) => (call, None),
+        None => {
+            let (call, room) = open(core, &mut tx, &row, &people).await?;
+            (call, Some(room))
+        }
+    };
+    match enter(core, &mut tx, &call, user, role).await {
+        Ok(entered) => {
+            let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+            let participants = store::participants(&mut tx, call.call_id()).await?;
+            if let Err(err) = tx.commit().await {
+                if let Some(room) = created_room {
+                    lifecycle::delete_room(core, &room).await;
+                }
+                return Err(err.into());
+            }
+            let mut effects = Effects::for_call(call.call_id());
+            effects.rights_for = entered.admitted_now.iter().map(|u| u.to_string()).collect();
+            enforce::settle_later(core, effects);
+            let join = lifecycle::join_with(
+                core,
+                &call,
+                &user.id,
+                user.name.as_deref(),
+                entered.share,
+                entered.waiting,
+            )?;
+            Ok(JoinedAppointment {
+                appointment: meeting::view(&row, &people),
+                call: CallView::new(&call, &participants),
+                join,
+                waiting: entered.waiting,
+                ice_servers: core.ice_servers(&user.id),
+            })
+        }
+        Err(err) => {
+            drop(tx);
+            if let Some(room) = created_room {
+                lifecycle::delete_room(core, &room).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+struct Entered {
+    waiting: bool,
+    share: bool,
+    /// Guests admitted by this join (a host arriving with auto-admit).
+    admitted_now: Vec<UserId>,
+}
+
+/// The joiner's part of `join`, in its transaction.
+async fn enter(
+    core: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    user: &AuthUser,
+    role: AppointmentRole,
+) -> Result<Entered, CallError> {
+    let call_id = call.call_id();
+    let participants = store::participants(tx, call_id).await?;
+    let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
+    if me.status == ParticipantStatus::Removed {
+        return Err(CallError::conflict(Code::NotInCall, "you were removed from this appointment"));
+    }
+    if !me.live && !store::participants::make_live(tx, call_id, &user.id).await? {
+        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
+    }
+    let host = role == AppointmentRole::Host;
+    let share = if host { lifecycle::may_share_screen(core, user) } else { guest_may_share(core, user) };
+    store::mark_answered(tx, call_id, &user.id, user.name.as_deref(), user.gender, share).await?;
+    let auto = core.config.appointments.auto_admit;
+    let host_here = participants.iter().any(|p| p.role == Role::Initiator && p.is_present());
+    let mut waiting = !host && !me.admitted;
+    if waiting && auto && host_here {
+        store::participants::set_admitted(tx, call_id, user.id.as_str(), true).await?;
+        waiting = false;
+    }
+    let mut admitted_now = Vec::new();
+    if host && auto {
+        for p in participants.iter().filter(|p| p.role == Role::Invitee && !p.admitted && p.is_present()) {
+            store::participants::set_admitted(tx, call_id, p.user_id.as_str(), true).await?;
+            admitted_now.push(p.user_id.clone());
+        }
+    }
+    consent::on_answer(core, tx, call, &user.id, None).await?;
+    let data = json!({"role": role, "waiting": waiting});
+    store::record_event(tx, call_id, "appointment.joined", EventSource::Api, Some(user.id.as_str()), data)
+        .await?;
+    let appointment_id = call.appointment_id.ok_or(CallError::NotFound)?;
+    let row = rows::find(tx, appointment_id).await?.ok_or(CallError::NotFound)?;
+    let people = rows::people(tx, appointment_id).await?;
+    if waiting {
+        let now_waiting = waiting_guests(tx, call_id).await?;
+        let extra = json!({"waiting": now_waiting, "userId": user.id});
+        meeting::tell(
+            tx,
+            ClientEvent::AppointmentWaiting,
+            &row,
+            &people,
+            Audience::Hosts,
+            Some(call_id),
+            extra,
+        )
+        .await?;
+    }
+    for guest in &admitted_now {
+        tell_admitted(tx, call_id, &row, &people, guest).await?;
+    }
+    if !admitted_now.is_empty() {
+        meeting::on_presence(tx, call, core.clock.now(), core.config.timeouts.max_call_duration).await?;
+    }
+    Ok(Entered { waiting, share, admitted_now })
+}
+
+/// Guests in the waiting room now.
+async fn waiting_guests(tx: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<UserId>> {
+    let participants = store::participants(tx, call).await?;
+    Ok(participants
+        .into_iter()
+        .filter(|p| p.role == Role::Invitee && !p.admitted && p.is_present())
+        .map(|p| p.user_id)
+        .collect())
+}
+
+async fn tell_admitted(
+    tx: &mut PgConnection,
+    call: CallId,
+    row: &AppointmentRow,
+    people: &[PersonRow],
+    guest: &UserId,
+) -> sqlx::Result<()> {
+    let shown = meeting::view(row, people);
+    let data = json!({"appointment": shown, "userId": guest});
+    store::notify(tx, &[guest.to_string()], ClientEvent::AppointmentAdmitted, call, &data).await?;
+    store::record_event(tx, call, "appointment.admitted", EventSource::Api, Some(guest.as_str()), json!({}))
+        .await
+}
+
+/// A host admits a guest: their rights in LiveKit at once (as the video
+/// policy says), answered once LiveKit confirmed (`sfuConfirmed`). A guest
+/// not yet arrived is let straight in when they come. Admitting one
+/// admitted is no change.
+pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Result<Admitted, CallError> {
+    let mut tx = core.db.begin().await?;
+    let (call, row, people) = lock_both(&mut tx, id).await?;
+    match role_of(&people, &user.id) {
+        None if !may_see(user, &row, &people) => return Err(CallError::NotFound),
+        Some(AppointmentRole::Host) => {}
+        _ => return Err(CallError::forbidden(Code::NotAHost, "only a host admits guests")),
+    }
+    if role_of(&people, guest) != Some(AppointmentRole::Guest) {
+        return Err(CallError::invalid("userId", "is not a guest of this appointment"));
+    }
+    if row.state == AppointmentState::Ended {
+        return Err(ended_conflict());
+    }
+    let Some(call) = call else {
+        return Err(CallError::conflict(
+            Code::NotWaiting,
+            "nobody is waiting: the appointment has not opened",
+        ));
+    };
+    let participants = store::participants(&mut tx, call.call_id()).await?;
+    let target = participants.iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
+    let changed = !target.admitted;
+    if changed {
+        store::participants::set_admitted(&mut tx, call.call_id(), guest.as_str(), true).await?;
+        tell_admitted(&mut tx, call.call_id(), &row, &people, guest).await?;
+        meeting::on_presence(&mut tx, &call, core.clock.now(), core.config.timeouts.max_call_duration)
+            .await?;
     }
     let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     tx.commit().await?;
-    Ok(view(core, &row, &people))
+    let mut effects = Effects::for_call(call.call_id());
+    effects.rights_for.push(guest.to_string());
+    let sfu_confirmed = !changed || enforce::settle_soon(core, effects).await;
+    Ok(Admitted { appointment: meeting::view(&row, &people), sfu_confirmed })
+}
+
+/// A host ends it for everyone (`completed` if it met, `cancelled` if not);
+/// a guest leaves it (and may come back while its window lasts).
+pub async fn end(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentView, CallError> {
+    let mut tx = core.db.begin().await?;
+    let (call, row, people) = lock_both(&mut tx, id).await?;
+    let Some(role) = role_of(&people, &user.id) else { return Err(CallError::NotFound) };
+    if row.state == AppointmentState::Ended {
+        return Err(ended_conflict());
+    }
+    if role == AppointmentRole::Guest {
+        drop(tx);
+        let call = call.ok_or_else(|| CallError::conflict(Code::NotInCall, "you have not joined it"))?;
+        lifecycle::leave(core, user, call.call_id()).await?;
+        return get(core, user, id).await;
+    }
+    let ended =
+        end_now(&mut tx, call.as_ref(), &row, &people, Happening::EndedByHost, Some(&user.id)).await?;
+    let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    tx.commit().await?;
+    if let Some(ended) = ended {
+        lifecycle::after_end(core, &ended).await;
+    }
+    Ok(meeting::view(&row, &people))
+}
+
+/// Fires the appointment deadlines that are due (opening, the no-show
+/// check); returns how many did something. Each is acted on in the
+/// transaction that holds its row, so it fires once across instances, and
+/// after a restart.
+pub async fn fire_due(core: &Core) -> anyhow::Result<usize> {
+    let mut fired = 0;
+    for _ in 0..32 {
+        let mut tx = core.db.begin().await?;
+        let now = core.clock.now();
+        let Some(due) = rows::take_due(&mut tx, now).await? else { break };
+        match fire(core, &mut tx, &due, now).await {
+            Ok(ended) => {
+                tx.commit().await?;
+                if let Some(ended) = ended {
+                    lifecycle::after_end(core, &ended).await;
+                }
+                fired += 1;
+            }
+            Err(err) => {
+                drop(tx);
+                tracing::warn!(appointment_id = %due.id, error = format!("{err:#}"), "an appointment deadline failed; retrying it later");
+                let mut conn = core.db.acquire().await?;
+                let later = now + Duration::seconds(5);
+                rows::set_state(&mut conn, due.id, due.state, Some(later)).await?;
+            }
+        }
+    }
+    Ok(fired)
+}
+
+async fn fire(
+    core: &Core,
+    tx: &mut PgConnection,
+    due: &AppointmentRow,
+    now: DateTime<Utc>,
+) -> Result<Option<Ended>, CallError> {
+    let people = rows::people(tx, due.id).await?;
+    match due.state {
+        AppointmentState::Scheduled if now < due.opens_at => {
+            rows::set_state(tx, due.id, due.state, Some(due.opens_at)).await?;
+            Ok(None)
+        }
+        AppointmentState::Scheduled => {
+            let (_, room) = open(core, tx, due, &people).await?;
+            tracing::info!(appointment_id = %due.id, room, "appointment opened");
+            Ok(None)
+        }
+        AppointmentState::Open => {
+            let no_show = appointment::no_show_at(window(due), &rules(core));
+            if now < no_show {
+                rows::set_state(tx, due.id, due.state, Some(no_show)).await?;
+                return Ok(None);
+            }
+            // The call's row first; nowait: one busy elsewhere is left for
+            // the next poll.
+            let call = store::calls::call_of_appointment(tx, due.id).await?;
+            let call = match call {
+                Some(id) => match store::calls::lock_call_nowait(tx, id).await? {
+                    Some(call) => Some(call),
+                    None => {
+                        rows::set_state(tx, due.id, due.state, Some(now + Duration::seconds(1))).await?;
+                        return Ok(None);
+                    }
+                },
+                None => None,
+            };
+            tracing::info!(appointment_id = %due.id, "nobody came in time: a no-show");
+            end_now(tx, call.as_ref(), due, &people, Happening::NoShowDeadline, None).await
+        }
+        AppointmentState::Active | AppointmentState::Ended => {
+            rows::set_state(tx, due.id, due.state, None).await?;
+            Ok(None)
+        }
+    }
 }

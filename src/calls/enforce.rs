@@ -216,7 +216,14 @@ async fn push(app: &Core, row: &CallRow, only: Option<&[String]>) -> Result<(), 
         .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)));
     let updates = targets.map(|p| {
         let sources = rules::publish_sources(state, p.may_share_screen);
-        async move { app.livekit.set_publish_sources(&row.room_name, p.user_id.as_str(), &sources).await }
+        async move {
+            if p.admitted {
+                app.livekit.set_publish_sources(&row.room_name, p.user_id.as_str(), &sources).await
+            } else {
+                // An appointment's waiting room: nothing until a host admits them.
+                app.livekit.set_waiting(&row.room_name, p.user_id.as_str()).await
+            }
+        }
     });
     for result in join_all(updates).await {
         result?;

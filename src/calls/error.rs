@@ -24,6 +24,9 @@ pub enum CallError {
     Conflict { code: Code, detail: String },
     #[error("{detail}")]
     TooManyRequests { code: Code, detail: String, retry_after: Duration },
+    /// Too early: what is asked for becomes possible at `opens_at`.
+    #[error("{detail}")]
+    NotYet { code: Code, detail: String, opens_at: chrono::DateTime<chrono::Utc> },
     #[error("LiveKit is unavailable")]
     LiveKitUnavailable(#[source] anyhow::Error),
     #[error("a dependency is unavailable: {0}")]

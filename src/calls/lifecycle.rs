@@ -10,6 +10,7 @@ use crate::calls::CallError;
 use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
+use crate::calls::meeting;
 use crate::calls::ringing;
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
@@ -30,7 +31,6 @@ pub struct StartCall {
     pub call_type: CallType,
     pub conversation_id: Option<String>,
     pub external_ref: Option<String>,
-    pub scheduled: bool,
 }
 
 fn chrono_secs(d: std::time::Duration) -> chrono::Duration {
@@ -43,12 +43,6 @@ pub fn may_share_screen(app: &Core, user: &AuthUser) -> bool {
         None => true,
         Some(roles) => roles.iter().any(|r| user.roles.contains(r)),
     }
-}
-
-/// Whether this user's role lets them start a scheduled call, which makes its
-/// invitees busy without ringing them (`SCHEDULER_ROLES`).
-pub fn may_schedule(app: &Core, user: &AuthUser) -> bool {
-    app.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
 }
 
 /// Starts a call: checks who may start it, writes the call and its roster,
@@ -79,11 +73,11 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         id: call_id,
         room_name: &room_name,
         call_type: req.call_type,
-        state: if req.scheduled { CallState::Connecting } else { CallState::Ringing },
+        state: CallState::Ringing,
         initiator: &user.id,
         conversation_id: req.conversation_id.as_deref(),
         external_ref: req.external_ref.as_deref(),
-        scheduled: req.scheduled,
+        scheduled: false,
         video_session: &session,
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
     };
@@ -93,20 +87,18 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     if roster.rung.is_empty() {
         return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
     }
-    schedule_first_deadline(app, &mut tx, call_id, req.scheduled).await?;
+    let due = app.clock.now() + chrono_secs(app.config.timeouts.ringing);
+    store::schedule(&mut tx, call_id, DeadlineKind::Ringing, due, None).await?;
     let data = json!({"type": req.call_type, "invitees": roster.rung, "busy": roster.busy});
     store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
-    if !req.scheduled {
-        ringing::rang(&mut tx, &view, &roster.rung).await?;
-        let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
-        store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view}))
-            .await?;
-    }
-    let spec = room_spec(app, call_id, &req, session.state);
+    ringing::rang(&mut tx, &view, &roster.rung).await?;
+    let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
+    store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view})).await?;
+    let spec = room_spec(app, call_id, req.call_type, session.state);
     app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     if let Err(err) = tx.commit().await {
         delete_room(app, &room_name).await;
@@ -116,20 +108,14 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
 
-/// Whether `user` may start this call now: their role (for a scheduled
-/// call), their rate of calls, and (with `REQUIRE_CALLEE_ONLINE`) a callee online.
+/// Whether `user` may start this call now: their rate of calls, and (with
+/// `REQUIRE_CALLEE_ONLINE`) a callee online.
 async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), CallError> {
-    if req.scheduled && !may_schedule(app, user) {
-        return Err(CallError::forbidden(
-            Code::SchedulingNotAllowed,
-            "your role may not start scheduled calls",
-        ));
-    }
     crate::calls::limits::call_start(app, &user.id).await?;
     crate::calls::blocks::ring_cooldown(app, &user.id, &req.invitees).await?;
     let conversation = req.conversation_id.as_deref();
     crate::calls::authz::may_call(app, &user.id, &req.invitees, conversation, req.call_type).await?;
-    if app.config.events.require_callee_online && !req.scheduled {
+    if app.config.events.require_callee_online {
         require_callee_online(app, &req.invitees).await?;
     }
     Ok(())
@@ -162,8 +148,7 @@ async fn write_roster(
     if !store::insert_participant(tx, call_id, &me, true).await? {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
-    // Invitees are not present until they answer (or, scheduled, ask for a
-    // token) with their own verified token: only then are their gender,
+    // Invitees are not present until they answer with their own verified token: only then are their gender,
     // name and screen-share right known.
     let invitee = |user, status| NewParticipant {
         user,
@@ -211,35 +196,15 @@ async fn end_busy(
     Ok(CallError::conflict(Code::CalleeBusy, "the callee is in another call"))
 }
 
-/// A rung call waits `RINGING_TIMEOUT` for an answer; a scheduled one, in
-/// which nobody rings, waits for two people at most as long as a call may last.
-async fn schedule_first_deadline(
-    app: &Core,
-    tx: &mut PgConnection,
-    call_id: CallId,
-    scheduled: bool,
-) -> sqlx::Result<()> {
-    let timeouts = &app.config.timeouts;
-    let (kind, wait) = match scheduled {
-        true => (DeadlineKind::Connect, timeouts.max_call_duration),
-        false => (DeadlineKind::Ringing, timeouts.ringing),
-    };
-    store::schedule(tx, call_id, kind, app.clock.now() + chrono_secs(wait), None).await
-}
-
-fn room_spec(app: &Core, call_id: CallId, req: &StartCall, video: rules::VideoState) -> RoomSpec {
+fn room_spec(app: &Core, call_id: CallId, call_type: CallType, video: rules::VideoState) -> RoomSpec {
     let timeouts = &app.config.timeouts;
     RoomSpec {
         // LiveKit closes a room nobody joined after this long; the call's own
-        // deadlines end it first. A scheduled call waits for its people.
-        empty_timeout: if req.scheduled {
-            timeouts.max_call_duration
-        } else {
-            timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60)
-        },
+        // deadlines end it first.
+        empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
         departure_timeout: timeouts.rejoin_grace,
         max_participants: app.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, req.call_type, video),
+        metadata: crate::livekit::room_metadata(call_id, call_type, video),
     }
 }
 
@@ -253,12 +218,26 @@ pub fn join_for(
     name: Option<&str>,
     may_share_screen: bool,
 ) -> Result<JoinView, CallError> {
+    join_with(app, call, user, name, may_share_screen, false)
+}
+
+/// Like [`join_for`]; `waiting` (an appointment's waiting room) grants
+/// joining the room only: no publish, no subscribe, no data.
+pub fn join_with(
+    app: &Core,
+    call: &CallRow,
+    user: &UserId,
+    name: Option<&str>,
+    may_share_screen: bool,
+    waiting: bool,
+) -> Result<JoinView, CallError> {
     let sources = rules::publish_sources(rules::VideoState::Off, may_share_screen);
     let grant = crate::livekit::tokens::JoinGrant {
         identity: user.as_str(),
         name,
         room: &call.room_name,
         sources: &sources,
+        waiting,
         ttl: app.config.token_ttl,
     };
     let lk = &app.config.livekit;
@@ -303,6 +282,18 @@ async fn lock_as_member(
     Ok((call, participants, me))
 }
 
+/// An appointment's call is entered through the appointment (its window,
+/// its waiting room), never answered like a rung call.
+fn refuse_appointment_call(call: &CallRow) -> Result<(), CallError> {
+    match call.appointment_id {
+        Some(_) => Err(CallError::conflict(
+            Code::JoinThroughAppointment,
+            "this is an appointment's call: join or leave it through /appointments/{id}",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn ended_conflict() -> CallError {
     CallError::conflict(Code::CallEnded, "the call has ended")
 }
@@ -319,6 +310,7 @@ pub async fn accept(
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
+    refuse_appointment_call(&call)?;
     if me.role == Role::Initiator {
         return Err(CallError::conflict(Code::NotAnInvitee, "the initiator does not answer their own call"));
     }
@@ -389,6 +381,7 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
+    refuse_appointment_call(&call)?;
     if me.role == Role::Initiator {
         return Err(CallError::conflict(
             Code::NotAnInvitee,
@@ -444,6 +437,11 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
 pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
     let mut tx = app.db.begin().await?;
     let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    if call.appointment_id.is_some() && me.role == Role::Invitee {
+        // A guest ends an appointment for themself only.
+        drop(tx);
+        return Box::pin(leave(app, user, id)).await;
+    }
     let (outcome, reason) = match call.state {
         CallState::Ringing if me.role != Role::Initiator => {
             return Err(CallError::forbidden(
@@ -473,7 +471,7 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
 pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
     let mut tx = app.db.begin().await?;
     let (call, participants, me) = lock_as_member(&mut tx, id, &user.id).await?;
-    if me.status == ParticipantStatus::Invited {
+    if me.status == ParticipantStatus::Invited && call.appointment_id.is_none() {
         drop(tx);
         return decline(app, user, id).await;
     }
@@ -485,7 +483,7 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
     store::record_event(&mut tx, id, "participant.left", EventSource::Api, Some(user.id.as_str()), json!({}))
         .await?;
     let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
-    let ended = if remaining < 2 {
+    let ended = if remaining < 2 && !meeting::holds_open(&mut tx, &call).await? {
         let (outcome, reason) = domain::call::end(call.state, Ending::LastLeft);
         Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?)
     } else {
@@ -527,11 +525,8 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
-    if call.scheduled && me.live && me.status == ParticipantStatus::Invited {
-        // Nobody rang: asking for a token is how a scheduled invitee answers.
-        drop(conn);
-        let answered = accept(app, user, id, None).await?;
-        return Ok(JoinOnly { join: answered.join, ice_servers: answered.ice_servers });
+    if call.appointment_id.is_some() && !me.is_present() {
+        refuse_appointment_call(&call)?;
     }
     if !me.is_present() {
         let (code, detail) = if me.status == ParticipantStatus::Invited {
@@ -541,7 +536,9 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
         };
         return Err(CallError::conflict(code, detail));
     }
-    let join = join_for(app, &call, &user.id, user.name.as_deref(), may_share_screen(app, user))?;
+    // A guest keeps the right to share their screen they joined with.
+    let share = if call.appointment_id.is_some() { me.may_share_screen } else { may_share_screen(app, user) };
+    let join = join_with(app, &call, &user.id, user.name.as_deref(), share, !me.admitted)?;
     Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
 }
 
@@ -624,6 +621,7 @@ pub async fn finish(
         store::notify(conn, &everyone, kind, id, &payload).await?;
     }
     store::notify(conn, &everyone, ClientEvent::CallEnded, id, &payload).await?;
+    meeting::on_call_end(conn, &ended, reason).await?;
     Ok(Ended { call: ended, outcome, reason })
 }
 

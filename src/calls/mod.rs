@@ -15,6 +15,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod limits;
 pub mod media;
+pub mod meeting;
 pub mod quality;
 pub mod reports;
 pub mod ringing;

@@ -27,7 +27,11 @@ pub struct CallView {
     pub conversation_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
+    /// Booked ahead (an appointment's call): nobody rang.
     pub scheduled: bool,
+    /// The appointment this call is the meeting of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appointment_id: Option<uuid::Uuid>,
     pub video: VideoState,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +78,7 @@ impl CallView {
             conversation_id: call.conversation_id.clone(),
             external_ref: call.external_ref.clone(),
             scheduled: call.scheduled,
+            appointment_id: call.appointment_id,
             video: call.video_state(),
             created_at: call.created_at,
             answered_at: call.answered_at,

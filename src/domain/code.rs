@@ -43,6 +43,7 @@ codes! {
     ScreenShareNotAllowed = "screen_share_not_allowed",
     SchedulingNotAllowed = "scheduling_not_allowed",
     CallNotAllowed = "call_not_allowed",
+    NotAHost = "not_a_host",
     // 404
     NotFound = "not_found",
     // 409
@@ -53,6 +54,10 @@ codes! {
     CallNotEnded = "call_not_ended",
     AppointmentDiffers = "appointment_differs",
     AppointmentEnded = "appointment_ended",
+    AppointmentNotOpen = "appointment_not_open",
+    AppointmentOpened = "appointment_opened",
+    JoinThroughAppointment = "join_through_appointment",
+    NotWaiting = "not_waiting",
     CalleeBusy = "callee_busy",
     CalleeOffline = "callee_offline",
     CallerBusy = "caller_busy",

@@ -173,6 +173,13 @@ word_enum!(
         VideoOff = "video.off",
         VideoDeclined = "video.declined",
         VideoExpired = "video.expired",
+        AppointmentOpened = "appointment.opened",
+        AppointmentWaiting = "appointment.waiting",
+        AppointmentAdmitted = "appointment.admitted",
+        AppointmentStarted = "appointment.started",
+        AppointmentEnded = "appointment.ended",
+        AppointmentCancelled = "appointment.cancelled",
+        AppointmentNoShow = "appointment.no_show",
     }
 );
 

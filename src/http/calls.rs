@@ -75,15 +75,20 @@ struct StartBody {
     /// Any reference of the host application's, 1 to 256 printable characters.
     #[schema(min_length = 1, max_length = 256)]
     external_ref: Option<String>,
-    /// An appointment: skip ringing, everyone counts as having accepted. Only for the roles of
-    /// `SCHEDULER_ROLES` (none by default).
-    #[serde(default)]
-    scheduled: bool,
+    /// Removed: a call booked ahead is an appointment (`POST /appointments`); `true` is refused.
+    #[schema(value_type = Option<bool>)]
+    scheduled: Option<bool>,
 }
 
 const MAX_REF_LEN: usize = 256;
 
 fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result<StartCall, ApiError> {
+    if body.scheduled == Some(true) {
+        return Err(ApiError::invalid(
+            "scheduled",
+            "a call booked ahead is an appointment: POST /appointments",
+        ));
+    }
     if body.participant_ids.is_empty() {
         return Err(ApiError::invalid("participantIds", "name at least one participant to call"));
     }
@@ -121,15 +126,14 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
         call_type: body.call_type,
         conversation_id: body.conversation_id,
         external_ref: body.external_ref,
-        scheduled: body.scheduled,
     })
 }
 
 /// Start a call: creates its LiveKit room and rings the invitees.
 ///
 /// Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
-/// `too_many_participants`; 403 `scheduling_not_allowed` (`scheduled` without a role of
-/// `SCHEDULER_ROLES`); 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
+/// `too_many_participants` (a call booked ahead is an appointment: `POST /appointments`);
+/// 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
 /// `busy`), `callee_offline` (when `REQUIRE_CALLEE_ONLINE`); 429 `rate_limited`.
 #[utoipa::path(post, path = "/calls", operation_id = "startCall", tag = "calls", request_body = StartBody,
     responses(
@@ -159,7 +163,8 @@ struct AcceptBody {
 
 /// Answer a ringing call (an invitee); the body is optional.
 ///
-/// Errors: 409 `already_answered`, `not_an_invitee`, `call_ended`, `caller_busy`.
+/// Errors: 409 `already_answered`, `not_an_invitee`, `call_ended`, `caller_busy`, `join_through_appointment`
+/// (an appointment's call is joined through `POST /appointments/{id}/join`).
 #[utoipa::path(post, path = "/calls/{id}/accept", operation_id = "acceptCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     request_body(content = Option<AcceptBody>, description = "Optional; may be empty"),
     responses(
@@ -180,7 +185,7 @@ async fn accept(
 
 /// Decline a ringing call (an invitee).
 ///
-/// Errors: 409 `not_an_invitee`, `already_answered`, `call_ended`.
+/// Errors: 409 `not_an_invitee`, `already_answered`, `call_ended`, `join_through_appointment`.
 #[utoipa::path(post, path = "/calls/{id}/decline", operation_id = "declineCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     responses(
         (status = 200, description = "The call as it now stands", body = CallOnly),
@@ -215,7 +220,8 @@ async fn end(
     Ok(Json(lifecycle::end(&app, &user, id).await?))
 }
 
-/// Leave the call; it ends when fewer than two remain.
+/// Leave the call; it ends when fewer than two remain (an appointment's call that has not met
+/// stays open until its no-show deadline).
 ///
 /// Errors: 409 `call_ended`, `not_in_call`.
 #[utoipa::path(post, path = "/calls/{id}/leave", operation_id = "leaveCall", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
@@ -234,7 +240,7 @@ async fn leave(
 
 /// A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
 ///
-/// Errors: 409 `call_ended`, `not_in_call`.
+/// Errors: 409 `call_ended`, `not_in_call`, `join_through_appointment`, `not_answered`.
 #[utoipa::path(post, path = "/calls/{id}/token", operation_id = "callToken", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),
     responses(
         (status = 200, description = "Join details", body = JoinOnly),

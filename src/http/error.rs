@@ -31,6 +31,9 @@ pub enum ApiError {
     Conflict { code: Code, detail: String },
     #[error("{detail}")]
     TooManyRequests { code: Code, detail: String, retry_after: Duration },
+    /// A 409 that says when it becomes possible (`opensAt`).
+    #[error("{detail}")]
+    NotYet { code: Code, detail: String, opens_at: chrono::DateTime<chrono::Utc> },
     #[error("LiveKit is unavailable")]
     LiveKitUnavailable(#[source] anyhow::Error),
     #[error("a dependency is unavailable: {0}")]
@@ -62,7 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::NotYet { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::LiveKitUnavailable(_) | ApiError::Unavailable(_) | ApiError::DependencyDown(..) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -77,6 +80,7 @@ impl ApiError {
             | ApiError::Invalid { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::NotYet { code, .. }
             | ApiError::TooManyRequests { code, .. } => *code,
             ApiError::Unauthorized(_) => Code::Unauthorized,
             ApiError::NotFound => Code::NotFound,
@@ -109,6 +113,7 @@ impl From<CallError> for ApiError {
             CallError::TooManyRequests { code, detail, retry_after } => {
                 ApiError::TooManyRequests { code, detail, retry_after }
             }
+            CallError::NotYet { code, detail, opens_at } => ApiError::NotYet { code, detail, opens_at },
             CallError::LiveKitUnavailable(err) => ApiError::LiveKitUnavailable(err),
             CallError::Unavailable(what) => ApiError::Unavailable(what),
             CallError::DependencyDown(dependency, err) => ApiError::DependencyDown(dependency, err),
@@ -127,6 +132,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(rename = "opensAt", skip_serializing_if = "Option::is_none")]
+    opens_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl IntoResponse for ApiError {
@@ -172,6 +179,10 @@ impl ApiError {
             _ => None,
         };
         let code = self.code().as_str();
+        let opens_at = match &self {
+            ApiError::NotYet { opens_at, .. } => Some(*opens_at),
+            _ => None,
+        };
         let problem = Problem {
             kind: format!("https://callgate.dev/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -179,6 +190,7 @@ impl ApiError {
             code,
             detail,
             field,
+            opens_at,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -231,6 +243,9 @@ pub struct ProblemDoc {
     detail: String,
     /// The request field at fault (`participantIds`, `participantIds[0]`, `limit`), when one is.
     field: Option<String>,
+    /// For `appointment_not_open`: when it may be joined from.
+    #[schema(rename = "opensAt")]
+    opens_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[cfg(test)]

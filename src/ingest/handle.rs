@@ -26,6 +26,7 @@ use crate::calls::Core;
 use crate::calls::consent::{self, Judgement};
 use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{Ended, finish};
+use crate::calls::meeting;
 use crate::calls::views::CallView;
 use crate::domain::ClientEvent;
 use crate::domain::{self, call::Ending};
@@ -186,7 +187,10 @@ pub async fn joined(
         .iter()
         .filter(|p| p.user_id == identity || p.status == ParticipantStatus::Joined)
         .count();
-    if let Some(next) = domain::call::connected(call.state, present) {
+    if call.appointment_id.is_some() {
+        // Active once a host and an admitted guest are here, not any two.
+        meeting::on_presence(tx, call, app.clock.now(), app.config.timeouts.max_call_duration).await?;
+    } else if let Some(next) = domain::call::connected(call.state, present) {
         store::set_state(tx, id, next).await?;
         store::cancel(tx, id, DeadlineKind::Connect).await?;
         let due = app.clock.now()
@@ -279,7 +283,7 @@ pub async fn left(
     };
     let remaining = participants.iter().filter(|p| p.live && p.user_id != identity).count();
     let user = UserId::parse(identity).ok();
-    if remaining < 2 {
+    if remaining < 2 && !meeting::holds_open(tx, call).await? {
         let ending = if matches!(why, Departure::Removed) { Ending::Removed } else { Ending::LastLeft };
         let (outcome, reason) = domain::call::end(call.state, ending);
         let ended = finish(tx, call, outcome, reason, source, user.as_ref()).await?;

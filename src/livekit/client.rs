@@ -188,6 +188,25 @@ impl RoomService for LiveKit {
         }
     }
 
+    async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
+        let permission = proto::ParticipantPermission {
+            can_subscribe: false,
+            can_publish: false,
+            can_publish_data: false,
+            can_publish_sources: Vec::new(),
+            can_update_metadata: false,
+            ..Default::default()
+        };
+        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
+        let request =
+            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
+        match self.timed("update_participant", request).await {
+            Ok(_) => Ok(true),
+            Err(LiveKitError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
         let request = async { self.rooms.update_room_metadata(room, &metadata).await.map_err(classify) };
         self.timed("update_room_metadata", request).await?;
@@ -275,6 +294,14 @@ fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Whether a permission is a waiting room's: nothing at all.
+fn waiting(permission: Option<&proto::ParticipantPermission>) -> bool {
+    permission.is_some_and(|p| {
+        !(p.can_publish || p.can_subscribe || p.can_publish_data || p.can_update_metadata)
+            && p.can_publish_sources.is_empty()
+    })
+}
+
 /// The sources a permission allows, if it has the shape callgate grants.
 fn publish_sources(permission: Option<&proto::ParticipantPermission>) -> Option<Vec<TrackSource>> {
     let p = permission?;
@@ -302,6 +329,7 @@ pub(super) fn participant(info: &proto::ParticipantInfo) -> Participant {
         is_person: info.kind == proto::participant_info::Kind::Standard as i32,
         session: session_of(info),
         publish_sources: publish_sources(info.permission.as_ref()),
+        waiting: waiting(info.permission.as_ref()),
         tracks: info.tracks.iter().map(track).collect(),
         disconnect_reason,
     }

@@ -117,6 +117,7 @@ impl FakeRooms {
             .get_mut(room)
             .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity));
         if let Some(person) = person {
+            person.waiting = false;
             person.publish_sources = sources;
         }
     }
@@ -261,8 +262,24 @@ impl RoomService for FakeRooms {
             .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity));
         let Some(person) = person else { return Ok(false) };
         person.publish_sources = Some(sources.to_vec());
+        person.waiting = false;
         person.tracks.retain(|t| t.source.is_none_or(|s| sources.contains(&s)));
         state.rights_pushed.push((room.to_owned(), identity.to_owned(), sources.to_vec()));
+        Ok(true)
+    }
+
+    async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
+        self.check_up()?;
+        let mut state = self.state();
+        let person = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.participants.iter_mut().find(|p| p.identity == identity));
+        let Some(person) = person else { return Ok(false) };
+        person.publish_sources = None;
+        person.waiting = true;
+        person.tracks.clear();
+        state.rights_pushed.push((room.to_owned(), identity.to_owned(), Vec::new()));
         Ok(true)
     }
 

@@ -87,6 +87,8 @@ pub struct Participant {
     /// callgate grants (subscribe, publish, publish data, no metadata
     /// updates); `None` for no rights or any other shape.
     pub publish_sources: Option<Vec<TrackSource>>,
+    /// In a waiting room: no publish, no subscribe, no data, no metadata.
+    pub waiting: bool,
     pub tracks: Vec<TrackSeen>,
     /// Why they left (for the departure events).
     pub disconnect_reason: DisconnectReason,
@@ -100,6 +102,7 @@ impl Participant {
             is_person: true,
             session: None,
             publish_sources: None,
+            waiting: false,
             tracks: Vec::new(),
             disconnect_reason: DisconnectReason::Other,
         }
@@ -184,6 +187,11 @@ pub trait RoomService: Send + Sync {
         identity: &str,
         sources: &[TrackSource],
     ) -> LiveKitResult<bool>;
+
+    /// Replaces every permission of a connected participant with none:
+    /// a waiting room (no publish, no subscribe, no data; LiveKit
+    /// unpublishes their tracks). Returns false when they are not in the room.
+    async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool>;
 
     async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()>;
 

@@ -13,6 +13,9 @@ pub struct JoinGrant<'a> {
     pub name: Option<&'a str>,
     pub room: &'a str,
     pub sources: &'a [TrackSource],
+    /// In a waiting room: the token grants joining only (no publish, no
+    /// subscribe, no data) until a host admits them.
+    pub waiting: bool,
     pub ttl: Duration,
 }
 
@@ -29,6 +32,20 @@ pub fn video_grants(room: &str, sources: &[TrackSource]) -> VideoGrants {
     }
 }
 
+/// A waiting room's grants: in the room, and nothing else.
+pub fn waiting_grants(room: &str) -> VideoGrants {
+    VideoGrants {
+        room_join: true,
+        room: room.to_owned(),
+        can_subscribe: Some(false),
+        can_publish: Some(false),
+        can_publish_data: Some(false),
+        can_publish_sources: Vec::new(),
+        can_update_own_metadata: Some(false),
+        ..Default::default()
+    }
+}
+
 pub fn mint(
     api_key: &str,
     api_secret: &str,
@@ -38,7 +55,11 @@ pub fn mint(
     let token = AccessToken::with_api_key(api_key, api_secret)
         .with_identity(grant.identity)
         .with_name(grant.name.unwrap_or(grant.identity))
-        .with_grants(video_grants(grant.room, grant.sources))
+        .with_grants(if grant.waiting {
+            waiting_grants(grant.room)
+        } else {
+            video_grants(grant.room, grant.sources)
+        })
         .with_ttl(grant.ttl)
         .to_jwt()?;
     let expires_at = now + chrono::Duration::from_std(grant.ttl).unwrap_or_default();
@@ -58,6 +79,7 @@ mod tests {
             name: Some("Alice"),
             room: "cg-room",
             sources,
+            waiting: false,
             ttl: Duration::from_secs(600),
         };
         let (jwt, _) = mint("devkey", SECRET, &grant, crate::clock::Clock::now(&crate::clock::SystemClock))

@@ -22,6 +22,12 @@ pub struct AppointmentRow {
     pub booked_by: String,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// When it may be joined from.
+    pub opens_at: DateTime<Utc>,
+    /// When its next deadline is due (opening, then the no-show check).
+    pub due_at: Option<DateTime<Utc>>,
+    /// When a host and an admitted guest were first in it together.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -34,7 +40,8 @@ pub struct PersonRow {
 
 macro_rules! appointment_columns {
     () => {
-        "id, external_ref, type, title, starts_at, ends_at, state, outcome, booked_by, created_at, ended_at"
+        "id, external_ref, type, title, starts_at, ends_at, state, outcome, booked_by, created_at, ended_at, \
+         opens_at, due_at, started_at"
     };
 }
 
@@ -48,6 +55,8 @@ pub struct NewAppointment<'a> {
     pub booked_by: &'a UserId,
     /// Hosts first, then guests, each in the order named.
     pub people: &'a [(UserId, AppointmentRole)],
+    /// When it opens (and its first deadline is due).
+    pub opens_at: DateTime<Utc>,
 }
 
 /// Writes a booking, unless one with its `external_ref` exists (then
@@ -55,8 +64,8 @@ pub struct NewAppointment<'a> {
 /// transaction is waited for). Returns whether it was written.
 pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
-        "insert into appointments (id, external_ref, type, title, starts_at, ends_at, booked_by) \
-         values ($1, $2, $3, $4, $5, $6, $7) on conflict (external_ref) do nothing",
+        "insert into appointments (id, external_ref, type, title, starts_at, ends_at, booked_by, opens_at, due_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $8) on conflict (external_ref) do nothing",
     )
     .bind(new.id)
     .bind(new.external_ref)
@@ -65,6 +74,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::
     .bind(new.starts_at)
     .bind(new.ends_at)
     .bind(new.booked_by.as_str())
+    .bind(new.opens_at)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -117,10 +127,136 @@ pub async fn people(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Perso
 
 /// Ends it with `outcome`.
 pub async fn end(conn: &mut PgConnection, id: Uuid, outcome: AppointmentOutcome) -> sqlx::Result<()> {
-    sqlx::query("update appointments set state = 'ended', outcome = $2, ended_at = now() where id = $1")
+    sqlx::query("update appointments set state = 'ended', outcome = $2, ended_at = now(), due_at = null where id = $1")
         .bind(id)
         .bind(outcome.as_str())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Takes the most overdue appointment whose deadline is due at `now`,
+/// locked for this transaction and skipped by every other instance.
+pub async fn take_due(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Option<AppointmentRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        appointment_columns!(),
+        " from appointments where due_at <= $1 order by due_at limit 1 for update skip locked"
+    ))
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Moves it to `state`, its next deadline due at `due_at` (none: `None`).
+pub async fn set_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: AppointmentState,
+    due_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query("update appointments set state = $2, due_at = $3 where id = $1")
+        .bind(id)
+        .bind(state.as_str())
+        .bind(due_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A host and an admitted guest are in it together: active from now.
+pub async fn mark_started(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "update appointments set state = 'active', started_at = coalesce(started_at, $2), due_at = null \
+         where id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves its window (and its opening, when its deadline is due) before it opens.
+pub async fn reschedule(
+    conn: &mut PgConnection,
+    id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    opens_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update appointments set starts_at = $2, ends_at = $3, opens_at = $4, due_at = $4 where id = $1",
+    )
+    .bind(id)
+    .bind(starts_at)
+    .bind(ends_at)
+    .bind(opens_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A page of `user`'s appointments starting in `[from, to)`, soonest
+/// first, after the cursor `(starts_at, id)` if given.
+pub async fn of_user(
+    conn: &mut PgConnection,
+    user: &UserId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<AppointmentRow>> {
+    let (after_at, after_id) = after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    sqlx::query_as(concat!(
+        "select ",
+        appointment_columns!(),
+        " from appointments where id in (select appointment_id from appointment_people where user_id = $1) \
+         and starts_at >= $2 and starts_at < $3 \
+         and ($4::timestamptz is null or (starts_at, id) > ($4, $5)) \
+         order by starts_at, id limit $6"
+    ))
+    .bind(user.as_str())
+    .bind(from)
+    .bind(to)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The hosts and guests of each of these appointments, in one query.
+pub async fn people_of(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, Vec<PersonRow>>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        appointment_id: Uuid,
+        #[sqlx(flatten)]
+        person: PersonRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select appointment_id, user_id, role from appointment_people where appointment_id = any($1) \
+         order by appointment_id, position",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Vec<PersonRow>> = std::collections::HashMap::new();
+    for row in rows {
+        by_id.entry(row.appointment_id).or_default().push(row.person);
+    }
+    Ok(by_id)
+}
+
+/// A webhook to the host application about an appointment.
+pub async fn enqueue_webhook(
+    conn: &mut PgConnection,
+    kind: &str,
+    id: Uuid,
+    data: serde_json::Value,
+) -> sqlx::Result<()> {
+    crate::store::outbox::enqueue_app_webhook(conn, kind, id, data).await
 }

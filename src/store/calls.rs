@@ -34,6 +34,8 @@ pub struct CallRow {
     /// confirmed (see `crate::calls::enforce`).
     pub video_version: i64,
     pub rights_version: i64,
+    /// The appointment this call is the meeting of.
+    pub appointment_id: Option<uuid::Uuid>,
 }
 
 impl CallRow {
@@ -395,4 +397,41 @@ pub async fn ring_to_answer_spread(
         to,
     )
     .await
+}
+
+/// Makes the call the meeting of an appointment.
+pub async fn link_appointment(
+    conn: &mut PgConnection,
+    call: CallId,
+    appointment: uuid::Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("update calls set appointment_id = $2 where id = $1")
+        .bind(call.0)
+        .bind(appointment)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The call of an appointment, locked for the rest of the transaction.
+pub async fn lock_call_of_appointment(
+    conn: &mut PgConnection,
+    appointment: uuid::Uuid,
+) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as(concat!("select ", call_columns!(), " from calls where appointment_id = $1 for update"))
+        .bind(appointment)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The call of an appointment, if it opened (a plain read).
+pub async fn call_of_appointment(
+    conn: &mut PgConnection,
+    appointment: uuid::Uuid,
+) -> sqlx::Result<Option<CallId>> {
+    let id: Option<Uuid> = sqlx::query_scalar("select id from calls where appointment_id = $1")
+        .bind(appointment)
+        .fetch_optional(conn)
+        .await?;
+    Ok(id.map(CallId))
 }

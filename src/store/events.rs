@@ -56,6 +56,30 @@ pub async fn notify(
     Ok(())
 }
 
+/// Like [`notify`], for an event of no call (an appointment before it opened).
+pub async fn notify_without_call(
+    conn: &mut PgConnection,
+    recipients: &[String],
+    kind: ClientEvent,
+    data: &Value,
+) -> sqlx::Result<()> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = recipients.iter().map(|_| Uuid::new_v4()).collect();
+    sqlx::query(
+        "insert into user_events (id, user_id, call_id, type, data) \
+         select id, user_id, null, $3, $4 from unnest($1::uuid[], $2::text[]) as r(id, user_id)",
+    )
+    .bind(&ids)
+    .bind(recipients)
+    .bind(kind.as_str())
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct TimelineEvent {
     pub id: i64,

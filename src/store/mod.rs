@@ -13,14 +13,14 @@ macro_rules! call_columns {
     () => {
         "id, room_name, type, state, outcome, end_reason, initiator_id, \
      conversation_id, external_ref, scheduled, video_session, video_used, created_at, \
-     answered_at, connected_at, ended_at, video_version, rights_version"
+     answered_at, connected_at, ended_at, video_version, rights_version, appointment_id"
     };
 }
 
 macro_rules! participant_columns {
     () => {
         "user_id, name, gender, role, status, live, may_share_screen, \
-     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled"
+     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled, admitted"
     };
 }
 

@@ -25,6 +25,8 @@ pub struct ParticipantRow {
     pub audio_enabled: bool,
     pub video_enabled: bool,
     pub screen_share_enabled: bool,
+    /// Out of an appointment's waiting room (everyone but a waiting guest).
+    pub admitted: bool,
 }
 
 impl ParticipantRow {
@@ -210,6 +212,46 @@ pub async fn first_reconnecting_since(
     .bind(call.0)
     .fetch_one(conn)
     .await
+}
+
+/// Makes a written participant live (busy with this call): false, changing
+/// nothing, when the user is in another live call, as the unique index
+/// decides between concurrent transactions too.
+pub async fn make_live(conn: &mut PgConnection, call: CallId, user: &UserId) -> sqlx::Result<bool> {
+    use sqlx::Connection;
+    let mut savepoint = conn.begin().await?;
+    let result = sqlx::query("update call_participants set live = true where call_id = $1 and user_id = $2")
+        .bind(call.0)
+        .bind(user.as_str())
+        .execute(&mut *savepoint)
+        .await;
+    match result {
+        Ok(_) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether the participant is out of the waiting room.
+pub async fn set_admitted(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &str,
+    admitted: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("update call_participants set admitted = $3 where call_id = $1 and user_id = $2")
+        .bind(call.0)
+        .bind(user)
+        .bind(admitted)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Which of these users are in a live call right now (a plain read).

@@ -1,7 +1,9 @@
 //! Durable deadlines: ringing, connecting, maximum duration, video request
-//! expiry. Every instance polls; a deadline is acted on in the transaction
-//! that deletes it while holding its call's row lock, so it fires exactly
-//! once across instances and still fires after a restart.
+//! expiry; and appointments opening and ending as no-shows
+//! (`calls::appointments::fire_due`). Every instance polls; a deadline is
+//! acted on in the transaction that deletes it while holding its call's row
+//! lock, so it fires exactly once across instances and still fires after a
+//! restart.
 
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +49,7 @@ const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
 /// the database (nothing else could fire either) ends the batch early.
 pub async fn fire_due(app: &Core) -> anyhow::Result<usize> {
     let due = store::deadlines::due(&app.db, 32).await?;
-    let mut fired = 0;
+    let mut fired = crate::calls::appointments::fire_due(app).await?;
     for (id, kind) in due {
         let Some(kind) = DeadlineKind::parse(&kind) else { continue };
         match fire_one(app, id, kind).await {

@@ -344,7 +344,12 @@ async fn check_tracks_and_rights(
             }
         }
         let expected = rules::publish_sources(state, row.may_share_screen);
-        if withdraw || !rights_match(person.publish_sources.as_deref(), &expected) {
+        let in_line = match row.admitted {
+            true => rights_match(person.publish_sources.as_deref(), &expected),
+            // In an appointment's waiting room: no rights at all.
+            false => person.waiting,
+        };
+        if withdraw || !in_line {
             effects.rights_for.push(person.identity.clone());
             pass.rights_fixed += 1;
             tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");

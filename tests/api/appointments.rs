@@ -5,7 +5,14 @@ use chrono::{Duration, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app_configured};
+use crate::app_webhooks::{Receiver, configure_hook, new_secret};
+use crate::consent::{participants, turn_video_on};
+use crate::helpers::events::EventStream;
+use crate::helpers::lk_client::LkClient;
+use crate::helpers::{
+    TestApp, TestUser, base_config, eventually, isolated_database, room_exists, spawn_app,
+    spawn_app_configured, spawn_on,
+};
 
 fn later(minutes: i64) -> String {
     (Utc::now() + Duration::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -177,4 +184,333 @@ async fn an_appointment_is_cancelled_by_its_host_and_not_by_its_guest() {
     let (status, body) = app.post(&format!("/api/v1/appointments/{id}/cancel"), &host, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "appointment_ended");
+}
+
+// ---------------------------------------------------------------- the meeting
+
+fn soon(seconds: i64) -> String {
+    (Utc::now() + Duration::seconds(seconds)).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Books `host` and `guest` (audio or video) from `starts` to `ends`
+/// seconds from now; returns its id.
+async fn book_for(
+    app: &TestApp,
+    host: &TestUser,
+    guest: &TestUser,
+    kind: &str,
+    starts: i64,
+    ends: i64,
+) -> String {
+    let service = app.user_with_roles("other", &["service"]);
+    let body = json!({
+        "externalRef": reference(), "type": kind, "startsAt": soon(starts), "endsAt": soon(ends),
+        "hosts": [host.id], "guests": [guest.id],
+    });
+    let (status, booked) = app.post("/api/v1/appointments", &service, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    booked["id"].as_str().expect("id").to_owned()
+}
+
+async fn appointment(app: &TestApp, id: &str, user: &TestUser) -> Value {
+    let (status, body) = app.get(&format!("/api/v1/appointments/{id}"), user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn wait_for_state(app: &TestApp, id: &str, user: &TestUser, state: &str) -> Value {
+    let within = std::time::Duration::from_secs(20);
+    let at = std::time::Instant::now();
+    loop {
+        let body = appointment(app, id, user).await;
+        if body["state"] == state {
+            return body;
+        }
+        assert!(at.elapsed() < within, "not {state} within {within:?}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn join(app: &TestApp, id: &str, user: &TestUser) -> (StatusCode, Value) {
+    app.post(&format!("/api/v1/appointments/{id}/join"), user, json!({})).await
+}
+
+async fn joined(app: &TestApp, id: &str, user: &TestUser) -> Value {
+    let (status, body) = join(app, id, user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn connect(body: &Value) -> LkClient {
+    let url = body["join"]["url"].as_str().expect("url");
+    LkClient::connect(url, body["join"]["token"].as_str().expect("token")).await.expect("in the room")
+}
+
+fn room_of(app: &TestApp, joined: &Value) -> String {
+    app.room_name(joined["call"]["id"].as_str().expect("call id"))
+}
+
+#[tokio::test]
+async fn no_room_exists_before_it_opens_one_does_once_it_opens_and_it_is_gone_after_it_ends() {
+    let app = spawn_app_configured(|c| c.appointments.early_join = std::time::Duration::from_secs(3)).await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    // It opens 3 s before it starts, 12 s from now.
+    let id = book_for(&app, &host, &guest, "audio", 15, 60).await;
+    let calls: i64 = sqlx::query_scalar("select count(*) from calls where appointment_id = $1")
+        .bind(uuid::Uuid::parse_str(&id).expect("uuid"))
+        .fetch_one(&app.state.db)
+        .await
+        .expect("counted");
+    assert_eq!(calls, 0, "no call, so no room, before it opens");
+    let (status, early) = join(&app, &id, &guest).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{early}");
+    assert_eq!(early["code"], "appointment_not_open");
+    assert_eq!(early["opensAt"], appointment(&app, &id, &host).await["opensAt"], "it says when it opens");
+
+    wait_for_state(&app, &id, &host, "open").await;
+    let entered = joined(&app, &id, &host).await;
+    let room = room_of(&app, &entered);
+    assert!(room_exists(&room).await, "its room exists once it opens");
+
+    let (status, body) = app.post(&format!("/api/v1/appointments/{id}/end"), &host, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["state"].as_str(), body["outcome"].as_str()), (Some("ended"), Some("cancelled")));
+    eventually(std::time::Duration::from_secs(10), "its room is gone", || {
+        let room = room.clone();
+        async move { !room_exists(&room).await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_guest_who_comes_first_waits_with_no_rights_until_the_host_admits_them_then_is_heard() {
+    let app = spawn_app().await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
+    let mut host_events = EventStream::connect(&app, &host).await;
+
+    let waiting = joined(&app, &id, &guest).await;
+    assert_eq!(waiting["waiting"], true, "{waiting}");
+    let mut guest_client = connect(&waiting).await;
+    let rights = guest_client.initial_permissions().clone();
+    assert!(!rights.can_publish && !rights.can_subscribe, "no rights in the waiting room: {rights:?}");
+    let room = room_of(&app, &waiting);
+    let seen = participants(&room).await;
+    let listed = seen.iter().find(|p| p.identity == guest.id.as_str()).expect("LiveKit lists the guest");
+    let permission = listed.permission.clone().unwrap_or_default();
+    assert!(!permission.can_publish && !permission.can_subscribe, "LiveKit agrees: {permission:?}");
+    let event = host_events
+        .wait_for(std::time::Duration::from_secs(10), "appointment.waiting", |e| {
+            e["type"] == "appointment.waiting"
+        })
+        .await;
+    assert_eq!(event["data"]["userId"], guest.id.as_str());
+    assert!(event.to_string().find("\"male\"").is_none(), "no gender in the event: {event}");
+
+    let entered = joined(&app, &id, &host).await;
+    assert_eq!(entered["waiting"], false, "a host never waits");
+    let mut host_client = connect(&entered).await;
+    host_client.publish_audio().await.expect("the host speaks");
+    let (status, admitted) =
+        app.post(&format!("/api/v1/appointments/{id}/admit"), &host, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::OK, "{admitted}");
+    let mut published = guest_client.publish_audio().await;
+    if published.is_err() && admitted["sfuConfirmed"] == false {
+        // LiveKit had not confirmed the rights when admit answered.
+        published = guest_client.publish_audio().await;
+    }
+    published.expect("admitted, the guest publishes audio");
+    let mut frames = 0;
+    for _ in 0..100 {
+        frames = host_client.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
+        if frames > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(frames > 0, "the host receives the guest's audio");
+    wait_for_state(&app, &id, &host, "active").await;
+}
+
+#[tokio::test]
+async fn a_guests_screen_share_is_refused_and_the_hosts_succeeds_once_video_is_on() {
+    let app = spawn_app_configured(|c| c.appointments.auto_admit = true).await;
+    let (host, guest) = (app.user("male"), app.user("female"));
+    let id = book_for(&app, &host, &guest, "video", 30, 600).await;
+    let entered = joined(&app, &id, &host).await;
+    let mut host_client = connect(&entered).await;
+    let admitted = joined(&app, &id, &guest).await;
+    assert_eq!(admitted["waiting"], false, "APPOINTMENT_AUTO_ADMIT: a host is there");
+    let mut guest_client = connect(&admitted).await;
+    let call = entered["call"]["id"].as_str().expect("call").to_owned();
+    wait_for_state(&app, &id, &host, "active").await;
+    turn_video_on(&app, &call, &host, &guest).await;
+
+    let theirs = guest_client.publish_screen_share_expecting_refusal().await.expect("alive");
+    assert!(theirs.is_err(), "a guest may not share their screen: {theirs:?}");
+    let mut shared = Err(String::new());
+    for _ in 0..3 {
+        shared = host_client.publish_screen_share().await.expect("alive");
+        if shared.is_ok() {
+            break;
+        }
+    }
+    assert!(shared.is_ok(), "the host shares their screen once video is on: {shared:?}");
+}
+
+#[tokio::test]
+async fn a_guest_cannot_skip_the_waiting_room_through_the_call_routes() {
+    let app = spawn_app().await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
+    let entered = joined(&app, &id, &host).await;
+    let call = entered["call"]["id"].as_str().expect("call").to_owned();
+    for action in ["accept", "token"] {
+        let (status, body) = app.call_action(&call, action, &guest, json!({})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
+        assert_eq!(body["code"], "join_through_appointment", "{action}: {body}");
+    }
+    let waiting = joined(&app, &id, &guest).await;
+    let (status, again) = app.call_action(&call, "token", &guest, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let client = connect(&json!({"join": again["join"]})).await;
+    let rights = client.initial_permissions();
+    assert!(!rights.can_publish && !rights.can_subscribe, "a fresh token keeps them waiting: {rights:?}");
+    assert_eq!(waiting["waiting"], true);
+    let (status, body) =
+        app.post(&format!("/api/v1/appointments/{id}/admit"), &guest, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a guest admits nobody: {body}");
+    assert_eq!(body["code"], "not_a_host");
+    let stranger = app.user("female");
+    for action in ["join", "end"] {
+        let (status, body) =
+            app.post(&format!("/api/v1/appointments/{id}/{action}"), &stranger, json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a stranger is told it does not exist: {action} {body}");
+    }
+    let (status, _) =
+        app.post(&format!("/api/v1/appointments/{id}/admit"), &stranger, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn one_in_an_appointment_is_busy_for_calls_and_one_who_is_not_there_yet_is_not() {
+    let app = spawn_app().await;
+    let (host, guest, friend) = (app.user("female"), app.user("male"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
+    joined(&app, &id, &host).await;
+    let (status, body) = app.start_call(&friend, &[&host], "audio").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "callee_busy");
+    let (status, body) = app.start_call(&friend, &[&guest], "audio").await;
+    assert_eq!(status, StatusCode::CREATED, "the guest has not joined: not busy: {body}");
+    let (status, body) = join(&app, &id, &guest).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "caller_busy", "busy in a call, they cannot join");
+}
+
+#[tokio::test]
+async fn nobody_comes_and_it_ends_a_no_show_once_with_its_webhook_across_a_restart() {
+    let receiver = Receiver::start(&[]).await;
+    let secret = new_secret();
+    let database = isolated_database(&base_config()).await;
+    let grace = std::time::Duration::from_secs(2);
+    fn configure(
+        receiver: &Receiver,
+        secret: &str,
+        grace: std::time::Duration,
+    ) -> impl FnOnce(&mut callgate::config::Config) + Send + 'static {
+        let hook = configure_hook(&receiver.url, secret);
+        move |c| {
+            hook(c);
+            c.appointments.grace = grace;
+        }
+    }
+    let first = spawn_on(&database, configure(&receiver, &secret, grace)).await;
+    let (host, guest) = (first.user("female"), first.user("male"));
+    let service = first.user_with_roles("other", &["service"]);
+    let body = json!({
+        "externalRef": reference(), "type": "audio", "startsAt": soon(2), "endsAt": soon(4),
+        "hosts": [host.id], "guests": [guest.id],
+    });
+    let (status, booked) = first.post("/api/v1/appointments", &service, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    let id = booked["id"].as_str().expect("id").to_owned();
+    wait_for_state(&first, &id, &host, "open").await;
+    // Stopped between its opening and its no-show deadline.
+    drop(first);
+    let second = spawn_on(&database, configure(&receiver, &secret, grace)).await;
+    let ended = wait_for_state(&second, &id, &host, "ended").await;
+    assert_eq!(ended["outcome"], "no_show", "{ended}");
+    let deliveries = receiver.wait_for("appointment.no_show", 1, std::time::Duration::from_secs(20)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let ids: std::collections::BTreeSet<String> =
+        receiver.of("appointment.no_show").iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one no-show, not repeated: {deliveries:?}");
+    assert_eq!(deliveries[0].body["data"]["appointment"]["id"], id.as_str());
+    let (status, body) = join(&second, &id, &guest).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("appointment_ended")), "{body}");
+}
+
+#[tokio::test]
+async fn a_cancelled_appointment_cannot_be_joined() {
+    let app = spawn_app().await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
+    let (status, body) = app.post(&format!("/api/v1/appointments/{id}/cancel"), &host, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = join(&app, &id, &guest).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("appointment_ended")), "{body}");
+}
+
+#[tokio::test]
+async fn a_reschedule_moves_the_window_and_a_join_outside_it_says_when_it_opens() {
+    let app = app_with_practitioners().await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 3600, 5400).await;
+    let path = format!("/api/v1/appointments/{id}");
+    let moved = json!({"startsAt": later(180), "endsAt": later(210)});
+    let (status, body) = app.send(reqwest::Method::PATCH, &path, Some(&guest), Some(moved.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a guest moves nothing: {body}");
+    let (status, body) = app.send(reqwest::Method::PATCH, &path, Some(&host), Some(moved.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["startsAt"], moved["startsAt"]);
+    let time =
+        |field: &str| chrono::DateTime::parse_from_rfc3339(body[field].as_str().expect(field)).expect("time");
+    assert_eq!(
+        (time("startsAt") - time("opensAt")).num_seconds(),
+        600,
+        "opens APPOINTMENT_EARLY_JOIN before: {body}"
+    );
+    let (status, body) = join(&app, &id, &guest).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("appointment_not_open")),
+        "{body}"
+    );
+    assert_eq!(body["opensAt"].as_str().map(|s| !s.is_empty()), Some(true), "{body}");
+    let (status, body) =
+        app.send(reqwest::Method::PATCH, &path, Some(&host), Some(json!({"startsAt": later(-1)}))).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("startsAt")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn my_appointments_are_listed_soonest_first_and_nobody_elses() {
+    let app = spawn_app().await;
+    let (host, guest, stranger) = (app.user("female"), app.user("male"), app.user("male"));
+    let late = book_for(&app, &host, &guest, "audio", 7200, 9000).await;
+    let early = book_for(&app, &host, &guest, "audio", 3600, 5400).await;
+    let (status, body) = app.get("/api/v1/appointments?limit=1", &guest).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["appointments"][0]["id"], early.as_str());
+    let cursor = body["nextCursor"].as_str().expect("a next page").to_owned();
+    let (_, body) = app.get(&format!("/api/v1/appointments?limit=1&cursor={cursor}"), &guest).await;
+    assert_eq!(body["appointments"][0]["id"], late.as_str());
+    let (_, body) = app.get("/api/v1/appointments", &stranger).await;
+    assert_eq!(body["appointments"], json!([]));
+    let (status, body) = app.get("/api/v1/appointments?from=yesterday", &guest).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("from")), "{body}");
 }

@@ -279,45 +279,15 @@ async fn the_connect_timeout_fails_a_call_nobody_joins() {
 }
 
 #[tokio::test]
-async fn a_scheduled_call_skips_ringing_and_waits_for_two_in_the_room() {
+async fn a_call_booked_ahead_is_an_appointment_and_scheduled_true_is_refused_naming_it() {
     let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
     let (doctor, patient) = (app.user_with_roles("female", &["clinician"]), app.user("male"));
-    let (status, body) = app
-        .post("/api/v1/calls", &doctor, json!({"participantIds": [patient.id], "type": "video", "scheduled": true, "externalRef": "appointment-42"}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["call"]["state"], "connecting");
-    assert_eq!(body["call"]["externalRef"], "appointment-42");
-    let call = body["call"]["id"].as_str().expect("id").to_owned();
-    let incoming = app
-        .db_count("select count(*) from user_events where call_id = $1 and type = 'call.incoming'", &call)
-        .await;
-    assert_eq!(incoming, 0, "nobody rings");
-    let (status, body) = app.call_action(&call, "token", &patient, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "the patient joins when ready: {body}");
-    assert_eq!(body["join"]["identity"], patient.id.as_str());
-}
-
-#[tokio::test]
-async fn only_the_roles_of_scheduler_roles_may_make_people_busy_without_ringing_them() {
-    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["clinician".into()]).await;
-    let (mallory, admin, victim) =
-        (app.user("male"), app.user_with_roles("female", &["admin"]), app.user("female"));
-    for who in [&mallory, &admin] {
-        let body = json!({"participantIds": [victim.id], "type": "audio", "scheduled": true});
-        let (status, problem) = app.post("/api/v1/calls", who, body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-        assert_eq!(problem["code"], "scheduling_not_allowed");
-    }
-    let (_, active) = app.get("/api/v1/calls/active", &victim).await;
-    assert_eq!(active["calls"], json!([]), "the victim is in no call");
-    app.ring(&mallory, &[&victim], "audio").await;
-
-    let nobody = spawn_app().await;
-    let clinician = nobody.user_with_roles("female", &["clinician"]);
-    let body = json!({"participantIds": [nobody.user("male").id], "type": "audio", "scheduled": true});
-    let (status, _) = nobody.post("/api/v1/calls", &clinician, body).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "SCHEDULER_ROLES is empty by default: nobody schedules");
+    let body = json!({"participantIds": [patient.id], "type": "video", "scheduled": true});
+    let (status, problem) = app.post("/api/v1/calls", &doctor, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "scheduled");
+    let (_, active) = app.get("/api/v1/calls/active", &patient).await;
+    assert_eq!(active["calls"], json!([]), "nobody is made busy");
 }
 
 /// Each read takes one pooled connection at a time: many more readers than

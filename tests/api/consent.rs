@@ -111,7 +111,7 @@ async fn ledger_kinds(app: &TestApp, call: &str, user: &TestUser) -> Vec<String>
 }
 
 /// He asks, she says yes: video is on.
-async fn turn_video_on(app: &TestApp, call: &str, him: &TestUser, her: &TestUser) {
+pub async fn turn_video_on(app: &TestApp, call: &str, him: &TestUser, her: &TestUser) {
     let (status, body) = request_video(app, call, him).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let request = body["request"]["id"].as_str().expect("request id").to_owned();

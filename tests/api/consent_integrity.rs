@@ -305,16 +305,21 @@ async fn a_revoke_by_a_non_consenter_while_video_is_off_answers_the_same_whoever
 }
 
 #[tokio::test]
-async fn a_scheduled_call_counts_each_invitee_as_herself() {
-    let app = spawn_app_configured(|c| c.scheduler_roles = vec!["scheduler".into()]).await;
-    let (w1, w2, m) = (app.user_with_roles("female", &["scheduler"]), app.user("female"), app.user("male"));
-    let body = json!({"participantIds": [w2.id, m.id], "type": "audio", "scheduled": true});
-    let (status, started) = app.post("/api/v1/calls", &w1, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{started}");
-    let call = started["call"]["id"].as_str().expect("id").to_owned();
-    for invitee in [&m, &w2] {
-        let (status, body) = app.call_action(&call, "token", invitee, json!({})).await;
+async fn an_appointment_counts_each_guest_as_herself() {
+    let app = spawn_app_configured(|c| c.appointments.auto_admit = true).await;
+    let service = app.user_with_roles("other", &["service"]);
+    let (w1, w2, m) = (app.user("female"), app.user("female"), app.user("male"));
+    let at = |s: i64| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
+    let body = json!({"externalRef": format!("c-{}", uuid::Uuid::new_v4().simple()), "type": "audio",
+        "startsAt": at(60), "endsAt": at(600), "hosts": [w1.id], "guests": [w2.id, m.id]});
+    let (status, booked) = app.post("/api/v1/appointments", &service, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    let id = booked["id"].as_str().expect("id").to_owned();
+    let mut call = String::new();
+    for who in [&w1, &m, &w2] {
+        let (status, body) = app.post(&format!("/api/v1/appointments/{id}/join"), who, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        call = body["call"]["id"].as_str().expect("call").to_owned();
     }
     let (status, body) = request_video(&app, &call, &m).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -8,6 +8,7 @@
 
 #![allow(clippy::disallowed_methods)]
 
+mod appointments;
 mod support;
 
 use callgate::clock::Clock;

@@ -124,7 +124,6 @@ impl World {
             call_type: CallType::Audio,
             conversation_id: None,
             external_ref: None,
-            scheduled: false,
         };
         let started = lifecycle::start(&self.core, caller, start).await.expect("the call starts");
         CallId(started.call.id)

@@ -17,6 +17,8 @@ export type Ticket = Schemas["TicketView"];
 export type MediaChange = Schemas["MediaChange"];
 export type ErrorCode = Schemas["ErrorCode"];
 export type Problem = Schemas["Problem"];
+export type Appointment = Schemas["AppointmentView"];
+export type JoinedAppointment = Schemas["JoinedAppointment"];
 
 /** An answer of the API that was not a success, with its stable `code`. */
 export class CallgateError extends Error {
@@ -103,6 +105,41 @@ export class CallgateClient {
   }
   updateMyMedia(callId: string, change: MediaChange) {
     return this.request<Schemas["MediaView"]>("PATCH", `/calls/${enc(callId)}/participants/me`, change);
+  }
+
+  // Appointments
+  /** Books one (the host application's backend, or a role of SCHEDULER_ROLES). */
+  bookAppointment(booking: Schemas["BookBody"]) {
+    return this.request<Appointment>("POST", "/appointments", booking);
+  }
+  getAppointment(appointmentId: string) {
+    return this.request<Appointment>("GET", `/appointments/${enc(appointmentId)}`);
+  }
+  appointmentByRef(externalRef: string) {
+    return this.request<Appointment>("GET", `/appointments/by-ref/${enc(externalRef)}`);
+  }
+  appointments(query: { from?: string; to?: string; cursor?: string; limit?: number } = {}) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const qs = params.toString();
+    return this.request<Schemas["AppointmentList"]>("GET", `/appointments${qs ? `?${qs}` : ""}`);
+  }
+  rescheduleAppointment(appointmentId: string, window: Schemas["RescheduleBody"]) {
+    return this.request<Appointment>("PATCH", `/appointments/${enc(appointmentId)}`, window);
+  }
+  /** In its window: `{appointment, call, join, iceServers, waiting}` (a guest waits for a host to admit them). */
+  joinAppointment(appointmentId: string) {
+    return this.request<JoinedAppointment>("POST", `/appointments/${enc(appointmentId)}/join`);
+  }
+  admitToAppointment(appointmentId: string, userId: string) {
+    return this.request<Schemas["Admitted"]>("POST", `/appointments/${enc(appointmentId)}/admit`, { userId });
+  }
+  /** A host: ends it for everyone; a guest: leaves it. */
+  endAppointment(appointmentId: string) {
+    return this.request<Appointment>("POST", `/appointments/${enc(appointmentId)}/end`);
+  }
+  cancelAppointment(appointmentId: string) {
+    return this.request<Appointment>("POST", `/appointments/${enc(appointmentId)}/cancel`);
   }
 
   // Video consent

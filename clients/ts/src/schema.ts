@@ -11,7 +11,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The caller's appointments (as host or guest), soonest first.
+         * @description Errors: 400 `invalid_cursor`; 422 `invalid_field` (`from`, `to`, `limit`).
+         */
+        get: operations["listAppointments"];
         put?: never;
         /**
          * Book an appointment: the host application (a token with the role `service`) or a user with a
@@ -60,6 +64,34 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
+        /**
+         * Move an appointment before it opens (the same people as may cancel it).
+         * @description Errors: 403 `not_initiator` (a guest); 409 `appointment_opened`, `appointment_ended`;
+         *     422 `invalid_field` (`startsAt`, `endsAt`).
+         */
+        patch: operations["rescheduleAppointment"];
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}/admit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A host admits a guest from the waiting room: their rights in LiveKit at once
+         *     (`sfuConfirmed` says whether LiveKit confirmed before the answer). A guest not yet there is
+         *     let straight in when they come.
+         * @description Errors: 403 `not_a_host`; 409 `not_waiting` (it has not opened), `appointment_ended`;
+         *     422 `invalid_field` (`userId` is not a guest).
+         */
+        post: operations["admitToAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -77,6 +109,51 @@ export interface paths {
          * @description Errors: 403 `not_initiator` (a guest); 409 `appointment_ended`.
          */
         post: operations["cancelAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}/end": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A host ends the appointment for everyone (`completed` if a host and a guest met, else
+         *     `cancelled`); a guest leaves it (and may join again while its window lasts).
+         * @description Errors: 409 `appointment_ended`, `not_in_call` (a guest who has not joined).
+         */
+        post: operations["endAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join an appointment inside its window (from `opensAt` until `APPOINTMENT_GRACE` after its
+         *     end), as one of its hosts or guests. The first join opens it if its deadline has not yet. A
+         *     host is in at once; a guest is in the waiting room (`waiting: true`: in the room with no
+         *     publish and no subscribe rights) until a host admits them. From now on the joiner is busy.
+         * @description Errors: 409 `appointment_not_open` (with `opensAt`), `appointment_ended`, `caller_busy`,
+         *     `not_in_call` (removed from it).
+         */
+        post: operations["joinAppointment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -137,8 +214,8 @@ export interface paths {
         /**
          * Start a call: creates its LiveKit room and rings the invitees.
          * @description Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
-         *     `too_many_participants`; 403 `scheduling_not_allowed` (`scheduled` without a role of
-         *     `SCHEDULER_ROLES`); 409 `caller_busy`, `callee_busy` (the call is recorded as ended,
+         *     `too_many_participants` (a call booked ahead is an appointment: `POST /appointments`);
+         *     409 `caller_busy`, `callee_busy` (the call is recorded as ended,
          *     `busy`), `callee_offline` (when `REQUIRE_CALLEE_ONLINE`); 429 `rate_limited`.
          */
         post: operations["startCall"];
@@ -213,7 +290,8 @@ export interface paths {
         put?: never;
         /**
          * Answer a ringing call (an invitee); the body is optional.
-         * @description Errors: 409 `already_answered`, `not_an_invitee`, `call_ended`, `caller_busy`.
+         * @description Errors: 409 `already_answered`, `not_an_invitee`, `call_ended`, `caller_busy`, `join_through_appointment`
+         *     (an appointment's call is joined through `POST /appointments/{id}/join`).
          */
         post: operations["acceptCall"];
         delete?: never;
@@ -254,7 +332,7 @@ export interface paths {
         put?: never;
         /**
          * Decline a ringing call (an invitee).
-         * @description Errors: 409 `not_an_invitee`, `already_answered`, `call_ended`.
+         * @description Errors: 409 `not_an_invitee`, `already_answered`, `call_ended`, `join_through_appointment`.
          */
         post: operations["declineCall"];
         delete?: never;
@@ -315,7 +393,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Leave the call; it ends when fewer than two remain.
+         * Leave the call; it ends when fewer than two remain (an appointment's call that has not met
+         *     stays open until its no-show deadline).
          * @description Errors: 409 `call_ended`, `not_in_call`.
          */
         post: operations["leaveCall"];
@@ -399,7 +478,7 @@ export interface paths {
         put?: never;
         /**
          * A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
-         * @description Errors: 409 `call_ended`, `not_in_call`.
+         * @description Errors: 409 `call_ended`, `not_in_call`, `join_through_appointment`, `not_answered`.
          */
         post: operations["callToken"];
         delete?: never;
@@ -725,13 +804,33 @@ export interface components {
             /** @description For a `video` call: answers the caller's video request (true consents, false rejects). */
             video?: boolean | null;
         };
+        AdmitBody: {
+            /** @description The guest to let in. */
+            userId: string;
+        };
+        /**
+         * @description The appointment after an admit, and whether LiveKit confirmed the
+         *     guest's rights before the answer.
+         */
+        Admitted: {
+            appointment: components["schemas"]["AppointmentView"];
+            sfuConfirmed: boolean;
+        };
+        AppointmentList: {
+            appointments: components["schemas"]["AppointmentView"][];
+            /** @description Where the next page starts, when there is one. */
+            nextCursor?: string | null;
+        };
         /** @enum {string} */
         AppointmentOutcome: "completed" | "cancelled" | "no_show" | "failed";
         /** @enum {string} */
         AppointmentState: "scheduled" | "open" | "active" | "ended";
+        /** @description An appointment as its people and the host application see it. */
         AppointmentView: {
             /** Format: date-time */
             createdAt: string;
+            /** Format: date-time */
+            endedAt?: string | null;
             /** Format: date-time */
             endsAt: string;
             externalRef: string;
@@ -745,6 +844,11 @@ export interface components {
              */
             opensAt: string;
             outcome?: components["schemas"]["AppointmentOutcome"] | null;
+            /**
+             * Format: date-time
+             * @description When a host and an admitted guest were first in it together.
+             */
+            startedAt?: string | null;
             /** Format: date-time */
             startsAt: string;
             state: components["schemas"]["AppointmentState"];
@@ -806,6 +910,11 @@ export interface components {
         CallView: {
             /** Format: date-time */
             answeredAt?: string | null;
+            /**
+             * Format: uuid
+             * @description The appointment this call is the meeting of.
+             */
+            appointmentId?: string | null;
             /** Format: date-time */
             connectedAt?: string | null;
             conversationId?: string | null;
@@ -822,6 +931,7 @@ export interface components {
             initiatorId: string;
             outcome?: components["schemas"]["Outcome"] | null;
             participants: components["schemas"]["ParticipantView"][];
+            /** @description Booked ahead (an appointment's call): nobody rang. */
             scheduled: boolean;
             state: components["schemas"]["CallState"];
             type: components["schemas"]["CallType"];
@@ -840,7 +950,7 @@ export interface components {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -876,6 +986,18 @@ export interface components {
             roomName: string;
             token: string;
             url: string;
+        };
+        /**
+         * @description What a participant joining gets: the appointment, its call, and how to
+         *     enter the room (in the waiting room, a token with no rights).
+         */
+        JoinedAppointment: {
+            appointment: components["schemas"]["AppointmentView"];
+            call: components["schemas"]["CallView"];
+            iceServers: components["schemas"]["IceServer"][];
+            join: components["schemas"]["JoinView"];
+            /** @description In the waiting room until a host admits them (no publish, no subscribe). */
+            waiting: boolean;
         };
         Ledger: {
             entries: components["schemas"]["LedgerView"][];
@@ -935,6 +1057,11 @@ export interface components {
             detail: string;
             /** @description The request field at fault (`participantIds`, `participantIds[0]`, `limit`), when one is. */
             field?: string | null;
+            /**
+             * Format: date-time
+             * @description For `appointment_not_open`: when it may be joined from.
+             */
+            opensAt?: string | null;
             /** Format: int32 */
             status: number;
             /** @description The HTTP status's reason phrase. */
@@ -980,6 +1107,18 @@ export interface components {
             id: string;
             requestedBy: string;
         };
+        RescheduleBody: {
+            /**
+             * Format: date-time
+             * @description The new end, after the start, at most `MAX_CALL_DURATION` after it.
+             */
+            endsAt?: string | null;
+            /**
+             * Format: date-time
+             * @description The new start, in the future.
+             */
+            startsAt?: string | null;
+        };
         /** @enum {string} */
         Role: "initiator" | "invitee";
         /** @description One measurement as a client sends it. */
@@ -1021,11 +1160,8 @@ export interface components {
             externalRef?: string | null;
             /** @description Whom to call (not the caller, each once). */
             participantIds: components["schemas"]["UserId"][];
-            /**
-             * @description An appointment: skip ringing, everyone counts as having accepted. Only for the roles of
-             *     `SCHEDULER_ROLES` (none by default).
-             */
-            scheduled?: boolean;
+            /** @description Removed: a call booked ahead is an appointment (`POST /appointments`); `true` is refused. */
+            scheduled?: boolean | null;
             type: components["schemas"]["CallType"];
         };
         Stats: {
@@ -1202,6 +1338,41 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listAppointments: {
+        parameters: {
+            query?: {
+                /** @description Appointments starting at or after this time (default: a day ago). */
+                from?: string;
+                /** @description ...and before this one (default: `from` + 90 days; at most 366 days after `from`). */
+                to?: string;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Appointments per page, 1 to 100 (default 20). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of appointments */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     bookAppointment: {
         parameters: {
             query?: never;
@@ -1299,6 +1470,78 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    rescheduleAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RescheduleBody"];
+            };
+        };
+        responses: {
+            /** @description The appointment, moved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    admitToAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdmitBody"];
+            };
+        };
+        responses: {
+            /** @description Admitted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Admitted"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     cancelAppointment: {
         parameters: {
             query?: never;
@@ -1322,6 +1565,64 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    endAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The appointment after it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    joinAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Joined: the appointment, its call and how to enter the room */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinedAppointment"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];

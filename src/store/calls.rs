@@ -209,11 +209,21 @@ pub async fn live_calls_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Vec<Cal
 }
 
 /// The user's calls, newest first, strictly older than the cursor.
+/// Which of a user's calls a history page shows.
+#[derive(Debug, Default)]
+pub struct HistoryFilter<'a> {
+    /// Only the calls of this conversation.
+    pub conversation: Option<&'a str>,
+    /// Only the calls this other user was in too.
+    pub with: Option<&'a UserId>,
+}
+
 pub async fn history(
     pool: &PgPool,
     user: &UserId,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
+    filter: &HistoryFilter<'_>,
 ) -> sqlx::Result<Vec<CallRow>> {
     let (at, id) = before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
     sqlx::query_as(concat!(
@@ -222,12 +232,17 @@ pub async fn history(
         " from calls c where exists \
          (select 1 from call_participants p where p.call_id = c.id and p.user_id = $1) \
          and ($2::timestamptz is null or (c.created_at, c.id) < ($2, $3)) \
+         and ($5::text is null or c.conversation_id = $5) \
+         and ($6::text is null or exists \
+              (select 1 from call_participants w where w.call_id = c.id and w.user_id = $6)) \
          order by c.created_at desc, c.id desc limit $4"
     ))
     .bind(user.as_str())
     .bind(at)
     .bind(id)
     .bind(limit)
+    .bind(filter.conversation)
+    .bind(filter.with.map(UserId::as_str))
     .fetch_all(pool)
     .await
 }

@@ -21,6 +21,7 @@ mod devices;
 mod e2e;
 mod events;
 mod helpers;
+mod history;
 mod limits;
 mod logs;
 mod media;

@@ -250,8 +250,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The caller's calls, newest first.
-         * @description Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`).
+         * The caller's calls, newest first; of one conversation
+         *     (`conversationId`) or with one person (`with`) if asked.
+         * @description Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`, `conversationId`, `with`).
          */
         get: operations["callHistory"];
         put?: never;
@@ -1770,6 +1771,10 @@ export interface operations {
                 cursor?: string;
                 /** @description Calls per page, 1 to 100 (default 20). */
                 limit?: number;
+                /** @description Only the calls of this conversation (1 to 256 printable characters). */
+                conversationId?: string;
+                /** @description Only the calls this user was in too. */
+                with?: string;
             };
             header?: never;
             path?: never;

@@ -1,7 +1,8 @@
 //! Blips are not hang-ups: a real client killed without leaving (its
 //! connection just drops) is `reconnecting` for the call's rejoin grace;
 //! back in time, nothing ends; past it, they are `left` (a 1:1 call ends).
-//! A deliberate leave ends at once.
+//! A deliberate leave ends at once. A second device taking the call over
+//! (the same identity joining) is no departure at all.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use crate::consent::{call_in_room, group_in_room};
 use crate::helpers::events::EventStream;
 use crate::helpers::lk_client::LkClient;
-use crate::helpers::{TestApp, TestUser, eventually, spawn_app_configured};
+use crate::helpers::{TestApp, TestUser, eventually, spawn_app, spawn_app_configured};
 
 /// LiveKit notices a dead client by its silence: give it time.
 const NOTICED: Duration = Duration::from_secs(60);
@@ -124,4 +125,43 @@ async fn a_client_that_leaves_ends_a_one_to_one_call_at_once() {
         )
         .await;
     assert_eq!(reconnecting, 0);
+}
+
+#[tokio::test]
+async fn a_second_device_takes_over_a_live_call_and_the_call_goes_on() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _a, mut phone) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
+
+    // Bob picks the call up on his laptop: a token for the same identity.
+    let (status, body) = app.call_action(&call, "token", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = body["join"]["url"].as_str().expect("url");
+    let _laptop =
+        LkClient::connect(url, body["join"]["token"].as_str().expect("token")).await.expect("joins");
+
+    // LiveKit puts the phone out (a duplicate identity); nothing ends.
+    let out =
+        phone.wait_for("disconnected", Duration::from_secs(30)).await.expect("the phone is disconnected");
+    assert_eq!(out.str("reason"), Some("duplicate_identity"), "{out:?}");
+    eventually(Duration::from_secs(20), "the phone's departure is handled", || async {
+        app.db_count(
+            "select count(*) from call_events where call_id = $1 and type = 'livekit.participant_left'",
+            &call,
+        )
+        .await
+            > 0
+    })
+    .await;
+    let now = app.call(&call, &alice).await;
+    assert_eq!(now["state"], "active", "{now}");
+    assert_eq!(status_of(&now, &bob), "joined");
+    let told = app
+        .db_count(
+            "select count(*) from user_events where call_id = $1 \
+             and type in ('participant.left', 'participant.reconnecting', 'call.ended')",
+            &call,
+        )
+        .await;
+    assert_eq!(told, 0, "nobody was told bob left");
 }

@@ -54,7 +54,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn summary(name: &str, mut ms: Vec<f64>) {
+fn summary(name: &str, mut ms: Vec<f64>) -> Value {
     ms.sort_by(|a, b| a.total_cmp(b));
     let (p50, p99) = (percentile(&ms, 50.0), percentile(&ms, 99.0));
     let (min, max) = (ms.first().copied().unwrap_or(f64::NAN), ms.last().copied().unwrap_or(f64::NAN));
@@ -62,6 +62,7 @@ fn summary(name: &str, mut ms: Vec<f64>) {
         "{name:<48} n={:<5} p50={p50:>7.2} ms  p99={p99:>7.2} ms  min={min:>7.2}  max={max:>7.2}",
         ms.len()
     );
+    json!({"name": name.trim(), "n": ms.len(), "p50_ms": p50, "p99_ms": p99, "min_ms": min, "max_ms": max})
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -82,7 +83,7 @@ fn bench_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn latency(rounds: usize) -> anyhow::Result<()> {
+async fn latency(rounds: usize) -> anyhow::Result<Value> {
     let env = bench_env();
     let (one, two) = (launch(free_port(), &env).await, launch(free_port(), &env).await);
     let alice = format!("bench-a-{}", uuid::Uuid::new_v4().simple());
@@ -147,17 +148,17 @@ async fn latency(rounds: usize) -> anyhow::Result<()> {
         from_response.push(signed(at, answered));
     }
     println!("event latency, API on instance 2 -> socket on instance 1 ({} events)", from_request.len());
-    summary("  from the API request being sent", from_request);
-    summary("  from the API response being back", from_response);
+    let request = summary("  from the API request being sent", from_request);
+    let response = summary("  from the API response being back", from_response);
     one.kill().await;
     two.kill().await;
-    Ok(())
+    Ok(json!({"from_request": request, "from_response": response}))
 }
 
 /// Bob's phone stream is on instance 1; he answers on his laptop through
 /// instance 2: from the answer being sent to the phone reading
 /// `call.ring_stopped`.
-async fn ring_stop_latency(rounds: usize) -> anyhow::Result<()> {
+async fn ring_stop_latency(rounds: usize) -> anyhow::Result<Value> {
     let env = bench_env();
     let (one, two) = (launch(free_port(), &env).await, launch(free_port(), &env).await);
     let alice = format!("bench-a-{}", uuid::Uuid::new_v4().simple());
@@ -211,15 +212,15 @@ async fn ring_stop_latency(rounds: usize) -> anyhow::Result<()> {
             .error_for_status()?;
     }
     println!("answer on instance 2 -> the other device's call.ring_stopped on instance 1");
-    summary("  from the answer request being sent", stops);
+    let figures = summary("  from the answer request being sent", stops);
     one.kill().await;
     two.kill().await;
-    Ok(())
+    Ok(figures)
 }
 
 /// The host application's endpoint for `call.ringing`: from the call's
 /// start request being sent to the webhook's POST being received.
-async fn ringing_webhook_latency(rounds: usize) -> anyhow::Result<()> {
+async fn ringing_webhook_latency(rounds: usize) -> anyhow::Result<Value> {
     use axum::{Router, body::Bytes, extract::State, routing::post};
     let (posts, mut posted) = mpsc::unbounded_channel::<(Value, Instant)>();
     let receive = |State(posts): State<mpsc::UnboundedSender<(Value, Instant)>>, body: Bytes| async move {
@@ -271,12 +272,12 @@ async fn ringing_webhook_latency(rounds: usize) -> anyhow::Result<()> {
             .error_for_status()?;
     }
     println!("call start -> call.ringing app webhook received");
-    summary("  from the start request being sent", latencies);
+    let figures = summary("  from the start request being sent", latencies);
     service.kill().await;
-    Ok(())
+    Ok(figures)
 }
 
-async fn memory(connections: usize, idle: Duration) -> anyhow::Result<()> {
+async fn memory(connections: usize, idle: Duration) -> anyhow::Result<Value> {
     let mut env = bench_env();
     // Presence is refreshed every third of this; keep the figure about sockets.
     env.push(("PRESENCE_TTL", "30".into()));
@@ -318,12 +319,18 @@ async fn memory(connections: usize, idle: Duration) -> anyhow::Result<()> {
     println!("memory of one instance with {open} idle event streams (connected in {connected_in:.1?})");
     println!("  VmRSS before: {:>8.1} MiB", before as f64 / 1024.0);
     println!("  VmRSS after:  {:>8.1} MiB", after as f64 / 1024.0);
-    println!("  per stream:   {:>8.1} KiB", (after.saturating_sub(before)) as f64 / open.max(1) as f64);
+    let per_stream = (after.saturating_sub(before)) as f64 / open.max(1) as f64;
+    println!("  per stream:   {per_stream:>8.1} KiB");
     for reader in readers {
         reader.abort();
     }
     service.kill().await;
-    Ok(())
+    Ok(json!({
+        "streams": open,
+        "vmrss_before_kib": before,
+        "vmrss_after_kib": after,
+        "per_stream_kib": per_stream,
+    }))
 }
 
 #[tokio::main]
@@ -336,10 +343,31 @@ async fn main() -> anyhow::Result<()> {
     let var = |name: &str, full: usize, smoke: usize| {
         std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(if measuring { full } else { smoke })
     };
-    latency(var("ROUNDS", 500, 5)).await?;
-    ring_stop_latency(var("ROUNDS", 500, 5)).await?;
-    ringing_webhook_latency(var("ROUNDS", 500, 5)).await?;
+    // Each part runs even if the other failed; the figures go to BENCH_JSON.
+    let latency = latency(var("ROUNDS", 500, 5)).await;
+    let ring_stop = ring_stop_latency(var("ROUNDS", 500, 5)).await;
+    let ringing = ringing_webhook_latency(var("ROUNDS", 500, 5)).await;
     let idle = Duration::from_secs(if measuring { 10 } else { 1 });
-    memory(var("CONNECTIONS", 10_000, 20), idle).await?;
+    let memory = memory(var("CONNECTIONS", 10_000, 20), idle).await;
+    let part = |result: &anyhow::Result<Value>| match result {
+        Ok(figures) => figures.clone(),
+        Err(err) => json!({"error": format!("{err:#}")}),
+    };
+    let report = json!({
+        "latency": part(&latency),
+        "ring_stop": part(&ring_stop),
+        "ringing_webhook": part(&ringing),
+        "memory": part(&memory),
+    });
+    if let Ok(path) = std::env::var("BENCH_JSON") {
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    latency?;
+    ring_stop?;
+    ringing?;
+    memory?;
     Ok(())
 }

@@ -894,15 +894,18 @@ stop_bench_service() {
     BENCH_SERVICE_PID=""
 }
 
-cmd_bench() {
-    cmd_up
-    load_env
-    ensure_cargo_on_path
-    ensure_oha
-    local target="${CARGO_TARGET_DIR:-$ROOT/target}" out="$ROOT/target/bench" port db_url log="$RUN/bench-callgate.log"
-    run_step "cargo build --release --bin callgate --example api_load" \
-        cargo build --release --bin callgate --example api_load
-    mkdir -p "$out"
+bench_step() { # bench_step <name> <command...>: runs it, records its exit code, never stops the bench
+    local name="$1" rc=0
+    shift
+    "$@" || rc=$?
+    printf '%s %s\n' "$name" "$rc" >>"$BENCH_OUT/steps.txt"
+    ((rc == 0)) || log "bench step $name failed (exit $rc); the others go on"
+    BENCH_FAILED=$((BENCH_FAILED + (rc != 0)))
+    return 0
+}
+
+bench_api() {
+    local target="$1" port db_url log="$RUN/bench-callgate.log"
     recreate_bench_db
     port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
     rotate_log "$log"
@@ -919,30 +922,71 @@ cmd_bench() {
         "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
     trap stop_bench_service EXIT
-    wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health
-    section "API load"
-    BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" BENCH_DATABASE_URL="$db_url" \
-        BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
-        BENCH_JSON="$out/api.json" "$target/release/examples/api_load" || { section_fail; return 1; }
-    section_done
+    local rc=0
+    if (wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health); then
+        section "API load"
+        BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" BENCH_DATABASE_URL="$db_url" \
+            BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
+            BENCH_JSON="$BENCH_OUT/api.json" "$target/release/examples/api_load" || rc=$?
+        ((rc == 0)) && section_done || section_fail
+    else
+        rc=1
+    fi
     stop_bench_service
+    return "$rc"
+}
+
+cmd_bench() {
+    cmd_up
+    load_env
+    ensure_cargo_on_path
+    ensure_oha
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" db_url
+    BENCH_OUT="$ROOT/target/bench"
+    BENCH_FAILED=0
+    run_step "cargo build --release --bin callgate --examples api_load, reconcile_pass" \
+        cargo build --release --bin callgate --example api_load --example reconcile_pass
+    mkdir -p "$BENCH_OUT"
+    # Figures of this run only.
+    rm -f "$BENCH_OUT"/*.json "$BENCH_OUT/steps.txt" "$BENCH_OUT/table.md"
+    db_url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB"
+
+    bench_step api bench_api "$target"
 
     # Two instances of its own for event latency, one for 10,000 idle event
     # streams (each end of a stream is a file descriptor).
-    DATABASE_URL="$db_url" run_step "cargo bench --bench events" \
+    recreate_bench_db
+    DATABASE_URL="$db_url" BENCH_JSON="$BENCH_OUT/events.json" bench_step events run_step "cargo bench --bench events" \
         bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec cargo bench --bench events'
 
+    # A reconciler pass over 1,000 and 10,000 live calls (in the database;
+    # rooms in LiveKit as many as the box takes).
+    recreate_bench_db
+    DATABASE_URL="$db_url" BENCH_JSON="$BENCH_OUT/reconcile.json" ROOM_PREFIX=cgbench-rec- \
+        bench_step reconcile run_step "reconciler pass (examples/reconcile_pass.rs)" \
+        "$target/release/examples/reconcile_pass"
+
     if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]]; then
-        return 0
+        log "consent latency bench skipped (CALLGATE_BENCH_SKIP_CONSENT=1)"
     elif tcp_open 8089; then
         log "consent latency bench skipped: port 8089 (the test suite's webhook receiver) is in use"
-        return 0
+    else
+        # A fresh database again rather than callgate_test: the bench does not
+        # depend on what test runs left there.
+        recreate_bench_db
+        DATABASE_URL="$db_url" CALLGATE_PYTHON="$VENV/bin/python" TEST_WEBHOOK_PORT=8089 \
+            BENCH_JSON="$BENCH_OUT/consent_latency.json" \
+            bench_step consent run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
     fi
-    # A fresh database again rather than callgate_test: the bench does not
-    # depend on what test runs left there.
-    recreate_bench_db
-    DATABASE_URL="$db_url" CALLGATE_PYTHON="$VENV/bin/python" TEST_WEBHOOK_PORT=8089 BENCH_JSON="$out/consent_latency.json" \
-        run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
+
+    section "the table (deploy/bench_table.py; target/bench/table.md)"
+    printf '\n' >&2
+    python3 deploy/bench_table.py "$BENCH_OUT"
+    section_done
+    if ((BENCH_FAILED > 0)); then
+        log "$BENCH_FAILED bench step(s) failed (see above and $BENCH_OUT/steps.txt)"
+        return 1
+    fi
 }
 
 usage() {

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use base64::Engine;
 use livekit_api::access_token::AccessToken;
+use livekit_api::services::room::{CreateRoomOptions, RoomClient};
 use livekit_protocol as proto;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -379,7 +380,7 @@ async fn handled(
     database_url: &str,
     sample: &Sample,
     run: &str,
-    peak: impl Fn() -> u64,
+    peak: &impl Fn() -> u64,
 ) -> anyhow::Result<Row> {
     let db = sqlx::PgPool::connect(database_url).await.context("BENCH_DATABASE_URL")?;
     let ours = format!("EV_bench_{run}_%");
@@ -496,29 +497,22 @@ async fn main() -> anyhow::Result<()> {
     );
     let peak = || peak_rss_kib(&pid);
     let mut rows = Vec::new();
+    // Every scenario runs even if one before it failed: a failure is a row
+    // of its own (printed, and in the JSON) and the run goes on.
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut record = |name: &str, result: anyhow::Result<Vec<Row>>, rows: &mut Vec<Row>| match result {
+        Ok(more) => rows.extend(more),
+        Err(err) => {
+            eprintln!("{name}: FAILED: {err:#}");
+            failed.push((name.to_owned(), format!("{err:#}")));
+        }
+    };
 
-    rows.push(oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak)?);
+    let health = oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak).map(|r| vec![r]);
+    record("GET /health", health, &mut rows);
 
-    // A live call (made active by the two participants' joins) whose
-    // caller asks for join tokens.
-    let (caller, callee) = (bench.user()?, bench.user()?);
-    let (call, room) = bench.connecting_call(&caller, &callee).await?;
-    for who in [&caller, &callee] {
-        let (body, jwt) = bench.signed_event("participant_joined", &room, &who.id)?;
-        bench.post_webhook(body, jwt).await?;
-    }
-    // Webhooks are handled after they are acknowledged.
-    bench.wait_for_state(&call, &caller, "active").await?;
-    let bearer = format!("Authorization: Bearer {}", caller.token);
-    let token_url = format!("{url}/api/v1/calls/{call}/token");
-    rows.push(oha(
-        &oha_bin,
-        &load,
-        "POST /calls/{id}/token",
-        &["-m", "POST", "-H", &bearer, &token_url],
-        peak,
-    )?);
-    bench.end(&call, &caller).await?;
+    let token = token_scenario(&bench, &load, &oha_bin, &url, peak).await;
+    record("POST /calls/{id}/token", token, &mut rows);
 
     let b = bench.clone();
     let lifecycle = load
@@ -539,12 +533,114 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-    rows.extend(rows_of(&lifecycle, peak()));
+    record("start+accept+end", Ok(rows_of(&lifecycle, peak())), &mut rows);
 
+    // LiveKit's own floor, right after, at the same concurrency: what the
+    // lifecycle's two LiveKit requests cost without callgate.
+    let floor = livekit_floor(&bench, &load).await.map(|s| rows_of(&s, peak()));
+    record("LiveKit CreateRoom+DeleteRoom", floor, &mut rows);
+
+    let webhooks = webhook_scenario(&bench, &load, peak).await;
+    record("POST /webhooks/livekit", webhooks, &mut rows);
+
+    print_table(&rows);
+    let peak_kib = peak();
+    println!("\npeak memory of the service (VmHWM): {:.1} MiB", peak_kib as f64 / 1024.0);
+    let report = json!({
+        "machine": machine,
+        "concurrency": concurrency,
+        "seconds_per_scenario": secs,
+        "warmup_seconds": load.warmup_secs,
+        "scenarios": rows.iter().map(|r| json!({
+            "name": r.name.trim(),
+            "requests": r.requests,
+            "errors": r.errors,
+            "per_sec": r.per_sec,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "service_vmhwm_kib": r.peak_rss_kib,
+        })).collect::<Vec<_>>(),
+        "failed": failed.iter().map(|(name, error)| json!({"name": name, "error": error})).collect::<Vec<_>>(),
+        "service_vmhwm_kib": peak_kib,
+    });
+    if let Some(dir) = std::path::Path::new(&report_path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    println!("written to {report_path}");
+    if !failed.is_empty() {
+        bail!(
+            "{} scenario(s) failed: {}",
+            failed.len(),
+            failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if rows.iter().any(|r| r.errors > 0) {
+        bail!("some requests failed (see the errors column)");
+    }
+    Ok(())
+}
+
+/// Join tokens for one live call (made active by the two participants'
+/// joins), asked for by its caller.
+async fn token_scenario(
+    bench: &Arc<Bench>,
+    load: &Load,
+    oha_bin: &str,
+    url: &str,
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Vec<Row>> {
+    let (caller, callee) = (bench.user()?, bench.user()?);
+    let (call, room) = bench.connecting_call(&caller, &callee).await?;
+    for who in [&caller, &callee] {
+        let (body, jwt) = bench.signed_event("participant_joined", &room, &who.id)?;
+        bench.post_webhook(body, jwt).await?;
+    }
+    // Webhooks are handled after they are acknowledged.
+    bench.wait_for_state(&call, &caller, "active").await?;
+    let bearer = format!("Authorization: Bearer {}", caller.token);
+    let token_url = format!("{url}/api/v1/calls/{call}/token");
+    let row = oha(oha_bin, load, "POST /calls/{id}/token", &["-m", "POST", "-H", &bearer, &token_url], peak);
+    bench.end(&call, &caller).await?;
+    Ok(vec![row?])
+}
+
+/// CreateRoom then DeleteRoom straight against LiveKit (callgate's
+/// settings, rooms of their own prefix).
+async fn livekit_floor(bench: &Arc<Bench>, load: &Load) -> anyhow::Result<Sample> {
+    let lk = &bench.config.livekit;
+    let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose()));
+    let run = bench.run.clone();
+    let sample = load
+        .measure("LiveKit CreateRoom+DeleteRoom", &[], move |n| {
+            let (rooms, name) = (rooms.clone(), format!("cgbench-floor-{run}-{n}"));
+            async move {
+                let t0 = Instant::now();
+                rooms.create_room(&name, CreateRoomOptions::default()).await.context("CreateRoom")?;
+                rooms.delete_room(&name).await.context("DeleteRoom")?;
+                Ok(vec![t0.elapsed()])
+            }
+        })
+        .await;
+    ensure!(
+        !sample.total.is_empty(),
+        "no room was created and deleted: {}",
+        sample.first_error.unwrap_or_default()
+    );
+    Ok(sample)
+}
+
+/// Signed participant_joined webhooks for connecting/active calls of this
+/// run, then how soon they were handled.
+async fn webhook_scenario(
+    bench: &Arc<Bench>,
+    load: &Load,
+    peak: impl Fn() -> u64,
+) -> anyhow::Result<Vec<Row>> {
     // Calls for the webhooks: several per worker, so that events for the
     // same call (which serialise on its row lock) rarely meet.
     let mut calls = Vec::new();
-    for _ in 0..concurrency * 4 {
+    for _ in 0..load.concurrency * 4 {
         let (caller, callee) = (bench.user()?, bench.user()?);
         let (id, room) = bench.connecting_call(&caller, &callee).await?;
         calls.push((id, room, caller, callee));
@@ -564,9 +660,12 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-    rows.extend(rows_of(&webhooks, peak()));
+    let mut rows = rows_of(&webhooks, peak());
     if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
-        rows.push(handled(&url, &webhooks, &bench.run, peak).await?);
+        match handled(&url, &webhooks, &bench.run, &peak).await {
+            Ok(row) => rows.push(row),
+            Err(err) => eprintln!("webhooks handled: FAILED: {err:#}"),
+        }
     }
     // Clean-up: a call that ended on its own (a deadline) is no error here.
     for (id, _, caller, _) in calls.iter() {
@@ -574,35 +673,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("clean-up: {err:#}");
         }
     }
-
-    print_table(&rows);
-    let peak_kib = peak();
-    println!("\npeak memory of the service (VmHWM): {:.1} MiB", peak_kib as f64 / 1024.0);
-    let report = json!({
-        "machine": machine,
-        "concurrency": concurrency,
-        "seconds_per_scenario": secs,
-        "warmup_seconds": load.warmup_secs,
-        "scenarios": rows.iter().map(|r| json!({
-            "name": r.name.trim(),
-            "requests": r.requests,
-            "errors": r.errors,
-            "per_sec": r.per_sec,
-            "p50_ms": r.p50_ms,
-            "p99_ms": r.p99_ms,
-            "service_vmhwm_kib": r.peak_rss_kib,
-        })).collect::<Vec<_>>(),
-        "service_vmhwm_kib": peak_kib,
-    });
-    if let Some(dir) = std::path::Path::new(&report_path).parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
-    println!("written to {report_path}");
-    if rows.iter().any(|r| r.errors > 0) {
-        bail!("some requests failed (see the errors column)");
-    }
-    Ok(())
+    Ok(rows)
 }
 
 fn print_table(rows: &[Row]) {

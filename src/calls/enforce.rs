@@ -67,6 +67,23 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.rights_for.is_empty() && self.remove.is_empty() && !self.resync
     }
+
+    /// Adds what `other` (of the same call) asks for: one settlement for a
+    /// batch of events.
+    pub fn merge(&mut self, other: Effects) {
+        self.call = self.call.or(other.call);
+        for identity in other.rights_for {
+            if !self.rights_for.contains(&identity) {
+                self.rights_for.push(identity);
+            }
+        }
+        for identity in other.remove {
+            if !self.remove.contains(&identity) {
+                self.remove.push(identity);
+            }
+        }
+        self.resync |= other.resync;
+    }
 }
 
 /// Carries out `effects` (and any video change of the call that LiveKit has

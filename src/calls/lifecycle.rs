@@ -518,18 +518,16 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
 /// A fresh join token for a participant who has answered a live call.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, CallError> {
-    let mut conn = app.db.acquire().await?;
-    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut conn, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(CallError::NotFound)?;
-    if !call.state.is_live() {
+    // One indexed read: the call and this user's place in it.
+    let mine = store::calls::find_call_for(&app.db, id, &user.id).await?.ok_or(CallError::NotFound)?;
+    if !mine.call.state.is_live() {
         return Err(ended_conflict());
     }
-    if call.appointment_id.is_some() && !me.is_present() {
-        refuse_appointment_call(&call)?;
+    if mine.call.appointment_id.is_some() && !mine.is_present() {
+        refuse_appointment_call(&mine.call)?;
     }
-    if !me.is_present() {
-        let (code, detail) = if me.status == ParticipantStatus::Invited {
+    if !mine.is_present() {
+        let (code, detail) = if mine.status == ParticipantStatus::Invited {
             (Code::NotAnswered, "answer the call before joining it")
         } else {
             (Code::NotInCall, "you are no longer in this call")
@@ -537,8 +535,9 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
         return Err(CallError::conflict(code, detail));
     }
     // A guest keeps the right to share their screen they joined with.
-    let share = if call.appointment_id.is_some() { me.may_share_screen } else { may_share_screen(app, user) };
-    let join = join_with(app, &call, &user.id, user.name.as_deref(), share, !me.admitted)?;
+    let share =
+        if mine.call.appointment_id.is_some() { mine.may_share_screen } else { may_share_screen(app, user) };
+    let join = join_with(app, &mine.call, &user.id, user.name.as_deref(), share, !mine.admitted)?;
     Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
 }
 

@@ -14,7 +14,7 @@ use crate::http::auth::bearer_in;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::infra::outage::Dependency;
-use crate::infra::rate_limit::{Algorithm, check, counted_as, parse_address};
+use crate::infra::rate_limit::{Algorithm, check, check_leased, counted_as, parse_address};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -23,7 +23,8 @@ async fn request(app: &AppState, user: &UserId) -> Result<(), ApiError> {
     if limit == 0 {
         return Ok(());
     }
-    match check(&app.redis, Algorithm::Bucket, format!("callgate:rl:req:{user}"), limit, MINUTE).await {
+    let key = format!("callgate:rl:req:{user}");
+    match check_leased(&app.redis, &app.request_leases, key, limit, MINUTE).await {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => Err(ApiError::from(limited("requests", rounded_up(wait)))),
         Err(err) => {

@@ -26,14 +26,22 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn metrics(State(app): State<AppState>) -> Response {
     let webhooks_configured = app.config.app_webhook.is_some();
-    let (live_calls, backlog) = tokio::join!(read("live calls", store::live_call_counts(&app.db)), async {
-        match webhooks_configured {
-            true => read("the app webhook backlog", store::app_webhook_backlog(&app.db)).await,
-            false => None,
-        }
-    });
-    let readings =
-        scrape::Readings { live_calls, app_webhook_backlog: backlog, sockets_open: app.events.hub.len() };
+    let (live_calls, backlog, livekit_backlog) = tokio::join!(
+        read("live calls", store::live_call_counts(&app.db)),
+        async {
+            match webhooks_configured {
+                true => read("the app webhook backlog", store::app_webhook_backlog(&app.db)).await,
+                false => None,
+            }
+        },
+        read("the LiveKit webhook backlog", store::livekit_inbox::backlog(&app.db)),
+    );
+    let readings = scrape::Readings {
+        live_calls,
+        app_webhook_backlog: backlog,
+        livekit_webhook_backlog: livekit_backlog,
+        sockets_open: app.events.hub.len(),
+    };
     match scrape::render(&app.metrics, readings) {
         Ok(text) => ([(header::CONTENT_TYPE, scrape::CONTENT_TYPE)], text).into_response(),
         Err(err) => {

@@ -16,6 +16,8 @@ pub struct Inner {
     pub webhooks: Verifier,
     pub webhook_inbox: Arc<Inbox>,
     pub readiness: crate::http::readiness::Cache,
+    /// Per-user request limit leases (`crate::infra::rate_limit::Leases`).
+    pub request_leases: crate::infra::rate_limit::Leases,
 }
 
 /// The state of every handler; it derefs to the [`Core`] (`app.db`, `app.config`, ...).
@@ -41,6 +43,13 @@ impl Deref for Inner {
 impl AppState {
     pub fn new(core: Core, auth: Authenticator, webhook_inbox: Arc<Inbox>) -> Self {
         let webhooks = Verifier::new(&core.config.livekit);
-        AppState(Arc::new(Inner { core, auth, webhooks, webhook_inbox, readiness: Default::default() }))
+        AppState(Arc::new(Inner {
+            core,
+            auth,
+            webhooks,
+            webhook_inbox,
+            readiness: Default::default(),
+            request_leases: Default::default(),
+        }))
     }
 }

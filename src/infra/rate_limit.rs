@@ -8,15 +8,26 @@
 //!   `RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE` (an IPv6 address counts by its
 //!   /64, what one subscriber usually holds).
 //!
+//! Requests per user go through a lease (`Leases`): an instance takes a few
+//! of the user's tokens from the shared bucket in one round trip and spends
+//! them locally; a lease lasts at most `LEASE_TTL`, its size doubles while
+//! the user uses it up in time, and what is left of an expired lease is
+//! given back with the next one. Every token spent is taken from the shared
+//! bucket first, so the limit is as strict as without leases (stricter by
+//! the tokens of a lease not given back: at most `max_lease` per user and
+//! instance, and only until the bucket refills); a busy user costs one Redis
+//! round trip per lease instead of one per request.
+//!
 //! When Redis does not answer (in 300 ms):
 //! - call starts and requests **fail open**: calling is the product, and
 //!   the database already bounds a caller to one live call at a time;
 //! - video requests **fail closed** (503): the limit protects the person
 //!   being asked, and the call itself goes on without video.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -67,6 +78,146 @@ return 0
 ",
     )
 });
+
+/// GCRA leases: KEYS[1] the theoretical arrival time; ARGV limit, period
+/// (ms), tokens wanted, tokens given back. Returns {granted, wait}: granted
+/// tokens (at most the wanted ones), or 0 and the milliseconds until one
+/// would be. With 1 wanted and none given back it is `BUCKET`.
+static LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local period = tonumber(ARGV[2])
+local interval = period / tonumber(ARGV[1])
+local want = tonumber(ARGV[3])
+local refund = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) - refund * interval
+if tat < now then tat = now end
+local grant = math.min(want, math.floor((now + period - tat) / interval))
+if grant < 1 then
+  if refund > 0 then
+    redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+  end
+  return {0, math.max(1, math.ceil(tat + interval - period - now))}
+end
+local next_tat = tat + grant * interval
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.max(1, math.ceil(next_tat - now)))
+return {grant, 0}
+",
+    )
+});
+
+/// How long an instance may keep tokens of a lease before giving back what
+/// is left.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// Above this many users holding a lease, expired leases are dropped.
+const MAX_HELD: usize = 100_000;
+
+/// This instance's leases of per-user buckets (see the module's comment).
+#[derive(Default)]
+pub struct Leases {
+    held: Mutex<HashMap<String, Lease>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    left: u32,
+    size: u32,
+    until: Instant,
+}
+
+/// The largest lease of a limit: a twentieth of it, 1 to 64 tokens.
+pub fn max_lease(limit: u32) -> u32 {
+    (limit / 20).clamp(1, 64)
+}
+
+impl Leases {
+    /// Spends a token of a held lease; otherwise what to ask Redis for:
+    /// (tokens wanted, tokens given back).
+    fn spend_local(&self, key: &str, limit: u32, now: Instant) -> Result<(), (u32, u32)> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.get_mut(key) {
+            Some(lease) if lease.until > now && lease.left > 0 => {
+                lease.left -= 1;
+                Ok(())
+            }
+            Some(lease) => {
+                // Used up in time: twice as many; expired: start small again.
+                let want = if lease.left == 0 && lease.until > now {
+                    (lease.size * 2).min(max_lease(limit))
+                } else {
+                    1
+                };
+                let refund = lease.left;
+                lease.left = 0;
+                Err((want, refund))
+            }
+            None => Err((1, 0)),
+        }
+    }
+
+    fn hold(&self, key: &str, granted: u32, now: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() >= MAX_HELD {
+            // Dropping an expired lease loses only its leftovers, which the
+            // bucket refills.
+            held.retain(|_, lease| lease.until > now);
+        }
+        // One of the granted tokens is this request's.
+        let lease = Lease { left: granted.saturating_sub(1), size: granted.max(1), until: now + LEASE_TTL };
+        held.insert(key.to_owned(), lease);
+    }
+
+    /// Gives back tokens that could not be held (Redis answered, but the
+    /// request failed after).
+    fn put_back(&self, key: &str, refund: u32) {
+        if refund == 0 {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lease) = held.get_mut(key) {
+            lease.left += refund;
+        }
+    }
+}
+
+/// Counts one request against a per-user bucket of `limit` per `window`,
+/// through this instance's lease (`Leases`): `Ok(None)` allowed,
+/// `Ok(Some(wait))` over the limit, `Err` Redis did not answer.
+pub async fn check_leased(
+    redis: &RedisLink,
+    leases: &Leases,
+    key: String,
+    limit: u32,
+    window: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let now = Instant::now();
+    let (want, refund) = match leases.spend_local(&key, limit, now) {
+        Ok(()) => return Ok(None),
+        Err(ask) => ask,
+    };
+    let mut invocation = LEASE.key(&key);
+    invocation.arg(limit).arg(window.as_millis() as u64).arg(want).arg(refund);
+    let answer: anyhow::Result<(u32, u64)> = async {
+        let mut conn = tokio::time::timeout(TIMEOUT, redis.conn()).await??;
+        Ok(tokio::time::timeout(TIMEOUT, invocation.invoke_async(&mut conn)).await??)
+    }
+    .await;
+    match answer {
+        Ok((0, wait_ms)) => Ok(Some(Duration::from_millis(wait_ms.max(1)))),
+        Ok((granted, _)) => {
+            leases.hold(&key, granted, now);
+            Ok(None)
+        }
+        Err(err) => {
+            // Whether Redis took the refund is unknown: keep the tokens
+            // (spending them is within what was granted before).
+            leases.put_back(&key, refund);
+            Err(err)
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Algorithm {
@@ -129,6 +280,42 @@ pub fn parse_address(value: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_spent_locally_until_it_is_used_up_then_it_doubles() {
+        let leases = Leases::default();
+        let now = Instant::now();
+        assert_eq!(leases.spend_local("u", 600, now), Err((1, 0)));
+        leases.hold("u", 1, now);
+        // The one token was the request's own: the next asks for two.
+        assert_eq!(leases.spend_local("u", 600, now), Err((2, 0)));
+        leases.hold("u", 2, now);
+        assert_eq!(leases.spend_local("u", 600, now), Ok(()));
+        assert_eq!(leases.spend_local("u", 600, now), Err((4, 0)));
+    }
+
+    #[test]
+    fn an_expired_lease_gives_back_its_leftovers_and_starts_small_again() {
+        let leases = Leases::default();
+        let now = Instant::now();
+        leases.hold("u", 8, now);
+        assert_eq!(leases.spend_local("u", 600, now), Ok(()));
+        assert_eq!(leases.spend_local("u", 600, now + LEASE_TTL), Err((1, 6)));
+    }
+
+    #[test]
+    fn a_lease_never_exceeds_a_twentieth_of_the_limit() {
+        assert_eq!(max_lease(20), 1);
+        assert_eq!(max_lease(600), 30);
+        assert_eq!(max_lease(1_000_000), 64);
+        let leases = Leases::default();
+        let now = Instant::now();
+        leases.hold("u", 30, now);
+        for _ in 0..29 {
+            assert_eq!(leases.spend_local("u", 600, now), Ok(()));
+        }
+        assert_eq!(leases.spend_local("u", 600, now), Err((30, 0)));
+    }
 
     #[test]
     fn addresses_are_read_with_or_without_a_port() {

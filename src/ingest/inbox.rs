@@ -8,13 +8,23 @@
 //! database pool. The primary key on the event id drops a second delivery.
 //!
 //! Handling: right after, by a task of this process, per call in arrival
-//! order (`seq`) under the call's row lock, one event per transaction that
-//! also marks it processed (`crate::ingest::handle::handle`). An event whose
-//! handling fails stays in the inbox and the reconciler retries it; after a
-//! few failures it is set aside.
+//! order (`seq`) under the call's row lock, a batch of the call's pending
+//! events per transaction (up to `BATCH_PER_CALL`), which also marks them
+//! processed (`crate::ingest::handle::handle`); LiveKit is told what they
+//! decided once, after the commit. If one event of a batch fails, the batch
+//! rolls back and its events are handled one per transaction, so that only
+//! the failing one waits. An event whose handling fails stays in the inbox
+//! and the reconciler retries it; after a few failures it is set aside.
+//!
+//! Bounded: beyond `MAX_BACKLOG` unhandled events in the table (read from it
+//! every second, counted here in between) or `QUEUE` waiting for their row,
+//! LiveKit is answered 503 and sends again later; the backlog is in
+//! `/metrics` (`callgate_livekit_webhook_backlog`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -25,7 +35,7 @@ use uuid::Uuid;
 
 use crate::calls::CallError;
 use crate::calls::Core;
-use crate::calls::enforce;
+use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle;
 use crate::domain::CallId;
 use crate::ingest::handle;
@@ -37,9 +47,17 @@ use crate::store;
 const QUEUE: usize = 8192;
 /// The most rows written by one statement.
 const MAX_BATCH: usize = 512;
-/// How many calls' events one instance handles at once: the rest of the
-/// database pool stays free for the API.
-const CONCURRENT_DRAINS: usize = 4;
+/// How many calls' events one instance handles at once: a quarter of the
+/// database pool (at least 4), the rest stays free for the API.
+fn concurrent_drains(pool_size: u32) -> usize {
+    (pool_size as usize / 4).clamp(4, 64)
+}
+/// The most events of one call handled in one transaction.
+const BATCH_PER_CALL: i64 = 64;
+/// Unhandled events in the table beyond which LiveKit is asked to retry.
+pub const MAX_BACKLOG: i64 = 20_000;
+/// How often the backlog is read from the table.
+const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
 /// Handlings of one event that may fail before it is set aside.
 const MAX_ATTEMPTS: i32 = 5;
 /// An event for a call that never appeared (its start rolled back) is
@@ -65,18 +83,39 @@ pub struct Inbox {
     /// more arrived meanwhile (a burst for one call is one task).
     draining: Mutex<HashMap<CallId, bool>>,
     drain_permits: Semaphore,
+    /// Unhandled events in the table: as last read, plus those stored here
+    /// since, minus those handled here since.
+    backlog: AtomicI64,
+    max_backlog: i64,
 }
 
 impl Inbox {
     pub fn new(core: Core) -> Self {
+        Self::with_max_backlog(core, MAX_BACKLOG)
+    }
+
+    /// An inbox that refuses events beyond `max_backlog` unhandled ones.
+    pub fn with_max_backlog(core: Core, max_backlog: i64) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let drains = concurrent_drains(core.config.database_pool_size);
         Inbox {
             core,
             sender,
             receiver: Mutex::new(Some(receiver)),
             draining: Mutex::default(),
-            drain_permits: Semaphore::new(CONCURRENT_DRAINS),
+            drain_permits: Semaphore::new(drains),
+            backlog: AtomicI64::new(0),
+            max_backlog,
         }
+    }
+
+    /// Unhandled events, as far as this instance knows (see `backlog`).
+    pub fn backlog(&self) -> i64 {
+        self.backlog.load(Ordering::Relaxed).max(0)
+    }
+
+    fn handled(&self, count: usize) {
+        self.backlog.fetch_sub(count as i64, Ordering::Relaxed);
     }
 }
 
@@ -118,6 +157,10 @@ async fn store_event(inbox: &Arc<Inbox>, event: &Event, body: &str) -> Result<Op
         stored,
     };
     let busy = || CallError::Unavailable("the webhook inbox");
+    if inbox.backlog() >= inbox.max_backlog {
+        tracing::warn!(backlog = inbox.backlog(), "the webhook backlog is full; LiveKit is asked to retry");
+        return Err(busy());
+    }
     inbox.sender.try_send(delivery).map_err(|_| busy())?;
     let new = is_new.await.map_err(|_| busy())?;
     if !new {
@@ -130,9 +173,15 @@ async fn store_event(inbox: &Arc<Inbox>, event: &Event, body: &str) -> Result<Op
 pub async fn run(inbox: Arc<Inbox>, stop: CancellationToken) {
     let taken = inbox.receiver.lock().unwrap_or_else(PoisonError::into_inner).take();
     let Some(mut receiver) = taken else { return };
+    let mut refresh = tokio::time::interval(BACKLOG_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => None,
+            _ = refresh.tick() => {
+                refresh_backlog(&inbox).await;
+                continue;
+            }
             delivery = receiver.recv() => delivery,
         };
         let Some(first) = first else { break };
@@ -152,6 +201,15 @@ pub async fn run(inbox: Arc<Inbox>, stop: CancellationToken) {
     }
     if !rest.is_empty() {
         write(&inbox, rest).await;
+    }
+}
+
+/// Reads the backlog from the table (events other instances stored or
+/// handled count too).
+async fn refresh_backlog(inbox: &Inbox) {
+    match store::livekit_inbox::backlog(&inbox.core.db).await {
+        Ok(count) => inbox.backlog.store(count, Ordering::Relaxed),
+        Err(err) => tracing::debug!(error = %err, "could not read the webhook backlog"),
     }
 }
 
@@ -178,6 +236,7 @@ async fn write(inbox: &Arc<Inbox>, batch: Vec<Delivery>) {
             return;
         }
     };
+    inbox.backlog.fetch_add(inserted.len() as i64, Ordering::Relaxed);
     let mut calls = HashSet::new();
     for delivery in batch {
         let new = inserted.remove(&delivery.id);
@@ -207,7 +266,11 @@ pub fn kick(inbox: &Arc<Inbox>, call: CallId) {
         async move {
         loop {
             let permit = inbox.drain_permits.acquire().await;
-            if let Err(err) = drain(&inbox.core, call).await {
+            let drained = drain(&inbox.core, call).await;
+            if let Ok(count) = drained {
+                inbox.handled(count);
+            }
+            if let Err(err) = drained {
                 tracing::warn!(error = ?err, call_id = %call, "handling LiveKit events failed; will retry");
             }
             drop(permit);
@@ -225,23 +288,98 @@ pub fn kick(inbox: &Arc<Inbox>, call: CallId) {
     );
 }
 
-/// Handles the call's pending events in arrival order; returns how many.
+/// Handles the call's pending events in arrival order, a batch per
+/// transaction; returns how many.
 pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
+    let mut count = 0;
+    loop {
+        match drain_batch(app, call_id).await {
+            Ok(Batch::Handled(n)) => count += n,
+            Ok(Batch::Done) => return Ok(count),
+            // One of them failed: one per transaction, until the failing one.
+            Ok(Batch::Failed) => return drain_one_by_one(app, call_id).await.map(|n| count + n),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+enum Batch {
+    Handled(usize),
+    Done,
+    Failed,
+}
+
+/// One transaction: the call locked, up to `BATCH_PER_CALL` of its events
+/// handled and marked processed; after the commit LiveKit is told what they
+/// decided, once.
+async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
+    let mut tx = app.db.begin().await?;
+    let call = store::lock_call(&mut tx, call_id).await?;
+    let pending = store::livekit_inbox::lock_pending(&mut tx, call_id, BATCH_PER_CALL).await?;
+    let Some(first) = pending.first() else { return Ok(Batch::Done) };
+    let Some(mut call) = call else {
+        // The call's start may not have committed yet; wait for it, but
+        // not for ever.
+        if first.received_at < app.clock.now() - ORPHAN_EVENT_AGE {
+            store::livekit_inbox::mark_all_processed(&mut tx, call_id).await?;
+            tx.commit().await?;
+        }
+        return Ok(Batch::Done);
+    };
+    let mut effects = Effects::for_call(call_id);
+    let mut ended = None;
+    let mut ids = Vec::with_capacity(pending.len());
+    let mut changed = false;
+    for next in pending {
+        if changed {
+            // The event before changed the call: the next sees it as it is now.
+            match store::find_call(&mut *tx, call_id).await? {
+                Some(row) => call = row,
+                None => break,
+            }
+        }
+        let Some(event) = next.payload.and_then(livekit::decode_event) else {
+            ids.push(next.id);
+            changed = false;
+            continue;
+        };
+        let user = event.participant.as_ref().map(|p| p.identity.as_str()).unwrap_or_default();
+        let span = tracing::info_span!("webhook_event", event_id = %next.id, event = %event.kind.as_str(), user_id = user);
+        match handle::handle(app, &mut tx, &call, &event).instrument(span).await {
+            Ok(handled) => {
+                effects.merge(handled.effects);
+                ended = ended.or(handled.ended);
+                changed = true;
+            }
+            Err(err) => {
+                tracing::debug!(error = ?err, event_id = %next.id, "an event of a batch failed; one by one");
+                return Ok(Batch::Failed);
+            }
+        }
+        ids.push(next.id);
+    }
+    store::livekit_inbox::mark_all_of_processed(&mut tx, &ids).await?;
+    tx.commit().await?;
+    // LiveKit is told in the background: a slow LiveKit holds up neither
+    // this call's next events nor other calls' events.
+    enforce::settle_later(app, effects);
+    if let Some(ended) = ended {
+        let app = app.clone();
+        tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
+    }
+    Ok(Batch::Handled(ids.len()))
+}
+
+/// Handles the call's pending events one per transaction, in arrival order;
+/// returns how many. The way past an event that fails.
+async fn drain_one_by_one(app: &Core, call_id: CallId) -> Result<usize, CallError> {
     let mut count = 0;
     loop {
         let mut tx = app.db.begin().await?;
         let call = store::lock_call(&mut tx, call_id).await?;
         let next = store::livekit_inbox::lock_next_pending(&mut tx, call_id).await?;
         let Some(next) = next else { return Ok(count) };
-        let Some(call) = call else {
-            // The call's start may not have committed yet; wait for it, but
-            // not for ever.
-            if next.received_at < app.clock.now() - ORPHAN_EVENT_AGE {
-                store::livekit_inbox::mark_all_processed(&mut tx, call_id).await?;
-                tx.commit().await?;
-            }
-            return Ok(count);
-        };
+        let Some(call) = call else { return Ok(count) };
         let event = next.payload.and_then(livekit::decode_event);
         let handled = match &event {
             Some(event) => {
@@ -262,8 +400,6 @@ pub async fn drain(app: &Core, call_id: CallId) -> Result<usize, CallError> {
         store::livekit_inbox::mark_processed(&mut tx, &next.id).await?;
         tx.commit().await?;
         if let Some(handle::Handled { ended, effects }) = handled {
-            // LiveKit is told in the background: a slow LiveKit holds up
-            // neither this call's next event nor other calls' events.
             enforce::settle_later(app, effects);
             if let Some(ended) = ended {
                 let app = app.clone();

@@ -27,6 +27,8 @@ pub struct Readings {
     /// App webhooks neither delivered nor given up on; `None` also where
     /// app webhooks are not configured (nobody delivers the rows there).
     pub app_webhook_backlog: Option<i64>,
+    /// LiveKit webhooks stored and not handled yet, across all instances.
+    pub livekit_webhook_backlog: Option<i64>,
     pub sockets_open: usize,
 }
 
@@ -51,6 +53,16 @@ pub fn render(metrics: &Metrics, readings: Readings) -> Result<String, std::fmt:
         now.register(
             "app_webhook_backlog",
             "App webhooks neither delivered nor given up on, across all instances",
+            backlog,
+        );
+    }
+    if let Some(count) = readings.livekit_webhook_backlog {
+        let backlog = Gauge::<i64>::default();
+        backlog.set(count);
+        now.register(
+            "livekit_webhook_backlog",
+            "LiveKit webhooks acknowledged and not handled yet, across all instances (beyond \
+             20,000 LiveKit is answered 503)",
             backlog,
         );
     }

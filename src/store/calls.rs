@@ -66,6 +66,51 @@ pub async fn find_call<'e>(db: impl sqlx::PgExecutor<'e>, id: CallId) -> sqlx::R
         .await
 }
 
+/// A call and where one user stands in it: what a join token needs, in one
+/// indexed read (the primary keys of `calls` and `call_participants`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CallFor {
+    #[sqlx(flatten)]
+    pub call: CallRow,
+    #[sqlx(rename = "my_status", try_from = "String")]
+    pub status: crate::domain::ParticipantStatus,
+    #[sqlx(rename = "my_live")]
+    pub live: bool,
+    #[sqlx(rename = "my_share")]
+    pub may_share_screen: bool,
+    #[sqlx(rename = "my_admitted")]
+    pub admitted: bool,
+}
+
+impl CallFor {
+    /// As `ParticipantRow::is_present`.
+    pub fn is_present(&self) -> bool {
+        use crate::domain::ParticipantStatus;
+        self.live && matches!(self.status, ParticipantStatus::Accepted | ParticipantStatus::Joined)
+    }
+}
+
+/// The call, without locking it, if `user` takes part in it.
+pub async fn find_call_for<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: CallId,
+    user: &UserId,
+) -> sqlx::Result<Option<CallFor>> {
+    sqlx::query_as(concat!(
+        "select ",
+        call_columns!(),
+        ", my_status, my_live, my_share, my_admitted from calls, lateral \
+         (select status as my_status, live as my_live, may_share_screen as my_share, \
+                 admitted as my_admitted from call_participants \
+           where call_id = calls.id and user_id = $2) me \
+         where id = $1"
+    ))
+    .bind(id.0)
+    .bind(user.as_str())
+    .fetch_optional(db)
+    .await
+}
+
 pub struct NewCall<'a> {
     pub id: CallId,
     pub room_name: &'a str,
@@ -325,6 +370,34 @@ pub async fn live_rooms(db: &PgPool) -> sqlx::Result<Vec<(CallId, String)>> {
     let rows: Vec<(Uuid, String)> =
         sqlx::query_as("select id, room_name from calls where state <> 'ended'").fetch_all(db).await?;
     Ok(rows.into_iter().map(|(id, room)| (CallId(id), room)).collect())
+}
+
+/// A connecting or active call as far as comparing it with LiveKit's room
+/// list goes.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveSummary {
+    #[sqlx(try_from = "Uuid")]
+    pub id: CallId,
+    pub room_name: String,
+    #[sqlx(rename = "type", try_from = "String")]
+    pub call_type: CallType,
+    pub video_session: Json<VideoSession>,
+    /// Rights LiveKit has not confirmed yet.
+    pub behind: bool,
+    /// Participants the database shows in the room.
+    pub joined: i64,
+}
+
+/// Every connecting and active call, in one read.
+pub async fn live_summaries(db: &PgPool) -> sqlx::Result<Vec<LiveSummary>> {
+    sqlx::query_as(
+        "select c.id, c.room_name, c.type, c.video_session, c.rights_version < c.video_version as behind, \
+                (select count(*) from call_participants p \
+                  where p.call_id = c.id and p.live and p.status = 'joined') as joined \
+           from calls c where c.state in ('connecting', 'active')",
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Up to `limit` connecting and active calls, those whose rights lag first,

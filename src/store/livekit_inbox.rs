@@ -53,6 +53,36 @@ pub async fn lock_next_pending(conn: &mut PgConnection, call: CallId) -> sqlx::R
     .await
 }
 
+/// Up to `limit` of the call's first unhandled events, in arrival order,
+/// locked for this transaction.
+pub async fn lock_pending(conn: &mut PgConnection, call: CallId, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    sqlx::query_as(
+        "select id, payload, received_at from livekit_webhook_events \
+         where call_id = $1 and processed_at is null order by seq limit $2 for update",
+    )
+    .bind(call.0)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks these events handled, in one statement.
+pub async fn mark_all_of_processed(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
+    sqlx::query("update livekit_webhook_events set processed_at = now() where id = any($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Events not handled yet, across all instances (the partial index
+/// `livekit_webhook_events_pending` counts them).
+pub async fn backlog(db: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from livekit_webhook_events where processed_at is null")
+        .fetch_one(db)
+        .await
+}
+
 /// Sets aside all of the call's unhandled events.
 pub async fn mark_all_processed(conn: &mut PgConnection, call: CallId) -> sqlx::Result<()> {
     sqlx::query(

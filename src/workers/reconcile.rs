@@ -14,8 +14,18 @@
 //!   track published while video is off is a violation). Calls whose rights
 //!   LiveKit has not confirmed (`crate::calls::enforce`) are checked first.
 //!
-//! Cost per pass: one ListRooms, at most `BATCH` ListParticipants, and one
-//! request per repair (at most `BATCH` calls ended and rooms deleted).
+//! Every pass compares every connecting and active call with what ListRooms
+//! says of its room: as many participants as the database shows joined, the
+//! room metadata of the call's video state, and rights LiveKit confirmed. A
+//! call that disagrees is checked in full (its participants listed) in the
+//! same pass (at most `DRIFT_BATCH`, `CONCURRENT_CHECKS` at a time); besides,
+//! `BATCH` calls, the least recently checked first, are checked in full
+//! whatever ListRooms says (what it cannot show: who exactly is in the room,
+//! their tracks and rights).
+//!
+//! Cost per pass: one ListRooms, one read of the live calls, at most
+//! `DRIFT_BATCH + BATCH` ListParticipants, and one request per repair (at
+//! most `BATCH` calls ended and rooms deleted).
 //!
 //! Several instances: a pass starts only by moving the `reconciler_lease`
 //! row forward with a conditional update, so about one pass happens per
@@ -23,9 +33,10 @@
 //! every repair is decided again in a transaction holding the call's row
 //! lock, against the database as it is then.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -39,11 +50,16 @@ use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::ingest::handle::{self, Departure, Left};
 use crate::ingest::inbox;
-use crate::livekit::{LiveKitError, Participant, Room};
+use crate::livekit::{LiveKitError, Participant, Room, room_metadata};
 use crate::store::{self, CallRow};
 
-/// The most calls ended, rooms deleted and calls checked in one pass.
+/// The most calls ended, rooms deleted and calls checked in full whatever
+/// ListRooms says, in one pass.
 pub const BATCH: usize = 20;
+/// The most calls that disagree with ListRooms checked in full in one pass.
+pub const DRIFT_BATCH: usize = 200;
+/// Full checks made at once.
+const CONCURRENT_CHECKS: usize = 8;
 /// LiveKit removes a disallowed track a moment after the rights change: a
 /// track seen this soon after video turned off is not a violation.
 const TRACK_REMOVAL_SLACK: chrono::Duration = chrono::Duration::seconds(2);
@@ -80,6 +96,12 @@ pub struct Pass {
     /// Another instance made the pass of this interval.
     pub skipped: bool,
     pub livekit_requests: usize,
+    /// Live calls compared with their rooms (by ListRooms).
+    pub calls_checked: usize,
+    /// Of those, the ones that disagreed (checked in full).
+    pub calls_disagreeing: usize,
+    /// Calls whose participants were listed and compared.
+    pub calls_full_checks: usize,
     pub events_retried: usize,
     pub calls_ended: usize,
     pub rooms_deleted: usize,
@@ -89,6 +111,17 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// Adds the figures of a part of the pass made on its own.
+    fn add(&mut self, other: &Pass) {
+        self.livekit_requests += other.livekit_requests;
+        self.calls_full_checks += other.calls_full_checks;
+        self.calls_ended += other.calls_ended;
+        self.rooms_deleted += other.rooms_deleted;
+        self.presence_fixed += other.presence_fixed;
+        self.rights_fixed += other.rights_fixed;
+        self.violations += other.violations;
+    }
+
     pub fn repaired(&self) -> usize {
         self.calls_ended + self.rooms_deleted + self.presence_fixed + self.rights_fixed
     }
@@ -159,12 +192,46 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
             Err(err) => tracing::warn!(error = ?err, room = %room.name, "could not delete a room"),
         }
     }
-    for id in due_for_check(app).await? {
-        if let Err(err) = check_call(app, id, pass).await {
-            tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
+    // Every live call with a room compared with what ListRooms says of it.
+    let by_name: HashMap<&str, &Room> = rooms.iter().map(|r| (r.name.as_str(), r)).collect();
+    let mut full: Vec<CallId> = Vec::new();
+    for call in store::calls::live_summaries(&app.db).await? {
+        let Some(room) = by_name.get(call.room_name.as_str()) else { continue };
+        pass.calls_checked += 1;
+        if !agrees(&call, room) && full.len() < DRIFT_BATCH {
+            full.push(call.id);
         }
     }
+    pass.calls_disagreeing = full.len();
+    for id in due_for_check(app).await? {
+        if !full.contains(&id) {
+            full.push(id);
+        }
+    }
+    let checks = futures::stream::iter(full)
+        .map(|id| async move {
+            let mut one = Pass::default();
+            if let Err(err) = check_call(app, id, &mut one).await {
+                tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
+            }
+            one
+        })
+        .buffer_unordered(CONCURRENT_CHECKS)
+        .collect::<Vec<Pass>>()
+        .await;
+    for one in checks {
+        pass.add(&one);
+    }
     Ok(())
+}
+
+/// Whether ListRooms shows the room as the database has the call: as many
+/// participants as joined, the metadata of its video state, and LiveKit
+/// has confirmed its rights.
+fn agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
+    !call.behind
+        && i64::from(room.num_participants) == call.joined
+        && room.metadata == room_metadata(call.id, call.call_type, call.video_session.0.state)
 }
 
 /// Deliveries are kept to drop LiveKit's second sending; a day is plenty.
@@ -233,6 +300,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
         Err(err) => return Err(err.into()),
     };
     pass.livekit_requests += 1;
+    pass.calls_full_checks += 1;
     let people: Vec<&Participant> = people.iter().filter(|p| p.is_person).collect();
 
     let mut tx = app.db.begin().await?;

@@ -168,3 +168,87 @@ async fn webhook_events_handled_in_reverse_order_leave_the_same_state_as_in_orde
     assert_eq!(finals[0], expected, "in order");
     assert_eq!(finals[1], expected, "in reverse order");
 }
+
+/// A participant_joined webhook body as LiveKit sends it, and its event.
+fn joined_webhook(room: &str, who: &callgate::domain::AuthUser) -> (callgate::livekit::Event, String) {
+    let body = serde_json::json!({
+        "event": "participant_joined",
+        "id": format!("EV_{}", uuid::Uuid::new_v4().simple()),
+        "createdAt": Utc::now().timestamp().to_string(),
+        "room": {"sid": "RM_bound", "name": room},
+        "participant": {"sid": "PA_bound", "identity": who.id.as_str()},
+    })
+    .to_string();
+    let event =
+        callgate::livekit::decode_event(serde_json::from_str(&body).expect("json")).expect("an event");
+    (event, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_inbox_refuses_events_beyond_its_backlog_and_takes_them_again_once_it_drains() {
+    use callgate::ingest::inbox::{self, Inbox};
+    use std::sync::Arc;
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let inbox = Arc::new(Inbox::with_max_backlog(world.core.clone(), 3));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(inbox::run(inbox.clone(), stop.clone()));
+
+    // The call's row is held: its events are stored but wait to be handled.
+    let mut holder = world.core.db.begin().await.expect("a transaction");
+    callgate::store::lock_call(&mut holder, call).await.expect("the lock");
+    for _ in 0..3 {
+        let (event, body) = joined_webhook(&room, &bob);
+        inbox::ingest(&inbox, &event, &body).await.expect("stored while the backlog has room");
+    }
+    let (event, body) = joined_webhook(&room, &alice);
+    let refused = inbox::ingest(&inbox, &event, &body).await;
+    assert!(
+        matches!(refused, Err(callgate::calls::CallError::Unavailable(_))),
+        "the fourth is refused (503, LiveKit sends it again): {refused:?}"
+    );
+    assert_eq!(inbox.backlog(), 3);
+
+    holder.rollback().await.expect("the lock released");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while inbox.backlog() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the backlog drains");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    inbox::ingest(&inbox, &event, &body).await.expect("taken again once the backlog drained");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let view = world.call(&alice, call).await;
+        let joined = view.participants.iter().filter(|p| p.status == ParticipantStatus::Joined).count();
+        if joined == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both joins are handled: {view:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    writer.await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reconciler_pass_compares_every_live_call_and_repairs_a_drifted_one_beyond_the_rotation() {
+    let world = World::new().await;
+    let mut calls = Vec::new();
+    for i in 0..reconcile::BATCH + 5 {
+        let (alice, bob) = (person(&format!("a{i}"), Gender::Female), person(&format!("b{i}"), Gender::Male));
+        calls.push(world.answered_call(&alice, &[&bob]).await);
+    }
+    // Someone who is in none of the calls sits in the last call's room.
+    let stranger = person("mallory", Gender::Male);
+    let last = *calls.last().expect("a call");
+    world.rooms.join(&world.room_of(last), in_room(&stranger, world.clock.now()));
+
+    let pass = reconcile::pass(&world.core).await.expect("a pass");
+
+    assert_eq!(pass.calls_checked, calls.len(), "every live call compared with ListRooms: {pass:?}");
+    assert_eq!(pass.calls_disagreeing, 1, "only the drifted room disagrees: {pass:?}");
+    assert_eq!(pass.presence_fixed, 1, "the stranger is put out in this pass: {pass:?}");
+    assert!(pass.calls_full_checks <= reconcile::BATCH + 1, "{pass:?}");
+}

@@ -8,7 +8,12 @@
 //!    the event is read off Bob's socket (a reader task timestamps arrivals),
 //!    and also from the moment the API response is back (negative: the event
 //!    came first).
-//! 2. Memory: a fresh instance, then CONNECTIONS (default 10,000) idle
+//! 2. Every device stops: Bob's phone stream on instance 1, he answers
+//!    through instance 2; from the answer sent to `call.ring_stopped` read
+//!    on the phone, ROUNDS times.
+//! 3. Push-ready: from a call's start request sent to its `call.ringing`
+//!    app webhook received by a local endpoint, ROUNDS times.
+//! 4. Memory: a fresh instance, then CONNECTIONS (default 10,000) idle
 //!    streams of as many users (each answering pings); VmRSS of the process
 //!    before and after, from /proc.
 //!
@@ -150,6 +155,128 @@ async fn latency(rounds: usize) -> anyhow::Result<Value> {
     Ok(json!({"from_request": request, "from_response": response}))
 }
 
+/// Bob's phone stream is on instance 1; he answers on his laptop through
+/// instance 2: from the answer being sent to the phone reading
+/// `call.ring_stopped`.
+async fn ring_stop_latency(rounds: usize) -> anyhow::Result<Value> {
+    let env = bench_env();
+    let (one, two) = (launch(free_port(), &env).await, launch(free_port(), &env).await);
+    let alice = format!("bench-a-{}", uuid::Uuid::new_v4().simple());
+    let bob = format!("bench-b-{}", uuid::Uuid::new_v4().simple());
+    let (alice_token, bob_token) = (token(&alice), token(&bob));
+    let mut phone = try_connect(&ws_url(&one), Some(&bob_token)).await?;
+    let (arrivals, mut arrived) = mpsc::unbounded_channel::<(Value, Instant)>();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = phone.next().await {
+            if let Message::Text(text) = message {
+                let now = Instant::now();
+                if let Ok(event) = serde_json::from_str::<Value>(&text) {
+                    let _ = arrivals.send((event, now));
+                }
+            }
+        }
+    });
+    let http = reqwest::Client::new();
+    let mut stops = Vec::new();
+    for _ in 0..rounds {
+        let started: Value = http
+            .post(format!("{}/api/v1/calls", two.address))
+            .bearer_auth(&alice_token)
+            .json(&json!({"participantIds": [bob], "type": "audio"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let call = started["call"]["id"].as_str().unwrap_or_default().to_owned();
+        let sent = Instant::now();
+        http.post(format!("{}/api/v1/calls/{call}/accept", two.address))
+            .bearer_auth(&bob_token)
+            .json(&json!({}))
+            .send()
+            .await?
+            .error_for_status()?;
+        loop {
+            let (event, at) = tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the stream ended"))?;
+            if event["type"] == "call.ring_stopped" && event["callId"] == call.as_str() {
+                stops.push((at - sent).as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+        http.post(format!("{}/api/v1/calls/{call}/end", two.address))
+            .bearer_auth(&alice_token)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    println!("answer on instance 2 -> the other device's call.ring_stopped on instance 1");
+    let figures = summary("  from the answer request being sent", stops);
+    one.kill().await;
+    two.kill().await;
+    Ok(figures)
+}
+
+/// The host application's endpoint for `call.ringing`: from the call's
+/// start request being sent to the webhook's POST being received.
+async fn ringing_webhook_latency(rounds: usize) -> anyhow::Result<Value> {
+    use axum::{Router, body::Bytes, extract::State, routing::post};
+    let (posts, mut posted) = mpsc::unbounded_channel::<(Value, Instant)>();
+    let receive = |State(posts): State<mpsc::UnboundedSender<(Value, Instant)>>, body: Bytes| async move {
+        let now = Instant::now();
+        if let Ok(hook) = serde_json::from_slice::<Value>(&body) {
+            let _ = posts.send((hook, now));
+        }
+        "ok"
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().route("/hooks", post(receive)).with_state(posts)).await
+    });
+    let mut env = bench_env();
+    env.push(("APP_WEBHOOK_URL", url));
+    env.push(("APP_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()));
+    let service = launch(free_port(), &env).await;
+    let alice = format!("bench-a-{}", uuid::Uuid::new_v4().simple());
+    let bob = format!("bench-b-{}", uuid::Uuid::new_v4().simple());
+    let alice_token = token(&alice);
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        let sent = Instant::now();
+        let started: Value = http
+            .post(format!("{}/api/v1/calls", service.address))
+            .bearer_auth(&alice_token)
+            .json(&json!({"participantIds": [bob], "type": "audio"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let call = started["call"]["id"].as_str().unwrap_or_default().to_owned();
+        loop {
+            let (hook, at) = tokio::time::timeout(Duration::from_secs(10), posted.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the receiver stopped"))?;
+            if hook["type"] == "call.ringing" && hook["data"]["callId"] == call.as_str() {
+                latencies.push((at - sent).as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+        http.post(format!("{}/api/v1/calls/{call}/end", service.address))
+            .bearer_auth(&alice_token)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    println!("call start -> call.ringing app webhook received");
+    let figures = summary("  from the start request being sent", latencies);
+    service.kill().await;
+    Ok(figures)
+}
+
 async fn memory(connections: usize, idle: Duration) -> anyhow::Result<Value> {
     let mut env = bench_env();
     // Presence is refreshed every third of this; keep the figure about sockets.
@@ -218,13 +345,20 @@ async fn main() -> anyhow::Result<()> {
     };
     // Each part runs even if the other failed; the figures go to BENCH_JSON.
     let latency = latency(var("ROUNDS", 500, 5)).await;
+    let ring_stop = ring_stop_latency(var("ROUNDS", 500, 5)).await;
+    let ringing = ringing_webhook_latency(var("ROUNDS", 500, 5)).await;
     let idle = Duration::from_secs(if measuring { 10 } else { 1 });
     let memory = memory(var("CONNECTIONS", 10_000, 20), idle).await;
     let part = |result: &anyhow::Result<Value>| match result {
         Ok(figures) => figures.clone(),
         Err(err) => json!({"error": format!("{err:#}")}),
     };
-    let report = json!({"latency": part(&latency), "memory": part(&memory)});
+    let report = json!({
+        "latency": part(&latency),
+        "ring_stop": part(&ring_stop),
+        "ringing_webhook": part(&ringing),
+        "memory": part(&memory),
+    });
     if let Ok(path) = std::env::var("BENCH_JSON") {
         if let Some(dir) = std::path::Path::new(&path).parent() {
             std::fs::create_dir_all(dir)?;
@@ -232,6 +366,8 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     }
     latency?;
+    ring_stop?;
+    ringing?;
     memory?;
     Ok(())
 }

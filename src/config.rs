@@ -87,6 +87,9 @@ pub struct Timeouts {
     pub max_call_duration: Duration,
     pub video_request: Duration,
     pub video_request_cooldown: Duration,
+    /// How long a participant whose connection dropped stays `reconnecting`
+    /// before they are `left` (`REJOIN_GRACE`); also the rooms' departure timeout.
+    pub rejoin_grace: Duration,
 }
 
 /// Appointments (calls booked ahead).
@@ -140,6 +143,10 @@ pub struct Limits {
     /// The header a trusted reverse proxy puts the client address in
     /// (its right-most entry is used); `None`: the connection's peer.
     pub trusted_proxy_header: Option<http::HeaderName>,
+    /// Declines of one caller by one callee within `ring_declines_window`
+    /// after which that caller may not ring her (0: no limit).
+    pub ring_declines_limit: u32,
+    pub ring_declines_window: Duration,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -164,6 +171,19 @@ impl fmt::Debug for SigningKey {
 pub struct AppWebhookConfig {
     pub url: String,
     pub key: SigningKey,
+}
+
+/// The host application's "who may call whom" hook (`CALL_AUTHZ_*`).
+#[derive(Clone, Debug)]
+pub struct CallAuthzConfig {
+    pub url: String,
+    /// Signs each request as an app webhook is signed (`CALL_AUTHZ_SECRET`).
+    pub key: SigningKey,
+    pub timeout: Duration,
+    /// A timeout or error lets the call ring instead of answering 503.
+    pub fail_open: bool,
+    /// How long a decision is reused per (caller, callee, conversation); 0: never.
+    pub cache: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -191,6 +211,7 @@ pub struct Config {
     pub token_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub app_webhook: Option<AppWebhookConfig>,
+    pub call_authz: Option<CallAuthzConfig>,
     pub events: EventsConfig,
     pub rate_limits: RateLimits,
     pub log_format: LogFormat,
@@ -280,6 +301,7 @@ impl Config {
             token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
             cors_origins: env.list("CORS_ORIGINS"),
             app_webhook: app_webhook(&env)?,
+            call_authz: call_authz(&env)?,
             events: events(&env)?,
             rate_limits: rate_limits(&env)?,
             log_format,
@@ -348,6 +370,7 @@ fn timeouts(env: &Env<'_>) -> Result<Timeouts, ConfigError> {
         max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
         video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
         video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
+        rejoin_grace: env.bounded_seconds("REJOIN_GRACE", 20, 1..=600)?,
     })
 }
 
@@ -417,6 +440,8 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
         quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
         quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
+        ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
+        ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
         unauthenticated_per_minute: env.bounded(
             "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE",
             60,
@@ -432,6 +457,24 @@ fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
         .optional("APP_WEBHOOK_SECRET")
         .ok_or_else(|| env.error("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)"))?;
     AppWebhookConfig::new(url, &secret).map(Some)
+}
+
+fn call_authz(env: &Env<'_>) -> Result<Option<CallAuthzConfig>, ConfigError> {
+    let Some(url) = env.optional("CALL_AUTHZ_URL") else { return Ok(None) };
+    let secret = env
+        .optional("CALL_AUTHZ_SECRET")
+        .ok_or_else(|| env.error("CALL_AUTHZ_SECRET", "missing (required with CALL_AUTHZ_URL)"))?;
+    let signed = AppWebhookConfig::new(url, &secret).map_err(|e| ConfigError {
+        var: if e.var == "APP_WEBHOOK_URL" { "CALL_AUTHZ_URL" } else { "CALL_AUTHZ_SECRET" },
+        reason: e.reason,
+    })?;
+    Ok(Some(CallAuthzConfig {
+        url: signed.url,
+        key: signed.key,
+        timeout: Duration::from_millis(env.bounded("CALL_AUTHZ_TIMEOUT", 800, 10..=10_000)?),
+        fail_open: env.flag("CALL_AUTHZ_FAIL_OPEN")?,
+        cache: env.bounded_seconds("CALL_AUTHZ_CACHE", 0, 0..=86_400)?,
+    }))
 }
 
 impl AppWebhookConfig {

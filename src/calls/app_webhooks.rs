@@ -10,7 +10,7 @@ use crate::domain::{Outcome, ParticipantStatus, UserId};
 use crate::store::{self, CallRow};
 
 /// What every call webhook says about the call.
-fn call_data(view: &CallView) -> Value {
+pub(crate) fn call_data(view: &CallView) -> Value {
     let participants: Vec<Value> = view
         .participants
         .iter()
@@ -32,7 +32,12 @@ fn call_data(view: &CallView) -> Value {
     data
 }
 
-async fn enqueue(conn: &mut PgConnection, kind: &str, view: &CallView, data: Value) -> sqlx::Result<()> {
+pub(crate) async fn enqueue(
+    conn: &mut PgConnection,
+    kind: &str,
+    view: &CallView,
+    data: Value,
+) -> sqlx::Result<()> {
     store::enqueue_app_webhook(conn, kind, view.id, data).await
 }
 

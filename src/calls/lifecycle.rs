@@ -11,6 +11,7 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::meeting;
+use crate::calls::ringing;
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
@@ -18,7 +19,7 @@ use crate::domain::Code;
 use crate::domain::consent::{self as rules, VideoSession};
 use crate::domain::{self, call::Ending};
 use crate::domain::{
-    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, Role, UserId,
+    CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, RingStop, Role, UserId,
 };
 use crate::livekit::RoomSpec;
 use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, ParticipantRow};
@@ -61,10 +62,12 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     // unique index below still decides every race.
     let mut everyone = vec![user.id.clone()];
     everyone.extend(req.invitees.iter().cloned());
-    let busy_now = store::live_users(&app.db, &everyone).await?;
+    let mut busy_now = store::live_users(&app.db, &everyone).await?;
     if busy_now.contains(&user.id) {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
+    // A blocked callee is answered as a busy one, so that a block is not revealed.
+    busy_now.extend(crate::calls::blocks::blocked_among(app, &user.id, &req.invitees).await?);
     let mut tx = app.db.begin().await?;
     let new_call = NewCall {
         id: call_id,
@@ -79,6 +82,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
     };
     store::insert_call(&mut tx, &new_call).await?;
+    store::calls::set_rejoin_grace(&mut tx, call_id, app.config.timeouts.rejoin_grace).await?;
     let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
     if roster.rung.is_empty() {
         return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
@@ -91,6 +95,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
+    ringing::rang(&mut tx, &view, &roster.rung).await?;
     let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
     store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view})).await?;
     let spec = room_spec(app, call_id, req.call_type, session.state);
@@ -107,6 +112,9 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
 /// `REQUIRE_CALLEE_ONLINE`) a callee online.
 async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), CallError> {
     crate::calls::limits::call_start(app, &user.id).await?;
+    crate::calls::blocks::ring_cooldown(app, &user.id, &req.invitees).await?;
+    let conversation = req.conversation_id.as_deref();
+    crate::calls::authz::may_call(app, &user.id, &req.invitees, conversation, req.call_type).await?;
     if app.config.events.require_callee_online {
         require_callee_online(app, &req.invitees).await?;
     }
@@ -194,7 +202,7 @@ fn room_spec(app: &Core, call_id: CallId, call_type: CallType, video: rules::Vid
         // LiveKit closes a room nobody joined after this long; the call's own
         // deadlines end it first.
         empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
-        departure_timeout: std::time::Duration::from_secs(20),
+        departure_timeout: timeouts.rejoin_grace,
         max_participants: app.config.max_call_participants as u32,
         metadata: crate::livekit::room_metadata(call_id, call_type, video),
     }
@@ -310,7 +318,7 @@ pub async fn accept(
     match me.status {
         ParticipantStatus::Invited => {}
         // A second device answering again gets a fresh token; nothing changes.
-        ParticipantStatus::Accepted | ParticipantStatus::Joined => {
+        ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting => {
             tx.commit().await?;
             return token_response(app, &call, user, share).await;
         }
@@ -332,6 +340,7 @@ pub async fn accept(
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;
+    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Answered).await?;
     if answers_the_call.is_some() {
         crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
     }
@@ -391,7 +400,10 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
             && p.live
             && matches!(
                 p.status,
-                ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
+                ParticipantStatus::Invited
+                    | ParticipantStatus::Accepted
+                    | ParticipantStatus::Joined
+                    | ParticipantStatus::Reconnecting
             )
     });
     let ended = if still_invited {
@@ -411,6 +423,7 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         &json!({"call": view, "by": user.id}),
     )
     .await?;
+    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Declined).await?;
     tx.commit().await?;
     match ended {
         Some(ended) => after_end(app, &ended).await,
@@ -583,6 +596,7 @@ pub async fn finish(
     actor: Option<&UserId>,
 ) -> sqlx::Result<Ended> {
     let id = call.call_id();
+    let was_ringing = ringing::still_ringing(conn, id).await?;
     store::end_call(conn, id, outcome, reason).await?;
     let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
@@ -598,6 +612,10 @@ pub async fn finish(
         _ => None,
     };
     let payload = json!({"call": view});
+    let stop = if outcome == Outcome::Cancelled { RingStop::Cancelled } else { RingStop::Missed };
+    for callee in &was_ringing {
+        ringing::stopped(conn, &view, callee, stop).await?;
+    }
     if let Some(kind) = specific {
         store::notify(conn, &everyone, kind, id, &payload).await?;
     }

@@ -6,6 +6,8 @@
 
 pub mod app_webhooks;
 pub mod appointments;
+pub mod authz;
+pub mod blocks;
 pub mod consent;
 pub mod core;
 pub mod enforce;
@@ -16,6 +18,7 @@ pub mod media;
 pub mod meeting;
 pub mod quality;
 pub mod reports;
+pub mod ringing;
 pub mod views;
 
 pub use self::core::Core;

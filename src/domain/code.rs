@@ -42,6 +42,7 @@ codes! {
     NotInitiator = "not_initiator",
     ScreenShareNotAllowed = "screen_share_not_allowed",
     SchedulingNotAllowed = "scheduling_not_allowed",
+    CallNotAllowed = "call_not_allowed",
     NotAHost = "not_a_host",
     // 404
     NotFound = "not_found",
@@ -65,6 +66,7 @@ codes! {
     VideoAlreadyOn = "video_already_on",
     VideoOff = "video_off",
     VideoRequestPending = "video_request_pending",
+    TooManyBlocks = "too_many_blocks",
     // 422
     InvalidField = "invalid_field",
     CannotCallYourself = "cannot_call_yourself",
@@ -73,6 +75,7 @@ codes! {
     // 429
     RateLimited = "rate_limited",
     VideoRequestCooldown = "video_request_cooldown",
+    RingCooldown = "ring_cooldown",
     // 503
     LivekitUnavailable = "livekit_unavailable",
     Unavailable = "unavailable",

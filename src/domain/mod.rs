@@ -122,12 +122,23 @@ word_enum!(ParticipantStatus {
     Invited = "invited",
     Accepted = "accepted",
     Joined = "joined",
+    Reconnecting = "reconnecting",
     Left = "left",
     Declined = "declined",
     Missed = "missed",
     Busy = "busy",
     Removed = "removed",
 });
+
+word_enum!(
+    /// Why a callee's ringing stopped, on every device (`call.ring_stopped`).
+    RingStop {
+        Answered = "answered",
+        Declined = "declined",
+        Cancelled = "cancelled",
+        Missed = "missed",
+    }
+);
 
 word_enum!(EventSource { Api = "api", LiveKit = "livekit", System = "system" });
 
@@ -152,7 +163,9 @@ word_enum!(
         CallCancelled = "call.cancelled",
         CallMissed = "call.missed",
         CallEnded = "call.ended",
+        CallRingStopped = "call.ring_stopped",
         ParticipantJoined = "participant.joined",
+        ParticipantReconnecting = "participant.reconnecting",
         ParticipantLeft = "participant.left",
         MediaUpdated = "media.updated",
         VideoRequested = "video.requested",

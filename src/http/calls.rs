@@ -295,6 +295,12 @@ struct HistoryQuery {
     /// Calls per page, 1 to 100 (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// Only the calls of this conversation (1 to 256 printable characters).
+    #[serde(rename = "conversationId")]
+    #[param(rename = "conversationId")]
+    conversation_id: Option<String>,
+    /// Only the calls this user was in too.
+    with: Option<String>,
 }
 
 fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
@@ -310,9 +316,10 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((at, Uuid::parse_str(id).ok()?))
 }
 
-/// The caller's calls, newest first.
+/// The caller's calls, newest first; of one conversation
+/// (`conversationId`) or with one person (`with`) if asked.
 ///
-/// Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`).
+/// Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`, `conversationId`, `with`).
 #[utoipa::path(get, path = "/calls/history", operation_id = "callHistory", tag = "calls", params(HistoryQuery),
     responses(
         (status = 200, description = "A page of calls", body = CallList),
@@ -342,7 +349,21 @@ async fn history(
             detail: "the cursor is not one this service issued".into(),
         })?),
     };
-    let mut rows = store::history(&app.db, &user.id, before, limit + 1).await?;
+    if let Some(v) = q.conversation_id.as_deref()
+        && (v.is_empty() || v.chars().count() > MAX_REF_LEN || v.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "conversationId",
+            format!("must be 1 to {MAX_REF_LEN} printable characters"),
+        ));
+    }
+    let with = match q.with.as_deref() {
+        None => None,
+        Some(raw) => Some(UserId::parse(raw).map_err(|e| ApiError::invalid("with", e.to_string()))?),
+    };
+    let filter =
+        store::calls::HistoryFilter { conversation: q.conversation_id.as_deref(), with: with.as_ref() };
+    let mut rows = store::history(&app.db, &user.id, before, limit + 1, &filter).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|c| encode_cursor(c.created_at, c.id.0))

@@ -2,6 +2,7 @@
 
 mod appointments;
 mod auth;
+mod blocks;
 mod bounds;
 mod calls;
 mod consent;
@@ -45,6 +46,7 @@ fn parts() -> openapi::Parts {
         .merge(media::router())
         .merge(quality::router())
         .merge(reports::router())
+        .merge(blocks::router())
         .merge(events::router());
     let top = OpenApiRouter::new().merge(health::router()).merge(webhooks::router());
     openapi::parts(api, top)

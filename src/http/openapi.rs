@@ -42,6 +42,7 @@ pub const API_PREFIX: &str = "/api/v1";
     tags(
         (name = "calls", description = "Ringing, answering and ending calls; joining their LiveKit room."),
         (name = "appointments", description = "Calls booked ahead: booking, finding and cancelling them."),
+        (name = "blocks", description = "Whom a user stops from calling them (never revealed to them)."),
         (name = "video", description = "The video consent policy: requests, answers, revocation, the ledger."),
         (name = "media", description = "A participant's own microphone, camera and screen share."),
         (name = "quality", description = "Network quality samples and ratings."),
@@ -188,7 +189,7 @@ problem_response!(
 problem_response!(
     Forbidden,
     "The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, \
-     `scheduling_not_allowed`, `did_not_take_part`, `admin_only`, `not_initiator`."
+     `scheduling_not_allowed`, `call_not_allowed` (the host application's hook said no), `did_not_take_part`, `admin_only`, `not_initiator`."
 );
 problem_response!(
     NotFound,
@@ -198,7 +199,7 @@ problem_response!(
     Conflict,
     "The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, \
      `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, \
-     `video_already_on`, `video_request_pending`."
+     `video_already_on`, `video_request_pending`, `too_many_blocks`."
 );
 problem_response!(
     Unprocessable,
@@ -227,8 +228,8 @@ impl<'r> utoipa::ToResponse<'r> for TooManyRequests {
     fn response() -> (&'r str, RefOr<DocResponse>) {
         let response = problem(
             "`rate_limited` (per-user request, call-start or quality-sample limit, or requests \
-             without valid credentials from one address) or `video_request_cooldown`; \
-             `Retry-After` says when to try again.",
+             without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee \
+             declined the caller's last calls); `Retry-After` says when to try again.",
         );
         ("TooManyRequests", with_retry_after(response).into())
     }

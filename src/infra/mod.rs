@@ -3,7 +3,9 @@
 //! and how an error tells that a dependency is down.
 
 pub mod auth;
+pub mod authz;
 pub mod outage;
 pub mod rate_limit;
 pub mod redis_link;
+pub mod signing;
 pub mod turn;

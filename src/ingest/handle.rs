@@ -220,10 +220,13 @@ pub enum Departure {
     Missing,
     /// Put out for breaking the video rule.
     Removed,
+    /// `reconnecting` for all of `REJOIN_GRACE` and not back.
+    GraceOver,
 }
 
 pub enum Left {
     Ignored,
+    /// They left, or (a dropped connection) are `reconnecting`.
     Left,
     CallEnded(Box<Ended>),
 }
@@ -257,14 +260,22 @@ pub async fn left(
         return Ok(Left::Ignored);
     }
     store::participants::remember_session(tx, id, identity, session).await?;
+    if let Departure::LiveKit(DisconnectReason::Other) = why {
+        // A blip is not a hang-up: only a leave or a removal is a departure at once.
+        if me.status == ParticipantStatus::Reconnecting || dropped(app, tx, call, identity).await? {
+            return Ok(Left::Left);
+        }
+    }
     let status =
         if matches!(why, Departure::Removed) { ParticipantStatus::Removed } else { ParticipantStatus::Left };
     store::mark_gone(tx, id, identity, status).await?;
     let source = match why {
         Departure::LiveKit(_) => EventSource::LiveKit,
         Departure::Removed => EventSource::System,
-        Departure::Missing => {
-            let data = json!({"reason": "missing_from_room"});
+        Departure::Missing | Departure::GraceOver => {
+            let reason =
+                if matches!(why, Departure::Missing) { "missing_from_room" } else { "rejoin_grace_over" };
+            let data = json!({"reason": reason});
             store::record_event(tx, id, "participant.left", EventSource::System, Some(identity), data)
                 .await?;
             EventSource::System
@@ -287,4 +298,63 @@ pub async fn left(
     store::notify(tx, &others, ClientEvent::ParticipantLeft, id, &json!({"call": view, "userId": identity}))
         .await?;
     Ok(Left::Left)
+}
+
+/// A joined participant's connection dropped: `reconnecting` until they are
+/// back or `REJOIN_GRACE` is over (a durable deadline); the others hear
+/// `participant.reconnecting`. False if they were not `joined`.
+async fn dropped(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    identity: &str,
+) -> Result<bool, CallError> {
+    let id = call.call_id();
+    if !store::participants::mark_reconnecting(tx, id, identity).await? {
+        return Ok(false);
+    }
+    let grace = rejoin_grace(app, tx, call).await?;
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    store::deadlines::schedule_earliest(tx, id, DeadlineKind::Rejoin, app.clock.now() + grace).await?;
+    store::record_event(tx, id, "participant.reconnecting", EventSource::LiveKit, Some(identity), json!({}))
+        .await?;
+    let view = CallView::load(tx, call).await?;
+    let others: Vec<String> =
+        view.participants.iter().filter(|p| p.user_id != identity).map(|p| p.user_id.clone()).collect();
+    let data = json!({"call": view, "userId": identity});
+    store::notify(tx, &others, ClientEvent::ParticipantReconnecting, id, &data).await?;
+    Ok(true)
+}
+
+/// `REJOIN_GRACE` is over for the call's oldest drop: whoever has been
+/// `reconnecting` that long is `left` (a 1:1 call ends); the deadline moves
+/// on to the next drop, if any. Returns the call if it ended.
+pub async fn rejoin_grace_over(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+) -> Result<Option<Ended>, CallError> {
+    let id = call.call_id();
+    let grace = rejoin_grace(app, tx, call).await?;
+    for user in store::participants::reconnecting_past(tx, id, grace).await? {
+        let call = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
+        if let Left::CallEnded(ended) = left(app, tx, &call, &user, None, Departure::GraceOver).await? {
+            return Ok(Some(*ended));
+        }
+    }
+    if let Some(since) = store::participants::first_reconnecting_since(tx, id).await? {
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        store::deadlines::schedule_earliest(tx, id, DeadlineKind::Rejoin, since + grace).await?;
+    }
+    Ok(None)
+}
+
+/// The call's rejoin grace (fixed at its start), else `REJOIN_GRACE`.
+async fn rejoin_grace(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+) -> sqlx::Result<std::time::Duration> {
+    let own = store::calls::rejoin_grace(tx, call.call_id()).await?;
+    Ok(own.unwrap_or(app.config.timeouts.rejoin_grace))
 }

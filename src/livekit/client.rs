@@ -316,6 +316,12 @@ pub(super) fn participant(info: &proto::ParticipantInfo) -> Participant {
     let disconnect_reason = match proto::DisconnectReason::try_from(info.disconnect_reason) {
         Ok(proto::DisconnectReason::DuplicateIdentity) => DisconnectReason::DuplicateIdentity,
         Ok(proto::DisconnectReason::Migration) => DisconnectReason::Migration,
+        Ok(proto::DisconnectReason::ClientInitiated) => DisconnectReason::ClientInitiated,
+        Ok(
+            proto::DisconnectReason::ParticipantRemoved
+            | proto::DisconnectReason::RoomDeleted
+            | proto::DisconnectReason::RoomClosed,
+        ) => DisconnectReason::Removed,
         _ => DisconnectReason::Other,
     };
     Participant {

@@ -62,7 +62,14 @@ pub enum DisconnectReason {
     DuplicateIdentity,
     /// Moved to another LiveKit node: no departure.
     Migration,
-    /// Any other reason, or none given.
+    /// The client left (`CLIENT_INITIATED`): a departure, at once.
+    ClientInitiated,
+    /// Put out through the API (`PARTICIPANT_REMOVED`), or the room was
+    /// deleted or closed (`ROOM_DELETED`, `ROOM_CLOSED`): a departure, at once.
+    Removed,
+    /// Any other reason, or none given (a timeout, a closed signal
+    /// connection, a server shutting down): the connection dropped, and
+    /// the client may come back.
     #[default]
     Other,
 }

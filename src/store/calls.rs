@@ -148,6 +148,34 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     Ok(())
 }
 
+/// The grace a dropped participant of this call has to come back, fixed
+/// when the call starts (with its room's departure timeout).
+pub async fn set_rejoin_grace(
+    conn: &mut PgConnection,
+    call: CallId,
+    grace: std::time::Duration,
+) -> sqlx::Result<()> {
+    sqlx::query("update calls set rejoin_grace_secs = $2 where id = $1")
+        .bind(call.0)
+        .bind(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The call's own rejoin grace, if it was given one.
+pub async fn rejoin_grace(
+    conn: &mut PgConnection,
+    call: CallId,
+) -> sqlx::Result<Option<std::time::Duration>> {
+    let secs: Option<i32> = sqlx::query_scalar("select rejoin_grace_secs from calls where id = $1")
+        .bind(call.0)
+        .fetch_optional(conn)
+        .await?
+        .flatten();
+    Ok(secs.and_then(|s| u64::try_from(s).ok()).map(std::time::Duration::from_secs))
+}
+
 pub async fn set_state(conn: &mut PgConnection, call: CallId, state: CallState) -> sqlx::Result<()> {
     let sql = match state {
         CallState::Connecting => {
@@ -182,7 +210,8 @@ pub async fn end_call(
         "update call_participants set live = false, \
          status = case status when 'invited' then 'missed' \
                               when 'accepted' then 'left' \
-                              when 'joined' then 'left' else status end, \
+                              when 'joined' then 'left' \
+                              when 'reconnecting' then 'left' else status end, \
          left_at = case when status = 'joined' then coalesce(left_at, now()) else left_at end \
          where call_id = $1",
     )
@@ -225,11 +254,21 @@ pub async fn live_calls_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Vec<Cal
 }
 
 /// The user's calls, newest first, strictly older than the cursor.
+/// Which of a user's calls a history page shows.
+#[derive(Debug, Default)]
+pub struct HistoryFilter<'a> {
+    /// Only the calls of this conversation.
+    pub conversation: Option<&'a str>,
+    /// Only the calls this other user was in too.
+    pub with: Option<&'a UserId>,
+}
+
 pub async fn history(
     pool: &PgPool,
     user: &UserId,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
+    filter: &HistoryFilter<'_>,
 ) -> sqlx::Result<Vec<CallRow>> {
     let (at, id) = before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
     sqlx::query_as(concat!(
@@ -238,12 +277,17 @@ pub async fn history(
         " from calls c where exists \
          (select 1 from call_participants p where p.call_id = c.id and p.user_id = $1) \
          and ($2::timestamptz is null or (c.created_at, c.id) < ($2, $3)) \
+         and ($5::text is null or c.conversation_id = $5) \
+         and ($6::text is null or exists \
+              (select 1 from call_participants w where w.call_id = c.id and w.user_id = $6)) \
          order by c.created_at desc, c.id desc limit $4"
     ))
     .bind(user.as_str())
     .bind(at)
     .bind(id)
     .bind(limit)
+    .bind(filter.conversation)
+    .bind(filter.with.map(UserId::as_str))
     .fetch_all(pool)
     .await
 }
@@ -257,7 +301,7 @@ pub async fn present_call_of(
 ) -> sqlx::Result<Option<(Uuid, Option<DateTime<Utc>>)>> {
     sqlx::query_as(
         "select c.id, c.connected_at from calls c join call_participants p on p.call_id = c.id \
-         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined') and c.state <> 'ended' \
+         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') and c.state <> 'ended' \
          limit 1",
     )
     .bind(user.as_str())

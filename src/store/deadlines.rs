@@ -12,6 +12,8 @@ pub enum DeadlineKind {
     Connect,
     MaxDuration,
     VideoRequest,
+    /// The end of `REJOIN_GRACE` for the call's oldest drop.
+    Rejoin,
 }
 
 impl DeadlineKind {
@@ -21,11 +23,12 @@ impl DeadlineKind {
             DeadlineKind::Connect => "connect",
             DeadlineKind::MaxDuration => "max_duration",
             DeadlineKind::VideoRequest => "video_request",
+            DeadlineKind::Rejoin => "rejoin",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Ringing, Self::Connect, Self::MaxDuration, Self::VideoRequest]
+        [Self::Ringing, Self::Connect, Self::MaxDuration, Self::VideoRequest, Self::Rejoin]
             .into_iter()
             .find(|k| k.as_str() == s)
     }
@@ -46,6 +49,26 @@ pub async fn schedule(
     .bind(kind.as_str())
     .bind(due_at)
     .bind(ref_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Schedules the deadline, or brings an existing one forward to `due_at`
+/// (never later).
+pub async fn schedule_earliest(
+    conn: &mut PgConnection,
+    call: CallId,
+    kind: DeadlineKind,
+    due_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into deadlines (call_id, kind, due_at) values ($1, $2, $3) \
+         on conflict (call_id, kind) do update set due_at = least(deadlines.due_at, excluded.due_at)",
+    )
+    .bind(call.0)
+    .bind(kind.as_str())
+    .bind(due_at)
     .execute(conn)
     .await?;
     Ok(())

@@ -25,6 +25,7 @@ macro_rules! participant_columns {
 }
 
 pub mod appointments;
+pub mod blocks;
 pub mod calls;
 pub mod consent_ledger;
 pub mod deadlines;

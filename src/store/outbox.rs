@@ -47,11 +47,14 @@ pub struct DueWebhook {
 }
 
 /// Takes the webhook due first, locked for this transaction and skipped by
-/// every other.
+/// every other; one waits while an earlier one of its call is undelivered
+/// (being sent, or waiting for a retry), so a call's webhooks arrive in order.
 pub async fn lock_next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DueWebhook>> {
     sqlx::query_as(
-        "select id, type, call_id, payload, attempts from app_webhook_outbox \
+        "select id, type, call_id, payload, attempts from app_webhook_outbox o \
          where delivered_at is null and failed_at is null and next_attempt_at <= now() \
+         and not exists (select 1 from app_webhook_outbox e where e.call_id = o.call_id \
+                         and e.seq < o.seq and e.delivered_at is null and e.failed_at is null) \
          order by next_attempt_at limit 1 for update skip locked",
     )
     .fetch_optional(conn)

@@ -33,7 +33,11 @@ impl ParticipantRow {
     /// In the call as far as the consent policy is concerned: answered (or
     /// the initiator) and not gone.
     pub fn is_present(&self) -> bool {
-        self.live && matches!(self.status, ParticipantStatus::Accepted | ParticipantStatus::Joined)
+        self.live
+            && matches!(
+                self.status,
+                ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
+            )
     }
 }
 
@@ -165,6 +169,49 @@ pub async fn mark_joined(conn: &mut PgConnection, call: CallId, user: &str) -> s
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A joined participant's connection dropped: `reconnecting` since now
+/// (`left_at`), still in the call. False if they were not `joined`.
+pub async fn mark_reconnecting(conn: &mut PgConnection, call: CallId, user: &str) -> sqlx::Result<bool> {
+    let marked = sqlx::query(
+        "update call_participants set status = 'reconnecting', left_at = now() \
+         where call_id = $1 and user_id = $2 and live and status = 'joined'",
+    )
+    .bind(call.0)
+    .bind(user)
+    .execute(conn)
+    .await?;
+    Ok(marked.rows_affected() == 1)
+}
+
+/// Who has been `reconnecting` for at least `grace`, by the database's clock.
+pub async fn reconnecting_past(
+    conn: &mut PgConnection,
+    call: CallId,
+    grace: std::time::Duration,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "select user_id from call_participants where call_id = $1 and live and status = 'reconnecting' \
+         and left_at <= now() - make_interval(secs => $2) order by left_at",
+    )
+    .bind(call.0)
+    .bind(grace.as_secs_f64())
+    .fetch_all(conn)
+    .await
+}
+
+/// When the oldest drop still `reconnecting` began, if any.
+pub async fn first_reconnecting_since(
+    conn: &mut PgConnection,
+    call: CallId,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "select min(left_at) from call_participants where call_id = $1 and live and status = 'reconnecting'",
+    )
+    .bind(call.0)
+    .fetch_one(conn)
+    .await
 }
 
 /// Makes a written participant live (busy with this call): false, changing

@@ -14,11 +14,8 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,17 +39,7 @@ const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(72);
 const KEEP: chrono::Duration = chrono::Duration::days(7);
 const JANITOR_EVERY: Duration = Duration::from_secs(600);
 
-/// `v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`, as Standard
-/// Webhooks defines it.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
-}
+pub use crate::infra::signing::sign;
 
 /// The wait before the next attempt, after `attempts` failed ones.
 fn backoff(attempts: i32) -> Duration {
@@ -208,6 +195,8 @@ pub async fn tidy(app: &Core, now: DateTime<Utc>) -> sqlx::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]

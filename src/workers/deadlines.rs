@@ -103,13 +103,15 @@ async fn act(
         }
         (DeadlineKind::Ringing, _) => {
             // A group call went on without them: those still ringing missed it.
-            for p in store::participants(tx, id).await? {
-                if p.status == ParticipantStatus::Invited {
-                    store::mark_gone(tx, id, p.user_id.as_str(), ParticipantStatus::Missed).await?;
-                }
+            let missed = crate::calls::ringing::still_ringing(tx, id).await?;
+            for user in &missed {
+                store::mark_gone(tx, id, user, ParticipantStatus::Missed).await?;
             }
             let view = crate::calls::views::CallView::load(tx, call).await?;
             crate::calls::app_webhooks::call_missed(tx, &view).await?;
+            for user in &missed {
+                crate::calls::ringing::stopped(tx, &view, user, domain::RingStop::Missed).await?;
+            }
             Ok(None)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {
@@ -121,6 +123,7 @@ async fn act(
             let (outcome, reason) = domain::call::end(call.state, Ending::MaxDuration);
             Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
+        (DeadlineKind::Rejoin, _) => Ok(crate::ingest::handle::rejoin_grace_over(app, tx, call).await?),
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {
                 consent::expire(app, tx, call, request).await?;

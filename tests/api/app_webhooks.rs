@@ -24,16 +24,16 @@ use crate::helpers::{
 };
 
 #[derive(Clone, Debug)]
-pub struct Delivery {
-    pub id: String,
-    timestamp: String,
-    signature: String,
-    raw: Vec<u8>,
-    pub body: Value,
+pub(crate) struct Delivery {
+    pub(crate) id: String,
+    pub(crate) timestamp: String,
+    pub(crate) signature: String,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) body: Value,
 }
 
 #[derive(Clone, Copy)]
-pub enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Never answers: the attempt stays in flight.
     Hang,
@@ -44,13 +44,13 @@ type Log = Arc<Mutex<Vec<Delivery>>>;
 
 /// The host application's endpoint: answers as scripted (then 200) and
 /// records every attempt.
-pub struct Receiver {
-    pub url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     log: Log,
 }
 
 impl Receiver {
-    pub async fn start(script: &[Answer]) -> Receiver {
+    pub(crate) async fn start(script: &[Answer]) -> Receiver {
         let log = Log::default();
         let script: Script = Arc::new(Mutex::new(script.iter().copied().collect()));
         let app = Router::new().route("/hooks/calls", post(receive)).with_state((log.clone(), script));
@@ -60,11 +60,15 @@ impl Receiver {
         Receiver { url, log }
     }
 
-    pub fn of(&self, kind: &str) -> Vec<Delivery> {
+    pub(crate) fn all(&self) -> Vec<Delivery> {
+        self.log.lock().expect("log").clone()
+    }
+
+    pub(crate) fn of(&self, kind: &str) -> Vec<Delivery> {
         self.log.lock().expect("log").iter().filter(|d| d.body["type"] == kind).cloned().collect()
     }
 
-    pub async fn wait_for(&self, kind: &str, attempts: usize, within: Duration) -> Vec<Delivery> {
+    pub(crate) async fn wait_for(&self, kind: &str, attempts: usize, within: Duration) -> Vec<Delivery> {
         eventually(within, &format!("{attempts} attempts of {kind}"), || {
             let seen = self.of(kind).len();
             async move { seen >= attempts }
@@ -91,14 +95,14 @@ async fn receive(State((log, script)): State<(Log, Script)>, headers: HeaderMap,
     }
 }
 
-pub fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let key: [u8; 32] = rand::random();
     format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
 }
 
 /// Verified as a receiver would, with nothing but the secret: the
 /// signature, and a timestamp close to now.
-fn assert_signed(secret: &str, d: &Delivery) {
+pub(crate) fn assert_signed(secret: &str, d: &Delivery) {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.trim_start_matches("whsec_"))
         .expect("the secret is base64");
@@ -112,7 +116,7 @@ fn assert_signed(secret: &str, d: &Delivery) {
     assert!((chrono::Utc::now().timestamp() - sent).abs() < 300, "a fresh timestamp");
 }
 
-pub fn configure_hook(
+pub(crate) fn configure_hook(
     url: &str,
     secret: &str,
 ) -> impl FnOnce(&mut callgate::config::Config) + Send + 'static {

@@ -81,7 +81,15 @@ async fn events_arrive_in_the_order_they_happened() {
         .filter(|e| seen.insert(e["id"].to_string()))
         .map(|e| e["type"].clone())
         .collect();
-    assert_eq!(kinds, vec![json!("call.incoming"), json!("call.cancelled"), json!("call.ended")]);
+    assert_eq!(
+        kinds,
+        vec![
+            json!("call.incoming"),
+            json!("call.ring_stopped"),
+            json!("call.cancelled"),
+            json!("call.ended")
+        ]
+    );
 }
 
 #[tokio::test]

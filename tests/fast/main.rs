@@ -145,7 +145,7 @@ async fn webhook_events_handled_in_reverse_order_leave_the_same_state_as_in_orde
             joined(&room, &carol, at(t, 3), at(t, 3)),
             left(&room, &alice, at(t, 1), at(t, 10), DisconnectReason::DuplicateIdentity),
             joined(&room, &alice, at(t, 10), at(t, 10)),
-            left(&room, &carol, at(t, 3), at(t, 20), DisconnectReason::Other),
+            left(&room, &carol, at(t, 3), at(t, 20), DisconnectReason::ClientInitiated),
         ];
         if reversed {
             story.reverse();

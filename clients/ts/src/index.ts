@@ -93,9 +93,11 @@ export class CallgateClient {
   activeCalls() {
     return this.request<CallList>("GET", "/calls/active");
   }
-  callHistory(query: { cursor?: string; limit?: number } = {}) {
+  callHistory(query: { cursor?: string; limit?: number; conversationId?: string; with?: string } = {}) {
     const params = new URLSearchParams();
     if (query.cursor) params.set("cursor", query.cursor);
+    if (query.conversationId) params.set("conversationId", query.conversationId);
+    if (query.with) params.set("with", query.with);
     if (query.limit !== undefined) params.set("limit", String(query.limit));
     const qs = params.toString();
     return this.request<CallList>("GET", `/calls/history${qs ? `?${qs}` : ""}`);
@@ -171,6 +173,17 @@ export class CallgateClient {
   }
   rateCall(callId: string, rating: Rating) {
     return this.request<Schemas["Rated"]>("PUT", `/calls/${enc(callId)}/rating`, rating);
+  }
+
+  // Blocks (never revealed to the blocked user)
+  blockUser(userId: string) {
+    return this.request<void>("PUT", `/blocks/${enc(userId)}`);
+  }
+  unblockUser(userId: string) {
+    return this.request<void>("DELETE", `/blocks/${enc(userId)}`);
+  }
+  listBlocks() {
+    return this.request<Schemas["Blocks"]>("GET", "/blocks");
   }
 
   // Network

@@ -160,6 +160,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/blocks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whom the caller blocks. */
+        get: operations["listBlocks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blocks/{userId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Blocks a user: calls between the two never ring, and they are answered
+         *     as for a busy callee (a block is never revealed). Idempotent.
+         * @description Errors: 409 `too_many_blocks`; 422 `invalid_field` (`userId`, yourself).
+         */
+        put: operations["blockUser"];
+        post?: never;
+        /**
+         * Unblocks a user (whether or not they were blocked).
+         * @description Errors: 422 `invalid_field` (`userId`).
+         */
+        delete: operations["unblockUser"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/calls": {
         parameters: {
             query?: never;
@@ -208,8 +250,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The caller's calls, newest first.
-         * @description Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`).
+         * The caller's calls, newest first; of one conversation
+         *     (`conversationId`) or with one person (`with`) if asked.
+         * @description Errors: 400 `invalid_cursor`; 422 `invalid_field` (`limit`, `conversationId`, `with`).
          */
         get: operations["callHistory"];
         put?: never;
@@ -813,6 +856,15 @@ export interface components {
             title?: string | null;
             type: components["schemas"]["CallType"];
         };
+        BlockView: {
+            /** Format: date-time */
+            createdAt: string;
+            userId: string;
+        };
+        Blocks: {
+            /** @description Newest first; at most 1000. */
+            blocks: components["schemas"]["BlockView"][];
+        };
         BookBody: {
             /**
              * Format: date-time
@@ -899,7 +951,7 @@ export interface components {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -985,7 +1037,7 @@ export interface components {
             participant: components["schemas"]["MediaView"];
         };
         /** @enum {string} */
-        ParticipantStatus: "invited" | "accepted" | "joined" | "left" | "declined" | "missed" | "busy" | "removed";
+        ParticipantStatus: "invited" | "accepted" | "joined" | "reconnecting" | "left" | "declined" | "missed" | "busy" | "removed";
         ParticipantView: {
             audioEnabled: boolean;
             /** Format: date-time */
@@ -1203,7 +1255,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`. */
+        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`, `too_many_blocks`. */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1212,7 +1264,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, `scheduling_not_allowed`, `did_not_take_part`, `admin_only`, `not_initiator`. */
+        /** @description The caller may not do this: `not_a_consenter`, `own_request`, `screen_share_not_allowed`, `scheduling_not_allowed`, `call_not_allowed` (the host application's hook said no), `did_not_take_part`, `admin_only`, `not_initiator`. */
         Forbidden: {
             headers: {
                 [name: string]: unknown;
@@ -1239,7 +1291,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `rate_limited` (per-user request, call-start or quality-sample limit, or requests without valid credentials from one address) or `video_request_cooldown`; `Retry-After` says when to try again. */
+        /** @description `rate_limited` (per-user request, call-start or quality-sample limit, or requests without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again. */
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait. */
@@ -1579,6 +1631,83 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listBlocks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's blocks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Blocks"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    blockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user to block */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Blocked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    unblockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user to unblock */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Not blocked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     startCall: {
         parameters: {
             query?: never;
@@ -1642,6 +1771,10 @@ export interface operations {
                 cursor?: string;
                 /** @description Calls per page, 1 to 100 (default 20). */
                 limit?: number;
+                /** @description Only the calls of this conversation (1 to 256 printable characters). */
+                conversationId?: string;
+                /** @description Only the calls this user was in too. */
+                with?: string;
             };
             header?: never;
             path?: never;

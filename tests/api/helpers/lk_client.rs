@@ -349,6 +349,12 @@ impl LkClient {
         Ok(frames.frames)
     }
 
+    /// Kills the process without leaving: its connection just drops, as a
+    /// phone's does on a dead network.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing the client")
+    }
+
     /// Leaves the room and waits for the process to exit.
     pub async fn disconnect(mut self) -> anyhow::Result<()> {
         self.request::<Value>("disconnect", json!({}), COMMAND_TIMEOUT).await?;

@@ -1,0 +1,100 @@
+//! The `blocks` table: who stopped whom from calling them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::UserId;
+
+/// Blocks `blocked` for `blocker`, unless they hold `max` blocks already;
+/// false then (blocking someone blocked already is no new block).
+pub async fn block(
+    conn: &mut PgConnection,
+    blocker: &UserId,
+    blocked: &UserId,
+    max: i64,
+) -> sqlx::Result<bool> {
+    // One blocker's blocks are counted under a lock on the blocker, so two
+    // requests at once cannot pass the bound together.
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('callgate:blocks:' || $1, 0))")
+        .bind(blocker.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let held: i64 = sqlx::query_scalar("select count(*) from blocks where blocker = $1")
+        .bind(blocker.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from blocks where blocker = $1 and blocked = $2)")
+            .bind(blocker.as_str())
+            .bind(blocked.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists {
+        return Ok(true);
+    }
+    if held >= max {
+        return Ok(false);
+    }
+    sqlx::query("insert into blocks (blocker, blocked) values ($1, $2) on conflict do nothing")
+        .bind(blocker.as_str())
+        .bind(blocked.as_str())
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
+pub async fn unblock(db: &PgPool, blocker: &UserId, blocked: &UserId) -> sqlx::Result<()> {
+    sqlx::query("delete from blocks where blocker = $1 and blocked = $2")
+        .bind(blocker.as_str())
+        .bind(blocked.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Whom `blocker` blocks, newest first.
+pub async fn of(db: &PgPool, blocker: &UserId) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "select blocked, created_at from blocks where blocker = $1 order by created_at desc, blocked",
+    )
+    .bind(blocker.as_str())
+    .fetch_all(db)
+    .await
+}
+
+/// Which of `others` block `user` or are blocked by them.
+pub async fn between(db: &PgPool, user: &UserId, others: &[UserId]) -> sqlx::Result<Vec<UserId>> {
+    let ids: Vec<&str> = others.iter().map(UserId::as_str).collect();
+    let hits: Vec<String> = sqlx::query_scalar(
+        "select blocked from blocks where blocker = $1 and blocked = any($2) \
+         union select blocker from blocks where blocked = $1 and blocker = any($2)",
+    )
+    .bind(user.as_str())
+    .bind(&ids)
+    .fetch_all(db)
+    .await?;
+    Ok(others.iter().filter(|o| hits.iter().any(|h| h == o.as_str())).cloned().collect())
+}
+
+/// When `caller`'s newest `limit` calls that `callee` declined started,
+/// within the last `window` (by the database's clock), newest first.
+pub async fn recent_declines(
+    db: &PgPool,
+    caller: &UserId,
+    callee: &UserId,
+    window: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "select c.created_at from call_participants p join calls c on c.id = p.call_id \
+         where p.user_id = $2 and p.status = 'declined' and c.initiator_id = $1 \
+         and c.created_at > now() - make_interval(secs => $3) \
+         order by c.created_at desc limit $4",
+    )
+    .bind(caller.as_str())
+    .bind(callee.as_str())
+    .bind(window.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -121,7 +121,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if lt (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSeconds) (int $s.drainSeconds) | int) }}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be at least preStopSeconds + drainSeconds (%d + %d): Kubernetes would kill callgate before it has drained" (int $s.terminationGracePeriodSeconds) (int $s.preStopSeconds) (int $s.drainSeconds)) }}
 {{- end }}
-{{- range $name := list "PORT" "ADMIN_PORT" "LIVEKIT_API_URL" "CALLGATE_DEV" "LOG_FORMAT" "DATABASE_URL" "REDIS_URL" "REDIS_PASSWORD" "JWT_SECRET" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" }}
+{{- range $name := list "PORT" "ADMIN_PORT" "LIVEKIT_API_URL" "CALLGATE_DEV" "LOG_FORMAT" "DATABASE_URL" "REDIS_URL" "REDIS_PASSWORD" "JWT_SECRET" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" }}
 {{- if hasKey $.Values.config $name }}
 {{- fail (printf "config.%s: set by the chart (ports, livekit.apiUrl) or a secret (secrets, postgres, redis), not in config" $name) }}
 {{- end }}

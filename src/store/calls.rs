@@ -86,7 +86,11 @@ impl CallFor {
     /// As `ParticipantRow::is_present`.
     pub fn is_present(&self) -> bool {
         use crate::domain::ParticipantStatus;
-        self.live && matches!(self.status, ParticipantStatus::Accepted | ParticipantStatus::Joined)
+        self.live
+            && matches!(
+                self.status,
+                ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
+            )
     }
 }
 

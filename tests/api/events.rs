@@ -144,7 +144,8 @@ async fn heartbeats_flow_and_a_client_that_stops_answering_is_dropped() {
 
     let mut alive = EventStream::connect(&app, &bob).await;
     let (mut pinged, mut beat) = (false, false);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Every second; a loaded box may be late with the first few.
+    let deadline = Instant::now() + Duration::from_secs(8);
     while !(pinged && beat) && Instant::now() < deadline {
         match alive.next_frame(Duration::from_secs(3)).await {
             Some(Message::Ping(_)) => pinged = true,

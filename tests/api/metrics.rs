@@ -356,7 +356,11 @@ async fn app_webhooks_nobody_takes_are_failed_deliveries_and_stay_in_the_backlog
     })
     .await;
     let scrape = app.scrape().await;
-    assert_eq!(scrape.get("callgate_app_webhook_backlog", &[]), Some(1.0), "call.started waits");
+    assert_eq!(
+        scrape.get("callgate_app_webhook_backlog", &[]),
+        Some(2.0),
+        "call.started and call.ringing wait"
+    );
     assert_eq!(scrape.count("callgate_app_webhook_deliveries_total", &[("result", "delivered")]), 0.0);
 }
 

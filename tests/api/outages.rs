@@ -141,7 +141,12 @@ async fn postgresql_stopped_and_started_under_load_answers_only_503s_and_loses_n
     let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Seen::default())));
     let clients: Vec<_> =
         (0..6).map(|_| tokio::spawn(client(app.clone(), stop.clone(), seen.clone()))).collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Some calls started first (on a loaded box the first take a while).
+    eventually(Duration::from_secs(30), "calls start before the outage", || {
+        let now = seen.lock().expect("seen").started.len();
+        async move { now > 0 }
+    })
+    .await;
     let before = seen.lock().expect("seen").started.len();
     chaos_cluster(&["stop", "-m", "immediate"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;

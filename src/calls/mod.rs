@@ -12,6 +12,7 @@ pub mod consent;
 pub mod core;
 pub mod enforce;
 pub mod error;
+pub mod growth;
 pub mod lifecycle;
 pub mod limits;
 pub mod media;

@@ -166,6 +166,7 @@ word_enum!(
         CallRingStopped = "call.ring_stopped",
         ParticipantJoined = "participant.joined",
         ParticipantReconnecting = "participant.reconnecting",
+        ParticipantInvited = "participant.invited",
         ParticipantLeft = "participant.left",
         MediaUpdated = "media.updated",
         VideoRequested = "video.requested",

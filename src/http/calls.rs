@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(end))
         .routes(routes!(leave))
         .routes(routes!(token))
+        .routes(routes!(invite))
+        .routes(routes!(join_late))
 }
 
 /// The UUID named `name` in the path; anything that is not a UUID is
@@ -395,4 +397,105 @@ mod tests {
         assert_eq!(decode_cursor(&forged(i64::MAX)), None);
         assert!(decode_cursor(&forged(1_700_000_000_000_000)).is_some());
     }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InviteBody {
+    /// Whom to ring into the call (not yourself, each once, nobody already in it).
+    #[schema(min_items = 1)]
+    participant_ids: Vec<UserId>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct InvitedView {
+    call: CallView,
+    /// Rung now, in the same room.
+    #[schema(value_type = Vec<String>)]
+    rung: Vec<UserId>,
+    /// In another call (or otherwise unavailable): not rung.
+    #[schema(value_type = Vec<String>)]
+    busy: Vec<UserId>,
+}
+
+/// Invite more users into a live call (someone in it): they ring in the same room, through the
+/// same authorization, block, cooldown and busy rules as a new call; a 1:1 call becomes a group
+/// call.
+///
+/// Errors: 403 `call_not_allowed`; 409 `call_ended`, `not_answered` (you are not in it),
+/// `join_through_appointment`; 422 `invalid_field`, `cannot_call_yourself`,
+/// `duplicate_participants` (named twice, or already in the call), `too_many_participants`;
+/// 429 `rate_limited`, `ring_cooldown`.
+#[utoipa::path(post, path = "/calls/{id}/invitations", operation_id = "inviteToCall", tag = "calls",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    request_body = InviteBody,
+    responses(
+        (status = 200, description = "Who rings now, and who was busy", body = InvitedView),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = crate::http::openapi::TooManyRequests),
+        (status = 503, response = crate::http::openapi::Unavailable),
+    ))]
+async fn invite(
+    State(app): State<AppState>,
+    user: AuthUser,
+    CallPath(id): CallPath,
+    ApiJson(body): ApiJson<InviteBody>,
+) -> Result<Json<InvitedView>, ApiError> {
+    let ids = body.participant_ids;
+    if ids.is_empty() {
+        return Err(ApiError::invalid("participantIds", "name at least one user to invite"));
+    }
+    if ids.contains(&user.id) {
+        return Err(ApiError::Invalid {
+            code: Code::CannotCallYourself,
+            field: Some("participantIds".into()),
+            detail: "you are in the call already".into(),
+        });
+    }
+    let unique: BTreeSet<&UserId> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(ApiError::Invalid {
+            code: Code::DuplicateParticipants,
+            field: Some("participantIds".into()),
+            detail: "a participant is named twice".into(),
+        });
+    }
+    if ids.len() > app.config.max_call_participants {
+        return Err(ApiError::Invalid {
+            code: Code::TooManyParticipants,
+            field: Some("participantIds".into()),
+            detail: format!("a call has at most {} participants", app.config.max_call_participants),
+        });
+    }
+    let invited = crate::calls::growth::invite(&app, &user, id, ids).await?;
+    Ok(Json(InvitedView { call: invited.call, rung: invited.rung, busy: invited.busy }))
+}
+
+/// Join a live call you declined or missed the ring of (a group invitee); `video` answers as on
+/// `accept` (a consenter joining while video is on keeps it on only with `true`).
+///
+/// Errors: 409 `call_ended`, `not_answered` (it is ringing you: accept), `already_answered`,
+/// `not_in_call`, `not_an_invitee`, `caller_busy`, `join_through_appointment`.
+#[utoipa::path(post, path = "/calls/{id}/join", operation_id = "joinCall", tag = "calls",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    request_body(content = Option<AcceptBody>, description = "Optional; may be empty"),
+    responses(
+        (status = 200, description = "The call and the joiner's join details", body = CallWithJoin),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    ))]
+async fn join_late(
+    State(app): State<AppState>,
+    user: AuthUser,
+    CallPath(id): CallPath,
+    ApiJson(body): ApiJson<AcceptBody>,
+) -> Result<Json<CallWithJoin>, ApiError> {
+    Ok(Json(crate::calls::growth::join(&app, &user, id, body.video).await?))
 }

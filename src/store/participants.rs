@@ -238,6 +238,20 @@ pub async fn make_live(conn: &mut PgConnection, call: CallId, user: &UserId) -> 
     }
 }
 
+/// Rings again someone who had declined, missed the ring, left or been busy
+/// (not one removed): invited, not yet live. Returns whether they were.
+pub async fn reinvite(conn: &mut PgConnection, call: CallId, user: &UserId) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update call_participants set status = 'invited', live = false \
+         where call_id = $1 and user_id = $2 and status in ('declined', 'missed', 'left', 'busy')",
+    )
+    .bind(call.0)
+    .bind(user.as_str())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Whether the participant is out of the waiting room.
 pub async fn set_admitted(
     conn: &mut PgConnection,

@@ -20,6 +20,7 @@ mod dashboard;
 mod devices;
 mod e2e;
 mod events;
+mod growth;
 mod helpers;
 mod history;
 mod limits;

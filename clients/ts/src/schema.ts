@@ -384,6 +384,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/calls/{id}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Invite more users into a live call (someone in it): they ring in the same room, through the
+         *     same authorization, block, cooldown and busy rules as a new call; a 1:1 call becomes a group
+         *     call.
+         * @description Errors: 403 `call_not_allowed`; 409 `call_ended`, `not_answered` (you are not in it),
+         *     `join_through_appointment`; 422 `invalid_field`, `cannot_call_yourself`,
+         *     `duplicate_participants` (named twice, or already in the call), `too_many_participants`;
+         *     429 `rate_limited`, `ring_cooldown`.
+         */
+        post: operations["inviteToCall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join a live call you declined or missed the ring of (a group invitee); `video` answers as on
+         *     `accept` (a consenter joining while video is on keeps it on only with `true`).
+         * @description Errors: 409 `call_ended`, `not_answered` (it is ringing you: accept), `already_answered`,
+         *     `not_in_call`, `not_an_invitee`, `caller_busy`, `join_through_appointment`.
+         */
+        post: operations["joinCall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/calls/{id}/leave": {
         parameters: {
             query?: never;
@@ -975,6 +1022,17 @@ export interface components {
         };
         IceServers: {
             iceServers: components["schemas"]["IceServer"][];
+        };
+        InviteBody: {
+            /** @description Whom to ring into the call (not yourself, each once, nobody already in it). */
+            participantIds: components["schemas"]["UserId"][];
+        };
+        InvitedView: {
+            /** @description In another call (or otherwise unavailable): not rung. */
+            busy: string[];
+            call: components["schemas"]["CallView"];
+            /** @description Rung now, in the same room. */
+            rung: string[];
         };
         JoinOnly: {
             iceServers: components["schemas"]["IceServer"][];
@@ -1979,6 +2037,78 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    inviteToCall: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InviteBody"];
+            };
+        };
+        responses: {
+            /** @description Who rings now, and who was busy */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitedView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    joinCall: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional; may be empty */
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AcceptBody"] | null;
+            };
+        };
+        responses: {
+            /** @description The call and the joiner's join details */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallWithJoin"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];

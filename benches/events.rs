@@ -265,11 +265,17 @@ async fn ringing_webhook_latency(rounds: usize) -> anyhow::Result<Value> {
                 break;
             }
         }
-        http.post(format!("{}/api/v1/calls/{call}/end", service.address))
+        // Hanging up is cleanup, not the figure: a refusal is reported, and
+        // the next round goes on (a call still live makes the next start busy).
+        let ended = http
+            .post(format!("{}/api/v1/calls/{call}/end", service.address))
             .bearer_auth(&alice_token)
             .send()
-            .await?
-            .error_for_status()?;
+            .await?;
+        if !ended.status().is_success() {
+            let status = ended.status();
+            eprintln!("ending call {call} answered {status}: {}", ended.text().await.unwrap_or_default());
+        }
     }
     println!("call start -> call.ringing app webhook received");
     let figures = summary("  from the start request being sent", latencies);

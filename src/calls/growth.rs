@@ -35,6 +35,27 @@ pub struct Invited {
     pub busy: Vec<UserId>,
 }
 
+/// Whether `user` may invite into this call: present in it, live, not an
+/// appointment's (404 for one not in it).
+fn may_invite(
+    call: &store::CallRow,
+    participants: &[store::ParticipantRow],
+    user: &UserId,
+) -> Result<(), CallError> {
+    let me = participants.iter().find(|p| p.user_id == *user).ok_or(CallError::NotFound)?;
+    if !call.state.is_live() {
+        return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
+    }
+    refuse_appointment_call(call)?;
+    if !me.is_present() {
+        return Err(CallError::conflict(
+            Code::NotAnswered,
+            "only someone in the call invites others into it",
+        ));
+    }
+    Ok(())
+}
+
 /// `user`, present in a live call, invites `invitees` into it.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn invite(
@@ -48,17 +69,7 @@ pub async fn invite(
         let mut conn = app.db.acquire().await?;
         let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
         let participants = store::participants(&mut conn, id).await?;
-        let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
-        if !call.state.is_live() {
-            return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
-        }
-        refuse_appointment_call(&call)?;
-        if !me.is_present() {
-            return Err(CallError::conflict(
-                Code::NotAnswered,
-                "only someone in the call invites others into it",
-            ));
-        }
+        may_invite(&call, &participants, &user.id)?;
         crate::calls::limits::call_start(app, &user.id).await?;
         crate::calls::blocks::ring_cooldown(app, &user.id, &invitees).await?;
         let conversation = call.conversation_id.as_deref();
@@ -68,16 +79,7 @@ pub async fn invite(
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut tx, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
-    if !call.state.is_live() {
-        return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
-    }
-    if !me.is_present() {
-        return Err(CallError::conflict(
-            Code::NotAnswered,
-            "only someone in the call invites others into it",
-        ));
-    }
+    may_invite(&call, &participants, &user.id)?;
     let in_it = |u: &UserId| {
         participants.iter().any(|p| {
             p.user_id == *u

@@ -305,12 +305,14 @@ struct HistoryQuery {
     with: Option<String>,
 }
 
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+/// A page cursor: where the next page starts (a time and an id).
+pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     let raw = format!("{}|{}", at.timestamp_micros(), id);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+/// A cursor this service issued, or `None`.
+pub(crate) fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (micros, id) = raw.split_once('|')?;

@@ -46,6 +46,24 @@ impl LiveKit {
         Self { rooms, prefix: prefix.to_owned(), http, config: config.clone(), metrics }
     }
 
+    /// Replaces every permission of a participant (LiveKit sets them all at
+    /// once); false when they are not in the room.
+    async fn set_permission(
+        &self,
+        room: &str,
+        identity: &str,
+        permission: proto::ParticipantPermission,
+    ) -> LiveKitResult<bool> {
+        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
+        let request =
+            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
+        match self.timed("update_participant", request).await {
+            Ok(_) => Ok(true),
+            Err(LiveKitError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Makes one RoomService request (`method`, snake_case) and records it.
     async fn timed<T>(
         &self,
@@ -178,33 +196,12 @@ impl RoomService for LiveKit {
             can_update_metadata: false,
             ..Default::default()
         };
-        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
-        let request =
-            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
-        match self.timed("update_participant", request).await {
-            Ok(_) => Ok(true),
-            Err(LiveKitError::NotFound) => Ok(false),
-            Err(err) => Err(err),
-        }
+        self.set_permission(room, identity, permission).await
     }
 
     async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
-        let permission = proto::ParticipantPermission {
-            can_subscribe: false,
-            can_publish: false,
-            can_publish_data: false,
-            can_publish_sources: Vec::new(),
-            can_update_metadata: false,
-            ..Default::default()
-        };
-        let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
-        let request =
-            async { self.rooms.update_participant(room, identity, options).await.map_err(classify) };
-        match self.timed("update_participant", request).await {
-            Ok(_) => Ok(true),
-            Err(LiveKitError::NotFound) => Ok(false),
-            Err(err) => Err(err),
-        }
+        // Every field false: no publish, no subscribe, no data, no metadata.
+        self.set_permission(room, identity, proto::ParticipantPermission::default()).await
     }
 
     async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {

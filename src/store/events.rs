@@ -38,6 +38,26 @@ pub async fn notify(
     call: CallId,
     data: &Value,
 ) -> sqlx::Result<()> {
+    insert_events(conn, recipients, kind, Some(call.0), data).await
+}
+
+/// Like [`notify`], for an event of no call (an appointment before it opened).
+pub async fn notify_without_call(
+    conn: &mut PgConnection,
+    recipients: &[String],
+    kind: ClientEvent,
+    data: &Value,
+) -> sqlx::Result<()> {
+    insert_events(conn, recipients, kind, None, data).await
+}
+
+async fn insert_events(
+    conn: &mut PgConnection,
+    recipients: &[String],
+    kind: ClientEvent,
+    call: Option<Uuid>,
+    data: &Value,
+) -> sqlx::Result<()> {
     if recipients.is_empty() {
         return Ok(());
     }
@@ -48,31 +68,7 @@ pub async fn notify(
     )
     .bind(&ids)
     .bind(recipients)
-    .bind(call.0)
-    .bind(kind.as_str())
-    .bind(data)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Like [`notify`], for an event of no call (an appointment before it opened).
-pub async fn notify_without_call(
-    conn: &mut PgConnection,
-    recipients: &[String],
-    kind: ClientEvent,
-    data: &Value,
-) -> sqlx::Result<()> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = recipients.iter().map(|_| Uuid::new_v4()).collect();
-    sqlx::query(
-        "insert into user_events (id, user_id, call_id, type, data) \
-         select id, user_id, null, $3, $4 from unnest($1::uuid[], $2::text[]) as r(id, user_id)",
-    )
-    .bind(&ids)
-    .bind(recipients)
+    .bind(call)
     .bind(kind.as_str())
     .bind(data)
     .execute(conn)

@@ -9,22 +9,12 @@
 use serde_json::json;
 
 use crate::calls::enforce::{self, Effects};
-use crate::calls::lifecycle::{join_for, may_share_screen};
+use crate::calls::lifecycle::{ended_conflict, join_for, may_share_screen, refuse_appointment_call};
 use crate::calls::views::{CallView, CallWithJoin};
 use crate::calls::{CallError, Core, consent, ringing};
 use crate::domain::consent::Gender;
 use crate::domain::{AuthUser, CallId, ClientEvent, Code, EventSource, ParticipantStatus, Role, UserId};
 use crate::store::{self, DeadlineKind, NewParticipant};
-
-fn refuse_appointment_call(call: &store::CallRow) -> Result<(), CallError> {
-    match call.appointment_id {
-        Some(_) => Err(CallError::conflict(
-            Code::JoinThroughAppointment,
-            "this is an appointment's call: its people are booked, and join through /appointments/{id}",
-        )),
-        None => Ok(()),
-    }
-}
 
 /// Who an invitation rang, and who was busy (or blocked: told apart from
 /// busy by nobody).
@@ -44,7 +34,7 @@ fn may_invite(
 ) -> Result<(), CallError> {
     let me = participants.iter().find(|p| p.user_id == *user).ok_or(CallError::NotFound)?;
     if !call.state.is_live() {
-        return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
+        return Err(ended_conflict());
     }
     refuse_appointment_call(call)?;
     if !me.is_present() {
@@ -185,7 +175,7 @@ pub async fn join(
     let participants = store::participants(&mut tx, id).await?;
     let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
     if !call.state.is_live() {
-        return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
+        return Err(ended_conflict());
     }
     refuse_appointment_call(&call)?;
     match me.status {

@@ -284,7 +284,7 @@ async fn lock_as_member(
 
 /// An appointment's call is entered through the appointment (its window,
 /// its waiting room), never answered like a rung call.
-fn refuse_appointment_call(call: &CallRow) -> Result<(), CallError> {
+pub(crate) fn refuse_appointment_call(call: &CallRow) -> Result<(), CallError> {
     match call.appointment_id {
         Some(_) => Err(CallError::conflict(
             Code::JoinThroughAppointment,
@@ -294,7 +294,7 @@ fn refuse_appointment_call(call: &CallRow) -> Result<(), CallError> {
     }
 }
 
-fn ended_conflict() -> CallError {
+pub(crate) fn ended_conflict() -> CallError {
     CallError::conflict(Code::CallEnded, "the call has ended")
 }
 

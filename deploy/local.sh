@@ -80,6 +80,8 @@ PG_PORT=5432
 CHAOS_PG_PORT=5434
 CHAOS_PG_CLUSTER=chaos
 REDIS_PORT=6379
+# A three-node Redis Cluster for tests/api/redis_cluster.rs (sharded pub/sub).
+REDIS_CLUSTER_PORTS=(7001 7002 7003)
 TURN_PORT=3478
 LK_PORT=7880
 WAIT_SECS="${CALLGATE_WAIT_SECS:-60}"
@@ -565,6 +567,41 @@ ensure_redis() {
     section_done
 }
 
+# ----------------------------------------------------------- Redis Cluster ---
+
+redis_cluster_ready() {
+    [[ "$(redis-cli -h 127.0.0.1 -p "${REDIS_CLUSTER_PORTS[0]}" cluster info 2>/dev/null | tr -d '\r' | grep -c '^cluster_state:ok$')" == 1 ]] &&
+        [[ "$(redis-cli -h 127.0.0.1 -p "${REDIS_CLUSTER_PORTS[0]}" cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')" == "${#REDIS_CLUSTER_PORTS[@]}" ]]
+}
+
+redis_cluster_urls() { # the seed nodes, as REDIS_URL takes them with REDIS_CLUSTER=true
+    local port urls=()
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do urls+=("redis://127.0.0.1:$port"); done
+    (IFS=,; echo "${urls[*]}")
+}
+
+ensure_redis_cluster() {
+    if redis_cluster_ready; then return 0; fi
+    section "start a Redis Cluster (${REDIS_CLUSTER_PORTS[*]})"
+    local port nodes=()
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do
+        # A fresh cluster each time: its state is a test fixture, not data.
+        stop_pidfile "Redis Cluster node $port" "$RUN/redis-$port.pid" redis-server
+        rm -rf "$RUN/redis-$port" && mkdir -p "$RUN/redis-$port"
+        redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --cluster-enabled yes \
+            --cluster-config-file "$RUN/redis-$port/nodes.conf" --cluster-node-timeout 5000 \
+            --pidfile "$RUN/redis-$port.pid" --logfile "$RUN/redis-$port.log" --dir "$RUN/redis-$port" \
+            --save '' --appendonly no </dev/null >/dev/null 2>&1 || true
+        wait_for "$WAIT_SECS" "Redis Cluster node $port" "$RUN/redis-$port.log" \
+            bash -c "[[ \"\$(redis-cli -h 127.0.0.1 -p $port ping 2>/dev/null)\" == PONG ]]"
+        nodes+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$RUN/redis-cluster-create.log" 2>&1 ||
+        die "could not create the Redis Cluster (see $RUN/redis-cluster-create.log)"
+    wait_for "$WAIT_SECS" "the Redis Cluster" "$RUN/redis-cluster-create.log" redis_cluster_ready
+    section_done
+}
+
 # ------------------------------------------------------------------ Coturn ---
 
 turn_ready() { tcp_open "$TURN_PORT"; }
@@ -658,15 +695,20 @@ cmd_up() {
     ensure_postgres
     ensure_chaos_postgres
     ensure_redis
+    ensure_redis_cluster
     ensure_coturn
     ensure_livekit
-    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT, coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
+    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT (and a cluster on ${REDIS_CLUSTER_PORTS[*]}), coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
 }
 
 cmd_down() {
     stop_pidfile LiveKit "$RUN/livekit.pid" server
     stop_pidfile Coturn "$RUN/coturn.pid" turnserver
     stop_pidfile Redis "$RUN/redis.pid" redis-server
+    local port
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do
+        stop_pidfile "Redis Cluster node $port" "$RUN/redis-$port.pid" redis-server
+    done
     local marker ver name
     for marker in "$RUN/postgres.cluster" "$RUN/chaos.cluster"; do
         [[ -s "$marker" ]] || continue
@@ -697,6 +739,8 @@ cmd_status() {
     redis_ready && state=up || state=down
     if pid_alive "$RUN/redis.pid" redis-server; then owner="local.sh (pid $(cat "$RUN/redis.pid"))"; else owner="$(ext "$state")"; fi
     status_line redis "127.0.0.1:$REDIS_PORT" "$state" "$owner"
+    redis_cluster_ready && state=up || state=down
+    status_line redis-clstr "127.0.0.1:${REDIS_CLUSTER_PORTS[0]}+" "$state" "local.sh (${#REDIS_CLUSTER_PORTS[@]} nodes, cluster test)"
     turn_ready && state=up || state=down
     if pid_alive "$RUN/coturn.pid" turnserver; then owner="local.sh (pid $(cat "$RUN/coturn.pid"))"; else owner="$(ext "$state")"; fi
     status_line coturn "127.0.0.1:$TURN_PORT" "$state" "$owner"
@@ -715,7 +759,7 @@ cmd_status() {
     fi
     echo "logs:           $RUN/{livekit,turnserver,redis}.log"
     local down=0
-    pg_ready && redis_ready && turn_ready && livekit_ready || down=1
+    pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready || down=1
     return "$down"
 }
 
@@ -838,6 +882,9 @@ SQL
     # The outage test's own cluster, and how it stops and starts it.
     export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"
     export CHAOS_PG_CTL="${SUDO:+$SUDO }pg_ctlcluster $(cat "$RUN/chaos.cluster")"
+    # tests/api/redis_cluster.rs: the Redis Cluster's seed nodes.
+    CLUSTER_REDIS_URL="$(redis_cluster_urls)"
+    export CLUSTER_REDIS_URL
     ensure_cargo_on_path
 
     run_step "drop leftover test databases" drop_test_databases

@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let livekit: Arc<dyn RoomService> =
         Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));
-    let redis = RedisLink::new(config.redis_url.expose())?;
+    let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster)?;
     let lk = &config.livekit;
     let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose()));
     let interval = config.reconcile_interval;

@@ -196,6 +196,8 @@ pub struct Config {
     /// How long a request waits for a pooled connection before failing.
     pub database_acquire_timeout: Duration,
     pub redis_url: Secret,
+    /// `REDIS_URL` names the seed nodes of a Redis Cluster (comma-separated).
+    pub redis_cluster: bool,
     pub jwt: JwtConfig,
     pub livekit: LiveKitConfig,
     pub turn: TurnConfig,
@@ -279,6 +281,7 @@ impl Config {
             database_pool_min: env.bounded("DATABASE_POOL_MIN", 2, 0..=1000)?,
             database_acquire_timeout: env.bounded_seconds("DATABASE_ACQUIRE_TIMEOUT", 5, 1..=300)?,
             redis_url: Secret::new(env.required("REDIS_URL")?),
+            redis_cluster: env.flag("REDIS_CLUSTER")?,
             jwt: JwtConfig {
                 key: jwt_key,
                 issuer: env.optional("JWT_ISSUER"),

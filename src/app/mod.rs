@@ -98,7 +98,7 @@ impl Application {
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;
         MIGRATOR.run(&db).await.context("applying database migrations")?;
-        let redis = RedisLink::new(config.redis_url.expose()).context("REDIS_URL")?;
+        let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster).context("REDIS_URL")?;
         let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
         let metrics = Metrics::default();
         let livekit = Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));

@@ -41,6 +41,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
         app_webhook_backlog: backlog,
         livekit_webhook_backlog: livekit_backlog,
         sockets_open: app.events.hub.len(),
+        channels_followed: app.events.following(),
+        messages_received: app.events.received.load(std::sync::atomic::Ordering::Relaxed),
     };
     match scrape::render(&app.metrics, readings) {
         Ok(text) => ([(header::CONTENT_TYPE, scrape::CONTENT_TYPE)], text).into_response(),

@@ -4,6 +4,7 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -30,6 +31,10 @@ pub struct Readings {
     /// LiveKit webhooks stored and not handled yet, across all instances.
     pub livekit_webhook_backlog: Option<i64>,
     pub sockets_open: usize,
+    /// Users whose Redis event channel this instance follows.
+    pub channels_followed: usize,
+    /// Messages this instance received from Redis since it started.
+    pub messages_received: u64,
 }
 
 /// Every metric of the application, in the OpenMetrics text format.
@@ -69,6 +74,21 @@ pub fn render(metrics: &Metrics, readings: Readings) -> Result<String, std::fmt:
     let sockets = Gauge::<i64>::default();
     sockets.set(readings.sockets_open as i64);
     now.register("event_sockets_open", "Event stream WebSockets open on this instance", sockets);
+    let followed = Gauge::<i64>::default();
+    followed.set(readings.channels_followed as i64);
+    now.register(
+        "event_channels_followed",
+        "Users whose Redis event channel this instance follows (those with a stream here)",
+        followed,
+    );
+    let received = Counter::<u64>::default();
+    received.inc_by(readings.messages_received);
+    now.register(
+        "event_messages_received",
+        "Messages this instance received from Redis for its users' streams (events and close \
+         notices); an instance receives only its own users' events",
+        received,
+    );
 
     let mut text = String::new();
     encode_registry(&mut text, &metrics.registry)?;

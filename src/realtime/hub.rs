@@ -2,7 +2,7 @@
 //! bounded queue. Delivery never waits: a connection whose queue is full is
 //! dropped, so one slow client cannot hold back anybody else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// connection it goes to.
 pub use axum::extract::ws::Utf8Bytes as Frame;
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting for one connection; beyond this it counts as too slow.
@@ -59,10 +59,31 @@ impl Dropper {
     }
 }
 
-#[derive(Default)]
 pub struct Hub {
     users: Mutex<HashMap<String, Vec<Conn>>>,
     next_id: AtomicU64,
+    /// Users whose Redis channel to follow or leave (`bus`), as their
+    /// connections here say, in the next round of `fanout::subscribe`.
+    interest: Mutex<Interest>,
+    /// Wakes that round.
+    pub interest_wake: Notify,
+}
+
+struct Interest {
+    users: HashSet<String>,
+    /// The round that will take them; rounds count from 1.
+    next_round: u64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            users: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            interest: Mutex::new(Interest { users: HashSet::new(), next_round: 1 }),
+            interest_wake: Notify::new(),
+        }
+    }
 }
 
 /// A connection's place in the hub; leaving it (or dropping it) removes it.
@@ -97,29 +118,58 @@ impl Hub {
     }
 
     /// Adds a connection of `user`; `stop` ends it (a child token is used).
+    /// Also returns the round of `fanout::subscribe` that makes sure the
+    /// user's channel is followed.
     pub fn register(
         self: &Arc<Self>,
         user: &str,
         stop: &CancellationToken,
-    ) -> (Registration, mpsc::Receiver<Utf8Bytes>) {
+    ) -> (Registration, mpsc::Receiver<Utf8Bytes>, u64) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, rx) = mpsc::channel(QUEUE);
         let drop =
             Dropper { token: stop.child_token(), reason: Arc::new(AtomicU8::new(Reason::Shutdown as u8)) };
         self.lock().entry(user.to_owned()).or_default().push(Conn { id, queue, drop: drop.clone() });
+        let round = self.look_again(user);
         let registration =
             Registration { hub: self.clone(), user: user.to_owned(), id, drop, removed: false };
-        (registration, rx)
+        (registration, rx, round)
     }
 
     fn remove(&self, user: &str, id: u64) {
-        let mut users = self.lock();
-        if let Some(conns) = users.get_mut(user) {
+        let emptied = {
+            let mut users = self.lock();
+            let Some(conns) = users.get_mut(user) else { return };
             conns.retain(|c| c.id != id);
-            if conns.is_empty() {
+            let emptied = conns.is_empty();
+            if emptied {
                 users.remove(user);
             }
+            emptied
+        };
+        if emptied {
+            self.look_again(user);
         }
+    }
+
+    /// Asks the next round to follow or leave `user`'s channel, as their
+    /// connections then say; returns that round.
+    fn look_again(&self, user: &str) -> u64 {
+        let round = {
+            let mut interest = self.interest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            interest.users.insert(user.to_owned());
+            interest.next_round
+        };
+        self.interest_wake.notify_one();
+        round
+    }
+
+    /// Starts a round: the users to look at, and the round's number.
+    pub fn take_interest(&self) -> (u64, HashSet<String>) {
+        let mut interest = self.interest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let round = interest.next_round;
+        interest.next_round += 1;
+        (round, std::mem::take(&mut interest.users))
     }
 
     /// Queues `message` for every connection of `user` here; returns how
@@ -178,9 +228,9 @@ mod tests {
     fn every_connection_of_the_user_gets_the_message_and_nobody_else() {
         let hub = Arc::new(Hub::default());
         let stop = CancellationToken::new();
-        let (_a1, mut rx1) = hub.register("a", &stop);
-        let (_a2, mut rx2) = hub.register("a", &stop);
-        let (_b, mut rx3) = hub.register("b", &stop);
+        let (_a1, mut rx1, _) = hub.register("a", &stop);
+        let (_a2, mut rx2, _) = hub.register("a", &stop);
+        let (_b, mut rx3, _) = hub.register("b", &stop);
         assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("hi")), 2);
         assert_eq!(rx1.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
         assert_eq!(rx2.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
@@ -191,8 +241,8 @@ mod tests {
     fn a_full_queue_drops_only_its_own_connection() {
         let hub = Arc::new(Hub::default());
         let stop = CancellationToken::new();
-        let (slow, _never_read) = hub.register("a", &stop);
-        let (fast, mut rx) = hub.register("a", &stop);
+        let (slow, _never_read, _) = hub.register("a", &stop);
+        let (fast, mut rx, _) = hub.register("a", &stop);
         for _ in 0..QUEUE {
             hub.deliver("a", &Utf8Bytes::from_static("x"));
             assert!(rx.try_recv().is_ok());
@@ -207,8 +257,8 @@ mod tests {
     fn ending_one_connection_leaves_the_others_open() {
         let hub = Arc::new(Hub::default());
         let stop = CancellationToken::new();
-        let (old, _rx1) = hub.register("a", &stop);
-        let (new, _rx2) = hub.register("a", &stop);
+        let (old, _rx1, _) = hub.register("a", &stop);
+        let (new, _rx2, _) = hub.register("a", &stop);
         assert!(hub.end("a", old.id, Reason::TooMany));
         assert!(old.drop.token().is_cancelled() && old.drop.reason() == Reason::TooMany);
         assert!(!new.drop.token().is_cancelled());
@@ -216,10 +266,28 @@ mod tests {
     }
 
     #[test]
+    fn a_users_first_connection_and_their_last_goodbye_each_ask_for_a_round() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (first, _rx1, round) = hub.register("a", &stop);
+        assert_eq!(round, 1, "rounds count from 1, past the 0 a fresh watch holds");
+        let (taken, users) = hub.take_interest();
+        assert_eq!((taken, users.into_iter().collect::<Vec<_>>()), (1, vec!["a".to_owned()]));
+        let (second, _rx2, round) = hub.register("a", &stop);
+        assert_eq!(round, 2, "a later connection waits for a round that starts after it");
+        drop(first);
+        assert_eq!(hub.take_interest().1.len(), 1);
+        drop(second);
+        let (_, users) = hub.take_interest();
+        assert!(users.contains("a") && !hub.has("a"), "the last goodbye asks to leave the channel");
+        assert!(hub.take_interest().1.is_empty());
+    }
+
+    #[test]
     fn dropping_a_registration_removes_it() {
         let hub = Arc::new(Hub::default());
         let stop = CancellationToken::new();
-        let (reg, _rx) = hub.register("a", &stop);
+        let (reg, _rx, _) = hub.register("a", &stop);
         assert!(hub.has("a"));
         drop(reg);
         assert!(!hub.has("a") && hub.is_empty());

@@ -4,18 +4,22 @@
 //! transaction of the change it announces. Then:
 //! 1. `fanout::publish` (on every instance, woken by a PostgreSQL NOTIFY at
 //!    commit and by a periodic sweep; a user's events by one instance at a
-//!    time, so they keep their order) takes unpublished rows, publishes them
-//!    on one Redis channel and marks them published — at least once; clients
-//!    dedupe on the event `id`.
-//! 2. `fanout::subscribe` (every instance) hands each message to the local
-//!    connections of its user, through the `hub`.
+//!    time, so they keep their order) takes unpublished rows, publishes each
+//!    on its user's Redis channel (`bus`) and marks them published — at least
+//!    once; clients dedupe on the event `id`.
+//! 2. `fanout::subscribe` (every instance) follows the channels of the users
+//!    with a stream here, and only those, and hands each message to the
+//!    local connections of its user, through the `hub`.
 //! 3. `socket` runs one WebSocket: queue → client, heartbeats, close.
 
+pub mod bus;
 pub mod hub;
 pub mod presence;
 pub mod streams;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -45,8 +49,15 @@ pub struct Events {
     pub hub: Arc<Hub>,
     /// Names this instance's connections in shared state (presence).
     pub instance: String,
-    /// Whether this instance is subscribed to the Redis channel.
+    /// Whether this instance's subscription connection to Redis is up.
     subscribed: watch::Sender<bool>,
+    /// The last round of (un)subscribing that has finished (see
+    /// [`hub::Hub::take_interest`]).
+    round: watch::Sender<u64>,
+    /// Users whose channel this instance is subscribed to.
+    following: Mutex<HashSet<String>>,
+    /// Messages received from Redis (events and close notices).
+    pub received: AtomicU64,
     /// Nudges the app webhook workers.
     pub outbox_wake: Notify,
     /// Ends every socket; cancelled at shutdown.
@@ -60,6 +71,9 @@ impl Default for Events {
             hub: Arc::new(Hub::default()),
             instance: Uuid::new_v4().simple().to_string(),
             subscribed: watch::Sender::new(false),
+            round: watch::Sender::new(0),
+            following: Mutex::new(HashSet::new()),
+            received: AtomicU64::new(0),
             outbox_wake: Notify::new(),
             sockets_stop: CancellationToken::new(),
             sockets: TaskTracker::new(),
@@ -67,12 +81,62 @@ impl Default for Events {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update is a single insert, remove or swap: never left half done.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Events {
-    /// Waits (up to `within`) until events from other instances reach this
-    /// one; false if they do not (Redis is unreachable).
-    pub async fn wait_subscribed(&self, within: Duration) -> bool {
-        let mut rx = self.subscribed.subscribe();
-        matches!(tokio::time::timeout(within, rx.wait_for(|up| *up)).await, Ok(Ok(_)))
+    /// Waits (up to `within`) until events for the user of `round` (from
+    /// [`hub::Hub::register`]), raised on any instance, reach this one;
+    /// false if they do not (Redis is unreachable).
+    pub async fn follow(&self, user: &str, wanted: u64, within: Duration) -> bool {
+        let mut rounds = self.round.subscribe();
+        let mut subscribed = self.subscribed.subscribe();
+        let done = async {
+            loop {
+                // `None` once the sender is gone (never while the app runs).
+                if *subscribed.borrow_and_update() && *rounds.borrow_and_update() >= wanted {
+                    return Some(self.is_following(user));
+                }
+                tokio::select! {
+                    changed = rounds.changed() => changed.ok()?,
+                    changed = subscribed.changed() => changed.ok()?,
+                }
+            }
+        };
+        matches!(tokio::time::timeout(within, done).await, Ok(Some(true)))
+    }
+
+    pub fn round_done(&self, round: u64) {
+        self.round.send_replace(round);
+    }
+
+    pub fn is_following(&self, user: &str) -> bool {
+        lock(&self.following).contains(user)
+    }
+
+    pub fn following(&self) -> usize {
+        lock(&self.following).len()
+    }
+
+    pub fn set_following(&self, user: &str, follows: bool) {
+        let mut following = lock(&self.following);
+        if follows {
+            following.insert(user.to_owned());
+        } else {
+            following.remove(user);
+        }
+    }
+
+    /// The subscription connection is gone, and every subscription with it.
+    pub fn lost_all(&self) {
+        self.set_subscribed(false);
+        lock(&self.following).clear();
+    }
+
+    pub fn count_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_subscribed(&self, up: bool) {

@@ -11,9 +11,14 @@
 use std::time::Duration;
 
 use crate::clock::SharedClock;
-use crate::infra::redis_link::RedisLink;
+use crate::infra::redis_link::{RedisLink, user_key, user_tag};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// KEYS[1] the user's presence; ARGV the member, now (ms), the lifetime (ms).
+const ADD: &str = "redis.call('ZADD', KEYS[1], ARGV[2] + ARGV[3], ARGV[1]) \
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2]) \
+redis.call('PEXPIRE', KEYS[1], ARGV[3])";
 
 /// This instance's view of presence in Redis.
 #[derive(Clone)]
@@ -25,8 +30,9 @@ pub struct Presence {
     clock: SharedClock,
 }
 
+/// In the user's slot, beside their stream set (`streams`).
 pub fn key(user: &str) -> String {
-    format!("callgate:presence:{user}")
+    user_key("callgate:presence", user)
 }
 
 impl Presence {
@@ -53,19 +59,20 @@ impl Presence {
         Ok(())
     }
 
-    fn add_to(&self, pipe: &mut redis::Pipeline, user: &str, conn: u64) {
+    /// Counts the connection for another `PRESENCE_TTL` (one command, so a
+    /// batch of many users' connections can go to many cluster slots).
+    fn add(&self, user: &str, conn: u64) -> redis::Cmd {
         let (now, ttl) = (self.now_ms(), self.ttl.as_millis() as i64);
-        let key = key(user);
-        pipe.zadd(&key, self.member(conn), now + ttl).ignore();
-        pipe.zrembyscore(&key, "-inf", now).ignore();
-        pipe.pexpire(&key, ttl).ignore();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADD).arg(1).arg(key(user)).arg(self.member(conn)).arg(now).arg(ttl);
+        cmd
     }
 
     /// Marks a new connection of `user` online; best effort (presence is an
     /// optimisation of who gets rung, never a reason to refuse a stream).
     pub async fn connected(&self, user: &str, conn: u64) {
         let mut pipe = redis::pipe();
-        self.add_to(&mut pipe, user, conn);
+        pipe.add_command(self.add(user, conn)).ignore();
         if let Err(err) = self.run(pipe).await {
             tracing::warn!(error = format!("{err:#}"), "could not record presence");
         }
@@ -79,14 +86,12 @@ impl Presence {
         }
     }
 
-    /// Re-scores these connections of this instance (a thousand per round trip).
+    /// Re-scores these connections of this instance (a thousand at a time).
     pub async fn refresh(&self, conns: &[(String, u64)]) -> anyhow::Result<()> {
         for chunk in conns.chunks(1000) {
-            let mut pipe = redis::pipe();
-            for (user, conn) in chunk {
-                self.add_to(&mut pipe, user, *conn);
-            }
-            self.run(pipe).await?;
+            let commands = chunk.iter().map(|(user, conn)| (user_tag(user), self.add(user, *conn))).collect();
+            let mut redis = tokio::time::timeout(TIMEOUT, self.redis.conn()).await??;
+            tokio::time::timeout(TIMEOUT * 4, redis.run_all(commands)).await??;
         }
         Ok(())
     }

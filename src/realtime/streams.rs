@@ -8,9 +8,10 @@
 //! (`<instance>:<connection>`, as in presence), scored with the time each
 //! opened. Opening a stream adds it, forgets the streams of instances that
 //! no longer vouch for them in presence (a crashed instance's), and removes
-//! the oldest beyond the limit, announcing each on [`CLOSE_CHANNEL`] to the
-//! instance that holds it. A close announced while that instance's
-//! subscription is down is missed; the stream still ends with its token.
+//! the oldest beyond the limit, announcing each on the user's event channel
+//! (`bus`), to which the instance that holds it is subscribed. A close
+//! announced while that instance's subscription is down is missed; the
+//! stream still ends with its token.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -18,8 +19,9 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use crate::infra::redis_link::RedisLink;
+use crate::infra::redis_link::{RedisLink, user_key};
 use crate::realtime::Events;
+use crate::realtime::bus;
 use crate::realtime::hub::Reason;
 use crate::realtime::presence::{self, Presence};
 
@@ -28,27 +30,26 @@ pub const EXPIRED: u16 = 4001;
 /// WebSocket close code: the user opened a newer stream beyond the limit.
 pub const TOO_MANY: u16 = 4008;
 
-/// Messages are `<instance>:<connection>\n<user id>`.
-pub const CLOSE_CHANNEL: &str = "callgate:streams:close";
-
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// A user's set outlives their last opened stream by this much.
 const KEY_TTL: Duration = Duration::from_secs(86_400);
 
+/// In the user's slot, beside their presence and their event channel.
 fn key(user: &str) -> String {
-    format!("callgate:streams:{user}")
+    user_key("callgate:streams", user)
 }
 
-/// KEYS[1] the user's streams, KEYS[2] their presence; ARGV the new
-/// member, the limit, the user id, the set's lifetime (ms), the channel.
-/// Returns how many streams were closed.
+/// KEYS[1] the user's streams, KEYS[2] their presence, KEYS[3] their event
+/// channel; ARGV the new member, the limit, the set's lifetime (ms), the
+/// publish command (`PUBLISH`, or `SPUBLISH` on a cluster), the close
+/// notice's prefix. Returns how many streams were closed.
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local alive = redis.call('ZSCORE', KEYS[2], member)
   if member ~= ARGV[1] and (not alive or tonumber(alive) < now) then
@@ -60,7 +61,7 @@ if over <= 0 then return 0 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, over - 1)
 for _, member in ipairs(oldest) do
   redis.call('ZREM', KEYS[1], member)
-  redis.call('PUBLISH', ARGV[5], member .. '\n' .. ARGV[3])
+  redis.call(ARGV[4], KEYS[3], ARGV[5] .. member)
 end
 return #oldest
 ",
@@ -74,9 +75,9 @@ pub async fn admit(redis: &RedisLink, presence: &Presence, limit: u32, user: &st
         return;
     }
     let mut invocation = ADMIT.key(key(user));
-    invocation.key(presence::key(user));
-    invocation.arg(presence.member(conn)).arg(limit).arg(user);
-    invocation.arg(KEY_TTL.as_millis() as u64).arg(CLOSE_CHANNEL);
+    invocation.key(presence::key(user)).key(bus::channel(user));
+    invocation.arg(presence.member(conn)).arg(limit).arg(KEY_TTL.as_millis() as u64);
+    invocation.arg(redis.publish_command()).arg(bus::CLOSE);
     let admitted = async {
         let mut redis = tokio::time::timeout(TIMEOUT, redis.conn()).await??;
         let closed: u64 = tokio::time::timeout(TIMEOUT, invocation.invoke_async(&mut redis)).await??;
@@ -107,15 +108,9 @@ pub async fn closed(redis: &RedisLink, presence: &Presence, user: &str, conn: u6
     }
 }
 
-/// Handles a message of [`CLOSE_CHANNEL`]: ends the stream if it is here.
-pub fn dispatch_close(events: &Events, payload: &[u8]) {
-    let Ok(payload) = std::str::from_utf8(payload) else { return };
-    let Some((member, user)) = payload.split_once('\n') else { return };
-    let Some((instance, conn)) = member.split_once(':') else { return };
-    if instance != events.instance {
-        return;
-    }
-    if let Ok(conn) = conn.parse() {
+/// Handles a close notice: ends the stream if it is here.
+pub fn dispatch_close(events: &Events, user: &str, instance: &str, conn: u64) {
+    if instance == events.instance {
         events.hub.end(user, conn, Reason::TooMany);
     }
 }

@@ -4,19 +4,19 @@ use std::time::Duration;
 
 use crate::realtime::hub::Frame as Utf8Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use redis::{PushInfo, PushKind};
 use sqlx::postgres::PgListener;
+use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::calls::Core;
+use crate::infra::redis_link::user_tag;
 use crate::realtime::WireEvent;
+use crate::realtime::bus::{self, Message, Subscriber};
 use crate::store::events::UserEvent as EventRow;
 use crate::store::{self, job_pool};
 
-/// The one Redis channel; each message is `<user id>\n<event JSON>`, so an
-/// instance skips events for users it does not hold without parsing them.
-pub const CHANNEL: &str = "callgate:events";
 /// PostgreSQL NOTIFY channels, raised at commit by triggers (migration 0003).
 pub const USER_EVENTS_NOTIFY: &str = "callgate_user_events";
 pub const APP_WEBHOOKS_NOTIFY: &str = "callgate_app_webhooks";
@@ -148,49 +148,60 @@ async fn publish_in_transaction(app: &Core, conn: &mut PgListener) -> anyhow::Re
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut pipe = redis::pipe();
+    let publish = app.redis.publish_command();
+    let mut commands = Vec::with_capacity(rows.len());
     for row in &rows {
-        pipe.publish(CHANNEL, format!("{}\n{}", row.user_id, row.json()?)).ignore();
+        let mut cmd = redis::cmd(publish);
+        cmd.arg(bus::channel(&row.user_id)).arg(row.json()?);
+        commands.push((user_tag(&row.user_id), cmd));
     }
     let mut redis = tokio::time::timeout(REDIS_TIMEOUT, app.redis.conn()).await??;
-    tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut redis)).await??;
+    tokio::time::timeout(REDIS_TIMEOUT, redis.run_all(commands)).await??;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     store::events::mark_published(conn, &ids).await?;
     Ok(rows.len())
 }
 
-/// Subscribes to the Redis channel and hands each event to the local
-/// connections of its user; re-subscribes after failures and then replays
-/// what local users may have missed.
+/// Follows the channels of the users with a stream here (and no others)
+/// and hands each message to their connections; after a lost subscription,
+/// connects again, follows them all again and replays what they may have
+/// missed.
 pub async fn subscribe(app: Core, stop: CancellationToken) {
     let mut lost_at: Option<DateTime<Utc>> = None;
     let mut failures = 0u32;
     loop {
-        match tokio::time::timeout(REDIS_TIMEOUT, connect(&app)).await {
-            Ok(Ok(pubsub)) => {
+        let lost = CancellationToken::new();
+        let connected = async {
+            let mut subscriber =
+                Subscriber::connect(app.redis.target(), on_push(app.clone(), lost.clone())).await?;
+            follow_everyone(&app, &mut subscriber).await?;
+            redis::RedisResult::Ok(subscriber)
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT * 2, connected).await {
+            Ok(Ok(mut subscriber)) => {
                 failures = 0;
                 app.events.set_subscribed(true);
                 if let Some(since) = lost_at.take() {
                     replay(&app, since).await;
                 }
-                pump(&app, pubsub, &stop).await;
-                app.events.set_subscribed(false);
+                serve_channels(&app, &mut subscriber, &lost, &stop).await;
+                app.events.lost_all();
                 if stop.is_cancelled() {
                     return;
                 }
                 tracing::warn!("lost the Redis event subscription; re-subscribing");
                 lost_at = Some(app.clock.now());
             }
-            Ok(Err(err)) => {
+            failed => {
+                app.events.lost_all();
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(60) {
-                    tracing::warn!(error = %err, "could not subscribe to events in Redis");
-                }
-            }
-            Err(_) => {
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(60) {
-                    tracing::warn!("timed out subscribing to events in Redis");
+                    match failed {
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "could not subscribe to events in Redis")
+                        }
+                        _ => tracing::warn!("timed out subscribing to events in Redis"),
+                    }
                 }
             }
         }
@@ -204,52 +215,96 @@ pub async fn subscribe(app: Core, stop: CancellationToken) {
     }
 }
 
-async fn connect(app: &Core) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = app.redis.client().get_async_pubsub().await?;
-    pubsub.subscribe(&[CHANNEL, crate::realtime::streams::CLOSE_CHANNEL]).await?;
-    Ok(pubsub)
+/// What the subscription connection does with each push, on its own task:
+/// a message goes to the local connections of its user (never waiting: see
+/// `hub`); the news that the connection is gone ends [`serve_channels`].
+fn on_push(app: Core, lost: CancellationToken) -> impl Fn(PushInfo) -> Result<(), Infallible> + Send + Sync {
+    move |push| {
+        if push.kind == PushKind::Disconnection {
+            lost.cancel();
+        } else if let Some((channel, payload)) = bus::message_of(&push) {
+            app.events.count_received();
+            match bus::decode(channel, payload) {
+                Some(Message::Event { user, body }) => deliver(&app, user, body),
+                Some(Message::Close { user, instance, conn }) => {
+                    crate::realtime::streams::dispatch_close(&app.events, user, instance, conn)
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Runs until the subscription fails or `stop`. Pings go out beside the
-/// stream (a ping's answer queues behind the messages before it, which keep
-/// being handed out meanwhile); one unanswered for `PING_PATIENCE` means a
-/// connection that is gone without saying so.
-async fn pump(app: &Core, pubsub: redis::aio::PubSub, stop: &CancellationToken) {
-    let (mut sink, mut stream) = pubsub.split();
-    let dead = CancellationToken::new();
-    let pinger = tokio::spawn({
-        let dead = dead.clone();
-        async move {
-            loop {
-                tokio::time::sleep(REDIS_PING).await;
-                let pong = tokio::time::timeout(PING_PATIENCE, sink.ping::<redis::Value>()).await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    dead.cancel();
+/// A fresh connection's first round: every user with a stream here.
+async fn follow_everyone(app: &Core, subscriber: &mut Subscriber) -> redis::RedisResult<()> {
+    let (round, _) = app.events.hub.take_interest();
+    let users = app.events.hub.users();
+    subscriber.follow(&users).await?;
+    for user in &users {
+        app.events.set_following(user, true);
+    }
+    app.events.round_done(round);
+    Ok(())
+}
+
+/// Follows and leaves users' channels as their streams here come and go,
+/// until the connection is lost (or stops answering pings) or `stop`.
+async fn serve_channels(
+    app: &Core,
+    subscriber: &mut Subscriber,
+    lost: &CancellationToken,
+    stop: &CancellationToken,
+) {
+    let mut ping = tokio::time::interval(REDIS_PING);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = lost.cancelled() => return,
+            _ = app.events.hub.interest_wake.notified() => {
+                if let Err(err) = round(app, subscriber).await {
+                    tracing::warn!(error = %err, "could not follow or leave event channels");
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if !matches!(tokio::time::timeout(PING_PATIENCE, subscriber.ping()).await, Ok(Ok(()))) {
                     return;
                 }
             }
         }
-    });
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = dead.cancelled() => break,
-            message = stream.next() => match message {
-                Some(message) if message.get_channel_name() == crate::realtime::streams::CLOSE_CHANNEL => {
-                    crate::realtime::streams::dispatch_close(&app.events, message.get_payload_bytes())
-                }
-                Some(message) => dispatch(app, message.get_payload_bytes()),
-                None => break,
-            },
-        }
     }
-    pinger.abort();
 }
 
-fn dispatch(app: &Core, payload: &[u8]) {
-    let Some(split) = payload.iter().position(|b| *b == b'\n') else { return };
-    let (user, body) = (&payload[..split], &payload[split + 1..]);
-    let Ok(user) = std::str::from_utf8(user) else { return };
+async fn round(app: &Core, subscriber: &mut Subscriber) -> redis::RedisResult<()> {
+    let (round, users) = app.events.hub.take_interest();
+    let (mut follow, mut leave) = (Vec::new(), Vec::new());
+    for user in users {
+        match (app.events.hub.has(&user), app.events.is_following(&user)) {
+            (true, false) => follow.push(user),
+            (false, true) => leave.push(user),
+            _ => {}
+        }
+    }
+    if !follow.is_empty() {
+        subscriber.follow(&follow).await?;
+        for user in &follow {
+            app.events.set_following(user, true);
+        }
+    }
+    if !leave.is_empty() {
+        // Not following from here on even if the answer never comes.
+        for user in &leave {
+            app.events.set_following(user, false);
+        }
+        subscriber.unfollow(&leave).await?;
+    }
+    app.events.round_done(round);
+    Ok(())
+}
+
+fn deliver(app: &Core, user: &str, body: &[u8]) {
     if !app.events.hub.has(user) {
         return;
     }

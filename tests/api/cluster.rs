@@ -621,3 +621,30 @@ fn a_chart_helm_cannot_read_or_values_that_cannot_work_are_caught() {
         assert!(problems.iter().any(|p| p.contains(needle)), "{needle:?} not caught: {problems:#?}");
     }
 }
+
+#[test]
+fn on_a_redis_cluster_callgate_and_livekit_get_every_seed_node() {
+    let sets = ["redis.cluster=true", "redis.address=redis-0.data:6379\\,redis-1.data:6379"];
+    let manifests = render_in(&repo(CHART), &[], &sets, NEWEST).unwrap_or_else(|e| panic!("{e}"));
+    let r = Rendered::of(&manifests);
+    let callgate = r.container("callgate");
+    assert_eq!(env_entry(callgate, "REDIS_CLUSTER")["value"], "true");
+    assert_eq!(
+        env_entry(callgate, "REDIS_URL")["value"],
+        "redis://redis-0.data:6379,redis://redis-1.data:6379",
+        "callgate reads REDIS_URL as the comma-separated seed nodes"
+    );
+    let lk = yaml_value(&livekit_config(&r));
+    assert_eq!(
+        lk["redis"],
+        serde_json::json!({"cluster_addresses": ["redis-0.data:6379", "redis-1.data:6379"]})
+    );
+    livekit_parses(&livekit_config_in_the_pod(&r)).unwrap_or_else(|e| panic!("LiveKit refuses it: {e}"));
+    kubeconform(&manifests, NEWEST).unwrap_or_else(|e| panic!("{e}"));
+
+    let single = Rendered::of(&render(&[]));
+    assert_eq!(env_entry(single.container("callgate"), "REDIS_CLUSTER")["value"], "false");
+    let refused = render_in(&repo(CHART), &[], &["redis.cluster=true", "redis.db=2"], NEWEST)
+        .expect_err("a database other than 0 on a cluster is refused");
+    assert!(refused.contains("redis.db must be 0"), "{refused}");
+}

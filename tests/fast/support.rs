@@ -107,7 +107,7 @@ impl World {
         callgate::app::MIGRATOR.run(&db).await.expect("the migrations");
         let clock = FakeClock::starting_now();
         let rooms = FakeRooms::with_clock(&config.room_prefix, clock.clone());
-        let redis = RedisLink::new(config.redis_url.expose()).expect("a Redis URL");
+        let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster).expect("a Redis URL");
         let core =
             callgate::app::assemble(config, db, redis, rooms.clone(), clock.clone(), Metrics::default());
         World { core, rooms, clock, _database: database }

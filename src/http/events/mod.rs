@@ -34,7 +34,8 @@ const MAX_INCOMING: usize = 4 * 1024;
 /// Per-connection socket buffers (tungstenite's defaults are 128 KiB each).
 const BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
-/// How long an upgrade waits for this instance's Redis subscription.
+/// How long an upgrade waits for this instance's Redis subscription to the
+/// user's channel.
 const SUBSCRIBED_WITHIN: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -117,12 +118,12 @@ async fn stream(
     if app.events.shutting_down() {
         return Err(ApiError::Unavailable("event stream (shutting down)"));
     }
-    // Open only once events from every instance reach this one: a client
-    // that has its socket misses nothing raised afterwards.
-    if !app.events.wait_subscribed(SUBSCRIBED_WITHIN).await {
+    // Open only once the user's events from every instance reach this one:
+    // a client that has its socket misses nothing raised afterwards.
+    let (conn, queue, round) = app.events.hub.register(user.as_str(), app.events.sockets_stop());
+    if !app.events.follow(user.as_str(), round, SUBSCRIBED_WITHIN).await {
         return Err(ApiError::Unavailable("event stream"));
     }
-    let (conn, queue) = app.events.hub.register(user.as_str(), app.events.sockets_stop());
     app.presence.connected(user.as_str(), conn.id).await;
     streams::admit(&app.redis, &app.presence, app.config.limits.max_streams_per_user, user.as_str(), conn.id)
         .await;

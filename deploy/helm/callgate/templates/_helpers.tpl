@@ -112,7 +112,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- else if .Values.redis.username }}
 {{- $auth = printf "%s@" .Values.redis.username }}
 {{- end }}
+{{- if .Values.redis.cluster }}
+{{- $urls := list }}
+{{- range $node := include "callgate.redisNodes" . | fromJsonArray }}
+{{- $urls = append $urls (printf "redis://%s%s" $auth $node) }}
+{{- end }}
+{{- join "," $urls }}
+{{- else }}
 {{- printf "redis://%s%s/%d" $auth .Values.redis.address (int .Values.redis.db) }}
+{{- end }}
+{{- end }}
+
+{{/* The seed nodes of a Redis Cluster (redis.address, comma-separated), as a JSON list. */}}
+{{- define "callgate.redisNodes" -}}
+{{- $nodes := list }}
+{{- range $node := splitList "," .Values.redis.address }}
+{{- if trim $node }}
+{{- $nodes = append $nodes (trim $node) }}
+{{- end }}
+{{- end }}
+{{- toJson $nodes }}
 {{- end }}
 
 {{/* Refusals of values that cannot work. */}}
@@ -121,7 +140,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if lt (int $s.terminationGracePeriodSeconds) (add (int $s.preStopSeconds) (int $s.drainSeconds) | int) }}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must be at least preStopSeconds + drainSeconds (%d + %d): Kubernetes would kill callgate before it has drained" (int $s.terminationGracePeriodSeconds) (int $s.preStopSeconds) (int $s.drainSeconds)) }}
 {{- end }}
-{{- range $name := list "PORT" "ADMIN_PORT" "LIVEKIT_API_URL" "CALLGATE_DEV" "LOG_FORMAT" "DATABASE_URL" "REDIS_URL" "REDIS_PASSWORD" "JWT_SECRET" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" }}
+{{- if and .Values.redis.cluster (ne (int .Values.redis.db) 0) }}
+{{- fail "redis.db must be 0 with redis.cluster: a Redis Cluster has one database" }}
+{{- end }}
+{{- range $name := list "PORT" "ADMIN_PORT" "LIVEKIT_API_URL" "CALLGATE_DEV" "LOG_FORMAT" "DATABASE_URL" "REDIS_URL" "REDIS_CLUSTER" "REDIS_PASSWORD" "JWT_SECRET" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" }}
 {{- if hasKey $.Values.config $name }}
 {{- fail (printf "config.%s: set by the chart (ports, livekit.apiUrl) or a secret (secrets, postgres, redis), not in config" $name) }}
 {{- end }}

@@ -32,8 +32,10 @@
 #   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
 #                    `bench`: seconds per scenario, requests in flight, the
 #                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
-#                    consent latency bench. oha (the load generator) is
-#                    installed with `cargo install` into bin/ when missing.
+#                    consent latency bench; CALLGATE_BENCH_ONLY=api,events
+#                    runs only those steps (api, events, reconcile, consent).
+#                    oha (the load generator) is installed with
+#                    `cargo install` into bin/ when missing.
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 5434 PostgreSQL cluster "chaos" (only
 # the outage test uses it: it stops and restarts it), 6379 Redis, 3478 udp+tcp Coturn
@@ -941,8 +943,16 @@ stop_bench_service() {
     BENCH_SERVICE_PID=""
 }
 
+bench_wanted() { # bench_wanted <name>: CALLGATE_BENCH_ONLY (e.g. "api,events") unset or naming it
+    [[ -z "${CALLGATE_BENCH_ONLY:-}" || ",$CALLGATE_BENCH_ONLY," == *",$1,"* ]]
+}
+
 bench_step() { # bench_step <name> <command...>: runs it, records its exit code, never stops the bench
     local name="$1" rc=0
+    if ! bench_wanted "$name"; then
+        log "bench step $name skipped (CALLGATE_BENCH_ONLY=$CALLGATE_BENCH_ONLY)"
+        return 0
+    fi
     shift
     "$@" || rc=$?
     printf '%s %s\n' "$name" "$rc" >>"$BENCH_OUT/steps.txt"
@@ -1013,8 +1023,8 @@ cmd_bench() {
         bench_step reconcile run_step "reconciler pass (examples/reconcile_pass.rs)" \
         "$target/release/examples/reconcile_pass"
 
-    if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]]; then
-        log "consent latency bench skipped (CALLGATE_BENCH_SKIP_CONSENT=1)"
+    if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]] || ! bench_wanted consent; then
+        log "consent latency bench skipped (CALLGATE_BENCH_SKIP_CONSENT=1 or CALLGATE_BENCH_ONLY)"
     elif tcp_open 8089; then
         log "consent latency bench skipped: port 8089 (the test suite's webhook receiver) is in use"
     else

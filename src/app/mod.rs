@@ -59,6 +59,7 @@ pub fn assemble(
         metrics,
         presence,
         events,
+        joins: Default::default(),
         outages: Default::default(),
         stop: CancellationToken::new(),
     })
@@ -147,6 +148,7 @@ impl Application {
         jobs.spawn(crate::ingest::inbox::run(state.webhook_inbox.clone(), stop.clone()));
         jobs.spawn(crate::workers::fanout::publish(core.clone(), stop.clone()));
         jobs.spawn(crate::workers::fanout::subscribe(core.clone(), stop.clone()));
+        jobs.spawn(crate::workers::call_changes::run(core.clone(), stop.clone()));
         jobs.spawn(crate::workers::presence::run(
             core.presence.clone(),
             core.events.hub.clone(),

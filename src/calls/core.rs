@@ -35,6 +35,8 @@ pub struct Parts {
     pub presence: Presence,
     /// This instance's client streams.
     pub events: Events,
+    /// What join tokens need, kept while the calls do not change.
+    pub joins: crate::calls::join_cache::JoinCache,
     /// Which dependencies are down.
     pub outages: Outages,
     /// Cancelled when the application stops.

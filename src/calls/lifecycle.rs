@@ -518,8 +518,18 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
 /// A fresh join token for a participant who has answered a live call.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, CallError> {
-    // One indexed read: the call and this user's place in it.
-    let mine = store::calls::find_call_for(&app.db, id, &user.id).await?.ok_or(CallError::NotFound)?;
+    // The call and this user's place in it: kept, or one indexed read.
+    let mine = match app.joins.get(id, &user.id) {
+        Some(kept) => kept,
+        None => {
+            let since = app.joins.epoch(id);
+            let read =
+                store::calls::find_call_for(&app.db, id, &user.id).await?.ok_or(CallError::NotFound)?;
+            let read = std::sync::Arc::new(read);
+            app.joins.put(since, &user.id, &read);
+            read
+        }
+    };
     if !mine.call.state.is_live() {
         return Err(ended_conflict());
     }

@@ -13,6 +13,7 @@ pub mod core;
 pub mod enforce;
 pub mod error;
 pub mod growth;
+pub mod join_cache;
 pub mod lifecycle;
 pub mod limits;
 pub mod media;

@@ -68,7 +68,7 @@ pub async fn find_call<'e>(db: impl sqlx::PgExecutor<'e>, id: CallId) -> sqlx::R
 
 /// A call and where one user stands in it: what a join token needs, in one
 /// indexed read (the primary keys of `calls` and `call_participants`).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CallFor {
     #[sqlx(flatten)]
     pub call: CallRow,

@@ -3,6 +3,7 @@
 //! webhooks, the fan-out of client events and the presence refresh.
 
 pub mod app_webhooks;
+pub mod call_changes;
 pub mod deadlines;
 pub mod fanout;
 pub mod presence;

@@ -24,6 +24,7 @@ mod fanout;
 mod growth;
 mod helpers;
 mod history;
+mod join_tokens;
 mod limits;
 mod logs;
 mod media;

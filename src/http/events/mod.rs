@@ -31,8 +31,13 @@ use crate::realtime::streams;
 
 /// Clients only answer pings; anything bigger is not a client of ours.
 const MAX_INCOMING: usize = 4 * 1024;
-/// Per-connection socket buffers (tungstenite's defaults are 128 KiB each).
-const BUFFER: usize = 4 * 1024;
+/// What one read takes from the socket at most (tungstenite's default is
+/// 128 KiB): clients only answer pings, and the buffer grows for a bigger
+/// message (up to `MAX_INCOMING`). Idle streams are most of them; this is
+/// most of what one costs.
+const READ_BUFFER: usize = 256;
+/// Frames are written out once this much is buffered (and on every flush).
+const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// How long an upgrade waits for this instance's Redis subscription to the
 /// user's channel.
@@ -129,8 +134,8 @@ async fn stream(
         .await;
     let tracked = app.events.sockets().token();
     Ok(upgrade
-        .read_buffer_size(BUFFER)
-        .write_buffer_size(BUFFER)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// connection it goes to.
 pub use axum::extract::ws::Utf8Bytes as Frame;
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use std::collections::VecDeque;
+
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting for one connection; beyond this it counts as too slow.
@@ -18,8 +20,97 @@ pub const QUEUE: usize = 256;
 
 struct Conn {
     id: u64,
-    queue: mpsc::Sender<Utf8Bytes>,
+    queue: Arc<Queue>,
     drop: Dropper,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Messages waiting for one connection. Unlike a tokio channel, which
+/// allocates a block of slots up front, it holds no buffer while empty:
+/// most streams are idle most of the time.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    messages: VecDeque<Utf8Bytes>,
+    /// The hub let go of the connection: nothing more will come.
+    closed: bool,
+}
+
+enum Refused {
+    Full,
+    Closed,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn try_send(&self, message: Utf8Bytes) -> Result<(), Refused> {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(Refused::Closed);
+            }
+            if state.messages.len() >= QUEUE {
+                return Err(Refused::Full);
+            }
+            state.messages.push_back(message);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    fn try_recv(&self) -> Option<Utf8Bytes> {
+        let mut state = self.lock();
+        let message = state.messages.pop_front();
+        if state.messages.is_empty() && state.messages.capacity() > 0 {
+            state.messages = VecDeque::new();
+        }
+        message
+    }
+}
+
+/// The receiving end of one connection's queue.
+pub struct Receiver {
+    queue: Arc<Queue>,
+}
+
+impl Receiver {
+    /// The next message; `None` once the hub let go of the connection and
+    /// everything queued was taken.
+    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+        loop {
+            // A notification that comes between the look and the wait is
+            // kept as a permit by `notify_one`: none is lost.
+            if let Some(message) = self.queue.try_recv() {
+                return Some(message);
+            }
+            if self.queue.lock().closed {
+                return self.queue.try_recv();
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
+        self.queue.try_recv()
+    }
 }
 
 /// Why a connection was ended by the server.
@@ -120,13 +211,10 @@ impl Hub {
     /// Adds a connection of `user`; `stop` ends it (a child token is used).
     /// Also returns the round of `fanout::subscribe` that makes sure the
     /// user's channel is followed.
-    pub fn register(
-        self: &Arc<Self>,
-        user: &str,
-        stop: &CancellationToken,
-    ) -> (Registration, mpsc::Receiver<Utf8Bytes>, u64) {
+    pub fn register(self: &Arc<Self>, user: &str, stop: &CancellationToken) -> (Registration, Receiver, u64) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue, rx) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Queue::default());
+        let rx = Receiver { queue: queue.clone() };
         let drop =
             Dropper { token: stop.child_token(), reason: Arc::new(AtomicU8::new(Reason::Shutdown as u8)) };
         self.lock().entry(user.to_owned()).or_default().push(Conn { id, queue, drop: drop.clone() });
@@ -181,11 +269,11 @@ impl Hub {
         for conn in conns {
             match conn.queue.try_send(message.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(Refused::Full) => {
                     tracing::info!(user_id = user, conn = conn.id, "dropping a slow event stream");
                     conn.drop.end(Reason::TooSlow);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(Refused::Closed) => {}
             }
         }
         delivered
@@ -232,9 +320,9 @@ mod tests {
         let (_a2, mut rx2, _) = hub.register("a", &stop);
         let (_b, mut rx3, _) = hub.register("b", &stop);
         assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("hi")), 2);
-        assert_eq!(rx1.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
-        assert_eq!(rx2.try_recv().ok().as_ref().map(Utf8Bytes::as_str), Some("hi"));
-        assert!(rx3.try_recv().is_err());
+        assert_eq!(rx1.try_recv().as_ref().map(Utf8Bytes::as_str), Some("hi"));
+        assert_eq!(rx2.try_recv().as_ref().map(Utf8Bytes::as_str), Some("hi"));
+        assert!(rx3.try_recv().is_none());
     }
 
     #[test]
@@ -245,7 +333,7 @@ mod tests {
         let (fast, mut rx, _) = hub.register("a", &stop);
         for _ in 0..QUEUE {
             hub.deliver("a", &Utf8Bytes::from_static("x"));
-            assert!(rx.try_recv().is_ok());
+            assert!(rx.try_recv().is_some());
         }
         assert!(!slow.drop.token().is_cancelled());
         assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("one too many")), 1);
@@ -281,6 +369,24 @@ mod tests {
         let (_, users) = hub.take_interest();
         assert!(users.contains("a") && !hub.has("a"), "the last goodbye asks to leave the channel");
         assert!(hub.take_interest().1.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_stream_wakes_for_a_message_and_ends_when_its_connection_is_let_go() {
+        let hub = Arc::new(Hub::default());
+        let stop = CancellationToken::new();
+        let (reg, mut rx, _) = hub.register("a", &stop);
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.recv().await;
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(hub.deliver("a", &Utf8Bytes::from_static("hi")), 1);
+        drop(reg);
+        let (first, second) = waiting.await.expect("the receiver ran");
+        assert_eq!(first.as_ref().map(Utf8Bytes::as_str), Some("hi"));
+        assert!(second.is_none(), "nothing more once the hub let go");
     }
 
     #[test]

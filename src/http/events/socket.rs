@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::http::state::AppState;
@@ -32,7 +31,7 @@ pub async fn run(
     app: AppState,
     socket: WebSocket,
     mut conn: Registration,
-    mut queue: mpsc::Receiver<Utf8Bytes>,
+    mut queue: crate::realtime::hub::Receiver,
     expires_at: chrono::DateTime<chrono::Utc>,
 ) {
     let (mut sink, mut stream) = socket.split();

@@ -126,6 +126,8 @@ pub struct RateLimits {
     pub video_requests_per_call: u32,
     pub video_requests_window: Duration,
     pub requests_per_minute: u32,
+    /// How long a limit waits for Redis before it fails open or closed.
+    pub redis_timeout: Duration,
 }
 
 /// Bounds per user, per call and per client address (0 = no limit).
@@ -392,6 +394,7 @@ fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
         video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
         video_requests_window: env.bounded_seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600, 1..=86_400)?,
         requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
+        redis_timeout: Duration::from_millis(env.bounded("RATE_LIMIT_REDIS_TIMEOUT_MS", 300, 10..=10_000)?),
     })
 }
 

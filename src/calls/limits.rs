@@ -30,7 +30,15 @@ pub async fn call_start(core: &Core, user: &UserId) -> Result<(), CallError> {
     if limit == 0 {
         return Ok(());
     }
-    match check(&core.redis, Algorithm::SlidingLog, format!("callgate:rl:calls:{user}"), limit, MINUTE).await
+    let key = format!("callgate:rl:calls:{user}");
+    match check(
+        &core.redis,
+        Algorithm::SlidingLog,
+        key,
+        (limit, MINUTE),
+        core.config.rate_limits.redis_timeout,
+    )
+    .await
     {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => Err(limited("calls started", rounded_up(wait))),
@@ -48,7 +56,8 @@ pub async fn quality_sample(core: &Core, call: CallId, user: &UserId) -> Result<
     if interval.is_zero() {
         return Ok(());
     }
-    match check(&core.redis, Algorithm::SlidingLog, format!("callgate:rl:quality:{call}:{user}"), 1, interval)
+    let key = format!("callgate:rl:quality:{call}:{user}");
+    match check(&core.redis, Algorithm::SlidingLog, key, (1, interval), core.config.rate_limits.redis_timeout)
         .await
     {
         Ok(None) => Ok(()),
@@ -70,8 +79,8 @@ pub async fn video_request(core: &Core, call: CallId) -> Result<(), CallError> {
         &core.redis,
         Algorithm::SlidingLog,
         key,
-        limits.video_requests_per_call,
-        limits.video_requests_window,
+        (limits.video_requests_per_call, limits.video_requests_window),
+        limits.redis_timeout,
     )
     .await
     {

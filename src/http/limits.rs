@@ -18,13 +18,17 @@ use crate::infra::rate_limit::{Algorithm, check, check_leased, counted_as, parse
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+fn redis_timeout(app: &AppState) -> Duration {
+    app.config.rate_limits.redis_timeout
+}
+
 async fn request(app: &AppState, user: &UserId) -> Result<(), ApiError> {
     let limit = app.config.rate_limits.requests_per_minute;
     if limit == 0 {
         return Ok(());
     }
     let key = format!("callgate:rl:req:{user}");
-    match check_leased(&app.redis, &app.request_leases, key, limit, MINUTE).await {
+    match check_leased(&app.redis, &app.request_leases, key, (limit, MINUTE), redis_timeout(app)).await {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => Err(ApiError::from(limited("requests", rounded_up(wait)))),
         Err(err) => {
@@ -39,7 +43,7 @@ async fn unauthenticated(app: &AppState, client: Option<IpAddr>) -> Result<(), A
     let limit = app.config.limits.unauthenticated_per_minute;
     let Some(client) = client.filter(|_| limit > 0) else { return Ok(()) };
     let key = format!("callgate:rl:anon:{}", counted_as(client));
-    match check(&app.redis, Algorithm::Bucket, key, limit, MINUTE).await {
+    match check(&app.redis, Algorithm::Bucket, key, (limit, MINUTE), redis_timeout(app)).await {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => {
             Err(ApiError::from(limited("requests without valid credentials", rounded_up(wait))))

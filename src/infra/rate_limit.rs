@@ -18,7 +18,8 @@
 //! instance, and only until the bucket refills); a busy user costs one Redis
 //! round trip per lease instead of one per request.
 //!
-//! When Redis does not answer (in 300 ms):
+//! When Redis does not answer (in `RATE_LIMIT_REDIS_TIMEOUT_MS`, 300 ms by
+//! default):
 //! - call starts and requests **fail open**: calling is the product, and
 //!   the database already bounds a caller to one live call at a time;
 //! - video requests **fail closed** (503): the limit protects the person
@@ -32,8 +33,6 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::infra::redis_link::RedisLink;
-
-const TIMEOUT: Duration = Duration::from_millis(300);
 
 /// KEYS[1] the log; ARGV limit, window (ms), a unique member. Returns 0
 /// when allowed (and counted), else the milliseconds until it would be.
@@ -184,13 +183,14 @@ impl Leases {
 
 /// Counts one request against a per-user bucket of `limit` per `window`,
 /// through this instance's lease (`Leases`): `Ok(None)` allowed,
-/// `Ok(Some(wait))` over the limit, `Err` Redis did not answer.
+/// `Ok(Some(wait))` over the limit, `Err` Redis did not answer within
+/// `timeout`.
 pub async fn check_leased(
     redis: &RedisLink,
     leases: &Leases,
     key: String,
-    limit: u32,
-    window: Duration,
+    (limit, window): (u32, Duration),
+    timeout: Duration,
 ) -> anyhow::Result<Option<Duration>> {
     let now = Instant::now();
     let (want, refund) = match leases.spend_local(&key, limit, now) {
@@ -200,8 +200,8 @@ pub async fn check_leased(
     let mut invocation = LEASE.key(&key);
     invocation.arg(limit).arg(window.as_millis() as u64).arg(want).arg(refund);
     let answer: anyhow::Result<(u32, u64)> = async {
-        let mut conn = tokio::time::timeout(TIMEOUT, redis.conn()).await??;
-        Ok(tokio::time::timeout(TIMEOUT, invocation.invoke_async(&mut conn)).await??)
+        let mut conn = tokio::time::timeout(timeout, redis.conn()).await??;
+        Ok(tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await??)
     }
     .await;
     match answer {
@@ -226,13 +226,13 @@ pub enum Algorithm {
 }
 
 /// `Ok(None)`: allowed; `Ok(Some(wait))`: over the limit; `Err`: Redis did
-/// not answer (or refused the script).
+/// not answer within `timeout` (or refused the script).
 pub async fn check(
     redis: &RedisLink,
     algorithm: Algorithm,
     key: String,
-    limit: u32,
-    window: Duration,
+    (limit, window): (u32, Duration),
+    timeout: Duration,
 ) -> anyhow::Result<Option<Duration>> {
     let script = match algorithm {
         Algorithm::SlidingLog => &*SLIDING_LOG,
@@ -243,8 +243,8 @@ pub async fn check(
     if let Algorithm::SlidingLog = algorithm {
         invocation.arg(Uuid::new_v4().simple().to_string());
     }
-    let mut redis = tokio::time::timeout(TIMEOUT, redis.conn()).await??;
-    let wait_ms: u64 = tokio::time::timeout(TIMEOUT, invocation.invoke_async(&mut redis)).await??;
+    let mut redis = tokio::time::timeout(timeout, redis.conn()).await??;
+    let wait_ms: u64 = tokio::time::timeout(timeout, invocation.invoke_async(&mut redis)).await??;
     Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
 }
 

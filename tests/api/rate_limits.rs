@@ -126,8 +126,8 @@ async fn a_request_limit_too_high_to_count_still_answers_from_redis() {
             &app.state.redis,
             callgate::infra::rate_limit::Algorithm::Bucket,
             key.clone(),
-            1_000_000_000,
-            minute,
+            (1_000_000_000, minute),
+            app.config.rate_limits.redis_timeout,
         )
         .await;
         assert!(matches!(checked, Ok(None)), "allowed, and Redis accepted the script: {checked:?}");

@@ -73,6 +73,9 @@ pub fn base_config() -> Config {
     // PostgreSQL logins are slow on a loaded two-core machine.
     config.database_acquire_timeout = Duration::from_secs(30);
     config.admin_port = Some(0);
+    // Redis answers late on a saturated two-core machine; a limit that
+    // failed open there would let a counted request through.
+    config.rate_limits.redis_timeout = Duration::from_secs(3);
     // Every test's refused requests come from 127.0.0.1 (tests/api/limits.rs
     // tests this limit with addresses of its own).
     config.limits.unauthenticated_per_minute = 1_000_000;

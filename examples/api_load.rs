@@ -12,6 +12,8 @@
 //!   BENCH_JSON         the report (default target/bench/api.json)
 //!   BENCH_DATABASE_URL the service's database (optional: how soon the
 //!                      acknowledged webhooks were handled)
+//!   BENCH_SCENARIOS    only these, comma-separated (health, token, lifecycle,
+//!                      floor, webhook; default all): to profile one
 //! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
 //! pair that signs webhooks).
 //!
@@ -508,40 +510,34 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let health = oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak).map(|r| vec![r]);
-    record("GET /health", health, &mut rows);
+    let only = std::env::var("BENCH_SCENARIOS").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|n| n.trim() == name);
 
-    let token = token_scenario(&bench, &load, &oha_bin, &url, peak).await;
-    record("POST /calls/{id}/token", token, &mut rows);
+    if wanted("health") {
+        let health = oha(&oha_bin, &load, "GET /health", &[&format!("{url}/health")], peak).map(|r| vec![r]);
+        record("GET /health", health, &mut rows);
+    }
 
-    let b = bench.clone();
-    let lifecycle = load
-        .measure("start+accept+end", &["start", "accept", "end"], move |_| {
-            let b = b.clone();
-            async move {
-                let (caller, callee) = (b.user()?, b.user()?);
-                let t0 = Instant::now();
-                let started = b
-                    .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
-                    .await?;
-                let id = started["call"]["id"].as_str().context("call id")?.to_owned();
-                let t1 = Instant::now();
-                b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
-                let t2 = Instant::now();
-                b.end(&id, &caller).await?;
-                Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
-            }
-        })
-        .await;
-    record("start+accept+end", Ok(rows_of(&lifecycle, peak())), &mut rows);
+    if wanted("token") {
+        let token = token_scenario(&bench, &load, &oha_bin, &url, peak).await;
+        record("POST /calls/{id}/token", token, &mut rows);
+    }
+
+    if wanted("lifecycle") {
+        lifecycle_scenario(&bench, &load, &peak, &mut |name, result| record(name, result, &mut rows)).await;
+    }
 
     // LiveKit's own floor, right after, at the same concurrency: what the
     // lifecycle's two LiveKit requests cost without callgate.
-    let floor = livekit_floor(&bench, &load).await.map(|s| rows_of(&s, peak()));
-    record("LiveKit CreateRoom+DeleteRoom", floor, &mut rows);
+    if wanted("floor") {
+        let floor = livekit_floor(&bench, &load).await.map(|s| rows_of(&s, peak()));
+        record("LiveKit CreateRoom+DeleteRoom", floor, &mut rows);
+    }
 
-    let webhooks = webhook_scenario(&bench, &load, peak).await;
-    record("POST /webhooks/livekit", webhooks, &mut rows);
+    if wanted("webhook") {
+        let webhooks = webhook_scenario(&bench, &load, peak).await;
+        record("POST /webhooks/livekit", webhooks, &mut rows);
+    }
 
     print_table(&rows);
     let peak_kib = peak();
@@ -579,6 +575,36 @@ async fn main() -> anyhow::Result<()> {
         bail!("some requests failed (see the errors column)");
     }
     Ok(())
+}
+
+/// Start, accept and end of a fresh call per operation (a row for each step).
+async fn lifecycle_scenario(
+    bench: &Arc<Bench>,
+    load: &Load,
+    peak: &impl Fn() -> u64,
+    record: &mut impl FnMut(&str, anyhow::Result<Vec<Row>>),
+) {
+    let b = bench.clone();
+    let lifecycle = load
+        .measure("start+accept+end", &["start", "accept", "end"], move |_| {
+            let b = b.clone();
+            async move {
+                let (caller, callee) = (b.user()?, b.user()?);
+                let t0 = Instant::now();
+                let started = b
+                    .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
+                    .await?;
+                let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+                let t1 = Instant::now();
+                b.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
+                let t2 = Instant::now();
+                b.end(&id, &caller).await?;
+                Ok(vec![t1 - t0, t2 - t1, t2.elapsed()])
+            }
+        })
+        .await;
+    record("start+accept+end", Ok(rows_of(&lifecycle, peak())));
+
 }
 
 /// Join tokens for one live call (made active by the two participants'

@@ -604,7 +604,6 @@ async fn lifecycle_scenario(
         })
         .await;
     record("start+accept+end", Ok(rows_of(&lifecycle, peak())));
-
 }
 
 /// Join tokens for one live call (made active by the two participants'

@@ -139,8 +139,10 @@ async fn stream(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |ws| async move {
-            let _tracked = tracked;
-            socket::run(app, ws, conn, queue, expires_at).await;
+        .on_upgrade(move |ws| {
+            // A task of its own, holding only the stream: axum's task for the
+            // upgrade (the handshake's state, this closure) ends here.
+            tokio::spawn(socket::run(app, ws, conn, queue, expires_at, tracked));
+            std::future::ready(())
         }))
 }

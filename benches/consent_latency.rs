@@ -13,6 +13,9 @@
 //! after the next round has started watching, and read as "accepted, but no
 //! camera" (the failure seen at rounds 22 and 31 before).
 //!
+//! The answer to her accept comes once LiveKit has confirmed the new rights:
+//! the time to it is the service's part of (a).
+//!
 //! Then (c), over `MISLABEL_ROUNDS` fresh calls (default 10): he publishes a
 //! video track labelled `microphone` while video is off, and we time from
 //! LiveKit confirming that track to her client seeing him leave the room
@@ -78,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     hers.publish_audio().await?;
     app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
 
-    let (mut to_permission, mut to_track_gone) = (Vec::new(), Vec::new());
+    let (mut to_permission, mut to_track_gone, mut to_answer) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (_, body) = app.post(&format!("/api/v1/calls/{call}/video/requests"), &him, json!({})).await;
         let request = body["request"]["id"].as_str().unwrap_or_default().to_owned();
@@ -87,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         let (status, body) =
             app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/accept"), &her, json!({})).await;
         anyhow::ensure!(status.is_success() && body["state"] == "on", "round {round}: accept failed: {body}");
+        to_answer.push((now() - sent) * 1000.0);
         let told = his
             .wait_for_matching(
                 "participant_permissions_changed",
@@ -159,6 +163,8 @@ async fn main() -> anyhow::Result<()> {
         summary("accept -> camera permission in force", to_permission),
         summary("revoke -> camera track gone", to_track_gone),
         summary("mislabelled video -> its publisher gone", mislabelled),
+        // Its part of (a): the answer comes once LiveKit has confirmed.
+        summary("accept -> answered (LiveKit confirmed)", to_answer),
     ]);
     let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/consent_latency.json".into());
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;

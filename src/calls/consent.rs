@@ -253,7 +253,8 @@ pub struct VideoView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_until: Option<chrono::DateTime<Utc>>,
     /// Whether LiveKit has confirmed the rights of the current state for
-    /// everyone present. `false` right after a change means callgate is still
+    /// everyone present (in the answer to a change: of the state that change
+    /// left). `false` right after a change means callgate is still
     /// retrying; the state itself is committed either way.
     pub sfu_confirmed: bool,
 }
@@ -273,6 +274,12 @@ async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Resul
 }
 
 pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
+    view_after(app, user, id, false).await
+}
+
+/// The view answering a change; `applied`: LiveKit applied the rights of
+/// the state it left (the confirmed version is written just after).
+async fn view_after(app: &Core, user: &AuthUser, id: CallId, applied: bool) -> Result<VideoView, CallError> {
     let mut conn = app.db.acquire().await?;
     let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
@@ -290,7 +297,7 @@ pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, 
             .get(user.id.as_str())
             .copied()
             .filter(|until| *until > app.clock.now()),
-        sfu_confirmed: call.rights_version >= call.video_version,
+        sfu_confirmed: applied || call.rights_version >= call.video_version,
     })
 }
 
@@ -342,8 +349,8 @@ pub async fn answer(
     let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
     apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
     tx.commit().await?;
-    enforce::settle_soon(app, Effects::for_call(id)).await;
-    view(app, user, id).await
+    let applied = enforce::settle_soon(app, Effects::for_call(id)).await;
+    view_after(app, user, id, applied).await
 }
 
 pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
@@ -351,8 +358,8 @@ pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView
     let call = lock_present(&mut tx, id, &user.id).await?;
     apply(app, &mut tx, &call, Action::Revoke { by: user.id.to_string() }, Some(user.id.as_str())).await?;
     tx.commit().await?;
-    enforce::settle_soon(app, Effects::for_call(id)).await;
-    view(app, user, id).await
+    let applied = enforce::settle_soon(app, Effects::for_call(id)).await;
+    view_after(app, user, id, applied).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

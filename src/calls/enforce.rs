@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use crate::calls::Core;
 use crate::domain::consent::{self as rules, VideoState};
@@ -90,10 +91,17 @@ impl Effects {
 /// not confirmed), retrying with backoff. Returns whether LiveKit confirmed
 /// all of it.
 pub async fn settle(app: &Core, effects: Effects) -> bool {
+    settle_telling(app, effects, &mut None).await
+}
+
+/// Like [`settle`]; `pushed` is told as soon as LiveKit has applied the
+/// rights of a state read after the caller's commit (the room's metadata,
+/// the data message and the version confirmed follow).
+async fn settle_telling(app: &Core, effects: Effects, pushed: &mut Option<oneshot::Sender<()>>) -> bool {
     let Some(call) = effects.call else { return true };
     let mut effects = effects;
     for wait in BACKOFF.iter().copied().chain(std::iter::once(Duration::ZERO)) {
-        match attempt(app, call, &mut effects).await {
+        match attempt(app, call, &mut effects, pushed).await {
             Ok(()) => return true,
             Err(err) => {
                 tracing::debug!(error = %err, call_id = %call, "LiveKit not in line yet; retrying");
@@ -108,12 +116,21 @@ pub async fn settle(app: &Core, effects: Effects) -> bool {
     false
 }
 
-/// Settles in a task of its own and waits for it at most `CONFIRM_WITHIN`;
-/// the task goes on if LiveKit is slow.
+/// Settles in a task of its own and waits at most `CONFIRM_WITHIN` for
+/// LiveKit to apply the rights (not for what follows them); the task goes
+/// on if LiveKit is slow. Whether LiveKit applied them in time.
 pub async fn settle_soon(app: &Core, effects: Effects) -> bool {
     let app = app.clone();
-    let task = tokio::spawn(async move { settle(&app, effects).await });
-    matches!(tokio::time::timeout(CONFIRM_WITHIN, task).await, Ok(Ok(true)))
+    let (told, pushed) = oneshot::channel();
+    let mut task = tokio::spawn(async move { settle_telling(&app, effects, &mut Some(told)).await });
+    let applied = async {
+        tokio::select! {
+            biased;
+            Ok(()) = pushed => true,
+            settled = &mut task => matches!(settled, Ok(true)),
+        }
+    };
+    tokio::time::timeout(CONFIRM_WITHIN, applied).await.unwrap_or(false)
 }
 
 /// Settles in the background.
@@ -136,7 +153,12 @@ enum NotYet {
 }
 
 /// One try; what succeeded is taken off `effects`.
-async fn attempt(app: &Core, call: CallId, effects: &mut Effects) -> Result<(), NotYet> {
+async fn attempt(
+    app: &Core,
+    call: CallId,
+    effects: &mut Effects,
+    pushed: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), NotYet> {
     let Some(row) = store::find_call(&app.db, call).await? else { return Ok(()) };
     remove_all(app, &row.room_name, &mut effects.remove).await?;
     if row.state == CallState::Ended {
@@ -145,7 +167,7 @@ async fn attempt(app: &Core, call: CallId, effects: &mut Effects) -> Result<(), 
     }
     let behind = row.rights_version < row.video_version;
     if behind || effects.resync {
-        sync_everyone(app, row).await?;
+        sync_everyone(app, row, pushed).await?;
         effects.resync = false;
         effects.rights_for.clear();
     } else if !effects.rights_for.is_empty() {
@@ -172,7 +194,11 @@ async fn remove_all(app: &Core, room: &str, identities: &mut Vec<String>) -> Res
 
 /// Pushes every present participant's rights until a push happened with no
 /// newer change committed meanwhile, then records the version confirmed.
-async fn sync_everyone(app: &Core, first: CallRow) -> Result<(), NotYet> {
+async fn sync_everyone(
+    app: &Core,
+    first: CallRow,
+    pushed: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), NotYet> {
     let call = first.call_id();
     let mut announced = None;
     let mut read = Some(first);
@@ -188,6 +214,9 @@ async fn sync_everyone(app: &Core, first: CallRow) -> Result<(), NotYet> {
             return Ok(());
         }
         push(app, &row, None).await?;
+        if let Some(told) = pushed.take() {
+            let _ = told.send(());
+        }
         let state = row.video_state();
         // Announced again whenever this sync sees a state it has not announced:
         // a slower sync that announced an older state loops and announces the newer.

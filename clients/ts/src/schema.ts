@@ -1296,7 +1296,8 @@ export interface components {
             request?: components["schemas"]["RequestView"] | null;
             /**
              * @description Whether LiveKit has confirmed the rights of the current state for
-             *     everyone present. `false` right after a change means callgate is still
+             *     everyone present (in the answer to a change: of the state that change
+             *     left). `false` right after a change means callgate is still
              *     retrying; the state itself is committed either way.
              */
             sfuConfirmed: boolean;

@@ -93,7 +93,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
     let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
-    let view = CallView::load(&mut tx, &row).await?;
+    let view = CallView::new(&row, &store::participants(&mut tx, call_id).await?);
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
     ringing::rang(&mut tx, &view, &roster.rung).await?;
     let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
@@ -336,7 +336,7 @@ pub async fn accept(
         .await?;
     consent::on_answer(app, &mut tx, &call, &user.id, video).await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let view = CallView::load(&mut tx, &call).await?;
+    let view = CallView::new(&call, &store::participants(&mut tx, id).await?);
     let others = others_in(&view, &user.id);
     store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;

@@ -107,25 +107,17 @@ async fn serve(app: &Core, listener: &mut PgListener, stop: &CancellationToken, 
                 _ = tokio::time::sleep(SWEEP) => {}
             }
         }
-        // Wait for new events (or a lost and regained connection, which may
-        // have missed some, or the sweep); the app webhooks' notifications
-        // only wake their deliverer: a publishing round for them would find
-        // nothing (three empty rounds per call, once).
-        let sweep = tokio::time::sleep(SWEEP);
-        tokio::pin!(sweep);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return true,
-                () = &mut sweep => break,
-                received = listener.try_recv() => match received {
-                    Ok(Some(n)) if n.channel() == APP_WEBHOOKS_NOTIFY => app.events.outbox_wake.notify_waiters(),
-                    Ok(_) => break,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "the LISTEN connection failed");
-                        return false;
-                    }
-                },
-            }
+        tokio::select! {
+            _ = stop.cancelled() => return true,
+            _ = tokio::time::sleep(SWEEP) => {}
+            received = listener.try_recv() => match received {
+                Ok(Some(n)) if n.channel() == APP_WEBHOOKS_NOTIFY => app.events.outbox_wake.notify_waiters(),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "the LISTEN connection failed");
+                    return false;
+                }
+            },
         }
     }
 }

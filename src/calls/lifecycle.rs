@@ -192,7 +192,8 @@ async fn end_busy(
     let view = CallView::load(&mut tx, &row).await?;
     crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
     tx.commit().await?;
-    app.metrics.call_ended(&Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy }.figures());
+    let ended = Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy, view };
+    app.metrics.call_ended(&ended.figures());
     Ok(CallError::conflict(Code::CalleeBusy, "the callee is in another call"))
 }
 
@@ -460,10 +461,9 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
         _ => domain::call::end(call.state, Ending::Hangup),
     };
     let ended = finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
-    let view = CallView::load(&mut tx, &call).await?;
     tx.commit().await?;
     after_end(app, &ended).await;
-    Ok(CallOnly { call: view })
+    Ok(CallOnly { call: ended.view })
 }
 
 /// Leaves a call; it ends when fewer than two people remain in it.
@@ -579,6 +579,8 @@ pub struct Ended {
     pub call: CallRow,
     pub outcome: Outcome,
     pub reason: EndReason,
+    /// The call as its participants were told it ended.
+    pub view: CallView,
 }
 
 impl Ended {
@@ -631,7 +633,7 @@ pub async fn finish(
     }
     store::notify(conn, &everyone, ClientEvent::CallEnded, id, &payload).await?;
     meeting::on_call_end(conn, &ended, reason).await?;
-    Ok(Ended { call: ended, outcome, reason })
+    Ok(Ended { call: ended, outcome, reason, view })
 }
 
 /// After the end has committed: counts the call and deletes its room.

@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestUser, eventually, spawn_app};
 
-/// Generous: a notification takes about a millisecond; a loaded box is slower.
-const FORGOTTEN_WITHIN: Duration = Duration::from_secs(2);
+/// Generous: a notification takes about a millisecond; a loaded box is
+/// slower. Well under the cache's 30 s, so only forgetting passes.
+const FORGOTTEN_WITHIN: Duration = Duration::from_secs(5);
+/// An instance keeps nothing until its LISTEN is confirmed; on a saturated
+/// box its connection may wait for the pool and be tried again.
+const KEPT_WITHIN: Duration = Duration::from_secs(30);
 
 async fn token(app: &TestApp, call: &str, user: &TestUser) -> (StatusCode, Value) {
     app.call_action(call, "token", user, json!({})).await
@@ -37,7 +41,7 @@ async fn answered_and_kept(one: &TestApp, two: &TestApp) -> (TestUser, TestUser,
     }
     for app in [one, two] {
         // The answer's own notification may come after the first read began.
-        eventually(FORGOTTEN_WITHIN, "the instance keeps what his token needs", || async {
+        eventually(KEPT_WITHIN, "the instance keeps what his token needs", || async {
             let (status, body) = token(app, &call, &bob).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             app.state.core.joins.get(call_id(&call), &user_id(&bob)).is_some()

@@ -40,9 +40,14 @@ pub struct Handled {
     /// The call, if it ended (for `lifecycle::after_end`).
     pub ended: Option<Ended>,
     pub effects: Effects,
+    /// The event's own row in the call's timeline, for the caller to write
+    /// (a batch of events writes theirs in one statement).
+    pub timeline: store::NewEvent,
 }
 
-/// What one event changes, in the call's locked transaction.
+/// What one event changes, in the call's locked transaction. The rows its
+/// handling adds to the timeline are written here; the event's own row is
+/// returned (`Handled::timeline`).
 pub async fn handle(
     app: &Core,
     tx: &mut PgConnection,
@@ -100,10 +105,13 @@ pub async fn handle(
         data["trackSid"] = json!(track.sid);
         data["source"] = json!(track.source_name());
     }
-    let actor = (!identity.is_empty()).then_some(identity.as_str());
-    let kind = format!("livekit.{}", event.kind.as_str());
-    store::record_event(tx, call.call_id(), &kind, EventSource::LiveKit, actor, data).await?;
-    Ok(Handled { ended, effects })
+    let timeline = store::NewEvent {
+        kind: format!("livekit.{}", event.kind.as_str()),
+        source: EventSource::LiveKit,
+        actor: (!identity.is_empty()).then_some(identity),
+        data,
+    };
+    Ok(Handled { ended, effects, timeline })
 }
 
 /// A track was published (a webhook says so, or the reconciler saw it):
@@ -165,7 +173,7 @@ pub async fn joined(
         effects.remove.push(identity.to_owned());
         return Ok(true);
     };
-    let known = store::participants::known_session(tx, id, identity).await?;
+    let known = me.lk_session_at;
     // A join of the session we know (a second report) or of an older one
     // (late) changes nothing.
     let newer = match (session, known) {
@@ -176,7 +184,9 @@ pub async fn joined(
     if !newer {
         return Ok(false);
     }
-    store::participants::remember_session(tx, id, identity, session).await?;
+    if let Some(session) = session {
+        store::participants::remember_session(tx, id, identity, session).await?;
+    }
     // Whatever their token said, a new session gets the rights of now.
     effects.rights_for.push(identity.to_owned());
     if me.status == ParticipantStatus::Joined {
@@ -253,13 +263,14 @@ pub async fn left(
     if let Departure::LiveKit(DisconnectReason::DuplicateIdentity | DisconnectReason::Migration) = why {
         return Ok(Left::Ignored);
     }
-    let known = store::participants::known_session(tx, id, identity).await?;
-    if let (Some(session), Some(known)) = (session, known)
+    if let (Some(session), Some(known)) = (session, me.lk_session_at)
         && session < known
     {
         return Ok(Left::Ignored);
     }
-    store::participants::remember_session(tx, id, identity, session).await?;
+    if let Some(session) = session {
+        store::participants::remember_session(tx, id, identity, session).await?;
+    }
     if let Departure::LiveKit(DisconnectReason::Other) = why {
         // A blip is not a hang-up: only a leave or a removal is a departure at once.
         if me.status == ParticipantStatus::Reconnecting || dropped(app, tx, call, identity).await? {

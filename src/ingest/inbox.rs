@@ -10,7 +10,9 @@
 //! Handling: right after, by a task of this process, per call in arrival
 //! order (`seq`) under the call's row lock, a batch of the call's pending
 //! events per transaction (up to `BATCH_PER_CALL`), which also marks them
-//! processed (`crate::ingest::handle::handle`); LiveKit is told what they
+//! processed (`crate::ingest::handle::handle`) and writes their rows in the
+//! call's timeline in one statement, after the rows their handling wrote
+//! (so within a batch the effects come first); LiveKit is told what they
 //! decided once, after the commit. If one event of a batch fails, the batch
 //! rolls back and its events are handled one per transaction, so that only
 //! the failing one waits. An event whose handling fails stays in the inbox
@@ -329,6 +331,7 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
     let mut effects = Effects::for_call(call_id);
     let mut ended = None;
     let mut ids = Vec::with_capacity(pending.len());
+    let mut timeline = Vec::with_capacity(pending.len());
     let mut changed = false;
     for next in pending {
         if changed {
@@ -349,6 +352,7 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
             Ok(handled) => {
                 effects.merge(handled.effects);
                 ended = ended.or(handled.ended);
+                timeline.push(handled.timeline);
                 changed = true;
             }
             Err(err) => {
@@ -358,6 +362,7 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
         }
         ids.push(next.id);
     }
+    store::record_events(&mut tx, call_id, &timeline).await?;
     store::livekit_inbox::mark_all_of_processed(&mut tx, &ids).await?;
     tx.commit().await?;
     // LiveKit is told in the background: a slow LiveKit holds up neither
@@ -397,9 +402,12 @@ async fn drain_one_by_one(app: &Core, call_id: CallId) -> Result<usize, CallErro
                 return Err(err);
             }
         };
+        if let Some(handled) = &handled {
+            store::record_events(&mut tx, call_id, std::slice::from_ref(&handled.timeline)).await?;
+        }
         store::livekit_inbox::mark_processed(&mut tx, &next.id).await?;
         tx.commit().await?;
-        if let Some(handle::Handled { ended, effects }) = handled {
+        if let Some(handle::Handled { ended, effects, .. }) = handled {
             enforce::settle_later(app, effects);
             if let Some(ended) = ended {
                 let app = app.clone();

@@ -30,6 +30,40 @@ pub async fn record_event(
     Ok(())
 }
 
+/// A timeline row written later, with others (`record_events`).
+#[derive(Debug)]
+pub struct NewEvent {
+    pub kind: String,
+    pub source: EventSource,
+    pub actor: Option<String>,
+    pub data: Value,
+}
+
+/// Appends rows to the call's timeline in one statement, in their order.
+pub async fn record_events(conn: &mut PgConnection, call: CallId, rows: &[NewEvent]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
+    let actors: Vec<Option<&str>> = rows.iter().map(|r| r.actor.as_deref()).collect();
+    let data: Vec<&Value> = rows.iter().map(|r| &r.data).collect();
+    // `with ordinality` keeps the ids (the timeline's order) in the rows' order.
+    sqlx::query(
+        "insert into call_events (call_id, type, source, actor, data) \
+         select $1, k, s, a, d from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) \
+         with ordinality as r(k, s, a, d, n) order by n",
+    )
+    .bind(call.0)
+    .bind(kinds)
+    .bind(sources)
+    .bind(actors)
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Queues an event for each recipient, in the caller's transaction.
 pub async fn notify(
     conn: &mut PgConnection,

@@ -20,7 +20,7 @@ macro_rules! call_columns {
 macro_rules! participant_columns {
     () => {
         "user_id, name, gender, role, status, live, may_share_screen, \
-     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled, admitted"
+     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled, admitted, lk_session_at"
     };
 }
 
@@ -41,7 +41,7 @@ pub use calls::{
     present_call_of, save_video_session, set_state,
 };
 pub use deadlines::{DeadlineKind, DueDeadline, cancel, schedule, take_due_deadline};
-pub use events::{notify, record_event};
+pub use events::{NewEvent, notify, record_event, record_events};
 pub use outbox::{app_webhook_backlog, enqueue_app_webhook};
 pub use participants::{
     NewParticipant, ParticipantRow, StoredGender, gender_word, insert_participant, live_users, mark_answered,

@@ -27,6 +27,8 @@ pub struct ParticipantRow {
     pub screen_share_enabled: bool,
     /// Out of an appointment's waiting room (everyone but a waiting guest).
     pub admitted: bool,
+    /// The start of their LiveKit session we know the latest of.
+    pub lk_session_at: Option<DateTime<Utc>>,
 }
 
 impl ParticipantRow {
@@ -325,30 +327,17 @@ pub async fn media_of(db: &PgPool, call: CallId, user: &UserId) -> sqlx::Result<
     .await
 }
 
-/// When the participant's newest LiveKit session started, as far as known.
-pub async fn known_session(
-    conn: &mut PgConnection,
-    call: CallId,
-    user: &str,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select lk_session_at from call_participants where call_id = $1 and user_id = $2")
-        .bind(call.0)
-        .bind(user)
-        .fetch_optional(conn)
-        .await
-        .map(Option::flatten)
-}
-
-/// Remembers a LiveKit session's start, unless a newer one is known.
+/// Remembers a LiveKit session's start, unless it or a newer one is known
+/// (then no row is written).
 pub async fn remember_session(
     conn: &mut PgConnection,
     call: CallId,
     user: &str,
-    session: Option<DateTime<Utc>>,
+    session: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "update call_participants set lk_session_at = greatest(lk_session_at, $3) \
-         where call_id = $1 and user_id = $2",
+        "update call_participants set lk_session_at = $3 \
+         where call_id = $1 and user_id = $2 and (lk_session_at is null or lk_session_at < $3)",
     )
     .bind(call.0)
     .bind(user)

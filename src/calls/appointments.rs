@@ -363,6 +363,7 @@ async fn open(
         scheduled: true,
         video_session: &session,
         video_requested_at_start: false,
+        rejoin_grace: None,
     };
     store::insert_call(tx, &new_call).await?;
     store::calls::link_appointment(tx, call_id, row.id).await?;

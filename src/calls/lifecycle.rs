@@ -80,9 +80,9 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         scheduled: false,
         video_session: &session,
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
+        rejoin_grace: Some(app.config.timeouts.rejoin_grace),
     };
-    store::insert_call(&mut tx, &new_call).await?;
-    store::calls::set_rejoin_grace(&mut tx, call_id, app.config.timeouts.rejoin_grace).await?;
+    let row = store::insert_call(&mut tx, &new_call).await?;
     let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
     if roster.rung.is_empty() {
         return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
@@ -92,7 +92,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     let data = json!({"type": req.call_type, "invitees": roster.rung, "busy": roster.busy});
     store::record_event(&mut tx, call_id, "call.started", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
-    let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
+    // Nothing since the insert changed the row.
     let view = CallView::new(&row, &store::participants(&mut tx, call_id).await?);
     crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
     ringing::rang(&mut tx, &view, &roster.rung).await?;

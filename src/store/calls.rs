@@ -128,14 +128,22 @@ pub struct NewCall<'a> {
     /// A `video` call is the initiator's request for video, put to the
     /// policy when the call is first answered.
     pub video_requested_at_start: bool,
+    /// The grace a dropped participant has to come back, fixed at the start
+    /// (with the room's departure timeout); `None`: `REJOIN_GRACE` as it is
+    /// when asked.
+    pub rejoin_grace: Option<std::time::Duration>,
 }
 
-pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+/// Writes a call; returns its row, which this transaction holds as its
+/// writer until it commits.
+pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::Result<CallRow> {
+    let grace = call.rejoin_grace.map(|g| i32::try_from(g.as_secs()).unwrap_or(i32::MAX));
+    sqlx::query_as(concat!(
         "insert into calls (id, room_name, type, state, initiator_id, conversation_id, \
-         external_ref, scheduled, video_state, video_session, video_requested_at_start) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
+         external_ref, scheduled, video_state, video_session, video_requested_at_start, rejoin_grace_secs) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning ",
+        call_columns!()
+    ))
     .bind(call.id.0)
     .bind(call.room_name)
     .bind(call.call_type.as_str())
@@ -147,24 +155,9 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     .bind(call.video_session.state.as_str())
     .bind(Json(call.video_session))
     .bind(call.video_requested_at_start)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The grace a dropped participant of this call has to come back, fixed
-/// when the call starts (with its room's departure timeout).
-pub async fn set_rejoin_grace(
-    conn: &mut PgConnection,
-    call: CallId,
-    grace: std::time::Duration,
-) -> sqlx::Result<()> {
-    sqlx::query("update calls set rejoin_grace_secs = $2 where id = $1")
-        .bind(call.0)
-        .bind(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
-        .execute(conn)
-        .await?;
-    Ok(())
+    .bind(grace)
+    .fetch_one(conn)
+    .await
 }
 
 /// The call's own rejoin grace, if it was given one.

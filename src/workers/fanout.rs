@@ -132,9 +132,18 @@ async fn serve(app: &Core, listener: &mut PgListener, stop: &CancellationToken, 
 /// other). Rows of a user locked elsewhere are left to the holder, which
 /// heard the same NOTIFY and looks again once done. Whoever gets there first
 /// publishes, so a busy or stalled instance delays nobody else's events.
+///
+/// A session in a transaction hears of commits only once it ends, so what
+/// was heard by the time `begin` has answered came from commits before this
+/// batch's read: the batch covers them, and they need no batch of their own.
 async fn publish_batch(app: &Core, conn: &mut PgListener) -> anyhow::Result<usize> {
     // The listener's connection has no transaction API of its own.
     store::events::begin_on(conn).await?;
+    while let Some(heard) = conn.next_buffered() {
+        if heard.channel() == APP_WEBHOOKS_NOTIFY {
+            app.events.outbox_wake.notify_waiters();
+        }
+    }
     let published = publish_in_transaction(app, conn).await;
     let commit = matches!(published, Ok(n) if n > 0);
     let ended = store::events::end_on(conn, commit).await;

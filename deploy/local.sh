@@ -29,9 +29,11 @@
 #   CALLGATE_SKIP_LINT=1   `test` skips cargo fmt / clippy.
 #   CALLGATE_TEST_DB=callgate_test   `test`: the shared test database (created
 #                    if missing), e.g. one per worktree whose migrations differ.
-#   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=18080
+#   CALLGATE_BENCH_SECS=10, CALLGATE_BENCH_CONCURRENCY=32, CALLGATE_BENCH_PORT=8080
 #                    `bench`: seconds per scenario, requests in flight, the
-#                    first port tried; CALLGATE_BENCH_SKIP_CONSENT=1 skips the
+#                    first port tried (8080: LiveKit posts its webhooks there;
+#                    deploy/webhook_sink.py answers them on 8080 and 8089
+#                    where nobody else does); CALLGATE_BENCH_SKIP_CONSENT=1 skips the
 #                    consent latency bench; CALLGATE_BENCH_ONLY=api,events
 #                    runs only those steps (api, events, reconcile, consent).
 #                    oha (the load generator) is installed with
@@ -943,6 +945,31 @@ stop_bench_service() {
     BENCH_SERVICE_PID=""
 }
 
+BENCH_SINK_PID=""
+
+start_webhook_sink() { # start_webhook_sink <port...>: answers LiveKit's webhooks on those of the ports nobody listens on
+    local port ports=()
+    for port in "$@"; do tcp_open "$port" || ports+=("$port"); done
+    ((${#ports[@]} > 0)) || return 0
+    python3 "$ROOT/deploy/webhook_sink.py" "${ports[@]}" &
+    BENCH_SINK_PID=$!
+    local i
+    for ((i = 0; i < 50; i++)); do tcp_open "${ports[0]}" && break; sleep 0.1; done
+    log "LiveKit's webhooks to ${ports[*]} answered by deploy/webhook_sink.py (nobody else listens there)"
+}
+
+stop_webhook_sink() {
+    [[ -n "$BENCH_SINK_PID" ]] || return 0
+    kill -TERM "$BENCH_SINK_PID" 2>/dev/null || true
+    wait "$BENCH_SINK_PID" 2>/dev/null || true
+    BENCH_SINK_PID=""
+}
+
+stop_bench_helpers() {
+    stop_bench_service
+    stop_webhook_sink
+}
+
 bench_wanted() { # bench_wanted <name>: CALLGATE_BENCH_ONLY (e.g. "api,events") unset or naming it
     [[ -z "${CALLGATE_BENCH_ONLY:-}" || ",$CALLGATE_BENCH_ONLY," == *",$1,"* ]]
 }
@@ -964,10 +991,12 @@ bench_step() { # bench_step <name> <command...>: runs it, records its exit code,
 bench_api() {
     local target="$1" port db_url log="$RUN/bench-callgate.log"
     recreate_bench_db
-    port="$(free_port "${CALLGATE_BENCH_PORT:-18080}")"
+    # On 8080 if free: LiveKit posts its webhooks there (and to 8089, which
+    # the sink answers), so the service handles its rooms' events as it
+    # would deployed. The webhook scenario's events the driver posts itself.
+    port="$(free_port "${CALLGATE_BENCH_PORT:-8080}")"
     rotate_log "$log"
-    # Its own rooms (LiveKit posts webhooks to 8080 and 8089 only: the driver
-    # posts the webhook scenario's events itself). Nobody joins the rooms, so
+    # Its own rooms. Nobody joins the rooms, so
     # the reconciler would end the calls the driver made active: it runs at
     # start only. The per-user request limit stays in the path, out of reach.
     # The calls the webhook scenario makes wait for their joins longer than
@@ -978,7 +1007,7 @@ bench_api() {
         RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
         "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
-    trap stop_bench_service EXIT
+    trap stop_bench_helpers EXIT
     local rc=0
     if (wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health); then
         section "API load"
@@ -1008,7 +1037,11 @@ cmd_bench() {
     rm -f "$BENCH_OUT"/*.json "$BENCH_OUT/steps.txt" "$BENCH_OUT/table.md"
     db_url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$BENCH_DB"
 
+    trap stop_bench_helpers EXIT
+    start_webhook_sink 8089
     bench_step api bench_api "$target"
+    stop_webhook_sink
+    start_webhook_sink 8080 8089
 
     # Two instances of its own for event latency, one for 10,000 idle event
     # streams (each end of a stream is a file descriptor).
@@ -1023,6 +1056,9 @@ cmd_bench() {
         bench_step reconcile run_step "reconciler pass (examples/reconcile_pass.rs)" \
         "$target/release/examples/reconcile_pass"
 
+    # The consent bench runs the test suite's receiver on 8089.
+    stop_webhook_sink
+    start_webhook_sink 8080
     if [[ "${CALLGATE_BENCH_SKIP_CONSENT:-}" == "1" ]] || ! bench_wanted consent; then
         log "consent latency bench skipped (CALLGATE_BENCH_SKIP_CONSENT=1 or CALLGATE_BENCH_ONLY)"
     elif tcp_open 8089; then
@@ -1036,6 +1072,7 @@ cmd_bench() {
             bench_step consent run_step "cargo bench --bench consent_latency" cargo bench --bench consent_latency
     fi
 
+    stop_webhook_sink
     section "the table (deploy/bench_table.py; target/bench/table.md)"
     printf '\n' >&2
     python3 deploy/bench_table.py "$BENCH_OUT"

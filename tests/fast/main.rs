@@ -185,6 +185,52 @@ fn joined_webhook(room: &str, who: &callgate::domain::AuthUser) -> (callgate::li
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_handled_in_one_batch_are_each_in_the_timeline_in_the_order_they_arrived() {
+    use callgate::ingest::inbox::{self, Inbox};
+    use std::sync::Arc;
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let inbox = Arc::new(Inbox::new(world.core.clone()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(inbox::run(inbox.clone(), stop.clone()));
+
+    // While the call's row is held its events wait, so one batch takes them all.
+    let mut holder = world.core.db.begin().await.expect("a transaction");
+    callgate::store::lock_call(&mut holder, call).await.expect("the lock");
+    let mut sent = Vec::new();
+    for who in [&bob, &alice, &bob] {
+        let (event, body) = joined_webhook(&room, who);
+        inbox::ingest(&inbox, &event, &body).await.expect("stored");
+        sent.push(event.id.clone());
+    }
+    holder.rollback().await.expect("the lock released");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while inbox.backlog() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the events are handled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let recorded: Vec<(String, String, bool)> = sqlx::query_as(
+        "select data->>'livekitEventId', actor, (data->>'applied')::bool from call_events \
+         where call_id = $1 and type = 'livekit.participant_joined' order by id",
+    )
+    .bind(call.0)
+    .fetch_all(&world.core.db)
+    .await
+    .expect("the timeline");
+    let ids: Vec<&str> = recorded.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, sent, "each event once, in the order they arrived");
+    let actors: Vec<&str> = recorded.iter().map(|(_, actor, _)| actor.as_str()).collect();
+    assert_eq!(actors, [bob.id.as_str(), alice.id.as_str(), bob.id.as_str()]);
+    assert!(recorded[0].2 && recorded[1].2, "the first joins changed the call: {recorded:?}");
+    let view = world.call(&alice, call).await;
+    assert!(view.participants.iter().all(|p| p.status == ParticipantStatus::Joined), "both joined: {view:?}");
+    stop.cancel();
+    writer.await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_inbox_refuses_events_beyond_its_backlog_and_takes_them_again_once_it_drains() {
     use callgate::ingest::inbox::{self, Inbox};
     use std::sync::Arc;

@@ -1007,7 +1007,6 @@ bench_api() {
         RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
         "$target/release/callgate" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
-    trap stop_bench_helpers EXIT
     local rc=0
     if (wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health); then
         section "API load"

@@ -184,11 +184,12 @@ async fn end_busy(
     user: &AuthUser,
     busy: &[UserId],
 ) -> Result<CallError, CallError> {
-    store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy).await?;
+    let row = store::end_call(&mut tx, call_id, Outcome::Busy, EndReason::Busy)
+        .await?
+        .ok_or(CallError::NotFound)?;
     let data = json!({"outcome": Outcome::Busy, "busy": busy});
     store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
-    let row = store::lock_call(&mut tx, call_id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::load(&mut tx, &row).await?;
     crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
     tx.commit().await?;
@@ -609,8 +610,7 @@ pub async fn finish(
 ) -> sqlx::Result<Ended> {
     let id = call.call_id();
     let was_ringing = ringing::still_ringing(conn, id).await?;
-    store::end_call(conn, id, outcome, reason).await?;
-    let ended = store::lock_call(conn, id).await?.unwrap_or_else(|| call.clone());
+    let ended = store::end_call(conn, id, outcome, reason).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
     let view = CallView::new(&ended, &participants);
     crate::calls::app_webhooks::call_ended(conn, &ended, &view).await?;

@@ -188,35 +188,32 @@ pub async fn set_state(conn: &mut PgConnection, call: CallId, state: CallState) 
 }
 
 /// Ends the call: every participant is freed, pending deadlines are dropped.
+/// One statement; the call's row as it is now, if it exists (the
+/// participants' change shows in the transaction's next statement).
 pub async fn end_call(
     conn: &mut PgConnection,
     call: CallId,
     outcome: Outcome,
     reason: EndReason,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update calls set state = 'ended', outcome = $2, end_reason = $3, ended_at = now() \
-         where id = $1",
-    )
-    .bind(call.0)
-    .bind(outcome.as_str())
-    .bind(reason.as_str())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "update call_participants set live = false, \
+) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as(concat!(
+        "with freed as (update call_participants set live = false, \
          status = case status when 'invited' then 'missed' \
                               when 'accepted' then 'left' \
                               when 'joined' then 'left' \
                               when 'reconnecting' then 'left' else status end, \
          left_at = case when status = 'joined' then coalesce(left_at, now()) else left_at end \
-         where call_id = $1",
-    )
+         where call_id = $1), \
+         dropped as (delete from deadlines where call_id = $1) \
+         update calls set state = 'ended', outcome = $2, end_reason = $3, ended_at = now() \
+         where id = $1 returning ",
+        call_columns!()
+    ))
     .bind(call.0)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("delete from deadlines where call_id = $1").bind(call.0).execute(conn).await?;
-    Ok(())
+    .bind(outcome.as_str())
+    .bind(reason.as_str())
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn save_video_session(

@@ -1,13 +1,12 @@
 //! The webhooks to the host application that a call's changes write, in
-//! the transaction of the change (`app_webhook_outbox`); delivered by
-//! `crate::workers::app_webhooks`.
+//! the transaction of the change (`app_webhook_outbox`, gathered in the
+//! transaction's `store::Outgoing`); delivered by `crate::workers::app_webhooks`.
 
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 
 use crate::calls::views::CallView;
 use crate::domain::{Outcome, ParticipantStatus, UserId};
-use crate::store::{self, CallRow};
+use crate::store::{CallRow, Outgoing};
 
 /// What every call webhook says about the call.
 pub(crate) fn call_data(view: &CallView) -> Value {
@@ -32,30 +31,25 @@ pub(crate) fn call_data(view: &CallView) -> Value {
     data
 }
 
-pub(crate) async fn enqueue(
-    conn: &mut PgConnection,
-    kind: &str,
-    view: &CallView,
-    data: Value,
-) -> sqlx::Result<()> {
-    store::enqueue_app_webhook(conn, kind, view.id, data).await
+pub(crate) fn enqueue(out: &mut Outgoing, kind: &str, view: &CallView, data: Value) {
+    out.hook(kind, view.id, data);
 }
 
 /// The call started ringing.
-pub async fn call_started(conn: &mut PgConnection, view: &CallView) -> sqlx::Result<()> {
-    enqueue(conn, "call.started", view, call_data(view)).await
+pub fn call_started(out: &mut Outgoing, view: &CallView) {
+    enqueue(out, "call.started", view, call_data(view));
 }
 
 /// The first callee answered: the call went from ringing to connecting.
-pub async fn call_answered(conn: &mut PgConnection, view: &CallView, by: &UserId) -> sqlx::Result<()> {
+pub fn call_answered(out: &mut Outgoing, view: &CallView, by: &UserId) {
     let mut data = call_data(view);
     data["answeredBy"] = json!(by);
     data["answeredAt"] = json!(view.answered_at);
-    enqueue(conn, "call.answered", view, data).await
+    enqueue(out, "call.answered", view, data);
 }
 
 /// The call ended; for a call nobody answered, also `call.missed`.
-pub async fn call_ended(conn: &mut PgConnection, call: &CallRow, view: &CallView) -> sqlx::Result<()> {
+pub fn call_ended(out: &mut Outgoing, call: &CallRow, view: &CallView) {
     let mut data = call_data(view);
     data["outcome"] = json!(view.outcome);
     data["endReason"] = json!(view.end_reason);
@@ -65,17 +59,16 @@ pub async fn call_ended(conn: &mut PgConnection, call: &CallRow, view: &CallView
     data["answeredAt"] = json!(view.answered_at);
     data["connectedAt"] = json!(view.connected_at);
     data["endedAt"] = json!(view.ended_at);
-    enqueue(conn, "call.ended", view, data).await?;
+    enqueue(out, "call.ended", view, data);
     if view.outcome == Some(Outcome::Missed) {
-        call_missed(conn, view).await?;
+        call_missed(out, view);
     }
-    Ok(())
 }
 
 /// Callees who were rung and never answered (`missedBy`): a whole call
 /// nobody answered, or the callees of a group call that went on without
 /// them.
-pub async fn call_missed(conn: &mut PgConnection, view: &CallView) -> sqlx::Result<()> {
+pub fn call_missed(out: &mut Outgoing, view: &CallView) {
     let missed: Vec<&str> = view
         .participants
         .iter()
@@ -83,9 +76,9 @@ pub async fn call_missed(conn: &mut PgConnection, view: &CallView) -> sqlx::Resu
         .map(|p| p.user_id.as_str())
         .collect();
     if missed.is_empty() {
-        return Ok(());
+        return;
     }
     let mut data = call_data(view);
     data["missedBy"] = json!(missed);
-    enqueue(conn, "call.missed", view, data).await
+    enqueue(out, "call.missed", view, data);
 }

@@ -14,7 +14,7 @@ use crate::calls::views::{CallView, CallWithJoin};
 use crate::calls::{CallError, Core, consent, ringing};
 use crate::domain::consent::Gender;
 use crate::domain::{AuthUser, CallId, ClientEvent, Code, EventSource, ParticipantStatus, Role, UserId};
-use crate::store::{self, DeadlineKind, NewParticipant};
+use crate::store::{self, DeadlineKind, NewParticipant, Outgoing};
 
 /// Who an invitation rang, and who was busy (or blocked: told apart from
 /// busy by nobody).
@@ -143,9 +143,10 @@ pub async fn invite(
     let data = json!({"invitees": rung, "busy": busy});
     store::record_event(&mut tx, id, "call.invited", EventSource::Api, Some(user.id.as_str()), data).await?;
     let view = CallView::load(&mut tx, &call).await?;
-    ringing::rang(&mut tx, &view, &rung).await?;
+    let mut out = Outgoing::default();
+    ringing::rang(&mut out, &view, &rung);
     let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
-    store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, id, &json!({"call": view})).await?;
+    out.notify(&recipients, ClientEvent::CallIncoming, Some(id.0), &json!({"call": view}));
     let others: Vec<String> = view
         .participants
         .iter()
@@ -154,8 +155,9 @@ pub async fn invite(
         .collect();
     if !rung.is_empty() {
         let event = json!({"call": view, "by": user.id, "invitees": rung});
-        store::notify(&mut tx, &others, ClientEvent::ParticipantInvited, id, &event).await?;
+        out.notify(&others, ClientEvent::ParticipantInvited, Some(id.0), &event);
     }
+    out.write(&mut tx).await?;
     tx.commit().await?;
     Ok(Invited { call: view, rung, busy })
 }

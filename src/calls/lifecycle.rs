@@ -22,7 +22,7 @@ use crate::domain::{
     CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, RingStop, Role, UserId,
 };
 use crate::livekit::RoomSpec;
-use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, ParticipantRow};
+use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, Outgoing, ParticipantRow};
 
 /// A validated request to start a call.
 #[derive(Debug)]
@@ -94,10 +94,12 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         .await?;
     // Nothing since the insert changed the row.
     let view = CallView::new(&row, &store::participants(&mut tx, call_id).await?);
-    crate::calls::app_webhooks::call_started(&mut tx, &view).await?;
-    ringing::rang(&mut tx, &view, &roster.rung).await?;
+    let mut out = Outgoing::default();
+    crate::calls::app_webhooks::call_started(&mut out, &view);
+    ringing::rang(&mut out, &view, &roster.rung);
     let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
-    store::notify(&mut tx, &recipients, ClientEvent::CallIncoming, call_id, &json!({"call": view})).await?;
+    out.notify(&recipients, ClientEvent::CallIncoming, Some(call_id.0), &json!({"call": view}));
+    out.write(&mut tx).await?;
     let spec = room_spec(app, call_id, req.call_type, session.state);
     app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     if let Err(err) = tx.commit().await {
@@ -191,7 +193,9 @@ async fn end_busy(
     store::record_event(&mut tx, call_id, "call.ended", EventSource::Api, Some(user.id.as_str()), data)
         .await?;
     let view = CallView::load(&mut tx, &row).await?;
-    crate::calls::app_webhooks::call_ended(&mut tx, &row, &view).await?;
+    let mut out = Outgoing::default();
+    crate::calls::app_webhooks::call_ended(&mut out, &row, &view);
+    out.write(&mut tx).await?;
     tx.commit().await?;
     let ended = Ended { call: row, outcome: Outcome::Busy, reason: EndReason::Busy, view };
     app.metrics.call_ended(&ended.figures());
@@ -340,12 +344,13 @@ pub async fn accept(
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let view = CallView::new(&call, &store::participants(&mut tx, id).await?);
     let others = others_in(&view, &user.id);
-    store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
-        .await?;
-    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Answered).await?;
+    let mut out = Outgoing::default();
+    out.notify(&others, ClientEvent::CallAccepted, Some(id.0), &json!({"call": view, "by": user.id}));
+    ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Answered);
     if answers_the_call.is_some() {
-        crate::calls::app_webhooks::call_answered(&mut tx, &view, &user.id).await?;
+        crate::calls::app_webhooks::call_answered(&mut out, &view, &user.id);
     }
+    out.write(&mut tx).await?;
     tx.commit().await?;
     enforce::settle_later(app, Effects::for_call(id));
     if answers_the_call.is_some() {
@@ -417,15 +422,11 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, by).await?)
     };
     let view = CallView::load(&mut tx, &call).await?;
-    store::notify(
-        &mut tx,
-        &others_in(&view, &user.id),
-        ClientEvent::CallDeclined,
-        id,
-        &json!({"call": view, "by": user.id}),
-    )
-    .await?;
-    ringing::stopped(&mut tx, &view, user.id.as_str(), RingStop::Declined).await?;
+    let mut out = Outgoing::default();
+    let event = json!({"call": view, "by": user.id});
+    out.notify(&others_in(&view, &user.id), ClientEvent::CallDeclined, Some(id.0), &event);
+    ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Declined);
+    out.write(&mut tx).await?;
     tx.commit().await?;
     match ended {
         Some(ended) => after_end(app, &ended).await,
@@ -613,7 +614,8 @@ pub async fn finish(
     let ended = store::end_call(conn, id, outcome, reason).await?.unwrap_or_else(|| call.clone());
     let participants = store::participants(conn, id).await?;
     let view = CallView::new(&ended, &participants);
-    crate::calls::app_webhooks::call_ended(conn, &ended, &view).await?;
+    let mut out = Outgoing::default();
+    crate::calls::app_webhooks::call_ended(&mut out, &ended, &view);
     let actor = actor.map(UserId::as_str);
     let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
     store::record_event(conn, id, "call.ended", source, actor, data).await?;
@@ -626,12 +628,13 @@ pub async fn finish(
     let payload = json!({"call": view});
     let stop = if outcome == Outcome::Cancelled { RingStop::Cancelled } else { RingStop::Missed };
     for callee in &was_ringing {
-        ringing::stopped(conn, &view, callee, stop).await?;
+        ringing::stopped(&mut out, &view, callee, stop);
     }
     if let Some(kind) = specific {
-        store::notify(conn, &everyone, kind, id, &payload).await?;
+        out.notify(&everyone, kind, Some(id.0), &payload);
     }
-    store::notify(conn, &everyone, ClientEvent::CallEnded, id, &payload).await?;
+    out.notify(&everyone, ClientEvent::CallEnded, Some(id.0), &payload);
+    out.write(conn).await?;
     meeting::on_call_end(conn, &ended, reason).await?;
     Ok(Ended { call: ended, outcome, reason, view })
 }

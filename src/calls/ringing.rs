@@ -13,10 +13,10 @@ use sqlx::PgConnection;
 use crate::calls::app_webhooks::{call_data, enqueue};
 use crate::calls::views::CallView;
 use crate::domain::{ClientEvent, RingStop, UserId};
-use crate::store;
+use crate::store::{self, Outgoing};
 
 /// The call rings these callees: one `call.ringing` app webhook each.
-pub async fn rang(conn: &mut PgConnection, view: &CallView, callees: &[UserId]) -> sqlx::Result<()> {
+pub fn rang(out: &mut Outgoing, view: &CallView, callees: &[UserId]) {
     let caller_name =
         view.participants.iter().find(|p| p.user_id == view.initiator_id).and_then(|p| p.name.clone());
     for callee in callees {
@@ -25,32 +25,19 @@ pub async fn rang(conn: &mut PgConnection, view: &CallView, callees: &[UserId]) 
         if let Some(name) = &caller_name {
             data["initiatorName"] = json!(name);
         }
-        enqueue(conn, "call.ringing", view, data).await?;
+        enqueue(out, "call.ringing", view, data);
     }
-    Ok(())
 }
 
 /// The callee's ringing stopped: her devices hear `call.ring_stopped`, the
 /// host application a `call.ring_stopped` app webhook.
-pub async fn stopped(
-    conn: &mut PgConnection,
-    view: &CallView,
-    callee: &str,
-    why: RingStop,
-) -> sqlx::Result<()> {
+pub fn stopped(out: &mut Outgoing, view: &CallView, callee: &str, why: RingStop) {
     let event = json!({"call": view, "reason": why});
-    store::notify(
-        conn,
-        &[callee.to_owned()],
-        ClientEvent::CallRingStopped,
-        crate::domain::CallId(view.id),
-        &event,
-    )
-    .await?;
+    out.notify(&[callee.to_owned()], ClientEvent::CallRingStopped, Some(view.id), &event);
     let mut data = call_data(view);
     data["calleeId"] = json!(callee);
     data["reason"] = json!(why);
-    enqueue(conn, "call.ring_stopped", view, data).await
+    enqueue(out, "call.ring_stopped", view, data);
 }
 
 /// Who is still being rung in this call (read before a change that may stop it).

@@ -33,6 +33,7 @@ pub mod events;
 pub mod housekeeping;
 pub mod livekit_inbox;
 pub mod outbox;
+pub mod outgoing;
 pub mod participants;
 pub mod quality;
 
@@ -43,6 +44,7 @@ pub use calls::{
 pub use deadlines::{DeadlineKind, DueDeadline, cancel, schedule, take_due_deadline};
 pub use events::{NewEvent, notify, record_event, record_events};
 pub use outbox::{app_webhook_backlog, enqueue_app_webhook};
+pub use outgoing::Outgoing;
 pub use participants::{
     NewParticipant, ParticipantRow, StoredGender, gender_word, insert_participant, live_users, mark_answered,
     mark_gone, mark_joined, participants,

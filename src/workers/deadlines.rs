@@ -108,10 +108,12 @@ async fn act(
                 store::mark_gone(tx, id, user, ParticipantStatus::Missed).await?;
             }
             let view = crate::calls::views::CallView::load(tx, call).await?;
-            crate::calls::app_webhooks::call_missed(tx, &view).await?;
+            let mut out = store::Outgoing::default();
+            crate::calls::app_webhooks::call_missed(&mut out, &view);
             for user in &missed {
-                crate::calls::ringing::stopped(tx, &view, user, domain::RingStop::Missed).await?;
+                crate::calls::ringing::stopped(&mut out, &view, user, domain::RingStop::Missed);
             }
+            out.write(tx).await?;
             Ok(None)
         }
         (DeadlineKind::Connect, CallState::Connecting) => {

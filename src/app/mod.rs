@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +90,7 @@ impl Application {
                  never run a production service like this"
             );
         }
-        let db = PgPoolOptions::new()
+        let db = crate::store::pool_options()
             .max_connections(config.database_pool_size.max(2))
             .min_connections(config.database_pool_min.min(config.database_pool_size))
             .acquire_timeout(config.database_acquire_timeout)

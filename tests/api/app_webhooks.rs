@@ -285,3 +285,48 @@ async fn webhooks_undelivered_for_three_days_are_given_up_and_week_old_rows_dele
     assert_eq!(state(old).await.expect("query"), None, "deleted");
     assert_eq!(state(fresh).await.expect("query"), Some(false), "still being retried");
 }
+
+/// Every app webhook of the call and every event queued for its people,
+/// each table in the order it was written (`seq`).
+async fn written_in_order(app: &TestApp, call: &str) -> (Vec<String>, Vec<String>) {
+    let id = Uuid::parse_str(call).expect("uuid");
+    let hooks = sqlx::query_scalar("select type from app_webhook_outbox where call_id = $1 order by seq")
+        .bind(id)
+        .fetch_all(&app.state.db)
+        .await
+        .expect("outbox rows");
+    let events = sqlx::query_scalar(
+        "select type || ' for ' || user_id from user_events where call_id = $1 order by seq",
+    )
+    .bind(id)
+    .fetch_all(&app.state.db)
+    .await
+    .expect("user events");
+    (hooks, events)
+}
+
+#[tokio::test]
+async fn what_one_step_tells_the_host_and_the_people_is_written_in_the_order_it_happened() {
+    let app = spawn_app_configured(|_| {}).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call_action(&call, "end", &alice, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (hooks, events) = written_in_order(&app, &call).await;
+    // Each step's rows are written together, in one statement.
+    assert_eq!(hooks, ["call.started", "call.ringing", "call.ring_stopped", "call.answered", "call.ended"]);
+    let (a, b) = (alice.id.as_str(), bob.id.as_str());
+    let expected: Vec<String> = [
+        ("call.incoming", b),
+        ("call.accepted", a),
+        ("call.ring_stopped", b),
+        ("call.ended", a),
+        ("call.ended", b),
+    ]
+    .iter()
+    .map(|(kind, user)| format!("{kind} for {user}"))
+    .collect();
+    assert_eq!(events, expected);
+}

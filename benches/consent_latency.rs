@@ -91,19 +91,32 @@ async fn main() -> anyhow::Result<()> {
             app.post(&format!("/api/v1/calls/{call}/video/requests/{request}/accept"), &her, json!({})).await;
         anyhow::ensure!(status.is_success() && body["state"] == "on", "round {round}: accept failed: {body}");
         to_answer.push((now() - sent) * 1000.0);
-        let told = his
-            .wait_for_matching(
-                "participant_permissions_changed",
-                json!({"local": true}),
-                since,
-                Duration::from_secs(5),
-            )
-            .await?;
-        if !told.permissions()?.may_publish("camera") {
-            let seen: Vec<String> =
-                his.events(since).await?.iter().map(|e| format!("{} {:?}", e.event, e.fields)).collect();
-            anyhow::bail!("round {round}: no camera right; his events since the accept: {seen:#?}");
-        }
+        // The first change of his rights that carries the camera: the push
+        // of the request's own state (no camera yet) may reach him after
+        // the accept was sent, and is not the accept in force.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut after = since;
+        let told = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let told = his
+                .wait_for_matching("participant_permissions_changed", json!({"local": true}), after, left)
+                .await;
+            match told {
+                Ok(told) if told.permissions()?.may_publish("camera") => break told,
+                Ok(told) if !left.is_zero() => after = told.seq,
+                _ => {
+                    let seen: Vec<String> = his
+                        .events(since)
+                        .await?
+                        .iter()
+                        .map(|e| format!("{} {:?}", e.event, e.fields))
+                        .collect();
+                    anyhow::bail!(
+                        "round {round}: no camera right within 5 s; his events since the accept: {seen:#?}"
+                    );
+                }
+            }
+        };
         to_permission.push((told.wall - sent) * 1000.0);
 
         let seen = hers.last_seq().await?;

@@ -85,6 +85,8 @@ pub async fn notify_without_call(
     insert_events(conn, recipients, kind, None, data).await
 }
 
+/// One kind of event for these recipients, written the way a step's
+/// events are (`store::Outgoing`).
 async fn insert_events(
     conn: &mut PgConnection,
     recipients: &[String],
@@ -92,22 +94,9 @@ async fn insert_events(
     call: Option<Uuid>,
     data: &Value,
 ) -> sqlx::Result<()> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = recipients.iter().map(|_| Uuid::new_v4()).collect();
-    sqlx::query(
-        "insert into user_events (id, user_id, call_id, type, data) \
-         select id, user_id, $3, $4, $5 from unnest($1::uuid[], $2::text[]) as r(id, user_id)",
-    )
-    .bind(&ids)
-    .bind(recipients)
-    .bind(call)
-    .bind(kind.as_str())
-    .bind(data)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let mut out = crate::store::Outgoing::default();
+    out.notify(recipients, kind, call, data);
+    out.write(conn).await
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -6,24 +6,17 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Writes an app webhook into the outbox, stamped with the transaction's time.
+/// Writes an app webhook into the outbox, stamped with the transaction's
+/// time: one on its own, written the way a step's are (`store::Outgoing`).
 pub async fn enqueue_app_webhook(
     conn: &mut PgConnection,
     kind: &str,
     call: Uuid,
     data: Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into app_webhook_outbox (id, type, call_id, payload) \
-         values ($1, $2, $3, jsonb_build_object('type', $2::text, 'timestamp', now(), 'data', $4::jsonb))",
-    )
-    .bind(Uuid::new_v4())
-    .bind(kind)
-    .bind(call)
-    .bind(data)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let mut out = crate::store::Outgoing::default();
+    out.hook(kind, call, data);
+    out.write(conn).await
 }
 
 /// App webhooks neither delivered nor given up on.

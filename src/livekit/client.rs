@@ -278,7 +278,27 @@ pub(super) fn track(info: &proto::TrackInfo) -> TrackSeen {
         Ok(proto::TrackType::Video) => TrackKind::Video,
         _ => TrackKind::Other,
     };
-    TrackSeen { sid: info.sid.clone(), kind, source: source_of(info.source), muted: info.muted }
+    TrackSeen {
+        sid: info.sid.clone(),
+        kind,
+        media: media_of(info),
+        source: source_of(info.source),
+        muted: info.muted,
+    }
+}
+
+/// The kind of the media LiveKit receives, from the codec's mime type (and
+/// those of its simulcast codecs): video if any of them is. The declared
+/// type is whatever the client put in its request; this is not.
+fn media_of(info: &proto::TrackInfo) -> Option<TrackKind> {
+    let kinds = std::iter::once(info.mime_type.as_str())
+        .chain(info.codecs.iter().map(|c| c.mime_type.as_str()))
+        .filter_map(TrackKind::of_mime);
+    kinds.max_by_key(|kind| match kind {
+        TrackKind::Video => 2,
+        TrackKind::Other => 1,
+        TrackKind::Audio => 0,
+    })
 }
 
 fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::consent::{TrackKind, TrackSource, VideoState};
+use crate::domain::consent::{TrackKind, TrackLabel, TrackSource, VideoState};
 use crate::domain::{CallId, CallType};
 
 pub use client::LiveKit;
@@ -109,24 +109,35 @@ impl Participant {
     }
 }
 
-/// A published track as the policy judges it: its real kind and the source
-/// its client declared.
+/// A published track as the policy judges it: the kind and source its
+/// client declared, and the kind of the media LiveKit receives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackSeen {
     pub sid: String,
+    /// The kind its client declared (`TrackInfo.type`).
     pub kind: TrackKind,
+    /// The kind of its media (`TrackInfo.mime_type` and its codecs'),
+    /// `None` while LiveKit does not say.
+    pub media: Option<TrackKind>,
     /// `None` for a source LiveKit calls unknown.
     pub source: Option<TrackSource>,
     pub muted: bool,
 }
 
 impl TrackSeen {
+    /// An honest track: its media is what its client declared.
+    pub fn honest(sid: &str, kind: TrackKind, source: TrackSource) -> Self {
+        TrackSeen { sid: sid.to_owned(), kind, media: Some(kind), source: Some(source), muted: false }
+    }
+
+    /// What the policy judges.
+    pub fn label(&self) -> TrackLabel {
+        TrackLabel { declared: self.kind, media: self.media, source: self.source }
+    }
+
+    /// What it really is (video if its media or its label says so).
     pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            TrackKind::Audio => "audio",
-            TrackKind::Video => "video",
-            TrackKind::Other => "other",
-        }
+        self.label().kind().as_str()
     }
 
     /// The source's name, `unknown` when LiveKit does not know it.
@@ -213,9 +224,12 @@ pub trait RoomService: Send + Sync {
 }
 
 /// A room's metadata: what clients read of the call from LiveKit itself.
-/// Only callgate can set it (no participant holds `roomAdmin`).
-pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState) -> String {
-    serde_json::json!({"callId": call, "type": call_type, "video": video}).to_string()
+/// Only callgate can set it (no participant holds `roomAdmin`), so it is
+/// what honest clients go by: they play a participant's video only while
+/// `video` is `on` and that participant is in `live`, and let only those in
+/// `live` subscribe to their own tracks. `live` is sorted.
+pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState, live: &[String]) -> String {
+    serde_json::json!({"callId": call, "type": call_type, "video": video, "live": live}).to_string()
 }
 
 #[cfg(test)]

@@ -49,9 +49,13 @@ pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 #[must_use = "hand it to enforce::settle once the transaction has committed"]
 pub struct Effects {
     pub call: Option<CallId>,
-    /// Participants whose rights to push again: a new LiveKit session, or a
-    /// track they published while the rights were being withdrawn.
+    /// Participants whose rights to push again: a new LiveKit session.
     pub rights_for: Vec<String>,
+    /// Participants with a track their rights do not allow (published
+    /// while the rights were being withdrawn, or with a token LiveKit
+    /// refreshed before): their rights are pushed so that LiveKit applies
+    /// them and removes it (`RoomService::withdraw_tracks`).
+    pub withdraw: Vec<String>,
     /// Identities to put out of the room: gone from the call, never in it,
     /// or removed for breaking the rule.
     pub remove: Vec<String>,
@@ -66,7 +70,7 @@ impl Effects {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rights_for.is_empty() && self.remove.is_empty() && !self.resync
+        self.rights_for.is_empty() && self.withdraw.is_empty() && self.remove.is_empty() && !self.resync
     }
 
     /// Adds what `other` (of the same call) asks for: one settlement for a
@@ -76,6 +80,11 @@ impl Effects {
         for identity in other.rights_for {
             if !self.rights_for.contains(&identity) {
                 self.rights_for.push(identity);
+            }
+        }
+        for identity in other.withdraw {
+            if !self.withdraw.contains(&identity) {
+                self.withdraw.push(identity);
             }
         }
         for identity in other.remove {
@@ -188,8 +197,8 @@ async fn attempt(
         // out, and the whole attempt is retried.
         remove_all(app, &row.room_name, &mut effects.remove).await?;
         let everyone = effects.resync || row.rights_version < row.video_version;
-        if everyone || !effects.rights_for.is_empty() {
-            push(app, row, (!everyone).then_some(&effects.rights_for[..])).await?;
+        if everyone || !effects.rights_for.is_empty() || !effects.withdraw.is_empty() {
+            push(app, row, (!everyone).then_some(&effects.rights_for[..]), &effects.withdraw).await?;
         }
         let current = if everyone {
             if let Some(told) = pushed.take() {
@@ -197,7 +206,7 @@ async fn attempt(
             }
             effects.resync = false;
             store::calls::confirm_rights_version(&app.db, call, row.video_version).await?
-        } else if !effects.rights_for.is_empty() {
+        } else if !effects.rights_for.is_empty() || !effects.withdraw.is_empty() {
             store::calls::video_version(&app.db, call).await?
         } else {
             announced?;
@@ -205,6 +214,7 @@ async fn attempt(
         };
         if current.is_none_or(|v| v == row.video_version) {
             effects.rights_for.clear();
+            effects.withdraw.clear();
             announced?;
             return Ok(());
         }
@@ -272,24 +282,29 @@ async fn remove_all(app: &Core, room: &str, identities: &mut Vec<String>) -> Res
 }
 
 /// Sends the rights of the committed state to the present participants
-/// (those of `only`, if given), all at once.
-async fn push(app: &Core, row: &CallRow, only: Option<&[String]>) -> Result<(), NotYet> {
+/// (those of `only` and `withdraw`, if `only` is given), all at once; those
+/// of `withdraw` so that LiveKit removes what they may not publish.
+async fn push(app: &Core, row: &CallRow, only: Option<&[String]>, withdraw: &[String]) -> Result<(), NotYet> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, row.call_id()).await?;
     drop(conn);
     let state = row.video_state();
+    let named = |p: &store::ParticipantRow| withdraw.iter().any(|w| p.user_id == *w);
     let targets = participants
         .iter()
         .filter(|p| p.is_present())
-        .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)));
+        .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)) || named(p));
     let updates = targets.map(|p| {
         let sources = rules::publish_sources(state, p.may_share_screen);
         async move {
-            if p.admitted {
-                app.livekit.set_publish_sources(&row.room_name, p.user_id.as_str(), &sources).await
-            } else {
+            let identity = p.user_id.as_str();
+            if !p.admitted {
                 // An appointment's waiting room: nothing until a host admits them.
-                app.livekit.set_waiting(&row.room_name, p.user_id.as_str()).await
+                app.livekit.set_waiting(&row.room_name, identity).await
+            } else if named(p) {
+                app.livekit.withdraw_tracks(&row.room_name, identity, &sources).await
+            } else {
+                app.livekit.set_publish_sources(&row.room_name, identity, &sources).await
             }
         }
     });

@@ -128,7 +128,7 @@ pub async fn on_track(
     match consent::judge_track(tx, call, identity, track, published_at).await? {
         Judgement::Allowed => Ok((false, None)),
         Judgement::Withdraw { violation } => {
-            effects.rights_for.push(identity.to_owned());
+            effects.withdraw.push(identity.to_owned());
             Ok((violation, None))
         }
         Judgement::PutOut(why) => {

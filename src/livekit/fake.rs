@@ -287,6 +287,15 @@ impl RoomService for FakeRooms {
         Ok(true)
     }
 
+    async fn withdraw_tracks(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        self.set_publish_sources(room, identity, sources).await
+    }
+
     async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
         self.check_up()?;
         let mut state = self.state();

@@ -199,6 +199,20 @@ pub trait RoomService: Send + Sync {
         sources: &[TrackSource],
     ) -> LiveKitResult<bool>;
 
+    /// Like `set_publish_sources`, and makes sure LiveKit removes the
+    /// published tracks of a source `sources` does not allow. LiveKit skips
+    /// an update equal to the grants it holds, and only an applied update
+    /// removes tracks; a track that was pending (asked for while allowed)
+    /// when the rights were withdrawn is published afterwards and stays
+    /// unless the rights are applied again. Returns false when the
+    /// participant is not in the room.
+    async fn withdraw_tracks(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool>;
+
     /// Replaces every permission of a connected participant with none:
     /// a waiting room (no publish, no subscribe, no data; LiveKit
     /// unpublishes their tracks). Returns false when they are not in the room.

@@ -364,7 +364,7 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
         pass.livekit_requests += 1;
     }
     if !effects.is_empty() {
-        pass.livekit_requests += effects.remove.len() + effects.rights_for.len();
+        pass.livekit_requests += effects.remove.len() + effects.rights_for.len() + effects.withdraw.len();
     }
     enforce::settle(app, effects).await;
     Ok(())
@@ -424,7 +424,10 @@ async fn check_tracks_and_rights(
             // In an appointment's waiting room: no rights at all.
             false => person.waiting,
         };
-        if withdraw || !in_line {
+        if withdraw {
+            effects.withdraw.push(person.identity.clone());
+            pass.rights_fixed += 1;
+        } else if !in_line {
             effects.rights_for.push(person.identity.clone());
             pass.rights_fixed += 1;
             tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");

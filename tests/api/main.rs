@@ -29,6 +29,7 @@ mod limits;
 mod logs;
 mod media;
 mod metrics;
+mod oidc;
 mod openapi;
 mod outages;
 mod quality;

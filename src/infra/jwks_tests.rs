@@ -348,3 +348,26 @@ fn keys_past_the_bound_are_ignored() {
     let keys = parse_key_set(json!({"keys": many}).to_string().as_bytes()).expect("keys");
     assert_eq!(keys.len(), MAX_KEYS);
 }
+
+#[tokio::test]
+async fn the_keys_are_fetched_again_on_schedule_without_any_token_asking() {
+    let provider = Provider::serving(&[&ES, &RS]).await;
+    let mut config = config(JwksSource::Url(provider.url()), COOLDOWN);
+    if let JwtKey::Jwks(jwks) = &mut config.key {
+        jwks.refresh = Duration::from_secs(1);
+    }
+    let auth = Authenticator::new(&config).expect("an authenticator");
+    let keys = auth.provider_keys().expect("the provider's keys").clone();
+    keys.load().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let refreshing = tokio::spawn(keys.clone().run(stop.clone()));
+    provider.publish(&[&RS]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(keys.find(Some(ES.kid), ES.alg), Lookup::Found(_)) {
+        assert!(Instant::now() < deadline, "the dropped key is still held after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(keys.find(Some(RS.kid), RS.alg), Lookup::Found(_)));
+    stop.cancel();
+    refreshing.await.expect("the refresh job ends when stopped");
+}

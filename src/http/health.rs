@@ -58,7 +58,7 @@ struct Readiness {
     status: Check,
 }
 
-/// PostgreSQL, Redis and LiveKit answer, and user tokens can be verified (readiness). Probed at most once a second per instance,
+/// PostgreSQL, Redis and LiveKit answer (readiness). Probed at most once a second per instance,
 /// however often asked; which dependency is down is told on the operations listener only.
 #[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "operations",
     responses(
@@ -66,6 +66,8 @@ struct Readiness {
         (status = 503, description = "A dependency does not answer", body = Readiness),
     ))]
 async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    // With an identity provider, its keys must have been fetched once too (the
+    // public document's words are kept: the TypeScript client is generated from them).
     let checks = readiness_of(&app).await;
     (status_of(&checks), Json(Readiness { status: Check::of(checks.all_ok()) }))
 }

@@ -13,6 +13,7 @@ use crate::domain::{AuthUser, UserId};
 use crate::http::auth::bearer_in;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::infra::auth::AuthError;
 use crate::infra::outage::Dependency;
 use crate::infra::rate_limit::{Algorithm, check, check_leased, counted_as, parse_address};
 
@@ -66,12 +67,19 @@ pub fn client_address(app: &AppState, req: &Request) -> Option<IpAddr> {
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
 pub async fn limit_requests(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let user = bearer_in(req.headers()).and_then(|token| app.auth.verify(token, app.clock.now()).ok());
-    let counted = match user {
-        Some(user) => {
+    let verified = match bearer_in(req.headers()) {
+        Some(token) => Some(app.auth.verify(token, app.clock.now()).await),
+        None => None,
+    };
+    let counted = match verified {
+        Some(Ok(user)) => {
             let counted = request(&app, &user.id).await;
             req.extensions_mut().insert::<AuthUser>(user);
             counted
+        }
+        Some(Err(refused)) => {
+            req.extensions_mut().insert::<AuthError>(refused);
+            unauthenticated(&app, client_address(&app, &req)).await
         }
         None => unauthenticated(&app, client_address(&app, &req)).await,
     };

@@ -30,6 +30,7 @@ mod logs;
 mod media;
 mod metrics;
 mod modified_clients;
+mod oidc;
 mod openapi;
 mod outages;
 mod quality;

@@ -1133,7 +1133,21 @@ usage() {
     exit "${1:-2}"
 }
 
+# Whatever file descriptors the caller handed down (a lock held with
+# flock(1), a pipe) are not handed on to the servers started here, which
+# would keep them open for as long as they run.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/$$/fd/*; do
+        fd="${fd##*/}"
+        if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2 && fd < 255)); then
+            eval "exec $fd>&-" 2>/dev/null || true
+        fi
+    done
+}
+
 main() {
+    close_inherited_fds
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in

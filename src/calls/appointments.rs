@@ -18,18 +18,20 @@ use uuid::Uuid;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{self, Ended};
 use crate::calls::meeting::{self, Audience};
+use crate::calls::participants as members;
 use crate::calls::views::{CallView, JoinView};
-use crate::calls::{CallError, Core, consent};
+use crate::calls::{CallError, Core};
 use crate::domain::appointment::{self, Happening, Joinable, Rules, Window};
-use crate::domain::consent::{self as rules, VideoSession};
+use crate::domain::consent::VideoSession;
+use crate::domain::membership::Step as MemberStep;
 use crate::domain::{
     AppointmentRole, AppointmentState, AuthUser, CallId, CallState, CallType, ClientEvent, Code, EventSource,
-    ParticipantStatus, Role, UserId, call::Ending,
+    Role, UserId, call::Ending,
 };
 use crate::infra::turn::IceServer;
 use crate::livekit::RoomSpec;
 use crate::store::appointments::{self as rows, AppointmentRow, NewAppointment, PersonRow};
-use crate::store::{self, CallRow, NewCall, NewParticipant};
+use crate::store::{self, CallRow, NewCall};
 
 pub use crate::calls::meeting::AppointmentView;
 
@@ -55,8 +57,12 @@ pub struct Booking {
 pub struct JoinedAppointment {
     pub appointment: AppointmentView,
     pub call: CallView,
-    pub join: JoinView,
-    /// In the waiting room until a host admits them (no publish, no subscribe).
+    /// How to join its room; none while in the waiting room, which is
+    /// outside the meeting (no room, no media, no data, nobody's presence):
+    /// `appointment.admitted` says when to join again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinView>,
+    /// In the waiting room until a host admits them.
     pub waiting: bool,
     pub ice_servers: Vec<IceServer>,
 }
@@ -370,19 +376,7 @@ async fn open(
     store::insert_call(tx, &new_call).await?;
     store::calls::link_appointment(tx, call_id, row.id).await?;
     for person in people {
-        let host = person.role == AppointmentRole::Host;
-        let p = NewParticipant {
-            user: &person.user_id,
-            name: None,
-            gender: rules::Gender::Other,
-            role: if host { Role::Initiator } else { Role::Invitee },
-            status: ParticipantStatus::Invited,
-            may_share_screen: host,
-        };
-        store::insert_participant(tx, call_id, &p, false).await?;
-        if !host {
-            store::participants::set_admitted(tx, call_id, person.user_id.as_str(), false).await?;
-        }
+        members::book(tx, call_id, &person.user_id, person.role == AppointmentRole::Host).await?;
     }
     let no_show = appointment::no_show_at(window(row), &rules(core));
     rows::set_state(tx, row.id, AppointmentState::Open, Some(no_show)).await?;
@@ -399,18 +393,24 @@ async fn open(
         json!({}),
     )
     .await?;
-    let until_no_show = (no_show - core.clock.now()).to_std().unwrap_or_default();
-    let spec = RoomSpec {
-        // LiveKit closes a room nobody is in after this long; the no-show
-        // deadline ends the appointment first.
-        empty_timeout: until_no_show + std::time::Duration::from_secs(120),
-        departure_timeout: std::time::Duration::from_secs(20),
-        max_participants: core.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, row.call_type, session.state, &[]),
-    };
-    core.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     let call = store::lock_call(tx, call_id).await?.ok_or(CallError::NotFound)?;
+    let spec = room_spec(core, &call, row);
+    core.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     Ok((call, room_name))
+}
+
+/// Its room: kept open, whoever comes and goes, until its no-show deadline
+/// (a guest who joins and drops before the host comes does not close it).
+fn room_spec(core: &Core, call: &CallRow, row: &AppointmentRow) -> RoomSpec {
+    let no_show = appointment::no_show_at(window(row), &rules(core));
+    let until_no_show = (no_show - core.clock.now()).to_std().unwrap_or_default();
+    let hold = until_no_show + std::time::Duration::from_secs(120);
+    RoomSpec {
+        empty_timeout: hold,
+        departure_timeout: hold,
+        max_participants: core.config.max_call_participants as u32,
+        metadata: crate::livekit::room_metadata(call.call_id(), call.call_type, call.video_state(), &[]),
+    }
 }
 
 /// Joins it, inside its window: the first join opens it; a host is in at
@@ -436,6 +436,16 @@ pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppoin
         Joinable::Over => return Err(ended_conflict()),
     }
     let (call, created_room) = match call {
+        // Its room may have closed while nobody was in it (the appointment
+        // had not met): open it again; LiveKit answers an existing one as it is.
+        Some(call) if call.connected_at.is_none() => {
+            let spec = room_spec(core, &call, &row);
+            core.livekit
+                .create_room(&call.room_name, spec)
+                .await
+                .map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
+            (call, None)
+        }
         Some(call) => (call, None),
         None => {
             let (call, room) = open(core, &mut tx, &row, &people).await?;
@@ -455,20 +465,17 @@ pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppoin
             let mut effects = Effects::for_call(call.call_id());
             effects.rights_for = entered.admitted_now.iter().map(|u| u.to_string()).collect();
             enforce::settle_later(core, effects);
-            let join = lifecycle::join_with(
-                core,
-                &call,
-                &user.id,
-                user.name.as_deref(),
-                entered.share,
-                entered.waiting,
-            )?;
+            let join = if entered.waiting {
+                None
+            } else {
+                Some(lifecycle::join_for(core, &call, &user.id, user.name.as_deref(), entered.share)?)
+            };
             Ok(JoinedAppointment {
                 appointment: meeting::view(&row, &people),
                 call: CallView::new(&call, &participants),
+                ice_servers: if join.is_some() { core.ice_servers(&user.id) } else { Vec::new() },
                 join,
                 waiting: entered.waiting,
-                ice_servers: core.ice_servers(&user.id),
             })
         }
         Err(err) => {
@@ -499,33 +506,34 @@ async fn enter(
     let call_id = call.call_id();
     let participants = store::participants(tx, call_id).await?;
     let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
-    if me.status == ParticipantStatus::Removed {
-        return Err(CallError::conflict(Code::NotInCall, "you were removed from this appointment"));
-    }
-    if !me.live && !store::participants::make_live(tx, call_id, &user.id).await? {
-        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
-    }
     let host = role == AppointmentRole::Host;
     let share = if host { lifecycle::may_share_screen(core, user) } else { guest_may_share(core, user) };
-    store::mark_answered(tx, call_id, &user.id, user.name.as_deref(), user.gender, share).await?;
     let auto = core.config.appointments.auto_admit;
     let host_here = participants.iter().any(|p| p.role == Role::Initiator && p.is_present());
-    let mut waiting = !host && !me.admitted;
-    if waiting && auto && host_here {
-        store::participants::set_admitted(tx, call_id, user.id.as_str(), true).await?;
-        waiting = false;
-    }
+    // A host is in at once; a guest waits unless admitted before they came
+    // or let in by auto-admit with a host here.
+    let admitted = host || (auto && host_here);
+    let how = members::Answer {
+        user,
+        share,
+        video: None,
+        step: MemberStep::Arrive { admitted },
+        timeline: ("appointment.joined", json!({"role": role, "waiting": !(admitted || me.admitted)})),
+    };
+    let moved = members::answer(core, tx, call, me, how).await.map_err(|err| match err {
+        CallError::Conflict { code: Code::NotInCall, .. } => {
+            CallError::conflict(Code::NotInCall, "you were removed from this appointment")
+        }
+        other => other,
+    })?;
+    let waiting = moved.to.is_some_and(|m| m.is_waiting());
     let mut admitted_now = Vec::new();
     if host && auto {
-        for p in participants.iter().filter(|p| p.role == Role::Invitee && !p.admitted && p.is_present()) {
-            store::participants::set_admitted(tx, call_id, p.user_id.as_str(), true).await?;
+        for p in participants.iter().filter(|p| p.role == Role::Invitee && p.member().is_waiting()) {
+            members::admit(core, tx, call, p).await?;
             admitted_now.push(p.user_id.clone());
         }
     }
-    consent::on_answer(core, tx, call, &user.id, None).await?;
-    let data = json!({"role": role, "waiting": waiting});
-    store::record_event(tx, call_id, "appointment.joined", EventSource::Api, Some(user.id.as_str()), data)
-        .await?;
     let appointment_id = call.appointment_id.ok_or(CallError::NotFound)?;
     let row = rows::find(tx, appointment_id).await?.ok_or(CallError::NotFound)?;
     let people = rows::people(tx, appointment_id).await?;
@@ -557,7 +565,7 @@ async fn waiting_guests(tx: &mut PgConnection, call: CallId) -> sqlx::Result<Vec
     let participants = store::participants(tx, call).await?;
     Ok(participants
         .into_iter()
-        .filter(|p| p.role == Role::Invitee && !p.admitted && p.is_present())
+        .filter(|p| p.role == Role::Invitee && p.member().is_waiting())
         .map(|p| p.user_id)
         .collect())
 }
@@ -602,9 +610,8 @@ pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Re
     };
     let participants = store::participants(&mut tx, call.call_id()).await?;
     let target = participants.iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
-    let changed = !target.admitted;
+    let changed = members::admit(core, &mut tx, &call, target).await?.changed;
     if changed {
-        store::participants::set_admitted(&mut tx, call.call_id(), guest.as_str(), true).await?;
         tell_admitted(&mut tx, call.call_id(), &row, &people, guest).await?;
         meeting::on_presence(&mut tx, &call, core.clock.now(), core.config.timeouts.max_call_duration)
             .await?;
@@ -615,6 +622,55 @@ pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Re
     effects.rights_for.push(guest.to_string());
     let sfu_confirmed = !changed || enforce::settle_soon(core, effects).await;
     Ok(Admitted { appointment: meeting::view(&row, &people), sfu_confirmed })
+}
+
+/// A host turns a waiting guest away: out of this appointment for good.
+pub async fn turn_away(
+    core: &Core,
+    user: &AuthUser,
+    id: Uuid,
+    guest: &UserId,
+) -> Result<AppointmentView, CallError> {
+    let mut tx = core.db.begin().await?;
+    let (call, row, people) = lock_both(&mut tx, id).await?;
+    match role_of(&people, &user.id) {
+        None if !may_see(user, &row, &people) => return Err(CallError::NotFound),
+        Some(AppointmentRole::Host) => {}
+        _ => return Err(CallError::forbidden(Code::NotAHost, "only a host turns guests away")),
+    }
+    if role_of(&people, guest) != Some(AppointmentRole::Guest) {
+        return Err(CallError::invalid("userId", "is not a guest of this appointment"));
+    }
+    if row.state == AppointmentState::Ended {
+        return Err(ended_conflict());
+    }
+    let Some(call) = call else {
+        return Err(CallError::conflict(
+            Code::NotWaiting,
+            "nobody is waiting: the appointment has not opened",
+        ));
+    };
+    let participants = store::participants(&mut tx, call.call_id()).await?;
+    let target = participants.iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
+    members::turn_away(&mut tx, &call, target).await?;
+    let shown = meeting::view(&row, &people);
+    let data = json!({"appointment": shown, "userId": guest});
+    store::notify(&mut tx, &[guest.to_string()], ClientEvent::AppointmentTurnedAway, call.call_id(), &data)
+        .await?;
+    let now_waiting = waiting_guests(&mut tx, call.call_id()).await?;
+    let extra = json!({"waiting": now_waiting, "userId": guest});
+    meeting::tell(
+        &mut tx,
+        ClientEvent::AppointmentWaiting,
+        &row,
+        &people,
+        Audience::Hosts,
+        Some(call.call_id()),
+        extra,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(shown)
 }
 
 /// A host ends it for everyone (`completed` if it met, `cancelled` if not);

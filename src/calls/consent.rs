@@ -303,7 +303,10 @@ pub struct VideoView {
 async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Result<CallRow, CallError> {
     let call = store::lock_call(tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(tx, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.as_str()).ok_or(CallError::NotFound)?;
+    let me = participants
+        .iter()
+        .find(|p| p.user_id == user.as_str() && p.member().took_part())
+        .ok_or(CallError::NotFound)?;
     if !call.state.is_live() {
         return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
     }
@@ -323,7 +326,7 @@ async fn view_after(app: &Core, user: &AuthUser, id: CallId, applied: bool) -> R
     let mut conn = app.db.acquire().await?;
     let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
-    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+    if !participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part()) {
         return Err(CallError::NotFound);
     }
     let session = &call.video_session.0;
@@ -428,7 +431,7 @@ impl From<store::consent_ledger::LedgerEntry> for LedgerView {
 pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<LedgerView>, CallError> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, id).await?;
-    let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str());
+    let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part());
     if !takes_part && !user.is_admin() {
         return Err(CallError::NotFound);
     }

@@ -11,10 +11,10 @@ use serde_json::json;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{ended_conflict, join_for, may_share_screen, refuse_appointment_call};
 use crate::calls::views::{CallView, CallWithJoin};
-use crate::calls::{CallError, Core, consent, ringing};
-use crate::domain::consent::Gender;
+use crate::calls::{CallError, Core, gate, participants, ringing};
+use crate::domain::membership::Step;
 use crate::domain::{AuthUser, CallId, ClientEvent, Code, EventSource, ParticipantStatus, Role, UserId};
-use crate::store::{self, DeadlineKind, NewParticipant, Outgoing};
+use crate::store::{self, DeadlineKind, Outgoing};
 
 /// Who an invitation rang, and who was busy (or blocked: told apart from
 /// busy by nobody).
@@ -46,7 +46,9 @@ fn may_invite(
     Ok(())
 }
 
-/// `user`, present in a live call, invites `invitees` into it.
+/// `user`, present in a live call, invites `invitees` into it. Each
+/// passes the gate (`calls::gate`) against everyone in the call; each rings
+/// for `RINGING_TIMEOUT` from now, whoever else still rings.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn invite(
     app: &Core,
@@ -54,39 +56,30 @@ pub async fn invite(
     id: CallId,
     invitees: Vec<UserId>,
 ) -> Result<Invited, CallError> {
-    // Cheap refusals first, without a lock: who it is and what they may do.
-    {
+    // The gate first, without a lock: who it is, what they may do, who is in.
+    let passed = {
         let mut conn = app.db.acquire().await?;
         let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
         let participants = store::participants(&mut conn, id).await?;
         may_invite(&call, &participants, &user.id)?;
-        crate::calls::limits::call_start(app, &user.id).await?;
-        crate::calls::blocks::ring_cooldown(app, &user.id, &invitees).await?;
-        let conversation = call.conversation_id.as_deref();
-        crate::calls::authz::may_call(app, &user.id, &invitees, conversation, call.call_type).await?;
-    }
-    let blocked = crate::calls::blocks::blocked_among(app, &user.id, &invitees).await?;
+        refuse_those_in(&participants, &invitees)?;
+        let inside = inside(&participants, &user.id);
+        let knock = gate::Knock {
+            by: &user.id,
+            inside: &inside,
+            newcomers: &invitees,
+            call_type: call.call_type,
+            conversation: call.conversation_id.as_deref(),
+            live: participants.iter().filter(|p| p.live).count(),
+            late: false,
+        };
+        gate::pass(app, knock).await?
+    };
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut tx, id).await?;
     may_invite(&call, &participants, &user.id)?;
-    let in_it = |u: &UserId| {
-        participants.iter().any(|p| {
-            p.user_id == *u
-                && p.live
-                && matches!(
-                    p.status,
-                    ParticipantStatus::Invited | ParticipantStatus::Accepted | ParticipantStatus::Joined
-                )
-        })
-    };
-    if invitees.iter().any(in_it) {
-        return Err(CallError::Invalid {
-            code: Code::DuplicateParticipants,
-            field: Some("participantIds".into()),
-            detail: "someone named is in the call or being rung already".into(),
-        });
-    }
+    refuse_those_in(&participants, &invitees)?;
     let live = participants.iter().filter(|p| p.live).count();
     let max = app.config.max_call_participants;
     if live + invitees.len() > max {
@@ -96,62 +89,30 @@ pub async fn invite(
             detail: format!("a call has at most {max} participants"),
         });
     }
+    let until = app.clock.now()
+        + chrono::Duration::from_std(app.config.timeouts.ringing).unwrap_or(chrono::Duration::MAX);
     let (mut rung, mut busy) = (Vec::new(), Vec::new());
     for invitee in &invitees {
-        let known = participants.iter().any(|p| p.user_id == *invitee);
-        let free = !blocked.contains(invitee)
-            && if known {
-                let rung_again = store::participants::reinvite(&mut tx, id, invitee).await?
-                    && store::participants::make_live(&mut tx, id, invitee).await?;
-                if !rung_again {
-                    store::mark_gone(&mut tx, id, invitee.as_str(), ParticipantStatus::Busy).await?;
-                }
-                rung_again
-            } else {
-                let row = NewParticipant {
-                    user: invitee,
-                    name: None,
-                    gender: Gender::Other,
-                    role: Role::Invitee,
-                    status: ParticipantStatus::Invited,
-                    may_share_screen: true,
-                };
-                store::insert_participant(&mut tx, id, &row, true).await?
-            };
-        if free {
-            rung.push(invitee.clone());
-        } else {
-            if !known {
-                let row = NewParticipant {
-                    user: invitee,
-                    name: None,
-                    gender: Gender::Other,
-                    role: Role::Invitee,
-                    status: ParticipantStatus::Busy,
-                    may_share_screen: true,
-                };
-                store::insert_participant(&mut tx, id, &row, false).await?;
-            }
-            busy.push(invitee.clone());
+        let free = passed.free.contains(invitee);
+        match participants::ring(&mut tx, id, &participants, invitee, free, &user.id, until).await? {
+            participants::Rung::Rung => rung.push(invitee.clone()),
+            participants::Rung::Busy => busy.push(invitee.clone()),
         }
     }
     if !rung.is_empty() {
-        let due = app.clock.now()
-            + chrono::Duration::from_std(app.config.timeouts.ringing).unwrap_or(chrono::Duration::MAX);
-        store::schedule(&mut tx, id, DeadlineKind::Ringing, due, None).await?;
+        store::deadlines::schedule_earliest(&mut tx, id, DeadlineKind::Ringing, until).await?;
     }
     let data = json!({"invitees": rung, "busy": busy});
     store::record_event(&mut tx, id, "call.invited", EventSource::Api, Some(user.id.as_str()), data).await?;
-    let view = CallView::load(&mut tx, &call).await?;
+    let participants = store::participants(&mut tx, id).await?;
+    let view = CallView::new(&call, &participants);
     let mut out = Outgoing::default();
     ringing::rang(&mut out, &view, &rung);
     let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
     out.notify(&recipients, ClientEvent::CallIncoming, Some(id.0), &json!({"call": view}));
-    let others: Vec<String> = view
-        .participants
-        .iter()
-        .filter(|p| p.user_id != user.id.as_str() && !recipients.contains(&p.user_id))
-        .map(|p| p.user_id.clone())
+    let others: Vec<String> = participants::told(&view, &participants, user.id.as_str())
+        .into_iter()
+        .filter(|p| !recipients.contains(p))
         .collect();
     if !rung.is_empty() {
         let event = json!({"call": view, "by": user.id, "invitees": rung});
@@ -160,6 +121,30 @@ pub async fn invite(
     out.write(&mut tx).await?;
     tx.commit().await?;
     Ok(Invited { call: view, rung, busy })
+}
+
+/// Someone named is in the call already, or being rung: nothing is done.
+fn refuse_those_in(participants: &[store::ParticipantRow], invitees: &[UserId]) -> Result<(), CallError> {
+    let in_it = |u: &UserId| {
+        participants.iter().any(|p| p.user_id == *u && (p.member().in_call() || p.member().is_ringing()))
+    };
+    if invitees.iter().any(in_it) {
+        return Err(CallError::Invalid {
+            code: Code::DuplicateParticipants,
+            field: Some("participantIds".into()),
+            detail: "someone named is in the call or being rung already".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Everyone in the call or being rung, but `but`.
+fn inside(participants: &[store::ParticipantRow], but: &UserId) -> Vec<UserId> {
+    participants
+        .iter()
+        .filter(|p| p.user_id != *but && (p.member().in_call() || p.member().is_ringing()))
+        .map(|p| p.user_id.clone())
+        .collect()
 }
 
 /// A group invitee who declined or missed the ring joins the call while it
@@ -172,53 +157,70 @@ pub async fn join(
     id: CallId,
     video: Option<bool>,
 ) -> Result<CallWithJoin, CallError> {
+    // The gate, as for any way in: blocks against those in the call, the
+    // host's hook and the size of the call. Refused as one no longer in it.
+    {
+        let mut conn = app.db.acquire().await?;
+        let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
+        let participants = store::participants(&mut conn, id).await?;
+        if !participants.iter().any(|p| p.user_id == user.id && p.member().took_part()) {
+            return Err(CallError::NotFound);
+        }
+        let inside = inside(&participants, &user.id);
+        let knock = gate::Knock {
+            by: &user.id,
+            inside: &inside,
+            newcomers: std::slice::from_ref(&user.id),
+            call_type: call.call_type,
+            conversation: call.conversation_id.as_deref(),
+            live: participants.iter().filter(|p| p.live).count(),
+            late: true,
+        };
+        let passed = gate::pass(app, knock).await?;
+        if passed.free.is_empty() {
+            return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
+        }
+    }
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut tx, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.id).ok_or(CallError::NotFound)?;
+    let me = participants
+        .iter()
+        .find(|p| p.user_id == user.id && p.member().took_part())
+        .ok_or(CallError::NotFound)?;
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
     refuse_appointment_call(&call)?;
-    match me.status {
-        ParticipantStatus::Declined | ParticipantStatus::Missed => {}
-        ParticipantStatus::Invited => {
-            return Err(CallError::conflict(Code::NotAnswered, "it is ringing you: answer it instead"));
-        }
-        ParticipantStatus::Accepted | ParticipantStatus::Joined if me.live => {
-            return Err(CallError::conflict(
-                Code::AlreadyAnswered,
-                "you are in the call: ask for a token instead",
-            ));
-        }
-        _ => return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call")),
+    if me.status == ParticipantStatus::Invited && me.live {
+        return Err(CallError::conflict(Code::NotAnswered, "it is ringing you: answer it instead"));
+    }
+    if me.member().in_call() {
+        return Err(CallError::conflict(
+            Code::AlreadyAnswered,
+            "you are in the call: ask for a token instead",
+        ));
     }
     if me.role != Role::Invitee {
         return Err(CallError::conflict(Code::NotAnInvitee, "only an invitee joins a call they missed"));
     }
-    if !store::participants::make_live(&mut tx, id, &user.id).await? {
-        return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
+    let live = participants.iter().filter(|p| p.live).count();
+    if live >= app.config.max_call_participants {
+        return Err(CallError::conflict(Code::TooManyParticipants, "the call is full"));
     }
     let share = may_share_screen(app, user);
-    store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
-    store::record_event(
-        &mut tx,
-        id,
-        "call.accepted",
-        EventSource::Api,
-        Some(user.id.as_str()),
-        json!({"late": true}),
-    )
-    .await?;
-    consent::on_answer(app, &mut tx, &call, &user.id, video).await?;
+    let how = participants::Answer {
+        user,
+        share,
+        video,
+        step: Step::LateJoin,
+        timeline: ("call.accepted", json!({"late": true})),
+    };
+    participants::answer(app, &mut tx, &call, me, how).await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let view = CallView::load(&mut tx, &call).await?;
-    let others: Vec<String> = view
-        .participants
-        .iter()
-        .filter(|p| p.user_id != user.id.as_str())
-        .map(|p| p.user_id.clone())
-        .collect();
+    let participants = store::participants(&mut tx, id).await?;
+    let view = CallView::new(&call, &participants);
+    let others = participants::told(&view, &participants, user.id.as_str());
     store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;
     tx.commit().await?;

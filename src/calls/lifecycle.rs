@@ -9,20 +9,21 @@ use sqlx::PgConnection;
 use crate::calls::CallError;
 use crate::calls::Core;
 use crate::calls::consent;
+pub use crate::calls::ending::{Ended, after_end, delete_room, finish};
 use crate::calls::enforce::{self, Effects};
-use crate::calls::meeting;
 use crate::calls::ringing;
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent::{self as rules, VideoSession};
+use crate::domain::membership::Step;
 use crate::domain::{self, call::Ending};
 use crate::domain::{
     CallId, CallState, CallType, EndReason, EventSource, Outcome, ParticipantStatus, RingStop, Role, UserId,
 };
 use crate::livekit::RoomSpec;
-use crate::store::{self, CallRow, DeadlineKind, NewCall, NewParticipant, Outgoing, ParticipantRow};
+use crate::store::{self, CallRow, DeadlineKind, NewCall, Outgoing, ParticipantRow};
 
 /// A validated request to start a call.
 #[derive(Debug)]
@@ -51,7 +52,19 @@ pub fn may_share_screen(app: &Core, user: &AuthUser) -> bool {
 /// leaves no call, a call that fails to commit leaves no room.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id))]
 pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWithJoin, CallError> {
-    may_start(app, user, &req).await?;
+    let knock = crate::calls::gate::Knock {
+        by: &user.id,
+        inside: &[],
+        newcomers: &req.invitees,
+        call_type: req.call_type,
+        conversation: req.conversation_id.as_deref(),
+        live: 1,
+        late: false,
+    };
+    let passed = crate::calls::gate::pass(app, knock).await?;
+    if app.config.events.require_callee_online {
+        require_callee_online(app, &req.invitees).await?;
+    }
     let call_id = CallId::new();
     tracing::Span::current().record("call_id", tracing::field::display(call_id));
     let room_name = app.livekit.room_name(call_id);
@@ -62,12 +75,12 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     // unique index below still decides every race.
     let mut everyone = vec![user.id.clone()];
     everyone.extend(req.invitees.iter().cloned());
-    let mut busy_now = store::live_users(&app.db, &everyone).await?;
+    let busy_now = store::live_users(&app.db, &everyone).await?;
     if busy_now.contains(&user.id) {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
     // A blocked callee is answered as a busy one, so that a block is not revealed.
-    busy_now.extend(crate::calls::blocks::blocked_among(app, &user.id, &req.invitees).await?);
+    let free: Vec<UserId> = passed.free.into_iter().filter(|u| !busy_now.contains(u)).collect();
     // Live in it from the start: the initiator alone.
     let spec = room_spec(app, call_id, req.call_type, session.state, &[user.id.to_string()]);
     let mut tx = app.db.begin().await?;
@@ -86,7 +99,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         room_metadata: &spec.metadata,
     };
     let row = store::insert_call(&mut tx, &new_call).await?;
-    let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
+    let roster = write_roster(app, &mut tx, call_id, user, share, &req.invitees, &free).await?;
     if roster.rung.is_empty() {
         return Err(end_busy(app, tx, call_id, user, &roster.busy).await?);
     }
@@ -112,69 +125,38 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
 
-/// Whether `user` may start this call now: their rate of calls, and (with
-/// `REQUIRE_CALLEE_ONLINE`) a callee online.
-async fn may_start(app: &Core, user: &AuthUser, req: &StartCall) -> Result<(), CallError> {
-    crate::calls::limits::call_start(app, &user.id).await?;
-    crate::calls::blocks::ring_cooldown(app, &user.id, &req.invitees).await?;
-    let conversation = req.conversation_id.as_deref();
-    crate::calls::authz::may_call(app, &user.id, &req.invitees, conversation, req.call_type).await?;
-    if app.config.events.require_callee_online {
-        require_callee_online(app, &req.invitees).await?;
-    }
-    Ok(())
-}
-
 /// Who a new call rings, and who was busy.
 struct Roster {
     rung: Vec<UserId>,
     busy: Vec<UserId>,
 }
 
-/// Writes the initiator and the invitees; an invitee already in a live call
-/// (now, or by the unique index as the rows go in) is written `busy`.
+/// Writes the initiator and rings the invitees (`participants::ring`): one
+/// the gate let through (`free`) rings unless the unique index finds them in
+/// another live call; anyone else is written as never having taken part.
 async fn write_roster(
+    app: &Core,
     tx: &mut PgConnection,
     call_id: CallId,
     user: &AuthUser,
     share: bool,
     invitees: &[UserId],
-    busy_now: &[UserId],
+    free: &[UserId],
 ) -> Result<Roster, CallError> {
-    let me = NewParticipant {
-        user: &user.id,
-        name: user.name.as_deref(),
-        gender: user.gender,
-        role: Role::Initiator,
-        status: ParticipantStatus::Accepted,
-        may_share_screen: share,
-    };
-    if !store::insert_participant(tx, call_id, &me, true).await? {
+    if !crate::calls::participants::start_with(tx, call_id, user, share).await? {
         return Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"));
     }
     // Invitees are not present until they answer with their own verified token: only then are their gender,
     // name and screen-share right known.
-    let invitee = |user, status| NewParticipant {
-        user,
-        name: None,
-        gender: rules::Gender::Other,
-        role: Role::Invitee,
-        status,
-        may_share_screen: true,
-    };
     let (mut rung, mut busy) = (Vec::new(), Vec::new());
-    for user in invitees {
-        if !busy_now.contains(user)
-            && store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Invited), true)
-                .await?
-        {
-            rung.push(user.clone());
-        } else {
-            busy.push(user.clone());
+    let until = app.clock.now() + chrono_secs(app.config.timeouts.ringing);
+    // A new call: nobody named is written yet (the request names each once).
+    for invitee in invitees {
+        let is_free = free.contains(invitee);
+        match crate::calls::participants::ring(tx, call_id, &[], invitee, is_free, &user.id, until).await? {
+            crate::calls::participants::Rung::Rung => rung.push(invitee.clone()),
+            crate::calls::participants::Rung::Busy => busy.push(invitee.clone()),
         }
-    }
-    for user in &busy {
-        store::insert_participant(tx, call_id, &invitee(user, ParticipantStatus::Busy), false).await?;
     }
     Ok(Roster { rung, busy })
 }
@@ -276,7 +258,12 @@ async fn lock_for(
 ) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), CallError> {
     let call = store::lock_call(conn, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(conn, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.as_str()).cloned().ok_or(CallError::NotFound)?;
+    // Someone written busy or blocked never took part: the call is not theirs to see.
+    let me = participants
+        .iter()
+        .find(|p| p.user_id == user.as_str() && p.member().took_part())
+        .cloned()
+        .ok_or(CallError::NotFound)?;
     Ok((call, participants, me))
 }
 
@@ -325,20 +312,22 @@ pub async fn accept(
         return Err(ended_conflict());
     }
     refuse_appointment_call(&call)?;
-    if me.role == Role::Initiator {
+    // The initiator who left and was rung again answers like anyone.
+    if me.role == Role::Initiator && me.status != ParticipantStatus::Invited {
         return Err(CallError::conflict(Code::NotAnInvitee, "the initiator does not answer their own call"));
     }
     let share = may_share_screen(app, user);
     match me.status {
         ParticipantStatus::Invited => {}
         // A second device answering again gets a fresh token; nothing changes.
-        ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting => {
+        ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
+            if me.is_present() =>
+        {
             tx.commit().await?;
             return token_response(app, &call, user, share).await;
         }
         _ => return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call")),
     }
-    store::mark_answered(&mut tx, id, &user.id, user.name.as_deref(), user.gender, share).await?;
     let answers_the_call = domain::call::answered(call.state);
     if let Some(next) = answers_the_call {
         store::set_state(&mut tx, id, next).await?;
@@ -346,12 +335,18 @@ pub async fn accept(
         store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
     }
     // No word of the video answer: in a group it would tell who declined.
-    store::record_event(&mut tx, id, "call.accepted", EventSource::Api, Some(user.id.as_str()), json!({}))
-        .await?;
-    consent::on_answer(app, &mut tx, &call, &user.id, video).await?;
+    let how = crate::calls::participants::Answer {
+        user,
+        share,
+        video,
+        step: Step::Answer,
+        timeline: ("call.accepted", json!({})),
+    };
+    crate::calls::participants::answer(app, &mut tx, &call, &me, how).await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let view = CallView::new(&call, &store::participants(&mut tx, id).await?);
-    let others = others_in(&view, &user.id);
+    let participants = store::participants(&mut tx, id).await?;
+    let view = CallView::new(&call, &participants);
+    let others = crate::calls::participants::told(&view, &participants, user.id.as_str());
     let mut out = Outgoing::default();
     out.notify(&others, ClientEvent::CallAccepted, Some(id.0), &json!({"call": view, "by": user.id}));
     ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Answered);
@@ -381,14 +376,6 @@ async fn token_response(
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
 }
 
-fn others_in(view: &CallView, user: &UserId) -> Vec<String> {
-    view.participants.iter().filter(|p| p.user_id != user.as_str()).map(|p| p.user_id.clone()).collect()
-}
-
-fn everyone_in(view: &CallView) -> Vec<String> {
-    view.participants.iter().map(|p| p.user_id.clone()).collect()
-}
-
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
     let mut tx = app.db.begin().await?;
@@ -397,7 +384,8 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         return Err(ended_conflict());
     }
     refuse_appointment_call(&call)?;
-    if me.role == Role::Initiator {
+    // The initiator who left and was rung again may always decline again.
+    if me.role == Role::Initiator && me.status != ParticipantStatus::Invited {
         return Err(CallError::conflict(
             Code::NotAnInvitee,
             "the initiator ends or cancels the call instead",
@@ -406,7 +394,10 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     if me.status != ParticipantStatus::Invited {
         return Err(CallError::conflict(Code::AlreadyAnswered, "only a ringing call can be declined"));
     }
-    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Declined).await?;
+    crate::calls::participants::decline(&mut tx, &call, &me, Step::Decline).await?;
+    // The ring cooldown counts it against whoever rang them.
+    let rang = me.rung_by.as_deref().unwrap_or(call.initiator_id.as_str());
+    store::blocks::record_decline(&mut tx, rang, user.id.as_str()).await?;
     store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
         .await?;
     let still_invited = participants.iter().any(|p| {
@@ -429,10 +420,13 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
         let (outcome, reason) = domain::call::end(call.state, Ending::Declined);
         Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, by).await?)
     };
-    let view = CallView::load(&mut tx, &call).await?;
+    let participants = store::participants(&mut tx, id).await?;
+    let view =
+        CallView::new(&store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone()), &participants);
     let mut out = Outgoing::default();
     let event = json!({"call": view, "by": user.id});
-    out.notify(&others_in(&view, &user.id), ClientEvent::CallDeclined, Some(id.0), &event);
+    let others = crate::calls::participants::told(&view, &participants, user.id.as_str());
+    out.notify(&others, ClientEvent::CallDeclined, Some(id.0), &event);
     ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Declined);
     out.write(&mut tx).await?;
     tx.commit().await?;
@@ -480,7 +474,7 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
     let mut tx = app.db.begin().await?;
-    let (call, participants, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
     if me.status == ParticipantStatus::Invited && call.appointment_id.is_none() {
         drop(tx);
         return decline(app, user, id).await;
@@ -489,38 +483,21 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
         drop(tx);
         return end(app, user, id).await;
     }
-    store::mark_gone(&mut tx, id, user.id.as_str(), ParticipantStatus::Left).await?;
-    store::record_event(&mut tx, id, "participant.left", EventSource::Api, Some(user.id.as_str()), json!({}))
-        .await?;
-    let remaining = participants.iter().filter(|p| p.live && p.user_id != user.id.as_str()).count();
-    let ended = if remaining < 2 && !meeting::holds_open(&mut tx, &call).await? {
-        let (outcome, reason) = domain::call::end(call.state, Ending::LastLeft);
-        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?)
-    } else {
-        consent::on_leave(app, &mut tx, &call, &user.id).await?;
-        None
+    let mut effects = Effects::for_call(id);
+    let why = crate::calls::participants::Departure::Leave;
+    let left =
+        crate::calls::participants::depart(app, &mut tx, &call, user.id.as_str(), None, why, &mut effects)
+            .await?;
+    let (view, ended) = match left {
+        crate::calls::participants::Left::CallEnded(ended) => (ended.view.clone(), Some(*ended)),
+        _ => (CallView::load(&mut tx, &call).await?, None),
     };
-    let view = CallView::load(&mut tx, &call).await?;
-    if ended.is_none() {
-        store::notify(
-            &mut tx,
-            &others_in(&view, &user.id),
-            ClientEvent::ParticipantLeft,
-            id,
-            &json!({"call": view, "userId": user.id}),
-        )
-        .await?;
-    }
     tx.commit().await?;
     match ended {
         Some(ended) => after_end(app, &ended).await,
-        None => {
-            // Out of the room now; coming back with the old token puts them
-            // out again (`handle::joined`).
-            let mut effects = Effects::for_call(id);
-            effects.remove.push(user.id.to_string());
-            enforce::settle_later(app, effects);
-        }
+        // Off the room's live list, then out of the room; coming back with
+        // an old token puts them out again (`participants::in_room`).
+        None => enforce::settle_later(app, effects),
     }
     Ok(CallOnly { call: view })
 }
@@ -543,6 +520,13 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
     if !mine.call.state.is_live() {
         return Err(ended_conflict());
     }
+    if !mine.member().took_part() {
+        return Err(CallError::NotFound);
+    }
+    if mine.member().is_waiting() {
+        // No room at all until a host admits them: the waiting room is outside the meeting.
+        return Err(CallError::conflict(Code::InWaitingRoom, "a host has not admitted you yet"));
+    }
     if mine.call.appointment_id.is_some() && !mine.is_present() {
         refuse_appointment_call(&mine.call)?;
     }
@@ -557,7 +541,7 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
     // A guest keeps the right to share their screen they joined with.
     let share =
         if mine.call.appointment_id.is_some() { mine.may_share_screen } else { may_share_screen(app, user) };
-    let join = join_with(app, &mine.call, &user.id, user.name.as_deref(), share, !mine.admitted)?;
+    let join = join_for(app, &mine.call, &user.id, user.name.as_deref(), share)?;
     Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
 }
 
@@ -565,7 +549,7 @@ pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, Ca
     let mut conn = app.db.acquire().await?;
     let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut conn, id).await?;
-    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+    if !participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part()) {
         return Err(CallError::NotFound);
     }
     Ok(CallView::new(&call, &participants))
@@ -579,85 +563,6 @@ pub async fn views(app: &Core, calls: Vec<CallRow>) -> Result<Vec<CallView>, Cal
         .iter()
         .map(|call| CallView::new(call, &participants.remove(&call.call_id()).unwrap_or_default()))
         .collect())
-}
-
-/// A call ended in a transaction, for `after_end` once it has committed: a
-/// rolled-back end deletes no room and counts for nothing.
-#[must_use = "once the transaction has committed, pass it to `after_end`"]
-pub struct Ended {
-    /// As it ended.
-    pub call: CallRow,
-    pub outcome: Outcome,
-    pub reason: EndReason,
-    /// The call as its participants were told it ended.
-    pub view: CallView,
-}
-
-impl Ended {
-    /// What the metrics count of it.
-    pub fn figures(&self) -> crate::metrics::CallEnd {
-        crate::metrics::CallEnd {
-            outcome: self.outcome,
-            reason: self.reason,
-            connected_at: self.call.connected_at,
-            ended_at: self.call.ended_at,
-            video_request_pending: self.call.video_session.0.request.is_some(),
-        }
-    }
-}
-
-/// Ends the call in this transaction: frees everyone, drops its deadlines,
-/// writes the timeline and tells the participants. The caller hands the
-/// result to `after_end` once the transaction has committed.
-pub async fn finish(
-    conn: &mut PgConnection,
-    call: &CallRow,
-    outcome: Outcome,
-    reason: EndReason,
-    source: EventSource,
-    actor: Option<&UserId>,
-) -> sqlx::Result<Ended> {
-    let id = call.call_id();
-    let was_ringing = ringing::still_ringing(conn, id).await?;
-    let ended = store::end_call(conn, id, outcome, reason).await?.unwrap_or_else(|| call.clone());
-    let participants = store::participants(conn, id).await?;
-    let view = CallView::new(&ended, &participants);
-    let mut out = Outgoing::default();
-    crate::calls::app_webhooks::call_ended(&mut out, &ended, &view);
-    let actor = actor.map(UserId::as_str);
-    let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
-    store::record_event(conn, id, "call.ended", source, actor, data).await?;
-    let everyone = everyone_in(&view);
-    let specific = match outcome {
-        Outcome::Missed => Some(ClientEvent::CallMissed),
-        Outcome::Cancelled if call.state == CallState::Ringing => Some(ClientEvent::CallCancelled),
-        _ => None,
-    };
-    let payload = json!({"call": view});
-    let stop = if outcome == Outcome::Cancelled { RingStop::Cancelled } else { RingStop::Missed };
-    for callee in &was_ringing {
-        ringing::stopped(&mut out, &view, callee, stop);
-    }
-    if let Some(kind) = specific {
-        out.notify(&everyone, kind, Some(id.0), &payload);
-    }
-    out.notify(&everyone, ClientEvent::CallEnded, Some(id.0), &payload);
-    out.write(conn).await?;
-    meeting::on_call_end(conn, &ended, reason).await?;
-    Ok(Ended { call: ended, outcome, reason, view })
-}
-
-/// After the end has committed: counts the call and deletes its room.
-pub async fn after_end(app: &Core, ended: &Ended) {
-    app.metrics.call_ended(&ended.figures());
-    delete_room(app, &ended.call.room_name).await;
-}
-
-pub async fn delete_room(app: &Core, room: &str) {
-    if let Err(err) = app.livekit.delete_room(room).await {
-        // The reconciler deletes rooms that no live call owns.
-        tracing::warn!(error = %err, room, "could not delete the LiveKit room");
-    }
 }
 
 /// With `REQUIRE_CALLEE_ONLINE`, a call rings only if at least one callee

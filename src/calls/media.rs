@@ -58,7 +58,10 @@ pub async fn update(
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut tx, id).await?;
-    let me = participants.iter().find(|p| p.user_id == user.id.as_str()).ok_or(CallError::NotFound)?;
+    let me = participants
+        .iter()
+        .find(|p| p.user_id == user.id.as_str() && p.member().took_part())
+        .ok_or(CallError::NotFound)?;
     if !call.state.is_live() {
         return Err(CallError::conflict(Code::CallEnded, "the call has ended"));
     }

@@ -191,7 +191,7 @@ async fn membership(
     let me = store::participants(conn, id)
         .await?
         .into_iter()
-        .find(|p| p.user_id == user.id.as_str())
+        .find(|p| p.user_id == user.id.as_str() && p.member().took_part())
         .ok_or(CallError::NotFound)?;
     Ok((call, me))
 }

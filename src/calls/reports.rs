@@ -62,7 +62,7 @@ pub async fn timeline(
 ) -> Result<Vec<EventView>, CallError> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, id).await?;
-    if !participants.iter().any(|p| p.user_id == user.id.as_str()) {
+    if !participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part()) {
         return Err(CallError::NotFound);
     }
     let events = store::events::timeline(&mut conn, id, after.unwrap_or(0), limit).await?;

@@ -58,6 +58,7 @@ codes! {
     AppointmentOpened = "appointment_opened",
     JoinThroughAppointment = "join_through_appointment",
     NotWaiting = "not_waiting",
+    InWaitingRoom = "in_waiting_room",
     CalleeBusy = "callee_busy",
     CalleeOffline = "callee_offline",
     CallerBusy = "caller_busy",

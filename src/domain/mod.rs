@@ -178,6 +178,7 @@ word_enum!(
         AppointmentOpened = "appointment.opened",
         AppointmentWaiting = "appointment.waiting",
         AppointmentAdmitted = "appointment.admitted",
+        AppointmentTurnedAway = "appointment.turned_away",
         AppointmentStarted = "appointment.started",
         AppointmentEnded = "appointment.ended",
         AppointmentCancelled = "appointment.cancelled",

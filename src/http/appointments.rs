@@ -40,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reschedule))
         .routes(routes!(join))
         .routes(routes!(admit))
+        .routes(routes!(turn_away))
         .routes(routes!(end))
 }
 
@@ -310,8 +311,10 @@ async fn reschedule(
 
 /// Join an appointment inside its window (from `opensAt` until `APPOINTMENT_GRACE` after its
 /// end), as one of its hosts or guests. The first join opens it if its deadline has not yet. A
-/// host is in at once; a guest is in the waiting room (`waiting: true`: in the room with no
-/// publish and no subscribe rights) until a host admits them. From now on the joiner is busy.
+/// host is in at once; a guest is in the waiting room (`waiting: true`, no `join`: the waiting
+/// room is outside the meeting, no room, no media, no data, nobody's presence) until a host
+/// admits them (`appointment.admitted`), then joins again for the room. From now on the joiner
+/// is busy.
 ///
 /// Errors: 409 `appointment_not_open` (with `opensAt`), `appointment_ended`, `caller_busy`,
 /// `not_in_call` (removed from it).
@@ -363,6 +366,31 @@ async fn admit(
     ApiJson(body): ApiJson<AdmitBody>,
 ) -> Result<Json<Admitted>, ApiError> {
     Ok(Json(appointments::admit(&app, &user, id, &body.user_id).await?))
+}
+
+/// A host turns a guest away from the waiting room: out of this appointment for good (status
+/// `removed`), told `appointment.turned_away`.
+///
+/// Errors: 403 `not_a_host`; 409 `not_in_call` (not in the waiting room), `not_waiting` (it
+/// has not opened), `appointment_ended`; 422 `invalid_field` (`userId` is not a guest).
+#[utoipa::path(post, path = "/appointments/{id}/turn-away", operation_id = "turnAwayFromAppointment",
+    tag = "appointments", params(("id" = Uuid, Path, description = "The appointment's id")),
+    request_body = AdmitBody,
+    responses(
+        (status = 200, description = "Turned away", body = AppointmentView),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    ))]
+async fn turn_away(
+    State(app): State<AppState>,
+    user: AuthUser,
+    AppointmentPath(id): AppointmentPath,
+    ApiJson(body): ApiJson<AdmitBody>,
+) -> Result<Json<AppointmentView>, ApiError> {
+    Ok(Json(appointments::turn_away(&app, &user, id, &body.user_id).await?))
 }
 
 /// A host ends the appointment for everyone (`completed` if a host and a guest met, else

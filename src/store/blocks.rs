@@ -76,8 +76,26 @@ pub async fn between(db: &PgPool, user: &UserId, others: &[UserId]) -> sqlx::Res
     Ok(others.iter().filter(|o| hits.iter().any(|h| h == o.as_str())).cloned().collect())
 }
 
-/// When `caller`'s newest `limit` calls that `callee` declined started,
-/// within the last `window` (by the database's clock), newest first.
+/// Every block between any two of `users`, as (blocker, blocked).
+pub async fn among(db: &PgPool, users: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("select blocker, blocked from blocks where blocker = any($1) and blocked = any($1)")
+        .bind(users)
+        .fetch_all(db)
+        .await
+}
+
+/// `callee` declined a ring by `caller` (the ring cooldown's log).
+pub async fn record_decline(conn: &mut sqlx::PgConnection, caller: &str, callee: &str) -> sqlx::Result<()> {
+    sqlx::query("insert into ring_declines (caller, callee) values ($1, $2)")
+        .bind(caller)
+        .bind(callee)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// When `callee` declined rings by `caller`, the newest `limit` within the
+/// last `window` (by the database's clock), newest first.
 pub async fn recent_declines(
     db: &PgPool,
     caller: &UserId,
@@ -86,10 +104,8 @@ pub async fn recent_declines(
     limit: i64,
 ) -> sqlx::Result<Vec<DateTime<Utc>>> {
     sqlx::query_scalar(
-        "select c.created_at from call_participants p join calls c on c.id = p.call_id \
-         where p.user_id = $2 and p.status = 'declined' and c.initiator_id = $1 \
-         and c.created_at > now() - make_interval(secs => $3) \
-         order by c.created_at desc limit $4",
+        "select at from ring_declines where caller = $1 and callee = $2 \
+         and at > now() - make_interval(secs => $3) order by at desc limit $4",
     )
     .bind(caller.as_str())
     .bind(callee.as_str())

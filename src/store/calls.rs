@@ -83,14 +83,19 @@ pub struct CallFor {
 }
 
 impl CallFor {
+    /// Where they stand (the role does not matter to presence).
+    pub fn member(&self) -> crate::domain::membership::Member {
+        crate::domain::membership::Member {
+            status: self.status,
+            role: crate::domain::Role::Invitee,
+            live: self.live,
+            admitted: self.admitted,
+        }
+    }
+
     /// As `ParticipantRow::is_present`.
     pub fn is_present(&self) -> bool {
-        use crate::domain::ParticipantStatus;
-        self.live
-            && matches!(
-                self.status,
-                ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
-            )
+        self.member().is_present()
     }
 }
 
@@ -272,7 +277,7 @@ pub async fn history(
         "select ",
         call_columns!(),
         " from calls c where exists \
-         (select 1 from call_participants p where p.call_id = c.id and p.user_id = $1) \
+         (select 1 from call_participants p where p.call_id = c.id and p.user_id = $1 and p.status <> 'busy') \
          and ($2::timestamptz is null or (c.created_at, c.id) < ($2, $3)) \
          and ($5::text is null or c.conversation_id = $5) \
          and ($6::text is null or exists \

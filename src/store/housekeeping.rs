@@ -33,5 +33,12 @@ pub async fn purge_old_rows(db: &PgPool) -> sqlx::Result<()> {
     ] {
         sqlx::query(sql).execute(db).await?;
     }
+    // The ring cooldown looks back RING_DECLINES_WINDOW, a day at most.
+    sqlx::query(
+        "delete from ring_declines where ctid in (select ctid from ring_declines \
+         where at < now() - interval '1 day' limit 1000)",
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::consent::Gender;
+use crate::domain::membership::Member;
 use crate::domain::{CallId, ParticipantStatus, Role, UserId};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -29,17 +30,21 @@ pub struct ParticipantRow {
     pub admitted: bool,
     /// The start of their LiveKit session we know the latest of.
     pub lk_session_at: Option<DateTime<Utc>>,
+    /// Who rang them last (the initiator or an inviter), if anyone did.
+    pub rung_by: Option<String>,
 }
 
 impl ParticipantRow {
-    /// In the call as far as the consent policy is concerned: answered (or
-    /// the initiator) and not gone.
+    /// Where they stand, as `domain::membership` sees it.
+    pub fn member(&self) -> Member {
+        Member { status: self.status, role: self.role, live: self.live, admitted: self.admitted }
+    }
+
+    /// Present in the call (`Member::is_present`): answered, not gone, past
+    /// any waiting room. Counts for consent, is told what happens, may
+    /// answer and revoke, gets rights and tokens.
     pub fn is_present(&self) -> bool {
-        self.live
-            && matches!(
-                self.status,
-                ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
-            )
+        self.member().is_present()
     }
 }
 
@@ -87,6 +92,9 @@ pub struct NewParticipant<'a> {
     pub role: Role,
     pub status: ParticipantStatus,
     pub may_share_screen: bool,
+    /// Who rang them, and until when they ring: `None` for one not rung
+    /// (the initiator, an appointment's people, one busy).
+    pub rung: Option<(&'a UserId, DateTime<Utc>)>,
 }
 
 /// Adds a participant. A `live` one is busy with this call from now on:
@@ -101,8 +109,8 @@ pub async fn insert_participant(
 ) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "insert into call_participants (call_id, user_id, name, gender, role, status, live, \
-         may_share_screen, answered_at) \
-         values ($1, $2, $3, $4, $5, $6, $8, $7, case when $6 = 'accepted' then now() end) \
+         may_share_screen, answered_at, rung_by, ring_until) \
+         values ($1, $2, $3, $4, $5, $6, $8, $7, case when $6 = 'accepted' then now() end, $9, $10) \
          on conflict (user_id) where live do nothing",
     )
     .bind(call.0)
@@ -113,6 +121,8 @@ pub async fn insert_participant(
     .bind(p.status.as_str())
     .bind(p.may_share_screen)
     .bind(live)
+    .bind(p.rung.map(|(by, _)| by.as_str()))
+    .bind(p.rung.map(|(_, at)| at))
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -241,17 +251,61 @@ pub async fn make_live(conn: &mut PgConnection, call: CallId, user: &UserId) -> 
 }
 
 /// Rings again someone who had declined, missed the ring, left or been busy
-/// (not one removed): invited, not yet live. Returns whether they were.
-pub async fn reinvite(conn: &mut PgConnection, call: CallId, user: &UserId) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "update call_participants set status = 'invited', live = false \
+/// (never one removed): invited and live, in one statement. False, changing
+/// nothing, when the user is in another live call (the unique index
+/// decides between concurrent transactions too) or may not be rung.
+pub async fn ring_again(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &UserId,
+    by: &UserId,
+    until: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    use sqlx::Connection;
+    let mut savepoint = conn.begin().await?;
+    let result = sqlx::query(
+        "update call_participants set status = 'invited', live = true, rung_by = $3, ring_until = $4 \
          where call_id = $1 and user_id = $2 and status in ('declined', 'missed', 'left', 'busy')",
     )
     .bind(call.0)
     .bind(user.as_str())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(by.as_str())
+    .bind(until)
+    .execute(&mut *savepoint)
+    .await;
+    match result {
+        Ok(done) => {
+            savepoint.commit().await?;
+            Ok(done.rows_affected() == 1)
+        }
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Who is still ringing and whose ringing is over (by the database's
+/// clock, as deadlines fall due), oldest first.
+pub async fn ringing_over(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "select user_id from call_participants where call_id = $1 and live and status = 'invited' \
+         and (ring_until is null or ring_until <= now()) order by ring_until nulls first",
+    )
+    .bind(call.0)
+    .fetch_all(conn)
+    .await
+}
+
+/// When the first ringing still going on ends, if any.
+pub async fn next_ring_end(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "select min(ring_until) from call_participants where call_id = $1 and live and status = 'invited'",
+    )
+    .bind(call.0)
+    .fetch_one(conn)
+    .await
 }
 
 /// Whether the participant is out of the waiting room.

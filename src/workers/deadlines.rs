@@ -13,8 +13,9 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce;
 use crate::calls::lifecycle::{self, Ended, finish};
+use crate::domain::membership::Step;
 use crate::domain::{self, call::Ending};
-use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
+use crate::domain::{CallId, CallState, EventSource};
 use crate::store::{self, CallRow, DeadlineKind};
 
 pub async fn run(app: Core, stop: CancellationToken) {
@@ -75,13 +76,14 @@ async fn fire_one(app: &Core, id: CallId, kind: DeadlineKind) -> anyhow::Result<
     let Some(call) = call else { return Ok(false) };
     let taken = store::deadlines::take_if_due(&mut tx, id, kind).await?;
     let Some(ref_id) = taken else { return Ok(false) };
-    let ended = act(app, &mut tx, &call, kind, ref_id).await?;
+    let mut effects = enforce::Effects::for_call(id);
+    let ended = act(app, &mut tx, &call, kind, ref_id, &mut effects).await?;
     tx.commit().await?;
     tracing::info!(ended = ended.is_some(), "deadline fired");
     match ended {
         Some(ended) => lifecycle::after_end(app, &ended).await,
-        // An expired request changed the video state: the room hears of it.
-        None => enforce::settle_later(app, enforce::Effects::for_call(id)),
+        // An expired request or a departure changed the call: the room hears of it.
+        None => enforce::settle_later(app, effects),
     }
     Ok(true)
 }
@@ -93,24 +95,35 @@ async fn act(
     call: &CallRow,
     kind: DeadlineKind,
     ref_id: Option<Uuid>,
+    effects: &mut enforce::Effects,
 ) -> anyhow::Result<Option<Ended>> {
     let id = call.call_id();
     match (kind, call.state) {
         (_, CallState::Ended) => Ok(None),
-        (DeadlineKind::Ringing, CallState::Ringing) => {
-            let (outcome, reason) = domain::call::end(call.state, Ending::RingTimeout);
-            Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
-        }
-        (DeadlineKind::Ringing, _) => {
-            // A group call went on without them: those still ringing missed it.
-            let missed = crate::calls::ringing::still_ringing(tx, id).await?;
-            for user in &missed {
-                store::mark_gone(tx, id, user, ParticipantStatus::Missed).await?;
+        (DeadlineKind::Ringing, state) => {
+            // Each callee rings until their own end (RINGING_TIMEOUT from
+            // when they were rung, `ring_until`).
+            let over = store::participants::ringing_over(tx, id).await?;
+            let participants = store::participants(tx, id).await?;
+            let still = participants.iter().filter(|p| p.member().is_ringing()).count();
+            if state == CallState::Ringing && still <= over.len() {
+                // Nobody answered it: the call ends missed.
+                let (outcome, reason) = domain::call::end(call.state, Ending::RingTimeout);
+                return Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?));
+            }
+            for me in participants.iter().filter(|p| over.iter().any(|o| p.user_id == o.as_str())) {
+                crate::calls::participants::decline(tx, call, me, Step::RingTimeout).await?;
+            }
+            if let Some(next) = store::participants::next_ring_end(tx, id).await? {
+                store::deadlines::schedule_earliest(tx, id, DeadlineKind::Ringing, next).await?;
+            }
+            if over.is_empty() {
+                return Ok(None);
             }
             let view = crate::calls::views::CallView::load(tx, call).await?;
             let mut out = store::Outgoing::default();
             crate::calls::app_webhooks::call_missed(&mut out, &view);
-            for user in &missed {
+            for user in &over {
                 crate::calls::ringing::stopped(&mut out, &view, user, domain::RingStop::Missed);
             }
             out.write(tx).await?;
@@ -125,7 +138,9 @@ async fn act(
             let (outcome, reason) = domain::call::end(call.state, Ending::MaxDuration);
             Ok(Some(finish(tx, call, outcome, reason, EventSource::System, None).await?))
         }
-        (DeadlineKind::Rejoin, _) => Ok(crate::ingest::handle::rejoin_grace_over(app, tx, call).await?),
+        (DeadlineKind::Rejoin, _) => {
+            Ok(crate::calls::participants::rejoin_grace_over(app, tx, call, effects).await?)
+        }
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {
                 consent::expire(app, tx, call, request).await?;

@@ -45,10 +45,11 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{self, finish};
+use crate::calls::participants::{self, Departure, Left};
 use crate::domain::consent::{self as rules, TrackVerdict};
 use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
-use crate::ingest::handle::{self, Departure, Left};
+use crate::ingest::handle;
 use crate::ingest::inbox;
 use crate::livekit::{LiveKitError, Participant, Room, room_metadata};
 use crate::store::{self, CallRow};
@@ -325,7 +326,8 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
             continue;
         };
         if row.status != ParticipantStatus::Joined
-            && handle::joined(app, &mut tx, &call, &person.identity, person.session, &mut effects).await?
+            && participants::in_room(app, &mut tx, &call, &person.identity, person.session, &mut effects)
+                .await?
         {
             let data = json!({"reason": "found_in_room"});
             let actor = Some(person.identity.as_str());
@@ -344,7 +346,17 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
             continue;
         }
         let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
-        match handle::left(app, &mut tx, &call, row.user_id.as_str(), None, Departure::Missing).await? {
+        match participants::depart(
+            app,
+            &mut tx,
+            &call,
+            row.user_id.as_str(),
+            None,
+            Departure::Missing,
+            &mut effects,
+        )
+        .await?
+        {
             Left::Ignored => {}
             Left::Left => pass.presence_fixed += 1,
             Left::CallEnded(end) => {

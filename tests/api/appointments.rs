@@ -283,22 +283,16 @@ async fn no_room_exists_before_it_opens_one_does_once_it_opens_and_it_is_gone_af
 }
 
 #[tokio::test]
-async fn the_guest_who_comes_first_waits_with_no_rights_until_the_host_admits_them_then_is_heard() {
+async fn the_guest_who_comes_first_waits_outside_the_meeting_until_the_host_admits_them_then_is_heard() {
     let app = spawn_app().await;
     let (host, guest) = (app.user("female"), app.user("male"));
     let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
     let mut host_events = EventStream::connect(&app, &host).await;
+    let mut guest_events = EventStream::connect(&app, &guest).await;
 
     let waiting = joined(&app, &id, &guest).await;
     assert_eq!(waiting["waiting"], true, "{waiting}");
-    let mut guest_client = connect(&waiting).await;
-    let rights = guest_client.initial_permissions().clone();
-    assert!(!rights.can_publish && !rights.can_subscribe, "no rights in the waiting room: {rights:?}");
-    let room = room_of(&app, &waiting);
-    let seen = participants(&room).await;
-    let listed = seen.iter().find(|p| p.identity == guest.id.as_str()).expect("LiveKit lists the guest");
-    let permission = listed.permission.clone().unwrap_or_default();
-    assert!(!permission.can_publish && !permission.can_subscribe, "LiveKit agrees: {permission:?}");
+    assert!(waiting.get("join").is_none(), "no token for the room while waiting: {waiting}");
     let event = host_events
         .wait_for(std::time::Duration::from_secs(10), "appointment.waiting", |e| {
             e["type"] == "appointment.waiting"
@@ -311,15 +305,21 @@ async fn the_guest_who_comes_first_waits_with_no_rights_until_the_host_admits_th
     assert_eq!(entered["waiting"], false, "a host never waits");
     let mut host_client = connect(&entered).await;
     host_client.publish_audio().await.expect("the host speaks");
+    // Nothing of the meeting reached the waiting guest: he is not in the room.
+    let room = room_of(&app, &entered);
+    assert!(!participants(&room).await.iter().any(|p| p.identity == guest.id.as_str()));
     let (status, admitted) =
         app.post(&format!("/api/v1/appointments/{id}/admit"), &host, json!({"userId": guest.id})).await;
     assert_eq!(status, StatusCode::OK, "{admitted}");
-    let mut published = guest_client.publish_audio().await;
-    if published.is_err() && admitted["sfuConfirmed"] == false {
-        // LiveKit had not confirmed the rights when admit answered.
-        published = guest_client.publish_audio().await;
-    }
-    published.expect("admitted, the guest publishes audio");
+    guest_events
+        .wait_for(std::time::Duration::from_secs(10), "appointment.admitted", |e| {
+            e["type"] == "appointment.admitted"
+        })
+        .await;
+    let inside = joined(&app, &id, &guest).await;
+    assert_eq!(inside["waiting"], false, "{inside}");
+    let mut guest_client = connect(&inside).await;
+    guest_client.publish_audio().await.expect("admitted, the guest publishes audio");
     let mut frames = 0;
     for _ in 0..100 {
         frames = host_client.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
@@ -372,10 +372,8 @@ async fn a_guest_cannot_skip_the_waiting_room_through_the_call_routes() {
     }
     let waiting = joined(&app, &id, &guest).await;
     let (status, again) = app.call_action(&call, "token", &guest, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{again}");
-    let client = connect(&json!({"join": again["join"]})).await;
-    let rights = client.initial_permissions();
-    assert!(!rights.can_publish && !rights.can_subscribe, "a fresh token keeps them waiting: {rights:?}");
+    assert_eq!(status, StatusCode::CONFLICT, "no token for the room while waiting: {again}");
+    assert_eq!(again["code"], "in_waiting_room", "{again}");
     assert_eq!(waiting["waiting"], true);
     let (status, body) =
         app.post(&format!("/api/v1/appointments/{id}/admit"), &guest, json!({"userId": guest.id})).await;

@@ -86,30 +86,38 @@ async fn nobody_comes_and_two_instances_polling_at_once_end_it_a_no_show_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_guest_has_no_rights_in_livekit_and_the_reconciler_keeps_it_so_until_admitted() {
+async fn a_waiting_guest_gets_no_room_and_is_put_out_of_it_until_admitted() {
     let world = World::new().await;
     let (host, guest) = (person("dr", Gender::Female), person("pat", Gender::Male));
     let id = book(&world, &host, &guest).await;
     world.clock.advance(Duration::minutes(55));
     let entered = appointments::join(&world.core, &guest, id).await.expect("the guest joins");
     assert!(entered.waiting);
+    assert!(entered.join.is_none(), "the waiting room is outside the meeting: no token for its room");
     let call = CallId(entered.call.id);
     let room = world.room_of(call);
+    let meta: serde_json::Value =
+        serde_json::from_str(&world.rooms.metadata_of(&room).expect("metadata")).expect("json");
+    assert!(!meta["live"].to_string().contains(guest.id.as_str()), "not live in the meeting: {meta}");
+    // In the room anyway (a token from elsewhere): out of it at once.
     let now = world.clock.now();
     world.rooms.join(&room, in_room(&guest, now));
     world.deliver(&joined(&room, &guest, now, now)).await;
-    let seen = world.rooms.participant_in(&room, guest.id.as_str()).expect("in the room");
-    assert!(seen.waiting, "LiveKit was told: no rights");
-
-    // Rights granted behind callgate's back are taken away again.
-    world.rooms.set_rights(&room, guest.id.as_str(), Some(vec![TrackSource::Microphone]));
+    assert!(world.rooms.participant_in(&room, guest.id.as_str()).is_none(), "put out of the room");
+    // And the reconciler does the same.
+    world.rooms.join(&room, in_room(&guest, now + Duration::seconds(1)));
     reconcile::pass(&world.core).await.expect("a pass");
-    let seen = world.rooms.participant_in(&room, guest.id.as_str()).expect("in the room");
-    assert!(seen.waiting, "the reconciler puts the waiting room back: {seen:?}");
+    assert!(world.rooms.participant_in(&room, guest.id.as_str()).is_none(), "put out by the reconciler");
 
     appointments::join(&world.core, &host, id).await.expect("the host joins");
     let admitted = appointments::admit(&world.core, &host, id, &guest.id).await.expect("admitted");
     assert!(admitted.sfu_confirmed);
+    let again = appointments::join(&world.core, &guest, id).await.expect("the guest joins again");
+    assert!(!again.waiting);
+    assert!(again.join.is_some(), "admitted: a token for the room");
+    let later = world.clock.now() + Duration::seconds(2);
+    world.rooms.join(&room, in_room(&guest, later));
+    world.deliver(&joined(&room, &guest, later, later)).await;
     assert_eq!(
         world.rooms.publish_sources_of(&room, guest.id.as_str()),
         Some(vec![TrackSource::Microphone]),

@@ -148,12 +148,36 @@ export interface paths {
         /**
          * Join an appointment inside its window (from `opensAt` until `APPOINTMENT_GRACE` after its
          *     end), as one of its hosts or guests. The first join opens it if its deadline has not yet. A
-         *     host is in at once; a guest is in the waiting room (`waiting: true`: in the room with no
-         *     publish and no subscribe rights) until a host admits them. From now on the joiner is busy.
+         *     host is in at once; a guest is in the waiting room (`waiting: true`, no `join`: the waiting
+         *     room is outside the meeting, no room, no media, no data, nobody's presence) until a host
+         *     admits them (`appointment.admitted`), then joins again for the room. From now on the joiner
+         *     is busy.
          * @description Errors: 409 `appointment_not_open` (with `opensAt`), `appointment_ended`, `caller_busy`,
          *     `not_in_call` (removed from it).
          */
         post: operations["joinAppointment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/appointments/{id}/turn-away": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A host turns a guest away from the waiting room: out of this appointment for good (status
+         *     `removed`), told `appointment.turned_away`.
+         * @description Errors: 403 `not_a_host`; 409 `not_in_call` (not in the waiting room), `not_waiting` (it
+         *     has not opened), `appointment_ended`; 422 `invalid_field` (`userId` is not a guest).
+         */
+        post: operations["turnAwayFromAppointment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -998,7 +1022,7 @@ export interface components {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "in_waiting_room" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -1054,8 +1078,8 @@ export interface components {
             appointment: components["schemas"]["AppointmentView"];
             call: components["schemas"]["CallView"];
             iceServers: components["schemas"]["IceServer"][];
-            join: components["schemas"]["JoinView"];
-            /** @description In the waiting room until a host admits them (no publish, no subscribe). */
+            join?: components["schemas"]["JoinView"] | null;
+            /** @description In the waiting room until a host admits them. */
             waiting: boolean;
         };
         Ledger: {
@@ -1685,6 +1709,42 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    turnAwayFromAppointment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The appointment's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdmitBody"];
+            };
+        };
+        responses: {
+            /** @description Turned away */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppointmentView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];

@@ -1,0 +1,97 @@
+//! How a call ends, whatever ends it (a hangup, the last one leaving, a
+//! deadline, LiveKit closing its room): in the transaction that decides
+//! it, everyone is freed and told, then, once it has committed, its room is
+//! deleted.
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use crate::calls::Core;
+use crate::calls::meeting;
+use crate::calls::ringing;
+use crate::calls::views::CallView;
+use crate::domain::{CallState, ClientEvent, EndReason, EventSource, Outcome, RingStop, UserId};
+use crate::store::{self, CallRow, Outgoing};
+
+/// A call ended in a transaction, for `after_end` once it has committed: a
+/// rolled-back end deletes no room and counts for nothing.
+#[must_use = "once the transaction has committed, pass it to `after_end`"]
+pub struct Ended {
+    /// As it ended.
+    pub call: CallRow,
+    pub outcome: Outcome,
+    pub reason: EndReason,
+    /// The call as its participants were told it ended.
+    pub view: CallView,
+}
+
+impl Ended {
+    /// What the metrics count of it.
+    pub fn figures(&self) -> crate::metrics::CallEnd {
+        crate::metrics::CallEnd {
+            outcome: self.outcome,
+            reason: self.reason,
+            connected_at: self.call.connected_at,
+            ended_at: self.call.ended_at,
+            video_request_pending: self.call.video_session.0.request.is_some(),
+        }
+    }
+}
+
+/// Ends the call in this transaction: frees everyone, drops its deadlines,
+/// writes the timeline and tells the participants. The caller hands the
+/// result to `after_end` once the transaction has committed.
+pub async fn finish(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    outcome: Outcome,
+    reason: EndReason,
+    source: EventSource,
+    actor: Option<&UserId>,
+) -> sqlx::Result<Ended> {
+    let id = call.call_id();
+    let was_ringing = ringing::still_ringing(conn, id).await?;
+    let ended = store::end_call(conn, id, outcome, reason).await?.unwrap_or_else(|| call.clone());
+    let participants = store::participants(conn, id).await?;
+    let view = CallView::new(&ended, &participants);
+    let mut out = Outgoing::default();
+    crate::calls::app_webhooks::call_ended(&mut out, &ended, &view);
+    let actor = actor.map(UserId::as_str);
+    let data = json!({"outcome": outcome, "endReason": reason, "durationSeconds": view.duration_seconds});
+    store::record_event(conn, id, "call.ended", source, actor, data).await?;
+    let everyone = everyone_in(&view);
+    let specific = match outcome {
+        Outcome::Missed => Some(ClientEvent::CallMissed),
+        Outcome::Cancelled if call.state == CallState::Ringing => Some(ClientEvent::CallCancelled),
+        _ => None,
+    };
+    let payload = json!({"call": view});
+    let stop = if outcome == Outcome::Cancelled { RingStop::Cancelled } else { RingStop::Missed };
+    for callee in &was_ringing {
+        ringing::stopped(&mut out, &view, callee, stop);
+    }
+    if let Some(kind) = specific {
+        out.notify(&everyone, kind, Some(id.0), &payload);
+    }
+    out.notify(&everyone, ClientEvent::CallEnded, Some(id.0), &payload);
+    out.write(conn).await?;
+    meeting::on_call_end(conn, &ended, reason).await?;
+    Ok(Ended { call: ended, outcome, reason, view })
+}
+
+/// After the end has committed: counts the call and deletes its room.
+pub async fn after_end(app: &Core, ended: &Ended) {
+    app.metrics.call_ended(&ended.figures());
+    delete_room(app, &ended.call.room_name).await;
+}
+
+pub async fn delete_room(app: &Core, room: &str) {
+    if let Err(err) = app.livekit.delete_room(room).await {
+        // The reconciler deletes rooms that no live call owns.
+        tracing::warn!(error = %err, room, "could not delete the LiveKit room");
+    }
+}
+
+fn everyone_in(view: &CallView) -> Vec<String> {
+    view.participants.iter().map(|p| p.user_id.clone()).collect()
+}

@@ -1,0 +1,78 @@
+//! Every way into a call passes the same gate: a start, an invitation, a
+//! late join. It checks the rate of calls of whoever rings, the host's "who
+//! may call whom" hook, the ring cooldown of each newcomer towards whoever
+//! rings them, `MAX_CALL_PARTICIPANTS`, and blocks both ways between each
+//! newcomer and everyone already in the call (its people, those being
+//! rung, whoever lets them in, and the newcomers let in before them). A
+//! blocked newcomer is answered exactly as a busy one: both are
+//! `unavailable`, and neither's status is rewritten
+//! (`participants::ring`).
+
+use crate::calls::{CallError, Core};
+use crate::domain::{CallType, Code, UserId};
+use crate::store;
+
+/// Someone asks to let `newcomers` into a call.
+pub struct Knock<'a> {
+    /// Who rings them (the caller, the inviter) or, for a late join, the
+    /// newcomer themself.
+    pub by: &'a UserId,
+    /// Who is in the call already (present or being rung), `by` aside.
+    pub inside: &'a [UserId],
+    pub newcomers: &'a [UserId],
+    pub call_type: CallType,
+    pub conversation: Option<&'a str>,
+    /// How many are live in the call now (0 for a new one).
+    pub live: usize,
+    /// A late join: nobody is rung, so no rate of calls or cooldown; the
+    /// hook is asked whether the newcomer may call those inside.
+    pub late: bool,
+}
+
+/// What the gate let through.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// Not blocked: to be rung (the unique index may still find them busy).
+    pub free: Vec<UserId>,
+    /// Blocked with someone in the call: answered as busy.
+    pub unavailable: Vec<UserId>,
+}
+
+pub async fn pass(app: &Core, knock: Knock<'_>) -> Result<Passed, CallError> {
+    let max = app.config.max_call_participants;
+    if knock.live + knock.newcomers.len() > max {
+        return Err(CallError::Invalid {
+            code: Code::TooManyParticipants,
+            field: (!knock.late).then(|| "participantIds".into()),
+            detail: format!("a call has at most {max} participants"),
+        });
+    }
+    if knock.late {
+        crate::calls::authz::may_call(app, knock.by, knock.inside, knock.conversation, knock.call_type)
+            .await?;
+    } else {
+        crate::calls::limits::call_start(app, knock.by).await?;
+        crate::calls::blocks::ring_cooldown(app, knock.by, knock.newcomers).await?;
+        crate::calls::authz::may_call(app, knock.by, knock.newcomers, knock.conversation, knock.call_type)
+            .await?;
+    }
+    let mut everyone: Vec<&str> = knock.inside.iter().map(UserId::as_str).collect();
+    everyone.push(knock.by.as_str());
+    everyone.extend(knock.newcomers.iter().map(UserId::as_str));
+    let blocks = store::blocks::among(&app.db, &everyone).await?;
+    let blocked = |a: &str, b: &str| blocks.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a));
+    let mut passed = Passed::default();
+    let mut inside: Vec<&str> = knock.inside.iter().map(UserId::as_str).collect();
+    if !knock.late {
+        inside.push(knock.by.as_str());
+    }
+    for newcomer in knock.newcomers {
+        if inside.iter().any(|other| blocked(newcomer.as_str(), other)) {
+            passed.unavailable.push(newcomer.clone());
+        } else {
+            inside.push(newcomer.as_str());
+            passed.free.push(newcomer.clone());
+        }
+    }
+    Ok(passed)
+}

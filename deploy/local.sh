@@ -403,7 +403,7 @@ ensure_web() {
         section_done
     done
     stamp="$ROOT/web/dist/.callgate-build"
-    want="$(file_hash "$ROOT/web/src/app.ts" "$ROOT"/clients/ts/src/*.ts "$ROOT/web/package.json" "$ROOT/web/package-lock.json")"
+    want="$(file_hash "$ROOT"/web/src/*.ts "$ROOT"/clients/ts/src/*.ts "$ROOT/web/package.json" "$ROOT/web/package-lock.json")"
     [[ -r "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
     (cd "$ROOT/web" && npm run --silent build >/dev/null) || die "the web app's build (web: npm run build) failed"
     echo "$want" >"$stamp"

@@ -126,3 +126,44 @@ async fn in_a_browser_video_published_as_a_microphone_before_consent_reaches_nob
     let base = app.address.clone();
     in_browsers("mislabel", base).await;
 }
+
+/// The screens `screens` photographs and audits, at each size.
+const SCREENS: [&str; 8] =
+    ["sign-in", "home", "incoming", "in-call-audio", "consent-prompt", "in-call-video", "ended", "history"];
+const SIZES: [&str; 2] = ["1280x720", "390x844"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_call_by_keyboard_fits_a_laptop_and_a_phone_with_no_serious_accessibility_violation() {
+    let app = spawn_app().await;
+    let results = in_browsers("screens", app.address.clone()).await;
+    let result = results.first().expect("a RESULT");
+    let audits = result["audits"].as_array().expect("audits");
+    for screen in SCREENS {
+        for size in SIZES {
+            let audit = audits
+                .iter()
+                .find(|a| a["screen"] == screen && a["size"] == size)
+                .unwrap_or_else(|| panic!("{screen} at {size} is audited: {audits:?}"));
+            let serious: Vec<&Value> = audit["violations"]
+                .as_array()
+                .expect("violations")
+                .iter()
+                .filter(|v| v[1] == "serious" || v[1] == "critical")
+                .collect();
+            assert!(serious.is_empty(), "{screen} at {size}: {serious:?}");
+            let shot = root().join(format!("target/screenshots/{screen}-{size}.png"));
+            assert!(shot.exists(), "{} is written", shot.display());
+        }
+    }
+    // She rated the group call 4 with the arrow keys; it ended when the last but one left.
+    let call = result["call"].as_str().expect("call");
+    let (state, score): (String, i16) = sqlx::query_as(
+        "select c.state, r.score from calls c join call_ratings r on r.call_id = c.id \
+         where c.id = $1::uuid and r.user_id like 'she-%'",
+    )
+    .bind(call)
+    .fetch_one(&app.state.db)
+    .await
+    .expect("her rating");
+    assert_eq!((state.as_str(), score), ("ended", 4));
+}

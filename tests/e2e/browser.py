@@ -5,6 +5,10 @@ devices) drive the reference web app (/app) of a callgate on the real stack.
 
 part: `call` (ring, answer, audio, consent, revoke, hang up, history),
 `mislabel` (video published as a microphone before consent reaches nobody),
+`screens` (a group call driven by keyboard where a person would: every
+screen photographed at 1280x720 and 390x844, checked to fit, and audited
+with axe-core; the ringtone, the notification of a hidden tab, who speaks,
+who is muted, the network, the timer),
 or one of the modified-client attacks, where his page is the web app with
 livekit-client's internals patched, against her honest web page and (in
 groups) a third participant's honest Python client (lkclient.py):
@@ -17,12 +21,14 @@ check on the server; exits non-zero with the browsers' console on failure.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+import wave
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -108,12 +114,19 @@ class Lk:
             self.p.kill()
 
 
-def sign_in(browser, user_id, name, gender):
-    context = browser.new_context(viewport={"width": 1100, "height": 760}, permissions=["camera", "microphone"])
+def open_app(browser, name, viewport=None, init_script=None):
+    context = browser.new_context(viewport=viewport or {"width": 1100, "height": 760}, permissions=["camera", "microphone"])
+    if init_script:
+        context.add_init_script(path=init_script)
     page = context.new_page()
     page.on("console", lambda m: console.append(f"[{name}] {m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"[{name}] pageerror: {e}"))
     page.goto(f"{BASE}/app")
+    return page
+
+
+def sign_in(browser, user_id, name, gender, page=None, **context):
+    page = page or open_app(browser, name, **context)
     form = page.locator("#signin-form")
     form.get_by_label("User id").fill(user_id)
     form.get_by_label("Name").fill(name)
@@ -210,6 +223,233 @@ def the_mislabel(browser, tag):
     step("his video published as a microphone reaches nothing of hers, and the call ends")
 
 
+
+# ------------------------------------------------------------ screens
+#
+# axe-core (web/node_modules, a pinned devDependency of the web app) is
+# injected by Playwright before the page's own scripts, whatever the page's
+# Content-Security-Policy says; it only reads the page.
+AXE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web", "node_modules", "axe-core", "axe.min.js")
+SIZES = [("1280x720", {"width": 1280, "height": 720}), ("390x844", {"width": 390, "height": 844})]
+DESKTOP = SIZES[0][1]
+
+AXE_RUN = """async () => {
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.slice(0, 4).map((n) => n.target.join(' ')) }));
+}"""
+
+# Whether the focused element shows it (null), or what is wrong.
+FOCUS = """() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return 'nothing is focused';
+    const s = getComputedStyle(el);
+    const what = `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${(el.textContent || el.value || '').trim().slice(0, 30)}"`;
+    if (!el.matches(':focus-visible')) return `${what} is focused without :focus-visible`;
+    if (s.outlineStyle === 'none' || parseFloat(s.outlineWidth) < 2) return `${what} shows no outline`;
+    return null;
+}"""
+
+# What does not fit: a page wider than the screen, or one of these
+# (visible) elements outside the viewport or scrolled away.
+FITS = """(selector) => {
+    const out = [];
+    const root = document.scrollingElement;
+    if (root.scrollWidth > innerWidth + 1) out.push(`the page is ${root.scrollWidth}px wide`);
+    const main = document.querySelector('main');
+    if (main.scrollWidth > main.clientWidth + 1) out.push(`its content is ${main.scrollWidth}px wide`);
+    for (const el of document.querySelectorAll(selector)) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue;
+        if (r.top < 0 || r.left < 0 || r.bottom > innerHeight + 0.5 || r.right > innerWidth + 0.5) {
+            const name = el.id || el.textContent.trim().slice(0, 20);
+            out.push(`${name} at (${Math.round(r.left)}, ${Math.round(r.top)})-(${Math.round(r.right)}, ${Math.round(r.bottom)})`);
+        }
+    }
+    return out;
+}"""
+
+HIDE = """(hidden) => {
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => hidden ? 'hidden' : 'visible' });
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+    document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def notifications(page, setting):
+    """Sets what this page's browser says of notifications: `prompt` (not asked
+    yet: headless Chromium would say denied), `granted`, `denied`."""
+    target = page.context.new_cdp_session(page).send("Target.getTargetInfo")["targetInfo"]
+    page.context.browser.new_browser_cdp_session().send("Browser.setPermission", {
+        "permission": {"name": "notifications"}, "setting": setting, "origin": BASE,
+        "browserContextId": target["browserContextId"],
+    })
+
+
+def focus_shown(page):
+    problem = page.evaluate(FOCUS)
+    assert problem is None, problem
+
+
+def tab_to(page, selector, back=False, limit=30):
+    """Presses Tab (or Shift+Tab) until `selector` has the focus; every stop must show it."""
+    key = "Shift+Tab" if back else "Tab"
+    for _ in range(limit):
+        page.keyboard.press(key)
+        focus_shown(page)
+        if page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reached with {key}")
+
+
+def capture(page, screen, must_see, audits, ready=None):
+    """At each size: the screen fits, is photographed (once `ready` holds, if
+    given), and axe finds nothing serious or critical."""
+    for size, viewport in SIZES:
+        page.set_viewport_size(viewport)
+        time.sleep(0.5)
+        if ready:
+            wait_until(f"{screen} is ready to be photographed", ready, 20)
+        out = page.evaluate(FITS, must_see)
+        assert not out, f"{screen} at {size}: out of view: {out}"
+        shot(page, f"{screen}-{size}")
+        violations = page.evaluate(AXE_RUN)
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        listed = ", ".join(f"{v['id']} ({v['impact']})" for v in violations) or "none"
+        step(f"{screen} at {size}: fits; axe violations: {listed}")
+        audits.append({"screen": screen, "size": size, "violations": [[v["id"], v["impact"]] for v in violations]})
+        assert not bad, f"{screen} at {size}: axe finds {json.dumps(bad, indent=1)}"
+    page.set_viewport_size(DESKTOP)
+
+
+def tile(page, user_id):
+    return page.locator(f'#people li[data-id="{user_id}"]')
+
+
+def the_screens(browser, tag):
+    audits = []
+    app = {"viewport": DESKTOP, "init_script": AXE}
+    she = open_app(browser, "Alice", **app)
+    notifications(she, "prompt")
+    expect(she.get_by_role("heading", name="Sign in (development)")).to_be_visible()
+    capture(she, "sign-in", "#signin-form button", audits)
+
+    tab_to(she, "input[name=userId]")
+    she.keyboard.type(f"she-{tag}")
+    tab_to(she, "input[name=name]")
+    she.keyboard.type("Alice")
+    tab_to(she, "#signin-form button[type=submit]")
+    she.keyboard.press("Enter")
+    expect(she.get_by_role("heading", name="Call someone")).to_be_visible()
+    step("she signs in with the keyboard alone; every stop shows its focus")
+    expect(she.get_by_role("button", name="Turn on call notifications")).to_be_visible()
+    capture(she, "home", "#call-form button, #notify-on", audits)
+
+    he = open_app(browser, "Bob", **app)
+    notifications(he, "prompt")
+    sign_in(browser, f"he-{tag}", "Bob", "male", page=he)
+    carol = sign_in(browser, f"carol-{tag}", "Carol", "female", **app)
+    # He will say yes when the browser asks.
+    notifications(he, "granted")
+    tab_to(he, "#notify-on")
+    he.keyboard.press("Enter")
+    expect(he.get_by_text("Call notifications are on")).to_be_visible()
+    he.evaluate(HIDE, True)
+    step("he turns call notifications on (the browser grants them) and his tab goes to the background")
+
+    tab_to(she, "input[name=callee]")
+    she.keyboard.type(f"he-{tag}, carol-{tag}")
+    tab_to(she, "#call-form button[type=submit]")
+    she.keyboard.press("Enter")
+    expect(he.get_by_role("heading", name="Incoming call")).to_be_visible(timeout=10_000)
+    expect(he.get_by_text("Alice is calling")).to_be_visible()
+    expect(he.get_by_text("With Carol")).to_be_visible()
+    rings = wait_until("his ringtone sounds", lambda: (lambda r: r if r["playing"] and r["level"] > 0.001 else None)(
+        he.evaluate("window.callgateApp.ringtone()")), 10)
+    notification = he.evaluate("window.callgateApp.notification()")
+    assert notification and notification["title"] == "Alice is calling", f"his hidden tab shows a notification: {notification}"
+    assert he.title().startswith("Alice is calling"), he.title()
+    step(f"she calls him and Carol with the keyboard; his page rings ({rings}) and notifies: {notification}")
+    he.evaluate(HIDE, False)
+    tab_to(he, "#answer")
+    capture(he, "incoming", "#answer, #decline", audits)
+
+    he.keyboard.press("Enter")
+    carol.get_by_role("button", name="Answer").click()
+    for page in (she, he, carol):
+        expect(page.locator("#call-status")).to_have_text("Connected", timeout=15_000)
+    after = he.evaluate("[window.callgateApp.ringtone().playing, window.callgateApp.notification()]")
+    assert after == [False, None], f"answered, nothing rings and the notification is gone: {after}"
+    step("he answers with the keyboard (his ringtone and notification stop), Carol with a click")
+
+    # What a person sees (innerText: what is displayed).
+    expect(tile(she, f"he-{tag}")).to_contain_text("Bob", use_inner_text=True, timeout=10_000)
+    expect(tile(she, f"carol-{tag}")).to_contain_text("Carol", use_inner_text=True, timeout=10_000)
+    expect(tile(she, f"he-{tag}")).not_to_contain_text("Muted", use_inner_text=True)
+    he.get_by_role("button", name="Mute").click()
+    expect(tile(she, f"he-{tag}")).to_contain_text("Muted", use_inner_text=True, timeout=10_000)
+    expect(he.locator("#self")).to_contain_text("Muted", use_inner_text=True)
+    speaks = lambda: she.locator("#people li[data-speaking]").count() > 0  # noqa: E731
+    wait_until("her page shows someone speaking", speaks, 20)
+    wait_until(
+        "her page shows each one's network",
+        lambda: she.locator('#people li[data-quality]:not([data-quality="unknown"])').count() == 2,
+        20,
+    )
+    first = she.locator("#call-timer").inner_text()
+    time.sleep(2.1)
+    later = she.locator("#call-timer").inner_text()
+    assert first != later and later.count(":") == 1, f"the timer counts: {first} then {later}"
+    speaking = she.locator("#people li[data-speaking] .name").all_inner_texts()
+    assert "Bob" not in speaking, f"muted, he is not speaking: {speaking}"
+    networks = she.locator("#people li").evaluate_all("(els) => els.map((e) => e.dataset.quality)")
+    step(f"her page: Bob muted, speaking {speaking}, networks {networks}, timer {first} then {later}")
+    capture(she, "in-call-audio", ".controls button", audits, ready=speaks)
+
+    he.get_by_role("button", name="Ask for video").click()
+    expect(carol.get_by_text("Bob would like to turn on video")).to_be_visible(timeout=10_000)
+    carol.get_by_role("button", name="Allow").click()
+    expect(she.get_by_text("Bob would like to turn on video")).to_be_visible(timeout=10_000)
+    capture(she, "consent-prompt", ".controls button, #consent button", audits)
+    assert she.evaluate("document.activeElement.textContent") == "Allow", "the prompt takes her focus"
+    focus_shown(she)
+    she.keyboard.press("Enter")
+    wait_until("each page decodes video", lambda: all(receiving(p)["videoFrames"] > 0 for p in (she, he, carol)), 20)
+    wait_until("her page shows both cameras", lambda: she.locator("#people li[data-video]").count() == 2, 10)
+    time.sleep(1.5)
+    step("he asks for video, Carol allows with a click, she with the keyboard; every page decodes video")
+    capture(she, "in-call-video", ".controls button", audits)
+
+    tab_to(she, "#hang-up")
+    she.keyboard.press("Enter")
+    expect(she.get_by_role("heading", name="Call ended")).to_be_visible(timeout=10_000)
+    expect(she.get_by_text("You left the call.")).to_be_visible()
+    for page in (he, carol):
+        expect(page.locator("#call-status")).to_have_text("Connected")
+    step("she hangs up with the keyboard: she leaves, the call goes on between him and Carol")
+    capture(she, "ended", "#rating-form button", audits)
+
+    tab_to(she, "input[name=score]")
+    she.keyboard.press("ArrowLeft")
+    tab_to(she, "#rating-form button[type=submit]")
+    she.keyboard.press("Enter")
+    expect(she.get_by_role("heading", name="Call someone")).to_be_visible()
+    expect(she.get_by_text("your rating is sent when the call ends")).to_be_visible()
+    he.get_by_role("button", name="Hang up").click()
+    expect(carol.get_by_role("heading", name="Call ended")).to_be_visible(timeout=10_000)
+    expect(she.get_by_text("Thanks for the rating")).to_be_visible(timeout=10_000)
+    tab_to(she, "#nav-history", back=True)
+    she.keyboard.press("Enter")
+    row = she.locator("#history tbody tr").first
+    expect(row).to_contain_text("Bob")
+    expect(row).to_contain_text("Carol")
+    expect(row).to_contain_text("completed", timeout=10_000)
+    step("she rates the call (4) with the keyboard: it is sent once he hangs up and the call ends; she opens her history")
+    capture(she, "history", "#history th", audits)
+
+    errors = [line for line in console if "pageerror" in line]
+    assert not errors, f"no page throws: {errors}"
+    result(audits=audits, call=she.evaluate("document.querySelector('#history tbody tr').dataset.callId"))
 
 # ------------------------------------------------------------ attacks
 #
@@ -424,15 +664,38 @@ def the_stale_rejoin(browser, tag):
     result(left_call=call, removed_call=removed_call, left=left, removed=removed)
 
 
+def voice(path):
+    """Two seconds of a voice-like sound (a 180 Hz buzz with harmonics, four
+    syllables a second), looped by chromium as its fake microphone: its own
+    fake microphone beeps too briefly for LiveKit to call anyone a speaker."""
+    rate = 48000
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        frames = bytearray()
+        for n in range(2 * rate):
+            t = n / rate
+            syllable = 0.55 + 0.45 * math.sin(2 * math.pi * 4 * t)
+            buzz = sum(math.sin(2 * math.pi * 180 * k * t) / k for k in (1, 2, 3, 4))
+            frames += int(9000 * syllable * buzz / 2).to_bytes(2, "little", signed=True)
+        w.writeframes(bytes(frames))
+    return path
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     tag = uuid.uuid4().hex[:10]
+    args = ARGS
+    if PART == "screens":
+        args = ARGS + [f"--use-file-for-fake-audio-capture={voice(os.path.join(SHOTS, 'voice.wav'))}"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             parts = {
                 "call": the_call,
                 "mislabel": the_mislabel,
+                "screens": the_screens,
                 "disguised": the_disguised,
                 "stale_camera": the_stale_camera,
                 "stale_rejoin": the_stale_rejoin,

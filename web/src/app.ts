@@ -1,6 +1,11 @@
 // The reference web app: the TypeScript client for callgate, livekit-client
 // for the media. It shows only what the API and LiveKit tell this participant.
+// What it receives and plays follows the room's metadata (`follow`, `judge`,
+// `play`, `videoOff` below, with the rules of clients/ts/src/media.ts); the
+// call's view (people.ts), its timer (timer.ts) and how an incoming call is
+// noticed (ring.ts) only show things.
 import {
+  ConnectionQuality,
   ConnectionState,
   LocalTrack,
   Participant,
@@ -26,6 +31,9 @@ import {
   Publication,
   RoomState,
 } from "../../clients/ts/src/index";
+import { avatar, People, Quality } from "./people";
+import { CallNotice, Ringtone } from "./ring";
+import { CallTimer, duration } from "./timer";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const SCREENS = ["signin", "home", "incoming", "call", "ended", "history"] as const;
@@ -41,6 +49,8 @@ let current:
       room?: Room;
       connected: boolean;
       requestId?: string;
+      // Why the call ends here, once she hung up (callgate may put her out of the room first).
+      leaving?: string;
       // What the room's metadata (only callgate writes it) says; what plays follows it.
       state: RoomState;
     }
@@ -48,11 +58,17 @@ let current:
 let incoming: Call | undefined;
 let qualityTimer: ReturnType<typeof setInterval> | undefined;
 let endedCallId: string | undefined;
+let waitingRating: { callId: string; score: number } | undefined;
+const people = new People($("people"), $("self"), $<HTMLVideoElement>("local-video"));
+const timer = new CallTimer($("call-timer"));
+const ringtone = new Ringtone();
+const notice = new CallNotice();
 
 function show(screen: Screen) {
   for (const s of SCREENS) $(`screen-${s}`).hidden = s !== screen;
   $("nav").hidden = screen === "signin";
   document.body.dataset.screen = screen;
+  if (screen === "home") offerNotifications();
   const heading = $(`screen-${screen}`).querySelector("h1");
   heading?.setAttribute("tabindex", "-1");
   heading?.focus();
@@ -95,12 +111,18 @@ function start() {
   if (!session) return show("signin");
   const token = session.token;
   client = new CallgateClient({ baseUrl: location.origin, token });
-  $("whoami").textContent = `Signed in as ${session.name}`;
+  // On a phone's narrow screen only a screen reader says "Signed in as".
+  const prefix = document.createElement("span");
+  prefix.className = "wide";
+  prefix.textContent = "Signed in as ";
+  $("whoami").replaceChildren(prefix, session.name);
   stream = client.events({ onEvent, onCatchUp: ({ calls }) => catchUp(calls) }).start();
   show("home");
 }
 
 function signOut() {
+  stopRinging();
+  incoming = undefined;
   stream?.close();
   sessionStorage.removeItem("callgate.session");
   session = undefined;
@@ -120,24 +142,47 @@ function catchUp(calls: Call[]) {
 function onEvent(event: CallgateEvent) {
   const call = (event.data.call as Call | undefined) ?? undefined;
   const mine = current && event.callId === current.call.id;
+  const ringingHere = incoming !== undefined && event.callId === incoming.id;
   switch (event.type) {
     case "call.incoming":
       if (call && !current) ring(call);
       break;
     case "call.accepted":
-      if (mine && call) (current!.call = call), title(call), status("Connecting…");
+      if (!mine || !call) break;
+      noteCall(call);
+      if (!current!.connected) status("Connecting…");
       break;
-    case "call.declined":
-      if (mine) finish(`${nameOf(current!.call, String(event.data.by ?? ""))} declined.`);
+    case "call.declined": {
+      if (!mine) break;
+      const who = nameOf(current!.call, String(event.data.by ?? ""));
+      // In a group the call goes on without whoever declined.
+      if (!call || call.state === "ended") return void finish(`${who} declined.`);
+      noteCall(call);
+      toast(`${who} declined.`);
+      break;
+    }
+    case "participant.joined":
+    case "participant.left":
+    case "participant.reconnecting":
+    case "participant.invited":
+      if (mine && call) noteCall(call);
+      break;
+    case "call.ring_stopped":
+      if (ringingHere) stopIncoming(stoppedWhy(String(event.data.reason ?? "")));
       break;
     case "call.cancelled":
     case "call.missed":
-      if (incoming && event.callId === incoming.id) (incoming = undefined), show("home"), toast("Missed call");
+      if (ringingHere) stopIncoming(`Missed call from ${nameOf(incoming!, incoming!.initiatorId)}`);
       if (mine) finish(event.type === "call.missed" ? "No answer." : "The call was cancelled.");
       break;
     case "call.ended":
+      if (waitingRating && waitingRating.callId === event.callId) {
+        const { callId, score } = waitingRating;
+        waitingRating = undefined;
+        void sendRating(callId, score);
+      }
       if (mine) finish(current!.connected ? "The call ended." : "The call ended before it started.");
-      if (incoming && event.callId === incoming.id) (incoming = undefined), show("home");
+      if (ringingHere) stopIncoming("");
       break;
     case "video.requested":
       if (mine) onVideoRequested(event.data.request as { id: string; requestedBy: string });
@@ -175,15 +220,53 @@ async function placeCall(form: HTMLFormElement) {
   }
 }
 
+// ---------------------------------------------------------------- ringing
+
 function ring(call: Call) {
   incoming = call;
-  $("incoming-who").textContent = `${nameOf(call, call.initiatorId)} is calling (${call.type})`;
+  const caller = nameOf(call, call.initiatorId);
+  avatar($("incoming-avatar"), call.initiatorId, caller);
+  $("incoming-who").textContent = `${caller} is calling (${call.type})`;
+  const also = others(call).filter((p) => p.userId !== call.initiatorId).map((p) => p.name ?? p.userId);
+  $("incoming-also").textContent = also.length ? `With ${also.join(", ")}` : "";
   show("incoming");
+  document.title = `${caller} is calling · callgate`;
+  ringtone.start();
+  noticeIfHidden();
+}
+
+/** While it rings, a tab that is (or goes) in the background shows a notification. */
+function noticeIfHidden() {
+  if (!incoming) return;
+  const caller = nameOf(incoming, incoming.initiatorId);
+  notice.show(`${caller} is calling`, `${incoming.type === "video" ? "Video" : "Audio"} call: open callgate to answer`, `call-${incoming.id}`);
+}
+
+function stopRinging() {
+  ringtone.stop();
+  notice.close();
+  document.title = "callgate";
+}
+
+/** It stopped ringing here without an answer from this page (a toast says why, if anything). */
+function stopIncoming(why: string) {
+  stopRinging();
+  incoming = undefined;
+  show(current ? "call" : "home");
+  if (why) toast(why);
+}
+
+function stoppedWhy(reason: string) {
+  const caller = incoming ? nameOf(incoming, incoming.initiatorId) : "";
+  if (reason === "answered") return "Answered on another device";
+  if (reason === "declined") return "Declined on another device";
+  return `Missed call from ${caller}`;
 }
 
 async function answer() {
   const call = incoming!;
   incoming = undefined;
+  stopRinging();
   try {
     await enter(await client!.acceptCall(call.id), "Connecting…");
   } catch (err) {
@@ -195,6 +278,7 @@ async function answer() {
 async function decline() {
   const call = incoming!;
   incoming = undefined;
+  stopRinging();
   show("home");
   await client!.declineCall(call.id).catch((err) => toast(explain(err)));
 }
@@ -202,6 +286,7 @@ async function decline() {
 async function enter(started: CallWithJoin, note: string) {
   const { call, join, iceServers } = started;
   current = { call, connected: false, state: CLOSED };
+  people.reset(call, session!.userId);
   title(call);
   status(note);
   consentNote("");
@@ -216,7 +301,7 @@ async function enter(started: CallWithJoin, note: string) {
     .on(RoomEvent.TrackPublished, (pub, participant) => judge(pub, participant))
     .on(RoomEvent.ParticipantConnected, (p) => p.trackPublications.forEach((pub) => judge(pub, p)))
     .on(RoomEvent.TrackSubscribed, (track, pub, participant) => play(track, pub, participant))
-    .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el !== $("remote-video") && el.remove()))
+    .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => people.release(el) || el.remove()))
     .on(RoomEvent.ParticipantPermissionsChanged, (_prev, participant) => {
       if (participant === room.localParticipant) void onRights();
     })
@@ -225,13 +310,74 @@ async function enter(started: CallWithJoin, note: string) {
       current!.connected = true;
       status("Connected");
     })
-    .on(RoomEvent.Disconnected, () => current?.room === room && finish("Disconnected."));
+    .on(RoomEvent.Disconnected, () => current?.room === room && finish(current.leaving ?? "Disconnected."));
+  watch(room);
   await room.connect(join.url, join.token, { autoSubscribe: false, rtcConfig: { iceServers: iceServers as RTCIceServer[] } });
   // Who may receive our tracks is set before we publish any.
   follow(room);
   if (room.remoteParticipants.size > 0) (current.connected = true), status("Connected");
+  room.remoteParticipants.forEach((p) => seen(p));
+  if (current.connected) void connected();
   await room.localParticipant.setMicrophoneEnabled(true);
+  people.muted(room.localParticipant.identity, !room.localParticipant.isMicrophoneEnabled);
   qualityTimer = setInterval(() => void sampleQuality(), 5000);
+}
+
+// ------------------------------------------------------------- call view
+//
+// What the page shows of the people in the call: LiveKit's presence, active
+// speakers, mute states and connection quality, and callgate's view of the
+// call. None of it decides what is received or played.
+
+function watch(room: Room) {
+  const mine = () => current?.room === room;
+  room
+    .on(RoomEvent.ParticipantConnected, (p) => {
+      if (!mine()) return;
+      seen(p);
+      void connected();
+    })
+    .on(RoomEvent.ParticipantDisconnected, (p) => mine() && people.present(p.identity, false))
+    .on(RoomEvent.ActiveSpeakersChanged, (speakers) => mine() && people.speaking(speakers.map((p) => p.identity)))
+    .on(RoomEvent.ConnectionQualityChanged, (quality: ConnectionQuality, p) => mine() && people.quality(p.identity, quality as Quality))
+    .on(RoomEvent.TrackPublished, (_pub, p) => mine() && mic(p))
+    .on(RoomEvent.TrackUnpublished, (_pub, p) => mine() && mic(p))
+    .on(RoomEvent.TrackMuted, (_pub, p) => mine() && mic(p))
+    .on(RoomEvent.TrackUnmuted, (_pub, p) => mine() && mic(p))
+    .on(RoomEvent.LocalTrackPublished, (_pub, p) => mine() && mic(p));
+}
+
+/** Someone is in the room: their tile shows them present, and their microphone. */
+function seen(p: RemoteParticipant) {
+  people.present(p.identity, true);
+  mic(p);
+}
+
+/** Whether someone's microphone is on, as LiveKit announces it (muted, or none published). */
+function mic(p: Participant) {
+  people.muted(p.identity, !p.isMicrophoneEnabled);
+}
+
+/**
+ * Someone else is in the room: the timer starts (from now until callgate's
+ * record of when the call became active arrives), and the call is read
+ * again for everyone's status.
+ */
+async function connected() {
+  const call = current?.call;
+  if (!call) return;
+  if (!timer.running) timer.start(Date.now());
+  const fresh = await client!.getCall(call.id).catch(() => undefined);
+  if (fresh && current?.call.id === fresh.id) noteCall(fresh);
+}
+
+/** The call as callgate last described it. */
+function noteCall(call: Call) {
+  if (!current || current.call.id !== call.id) return;
+  current.call = call;
+  title(call);
+  people.update(call);
+  if (call.connectedAt) timer.start(Date.parse(call.connectedAt));
 }
 
 function facts(pub: RemoteTrackPublication, participant: RemoteParticipant): Publication {
@@ -274,7 +420,7 @@ function play(track: RemoteTrack, pub: RemoteTrackPublication, participant: Remo
     pub.setSubscribed(false);
     return;
   }
-  if (track.kind === Track.Kind.Video) track.attach($<HTMLVideoElement>("remote-video"));
+  if (track.kind === Track.Kind.Video) track.attach(people.videoFor(participant.identity, pub.source));
   else $("audio-sink").appendChild(track.attach());
 }
 
@@ -286,11 +432,15 @@ function status(text: string) {
   $("call-status").textContent = text;
 }
 
+/** Hangs up: a call of two ends; from a group one leaves, and it goes on for the others. */
 async function hangUp() {
   const call = current?.call;
   if (!call) return;
-  await client!.endCall(call.id).catch((err) => toast(explain(err)));
-  finish("You hung up.");
+  const group = call.participants.length > 2;
+  const why = group ? "You left the call." : "You hung up.";
+  current!.leaving = why;
+  await (group ? client!.leaveCall(call.id) : client!.endCall(call.id)).catch((err) => toast(explain(err)));
+  finish(why);
 }
 
 async function finish(why: string) {
@@ -298,11 +448,12 @@ async function finish(why: string) {
   const { call, room, connected } = current;
   current = undefined;
   clearInterval(qualityTimer);
+  const lasted = timer.stop();
   await room?.disconnect();
-  $<HTMLVideoElement>("remote-video").srcObject = null;
-  $<HTMLVideoElement>("local-video").srcObject = null;
+  people.clear();
   $("audio-sink").replaceChildren();
   $("ended-why").textContent = why;
+  $("ended-length").textContent = lasted > 0 ? `It lasted ${duration(lasted)}.` : "";
   endedCallId = call.id;
   $("rating-form").hidden = !connected;
   show(connected ? "ended" : "home");
@@ -311,8 +462,23 @@ async function finish(why: string) {
 
 async function rate(form: HTMLFormElement) {
   const score = Number(new FormData(form).get("score"));
-  if (endedCallId) await client!.rateCall(endedCallId, { score }).then(() => toast("Thanks for the rating"), (err) => toast(explain(err)));
   show("home");
+  if (endedCallId) await sendRating(endedCallId, score);
+}
+
+/**
+ * A call is rated once it has ended: one she left goes on for the others,
+ * and her rating waits for its `call.ended` (`waitingRating`).
+ */
+async function sendRating(callId: string, score: number) {
+  try {
+    await client!.rateCall(callId, { score });
+    toast("Thanks for the rating");
+  } catch (err) {
+    if (!(err instanceof CallgateError) || err.code !== "call_not_ended") return toast(explain(err));
+    waitingRating = { callId, score };
+    toast("Thanks: your rating is sent when the call ends");
+  }
 }
 
 // -------------------------------------------------------------- consent
@@ -388,7 +554,7 @@ function setVideoUi(on: boolean) {
     void lp?.setScreenShareEnabled(false).catch(() => undefined);
     pressed("camera", false);
     pressed("screen", false);
-    $<HTMLVideoElement>("local-video").srcObject = null;
+    people.selfVideo(false);
   }
 }
 
@@ -412,7 +578,7 @@ async function toggleCamera() {
     pressed("camera", on);
     const track = pub?.track as LocalTrack | undefined;
     if (on && track) track.attach($<HTMLVideoElement>("local-video"));
-    else $<HTMLVideoElement>("local-video").srcObject = null;
+    people.selfVideo(on && track !== undefined);
   } catch (err) {
     toast(`Camera: ${explain(err)}`);
   }
@@ -431,7 +597,7 @@ async function toggleMute() {
   const muted = lp.isMicrophoneEnabled;
   await lp.setMicrophoneEnabled(!muted);
   pressed("mute", muted);
-  $("mute").textContent = muted ? "Unmute" : "Mute";
+  people.muted(lp.identity, muted);
   await client!.updateMyMedia(current!.call.id, { audioEnabled: !muted }).catch(() => undefined);
 }
 
@@ -484,11 +650,11 @@ async function showHistory() {
     ...calls.map((call) => {
       const row = document.createElement("tr");
       const cells = [
-        new Date(call.createdAt).toLocaleString(),
+        new Date(call.createdAt).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }),
         others(call).map((p) => p.name ?? p.userId).join(", "),
         call.type,
         call.outcome ?? call.state,
-        call.durationSeconds != null ? `${call.durationSeconds} s` : "—",
+        call.durationSeconds != null ? duration(call.durationSeconds) : "—",
       ];
       for (const text of cells) {
         const td = document.createElement("td");
@@ -500,6 +666,27 @@ async function showHistory() {
     }),
   );
   $("history-empty").hidden = calls.length > 0;
+}
+
+// -------------------------------------------------------- notifications
+
+/** Offered on the home page, asked only when the person presses the button. */
+function offerNotifications() {
+  const permission = CallNotice.permission();
+  $("notify-offer").hidden = permission !== "default";
+  const state = $("notify-state");
+  state.hidden = permission === "default" || permission === "unsupported";
+  state.textContent =
+    permission === "granted"
+      ? "Call notifications are on: while this tab is in the background, a call shows a notification."
+      : "Notifications are blocked for this page in the browser’s settings; calls still ring while it is open.";
+}
+
+async function turnOnNotifications() {
+  await CallNotice.ask().catch(() => undefined);
+  offerNotifications();
+  // The button is gone: the answer takes its focus.
+  $("notify-state").focus();
 }
 
 // -------------------------------------------------------------- wiring
@@ -530,11 +717,16 @@ onClick("skip-rating", () => show("home"));
 onClick("nav-home", () => show(current ? "call" : "home"));
 onClick("nav-history", showHistory);
 onClick("sign-out", signOut);
+onClick("notify-on", turnOnNotifications);
+document.addEventListener("visibilitychange", () => document.visibilityState === "hidden" && noticeIfHidden());
+ringtone.unlockOn(document);
 
 // For the end-to-end tests and for curious developers (this app exists only in development).
 Object.assign(window, {
   callgateApp: {
     receiving,
+    ringtone: () => ringtone.state(),
+    notification: () => notice.current(),
     room: () => current?.room,
     call: () => current?.call,
     client: () => client,

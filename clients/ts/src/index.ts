@@ -88,7 +88,7 @@ export class CallgateClient {
     return this.request<Schemas["JoinOnly"]>("POST", `/calls/${enc(callId)}/token`);
   }
   getCall(callId: string) {
-    return this.request<Schemas["CallOnly"]>("GET", `/calls/${enc(callId)}`);
+    return this.request<Call>("GET", `/calls/${enc(callId)}`);
   }
   activeCalls() {
     return this.request<CallList>("GET", "/calls/active");

@@ -107,6 +107,7 @@ async fn act(
             for user in &missed {
                 store::mark_gone(tx, id, user, ParticipantStatus::Missed).await?;
             }
+            consent::on_rings_ended(app, tx, call, &missed).await?;
             let view = crate::calls::views::CallView::load(tx, call).await?;
             let mut out = store::Outgoing::default();
             crate::calls::app_webhooks::call_missed(&mut out, &view);

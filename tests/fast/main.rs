@@ -10,6 +10,7 @@
 
 mod appointments;
 mod media;
+mod sealed;
 mod support;
 
 use callgate::clock::Clock;

@@ -522,11 +522,19 @@ pub fn visible_actor<'a>(kind: LedgerKind, actor: Option<&'a str>, reader: &str)
 /// consenter present, or anyone who joined while it was pending (and may
 /// change their answer until it is decided).
 pub fn can_answer(policy: VideoPolicy, session: &VideoSession, members: &[Member], user: &str) -> bool {
-    session.request.as_ref().is_some_and(|r| {
-        r.requested_by != user
-            && members.iter().any(|m| m.user_id == user)
-            && (session.asked.contains(user) || consenters(policy, members).contains(user))
-    })
+    session.request.as_ref().is_some_and(|r| may_answer(policy, session, members, r, user))
+}
+
+fn may_answer(
+    policy: VideoPolicy,
+    session: &VideoSession,
+    members: &[Member],
+    request: &PendingRequest,
+    user: &str,
+) -> bool {
+    user != request.requested_by
+        && members.iter().any(|m| m.user_id == user)
+        && (session.asked.contains(user) || consenters(policy, members).contains(user))
 }
 
 pub fn publish_sources(state: VideoState, may_share_screen: bool) -> Vec<TrackSource> {
@@ -866,9 +874,7 @@ impl Draft<'_> {
     /// Who may answer `request`: a consenter present, or whoever joined
     /// while it was pending; never its requester.
     fn may_answer(&self, request: &PendingRequest, user: &str) -> bool {
-        user != request.requested_by
-            && self.members.iter().any(|m| m.user_id == user)
-            && (self.session.asked.contains(user) || self.consenters().contains(user))
+        may_answer(self.policy, &self.session, self.members, request, user)
     }
 
     /// Whose answer the request still waits for: those present who may

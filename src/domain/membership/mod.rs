@@ -151,7 +151,13 @@ pub fn step(at: Option<Member>, step: Step) -> Result<Moved, Refusal> {
     let to = |status: Status, live: bool| Member { status, live, ..me };
     let moved = |next: Member| {
         let (was, is) = (me.is_present(), next.is_present());
-        Moved { to: Some(next), changed: next != me, arrived: !was && is, departed: was && !is, out_of_room: false }
+        Moved {
+            to: Some(next),
+            changed: next != me,
+            arrived: !was && is,
+            departed: was && !is,
+            out_of_room: false,
+        }
     };
     use Status as S;
     match (me.status, step) {
@@ -169,7 +175,9 @@ pub fn step(at: Option<Member>, step: Step) -> Result<Moved, Refusal> {
         (S::Left | S::Declined | S::Missed | S::Busy, Step::Invite { admitted, .. }) => {
             Ok(moved(Member { status: S::Invited, live: true, admitted, ..me }))
         }
-        (S::Invited | S::Accepted | S::Joined | S::Reconnecting, Step::Invite { .. }) => Err(Refusal::AlreadyIn),
+        (S::Invited | S::Accepted | S::Joined | S::Reconnecting, Step::Invite { .. }) => {
+            Err(Refusal::AlreadyIn)
+        }
         // Busy or blocked: nobody's status is rewritten, so that a block
         // reads exactly as a busy callee.
         (_, Step::Unavailable) => Ok(Moved::stay(at)),
@@ -245,7 +253,9 @@ fn first(step: Step) -> Result<Moved, Refusal> {
         Step::Unavailable => Ok(arrived(new(Status::Busy, Role::Invitee, false, true))),
         // Someone not in the call in its room: out of it.
         Step::Join => Ok(Moved { out_of_room: true, ..Moved::stay(None) }),
-        Step::Drop | Step::GraceOver | Step::Leave | Step::CallEnded | Step::RingTimeout => Ok(Moved::stay(None)),
+        Step::Drop | Step::GraceOver | Step::Leave | Step::CallEnded | Step::RingTimeout => {
+            Ok(Moved::stay(None))
+        }
         _ => Err(Refusal::NotInCall),
     }
 }

@@ -130,9 +130,14 @@ fn any_status() -> impl Strategy<Value = Status> {
 }
 
 fn any_member() -> impl Strategy<Value = Option<Member>> {
-    let member = (any_status(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(status, init, live, admitted)| {
-        Member { status, role: if init { Role::Initiator } else { Role::Invitee }, live, admitted }
-    });
+    let member = (any_status(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(status, init, live, admitted)| Member {
+            status,
+            role: if init { Role::Initiator } else { Role::Invitee },
+            live,
+            admitted,
+        },
+    );
     prop::option::of(member)
 }
 
@@ -260,7 +265,11 @@ impl Model {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.is_some_and(|m| m.is_present()))
-            .map(|(i, _)| consent::Member { user_id: user(i), gender: self.genders[i], may_share_screen: true })
+            .map(|(i, _)| consent::Member {
+                user_id: user(i),
+                gender: self.genders[i],
+                may_share_screen: true,
+            })
             .collect()
     }
 
@@ -284,14 +293,24 @@ impl Model {
                 let mut answers: Vec<(Step, Option<bool>)> =
                     [None, Some(true), Some(false)].iter().map(|v| (Step::Answer, *v)).collect();
                 answers.extend([None, Some(true), Some(false)].iter().map(|v| (Step::LateJoin, *v)));
-                answers.extend([(RING, None), (Step::Unavailable, None), (Step::Decline, None), (Step::RingTimeout, None)]);
+                answers.extend([
+                    (RING, None),
+                    (Step::Unavailable, None),
+                    (Step::Decline, None),
+                    (Step::RingTimeout, None),
+                ]);
                 answers
             };
             steps.extend(
-                [Step::Join, Step::Drop, Step::GraceOver, Step::Leave, Step::Remove].iter().map(|s| (*s, None)),
+                [Step::Join, Step::Drop, Step::GraceOver, Step::Leave, Step::Remove]
+                    .iter()
+                    .map(|s| (*s, None)),
             );
             out.extend(steps.into_iter().map(|(s, v)| Move::Member(i, s, v)));
-            out.extend([Action2::Request(i), Action2::Accept(i), Action2::Reject(i), Action2::Revoke(i)].map(Move::Consent));
+            out.extend(
+                [Action2::Request(i), Action2::Accept(i), Action2::Reject(i), Action2::Revoke(i)]
+                    .map(Move::Consent),
+            );
         }
         out.push(Move::Consent(Action2::Expire));
         out
@@ -385,7 +404,10 @@ impl Model {
                 None => 0,
                 Some(m) => {
                     let status = Status::ALL.iter().position(|s| *s == m.status).unwrap_or(0) as u8;
-                    1 + status * 8 + (m.live as u8) * 4 + (m.admitted as u8) * 2 + (m.role == Role::Initiator) as u8
+                    1 + status * 8
+                        + (m.live as u8) * 4
+                        + (m.admitted as u8) * 2
+                        + (m.role == Role::Initiator) as u8
                 }
             });
         }
@@ -417,10 +439,10 @@ impl Model {
             }
             let present = self.present(&w);
             for mv in &moves {
-                if let Some(next) = self.apply(&w, &present, *mv) {
-                    if !seen.contains(&self.key(&next)) {
-                        queue.push_back(next);
-                    }
+                if let Some(next) = self.apply(&w, &present, *mv)
+                    && !seen.contains(&self.key(&next))
+                {
+                    queue.push_back(next);
                 }
             }
         }
@@ -456,7 +478,8 @@ fn membership_and_consent_together_never_turn_video_on_without_every_consenter()
     for policy in [VideoPolicy::FemaleConsent, VideoPolicy::Mutual] {
         for n in 2..=4 {
             // Under `mutual` genders do not matter.
-            let assignments = if policy == VideoPolicy::Mutual { vec![vec![Gender::Male; n]] } else { genders(n) };
+            let assignments =
+                if policy == VideoPolicy::Mutual { vec![vec![Gender::Male; n]] } else { genders(n) };
             for genders in assignments {
                 for appointment in [false, true] {
                     explored += Model { policy, genders: genders.clone(), appointment }.explore();

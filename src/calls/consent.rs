@@ -22,7 +22,7 @@ use crate::domain::consent::{
     self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict,
     VideoState,
 };
-use crate::domain::{CallId, CallState, UserId};
+use crate::domain::{CallId, CallState, ParticipantStatus, UserId};
 use crate::livekit::TrackSeen;
 use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
 
@@ -35,6 +35,15 @@ fn members(participants: &[ParticipantRow]) -> Vec<Member> {
             gender: p.gender.0,
             may_share_screen: p.may_share_screen,
         })
+        .collect()
+}
+
+/// The invitees still being rung: a pending request waits for their answer.
+fn ringing(participants: &[ParticipantRow]) -> Vec<String> {
+    participants
+        .iter()
+        .filter(|p| p.live && p.status == ParticipantStatus::Invited)
+        .map(|p| p.user_id.to_string())
         .collect()
 }
 
@@ -54,13 +63,39 @@ async fn apply(
     action: Action,
     actor: Option<&str>,
 ) -> Result<Decision, CallError> {
+    apply_answering(app, tx, call, action, actor, None).await
+}
+
+/// Like [`apply`]; `answering`: one who is accepting the call in this very
+/// transaction, counted as still being rung (the start-of-call request is
+/// put before their answer, which then answers it whoever they are).
+async fn apply_answering(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    action: Action,
+    actor: Option<&str>,
+    answering: Option<&str>,
+) -> Result<Decision, CallError> {
     let id = call.call_id();
     let participants = store::participants(tx, id).await?;
-    let members = members(&participants);
+    let mut members = members(&participants);
+    let mut ringing = ringing(&participants);
+    if let Some(user) = answering {
+        members.retain(|m| m.user_id != user);
+        ringing.push(user.to_owned());
+    }
+    // Someone who leaves without ever having been present (they declined
+    // or missed the ring) ends a ring, not a presence.
+    let action = match action {
+        Action::Leave { user } if never_present(&participants, &user) => Action::RingEnded { user },
+        action => action,
+    };
     let before = store::lock_call(tx, id).await?.map(|c| c.video_session.0).unwrap_or_default();
     let now = app.clock.now();
-    let decision = rules::decide(app.config.video_policy, &before, &members, action, now, &timing(app))
-        .map_err(|err| CallError::of_policy(err, now))?;
+    let decision =
+        rules::decide(app.config.video_policy, &before, &members, &ringing, action, now, &timing(app))
+            .map_err(|err| CallError::of_policy(err, now))?;
     store::save_video_session(tx, id, &decision.session).await?;
     for entry in &decision.ledger {
         store::consent_ledger::append(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id)
@@ -84,6 +119,13 @@ async fn apply(
     Ok(decision)
 }
 
+fn never_present(participants: &[ParticipantRow], user: &str) -> bool {
+    participants
+        .iter()
+        .find(|p| p.user_id == user)
+        .is_some_and(|p| matches!(p.status, ParticipantStatus::Declined | ParticipantStatus::Missed))
+}
+
 fn event_of(notice: &Notice) -> (ClientEvent, &[String], serde_json::Value) {
     let data = match notice {
         Notice::Requested { request, .. } => json!({"request": RequestView::from(request)}),
@@ -97,7 +139,9 @@ fn event_of(notice: &Notice) -> (ClientEvent, &[String], serde_json::Value) {
 }
 
 /// A participant answered the call. If the call was started as `video`, the
-/// initiator's request is put now that both are present; `video` answers it.
+/// initiator's request is put now, as if the one answering were still being
+/// rung; their `video` then answers it (or, without one, they are asked),
+/// whoever they are.
 pub async fn on_answer(
     app: &Core,
     tx: &mut PgConnection,
@@ -105,21 +149,13 @@ pub async fn on_answer(
     user: &UserId,
     video: Option<bool>,
 ) -> Result<(), CallError> {
-    let pending_start_request = store::calls::take_start_video_request(tx, call.call_id()).await?;
-    let join = Action::Join { user: user.to_string(), consent: video };
-    // With no answer in the body, the join comes first: joining while a
-    // request is pending tells the joiner about it, and the request itself
-    // tells her too (once is enough). With an answer, the request must exist
-    // for the join to answer it.
-    if pending_start_request && video.is_none() {
-        apply(app, tx, call, join.clone(), Some(user.as_str())).await?;
-    }
-    if pending_start_request {
+    if store::calls::take_start_video_request(tx, call.call_id()).await? {
         // The initiator's request may be refused (they left meanwhile, say);
         // a savepoint keeps whatever it wrote from committing with the answer.
         let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
         let mut savepoint = tx.begin().await?;
-        match apply(app, &mut savepoint, call, request, Some(&call.initiator_id)).await {
+        let answering = Some(user.as_str());
+        match apply_answering(app, &mut savepoint, call, request, Some(&call.initiator_id), answering).await {
             Ok(_) => savepoint.commit().await?,
             Err(CallError::Internal(err)) => return Err(CallError::Internal(err)),
             Err(err) => {
@@ -128,9 +164,8 @@ pub async fn on_answer(
             }
         }
     }
-    if !pending_start_request || video.is_some() {
-        apply(app, tx, call, join, Some(user.as_str())).await?;
-    }
+    let join = Action::Join { user: user.to_string(), consent: video };
+    apply(app, tx, call, join, Some(user.as_str())).await?;
     Ok(())
 }
 
@@ -141,6 +176,23 @@ pub async fn on_leave(
     user: &UserId,
 ) -> Result<(), CallError> {
     apply(app, tx, call, Action::Leave { user: user.to_string() }, Some(user.as_str())).await?;
+    Ok(())
+}
+
+/// Invitees' rings ended unanswered (they missed it): a pending request may
+/// now have every answer it waits for.
+pub async fn on_rings_ended(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    users: &[String],
+) -> Result<(), CallError> {
+    let Some(user) = users.first() else { return Ok(()) };
+    if call.video_session.0.request.is_none() {
+        return Ok(());
+    }
+    // `ringing` is read afresh: one step covers them all.
+    apply(app, tx, call, Action::RingEnded { user: user.clone() }, None).await?;
     Ok(())
 }
 
@@ -408,6 +460,8 @@ pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerView {
+    /// The row's id for `admin`; for a participant, its place (from 1) in
+    /// what they read.
     pub id: i64,
     #[schema(value_type = crate::domain::consent::LedgerKind)]
     pub kind: String,
@@ -425,9 +479,10 @@ impl From<store::consent_ledger::LedgerEntry> for LedgerView {
 }
 
 /// The call's ledger: in full (actors included) for `admin`, the audit
-/// role; for a participant, with the actors `rules::visible_actor` allows
-/// (requesters and the reader's own steps), so that its shape never depends
-/// on who is a woman or who declined.
+/// role. A participant reads the rows `rules::readable` lets them (nobody
+/// else's answers) with the actors `rules::visible_actor` allows (requesters
+/// and the reader's own steps), numbered by their place in what they read:
+/// the ledger's own ids would count, by their gaps, the answers left out.
 pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<LedgerView>, CallError> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, id).await?;
@@ -435,13 +490,20 @@ pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<Ledge
     if !takes_part && !user.is_admin() {
         return Err(CallError::NotFound);
     }
-    let mut rows: Vec<LedgerView> =
-        store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from).collect();
-    if !user.is_admin() {
-        for row in &mut rows {
-            let kind: LedgerKind = serde_json::from_value(json!(row.kind)).unwrap_or(LedgerKind::Violation);
-            row.actor = rules::visible_actor(kind, row.actor.as_deref(), user.id.as_str()).map(str::to_owned);
-        }
+    let rows = store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from);
+    if user.is_admin() {
+        return Ok(rows.collect());
     }
-    Ok(rows)
+    let reader = user.id.as_str();
+    let mut read = Vec::new();
+    for mut row in rows {
+        let kind: LedgerKind = serde_json::from_value(json!(row.kind)).unwrap_or(LedgerKind::Violation);
+        if !rules::readable(kind, row.actor.as_deref(), reader) {
+            continue;
+        }
+        row.actor = rules::visible_actor(kind, row.actor.as_deref(), reader).map(str::to_owned);
+        row.id = read.len() as i64 + 1;
+        read.push(row);
+    }
+    Ok(read)
 }

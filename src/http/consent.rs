@@ -144,9 +144,10 @@ struct Ledger {
     entries: Vec<LedgerView>,
 }
 
-/// The call's consent ledger, oldest first: every request, answer, revocation, on/off step and
-/// violation. Participants see the actor only on requests and on their own steps, so that the
-/// ledger's shape never depends on who is a consenter; the `admin` role sees every actor.
+/// The call's consent ledger, oldest first: every request, answer, revocation, outcome, on/off
+/// step and violation. A participant reads nobody else's answers (consents, rejects, revokes),
+/// and actors only on requests and on their own steps, so that nothing they read tells who said
+/// what; the `admin` role reads every row and every actor.
 #[utoipa::path(get, path = "/calls/{id}/consent", operation_id = "consentLedger", tag = "video",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(

@@ -135,8 +135,8 @@ pub fn video_request_steps(decision: &Decision) -> impl Iterator<Item = &'static
         (LedgerKind::Request, _) => Some("requested"),
         // Video turning on completes a request; a join that keeps it on does not.
         (LedgerKind::On, Some(_)) => Some("accepted"),
-        // A consenter revoking a pending request declines it.
-        (LedgerKind::Reject, _) | (LedgerKind::Revoke, Some(_)) => Some("declined"),
+        // Answers are sealed: a request is declined when decided, not at a no.
+        (LedgerKind::Declined, _) => Some("declined"),
         (LedgerKind::Expire, _) => Some("expired"),
         (LedgerKind::Withdraw, _) => Some("withdrawn"),
         _ => None,
@@ -389,7 +389,7 @@ mod tests {
     ) -> (Vec<&'static str>, VideoSession) {
         let now = Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).single().expect("a time");
         let decision =
-            rules::decide(VideoPolicy::FemaleConsent, session, members, action, now, &Timing::default())
+            rules::decide(VideoPolicy::FemaleConsent, session, members, &[], action, now, &Timing::default())
                 .expect("allowed");
         (video_request_steps(&decision).collect(), decision.session)
     }

@@ -120,6 +120,7 @@ async fn act(
             if over.is_empty() {
                 return Ok(None);
             }
+            consent::on_rings_ended(app, tx, call, &over).await?;
             let view = crate::calls::views::CallView::load(tx, call).await?;
             let mut out = store::Outgoing::default();
             crate::calls::app_webhooks::call_missed(&mut out, &view);

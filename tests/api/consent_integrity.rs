@@ -182,8 +182,11 @@ async fn a_mislabelled_video_track_published_while_video_is_on_is_gone_after_her
     drop(clients);
 }
 
-/// What a participant can read of a call: the ledger, the timeline and the
-/// events sent to them, with ids and times masked and users named by role.
+/// What a participant can read and receive of a call: the ledger, the
+/// timeline, `GET /calls/{id}/video`, `GET /calls/{id}` and the events sent
+/// to them (as their event stream delivers them, in order), with ids masked,
+/// users named by role and times replaced by their order and equality
+/// classes.
 async fn what_he_can_read(
     app: &TestApp,
     call: &str,
@@ -204,38 +207,80 @@ async fn what_he_can_read(
     let timeline: Vec<&Value> =
         timeline["events"].as_array().expect("events").iter().filter(|e| e["source"] != "livekit").collect();
     let (_, video_view) = app.get(&format!("/api/v1/calls/{call}/video"), reader).await;
-    // The events sent to him, without the call snapshot they carry (the
-    // call as `GET /calls/{id}` shows it, nothing of consent); those of one
-    // transaction share a time, so they are ordered by type within it.
-    let events: Vec<(String, Value)> = sqlx::query_as(
-        "select type, data - 'call' from user_events where call_id = $1 and user_id = $2 \
-         order by created_at, type",
+    let the_call = app.call(call, reader).await;
+    let events: Vec<(String, Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select type, data, created_at from user_events where call_id = $1 and user_id = $2 \
+         order by created_at, seq",
     )
     .bind(Uuid::parse_str(call).expect("uuid"))
     .bind(&reader.id)
     .fetch_all(&app.state.db)
     .await
     .expect("events");
-    let mut text =
-        json!({"ledger": ledger, "timeline": timeline, "video": video_view, "events": events}).to_string();
+    let mut text = json!({"ledger": ledger, "timeline": timeline, "video": video_view, "call": the_call,
+        "events": events})
+    .to_string();
     for (user, role) in roles {
         text = text.replace(&user.id, role);
     }
     text = text.replace(call, "CALL");
-    mask(&text)
+    let mut read: Value = serde_json::from_str(&text).expect("JSON");
+    in_role_order(&mut read);
+    mask(&read.to_string())
 }
 
-/// Replaces UUIDs, times, display names and numbers by placeholders.
+/// Lists of participants come in the order of their ids, which are drawn at
+/// random for each test user: ordered by role instead.
+fn in_role_order(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                if let (true, Value::Array(people)) = (key == "participants", &mut *field) {
+                    people.sort_by(|a, b| a["userId"].as_str().cmp(&b["userId"].as_str()));
+                }
+                in_role_order(field);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(in_role_order),
+        _ => {}
+    }
+}
+
+/// Replaces UUIDs, display names and numbers by placeholders, and times by
+/// their rank among the times of the text (`T1` the earliest; equal times,
+/// equal ranks).
 fn mask(text: &str) -> String {
     let uuid =
         regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").expect("re");
-    let time = regex::Regex::new(r#""\d{4}-\d\d-\d\dT[^"]*""#).expect("re");
+    let time = regex::Regex::new(r#""(\d{4}-\d\d-\d\dT[^"]*)""#).expect("re");
     let name = regex::Regex::new(r#""name":"[^"]*""#).expect("re");
     let number = regex::Regex::new(r"\b\d+\b").expect("re");
-    let text = uuid.replace_all(text, "ID");
+    let instant = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("an RFC 3339 time");
+    let mut times: Vec<_> = time.captures_iter(text).map(|c| instant(&c[1])).collect();
+    times.sort();
+    times.dedup();
+    let text = time.replace_all(text, |c: &regex::Captures| {
+        let rank = times.binary_search(&instant(&c[1])).expect("a time of the text");
+        format!("\"T{}\"", to_letters(rank))
+    });
+    let text = uuid.replace_all(&text, "ID");
     let text = name.replace_all(&text, "\"name\":\"NAME\"");
-    let text = time.replace_all(&text, "\"TIME\"");
     number.replace_all(&text, "N").into_owned()
+}
+
+/// A rank in letters (`A`, `B`, ... `Z`, `BA`, ...), which the masking of
+/// numbers leaves alone.
+fn to_letters(mut n: usize) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'A' + (n % 26) as u8);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    letters.reverse();
+    String::from_utf8(letters).expect("ASCII")
 }
 
 /// M calls X, X answers; M asks for video, X accepts, then X turns it off.
@@ -261,8 +306,9 @@ async fn his_view_of_a_call_with_a_woman_equals_his_view_of_the_same_call_with_a
     assert!(with_her.contains("consent"), "the ledger is there: {with_her}");
 }
 
-/// M calls W1 and W2; M asks; `first` accepts, then `second` rejects.
-async fn group_where(app: &TestApp, accepting_first: usize) -> String {
+/// M calls W1 and W2, both answer; M asks; W1 answers, then W2 does: the
+/// one numbered `declining` says no, the other yes.
+async fn group_where(app: &TestApp, declining: usize) -> String {
     let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
     let (call, _) = app.ring(&him, &[&w1, &w2], "audio").await;
     for w in [&w1, &w2] {
@@ -270,22 +316,48 @@ async fn group_where(app: &TestApp, accepting_first: usize) -> String {
     }
     let (_, body) = request_video(app, &call, &him).await;
     let request = body["request"]["id"].as_str().expect("id").to_owned();
-    let (first, second) = if accepting_first == 1 { (&w1, &w2) } else { (&w2, &w1) };
-    let (status, body) = answer(app, &call, &request, first, "accept").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = answer(app, &call, &request, second, "reject").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    for (n, w) in [(1, &w1), (2, &w2)] {
+        let verb = if n == declining { "reject" } else { "accept" };
+        let (status, body) = answer(app, &call, &request, w, verb).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let expected = if n == 1 { "requested" } else { "off" };
+        assert_eq!(body["state"], expected, "decided with the last answer: {body}");
+    }
     what_he_can_read(app, &call, &him, &[(&him, "M"), (&w1, "W1"), (&w2, "W2")]).await
 }
 
 #[tokio::test]
 async fn in_a_group_he_cannot_tell_which_woman_declined() {
     let app = spawn_app().await;
-    let w2_declined = group_where(&app, 1).await;
-    let w1_declined = group_where(&app, 2).await;
+    let w2_declined = group_where(&app, 2).await;
+    let w1_declined = group_where(&app, 1).await;
     assert_eq!(w2_declined, w1_declined);
-    let anonymous_reject = r#"{"at":"TIME","id":N,"kind":"reject","requestId":"ID"}"#;
-    assert!(w2_declined.contains(anonymous_reject), "the reject names nobody: {w2_declined}");
+    assert!(w2_declined.contains(r#""kind":"declined""#), "the outcome is in his ledger: {w2_declined}");
+    assert!(!w2_declined.contains(r#""kind":"reject""#), "nobody's answer is: {w2_declined}");
+}
+
+/// M calls W1 and W2 for video; W1 answers the call, then W2: the one
+/// numbered `declining` with `video: false`, the other with `video: true`.
+async fn video_call_where(app: &TestApp, declining: usize) -> String {
+    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
+    let (call, _) = app.ring(&him, &[&w1, &w2], "video").await;
+    for (n, w) in [(1, &w1), (2, &w2)] {
+        let (status, body) = app.call_action(&call, "accept", w, json!({"video": n != declining})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let expected = if n == 1 { "requested" } else { "off" };
+        assert_eq!(body["call"]["video"], expected, "decided with the last answer: {body}");
+    }
+    what_he_can_read(app, &call, &him, &[(&him, "M"), (&w1, "W1"), (&w2, "W2")]).await
+}
+
+#[tokio::test]
+async fn he_cannot_tell_which_of_the_two_women_he_called_for_video_declined_it() {
+    let app = spawn_app().await;
+    let w2_declined = video_call_where(&app, 2).await;
+    let w1_declined = video_call_where(&app, 1).await;
+    assert_eq!(w2_declined, w1_declined);
+    assert!(w2_declined.contains(r#""kind":"declined""#), "the outcome is in his ledger: {w2_declined}");
+    assert!(w2_declined.contains("video.declined"), "and among his events: {w2_declined}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 mod appointments;
 mod media;
 mod membership;
+mod sealed;
 mod support;
 
 use callgate::clock::Clock;

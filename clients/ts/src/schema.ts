@@ -333,9 +333,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The call's consent ledger, oldest first: every request, answer, revocation, on/off step and
-         *     violation. Participants see the actor only on requests and on their own steps, so that the
-         *     ledger's shape never depends on who is a consenter; the `admin` role sees every actor.
+         * The call's consent ledger, oldest first: every request, answer, revocation, outcome, on/off
+         *     step and violation. A participant reads nobody else's answers (consents, rejects, revokes),
+         *     and actors only on requests and on their own steps, so that nothing they read tells who said
+         *     what; the `admin` role reads every row and every actor.
          */
         get: operations["consentLedger"];
         put?: never;
@@ -1086,12 +1087,16 @@ export interface components {
             entries: components["schemas"]["LedgerView"][];
         };
         /** @enum {string} */
-        LedgerKind: "request" | "consent" | "reject" | "expire" | "revoke" | "withdraw" | "on" | "off" | "violation";
+        LedgerKind: "request" | "consent" | "reject" | "declined" | "expire" | "revoke" | "withdraw" | "on" | "off" | "violation";
         LedgerView: {
             actor?: string | null;
             /** Format: date-time */
             at: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The row's id for `admin`; for a participant, its place (from 1) in
+             *     what they read.
+             */
             id: number;
             kind: components["schemas"]["LedgerKind"];
             /** Format: uuid */

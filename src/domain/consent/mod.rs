@@ -1,7 +1,8 @@
 //! The video consent policy (its rules, by name, in `docs/consent.md`) as a
 //! pure state machine. The service loads a call's [`VideoSession`], asks [`decide`],
 //! and in one transaction persists the new session, appends the ledger entries
-//! and queues the notices. Nothing here does I/O or reads the clock.
+//! and queues the notices. Nothing here does I/O or reads the clock. What a
+//! participant reads of the ledger is [`readable`] and [`visible_actor`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,8 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ClientEvent;
 use uuid::Uuid;
 
+mod reading;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod what_others_read;
+
+pub use reading::readable;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,13 +143,23 @@ pub struct PendingRequest {
 }
 
 /// The whole policy state of one call, persisted as JSON in the call row.
-/// Invariant: `state == Requested` exactly when `request` is `Some`.
+/// Invariants: `state == Requested` exactly when `request` is `Some`, and
+/// then someone is still awaited; `declines` and `asked` are empty unless a
+/// request is pending.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoSession {
     pub state: VideoState,
     pub request: Option<PendingRequest>,
     /// Who consented since video last turned off (or since the pending request was made).
     pub consents: BTreeSet<String>,
+    /// Who said no to the pending request: sealed until it is decided
+    /// ("answers are sealed").
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub declines: BTreeSet<String>,
+    /// Who joined while the request was pending: asked like a consenter,
+    /// whoever they are ("a newcomer is asked").
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub asked: BTreeSet<String>,
     /// Requester -> may not request before this instant.
     pub cooldowns: BTreeMap<String, DateTime<Utc>>,
 }
@@ -203,6 +219,11 @@ pub enum Action {
     Leave {
         user: String,
     },
+    /// An invitee's ring ended without an answer (declined, missed): they
+    /// were never present. `ringing` no longer includes them.
+    RingEnded {
+        user: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -211,6 +232,8 @@ pub enum LedgerKind {
     Request,
     Consent,
     Reject,
+    /// A request's outcome when every answer is in and one of them is no.
+    Declined,
     Expire,
     Revoke,
     Withdraw,
@@ -225,6 +248,7 @@ impl LedgerKind {
             Self::Request => "request",
             Self::Consent => "consent",
             Self::Reject => "reject",
+            Self::Declined => "declined",
             Self::Expire => "expire",
             Self::Revoke => "revoke",
             Self::Withdraw => "withdraw",
@@ -239,7 +263,8 @@ impl LedgerKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub kind: LedgerKind,
-    /// The user whose action caused the step; `None` for the system (expiry).
+    /// The user whose action caused the step; `None` for the system (an
+    /// outcome that ends a request without video, a ring that ended).
     pub actor: Option<String>,
     pub request_id: Option<Uuid>,
 }
@@ -493,12 +518,23 @@ pub fn visible_actor<'a>(kind: LedgerKind, actor: Option<&'a str>, reader: &str)
     }
 }
 
-/// Whether `user` may accept or reject the pending request right now.
+/// Whether `user` may accept or reject the pending request right now: a
+/// consenter present, or anyone who joined while it was pending (and may
+/// change their answer until it is decided).
 pub fn can_answer(policy: VideoPolicy, session: &VideoSession, members: &[Member], user: &str) -> bool {
-    session
-        .request
-        .as_ref()
-        .is_some_and(|r| r.requested_by != user && consenters(policy, members).contains(user))
+    session.request.as_ref().is_some_and(|r| may_answer(policy, session, members, r, user))
+}
+
+fn may_answer(
+    policy: VideoPolicy,
+    session: &VideoSession,
+    members: &[Member],
+    request: &PendingRequest,
+    user: &str,
+) -> bool {
+    user != request.requested_by
+        && members.iter().any(|m| m.user_id == user)
+        && (session.asked.contains(user) || consenters(policy, members).contains(user))
 }
 
 pub fn publish_sources(state: VideoState, may_share_screen: bool) -> Vec<TrackSource> {
@@ -516,36 +552,51 @@ pub fn camera_allowed(state: VideoState) -> bool {
     state == VideoState::On
 }
 
+/// Decides what `action` does to the call. `members` are those present;
+/// `ringing`, the invitees still being rung: a request waits for their answer
+/// too (they give it by accepting the call), whoever they are.
 pub fn decide(
     policy: VideoPolicy,
     session: &VideoSession,
     members: &[Member],
+    ringing: &[String],
     action: Action,
     now: DateTime<Utc>,
     timing: &Timing,
 ) -> Result<Decision, PolicyError> {
-    // Be robust to a caller that has not yet dropped the leaver from `members`.
-    let remaining: Vec<Member>;
-    let members = match &action {
-        Action::Leave { user } => {
+    // Be robust to a caller that has not yet dropped the leaver from
+    // `members` (or the invitee from `ringing`).
+    let (remaining, rung): (Vec<Member>, Vec<String>);
+    let (members, ringing) = match &action {
+        Action::Leave { user } | Action::RingEnded { user } => {
             remaining = members.iter().filter(|m| &m.user_id != user).cloned().collect();
-            &remaining[..]
+            rung = ringing.iter().filter(|u| *u != user).cloned().collect();
+            (&remaining[..], &rung[..])
         }
-        _ => members,
+        _ => (members, ringing),
     };
-    let mut draft =
-        Draft { policy, members, session: session.clone(), ledger: Vec::new(), notices: Vec::new() };
+    let mut draft = Draft {
+        policy,
+        members,
+        ringing,
+        session: session.clone(),
+        ledger: Vec::new(),
+        notices: Vec::new(),
+        now,
+        timing,
+    };
     if policy == VideoPolicy::Open {
         draft.open(&action)?;
     } else {
         match action {
-            Action::Request { by, id } => draft.request(by, id, now, timing)?,
-            Action::Accept { by, id } => draft.accept(by, id)?,
-            Action::Reject { by, id } => draft.reject(by, id, now, timing)?,
+            Action::Request { by, id } => draft.request(by, id)?,
+            Action::Accept { by, id } => draft.answer(by, id, true)?,
+            Action::Reject { by, id } => draft.answer(by, id, false)?,
             Action::Revoke { by } => draft.revoke(by)?,
             Action::Expire { id } => draft.expire(id),
-            Action::Join { user, consent } => draft.join(user, consent, now, timing)?,
+            Action::Join { user, consent } => draft.join(user, consent)?,
             Action::Leave { user } => draft.leave(user),
+            Action::RingEnded { .. } => draft.conclude(None),
         }
     }
     Ok(Decision { session: draft.session, ledger: draft.ledger, notices: draft.notices })
@@ -555,9 +606,12 @@ pub fn decide(
 struct Draft<'a> {
     policy: VideoPolicy,
     members: &'a [Member],
+    ringing: &'a [String],
     session: VideoSession,
     ledger: Vec<LedgerEntry>,
     notices: Vec<Notice>,
+    now: DateTime<Utc>,
+    timing: &'a Timing,
 }
 
 impl Draft<'_> {
@@ -579,23 +633,18 @@ impl Draft<'_> {
                 Err(PolicyError::NotAConsenter)
             }
             Action::Join { user, .. } => self.require_member(user),
-            Action::Expire { .. } | Action::Leave { .. } => Ok(()),
+            Action::Expire { .. } | Action::Leave { .. } | Action::RingEnded { .. } => Ok(()),
         }
     }
 
-    fn request(
-        &mut self,
-        by: String,
-        id: Uuid,
-        now: DateTime<Utc>,
-        timing: &Timing,
-    ) -> Result<(), PolicyError> {
+    fn request(&mut self, by: String, id: Uuid) -> Result<(), PolicyError> {
         self.require_member(&by)?;
         match self.session.state {
             VideoState::On => return Err(PolicyError::AlreadyOn),
             VideoState::Requested => return Err(PolicyError::RequestPending),
             VideoState::Off => {}
         }
+        let now = self.now;
         if let Some(&until) = self.session.cooldowns.get(&by)
             && now < until
         {
@@ -611,20 +660,22 @@ impl Draft<'_> {
         // consenters are.
         self.session.consents = BTreeSet::from([by.clone()]);
         self.log(LedgerKind::Consent, Some(&by), Some(id));
-        if self.all_consented() {
-            self.turn_on(&by, id);
-            return Ok(());
-        }
         let request = PendingRequest {
             id,
-            requested_by: by,
+            requested_by: by.clone(),
             requested_at: now,
-            expires_at: now + timing.request_timeout,
+            expires_at: now + self.timing.request_timeout,
         };
-        let to = self.answerers(&request.requested_by);
         self.session.state = VideoState::Requested;
         self.session.request = Some(request.clone());
-        self.notices.push(Notice::Requested { request, to });
+        // "Asking is consenting": with nobody else to wait for, it is on now.
+        self.conclude(Some(&by));
+        if self.session.state == VideoState::Requested {
+            let to = self.to_ask(&request);
+            if !to.is_empty() {
+                self.notices.push(Notice::Requested { request, to });
+            }
+        }
         Ok(())
     }
 
@@ -637,70 +688,60 @@ impl Draft<'_> {
         if request.requested_by == by {
             return Err(PolicyError::OwnRequest);
         }
-        if !self.consenters().contains(by) {
+        if !self.may_answer(request, by) {
             return Err(PolicyError::NotAConsenter);
         }
         Ok(request.clone())
     }
 
-    fn accept(&mut self, by: String, id: Uuid) -> Result<(), PolicyError> {
+    /// "Answers are sealed": an answer is recorded, and the request decided
+    /// only once nobody is awaited, so that when it is decided tells nothing
+    /// of who said what. Until then one may change one's answer.
+    fn answer(&mut self, by: String, id: Uuid, yes: bool) -> Result<(), PolicyError> {
         self.answerable(&by, id)?;
-        self.session.consents.insert(by.clone());
-        self.log(LedgerKind::Consent, Some(&by), Some(id));
-        // Re-evaluated on every accept, so a repeated accept can complete a
-        // request whose last missing consenter has since left.
-        if self.all_consented() {
-            self.turn_on(&by, id);
-        }
+        let kind = if yes { LedgerKind::Consent } else { LedgerKind::Reject };
+        self.record_answer(&by, yes, kind, id);
+        self.conclude(Some(&by));
         Ok(())
     }
 
-    fn reject(
-        &mut self,
-        by: String,
-        id: Uuid,
-        now: DateTime<Utc>,
-        timing: &Timing,
-    ) -> Result<(), PolicyError> {
-        let request = self.answerable(&by, id)?;
-        self.log(LedgerKind::Reject, Some(&by), Some(id));
-        self.close_request();
-        self.session.cooldowns.insert(request.requested_by.clone(), now + timing.cooldown);
-        self.notices.push(Notice::Declined { request_id: id, to: vec![request.requested_by] });
-        Ok(())
+    fn record_answer(&mut self, by: &str, yes: bool, kind: LedgerKind, id: Uuid) {
+        let (to, from) = if yes {
+            (&mut self.session.consents, &mut self.session.declines)
+        } else {
+            (&mut self.session.declines, &mut self.session.consents)
+        };
+        from.remove(by);
+        to.insert(by.to_owned());
+        self.log(kind, Some(by), Some(id));
     }
 
     /// The state is checked before who is asking, so that a revoke while
     /// video is off answers the same whoever sends it and whoever is present.
     fn revoke(&mut self, by: String) -> Result<(), PolicyError> {
         self.require_member(&by)?;
-        let request = match (self.session.state, self.session.request.clone()) {
-            (VideoState::On, _) => None,
-            (VideoState::Requested, Some(request)) => Some(request),
-            _ => return Err(PolicyError::VideoOff),
-        };
-        if let Some(request) = &request
-            && request.requested_by == by
-        {
-            // Taking back one's own request: nobody needs telling.
-            self.log(LedgerKind::Withdraw, Some(&by), Some(request.id));
-            self.close_request();
-            return Ok(());
-        }
-        if !self.consenters().contains(&by) {
-            return Err(PolicyError::NotAConsenter);
-        }
-        match request {
-            None => {
+        match (self.session.state, self.session.request.clone()) {
+            (VideoState::On, _) => {
+                if !self.consenters().contains(&by) {
+                    return Err(PolicyError::NotAConsenter);
+                }
                 self.log(LedgerKind::Revoke, Some(&by), None);
                 self.turn_off(Some(&by));
             }
-            Some(request) => {
-                self.log(LedgerKind::Revoke, Some(&by), Some(request.id));
-                self.notices
-                    .push(Notice::Declined { request_id: request.id, to: vec![request.requested_by] });
+            (VideoState::Requested, Some(request)) if request.requested_by == by => {
+                // Taking back one's own request: nobody needs telling.
+                self.log(LedgerKind::Withdraw, Some(&by), Some(request.id));
                 self.close_request();
             }
+            (VideoState::Requested, Some(request)) => {
+                if !self.may_answer(&request, &by) {
+                    return Err(PolicyError::NotAConsenter);
+                }
+                // A no like any other, sealed like any other.
+                self.record_answer(&by, false, LedgerKind::Revoke, request.id);
+                self.conclude(Some(&by));
+            }
+            _ => return Err(PolicyError::VideoOff),
         }
         Ok(())
     }
@@ -709,35 +750,38 @@ impl Draft<'_> {
     /// when due; comparing with this instance's clock as well would leave a
     /// request pending for ever on an instance whose clock lags.
     fn expire(&mut self, id: Uuid) {
-        let Some(request) = self.session.request.clone() else {
-            return;
-        };
-        if request.id != id {
-            return;
+        if let Some(request) = self.session.request.clone()
+            && request.id == id
+        {
+            self.end_unanswered(&request);
         }
-        // Everyone who was (or became) asked, including those who already said
-        // yes, so that no client keeps showing a dead prompt.
-        let consenters = self.consenters();
-        let mut to = vec![request.requested_by.clone()];
-        to.extend(
-            self.member_ids().filter(|u| **u != request.requested_by && consenters.contains(*u)).cloned(),
-        );
-        self.log(LedgerKind::Expire, None, Some(id));
-        self.close_request();
-        self.notices.push(Notice::Expired { request_id: id, to });
     }
 
-    fn join(
-        &mut self,
-        user: String,
-        consent: Option<bool>,
-        now: DateTime<Utc>,
-        timing: &Timing,
-    ) -> Result<(), PolicyError> {
+    /// The request ends without every answer in: "expired", whatever the
+    /// answers given so far (they stay sealed), and no cooldown.
+    fn end_unanswered(&mut self, request: &PendingRequest) {
+        // Everyone who was (or became) asked, including those who already said
+        // yes, so that no client keeps showing a dead prompt.
+        let mut to = vec![request.requested_by.clone()];
+        to.extend(self.member_ids().filter(|u| self.may_answer(request, u)).cloned());
+        self.log(LedgerKind::Expire, None, Some(request.id));
+        self.close_request();
+        self.notices.push(Notice::Expired { request_id: request.id, to });
+    }
+
+    /// "A newcomer is asked": whoever joins while video is on keeps it on
+    /// only by opting in, and whoever joins while it is requested answers
+    /// the request like a consenter (or is asked, if they said nothing).
+    fn join(&mut self, user: String, consent: Option<bool>) -> Result<(), PolicyError> {
         self.require_member(&user)?;
-        // "A newcomer consents or it turns off": consent belongs to a presence; a rejoin must consent afresh.
-        self.session.consents.remove(&user);
         let request = self.session.request.clone();
+        if request.as_ref().is_some_and(|r| r.requested_by == user) {
+            // A replayed join of the requester, who is present: nothing new.
+            return Ok(());
+        }
+        // Consent belongs to a presence; a rejoin must consent afresh.
+        self.session.consents.remove(&user);
+        self.session.declines.remove(&user);
         match (self.session.state, request) {
             (VideoState::On, _) => {
                 if consent == Some(true) {
@@ -746,21 +790,19 @@ impl Draft<'_> {
                 }
                 // The joiner may also have changed who the consenters are
                 // (first woman into a men-only call).
-                if !self.all_consented() {
+                if consent != Some(true) || !self.all_consented() {
                     self.turn_off(Some(&user));
                 }
             }
             (VideoState::Requested, Some(request)) => {
-                let answers = user != request.requested_by && self.consenters().contains(&user);
+                self.session.asked.insert(user.clone());
                 match consent {
-                    Some(true) if answers => self.accept(user, request.id)?,
-                    Some(false) if answers => self.reject(user, request.id, now, timing)?,
-                    None if answers => self.notices.push(Notice::Requested { request, to: vec![user] }),
-                    Some(true) => {
-                        self.session.consents.insert(user.clone());
-                        self.log(LedgerKind::Consent, Some(&user), Some(request.id));
+                    Some(yes) => {
+                        let kind = if yes { LedgerKind::Consent } else { LedgerKind::Reject };
+                        self.record_answer(&user, yes, kind, request.id);
+                        self.conclude(Some(&user));
                     }
-                    _ => {}
+                    None => self.notices.push(Notice::Requested { request, to: vec![user] }),
                 }
             }
             _ => {}
@@ -768,19 +810,53 @@ impl Draft<'_> {
         Ok(())
     }
 
-    /// "On only by an accept": a leave can only ever turn video off, never on.
+    /// A leave never turns video on, and whether it turns it off (or ends a
+    /// request) never depends on who left: under `female_consent` the
+    /// consenters may change with anyone's leaving, so every leave turns video
+    /// off; a pending request ends unanswered, as whoever left might have
+    /// been the last one awaited.
     fn leave(&mut self, user: String) {
         self.session.consents.remove(&user);
-        if let Some(request) = &self.session.request
-            && request.requested_by == user
-        {
-            let id = request.id;
-            self.log(LedgerKind::Withdraw, Some(&user), Some(id));
-            self.close_request();
+        self.session.declines.remove(&user);
+        self.session.asked.remove(&user);
+        if let Some(request) = self.session.request.clone() {
+            if request.requested_by == user {
+                self.log(LedgerKind::Withdraw, Some(&user), Some(request.id));
+                self.close_request();
+            } else {
+                self.end_unanswered(&request);
+            }
         }
-        if self.session.state == VideoState::On && !self.all_consented() {
+        let consenters_may_change = self.policy == VideoPolicy::FemaleConsent;
+        if self.session.state == VideoState::On && (consenters_may_change || !self.all_consented()) {
             self.turn_off(Some(&user));
         }
+    }
+
+    /// Decides the pending request once nobody is awaited: declined if
+    /// anyone said no, on if everyone said yes. `actor`: whose answer (if
+    /// anyone's) completes it.
+    fn conclude(&mut self, actor: Option<&str>) {
+        let Some(request) = self.session.request.clone() else {
+            return;
+        };
+        if !self.awaited(&request).is_empty() {
+            return;
+        }
+        if !self.session.declines.is_empty() {
+            self.log(LedgerKind::Declined, None, Some(request.id));
+            self.close_request();
+            // From the outcome, not from any answer: it tells no more than
+            // the outcome does.
+            let until = self.now + self.timing.cooldown;
+            self.session.cooldowns.insert(request.requested_by.clone(), until);
+            self.notices.push(Notice::Declined { request_id: request.id, to: vec![request.requested_by] });
+        } else if self.all_consented() {
+            self.turn_on(actor, request.id);
+        }
+        // Otherwise a consent is missing that nobody is awaited for (a
+        // caller replayed a join of a present consenter): the request waits
+        // for its expiry.
     }
 
     fn require_member(&self, user: &str) -> Result<(), PolicyError> {
@@ -795,29 +871,45 @@ impl Draft<'_> {
         consenters(self.policy, self.members)
     }
 
+    /// Who may answer `request`: a consenter present, or whoever joined
+    /// while it was pending; never its requester.
+    fn may_answer(&self, request: &PendingRequest, user: &str) -> bool {
+        may_answer(self.policy, &self.session, self.members, request, user)
+    }
+
+    /// Whose answer the request still waits for: those present who may
+    /// answer and have not, and every invitee still being rung, whoever
+    /// they are (they answer by accepting the call).
+    fn awaited(&self, request: &PendingRequest) -> BTreeSet<String> {
+        let answered = |u: &str| self.session.consents.contains(u) || self.session.declines.contains(u);
+        self.member_ids()
+            .filter(|u| self.may_answer(request, u) && !answered(u))
+            .chain(self.ringing.iter().filter(|u| **u != request.requested_by))
+            .cloned()
+            .collect()
+    }
+
     /// An empty call has nobody who consented, so video does not survive it.
     fn all_consented(&self) -> bool {
         let consenters = self.consenters();
         !consenters.is_empty() && consenters.is_subset(&self.session.consents)
     }
 
-    /// Who still has to answer: never the requester, never someone who said yes.
-    fn answerers(&self, requester: &str) -> Vec<String> {
-        let consenters = self.consenters();
-        self.member_ids()
-            .filter(|u| *u != requester && consenters.contains(*u) && !self.session.consents.contains(*u))
-            .cloned()
-            .collect()
+    /// Who is asked when the request is made: those present who may answer.
+    fn to_ask(&self, request: &PendingRequest) -> Vec<String> {
+        self.member_ids().filter(|u| self.may_answer(request, u)).cloned().collect()
     }
 
     fn log(&mut self, kind: LedgerKind, actor: Option<&str>, request_id: Option<Uuid>) {
         self.ledger.push(LedgerEntry { kind, actor: actor.map(str::to_owned), request_id });
     }
 
-    fn turn_on(&mut self, actor: &str, request_id: Uuid) {
+    fn turn_on(&mut self, actor: Option<&str>, request_id: Uuid) {
         self.session.state = VideoState::On;
         self.session.request = None;
-        self.log(LedgerKind::On, Some(actor), Some(request_id));
+        self.session.declines.clear();
+        self.session.asked.clear();
+        self.log(LedgerKind::On, actor, Some(request_id));
         let to = self.member_ids().cloned().collect();
         self.notices.push(Notice::On { to });
     }
@@ -829,10 +921,13 @@ impl Draft<'_> {
         self.notices.push(Notice::Off { to });
     }
 
-    /// Every way back to `Off` forgets consents: the next request starts clean.
+    /// Every way back to `Off` forgets consents and answers: the next
+    /// request starts clean.
     fn close_request(&mut self) {
         self.session.state = VideoState::Off;
         self.session.request = None;
         self.session.consents.clear();
+        self.session.declines.clear();
+        self.session.asked.clear();
     }
 }

@@ -5,15 +5,15 @@ use proptest::prelude::*;
 use LedgerKind as K;
 use VideoPolicy::{FemaleConsent, Mutual, Open};
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).unwrap()
 }
 
-fn rid(n: u128) -> Uuid {
+pub(super) fn rid(n: u128) -> Uuid {
     Uuid::from_u128(n)
 }
 
-fn member(id: &str, gender: Gender) -> Member {
+pub(super) fn member(id: &str, gender: Gender) -> Member {
     Member { user_id: id.to_owned(), gender, may_share_screen: false }
 }
 
@@ -58,9 +58,11 @@ fn entry(kind: LedgerKind, actor: Option<&str>, request: Option<u128>) -> Ledger
 }
 
 /// A call in a test: applies decisions the way the service would.
+#[derive(Clone)]
 struct Call {
     policy: VideoPolicy,
     members: Vec<Member>,
+    ringing: Vec<String>,
     session: VideoSession,
     now: DateTime<Utc>,
     timing: Timing,
@@ -68,11 +70,19 @@ struct Call {
 
 impl Call {
     fn new(policy: VideoPolicy, members: Vec<Member>) -> Self {
-        Self { policy, members, session: VideoSession::new(policy), now: t0(), timing: Timing::default() }
+        Self {
+            policy,
+            members,
+            ringing: Vec::new(),
+            session: VideoSession::new(policy),
+            now: t0(),
+            timing: Timing::default(),
+        }
     }
 
     fn try_act(&mut self, action: Action) -> Result<Decision, PolicyError> {
-        let d = decide(self.policy, &self.session, &self.members, action, self.now, &self.timing)?;
+        let d =
+            decide(self.policy, &self.session, &self.members, &self.ringing, action, self.now, &self.timing)?;
         self.session = d.session.clone();
         Ok(d)
     }
@@ -92,6 +102,7 @@ impl Call {
 
     fn join(&mut self, m: Member, consent: Option<bool>) -> Decision {
         let user = m.user_id.clone();
+        self.ringing.retain(|u| *u != user);
         self.members.push(m);
         self.act(Action::Join { user, consent })
     }
@@ -99,6 +110,15 @@ impl Call {
     fn leave(&mut self, user: &str) -> Decision {
         self.members.retain(|m| m.user_id != user);
         self.act(Action::Leave { user: user.to_owned() })
+    }
+
+    fn ring(&mut self, user: &str) {
+        self.ringing.push(user.to_owned());
+    }
+
+    fn ring_ends(&mut self, user: &str) -> Decision {
+        self.ringing.retain(|u| u != user);
+        self.act(Action::RingEnded { user: user.to_owned() })
     }
 
     fn wait(&mut self, secs: i64) {
@@ -169,13 +189,19 @@ fn rule_2_an_invitee_answers_by_joining_with_video() {
 
 #[test]
 fn rule_2_an_invitee_joining_with_video_false_rejects() {
+    // Sealed: w1 has yet to answer, so nothing is decided until she does.
     let mut call = Call::new(FemaleConsent, vec![man("m"), woman("w1")]);
     call.act(request("m", 1));
     let d = call.join(woman("w2"), Some(false));
     assert_eq!(d.ledger, [entry(K::Reject, Some("w2"), Some(1))]);
+    assert!(d.notices.is_empty());
+    assert_eq!(call.state(), VideoState::Requested);
+    call.wait(5);
+    let d = call.act(accept("w1", 1));
+    assert_eq!(kinds(&d), [K::Consent, K::Declined]);
     assert_eq!(d.notices, [Notice::Declined { request_id: rid(1), to: ids(&["m"]) }]);
     assert_eq!(call.state(), VideoState::Off);
-    assert_eq!(call.session.cooldowns["m"], t0() + Duration::seconds(60));
+    assert_eq!(call.session.cooldowns["m"], t0() + Duration::seconds(65), "from the outcome");
 }
 
 #[test]
@@ -246,16 +272,19 @@ fn rule_5_video_turns_on_when_every_present_consenter_consented() {
 }
 
 #[test]
-fn rule_5_a_leave_never_turns_video_on_but_a_repeated_accept_does() {
-    let mut call = trio();
-    call.act(request("m", 1));
-    call.act(accept("w1", 1));
-    let d = call.leave("w2");
-    assert_eq!(call.state(), VideoState::Requested);
-    assert!(d.ledger.is_empty() && d.notices.is_empty());
-    let d = call.act(accept("w1", 1));
-    assert_eq!(kinds(&d), [K::Consent, K::On]);
-    assert_eq!(call.state(), VideoState::On);
+fn rule_5_a_leave_never_turns_video_on_it_ends_a_pending_request_unanswered() {
+    // Whoever leaves: deciding at a leave would tell that the leaver was
+    // the last one awaited, that is a consenter who had not answered.
+    for leaver in ["w2", "m2"] {
+        let mut call = Call::new(FemaleConsent, vec![man("m"), woman("w1"), woman("w2"), man("m2")]);
+        call.act(request("m", 1));
+        call.act(reject("w1", 1));
+        let d = call.leave(leaver);
+        assert_eq!(d.ledger, [entry(K::Expire, None, Some(1))], "{leaver}");
+        assert!(matches!(&d.notices[..], [Notice::Expired { to, .. }] if to[0] == "m"));
+        assert_eq!(call.state(), VideoState::Off);
+        assert!(call.session.cooldowns.is_empty(), "the no stays sealed");
+    }
 }
 
 #[test]
@@ -273,7 +302,7 @@ fn rule_6_a_reject_closes_the_request_and_starts_the_cooldown() {
     call.act(request("m", 1));
     call.wait(5);
     let d = call.act(reject("w", 1));
-    assert_eq!(d.ledger, [entry(K::Reject, Some("w"), Some(1))]);
+    assert_eq!(d.ledger, [entry(K::Reject, Some("w"), Some(1)), entry(K::Declined, None, Some(1))]);
     assert_eq!(call.state(), VideoState::Off);
     assert_eq!(call.session.request, None);
     assert!(call.session.consents.is_empty());
@@ -295,6 +324,8 @@ fn rule_6_the_cooldown_binds_only_the_requester() {
     let mut call = Call::new(Mutual, vec![man("a"), man("b"), man("c")]);
     call.act(request("a", 1));
     call.act(reject("b", 1));
+    assert_eq!(call.fail(request("a", 2)), PolicyError::RequestPending, "sealed until c answers");
+    call.act(accept("c", 1));
     assert!(matches!(call.fail(request("a", 2)), PolicyError::Cooldown { .. }));
     call.act(request("c", 2));
     assert_eq!(call.state(), VideoState::Requested);
@@ -372,16 +403,21 @@ fn rule_8_any_consenter_may_revoke_while_on() {
 }
 
 #[test]
-fn rule_8_revoking_a_pending_request_declines_it_without_cooldown() {
+fn rule_8_revoking_a_pending_request_is_a_sealed_no_that_cools_down_like_any() {
+    // A revoke used to decline at once and without a cooldown: the cooldown
+    // (or its absence) would tell how the no was given.
     let mut call = trio();
     call.act(request("m", 1));
     call.act(accept("w1", 1));
     let d = call.act(revoke("w1"));
     assert_eq!(d.ledger, [entry(K::Revoke, Some("w1"), Some(1))]);
+    assert!(d.notices.is_empty());
+    assert_eq!(call.state(), VideoState::Requested);
+    let d = call.act(accept("w2", 1));
+    assert_eq!(kinds(&d), [K::Consent, K::Declined]);
     assert_eq!(d.notices, [Notice::Declined { request_id: rid(1), to: ids(&["m"]) }]);
     assert_eq!(call.state(), VideoState::Off);
-    assert!(call.session.cooldowns.is_empty());
-    call.act(request("m", 2));
+    assert!(matches!(call.fail(request("m", 2)), PolicyError::Cooldown { .. }));
 }
 
 #[test]
@@ -456,11 +492,21 @@ fn rule_9_a_join_replayed_for_a_present_consenter_asks_again() {
 }
 
 #[test]
-fn rule_9_a_non_consenter_joining_while_on_changes_nothing() {
+fn rule_9_anyone_joining_while_on_keeps_it_on_only_by_opting_in() {
+    // Whoever they are: whether video survives a join tells nothing of the
+    // joiner but their own answer.
+    for consent in [None, Some(false)] {
+        let mut call = couple();
+        call.act(request("w", 1));
+        let d = call.join(man("m2"), consent);
+        assert_eq!(d.ledger, [entry(K::Off, Some("m2"), None)]);
+        assert_eq!(call.state(), VideoState::Off);
+    }
     let mut call = couple();
     call.act(request("w", 1));
-    let d = call.join(man("m2"), None);
-    assert!(d.ledger.is_empty() && d.notices.is_empty());
+    let d = call.join(man("m2"), Some(true));
+    assert_eq!(d.ledger, [entry(K::Consent, Some("m2"), None)]);
+    assert!(d.notices.is_empty());
     assert_eq!(call.state(), VideoState::On);
 }
 
@@ -516,6 +562,7 @@ fn rule_12_every_step_is_written_to_the_ledger_with_its_actor() {
             entry(K::Consent, Some("m"), Some(1)),
             entry(K::Consent, Some("w1"), Some(1)),
             entry(K::Reject, Some("w2"), Some(1)),
+            entry(K::Declined, None, Some(1)),
             entry(K::Request, Some("m"), Some(2)),
             entry(K::Consent, Some("m"), Some(2)),
             entry(K::Expire, None, Some(2)),
@@ -541,6 +588,104 @@ fn rule_13_the_requester_learns_only_the_outcome() {
     // Only "declined" and the request id: no who, no why, nobody else told.
     assert_eq!(d.notices, [Notice::Declined { request_id: rid(1), to: ids(&["m"]) }]);
     assert_eq!(d.notices[0].event_type().as_str(), "video.declined");
+}
+
+// ---- sealed answers: what the rules of a group tell nobody ---------------
+
+#[test]
+fn rule_13_a_groups_request_is_decided_with_its_last_answer_whichever_was_the_no() {
+    for (first, second) in [(reject("w1", 1), accept("w2", 1)), (accept("w1", 1), reject("w2", 1))] {
+        let mut call = trio();
+        call.act(request("m", 1));
+        call.wait(3);
+        let d = call.act(first);
+        assert!(d.notices.is_empty(), "nothing is told of the first answer");
+        assert_eq!(call.state(), VideoState::Requested);
+        call.wait(4);
+        let d = call.act(second);
+        assert_eq!(d.ledger.last(), Some(&entry(K::Declined, None, Some(1))));
+        assert_eq!(d.notices, [Notice::Declined { request_id: rid(1), to: ids(&["m"]) }]);
+        assert_eq!(call.session.cooldowns["m"], t0() + Duration::seconds(67), "from the outcome");
+    }
+}
+
+#[test]
+fn rule_13_an_answer_may_change_until_the_request_is_decided() {
+    let mut call = trio();
+    call.act(request("m", 1));
+    call.act(reject("w1", 1));
+    call.act(accept("w1", 1));
+    let d = call.act(accept("w2", 1));
+    assert_eq!(kinds(&d), [K::Consent, K::On]);
+    assert_eq!(call.state(), VideoState::On);
+}
+
+#[test]
+fn rule_13_a_request_waits_for_the_invitees_still_being_rung_whoever_they_are() {
+    let mut call = Call::new(FemaleConsent, vec![man("m"), woman("w1")]);
+    call.ring("x");
+    let d = call.act(request("m", 1));
+    assert!(matches!(&d.notices[..], [Notice::Requested { to, .. }] if *to == ids(&["w1"])));
+    call.act(accept("w1", 1));
+    assert_eq!(call.state(), VideoState::Requested, "x answers by accepting the call");
+    // A man or a woman, x answers the same way and is awaited the same way.
+    for x in [man("x"), woman("x")] {
+        let mut yes = call.clone();
+        let d = yes.join(x.clone(), Some(true));
+        assert_eq!(kinds(&d), [K::Consent, K::On]);
+        let mut no = call.clone();
+        let d = no.join(x, Some(false));
+        assert_eq!(kinds(&d), [K::Reject, K::Declined]);
+    }
+}
+
+#[test]
+fn rule_13_a_ring_that_ends_unanswered_leaves_the_others_answers_to_decide() {
+    let mut call = Call::new(FemaleConsent, vec![man("m"), woman("w1")]);
+    call.ring("w2");
+    call.act(request("m", 1));
+    call.act(accept("w1", 1));
+    let d = call.ring_ends("w2");
+    assert_eq!(d.ledger, [entry(K::On, None, Some(1))], "every answer given was yes");
+    assert_eq!(call.state(), VideoState::On);
+}
+
+#[test]
+fn rule_13_anyone_joining_while_video_is_requested_is_asked_whoever_they_are() {
+    let mut call = trio();
+    call.act(request("w1", 1));
+    let d = call.join(man("m2"), None);
+    assert!(matches!(&d.notices[..], [Notice::Requested { to, .. }] if *to == ids(&["m2"])));
+    assert!(can_answer(FemaleConsent, &call.session, &call.members, "m2"));
+    assert!(!can_answer(FemaleConsent, &call.session, &call.members, "m"), "he was here when asked");
+    call.act(accept("w2", 1));
+    assert_eq!(call.state(), VideoState::Requested, "waiting for m2");
+    let d = call.act(reject("m2", 1));
+    assert_eq!(kinds(&d), [K::Reject, K::Declined]);
+}
+
+#[test]
+fn rule_13_an_expiry_keeps_the_answers_given_sealed() {
+    let mut call = trio();
+    call.act(request("m", 1));
+    call.act(reject("w1", 1));
+    call.wait(30);
+    let d = call.act(expire(1));
+    assert_eq!(d.ledger, [entry(K::Expire, None, Some(1))]);
+    assert_eq!(d.notices, [Notice::Expired { request_id: rid(1), to: ids(&["m", "w1", "w2"]) }]);
+    assert!(call.session.cooldowns.is_empty(), "a cooldown would tell that someone said no");
+}
+
+#[test]
+fn rule_13_a_participant_reads_nobody_elses_answers() {
+    for kind in [K::Consent, K::Reject, K::Revoke] {
+        assert!(!readable(kind, Some("w"), "m"), "{kind:?}");
+        assert!(readable(kind, Some("w"), "w"), "{kind:?}: her own");
+    }
+    for kind in [K::Request, K::Declined, K::Expire, K::Withdraw, K::On, K::Off, K::Violation] {
+        assert!(readable(kind, Some("w"), "m"), "{kind:?}");
+        assert!(readable(kind, None, "m"), "{kind:?}");
+    }
 }
 
 // ---- errors --------------------------------------------------------------
@@ -808,13 +953,15 @@ fn the_last_woman_leaving_makes_the_men_consenters() {
 }
 
 #[test]
-fn a_requesters_consent_counts_once_he_becomes_a_consenter() {
+fn the_last_woman_leaving_ends_a_pending_request_as_anyone_leaving_would() {
+    // The men do not become answerers of it: that would tell them she was
+    // the last woman.
     let mut call = Call::new(FemaleConsent, vec![man("m1"), man("m2"), woman("w")]);
     call.act(request("m1", 1));
-    call.leave("w");
-    assert!(can_answer(FemaleConsent, &call.session, &call.members, "m2"));
-    call.act(accept("m2", 1));
-    assert_eq!(call.state(), VideoState::On);
+    let d = call.leave("w");
+    assert_eq!(kinds(&d), [K::Expire]);
+    assert!(!can_answer(FemaleConsent, &call.session, &call.members, "m2"));
+    assert_eq!(call.fail(accept("m2", 1)), PolicyError::RequestNotFound);
 }
 
 #[test]
@@ -829,24 +976,40 @@ fn the_requester_leaving_withdraws_the_request() {
 }
 
 #[test]
-fn a_leave_keeps_video_on_while_the_rest_consented() {
-    let mut call = trio();
-    call.act(request("w1", 1));
-    call.act(accept("w2", 1));
-    let d = call.leave("m");
+fn under_female_consent_anyone_leaving_turns_video_off() {
+    // The consenters may change with anyone's leaving (the last woman's makes
+    // the men consenters): turning off only then would tell who she was.
+    for leaver in ["m", "w2"] {
+        let mut call = Call::new(FemaleConsent, vec![man("m"), man("m2"), woman("w1"), woman("w2")]);
+        call.act(request("w1", 1));
+        call.act(accept("w2", 1));
+        assert_eq!(call.state(), VideoState::On);
+        let d = call.leave(leaver);
+        assert_eq!(d.ledger, [entry(K::Off, Some(leaver), None)]);
+        assert_eq!(call.state(), VideoState::Off);
+    }
+}
+
+#[test]
+fn under_mutual_a_leave_keeps_video_on_while_the_rest_consented() {
+    let mut call = Call::new(Mutual, vec![man("a"), man("b"), woman("c")]);
+    call.act(request("a", 1));
+    call.act(accept("b", 1));
+    call.act(accept("c", 1));
+    let d = call.leave("b");
     assert!(d.ledger.is_empty() && d.notices.is_empty());
     assert_eq!(call.state(), VideoState::On);
-    call.leave("w2");
-    assert_eq!(call.state(), VideoState::On);
-    assert_eq!(call.session.consents, BTreeSet::from(["w1".to_owned()]));
+    assert_eq!(call.session.consents, BTreeSet::from(["a".to_owned(), "c".to_owned()]));
 }
 
 #[test]
 fn video_does_not_outlive_an_empty_call() {
-    let mut call = couple();
-    call.act(request("w", 1));
-    call.leave("m");
-    let d = call.leave("w");
+    let mut call = Call::new(Mutual, vec![man("a"), man("b")]);
+    call.act(request("a", 1));
+    call.act(accept("b", 1));
+    call.leave("b");
+    assert_eq!(call.state(), VideoState::On, "a alone, and a consented");
+    let d = call.leave("a");
     assert_eq!(kinds(&d), [K::Off]);
     assert_eq!(call.state(), VideoState::Off);
 }
@@ -905,6 +1068,7 @@ fn names_are_snake_case() {
         (K::Request, "request"),
         (K::Consent, "consent"),
         (K::Reject, "reject"),
+        (K::Declined, "declined"),
         (K::Expire, "expire"),
         (K::Revoke, "revoke"),
         (K::Withdraw, "withdraw"),
@@ -919,22 +1083,27 @@ fn names_are_snake_case() {
 
 // ---- random calls --------------------------------------------------------
 
-const POOL: usize = 5;
+pub(super) const POOL: usize = 5;
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Request(usize),
     /// `true`: answer the pending request (if any); `false`: a stale id.
     Accept(usize, bool),
     Reject(usize, bool),
     Revoke(usize),
     Expire(bool),
+    /// Joins from away (a rejoin) or from being rung (an answer to the ring).
     Join(usize, Option<bool>),
     Leave(usize),
+    /// Rings someone who is away.
+    Ring(usize),
+    /// Their ring ends unanswered (declined, missed).
+    RingEnd(usize),
     Wait(i64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     let user = 0..POOL;
     prop_oneof![
         3 => user.clone().prop_map(Op::Request),
@@ -943,17 +1112,135 @@ fn op() -> impl Strategy<Value = Op> {
         2 => user.clone().prop_map(Op::Revoke),
         2 => any::<bool>().prop_map(Op::Expire),
         3 => (user.clone(), prop::option::of(any::<bool>())).prop_map(|(u, c)| Op::Join(u, c)),
-        2 => user.prop_map(Op::Leave),
+        2 => user.clone().prop_map(Op::Leave),
+        1 => user.clone().prop_map(Op::Ring),
+        1 => user.prop_map(Op::RingEnd),
         2 => (0i64..=90).prop_map(Op::Wait),
     ]
 }
 
-fn policy() -> impl Strategy<Value = VideoPolicy> {
+pub(super) fn policy() -> impl Strategy<Value = VideoPolicy> {
     prop_oneof![Just(FemaleConsent), Just(Mutual), Just(Open)]
 }
 
-fn gender() -> impl Strategy<Value = Gender> {
+pub(super) fn gender() -> impl Strategy<Value = Gender> {
     prop_oneof![Just(Gender::Female), Just(Gender::Male), Just(Gender::Other)]
+}
+
+/// Where someone of a random call is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Where {
+    Away,
+    Ringing,
+    Here,
+}
+
+/// A random call: who is where, and the policy's state, as the service
+/// would keep them.
+#[derive(Clone, Debug)]
+pub(super) struct World {
+    pub policy: VideoPolicy,
+    pub genders: [Gender; POOL],
+    pub at: [Where; POOL],
+    pub session: VideoSession,
+    pub now: DateTime<Utc>,
+    pub timing: Timing,
+}
+
+pub(super) fn user(i: usize) -> String {
+    format!("u{i}")
+}
+
+impl World {
+    pub fn new(policy: VideoPolicy, genders: [Gender; POOL], at: [Where; POOL]) -> Self {
+        Self { policy, genders, at, session: VideoSession::new(policy), now: t0(), timing: Timing::default() }
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        (0..POOL).filter(|&i| self.at[i] == Where::Here).map(|i| member(&user(i), self.genders[i])).collect()
+    }
+
+    pub fn ringing(&self) -> Vec<String> {
+        (0..POOL).filter(|&i| self.at[i] == Where::Ringing).map(user).collect()
+    }
+
+    /// The action `op` stands for, moving people as it says; `None` when it
+    /// stands for nothing (a wait, or joining while here). `fresh`: the id
+    /// of a new request, or of a stale answer.
+    pub fn action(&mut self, op: &Op, fresh: Uuid) -> Option<Action> {
+        let pending = self.session.request.as_ref().map_or(fresh, |r| r.id);
+        let pick = |right: bool| if right { pending } else { fresh };
+        let moved = |at: &mut [Where; POOL], i: usize, from: &[Where], to: Where| {
+            let ok = from.contains(&at[i]);
+            if ok {
+                at[i] = to;
+            }
+            ok
+        };
+        Some(match *op {
+            Op::Wait(s) => {
+                self.now += Duration::seconds(s);
+                return None;
+            }
+            Op::Request(i) => Action::Request { by: user(i), id: fresh },
+            Op::Accept(i, right) => Action::Accept { by: user(i), id: pick(right) },
+            Op::Reject(i, right) => Action::Reject { by: user(i), id: pick(right) },
+            Op::Revoke(i) => Action::Revoke { by: user(i) },
+            Op::Expire(right) => Action::Expire { id: pick(right) },
+            Op::Join(i, consent) => {
+                moved(&mut self.at, i, &[Where::Away, Where::Ringing], Where::Here).then_some(())?;
+                Action::Join { user: user(i), consent }
+            }
+            Op::Leave(i) => {
+                moved(&mut self.at, i, &[Where::Here], Where::Away).then_some(())?;
+                Action::Leave { user: user(i) }
+            }
+            Op::Ring(i) => {
+                moved(&mut self.at, i, &[Where::Away], Where::Ringing).then_some(())?;
+                return None;
+            }
+            Op::RingEnd(i) => {
+                moved(&mut self.at, i, &[Where::Ringing], Where::Away).then_some(())?;
+                Action::RingEnded { user: user(i) }
+            }
+        })
+    }
+
+    /// Decides `action` in the world as it now is, and keeps its session.
+    pub fn decide(&mut self, action: Action) -> Result<Decision, PolicyError> {
+        let d = decide(
+            self.policy,
+            &self.session,
+            &self.members(),
+            &self.ringing(),
+            action,
+            self.now,
+            &self.timing,
+        )?;
+        self.session = d.session.clone();
+        Ok(d)
+    }
+
+    /// Whose answer the pending request waits for.
+    pub fn awaited(&self) -> BTreeSet<String> {
+        let members = self.members();
+        let ringing = self.ringing();
+        let draft = Draft {
+            policy: self.policy,
+            members: &members,
+            ringing: &ringing,
+            session: self.session.clone(),
+            ledger: Vec::new(),
+            notices: Vec::new(),
+            now: self.now,
+            timing: &self.timing,
+        };
+        self.session.request.as_ref().map(|r| draft.awaited(r)).unwrap_or_default()
+    }
+}
+
+fn presence(present: [bool; POOL]) -> [Where; POOL] {
+    present.map(|here| if here { Where::Here } else { Where::Away })
 }
 
 proptest! {
@@ -963,55 +1250,26 @@ proptest! {
     fn random_calls_keep_the_consent_invariants(
         policy in policy(),
         genders in prop::array::uniform5(gender()),
-        mut present in prop::array::uniform5(any::<bool>()),
+        present in prop::array::uniform5(any::<bool>()),
         ops in prop::collection::vec(op(), 0..=40),
     ) {
-        let users: Vec<String> = (0..POOL).map(|i| format!("u{i}")).collect();
-        let roster = |present: &[bool; POOL]| -> Vec<Member> {
-            (0..POOL)
-                .filter(|&i| present[i])
-                .map(|i| member(&users[i], genders[i]))
-                .collect()
-        };
-        let timing = Timing::default();
-        let mut session = VideoSession::new(policy);
-        let mut now = t0();
-        let mut next_id = 100u128;
+        let mut world = World::new(policy, genders, presence(present));
         // Who consented during their current presence since video was last off,
         // tracked from the actions alone.
         let mut shadow: BTreeSet<String> = BTreeSet::new();
 
-        for op in ops {
-            let pending = session.request.as_ref().map(|r| r.id);
-            let mut fresh = || { next_id += 1; rid(next_id) };
-            let pick = |right: bool, fresh: Uuid| if right { pending.unwrap_or(fresh) } else { fresh };
-            let action = match op {
-                Op::Wait(s) => { now += Duration::seconds(s); continue; }
-                Op::Request(i) => Action::Request { by: users[i].clone(), id: fresh() },
-                Op::Accept(i, right) => Action::Accept { by: users[i].clone(), id: pick(right, fresh()) },
-                Op::Reject(i, right) => Action::Reject { by: users[i].clone(), id: pick(right, fresh()) },
-                Op::Revoke(i) => Action::Revoke { by: users[i].clone() },
-                Op::Expire(right) => Action::Expire { id: pick(right, fresh()) },
-                Op::Join(i, consent) => {
-                    if present[i] { continue; }
-                    present[i] = true;
-                    Action::Join { user: users[i].clone(), consent }
-                }
-                Op::Leave(i) => {
-                    if !present[i] { continue; }
-                    present[i] = false;
-                    Action::Leave { user: users[i].clone() }
-                }
-            };
-            let members = roster(&present);
+        for (n, op) in ops.iter().enumerate() {
+            let before = world.session.clone();
+            let Some(action) = world.action(op, rid(n as u128 + 100)) else { continue };
+            let members = world.members();
             let is_member = |u: &str| members.iter().any(|m| m.user_id == u);
-            let before = session.clone();
 
-            let d = match decide(policy, &session, &members, action.clone(), now, &timing) {
+            let d = match world.decide(action.clone()) {
                 Ok(d) => d,
                 Err(e) => {
                     prop_assert!(
-                        !matches!(action, Action::Join { .. } | Action::Leave { .. } | Action::Expire { .. }),
+                        !matches!(action, Action::Join { .. } | Action::Leave { .. } | Action::Expire { .. }
+                            | Action::RingEnded { .. }),
                         "{action:?} failed: {e:?}"
                     );
                     if let Action::Request { by, .. } | Action::Accept { by, .. }
@@ -1023,34 +1281,37 @@ proptest! {
                     continue;
                 }
             };
-            session = d.session.clone();
+            let session = &world.session;
 
-            // Only consenters answer or revoke, never their own request ("only consenters answer", "any consenter revokes"),
-            // and only off, cooled-down participants request ("anyone may ask", "a decline cools down").
-            let before_consenters = consenters(policy, &members);
+            // Only consenters (and those who joined while it was pending) answer, never their own request
+            // ("only consenters answer", "a newcomer is asked"); only consenters revoke video that is on
+            // ("any consenter revokes"); only off, cooled-down participants request ("anyone may ask",
+            // "a decline cools down").
             match &action {
                 Action::Accept { by, id } | Action::Reject { by, id } => {
                     let Some(req) = &before.request else {
                         return Err(TestCaseError::fail("answered without a request"));
                     };
                     prop_assert_eq!(*id, req.id);
-                    prop_assert!(by != &req.requested_by);
-                    prop_assert!(before_consenters.contains(by));
+                    prop_assert!(can_answer(policy, &before, &members, by));
                 }
                 Action::Revoke { by } => {
-                    let own = before.request.as_ref().is_some_and(|r| &r.requested_by == by);
-                    prop_assert!(before_consenters.contains(by) || own);
+                    match &before.request {
+                        Some(r) => prop_assert!(&r.requested_by == by || can_answer(policy, &before, &members, by)),
+                        None => prop_assert!(consenters(policy, &members).contains(by)),
+                    }
                     prop_assert!(before.state != VideoState::Off);
                 }
                 Action::Request { by, .. } => {
                     prop_assert_eq!(before.state, VideoState::Off);
-                    prop_assert!(before.cooldowns.get(by).is_none_or(|until| *until <= now));
+                    prop_assert!(before.cooldowns.get(by).is_none_or(|until| *until <= world.now));
                 }
                 _ => {}
             }
 
             match &action {
                 Action::Request { by, .. } | Action::Accept { by, .. } => { shadow.insert(by.clone()); }
+                Action::Reject { by, .. } | Action::Revoke { by } => { shadow.remove(by); }
                 Action::Join { user, consent } => {
                     shadow.remove(user);
                     if *consent == Some(true) { shadow.insert(user.clone()); }
@@ -1069,19 +1330,27 @@ proptest! {
                     prop_assert!(shadow.contains(&c), "{c} on without consent by action");
                 }
             }
-            // (b)
+            // (b) a request is pending exactly while someone's answer is awaited
             prop_assert_eq!(session.state == VideoState::Requested, session.request.is_some());
+            if session.state == VideoState::Requested {
+                prop_assert!(!world.awaited().is_empty(), "pending with nobody awaited: {session:?}");
+            } else {
+                prop_assert!(session.declines.is_empty() && session.asked.is_empty());
+            }
             // (c)
             if policy == Open {
                 prop_assert_eq!(session.state, VideoState::On);
             }
-            // (d) membership changes never switch video on
+            // (d) membership changes never switch video on; a join only by opting in
             match &action {
                 Action::Leave { .. } => prop_assert!(camera_allowed(before.state) || !camera_allowed(session.state)),
                 Action::Join { consent, .. } => {
                     prop_assert!(!(before.state == VideoState::Off && session.state == VideoState::On));
                     if !camera_allowed(before.state) && camera_allowed(session.state) {
                         prop_assert_eq!(*consent, Some(true));
+                    }
+                    if policy != Open && camera_allowed(before.state) && *consent != Some(true) {
+                        prop_assert_eq!(session.state, VideoState::Off, "a newcomer keeps it on only by opting in");
                     }
                 }
                 _ => {}
@@ -1096,12 +1365,13 @@ proptest! {
                         };
                         prop_assert_eq!(*request_id, req.id);
                         prop_assert_eq!(to, &vec![req.requested_by.clone()]);
+                        prop_assert!(d.ledger.iter().any(|e| e.kind == K::Declined));
                     }
                     Notice::Requested { request, to } => {
                         prop_assert!(!to.is_empty());
                         for u in to {
                             prop_assert!(u != &request.requested_by);
-                            prop_assert!(now_consenters.contains(u));
+                            prop_assert!(now_consenters.contains(u) || session.asked.contains(u));
                             prop_assert!(!session.consents.contains(u));
                         }
                     }
@@ -1114,20 +1384,27 @@ proptest! {
                     }
                 }
             }
+            // A request is decided only once nobody is awaited: whatever
+            // ended it, nobody was left to answer, or it ended unanswered.
+            if let Some(req) = &before.request && session.request.is_none() {
+                let ended: Vec<_> = d.ledger.iter().filter(|e| e.request_id == Some(req.id)
+                    && matches!(e.kind, K::On | K::Declined | K::Expire | K::Withdraw)).collect();
+                prop_assert_eq!(ended.len(), 1, "{:?}", d.ledger);
+            }
             // Permission flips are always ledgered and announced.
             let flipped = d.video_changed(&before);
             let ledgered = d.ledger.iter().any(|e| matches!(e.kind, K::On | K::Off));
             let announced = d.notices.iter().any(|n| matches!(n, Notice::On { .. } | Notice::Off { .. }));
             prop_assert_eq!(flipped, ledgered);
             prop_assert_eq!(flipped, announced);
-            // Consents belong to present members only, and die with video.
-            prop_assert!(session.consents.iter().all(|u| is_member(u)));
+            // Consents and answers belong to present members only, and die with video.
+            prop_assert!(session.consents.iter().chain(&session.declines).chain(&session.asked).all(|u| is_member(u)));
             if session.state == VideoState::Off {
                 prop_assert!(session.consents.is_empty());
             }
             if let Some(r) = &session.request {
                 prop_assert!(is_member(&r.requested_by));
-                prop_assert_eq!(r.expires_at, r.requested_at + timing.request_timeout);
+                prop_assert_eq!(r.expires_at, r.requested_at + world.timing.request_timeout);
             }
         }
     }
@@ -1137,52 +1414,14 @@ proptest! {
 /// left, and what it wrote to the ledger.
 type Step = (bool, VideoState, Vec<LedgerEntry>);
 
-fn trace(policy: VideoPolicy, genders: &[Gender; POOL], mut present: [bool; POOL], ops: &[Op]) -> Vec<Step> {
-    let users: Vec<String> = (0..POOL).map(|i| format!("u{i}")).collect();
-    let timing = Timing::default();
-    let mut session = VideoSession::new(policy);
-    let mut now = t0();
+fn trace(policy: VideoPolicy, genders: &[Gender; POOL], present: [bool; POOL], ops: &[Op]) -> Vec<Step> {
+    let mut world = World::new(policy, *genders, presence(present));
     let mut steps = Vec::new();
     for (n, op) in ops.iter().enumerate() {
-        let id = rid(n as u128 + 1);
-        let pending = session.request.as_ref().map(|r| r.id).unwrap_or(id);
-        let action = match *op {
-            Op::Wait(s) => {
-                now += Duration::seconds(s);
-                continue;
-            }
-            Op::Request(i) => Action::Request { by: users[i].clone(), id },
-            Op::Accept(i, right) => {
-                Action::Accept { by: users[i].clone(), id: if right { pending } else { id } }
-            }
-            Op::Reject(i, right) => {
-                Action::Reject { by: users[i].clone(), id: if right { pending } else { id } }
-            }
-            Op::Revoke(i) => Action::Revoke { by: users[i].clone() },
-            Op::Expire(right) => Action::Expire { id: if right { pending } else { id } },
-            Op::Join(i, consent) => {
-                if present[i] {
-                    continue;
-                }
-                present[i] = true;
-                Action::Join { user: users[i].clone(), consent }
-            }
-            Op::Leave(i) => {
-                if !present[i] {
-                    continue;
-                }
-                present[i] = false;
-                Action::Leave { user: users[i].clone() }
-            }
-        };
-        let members: Vec<Member> =
-            (0..POOL).filter(|&i| present[i]).map(|i| member(&users[i], genders[i])).collect();
-        match decide(policy, &session, &members, action, now, &timing) {
-            Ok(d) => {
-                session = d.session.clone();
-                steps.push((true, session.state, d.ledger));
-            }
-            Err(_) => steps.push((false, session.state, Vec::new())),
+        let Some(action) = world.action(op, rid(n as u128 + 1)) else { continue };
+        match world.decide(action) {
+            Ok(d) => steps.push((true, world.session.state, d.ledger)),
+            Err(_) => steps.push((false, world.session.state, Vec::new())),
         }
     }
     steps
@@ -1191,6 +1430,7 @@ fn trace(policy: VideoPolicy, genders: &[Gender; POOL], mut present: [bool; POOL
 fn redacted(ledger: &[LedgerEntry], reader: &str) -> Vec<(LedgerKind, Option<String>, Option<Uuid>)> {
     ledger
         .iter()
+        .filter(|e| readable(e.kind, e.actor.as_deref(), reader))
         .map(|e| (e.kind, visible_actor(e.kind, e.actor.as_deref(), reader).map(str::to_owned), e.request_id))
         .collect()
 }
@@ -1215,7 +1455,7 @@ proptest! {
             if ok_a != ok_b || state_a != state_b {
                 break;
             }
-            for reader in (0..POOL).map(|i| format!("u{i}")) {
+            for reader in (0..POOL).map(user) {
                 prop_assert_eq!(redacted(ledger_a, &reader), redacted(ledger_b, &reader));
             }
         }

@@ -273,6 +273,16 @@ impl Model {
             .collect()
     }
 
+    /// Who is being rung: a pending request waits for their answer too.
+    fn ringing(&self, w: &World) -> Vec<String> {
+        w.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_some_and(|m| m.is_ringing()))
+            .map(|(i, _)| user(i))
+            .collect()
+    }
+
     fn moves(&self) -> Vec<Move> {
         let n = self.genders.len();
         let mut out = Vec::new();
@@ -317,17 +327,31 @@ impl Model {
                 }
                 let mut next = w.clone();
                 next.members[i] = moved.to;
+                // A ring that ends unanswered (declined, missed) is a step
+                // the service tells the policy of, as it tells joins and leaves.
+                let rang_out = w.members[i].is_some_and(|m| m.is_ringing())
+                    && !moved.to.is_some_and(|m| m.is_ringing())
+                    && !moved.arrived;
                 let action = if moved.arrived {
                     Some(Action::Join { user: user(i), consent: video })
                 } else if moved.departed {
                     Some(Action::Leave { user: user(i) })
+                } else if rang_out {
+                    Some(Action::RingEnded { user: user(i) })
                 } else {
                     None
                 };
                 if let Some(action) = action {
-                    let members = self.present(&next);
-                    let decided =
-                        consent::decide(self.policy, &next.video, &members, action, now(), &timing());
+                    let (members, ringing) = (self.present(&next), self.ringing(&next));
+                    let decided = consent::decide(
+                        self.policy,
+                        &next.video,
+                        &members,
+                        &ringing,
+                        action,
+                        now(),
+                        &timing(),
+                    );
                     // What membership tells the policy is never refused.
                     next.video = decided.expect("a join or leave the policy refuses").session;
                 }
@@ -342,8 +366,11 @@ impl Model {
                     Action2::Revoke(i) => Action::Revoke { by: user(i) },
                     Action2::Expire => Action::Expire { id },
                 };
+                let ringing = self.ringing(w);
                 let video =
-                    consent::decide(self.policy, &w.video, present, action, now(), &timing()).ok()?.session;
+                    consent::decide(self.policy, &w.video, present, &ringing, action, now(), &timing())
+                        .ok()?
+                        .session;
                 Some(World { members: w.members.clone(), video })
             }
         }

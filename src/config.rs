@@ -182,7 +182,9 @@ pub struct CallAuthzConfig {
     /// Signs each request as an app webhook is signed (`CALL_AUTHZ_SECRET`).
     pub key: SigningKey,
     pub timeout: Duration,
-    /// A timeout or error lets the call ring instead of answering 503.
+    /// No answer in time or a failed connection lets the call ring instead
+    /// of answering 503 (the hook's own 4xx is a no, any other answer that
+    /// is no decision a 503, whatever this says).
     pub fail_open: bool,
     /// How long a decision is reused per (caller, callee, conversation); 0: never.
     pub cache: Duration,

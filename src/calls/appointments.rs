@@ -466,7 +466,7 @@ pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppoin
                 call: CallView::new(&call, &participants),
                 join,
                 waiting: entered.waiting,
-                ice_servers: core.ice_servers(&user.id),
+                ice_servers: core.ice_servers_in(&call, &user.id),
             })
         }
         Err(err) => {

@@ -107,7 +107,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         return Err(err.into());
     }
     let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&row, &user.id) })
 }
 
 /// Whether `user` may start this call now: their rate of calls, and (with
@@ -357,7 +357,7 @@ pub async fn accept(
         app.metrics.call_answered(call.created_at, call.answered_at);
     }
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&call, &user.id) })
 }
 
 async fn token_response(
@@ -370,7 +370,7 @@ async fn token_response(
     let participants = store::participants(&mut conn, call.call_id()).await?;
     let view = CallView::new(call, &participants);
     let join = join_for(app, call, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(call, &user.id) })
 }
 
 fn others_in(view: &CallView, user: &UserId) -> Vec<String> {
@@ -550,7 +550,7 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
     let share =
         if mine.call.appointment_id.is_some() { mine.may_share_screen } else { may_share_screen(app, user) };
     let join = join_with(app, &mine.call, &user.id, user.name.as_deref(), share, !mine.admitted)?;
-    Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
+    Ok(JoinOnly { join, ice_servers: app.ice_servers_in(&mine.call, &user.id) })
 }
 
 pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, CallError> {

@@ -288,16 +288,15 @@ pub async fn history(
 
 // issue 16 A
 /// The live call `user` is present in (answered, or its initiator, and not
-/// gone), with when it became active: TURN credentials are for them alone.
-pub async fn present_call_of(
-    pool: &PgPool,
-    user: &UserId,
-) -> sqlx::Result<Option<(Uuid, Option<DateTime<Utc>>)>> {
-    sqlx::query_as(
-        "select c.id, c.connected_at from calls c join call_participants p on p.call_id = c.id \
-         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') and c.state <> 'ended' \
-         limit 1",
-    )
+/// gone): TURN credentials are for them alone, as long as it may last.
+pub async fn present_call_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        call_columns!(),
+        " from calls where id = (select c.id from calls c join call_participants p on p.call_id = c.id \
+         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') \
+         and c.state <> 'ended' limit 1)"
+    ))
     .bind(user.as_str())
     .fetch_optional(pool)
     .await

@@ -85,6 +85,11 @@ fn config(database_url: &str) -> Config {
 impl World {
     /// A world whose clock reads the system's time now.
     pub async fn new() -> World {
+        World::configured(|_| {}).await
+    }
+
+    /// Like [`World::new`], with `change` made to .env.example's settings.
+    pub async fn configured(change: impl FnOnce(&mut Config)) -> World {
         callgate::telemetry::init_for_tests();
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL, e.g. postgres://callgate:callgate@127.0.0.1:5432/callgate_test");
@@ -98,7 +103,8 @@ impl World {
         let database = Database { admin_url: admin_url.clone(), name: name.clone() };
         let mut url = url_of(&admin_url);
         url.set_path(&name);
-        let config = config(url.as_str());
+        let mut config = config(url.as_str());
+        change(&mut config);
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(config.database_url.expose())

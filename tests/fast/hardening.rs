@@ -1,0 +1,68 @@
+//! The small doors of issue 28 that need no server: TURN credentials handed
+//! with a call.
+
+use std::time::Duration as StdDuration;
+
+use callgate::calls::{growth, lifecycle};
+use callgate::clock::Clock;
+use callgate::domain::CallId;
+use callgate::domain::consent::Gender;
+use callgate::infra::turn::IceServer;
+use chrono::Duration;
+
+use crate::support::{World, joined, person};
+
+/// Seconds from the world's clock until the TURN credential among
+/// `servers` expires (its username is `<unix expiry>:<user id>`).
+fn turn_lifetime(world: &World, servers: &[IceServer]) -> i64 {
+    let turn = servers.iter().find(|s| s.credential.is_some()).expect("a TURN server with credentials");
+    let username = turn.username.as_deref().expect("a username");
+    let expiry: i64 = username.split(':').next().and_then(|e| e.parse().ok()).expect("an expiry");
+    expiry - world.clock.now().timestamp()
+}
+
+/// `got` within two seconds of `wanted`: the call's times are the
+/// database's, the credentials' the fake clock's.
+fn about(got: i64, wanted: i64, what: &str) {
+    assert!((wanted - 2..=wanted + 2).contains(&got), "{what}: {got} s, wanted about {wanted} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_credentials_handed_with_a_call_last_no_longer_than_the_call_may() {
+    let world = World::configured(|c| c.timeouts.max_call_duration = StdDuration::from_secs(600)).await;
+    let t = &world.core.config.timeouts;
+    assert_eq!((t.ringing.as_secs(), t.connect.as_secs()), (30, 30), ".env.example's timeouts");
+    assert_eq!(world.core.config.turn.ttl.as_secs(), 3600, ".env.example's TURN_TTL");
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let carol = person("carol", Gender::Female);
+    let start = lifecycle::StartCall {
+        invitees: vec![bob.id.clone(), carol.id.clone()],
+        call_type: callgate::domain::CallType::Audio,
+        conversation_id: None,
+        external_ref: None,
+    };
+    let started = lifecycle::start(&world.core, &alice, start).await.expect("the call starts");
+    let call = CallId(started.call.id);
+    about(turn_lifetime(&world, &started.ice_servers), 60, "the initiator of a call nobody answered");
+
+    world.clock.advance(Duration::seconds(20));
+    let token = lifecycle::token(&world.core, &alice, call).await.expect("a token");
+    about(turn_lifetime(&world, &token.ice_servers), 40, "her token 20 s later, still unanswered");
+    // Back in step with the database, which stamps when the call connects.
+    world.clock.advance(Duration::seconds(-20));
+
+    lifecycle::decline(&world.core, &carol, call).await.expect("Carol declines");
+    let accepted = lifecycle::accept(&world.core, &bob, call, None).await.expect("Bob answers");
+    about(turn_lifetime(&world, &accepted.ice_servers), 600, "an answered call may last MAX_CALL_DURATION");
+
+    let room = world.room_of(call);
+    let now = world.clock.now();
+    world.deliver(&joined(&room, &alice, now, now)).await;
+    world.deliver(&joined(&room, &bob, now, now)).await;
+    assert_eq!(world.call(&alice, call).await.state, callgate::domain::CallState::Active);
+    world.clock.advance(Duration::seconds(500));
+    let token = lifecycle::token(&world.core, &bob, call).await.expect("a token");
+    about(turn_lifetime(&world, &token.ice_servers), 100, "what is left of the active call");
+    let late = growth::join(&world.core, &carol, call, None).await.expect("Carol joins late");
+    about(turn_lifetime(&world, &late.ice_servers), 100, "a late joiner, the same");
+}

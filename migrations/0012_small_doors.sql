@@ -1,5 +1,9 @@
 -- issue 28, the small doors.
 --
+-- The timelines of calls are deleted 90 days on (crate::store::housekeeping);
+-- this index finds the old rows.
+create index call_events_at on call_events (at);
+
 -- An appointment's external_ref is its booker's: the host application's
 -- backend (every token with the `service` role books as one booker,
 -- 'service') or one scheduler ('user:<id>'). Unique per booker, so that a

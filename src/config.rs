@@ -140,6 +140,8 @@ pub struct Limits {
     pub quality_sample_interval: Duration,
     /// Quality samples kept per call.
     pub quality_max_samples_per_call: u32,
+    /// A participant's media changes per minute (a bucket refilling at this rate).
+    pub media_changes_per_minute: u32,
     /// Requests without valid credentials per client address per minute.
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
@@ -448,6 +450,7 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
         quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
         quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
+        media_changes_per_minute: env.bounded("RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE", 60, 0..=100_000)?,
         ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
         ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
         unauthenticated_per_minute: env.bounded(

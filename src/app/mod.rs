@@ -154,6 +154,7 @@ impl Application {
             stop.clone(),
         ));
         jobs.spawn(crate::workers::app_webhooks::run(core.clone(), stop.clone()));
+        jobs.spawn(crate::workers::purge::run(core.clone(), stop.clone()));
         let app = crate::http::router(state.clone());
         let serve_stop = stop.clone();
         // Graceful shutdown: stop accepting and finish requests; then close

@@ -1,5 +1,6 @@
 //! The limits a use case applies before it changes anything: calls started
-//! per user, video requests per call, quality samples per participant.
+//! per user, video requests per call, media changes and quality samples per
+//! participant.
 //! Counted in Redis (`crate::infra::rate_limit`); what a Redis outage means
 //! is decided per limit.
 
@@ -62,6 +63,29 @@ pub async fn quality_sample(core: &Core, call: CallId, user: &UserId) -> Result<
     {
         Ok(None) => Ok(()),
         Ok(Some(wait)) => Err(limited("quality samples from you in this call", rounded_up(wait))),
+        Err(err) => {
+            core.report_outage(Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// A participant's media changes: a bucket of
+/// `RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE` refilling at that rate. Each change
+/// is a client event to everyone live in the call, so this bounds what one
+/// participant writes to `user_events`. Fails open: the per-user request
+/// limit still bounds them.
+pub async fn media_change(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
+    let limit = core.config.limits.media_changes_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let key = format!("callgate:rl:media:{call}:{user}");
+    match check(&core.redis, Algorithm::Bucket, key, (limit, MINUTE), core.config.rate_limits.redis_timeout)
+        .await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("media changes from you in this call", rounded_up(wait))),
         Err(err) => {
             core.report_outage(Dependency::Redis, &format!("{err:#}"));
             Ok(())

@@ -21,6 +21,7 @@ mod devices;
 mod e2e;
 mod events;
 mod fanout;
+mod floods;
 mod growth;
 mod helpers;
 mod history;

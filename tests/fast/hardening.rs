@@ -1,13 +1,15 @@
 //! The small doors of issue 28 that need no server: TURN credentials handed
-//! with a call.
+//! with a call, the bounds of a call's timeline.
 
 use std::time::Duration as StdDuration;
 
+use callgate::calls::media::{self, MediaChange};
 use callgate::calls::{growth, lifecycle};
 use callgate::clock::Clock;
-use callgate::domain::CallId;
 use callgate::domain::consent::Gender;
+use callgate::domain::{CallId, EventSource};
 use callgate::infra::turn::IceServer;
+use callgate::store::{self, NewEvent, events::MAX_TIMELINE_ROWS};
 use chrono::Duration;
 
 use crate::support::{World, joined, person};
@@ -65,4 +67,68 @@ async fn turn_credentials_handed_with_a_call_last_no_longer_than_the_call_may() 
     about(turn_lifetime(&world, &token.ice_servers), 100, "what is left of the active call");
     let late = growth::join(&world.core, &carol, call, None).await.expect("Carol joins late");
     about(turn_lifetime(&world, &late.ice_servers), 100, "a late joiner, the same");
+}
+
+async fn timeline(world: &World, call: CallId) -> Vec<(String, Option<String>, serde_json::Value)> {
+    sqlx::query_as("select type, actor, data from call_events where call_id = $1 order by id")
+        .bind(call.0)
+        .fetch_all(&world.core.db)
+        .await
+        .expect("the timeline")
+}
+
+fn microphone(on: bool) -> MediaChange {
+    MediaChange { audio_enabled: Some(on), ..MediaChange::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_media_changes_is_one_row_of_the_timeline_with_the_net_change() {
+    let world = World::configured(|c| c.limits.media_changes_per_minute = 0).await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    for on in [false, true, false, true, false] {
+        media::update(&world.core, &bob, call, microphone(on)).await.expect("Bob's change");
+    }
+    media::update(&world.core, &alice, call, microphone(false)).await.expect("Alice's change");
+    media::update(&world.core, &bob, call, microphone(true)).await.expect("Bob's again");
+
+    let media: Vec<(Option<String>, serde_json::Value)> = timeline(&world, call)
+        .await
+        .into_iter()
+        .filter(|(kind, _, _)| kind == "media.updated")
+        .map(|(_, actor, data)| (actor, data["audioEnabled"].clone()))
+        .collect();
+    let row = |who: &callgate::domain::AuthUser, on: bool| (Some(who.id.to_string()), serde_json::json!(on));
+    assert_eq!(
+        media,
+        [row(&bob, false), row(&alice, false), row(&bob, true)],
+        "Bob's five changes in a row are one row; another's change between starts a new one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_timeline_stops_at_its_cap_and_still_records_how_the_call_ends() {
+    let world = World::configured(|c| c.limits.media_changes_per_minute = 0).await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    // LiveKit's events of a participant republishing a track, over and over.
+    let republished = |n: i64| NewEvent {
+        kind: "livekit.track_published".into(),
+        source: EventSource::LiveKit,
+        actor: Some(bob.id.to_string()),
+        data: serde_json::json!({"n": n}),
+    };
+    let flood: Vec<NewEvent> = (0..MAX_TIMELINE_ROWS + 100).map(republished).collect();
+    let mut conn = world.core.db.acquire().await.expect("a connection");
+    store::record_events(&mut conn, call, &flood).await.expect("written");
+    assert_eq!(timeline(&world, call).await.len() as i64, MAX_TIMELINE_ROWS, "the cap holds");
+    store::record_events(&mut conn, call, &[republished(0)]).await.expect("written");
+    media::update(&world.core, &bob, call, microphone(false)).await.expect("his change is applied");
+    assert_eq!(timeline(&world, call).await.len() as i64, MAX_TIMELINE_ROWS, "nothing more of that kind");
+    drop(conn);
+
+    lifecycle::end(&world.core, &alice, call).await.expect("she hangs up");
+    let rows = timeline(&world, call).await;
+    assert_eq!(rows.len() as i64, MAX_TIMELINE_ROWS + 1);
+    assert_eq!(rows.last().map(|r| r.0.as_str()), Some("call.ended"), "the call's own end is written");
 }

@@ -124,6 +124,8 @@ pub struct EventsConfig {
 pub struct RateLimits {
     pub call_starts_per_minute: u32,
     pub video_requests_per_call: u32,
+    /// Of which one participant may put this many (in the same window).
+    pub video_requests_per_participant: u32,
     pub video_requests_window: Duration,
     pub requests_per_minute: u32,
     /// How long a limit waits for Redis before it fails open or closed.
@@ -396,6 +398,11 @@ fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
     Ok(RateLimits {
         call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
         video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
+        video_requests_per_participant: env.bounded(
+            "RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT",
+            5,
+            0..=10_000,
+        )?,
         video_requests_window: env.bounded_seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600, 1..=86_400)?,
         requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
         redis_timeout: Duration::from_millis(env.bounded("RATE_LIMIT_REDIS_TIMEOUT_MS", 300, 10..=10_000)?),

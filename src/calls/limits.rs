@@ -1,6 +1,6 @@
 //! The limits a use case applies before it changes anything: calls started
-//! per user, video requests per call, media changes and quality samples per
-//! participant.
+//! per user, video requests per call and per participant, media changes and
+//! quality samples per participant.
 //! Counted in Redis (`crate::infra::rate_limit`); what a Redis outage means
 //! is decided per limit.
 
@@ -93,23 +93,37 @@ pub async fn media_change(core: &Core, call: CallId, user: &UserId) -> Result<()
     }
 }
 
-pub async fn video_request(core: &Core, call: CallId) -> Result<(), CallError> {
+/// A video request by `user` in `call`: within the participant's own budget
+/// (`RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT`), then the call's
+/// (`RATE_LIMIT_VIDEO_REQUESTS_PER_CALL`), both per
+/// `RATE_LIMIT_VIDEO_REQUESTS_WINDOW`. The participant's comes first, so
+/// that one participant requesting and withdrawing over and over spends
+/// their own budget and not the others' share of the call's.
+pub async fn video_request(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
     let limits = &core.config.rate_limits;
-    if limits.video_requests_per_call == 0 {
+    let mine = format!("callgate:rl:video:{call}:{user}");
+    video_budget(core, mine, limits.video_requests_per_participant, "video requests from you in this call")
+        .await?;
+    let call = format!("callgate:rl:video:{call}");
+    video_budget(core, call, limits.video_requests_per_call, "video requests in this call").await
+}
+
+async fn video_budget(core: &Core, key: String, limit: u32, what: &str) -> Result<(), CallError> {
+    let limits = &core.config.rate_limits;
+    if limit == 0 {
         return Ok(());
     }
-    let key = format!("callgate:rl:video:{call}");
     match check(
         &core.redis,
         Algorithm::SlidingLog,
         key,
-        (limits.video_requests_per_call, limits.video_requests_window),
+        (limit, limits.video_requests_window),
         limits.redis_timeout,
     )
     .await
     {
         Ok(None) => Ok(()),
-        Ok(Some(wait)) => Err(limited("video requests in this call", rounded_up(wait))),
+        Ok(Some(wait)) => Err(limited(what, rounded_up(wait))),
         Err(err) => {
             tracing::warn!(error = format!("{err:#}"), "video request limit unavailable; refusing");
             Err(CallError::Unavailable("rate limiter"))

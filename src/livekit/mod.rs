@@ -213,8 +213,12 @@ pub trait RoomService: Send + Sync {
 }
 
 /// A room's metadata: what clients read of the call from LiveKit itself.
-/// Only callgate can set it (no participant holds `roomAdmin`).
+/// Only callgate can set it (no participant holds `roomAdmin`). `video` is
+/// `on` or `off`: a pending request is no business of the room (those who
+/// may answer it hear of it on their event stream), and puts nothing to
+/// push in LiveKit.
 pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState) -> String {
+    let video = if video == VideoState::On { VideoState::On } else { VideoState::Off };
     serde_json::json!({"callId": call, "type": call_type, "video": video}).to_string()
 }
 

@@ -216,6 +216,10 @@ pub async fn end_call(
     .await
 }
 
+/// Stores the video session. `video_version` moves only when video turns on
+/// or off: that is all LiveKit holds of it (the rights, and the room
+/// metadata's `video`); a request put or withdrawn changes neither, so it
+/// sends nobody's rights again.
 pub async fn save_video_session(
     conn: &mut PgConnection,
     call: CallId,
@@ -223,7 +227,7 @@ pub async fn save_video_session(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "update calls set video_session = $2, video_state = $3, \
-         video_version = video_version + (video_state <> $3)::int, \
+         video_version = video_version + ((video_state = 'on') <> ($3 = 'on'))::int, \
          video_used = video_used or $3 = 'on' where id = $1",
     )
     .bind(call.0)

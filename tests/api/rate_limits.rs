@@ -133,3 +133,29 @@ async fn a_request_limit_too_high_to_count_still_answers_from_redis() {
         assert!(matches!(checked, Ok(None)), "allowed, and Redis accepted the script: {checked:?}");
     }
 }
+
+#[tokio::test]
+async fn one_participant_cannot_spend_the_calls_video_requests_by_asking_and_withdrawing() {
+    let app = spawn_app_configured(|c| {
+        c.rate_limits.video_requests_per_call = 4;
+        c.rate_limits.video_requests_per_participant = 2;
+    })
+    .await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    app.call_action(&call, "accept", &bob, json!({})).await;
+    let request = format!("/api/v1/calls/{call}/video/requests");
+    for _ in 0..2 {
+        // He is no consenter: his request waits for her; he withdraws it.
+        let (status, body, _) = send(&app, &request, &bob, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/revoke"), &bob, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body, retry_after) = send(&app, &request, &bob, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "his own budget is spent: {body}");
+    assert_eq!(body["code"], "rate_limited");
+    assert!(retry_after.is_some());
+    let (status, body, _) = send(&app, &request, &alice, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "hers is left, and so is the call's: {body}");
+}

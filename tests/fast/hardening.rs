@@ -1,10 +1,11 @@
 //! The small doors of issue 28 that need no server: TURN credentials handed
-//! with a call, the bounds of a call's timeline.
+//! with a call, the bounds of a call's timeline, video requests that change
+//! nothing.
 
 use std::time::Duration as StdDuration;
 
 use callgate::calls::media::{self, MediaChange};
-use callgate::calls::{growth, lifecycle};
+use callgate::calls::{consent, enforce, growth, lifecycle};
 use callgate::clock::Clock;
 use callgate::domain::consent::Gender;
 use callgate::domain::{CallId, EventSource};
@@ -131,4 +132,32 @@ async fn a_calls_timeline_stops_at_its_cap_and_still_records_how_the_call_ends()
     let rows = timeline(&world, call).await;
     assert_eq!(rows.len() as i64, MAX_TIMELINE_ROWS + 1);
     assert_eq!(rows.last().map(|r| r.0.as_str()), Some("call.ended"), "the call's own end is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requesting_and_withdrawing_video_over_and_over_leaves_no_right_to_push() {
+    let world = World::configured(|c| {
+        c.rate_limits.video_requests_per_call = 0;
+        c.rate_limits.video_requests_per_participant = 0;
+    })
+    .await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let now = world.clock.now();
+    for who in [&alice, &bob] {
+        world.rooms.join(&room, crate::support::in_room(who, now));
+        world.deliver(&joined(&room, who, now, now)).await;
+    }
+    enforce::settle(&world.core, enforce::Effects::for_call(call)).await;
+    let pushed = world.rooms.rights_pushed().len();
+
+    for _ in 0..5 {
+        consent::request(&world.core, &bob, call).await.expect("Bob asks");
+        consent::revoke(&world.core, &bob, call).await.expect("and withdraws");
+    }
+
+    assert!(enforce::settle(&world.core, enforce::Effects::for_call(call)).await);
+    let all = world.rooms.rights_pushed();
+    assert_eq!(all.len(), pushed, "video never moved: nobody's rights were pushed: {:?}", &all[pushed..]);
 }

@@ -144,6 +144,9 @@ pub struct Limits {
     pub quality_max_samples_per_call: u32,
     /// A participant's media changes per minute (a bucket refilling at this rate).
     pub media_changes_per_minute: u32,
+    /// LiveKit webhooks refused for their signature per client address per
+    /// minute, in each instance; beyond them refusals are 429, unlogged.
+    pub webhook_refusals_per_minute: u32,
     /// Requests without valid credentials per client address per minute.
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
@@ -153,6 +156,16 @@ pub struct Limits {
     /// after which that caller may not ring her (0: no limit).
     pub ring_declines_limit: u32,
     pub ring_declines_window: Duration,
+}
+
+/// The HTTP server's own bounds (issue 28).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// A request's head must arrive within this (`HTTP_HEADER_TIMEOUT`); a
+    /// keep-alive connection idle this long is closed.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its head (`HTTP_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -243,6 +256,7 @@ pub struct Config {
     /// `None` serves neither (they are never on the public port).
     pub admin_port: Option<u16>,
     pub limits: Limits,
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -328,6 +342,7 @@ impl Config {
             },
             admin_port,
             limits: limits(&env)?,
+            http: http(&env)?,
         })
     }
 }
@@ -458,6 +473,11 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
         quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
         media_changes_per_minute: env.bounded("RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE", 60, 0..=100_000)?,
+        webhook_refusals_per_minute: env.bounded(
+            "RATE_LIMIT_WEBHOOK_REFUSALS_PER_MINUTE",
+            60,
+            0..=1_000_000,
+        )?,
         ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
         ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
         unauthenticated_per_minute: env.bounded(
@@ -466,6 +486,13 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
             0..=1_000_000,
         )?,
         trusted_proxy_header,
+    })
+}
+
+fn http(env: &Env<'_>) -> Result<HttpConfig, ConfigError> {
+    Ok(HttpConfig {
+        header_timeout: env.bounded_seconds("HTTP_HEADER_TIMEOUT", 30, 1..=300)?,
+        body_timeout: env.bounded_seconds("HTTP_BODY_TIMEOUT", 10, 1..=300)?,
     })
 }
 

@@ -19,6 +19,7 @@ mod containers;
 mod dashboard;
 mod devices;
 mod e2e;
+mod edge;
 mod events;
 mod fanout;
 mod floods;

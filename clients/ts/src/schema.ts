@@ -738,7 +738,8 @@ export interface paths {
         };
         /**
          * Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
-         *     initiator), valid for `TURN_TTL` and no longer than the call may still last.
+         *     initiator), valid for `TURN_TTL` and no longer than the call may still last: while nobody has
+         *     answered, until it would have connected (`RINGING_TIMEOUT` + `CONNECT_TIMEOUT` from its start).
          * @description Errors: 409 `not_in_call` (the caller is in no live call).
          */
         get: operations["turnCredentials"];
@@ -834,8 +835,10 @@ export interface paths {
          * LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
          *     header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
          *     call; a repeated event id is accepted and ignored.
-         * @description Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
-         *     when the inbox is full (LiveKit retries).
+         * @description Errors: 401 `unauthorized` (missing or bad signature, checked before the body is read); 413
+         *     `body_too_large` (over 256 KiB); 400 `malformed_body`, `body_unreadable`; 429 `rate_limited`
+         *     (too many refused requests from one address); 503 `unavailable` when the inbox is full (LiveKit
+         *     retries).
          */
         post: operations["livekitWebhook"];
         delete?: never;
@@ -1350,7 +1353,16 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `rate_limited` (per-user request, call-start or quality-sample limit, or requests without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again. */
+        /** @description `body_too_large`: the body is longer than this route takes; refused before it was read. */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `rate_limited` (per-user request, call-start, video-request, media-change or quality-sample limit, or requests without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again. */
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait. */
@@ -2711,6 +2723,8 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

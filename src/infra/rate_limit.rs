@@ -6,7 +6,8 @@
 //! - Requests per user: a bucket of N that refills at N per minute (GCRA).
 //! - Requests without valid credentials per client address: the same, with
 //!   `RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE` (an IPv6 address counts by its
-//!   /64, what one subscriber usually holds).
+//!   /64, what one subscriber usually holds); tickets that open no event
+//!   stream in a bucket of their own of the same size.
 //! - LiveKit webhooks refused for their signature, per client address, in
 //!   this instance's memory (`LocalBuckets`).
 //!

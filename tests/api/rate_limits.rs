@@ -159,3 +159,30 @@ async fn one_participant_cannot_spend_the_calls_video_requests_by_asking_and_wit
     let (status, body, _) = send(&app, &request, &alice, Some(json!({}))).await;
     assert_eq!(status, StatusCode::CREATED, "hers is left, and so is the call's: {body}");
 }
+
+#[tokio::test]
+async fn junk_from_an_address_does_not_lock_the_browsers_there_out_of_their_event_streams() {
+    let app = spawn_app_configured(|c| c.limits.unauthenticated_per_minute = 3).await;
+    let alice = app.user("female");
+    // From 127.0.0.1, as the browsers below: forged tokens until refused.
+    let junk = TestUser { id: "nobody".into(), token: "not-a-token".into() };
+    let mut last = StatusCode::OK;
+    for _ in 0..5 {
+        last = send(&app, "/api/v1/calls/active", &junk, None).await.0;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "the address's budget for bad credentials is spent");
+    // Made-up tickets spend a budget of their own.
+    let made_up = format!("{}?ticket=made-up", events_url(&app));
+    let refusals: Vec<u16> = futures::future::join_all((0..5).map(|_| try_connect(&made_up, None)))
+        .await
+        .into_iter()
+        .map(refusal_status)
+        .collect();
+    assert!(refusals.contains(&401) && refusals.contains(&429), "{refusals:?}");
+    // A browser there buys a ticket with its user's token and opens its stream.
+    let (status, body, _) = send(&app, "/api/v1/events/ticket", &alice, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = format!("{}?ticket={}", events_url(&app), body["ticket"].as_str().expect("a ticket"));
+    let opened = try_connect(&url, None).await;
+    assert!(opened.is_ok(), "its stream opens: {:?}", opened.err());
+}

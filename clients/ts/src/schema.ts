@@ -650,8 +650,9 @@ export interface paths {
          * The caller's event stream: a WebSocket (send `Upgrade: websocket`) carrying one JSON text
          *     message per event (`call.incoming`, `call.accepted`, `call.ended`, `video.requested`, ...; see
          *     the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
-         * @description Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
-         *     down, or the instance shutting down).
+         * @description Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 429 `rate_limited` (too
+         *     many tickets that opened nothing from one address: a budget of their own, apart from that of bad
+         *     credentials); 503 `unavailable` (Redis down, or the instance shutting down).
          *
          *     The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
          *     token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`

@@ -166,6 +166,10 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// A request's body must arrive within this of its head (`HTTP_BODY_TIMEOUT`).
     pub body_timeout: Duration,
+    /// `HSTS_MAX_AGE`: the deployment serves HTTPS only (behind its proxy),
+    /// so responses say `Strict-Transport-Security: max-age=<this>`; `None`
+    /// (0, the default) sends no such header.
+    pub hsts_max_age: Option<Duration>,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -490,9 +494,11 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
 }
 
 fn http(env: &Env<'_>) -> Result<HttpConfig, ConfigError> {
+    let hsts = env.bounded_seconds("HSTS_MAX_AGE", 0, 0..=63_072_000)?;
     Ok(HttpConfig {
         header_timeout: env.bounded_seconds("HTTP_HEADER_TIMEOUT", 30, 1..=300)?,
         body_timeout: env.bounded_seconds("HTTP_BODY_TIMEOUT", 10, 1..=300)?,
+        hsts_max_age: Some(hsts).filter(|max_age| !max_age.is_zero()),
     })
 }
 

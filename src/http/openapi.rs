@@ -285,9 +285,12 @@ async fn openapi_json() -> Response {
     response
 }
 
-/// A page that renders this document; it loads nothing but `/openapi.json`.
+/// A page that renders this document; it loads nothing but `/openapi.json` (its
+/// Content-Security-Policy allows nothing else).
 #[utoipa::path(get, path = "/docs", operation_id = "docs", tag = "operations",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+async fn docs() -> Response {
+    let mut response = Html(include_str!("docs.html")).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, crate::http::security::docs_policy());
+    response
 }

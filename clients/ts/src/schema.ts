@@ -759,7 +759,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A page that renders this document; it loads nothing but `/openapi.json`. */
+        /**
+         * A page that renders this document; it loads nothing but `/openapi.json` (its
+         *     Content-Security-Policy allows nothing else).
+         */
         get: operations["docs"];
         put?: never;
         post?: never;

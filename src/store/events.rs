@@ -17,7 +17,7 @@ use crate::domain::{CallId, EventSource};
 pub const MAX_TIMELINE_ROWS: i64 = 2000;
 
 /// A participant's media change merges into their previous one when that
-/// is the call's latest row and was written less than this long ago.
+/// was written less than this long ago, with no row of another kind since.
 pub const MEDIA_COALESCE_SECS: f64 = 10.0;
 
 /// Appends to the call's timeline (within [`MAX_TIMELINE_ROWS`]).
@@ -47,9 +47,10 @@ pub async fn record_event(
 
 /// Records a participant's change of their own media (`media.updated`):
 /// merged into their previous change (the net change, at the time of the
-/// first) when that is the call's latest row and younger than
-/// [`MEDIA_COALESCE_SECS`], else appended within [`MAX_TIMELINE_ROWS`]. One
-/// statement; someone toggling as fast as they may leaves a row per burst.
+/// first) when that is younger than [`MEDIA_COALESCE_SECS`] and only other
+/// media changes came since (everyone in a call toggling at once still
+/// leaves a row each per burst), else appended within [`MAX_TIMELINE_ROWS`].
+/// One statement.
 pub async fn record_media_change(
     conn: &mut PgConnection,
     call: CallId,
@@ -57,10 +58,13 @@ pub async fn record_media_change(
     change: Value,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "with latest as (select id, type, actor, at from call_events where call_id = $1 order by id desc limit 1), \
-         merged as (update call_events e set data = e.data || jsonb_strip_nulls($3) from latest \
-             where e.id = latest.id and latest.type = 'media.updated' and latest.actor = $2 \
-             and latest.at > now() - make_interval(secs => $4) returning e.id) \
+        "with mine as (select id, at from call_events \
+             where call_id = $1 and type = 'media.updated' and actor = $2 order by id desc limit 1), \
+         merged as (update call_events e set data = e.data || jsonb_strip_nulls($3) from mine \
+             where e.id = mine.id and mine.at > now() - make_interval(secs => $4) \
+             and not exists (select 1 from call_events o \
+                 where o.call_id = $1 and o.id > mine.id and o.type <> 'media.updated') \
+             returning e.id) \
          insert into call_events (call_id, type, source, actor, data) \
          select $1, 'media.updated', 'api', $2, $3 where not exists (select 1 from merged) \
          and (select count(*) from (select 1 from call_events where call_id = $1 limit $5) c) < $5",

@@ -47,7 +47,11 @@ async fn issued_turn_credentials_allocate_on_coturn() {
     assert!(username.ends_with(&format!(":{}", alice.id)), "{username}");
     let timeouts = &app.config.timeouts;
     let unanswered = (timeouts.ringing + timeouts.connect).as_secs();
-    assert_eq!(creds["ttlSeconds"], unanswered, "nobody answered: until the call would have connected");
+    let ttl = creds["ttlSeconds"].as_u64().expect("ttlSeconds");
+    assert!(
+        (unanswered - 5..=unanswered).contains(&ttl),
+        "nobody answered: until the call would have connected, {unanswered} s from its start: {ttl}"
+    );
     assert!(creds["uris"].as_array().is_some_and(|u| !u.is_empty()));
     let allocation = allocate(username, creds["credential"].as_str().expect("credential")).await;
     assert!(allocation.succeeded, "{}", allocation.output);

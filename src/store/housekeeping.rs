@@ -26,33 +26,37 @@ pub const PURGE_BATCH: i64 = 5000;
 /// handled LiveKit events and published client events after a day, settled
 /// app webhooks after a week, quality samples after 30 days, the timelines
 /// of calls after 90 days (a call lasts a day at most, so its timeline goes
-/// whole). SKIP LOCKED: instances purging at once split the rows.
+/// whole). Each takes its batch with FOR UPDATE SKIP LOCKED, once (an
+/// init plan), and deletes those rows by their place: instances purging at
+/// once split the rows and never wait on, nor re-check, one another's (as
+/// `delete ... where id in (select ... skip locked)` did, re-running its
+/// subquery for every row the other had taken, for minutes).
 const PURGES: [(&str, &str); 5] = [
     (
         "livekit_webhook_events",
-        "delete from livekit_webhook_events where id in (select id from livekit_webhook_events \
-         where processed_at is not null and received_at < now() - interval '1 day' limit $1 for update skip locked)",
+        "delete from livekit_webhook_events where ctid = any(array(select ctid from livekit_webhook_events \
+         where processed_at is not null and received_at < now() - interval '1 day' limit $1 for update skip locked))",
     ),
     (
         "user_events",
-        "delete from user_events where id in (select id from user_events \
-         where published_at is not null and created_at < now() - interval '1 day' limit $1 for update skip locked)",
+        "delete from user_events where ctid = any(array(select ctid from user_events \
+         where published_at is not null and created_at < now() - interval '1 day' limit $1 for update skip locked))",
     ),
     (
         "app_webhook_outbox",
-        "delete from app_webhook_outbox where id in (select id from app_webhook_outbox \
+        "delete from app_webhook_outbox where ctid = any(array(select ctid from app_webhook_outbox \
          where (delivered_at is not null or failed_at is not null) \
-         and created_at < now() - interval '7 days' limit $1 for update skip locked)",
+         and created_at < now() - interval '7 days' limit $1 for update skip locked))",
     ),
     (
         "quality_samples",
-        "delete from quality_samples where id in (select id from quality_samples \
-         where at < now() - interval '30 days' limit $1 for update skip locked)",
+        "delete from quality_samples where ctid = any(array(select ctid from quality_samples \
+         where at < now() - interval '30 days' limit $1 for update skip locked))",
     ),
     (
         "call_events",
-        "delete from call_events where id in (select id from call_events \
-         where at < now() - interval '90 days' limit $1 for update skip locked)",
+        "delete from call_events where ctid = any(array(select ctid from call_events \
+         where at < now() - interval '90 days' limit $1 for update skip locked))",
     ),
 ];
 

@@ -153,14 +153,18 @@ async fn a_media_flood_writes_bounded_rows_and_the_purge_outruns_it_many_times_o
     let old_events = count(&app, "select count(*) from user_events where call_id = any($1)", &calls).await;
     let old_timeline = count(&app, "select count(*) from call_events where call_id = any($1)", &calls).await;
 
+    // Two purges at once, as two instances' (this app's own may be a third).
     let started = Instant::now();
-    callgate::store::housekeeping::purge_old_rows(&app.state.db).await.expect("a purge");
+    let purge = || callgate::store::housekeeping::purge_old_rows(&app.state.db);
+    let (one, two) = tokio::join!(purge(), purge());
+    one.expect("a purge");
+    two.expect("another purge");
     let secs = started.elapsed().as_secs_f64();
     let left_events = count(&app, "select count(*) from user_events where call_id = any($1)", &calls).await;
     let left_timeline = count(&app, "select count(*) from call_events where call_id = any($1)", &calls).await;
     let purged = (old_events - left_events) + (old_timeline - left_timeline);
     eprintln!(
-        "purge: {old_events} user_events and {old_timeline} call_events rows, all old, in one pass of {secs:.2} s \
+        "purge: {old_events} user_events and {old_timeline} call_events rows, all old, by two purges at once in {secs:.2} s \
          ({:.0} rows/s, {:.0}x the flood's user_events rate)",
         purged as f64 / secs,
         (purged as f64 / secs) / written_per_sec.max(1.0),

@@ -21,6 +21,16 @@
 //! LiveKit confirming that track to her client seeing him leave the room
 //! (callgate puts him out of the call, see `callgate::domain::consent::judge_track`).
 //!
+//! Then the windows a token LiveKit refreshed leaves open (it cannot be
+//! revoked; see docs/consent.md), over `STALE_ROUNDS` fresh calls each
+//! (default 10): (d) one who left a group call comes back with his old
+//! token: from his client connected to it being put out of the room; (e)
+//! one whose token carries the camera right (as LiveKit refreshes it while
+//! video is on) joins while video is off and publishes his camera at once:
+//! how often LiveKit takes it before callgate's withdrawal on his join, and
+//! from the camera taken to it being unpublished. Her client is the honest
+//! one of the README throughout, so none of it plays there.
+//!
 //! Run: `deploy/local.sh bench` or, with the stack up and `.env.example`
 //! exported, `cargo bench --bench consent_latency`. Under `cargo test` it
 //! makes a three-round smoke run (one mislabelled round).
@@ -66,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(if full { 10 } else { 1 });
+    let stale_rounds: usize =
+        std::env::var("STALE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if full { 10 } else { 1 });
     let app = helpers::spawn_app_configured(|c| {
         c.rate_limits.video_requests_per_call = 100_000;
         c.rate_limits.video_requests_per_participant = 10_000;
@@ -172,11 +184,19 @@ async fn main() -> anyhow::Result<()> {
         withdrawn.map_err(|e| anyhow::anyhow!("round {round}: his camera right was not withdrawn: {e}"))?;
     }
     let mislabelled = mislabelled_windows(&app, mislabel_rounds).await?;
+    let rejoined = stale_rejoin_windows(&app, stale_rounds).await?;
+    let (cameras, tried) = stale_camera_windows(&app, stale_rounds).await?;
     println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");
+    println!(
+        "a camera published at once with a camera token while video is off: LiveKit took {} of {tried}",
+        cameras.len()
+    );
     let report = json!([
         summary("accept -> camera permission in force", to_permission),
         summary("revoke -> camera track gone", to_track_gone),
         summary("mislabelled video -> its publisher gone", mislabelled),
+        summary("old token after leaving: connected -> out", rejoined),
+        summary("camera token while off: camera taken -> gone", cameras),
         // Its part of (a): the answer comes once LiveKit has confirmed.
         summary("accept -> answered (LiveKit confirmed)", to_answer),
     ]);
@@ -229,4 +249,109 @@ async fn mislabelled_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::R
         drop(hers);
     }
     Ok(windows)
+}
+
+/// Window (d): a group call per round (so it goes on without him); he
+/// leaves, then connects again with the token he joined with.
+async fn stale_rejoin_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<Vec<f64>> {
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
+        let (call, started) = app.ring(&him, &[&her, &w2], "audio").await;
+        let url = started["join"]["url"].as_str().unwrap_or_default().to_owned();
+        let token = started["join"]["token"].as_str().unwrap_or_default().to_owned();
+        let mut clients = Vec::new();
+        for w in [&her, &w2] {
+            let (_, accepted) = app.call_action(&call, "accept", w, json!({})).await;
+            let mut client =
+                LkClient::connect_honest(&url, accepted["join"]["token"].as_str().unwrap_or_default())
+                    .await?;
+            client.publish_audio().await?;
+            clients.push(client);
+        }
+        let his = LkClient::connect(&url, &token).await?;
+        app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
+        let (status, body) = app.call_action(&call, "leave", &him, json!({})).await;
+        anyhow::ensure!(status.is_success(), "stale round {round}: leave failed: {body}");
+        drop(his);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut back = match LkClient::connect(&url, &token).await {
+            Ok(back) => back,
+            // Put out while his connection was still being set up.
+            Err(_) => {
+                windows.push(0.0);
+                continue;
+            }
+        };
+        let connected = back.wait_for("connected", Duration::from_secs(5)).await?;
+        let out = back.wait_for("disconnected", Duration::from_secs(10)).await.map_err(|e| {
+            anyhow::anyhow!("stale round {round}: back with his old token, he stayed in the room: {e}")
+        })?;
+        windows.push((out.wall - connected.wall) * 1000.0);
+        drop(clients);
+    }
+    Ok(windows)
+}
+
+/// Window (e): a fresh call per round; his token carries the camera right
+/// (minted here as LiveKit refreshes it), video is off, he publishes his
+/// camera as soon as he is in. Returns the windows of the cameras LiveKit
+/// took, and how many were tried.
+async fn stale_camera_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<(Vec<f64>, usize)> {
+    use callgate::domain::consent::TrackSource;
+    use callgate::livekit::tokens::{JoinGrant, mint};
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        let (him, her) = (app.user("male"), app.user("female"));
+        let (call, started) = app.ring(&him, &[&her], "audio").await;
+        let (_, accepted) = app.call_action(&call, "accept", &her, json!({})).await;
+        let url = started["join"]["url"].as_str().unwrap_or_default().to_owned();
+        let mut hers =
+            LkClient::connect_honest(&url, accepted["join"]["token"].as_str().unwrap_or_default()).await?;
+        hers.publish_audio().await?;
+        let room = app.room_name(&call);
+        let grant = JoinGrant {
+            identity: &him.id,
+            name: None,
+            room: &room,
+            sources: &[TrackSource::Microphone, TrackSource::Camera],
+            waiting: false,
+            ttl: Duration::from_secs(600),
+        };
+        let (token, _) = mint(
+            &app.config.livekit.api_key,
+            app.config.livekit.api_secret.expose(),
+            &grant,
+            callgate::clock::Clock::now(&callgate::clock::SystemClock),
+        )?;
+        let since = hers.last_seq().await?;
+        let mut his = LkClient::connect(&url, &token).await?;
+        let Ok(_) = his.publish_camera().await? else { continue };
+        let taken = hers
+            .wait_for_matching(
+                "track_published",
+                json!({"identity": him.id, "source": "camera"}),
+                since,
+                Duration::from_secs(5),
+            )
+            .await;
+        let gone = hers
+            .wait_for_matching(
+                "track_unpublished",
+                json!({"identity": him.id, "source": "camera"}),
+                since,
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("stale camera round {round}: his camera stayed: {e}"))?;
+        if let Ok(taken) = taken {
+            windows.push((gone.wall - taken.wall) * 1000.0);
+        }
+        let frames = hers.received_video_frames(&him.id).await?;
+        anyhow::ensure!(
+            frames == 0,
+            "stale camera round {round}: her honest client received {frames} frames"
+        );
+    }
+    Ok((windows, rounds))
 }

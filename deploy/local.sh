@@ -44,7 +44,10 @@
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
 # LiveKit WebRTC, 8080 callgate (`run`; 9090 its operations listener), 8089
 # the test suite's webhook receiver, 18080 (or the next free port) callgate
-# under `bench`.
+# under `bench`. The sign-in tests (tests/api/oidc.rs) each start their own
+# OpenID Connect provider (deploy/oidc/provider.mjs: panva/oidc-provider,
+# installed by `up` into $CALLGATE_CACHE/oidc-provider) on a free port of
+# 127.0.0.1 the kernel picks, and stop it themselves.
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -76,6 +79,9 @@ GO_BOOTSTRAP_VERSION=go1.26.0
 # kubernetes-validate: the Kubernetes JSON schemas tests/api/cluster.rs validates with.
 PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis playwright kubernetes-validate)
 NPM_CACHE="$CACHE/npm"
+# The sign-in tests' OpenID Connect provider: deploy/oidc/package-lock.json's
+# packages, installed outside the clone, again only when the lock changes.
+OIDC_DIR="$CACHE/oidc-provider"
 CHROMIUM=/usr/bin/chromium
 
 PG_PORT=5432
@@ -403,6 +409,25 @@ ensure_web() {
     echo "$want" >"$stamp"
 }
 
+# ---------------------------------------------- the OpenID Connect provider ---
+
+oidc_provider_ok() {
+    [[ -r "$OIDC_DIR/node_modules/oidc-provider/package.json" &&
+        "$(cat "$OIDC_DIR/.callgate-lock" 2>/dev/null)" == "$(file_hash "$ROOT/deploy/oidc/package-lock.json")" ]]
+}
+
+ensure_oidc_provider() {
+    oidc_provider_ok && return 0
+    section "npm ci (deploy/oidc: the sign-in tests' OpenID Connect provider)"
+    rm -rf "$OIDC_DIR"
+    mkdir -p "$OIDC_DIR"
+    cp "$ROOT/deploy/oidc/package.json" "$ROOT/deploy/oidc/package-lock.json" "$OIDC_DIR/"
+    quietly npm-ci-oidc bash -c 'cd "$1" && npm ci --cache "$2" --no-audit --no-fund --loglevel=error' _ "$OIDC_DIR" "$NPM_CACHE" ||
+        die "npm ci in $OIDC_DIR failed"
+    file_hash "$ROOT/deploy/oidc/package-lock.json" >"$OIDC_DIR/.callgate-lock"
+    section_done
+}
+
 # -------------------------------------------------------------- PostgreSQL ---
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
@@ -696,6 +721,7 @@ cmd_up() {
     ensure_cluster_tools
     ensure_venv
     ensure_web
+    ensure_oidc_provider
     ensure_postgres
     ensure_chaos_postgres
     ensure_redis
@@ -761,6 +787,7 @@ cmd_status() {
     else
         echo "cluster tools:  missing ($BIN/helm, $BIN/kubeconform)"
     fi
+    if oidc_provider_ok; then echo "oidc provider:  $OIDC_DIR (deploy/oidc, started by the sign-in tests)"; else echo "oidc provider:  missing ($OIDC_DIR)"; fi
     echo "logs:           $RUN/{livekit,turnserver,redis}.log"
     local down=0
     pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready || down=1
@@ -880,6 +907,8 @@ SQL
     export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
     export CALLGATE_PYTHON="$VENV/bin/python"
     export CALLGATE_CHROMIUM="$CHROMIUM"
+    # tests/api/oidc.rs: node, and the provider's packages for deploy/oidc/provider.mjs.
+    export CALLGATE_OIDC_MODULES="$OIDC_DIR/node_modules"
     # tests/api/cluster.rs: the chart's tools, and LiveKit to parse the config it renders.
     export CALLGATE_HELM="$BIN/helm" CALLGATE_KUBECONFORM="$BIN/kubeconform" CALLGATE_LIVEKIT_SERVER="$LIVEKIT_BIN"
     export TEST_WEBHOOK_PORT=8089
@@ -1104,7 +1133,21 @@ usage() {
     exit "${1:-2}"
 }
 
+# Whatever file descriptors the caller handed down (a lock held with
+# flock(1), a pipe) are not handed on to the servers started here, which
+# would keep them open for as long as they run.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/$$/fd/*; do
+        fd="${fd##*/}"
+        if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2 && fd < 255)); then
+            eval "exec $fd>&-" 2>/dev/null || true
+        fi
+    done
+}
+
 main() {
+    close_inherited_fds
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in

@@ -113,11 +113,14 @@ async fn measure(
         .map(|(id, name)| {
             let rooms = rooms.clone();
             async move {
-                // The metadata callgate gives a call's room.
+                // The metadata callgate gives a call's room, both of its people live.
+                let user = id.simple().to_string();
+                let live = [format!("rc-a-{user}"), format!("rc-b-{user}")];
                 let metadata = callgate::livekit::room_metadata(
                     callgate::domain::CallId(id),
                     callgate::domain::CallType::Audio,
                     callgate::domain::consent::VideoState::Off,
+                    &live,
                 );
                 // A loaded LiveKit sometimes answers "no response from servers": once more.
                 let options = CreateRoomOptions { empty_timeout: 3600, metadata, ..Default::default() };

@@ -43,6 +43,31 @@ pub enum JwtKey {
     Hmac(Secret),
     /// RS256 or ES256 with a PEM public key; the algorithm follows the key.
     Public { pem: String },
+    /// The keys an OpenID Connect provider publishes (`JWT_JWKS_URL`, or
+    /// discovered from `JWT_ISSUER` with `JWT_OIDC_DISCOVERY`).
+    Jwks(JwksConfig),
+}
+
+/// Where the provider's key set is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `JWT_JWKS_URL`.
+    Url(String),
+    /// `JWT_OIDC_DISCOVERY=true`: the `jwks_uri` of
+    /// `<JWT_ISSUER>/.well-known/openid-configuration`.
+    Discovery { issuer: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct JwksConfig {
+    pub source: JwksSource,
+    /// `JWT_JWKS_REFRESH`: the key set is fetched again this often.
+    pub refresh: Duration,
+    /// `JWT_JWKS_COOLDOWN`: at most one fetch per this long, whatever asks
+    /// (tokens naming a key not yet seen share the next one).
+    pub cooldown: Duration,
+    /// `JWT_JWKS_TIMEOUT`: one fetch (discovery and key set) gives up after this long.
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -547,6 +572,18 @@ impl AppWebhookConfig {
 }
 
 fn jwt_key(env: &Env<'_>) -> Result<JwtKey, ConfigError> {
+    if let Some(source) = jwks_source(env)? {
+        if env.optional("JWT_SECRET").is_some() || env.optional("JWT_PUBLIC_KEY").is_some() {
+            let reason = "set one of JWT_SECRET, JWT_PUBLIC_KEY or the provider's keys (JWT_JWKS_URL, JWT_OIDC_DISCOVERY)";
+            return Err(env.error("JWT_SECRET", reason));
+        }
+        return Ok(JwtKey::Jwks(JwksConfig {
+            source,
+            refresh: env.bounded_seconds("JWT_JWKS_REFRESH", 300, 10..=86_400)?,
+            cooldown: env.bounded_seconds("JWT_JWKS_COOLDOWN", 5, 1..=60)?,
+            timeout: env.bounded_seconds("JWT_JWKS_TIMEOUT", 5, 1..=60)?,
+        }));
+    }
     match (env.optional("JWT_SECRET"), env.optional("JWT_PUBLIC_KEY")) {
         (Some(_), Some(_)) => Err(env.error("JWT_SECRET", "set JWT_SECRET or JWT_PUBLIC_KEY, not both")),
         (Some(secret), None) if secret.len() < 32 => {
@@ -560,7 +597,48 @@ fn jwt_key(env: &Env<'_>) -> Result<JwtKey, ConfigError> {
             }
             Ok(JwtKey::Public { pem })
         }
-        (None, None) => Err(env.error("JWT_SECRET", "missing (or set JWT_PUBLIC_KEY)")),
+        (None, None) => Err(env.error("JWT_SECRET", "missing (or set JWT_PUBLIC_KEY or JWT_JWKS_URL)")),
+    }
+}
+
+/// `JWT_JWKS_URL`, or discovery from `JWT_ISSUER` (`JWT_OIDC_DISCOVERY`).
+fn jwks_source(env: &Env<'_>) -> Result<Option<JwksSource>, ConfigError> {
+    let discovery = env.flag("JWT_OIDC_DISCOVERY")?;
+    match (env.optional("JWT_JWKS_URL"), discovery) {
+        (Some(_), true) => {
+            Err(env.error("JWT_OIDC_DISCOVERY", "set JWT_JWKS_URL or JWT_OIDC_DISCOVERY, not both"))
+        }
+        (Some(url), false) => {
+            if !fetchable(&url) {
+                return Err(env.error("JWT_JWKS_URL", FETCHABLE));
+            }
+            Ok(Some(JwksSource::Url(url)))
+        }
+        (None, true) => {
+            let issuer = env.optional("JWT_ISSUER").ok_or_else(|| {
+                env.error("JWT_ISSUER", "missing (JWT_OIDC_DISCOVERY reads its discovery document)")
+            })?;
+            if !fetchable(&issuer) {
+                return Err(env.error("JWT_ISSUER", FETCHABLE));
+            }
+            Ok(Some(JwksSource::Discovery { issuer }))
+        }
+        (None, false) => Ok(None),
+    }
+}
+
+const FETCHABLE: &str = "must be an https:// URL (http:// only to a loopback address)";
+
+/// Keys fetched in the clear could be anybody's: https, or http on loopback only.
+pub fn fetchable(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => !host.is_empty(),
+        "http" => loopback,
+        _ => false,
     }
 }
 
@@ -798,6 +876,59 @@ mod tests {
         let mut vars = dev();
         vars.insert("JWT_MAX_AGE", "3600");
         assert_eq!(load(&vars).expect("valid").jwt.max_age, Some(Duration::from_secs(3600)));
+    }
+
+    fn with_provider(vars: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut env = dev();
+        env.remove("JWT_SECRET");
+        env.extend(vars.iter().copied());
+        load(&env)
+    }
+
+    fn jwks(config: Result<Config, ConfigError>) -> JwksConfig {
+        match config.expect("valid").jwt.key {
+            JwtKey::Jwks(jwks) => jwks,
+            other => panic!("not the provider's keys: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_provider_s_keys_come_from_a_jwks_url_or_the_issuer_s_discovery_document() {
+        let url = jwks(with_provider(&[("JWT_JWKS_URL", "https://id.example/.well-known/jwks.json")]));
+        assert_eq!(url.source, JwksSource::Url("https://id.example/.well-known/jwks.json".into()));
+        assert_eq!(
+            (url.refresh, url.cooldown, url.timeout),
+            (Duration::from_secs(300), Duration::from_secs(5), Duration::from_secs(5))
+        );
+        let discovered = jwks(with_provider(&[
+            ("JWT_OIDC_DISCOVERY", "true"),
+            ("JWT_ISSUER", "https://securetoken.google.com/my-app"),
+        ]));
+        let issuer = "https://securetoken.google.com/my-app".to_owned();
+        assert_eq!(discovered.source, JwksSource::Discovery { issuer });
+        let loopback = jwks(with_provider(&[("JWT_JWKS_URL", "http://127.0.0.1:5556/keys")]));
+        assert_eq!(loopback.source, JwksSource::Url("http://127.0.0.1:5556/keys".into()));
+    }
+
+    #[test]
+    fn the_provider_s_keys_need_https_one_source_and_no_other_key() {
+        for (vars, var) in [
+            (&[("JWT_JWKS_URL", "http://id.example/jwks")][..], "JWT_JWKS_URL"),
+            (&[("JWT_JWKS_URL", "id.example/jwks")], "JWT_JWKS_URL"),
+            (&[("JWT_OIDC_DISCOVERY", "true")], "JWT_ISSUER"),
+            (&[("JWT_OIDC_DISCOVERY", "true"), ("JWT_ISSUER", "http://id.example")], "JWT_ISSUER"),
+            (
+                &[("JWT_OIDC_DISCOVERY", "true"), ("JWT_JWKS_URL", "https://id.example/jwks")],
+                "JWT_OIDC_DISCOVERY",
+            ),
+            (&[("JWT_JWKS_URL", "https://id.example/jwks"), ("JWT_SECRET", DEV_SECRETS[0])], "JWT_SECRET"),
+            (&[("JWT_JWKS_URL", "https://id.example/jwks"), ("JWT_JWKS_COOLDOWN", "0")], "JWT_JWKS_COOLDOWN"),
+            (&[("JWT_JWKS_URL", "https://id.example/jwks"), ("JWT_JWKS_REFRESH", "9")], "JWT_JWKS_REFRESH"),
+            (&[("JWT_JWKS_URL", "https://id.example/jwks"), ("JWT_JWKS_TIMEOUT", "61")], "JWT_JWKS_TIMEOUT"),
+        ] {
+            let err = with_provider(vars).unwrap_err();
+            assert_eq!(err.var, var, "{vars:?}: {err}");
+        }
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl Application {
         MIGRATOR.run(&db).await.context("applying database migrations")?;
         let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster).context("REDIS_URL")?;
         let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
+        if let Some(keys) = auth.provider_keys() {
+            // Not fatal: readiness says so, and the keys are fetched again
+            // (crate::infra::jwks::ProviderKeys::run).
+            keys.load().await;
+        }
         let metrics = Metrics::default();
         let livekit = Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));
         let core = assemble(config, db, redis, livekit, clock, metrics);
@@ -155,6 +160,9 @@ impl Application {
         ));
         jobs.spawn(crate::workers::app_webhooks::run(core.clone(), stop.clone()));
         jobs.spawn(crate::workers::purge::run(core.clone(), stop.clone()));
+        if let Some(keys) = state.auth.provider_keys() {
+            jobs.spawn(keys.clone().run(stop.clone()));
+        }
         let app = crate::http::router(state.clone());
         let serve_stop = stop.clone();
         // Graceful shutdown: stop accepting and finish requests; then close

@@ -385,6 +385,8 @@ async fn open(
         video_session: &session,
         video_requested_at_start: false,
         rejoin_grace: None,
+        // Nobody is live in it until they join.
+        room_metadata: &crate::livekit::room_metadata(call_id, row.call_type, session.state, &[]),
     };
     store::insert_call(tx, &new_call).await?;
     store::calls::link_appointment(tx, call_id, row.id).await?;
@@ -425,7 +427,7 @@ async fn open(
         empty_timeout: until_no_show + std::time::Duration::from_secs(120),
         departure_timeout: std::time::Duration::from_secs(20),
         max_participants: core.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, row.call_type, session.state),
+        metadata: crate::livekit::room_metadata(call_id, row.call_type, session.state, &[]),
     };
     core.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     let call = store::lock_call(tx, call_id).await?.ok_or(CallError::NotFound)?;

@@ -154,10 +154,34 @@ pub enum Judgement {
     Withdraw {
         violation: bool,
     },
-    /// Video under another label: a client lying about its track. The
-    /// caller removes the participant from the call.
-    Mislabelled,
+    /// The caller puts the publisher out of the call, for good.
+    PutOut(PutOut),
 }
+
+/// Why a publisher is put out of the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOut {
+    /// A track whose label lies: video under another label or declared as
+    /// audio.
+    Mislabelled,
+    /// A camera while video is off, again: once may be a race with the
+    /// withdrawal, twice is a client publishing with a token LiveKit
+    /// refreshed while video was on.
+    RepeatedCameraWhileOff,
+}
+
+impl PutOut {
+    /// The reason the timeline gives.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PutOut::Mislabelled => "video_under_another_label",
+            PutOut::RepeatedCameraWhileOff => "camera_while_video_off_again",
+        }
+    }
+}
+
+/// Violations of one participant that put them out: the second.
+const VIOLATIONS_BEFORE_OUT: i64 = 1;
 
 /// Judges a track `identity` published (`published_at`: LiveKit's event
 /// time, whole seconds) and writes a violation to the ledger when it is one.
@@ -175,9 +199,9 @@ pub async fn judge_track(
         // Not in the call: whoever handles their join removes them.
         return Ok(Judgement::Allowed);
     };
-    let judgement = match rules::judge_track(track.kind, track.source, state, me.may_share_screen) {
+    let judgement = match rules::judge_track(track.label(), state, me.may_share_screen) {
         TrackVerdict::Allowed => return Ok(Judgement::Allowed),
-        TrackVerdict::Mislabelled => Judgement::Mislabelled,
+        TrackVerdict::Mislabelled => Judgement::PutOut(PutOut::Mislabelled),
         TrackVerdict::NotNow => {
             let switched = last_video_switch(tx, id).await?;
             let violation = match (switched, published_at) {
@@ -188,11 +212,26 @@ pub async fn judge_track(
             Judgement::Withdraw { violation }
         }
     };
-    if matches!(judgement, Judgement::Mislabelled | Judgement::Withdraw { violation: true }) {
-        tracing::warn!(identity, track = %track.sid, ?judgement, "video track against the policy");
-        record_violation(tx, id, identity, track).await?;
+    match judgement {
+        Judgement::PutOut(_) => {
+            tracing::warn!(identity, track = %track.sid, ?judgement, "video track against the policy");
+            record_violation(tx, id, identity, track).await?;
+            Ok(judgement)
+        }
+        Judgement::Withdraw { violation: true } => {
+            let before = store::consent_ledger::violations_by(tx, id, identity).await?;
+            if !record_violation(tx, id, identity, track).await? {
+                // Seen before (the webhook and the reconciler both report it).
+                return Ok(Judgement::Withdraw { violation: false });
+            }
+            tracing::warn!(identity, track = %track.sid, before, "a camera while video is off");
+            if before >= VIOLATIONS_BEFORE_OUT {
+                return Ok(Judgement::PutOut(PutOut::RepeatedCameraWhileOff));
+            }
+            Ok(judgement)
+        }
+        _ => Ok(judgement),
     }
-    Ok(judgement)
 }
 
 /// When video last turned on or off in the call; `None` if it never did.
@@ -215,6 +254,7 @@ pub async fn record_violation(
         sid: &track.sid,
         source: track.source.map_or("unknown", |s| s.as_str()),
         kind: track.kind_name(),
+        declared: track.kind.as_str(),
     };
     store::consent_ledger::append_violation_once(tx, call, identity, &track).await
 }

@@ -24,7 +24,7 @@ use crate::calls::Core;
 use crate::domain::consent::{self as rules, VideoState};
 use crate::domain::{CallId, CallState};
 use crate::livekit::{LiveKitError, room_metadata};
-use crate::store::{self, CallRow};
+use crate::store::{self, CallRow, calls::Settling};
 
 /// Pushes of one sync before it gives the call to the retries: a change
 /// committing during every push is a call someone is hammering.
@@ -49,9 +49,13 @@ pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 #[must_use = "hand it to enforce::settle once the transaction has committed"]
 pub struct Effects {
     pub call: Option<CallId>,
-    /// Participants whose rights to push again: a new LiveKit session, or a
-    /// track they published while the rights were being withdrawn.
+    /// Participants whose rights to push again: a new LiveKit session.
     pub rights_for: Vec<String>,
+    /// Participants with a track their rights do not allow (published
+    /// while the rights were being withdrawn, or with a token LiveKit
+    /// refreshed before): their rights are pushed so that LiveKit applies
+    /// them and removes it (`RoomService::withdraw_tracks`).
+    pub withdraw: Vec<String>,
     /// Identities to put out of the room: gone from the call, never in it,
     /// or removed for breaking the rule.
     pub remove: Vec<String>,
@@ -66,7 +70,7 @@ impl Effects {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rights_for.is_empty() && self.remove.is_empty() && !self.resync
+        self.rights_for.is_empty() && self.withdraw.is_empty() && self.remove.is_empty() && !self.resync
     }
 
     /// Adds what `other` (of the same call) asks for: one settlement for a
@@ -76,6 +80,11 @@ impl Effects {
         for identity in other.rights_for {
             if !self.rights_for.contains(&identity) {
                 self.rights_for.push(identity);
+            }
+        }
+        for identity in other.withdraw {
+            if !self.withdraw.contains(&identity) {
+                self.withdraw.push(identity);
             }
         }
         for identity in other.remove {
@@ -152,29 +161,109 @@ enum NotYet {
     Churn,
 }
 
-/// One try; what succeeded is taken off `effects`.
+/// One try; what succeeded is taken off `effects`. Pushes rights until a
+/// push happened with no newer change committed meanwhile.
 async fn attempt(
     app: &Core,
     call: CallId,
     effects: &mut Effects,
     pushed: &mut Option<oneshot::Sender<()>>,
 ) -> Result<(), NotYet> {
-    let Some(row) = store::find_call(&app.db, call).await? else { return Ok(()) };
-    remove_all(app, &row.room_name, &mut effects.remove).await?;
-    if row.state == CallState::Ended {
-        // Its room is deleted by whoever ended it.
-        return Ok(());
+    let Some(mut now) = store::calls::settling(&app.db, call).await? else { return Ok(()) };
+    let mut force = effects.resync;
+    for _ in 0..ROUNDS {
+        let row = &now.call;
+        if row.state == CallState::Ended {
+            // Its room is deleted by whoever ended it.
+            remove_all(app, &row.room_name, &mut effects.remove).await?;
+            return Ok(());
+        }
+        // What honest clients go by changes first: they stop playing what is
+        // being withdrawn before LiveKit withdraws it, and whoever is put out
+        // below finds them already closed to him when he comes back.
+        let announced = announce(app, &now, force).await;
+        if let Ok(Announced::Raced) = announced {
+            // Another instance wrote meanwhile: LiveKit may hold theirs or ours.
+            force = true;
+            match store::calls::settling(&app.db, call).await? {
+                Some(next) => now = next,
+                None => return Ok(()),
+            }
+            continue;
+        }
+        force = false;
+        let row = &now.call;
+        // A failed announcement holds up no withdrawal: the rights still go
+        // out, and the whole attempt is retried.
+        remove_all(app, &row.room_name, &mut effects.remove).await?;
+        let everyone = effects.resync || row.rights_version < row.video_version;
+        if everyone || !effects.rights_for.is_empty() || !effects.withdraw.is_empty() {
+            push(app, row, (!everyone).then_some(&effects.rights_for[..]), &effects.withdraw).await?;
+        }
+        let current = if everyone {
+            if let Some(told) = pushed.take() {
+                let _ = told.send(());
+            }
+            effects.resync = false;
+            store::calls::confirm_rights_version(&app.db, call, row.video_version).await?
+        } else if !effects.rights_for.is_empty() || !effects.withdraw.is_empty() {
+            store::calls::video_version(&app.db, call).await?
+        } else {
+            announced?;
+            return Ok(());
+        };
+        if current.is_none_or(|v| v == row.video_version) {
+            effects.rights_for.clear();
+            effects.withdraw.clear();
+            announced?;
+            return Ok(());
+        }
+        match store::calls::settling(&app.db, call).await? {
+            Some(next) => now = next,
+            None => return Ok(()),
+        }
     }
-    let behind = row.rights_version < row.video_version;
-    if behind || effects.resync {
-        sync_everyone(app, row, pushed).await?;
-        effects.resync = false;
-        effects.rights_for.clear();
-    } else if !effects.rights_for.is_empty() {
-        sync_some(app, call, &effects.rights_for).await?;
-        effects.rights_for.clear();
+    Err(NotYet::Churn)
+}
+
+enum Announced {
+    Done,
+    /// Someone else recorded an announcement after this one read the call.
+    Raced,
+}
+
+/// Puts the room's metadata in line with the committed call (video state,
+/// who is live), unless LiveKit was confirmed to hold it already (`force`:
+/// whatever LiveKit is thought to hold). A data message tells the room when
+/// the video state changed: a hint for clients, never what they go by.
+async fn announce(app: &Core, now: &Settling, force: bool) -> Result<Announced, NotYet> {
+    let row = &now.call;
+    let state = row.video_state();
+    let metadata = room_metadata(row.call_id(), row.call_type, state, &now.live);
+    if !force && now.announced.as_deref() == Some(metadata.as_str()) {
+        return Ok(Announced::Done);
     }
-    Ok(())
+    match app.livekit.update_room_metadata(&row.room_name, metadata.clone()).await {
+        Ok(()) => {}
+        // The room is gone: whoever ended the call deleted it.
+        Err(LiveKitError::NotFound) => return Ok(Announced::Done),
+        Err(err) => return Err(err.into()),
+    }
+    if video_of(now.announced.as_deref()) != Some(state) {
+        let payload = json!({"type": "video.state", "video": state}).to_string().into_bytes();
+        if let Err(err) = app.livekit.send_data(&row.room_name, "callgate.video", payload).await {
+            tracing::debug!(error = %err, "could not tell the room of the video state");
+        }
+    }
+    let recorded =
+        store::calls::announced(&app.db, row.call_id(), now.announced.as_deref(), &metadata).await?;
+    Ok(if recorded { Announced::Done } else { Announced::Raced })
+}
+
+/// The video state a room's metadata says.
+fn video_of(metadata: Option<&str>) -> Option<VideoState> {
+    let value: serde_json::Value = serde_json::from_str(metadata?).ok()?;
+    serde_json::from_value(value.get("video")?.clone()).ok()
 }
 
 async fn remove_all(app: &Core, room: &str, identities: &mut Vec<String>) -> Result<(), LiveKitError> {
@@ -192,82 +281,30 @@ async fn remove_all(app: &Core, room: &str, identities: &mut Vec<String>) -> Res
     failed.map_or(Ok(()), Err)
 }
 
-/// Pushes every present participant's rights until a push happened with no
-/// newer change committed meanwhile, then records the version confirmed.
-async fn sync_everyone(
-    app: &Core,
-    first: CallRow,
-    pushed: &mut Option<oneshot::Sender<()>>,
-) -> Result<(), NotYet> {
-    let call = first.call_id();
-    let mut announced = None;
-    let mut read = Some(first);
-    for _ in 0..ROUNDS {
-        let row = match read.take() {
-            Some(row) => row,
-            None => match store::find_call(&app.db, call).await? {
-                Some(row) => row,
-                None => return Ok(()),
-            },
-        };
-        if row.state == CallState::Ended {
-            return Ok(());
-        }
-        push(app, &row, None).await?;
-        if let Some(told) = pushed.take() {
-            let _ = told.send(());
-        }
-        let state = row.video_state();
-        // Announced again whenever this sync sees a state it has not announced:
-        // a slower sync that announced an older state loops and announces the newer.
-        if announced != Some(state) {
-            announce(app, &row, state).await;
-            announced = Some(state);
-        }
-        let now = store::calls::confirm_rights_version(&app.db, call, row.video_version).await?;
-        if now.is_none_or(|v| v == row.video_version) {
-            return Ok(());
-        }
-    }
-    Err(NotYet::Churn)
-}
-
-/// Pushes the rights of `identities` (new sessions) until no change
-/// committed meanwhile.
-async fn sync_some(app: &Core, call: CallId, identities: &[String]) -> Result<(), NotYet> {
-    for _ in 0..ROUNDS {
-        let Some(row) = store::find_call(&app.db, call).await? else { return Ok(()) };
-        if row.state == CallState::Ended {
-            return Ok(());
-        }
-        push(app, &row, Some(identities)).await?;
-        let now = store::calls::video_version(&app.db, call).await?;
-        if now.is_none_or(|v| v == row.video_version) {
-            return Ok(());
-        }
-    }
-    Err(NotYet::Churn)
-}
-
 /// Sends the rights of the committed state to the present participants
-/// (those of `only`, if given), all at once.
-async fn push(app: &Core, row: &CallRow, only: Option<&[String]>) -> Result<(), NotYet> {
+/// (those of `only` and `withdraw`, if `only` is given), all at once; those
+/// of `withdraw` so that LiveKit removes what they may not publish.
+async fn push(app: &Core, row: &CallRow, only: Option<&[String]>, withdraw: &[String]) -> Result<(), NotYet> {
     let mut conn = app.db.acquire().await?;
     let participants = store::participants(&mut conn, row.call_id()).await?;
     drop(conn);
     let state = row.video_state();
+    let named = |p: &store::ParticipantRow| withdraw.iter().any(|w| p.user_id == *w);
     let targets = participants
         .iter()
         .filter(|p| p.is_present())
-        .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)));
+        .filter(|p| only.is_none_or(|only| only.iter().any(|o| p.user_id == *o)) || named(p));
     let updates = targets.map(|p| {
         let sources = rules::publish_sources(state, p.may_share_screen);
         async move {
-            if p.admitted {
-                app.livekit.set_publish_sources(&row.room_name, p.user_id.as_str(), &sources).await
-            } else {
+            let identity = p.user_id.as_str();
+            if !p.admitted {
                 // An appointment's waiting room: nothing until a host admits them.
-                app.livekit.set_waiting(&row.room_name, p.user_id.as_str()).await
+                app.livekit.set_waiting(&row.room_name, identity).await
+            } else if named(p) {
+                app.livekit.withdraw_tracks(&row.room_name, identity, &sources).await
+            } else {
+                app.livekit.set_publish_sources(&row.room_name, identity, &sources).await
             }
         }
     });
@@ -275,18 +312,4 @@ async fn push(app: &Core, row: &CallRow, only: Option<&[String]>) -> Result<(), 
         result?;
     }
     Ok(())
-}
-
-/// Room metadata carries the video state (only callgate can set it); a data
-/// message from the server (no participant identity) tells the room.
-async fn announce(app: &Core, row: &CallRow, state: VideoState) {
-    let metadata = room_metadata(row.call_id(), row.call_type, state);
-    let payload = json!({"type": "video.state", "video": state}).to_string().into_bytes();
-    let (meta, data) = tokio::join!(
-        app.livekit.update_room_metadata(&row.room_name, metadata),
-        app.livekit.send_data(&row.room_name, "callgate.video", payload),
-    );
-    for err in [meta.err(), data.err()].into_iter().flatten() {
-        tracing::debug!(error = %err, "could not announce the video state in the room");
-    }
 }

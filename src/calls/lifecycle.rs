@@ -68,6 +68,8 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     }
     // A blocked callee is answered as a busy one, so that a block is not revealed.
     busy_now.extend(crate::calls::blocks::blocked_among(app, &user.id, &req.invitees).await?);
+    // Live in it from the start: the initiator alone.
+    let spec = room_spec(app, call_id, req.call_type, session.state, &[user.id.to_string()]);
     let mut tx = app.db.begin().await?;
     let new_call = NewCall {
         id: call_id,
@@ -81,6 +83,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         video_session: &session,
         video_requested_at_start: req.call_type == CallType::Video && !rules::camera_allowed(session.state),
         rejoin_grace: Some(app.config.timeouts.rejoin_grace),
+        room_metadata: &spec.metadata,
     };
     let row = store::insert_call(&mut tx, &new_call).await?;
     let roster = write_roster(&mut tx, call_id, user, share, &req.invitees, &busy_now).await?;
@@ -100,7 +103,6 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
     let recipients: Vec<String> = roster.rung.iter().map(|u| u.to_string()).collect();
     out.notify(&recipients, ClientEvent::CallIncoming, Some(call_id.0), &json!({"call": view}));
     out.write(&mut tx).await?;
-    let spec = room_spec(app, call_id, req.call_type, session.state);
     app.livekit.create_room(&room_name, spec).await.map_err(|e| CallError::LiveKitUnavailable(e.into()))?;
     if let Err(err) = tx.commit().await {
         delete_room(app, &room_name).await;
@@ -202,7 +204,13 @@ async fn end_busy(
     Ok(CallError::conflict(Code::CalleeBusy, "the callee is in another call"))
 }
 
-fn room_spec(app: &Core, call_id: CallId, call_type: CallType, video: rules::VideoState) -> RoomSpec {
+fn room_spec(
+    app: &Core,
+    call_id: CallId,
+    call_type: CallType,
+    video: rules::VideoState,
+    live: &[String],
+) -> RoomSpec {
     let timeouts = &app.config.timeouts;
     RoomSpec {
         // LiveKit closes a room nobody joined after this long; the call's own
@@ -210,7 +218,7 @@ fn room_spec(app: &Core, call_id: CallId, call_type: CallType, video: rules::Vid
         empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
         departure_timeout: timeouts.rejoin_grace,
         max_participants: app.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, call_type, video),
+        metadata: crate::livekit::room_metadata(call_id, call_type, video, live),
     }
 }
 

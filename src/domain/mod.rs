@@ -6,6 +6,7 @@ pub mod appointment;
 pub mod call;
 pub mod code;
 pub mod consent;
+pub mod membership;
 pub mod user;
 
 pub use code::Code;

@@ -12,7 +12,12 @@ use crate::infra::auth::AuthError;
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
-        ApiError::Unauthorized(err.0)
+        match err {
+            AuthError::Refused(why) => ApiError::Unauthorized(why),
+            AuthError::KeysUnavailable => {
+                ApiError::Unavailable("the identity provider's keys cannot be fetched")
+            }
+        }
     }
 }
 
@@ -31,13 +36,17 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // Verified already by the request limiter (crate::infra::rate_limit).
+        // Verified already by the request limiter (crate::http::limits): a
+        // token whose key had to be fetched is not fetched for twice.
         if let Some(user) = parts.extensions.get::<AuthUser>() {
             tracing::Span::current().record("user_id", user.id.as_str());
             return Ok(user.clone());
         }
+        if let Some(refused) = parts.extensions.get::<AuthError>() {
+            return Err((*refused).into());
+        }
         let token = bearer(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        let user = state.auth.verify(token, state.clock.now())?;
+        let user = state.auth.verify(token, state.clock.now()).await?;
         tracing::Span::current().record("user_id", user.id.as_str());
         Ok(user)
     }

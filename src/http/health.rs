@@ -44,6 +44,11 @@ impl Check {
     }
 }
 
+async fn readiness_of(app: &AppState) -> readiness::Checks {
+    let identity_keys = app.auth.provider_keys().map(|keys| keys.loaded());
+    readiness::check(&app.core, &app.readiness, identity_keys).await
+}
+
 fn status_of(checks: &readiness::Checks) -> StatusCode {
     if checks.all_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
 }
@@ -61,7 +66,9 @@ struct Readiness {
         (status = 503, description = "A dependency does not answer", body = Readiness),
     ))]
 async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let checks = readiness::check(&app.core, &app.readiness).await;
+    // With an identity provider, its keys must have been fetched once too (the
+    // public document's words are kept: the TypeScript client is generated from them).
+    let checks = readiness_of(&app).await;
     (status_of(&checks), Json(Readiness { status: Check::of(checks.all_ok()) }))
 }
 
@@ -70,6 +77,10 @@ struct Checks {
     postgres: Check,
     redis: Check,
     livekit: Check,
+    /// Only with an identity provider (`JWT_JWKS_URL`, `JWT_OIDC_DISCOVERY`): its keys were
+    /// fetched. Keys once held go on verifying tokens while the provider is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_provider: Option<Check>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -78,18 +89,20 @@ struct DetailedReadiness {
     checks: Checks,
 }
 
-/// Each dependency answers within 5 s: PostgreSQL, Redis and LiveKit (probed as `/ready` is).
+/// Each dependency answers within 5 s: PostgreSQL, Redis and LiveKit (probed as `/ready` is);
+/// with an identity provider, its keys were fetched.
 #[utoipa::path(get, path = "/ready", operation_id = "readyInDetail", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = DetailedReadiness),
         (status = 503, description = "A dependency does not answer", body = DetailedReadiness),
     ))]
 async fn ready_in_detail(State(app): State<AppState>) -> (StatusCode, Json<DetailedReadiness>) {
-    let checks = readiness::check(&app.core, &app.readiness).await;
+    let checks = readiness_of(&app).await;
     let detail = Checks {
         postgres: Check::of(checks.postgres),
         redis: Check::of(checks.redis),
         livekit: Check::of(checks.livekit),
+        identity_provider: checks.identity_keys.map(Check::of),
     };
     (status_of(&checks), Json(DetailedReadiness { status: Check::of(checks.all_ok()), checks: detail }))
 }

@@ -18,6 +18,7 @@ use crate::domain::{AuthUser, UserId};
 use crate::http::auth::bearer_in;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::infra::auth::AuthError;
 use crate::infra::outage::Dependency;
 use crate::infra::rate_limit::{Algorithm, check, check_leased, counted_as, parse_address};
 
@@ -108,12 +109,19 @@ pub fn client_address(app: &AppState, req: &Request) -> Option<IpAddr> {
 pub async fn limit_requests(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let client = client_address(&app, &req);
     req.extensions_mut().insert(ClientAddress(client));
-    let user = bearer_in(req.headers()).and_then(|token| app.auth.verify(token, app.clock.now()).ok());
-    let counted = match user {
-        Some(user) => {
+    let verified = match bearer_in(req.headers()) {
+        Some(token) => Some(app.auth.verify(token, app.clock.now()).await),
+        None => None,
+    };
+    let counted = match verified {
+        Some(Ok(user)) => {
             let counted = request(&app, &user.id).await;
             req.extensions_mut().insert::<AuthUser>(user);
             counted
+        }
+        Some(Err(refused)) => {
+            req.extensions_mut().insert::<AuthError>(refused);
+            unauthenticated(&app, client).await
         }
         None if opens_a_stream_with_a_ticket(&req) => Ok(()),
         None => unauthenticated(&app, client).await,

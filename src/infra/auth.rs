@@ -1,10 +1,12 @@
 //! Verifies the host application's user tokens.
 //!
-//! Only the algorithm that matches the configured key is accepted, so `alg:
-//! none` and algorithm confusion (an HS256 token signed with a public key)
-//! are refused by construction.
+//! Only the algorithm that matches the key is accepted (the configured key's,
+//! or for a provider's keys the one its JWK says), so `alg: none` and
+//! algorithm confusion (an HS256 token signed with a public key) are refused
+//! by construction.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
@@ -13,18 +15,46 @@ use crate::config::{JwtConfig, JwtKey};
 use crate::domain::AuthUser;
 use crate::domain::UserId;
 use crate::domain::consent::Gender;
+use crate::infra::jwks::{Lookup, ProviderKeys};
 
 pub struct Authenticator {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Keys,
     gender_claim: String,
     max_age: Option<std::time::Duration>,
 }
 
-/// Why a token was refused (for the 401's detail; never more than that).
+enum Keys {
+    /// `JWT_SECRET` or `JWT_PUBLIC_KEY`.
+    Configured { key: DecodingKey, validation: Box<Validation> },
+    /// The provider's (`JWT_JWKS_URL`, `JWT_OIDC_DISCOVERY`), with the
+    /// claims' rules for each algorithm a key may verify.
+    Provider { keys: Arc<ProviderKeys>, validations: Vec<Validation> },
+}
+
+/// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthError(pub &'static str);
+pub enum AuthError {
+    /// Refused (a 401; the detail says no more than this).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// The token names a key that is not held and the provider's keys
+    /// cannot be fetched (a 503: it may be fine).
+    #[error("the identity provider's keys cannot be fetched")]
+    KeysUnavailable,
+}
+
+/// What a provider's key may verify (`crate::infra::jwks`).
+const PROVIDER_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// Clock skew tolerated between the identity provider and this service.
 const LEEWAY_SECS: u64 = 5;
@@ -42,47 +72,83 @@ pub enum KeyError {
 
 impl Authenticator {
     pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
-        let (key, algorithm) = match &config.key {
-            JwtKey::Hmac(secret) => (DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256),
+        let validation = claims_validation(config);
+        let for_algorithm = |algorithm| {
+            let mut validation = validation.clone();
+            validation.algorithms = vec![algorithm];
+            validation
+        };
+        let configured =
+            |key, algorithm| Keys::Configured { key, validation: Box::new(for_algorithm(algorithm)) };
+        let keys = match &config.key {
+            JwtKey::Hmac(secret) => {
+                configured(DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256)
+            }
             JwtKey::Public { pem } => {
                 if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                    (key, Algorithm::RS256)
+                    configured(key, Algorithm::RS256)
                 } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-                    (key, Algorithm::ES256)
+                    configured(key, Algorithm::ES256)
                 } else {
                     return Err(KeyError::UnsupportedKey);
                 }
             }
+            JwtKey::Jwks(jwks) => Keys::Provider {
+                keys: Arc::new(ProviderKeys::new(jwks)),
+                validations: PROVIDER_ALGORITHMS.into_iter().map(for_algorithm).collect(),
+            },
         };
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        // A configured issuer or audience must be in the token, not only
-        // right when present: the identity provider signs other tokens too.
-        let mut required = vec!["exp", "sub"];
-        match &config.issuer {
-            Some(issuer) => {
-                validation.set_issuer(&[issuer]);
-                required.push("iss");
-            }
-            None => validation.iss = None,
-        }
-        match &config.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation, gender_claim: config.gender_claim.clone(), max_age: config.max_age })
+        Ok(Self { keys, gender_claim: config.gender_claim.clone(), max_age: config.max_age })
     }
 
+    /// The provider's keys, when tokens are verified with them (fetched at
+    /// start by the caller, refreshed by `ProviderKeys::run`).
+    pub fn provider_keys(&self) -> Option<&Arc<ProviderKeys>> {
+        match &self.keys {
+            Keys::Provider { keys, .. } => Some(keys),
+            Keys::Configured { .. } => None,
+        }
+    }
+
+    /// Tokens can be verified: a configured key, or a provider's key set fetched.
+    pub fn ready(&self) -> bool {
+        self.provider_keys().is_none_or(|keys| keys.loaded())
+    }
+}
+
+/// What every token must claim, whatever signs it.
+fn claims_validation(config: &JwtConfig) -> Validation {
+    // `algorithms` is set per key.
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    // A configured issuer or audience must be in the token, not only
+    // right when present: the identity provider signs other tokens too.
+    let mut required = vec!["exp", "sub"];
+    match &config.issuer {
+        Some(issuer) => {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        None => validation.iss = None,
+    }
+    match &config.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+impl Authenticator {
     /// With `JWT_MAX_AGE`, the token must say when it was issued (`iat`),
     /// not in the future and not longer ago than that.
     fn check_age(&self, claims: &Map<String, Value>, now: i64) -> Result<(), AuthError> {
         let Some(max_age) = self.max_age else { return Ok(()) };
-        let refused = || AuthError("token too old or without iat");
+        let refused = || AuthError::Refused("token too old or without iat");
         let iat = claims.get("iat").and_then(numeric_date).ok_or_else(refused)?;
         let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         let age = now.saturating_sub(iat);
@@ -92,17 +158,28 @@ impl Authenticator {
         Ok(())
     }
 
-    pub fn verify(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<AuthUser, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(
-            |err| {
-                tracing::debug!(error = %err, "user token refused");
-                AuthError("invalid or expired token")
-            },
-        )?;
-        let claims = data.claims;
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AuthUser, AuthError> {
+        let claims = match &self.keys {
+            Keys::Configured { key, validation } => decode(token, key, validation)?,
+            Keys::Provider { keys, validations } => {
+                verify_with_provider_keys(keys, validations, token).await?
+            }
+        };
+        self.user(claims, now)
+    }
+
+    fn user(
+        &self,
+        claims: Map<String, Value>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AuthUser, AuthError> {
         self.check_age(&claims, now.timestamp())?;
         let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
-        let id = UserId::parse(sub).map_err(|_| AuthError("invalid subject"))?;
+        let id = UserId::parse(sub).map_err(|_| AuthError::Refused("invalid subject"))?;
         let name = claims
             .get("name")
             .and_then(Value::as_str)
@@ -120,6 +197,42 @@ impl Authenticator {
         };
         Ok(AuthUser { id, name, gender, roles })
     }
+}
+
+/// With the key the token names (fetched first if not held yet).
+async fn verify_with_provider_keys(
+    keys: &ProviderKeys,
+    validations: &[Validation],
+    token: &str,
+) -> Result<Map<String, Value>, AuthError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Refused("malformed token"))?;
+    let kid = header.kid.as_deref();
+    let key = match keys.find(kid, header.alg) {
+        Lookup::Found(key) => key,
+        Lookup::Mismatch => return Err(AuthError::Refused("the token's key does not fit its algorithm")),
+        Lookup::Unknown => {
+            keys.look_again().await;
+            match keys.find(kid, header.alg) {
+                Lookup::Found(key) => key,
+                Lookup::Unknown if keys.failing() => return Err(AuthError::KeysUnavailable),
+                Lookup::Unknown => return Err(AuthError::Refused("unknown signing key")),
+                Lookup::Mismatch => {
+                    return Err(AuthError::Refused("the token's key does not fit its algorithm"));
+                }
+            }
+        }
+    };
+    let validation = validations.iter().find(|v| v.algorithms == [key.alg]);
+    let validation = validation.ok_or(AuthError::Refused("unsupported algorithm"))?;
+    decode(token, &key.decoding, validation)
+}
+
+fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Map<String, Value>, AuthError> {
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|err| {
+        tracing::debug!(error = %err, "user token refused");
+        AuthError::Refused("invalid or expired token")
+    })?;
+    Ok(data.claims)
 }
 
 /// The claims of a development token, as `callgate token` prints them.

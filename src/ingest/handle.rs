@@ -128,14 +128,14 @@ pub async fn on_track(
     match consent::judge_track(tx, call, identity, track, published_at).await? {
         Judgement::Allowed => Ok((false, None)),
         Judgement::Withdraw { violation } => {
-            effects.rights_for.push(identity.to_owned());
+            effects.withdraw.push(identity.to_owned());
             Ok((violation, None))
         }
-        Judgement::Mislabelled => {
+        Judgement::PutOut(why) => {
             // Out of the room at once (every track of theirs stops reaching
             // anyone), out of the call, and refused new tokens for it.
             effects.remove.push(identity.to_owned());
-            let data = json!({"reason": "video_under_another_label", "trackSid": track.sid});
+            let data = json!({"reason": why.reason(), "trackSid": track.sid});
             store::record_event(
                 tx,
                 call.call_id(),

@@ -188,15 +188,26 @@ impl RoomService for LiveKit {
         identity: &str,
         sources: &[TrackSource],
     ) -> LiveKitResult<bool> {
-        let permission = proto::ParticipantPermission {
-            can_subscribe: true,
-            can_publish: true,
-            can_publish_data: true,
-            can_publish_sources: sources.iter().map(|s| proto_source(*s) as i32).collect(),
-            can_update_metadata: false,
-            ..Default::default()
-        };
-        self.set_permission(room, identity, permission).await
+        let sources: Vec<i32> = sources.iter().map(|s| proto_source(*s) as i32).collect();
+        self.set_permission(room, identity, granted(sources)).await
+    }
+
+    /// The rights twice: first with the first source listed twice, then as
+    /// they are. LiveKit compares the lists in order, so whichever form it
+    /// holds, one of the two updates differs from it and is applied.
+    #[tracing::instrument(skip(self, sources))]
+    async fn withdraw_tracks(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        let plain: Vec<i32> = sources.iter().map(|s| proto_source(*s) as i32).collect();
+        let doubled: Vec<i32> = plain.first().into_iter().copied().chain(plain.iter().copied()).collect();
+        if !self.set_permission(room, identity, granted(doubled)).await? {
+            return Ok(false);
+        }
+        self.set_permission(room, identity, granted(plain)).await
     }
 
     async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
@@ -278,7 +289,27 @@ pub(super) fn track(info: &proto::TrackInfo) -> TrackSeen {
         Ok(proto::TrackType::Video) => TrackKind::Video,
         _ => TrackKind::Other,
     };
-    TrackSeen { sid: info.sid.clone(), kind, source: source_of(info.source), muted: info.muted }
+    TrackSeen {
+        sid: info.sid.clone(),
+        kind,
+        media: media_of(info),
+        source: source_of(info.source),
+        muted: info.muted,
+    }
+}
+
+/// The kind of the media LiveKit receives, from the codec's mime type (and
+/// those of its simulcast codecs): video if any of them is. The declared
+/// type is whatever the client put in its request; this is not.
+fn media_of(info: &proto::TrackInfo) -> Option<TrackKind> {
+    let kinds = std::iter::once(info.mime_type.as_str())
+        .chain(info.codecs.iter().map(|c| c.mime_type.as_str()))
+        .filter_map(TrackKind::of_mime);
+    kinds.max_by_key(|kind| match kind {
+        TrackKind::Video => 2,
+        TrackKind::Other => 1,
+        TrackKind::Audio => 0,
+    })
 }
 
 fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
@@ -288,6 +319,18 @@ fn session_of(info: &proto::ParticipantInfo) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(info.joined_at, 0)
     } else {
         None
+    }
+}
+
+/// The rights callgate grants a participant in the call.
+fn granted(sources: Vec<i32>) -> proto::ParticipantPermission {
+    proto::ParticipantPermission {
+        can_subscribe: true,
+        can_publish: true,
+        can_publish_data: true,
+        can_publish_sources: sources,
+        can_update_metadata: false,
+        ..Default::default()
     }
 }
 

@@ -31,7 +31,17 @@ struct State {
     rights_pushed: Vec<(String, String, Vec<TrackSource>)>,
     data_sent: Vec<(String, String, Vec<u8>)>,
     mutes: Vec<(String, String, bool)>,
+    /// Every change asked of LiveKit, in order.
+    asked: Vec<Asked>,
     down: bool,
+}
+
+/// A change callgate asked of the fake, as `FakeRooms::asked` lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asked {
+    Metadata { room: String, metadata: String },
+    Rights { room: String, identity: String, sources: Vec<TrackSource> },
+    Removed { room: String, identity: String },
 }
 
 /// A fake LiveKit: see the module.
@@ -172,6 +182,11 @@ impl FakeRooms {
         self.state().data_sent.clone()
     }
 
+    /// Every change of rights, metadata and presence asked, in order.
+    pub fn asked(&self) -> Vec<Asked> {
+        self.state().asked.clone()
+    }
+
     /// `(room, track sid, muted)` of every mute request, in order.
     pub fn mutes(&self) -> Vec<(String, String, bool)> {
         self.state().mutes.clone()
@@ -241,6 +256,7 @@ impl RoomService for FakeRooms {
         self.check_up()?;
         let mut state = self.state();
         state.removed.push((room.to_owned(), identity.to_owned()));
+        state.asked.push(Asked::Removed { room: room.to_owned(), identity: identity.to_owned() });
         if let Some(room) = state.rooms.get_mut(room) {
             room.participants.retain(|p| p.identity != identity);
         }
@@ -265,7 +281,19 @@ impl RoomService for FakeRooms {
         person.waiting = false;
         person.tracks.retain(|t| t.source.is_none_or(|s| sources.contains(&s)));
         state.rights_pushed.push((room.to_owned(), identity.to_owned(), sources.to_vec()));
+        let asked =
+            Asked::Rights { room: room.to_owned(), identity: identity.to_owned(), sources: sources.to_vec() };
+        state.asked.push(asked);
         Ok(true)
+    }
+
+    async fn withdraw_tracks(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool> {
+        self.set_publish_sources(room, identity, sources).await
     }
 
     async fn set_waiting(&self, room: &str, identity: &str) -> LiveKitResult<bool> {
@@ -280,14 +308,18 @@ impl RoomService for FakeRooms {
         person.waiting = true;
         person.tracks.clear();
         state.rights_pushed.push((room.to_owned(), identity.to_owned(), Vec::new()));
+        let asked =
+            Asked::Rights { room: room.to_owned(), identity: identity.to_owned(), sources: Vec::new() };
+        state.asked.push(asked);
         Ok(true)
     }
 
     async fn update_room_metadata(&self, room: &str, metadata: String) -> LiveKitResult<()> {
         self.check_up()?;
         let mut state = self.state();
-        let room = state.rooms.get_mut(room).ok_or(LiveKitError::NotFound)?;
-        room.metadata = metadata;
+        let entry = state.rooms.get_mut(room).ok_or(LiveKitError::NotFound)?;
+        entry.metadata = metadata.clone();
+        state.asked.push(Asked::Metadata { room: room.to_owned(), metadata });
         Ok(())
     }
 

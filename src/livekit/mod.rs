@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::consent::{TrackKind, TrackSource, VideoState};
+use crate::domain::consent::{TrackKind, TrackLabel, TrackSource, VideoState};
 use crate::domain::{CallId, CallType};
 
 pub use client::LiveKit;
@@ -109,24 +109,35 @@ impl Participant {
     }
 }
 
-/// A published track as the policy judges it: its real kind and the source
-/// its client declared.
+/// A published track as the policy judges it: the kind and source its
+/// client declared, and the kind of the media LiveKit receives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackSeen {
     pub sid: String,
+    /// The kind its client declared (`TrackInfo.type`).
     pub kind: TrackKind,
+    /// The kind of its media (`TrackInfo.mime_type` and its codecs'),
+    /// `None` while LiveKit does not say.
+    pub media: Option<TrackKind>,
     /// `None` for a source LiveKit calls unknown.
     pub source: Option<TrackSource>,
     pub muted: bool,
 }
 
 impl TrackSeen {
+    /// An honest track: its media is what its client declared.
+    pub fn honest(sid: &str, kind: TrackKind, source: TrackSource) -> Self {
+        TrackSeen { sid: sid.to_owned(), kind, media: Some(kind), source: Some(source), muted: false }
+    }
+
+    /// What the policy judges.
+    pub fn label(&self) -> TrackLabel {
+        TrackLabel { declared: self.kind, media: self.media, source: self.source }
+    }
+
+    /// What it really is (video if its media or its label says so).
     pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            TrackKind::Audio => "audio",
-            TrackKind::Video => "video",
-            TrackKind::Other => "other",
-        }
+        self.label().kind().as_str()
     }
 
     /// The source's name, `unknown` when LiveKit does not know it.
@@ -188,6 +199,20 @@ pub trait RoomService: Send + Sync {
         sources: &[TrackSource],
     ) -> LiveKitResult<bool>;
 
+    /// Like `set_publish_sources`, and makes sure LiveKit removes the
+    /// published tracks of a source `sources` does not allow. LiveKit skips
+    /// an update equal to the grants it holds, and only an applied update
+    /// removes tracks; a track that was pending (asked for while allowed)
+    /// when the rights were withdrawn is published afterwards and stays
+    /// unless the rights are applied again. Returns false when the
+    /// participant is not in the room.
+    async fn withdraw_tracks(
+        &self,
+        room: &str,
+        identity: &str,
+        sources: &[TrackSource],
+    ) -> LiveKitResult<bool>;
+
     /// Replaces every permission of a connected participant with none:
     /// a waiting room (no publish, no subscribe, no data; LiveKit
     /// unpublishes their tracks). Returns false when they are not in the room.
@@ -213,13 +238,16 @@ pub trait RoomService: Send + Sync {
 }
 
 /// A room's metadata: what clients read of the call from LiveKit itself.
-/// Only callgate can set it (no participant holds `roomAdmin`). `video` is
-/// `on` or `off`: a pending request is no business of the room (those who
-/// may answer it hear of it on their event stream), and puts nothing to
-/// push in LiveKit.
-pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState) -> String {
+/// Only callgate can set it (no participant holds `roomAdmin`), so it is
+/// what honest clients go by: they play a participant's video only while
+/// `video` is `on` and that participant is in `live`, and let only those in
+/// `live` subscribe to their own tracks. `live` is sorted. `video` is `on`
+/// or `off`: a pending request is no business of the room (those who may
+/// answer it hear of it on their event stream), and puts nothing to push in
+/// LiveKit.
+pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState, live: &[String]) -> String {
     let video = if video == VideoState::On { VideoState::On } else { VideoState::Off };
-    serde_json::json!({"callId": call, "type": call_type, "video": video}).to_string()
+    serde_json::json!({"callId": call, "type": call_type, "video": video, "live": live}).to_string()
 }
 
 #[cfg(test)]

@@ -132,6 +132,8 @@ pub struct NewCall<'a> {
     /// (with the room's departure timeout); `None`: `REJOIN_GRACE` as it is
     /// when asked.
     pub rejoin_grace: Option<std::time::Duration>,
+    /// The metadata its room is created with (`crate::livekit::room_metadata`).
+    pub room_metadata: &'a str,
 }
 
 /// Writes a call; returns its row, which this transaction holds as its
@@ -140,8 +142,8 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     let grace = call.rejoin_grace.map(|g| i32::try_from(g.as_secs()).unwrap_or(i32::MAX));
     sqlx::query_as(concat!(
         "insert into calls (id, room_name, type, state, initiator_id, conversation_id, \
-         external_ref, scheduled, video_state, video_session, video_requested_at_start, rejoin_grace_secs) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning ",
+         external_ref, scheduled, video_state, video_session, video_requested_at_start, rejoin_grace_secs, \
+         room_metadata) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) returning ",
         call_columns!()
     ))
     .bind(call.id.0)
@@ -156,6 +158,7 @@ pub async fn insert_call(conn: &mut PgConnection, call: &NewCall<'_>) -> sqlx::R
     .bind(Json(call.video_session))
     .bind(call.video_requested_at_start)
     .bind(grace)
+    .bind(call.room_metadata)
     .fetch_one(conn)
     .await
 }
@@ -337,6 +340,48 @@ pub async fn confirm_rights_version(db: &PgPool, call: CallId, version: i64) -> 
     .await
 }
 
+/// A call as `crate::calls::enforce` settles it: its row, who is live in
+/// it (present and admitted, by user id), and the room metadata LiveKit was
+/// last confirmed to hold.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Settling {
+    #[sqlx(flatten)]
+    pub call: CallRow,
+    pub live: Vec<String>,
+    pub announced: Option<String>,
+}
+
+/// The call as `Settling` has it, in one read.
+pub async fn settling<'e>(db: impl sqlx::PgExecutor<'e>, id: CallId) -> sqlx::Result<Option<Settling>> {
+    sqlx::query_as(concat!(
+        "select ",
+        call_columns!(),
+        ", room_metadata as announced, \
+         array(select user_id from call_participants p where p.call_id = calls.id and p.live \
+                  and p.admitted and p.status in ('accepted', 'joined', 'reconnecting') \
+                order by user_id) as live \
+         from calls where id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(db)
+    .await
+}
+
+/// Records that LiveKit holds `metadata` for the call's room, if the record
+/// is still `read` (what the caller read before writing to LiveKit). False:
+/// someone else wrote meanwhile, and LiveKit may hold either.
+pub async fn announced(db: &PgPool, id: CallId, read: Option<&str>, metadata: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update calls set room_metadata = $3 where id = $1 and room_metadata is not distinct from $2",
+    )
+    .bind(id.0)
+    .bind(read)
+    .bind(metadata)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The call's newest committed video version, read without a lock.
 pub async fn video_version(db: &PgPool, call: CallId) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar("select video_version from calls where id = $1").bind(call.0).fetch_optional(db).await
@@ -383,6 +428,8 @@ pub struct LiveSummary {
     pub behind: bool,
     /// Participants the database shows in the room.
     pub joined: i64,
+    /// Who is live in the call, as the room's metadata lists them.
+    pub live: Vec<String>,
 }
 
 /// Every connecting and active call, in one read.
@@ -390,7 +437,10 @@ pub async fn live_summaries(db: &PgPool) -> sqlx::Result<Vec<LiveSummary>> {
     sqlx::query_as(
         "select c.id, c.room_name, c.type, c.video_session, c.rights_version < c.video_version as behind, \
                 (select count(*) from call_participants p \
-                  where p.call_id = c.id and p.live and p.status = 'joined') as joined \
+                  where p.call_id = c.id and p.live and p.status = 'joined') as joined, \
+                array(select user_id from call_participants p where p.call_id = c.id and p.live \
+                         and p.admitted and p.status in ('accepted', 'joined', 'reconnecting') \
+                       order by user_id) as live \
            from calls c where c.state in ('connecting', 'active')",
     )
     .fetch_all(db)

@@ -37,7 +37,10 @@ pub async fn last_video_switch(tx: &mut PgConnection, call: CallId) -> sqlx::Res
 pub struct ViolatingTrack<'a> {
     pub sid: &'a str,
     pub source: &'a str,
+    /// What it is (video if its media or its label says so).
     pub kind: &'a str,
+    /// The type its client declared.
+    pub declared: &'a str,
 }
 
 /// Writes a `violation`, once per track. Returns whether it was written.
@@ -49,7 +52,7 @@ pub async fn append_violation_once(
 ) -> sqlx::Result<bool> {
     let written = sqlx::query(
         "insert into consent_ledger (call_id, kind, actor, detail) \
-         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text, 'kind', $5::text) \
+         select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text, 'kind', $5::text, 'declared', $6::text) \
          where not exists (select 1 from consent_ledger where call_id = $1 and kind = 'violation' \
                            and detail->>'trackSid' = $3)",
     )
@@ -58,9 +61,21 @@ pub async fn append_violation_once(
     .bind(track.sid)
     .bind(track.source)
     .bind(track.kind)
+    .bind(track.declared)
     .execute(tx)
     .await?;
     Ok(written.rows_affected() == 1)
+}
+
+/// How many violations `identity` has in the call's ledger.
+pub async fn violations_by(tx: &mut PgConnection, call: CallId, identity: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from consent_ledger where call_id = $1 and kind = 'violation' and actor = $2",
+    )
+    .bind(call.0)
+    .bind(identity)
+    .fetch_one(tx)
+    .await
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -22,7 +22,7 @@ pub async fn take_reconciler_lease(db: &PgPool, gap_secs: f64) -> sqlx::Result<b
 pub const PURGE_BATCH: i64 = 5000;
 
 /// What is only history, by table, and the statement that deletes a batch
-/// of it (see migrations/0005_retention.sql and 0012_small_doors.sql):
+/// of it (see migrations/0005_retention.sql and 0014_small_doors.sql):
 /// handled LiveKit events and published client events after a day, settled
 /// app webhooks after a week, quality samples after 30 days, the timelines
 /// of calls after 90 days (a call lasts a day at most, so its timeline goes

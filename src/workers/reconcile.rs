@@ -193,24 +193,25 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
     }
     // Every live call with a room compared with what ListRooms says of it.
     let by_name: HashMap<&str, &Room> = rooms.iter().map(|r| (r.name.as_str(), r)).collect();
-    let mut full: Vec<CallId> = Vec::new();
+    // Each with whether its room's metadata drifted.
+    let mut full: Vec<(CallId, bool)> = Vec::new();
     for call in store::calls::live_summaries(&app.db).await? {
         let Some(room) = by_name.get(call.room_name.as_str()) else { continue };
         pass.calls_checked += 1;
         if !agrees(&call, room) && full.len() < DRIFT_BATCH {
-            full.push(call.id);
+            full.push((call.id, !metadata_agrees(&call, room)));
         }
     }
     pass.calls_disagreeing = full.len();
     for id in due_for_check(app).await? {
-        if !full.contains(&id) {
-            full.push(id);
+        if !full.iter().any(|(drifted, _)| *drifted == id) {
+            full.push((id, false));
         }
     }
     let checks = futures::stream::iter(full)
-        .map(|id| async move {
+        .map(|(id, metadata_drifted)| async move {
             let mut one = Pass::default();
-            if let Err(err) = check_call(app, id, &mut one).await {
+            if let Err(err) = check_call(app, id, metadata_drifted, &mut one).await {
                 tracing::warn!(error = ?err, call_id = %id, "could not compare a call with its room");
             }
             one
@@ -225,12 +226,14 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
 }
 
 /// Whether ListRooms shows the room as the database has the call: as many
-/// participants as joined, the metadata of its video state, and LiveKit
-/// has confirmed its rights.
+/// participants as joined, and LiveKit has confirmed its rights.
 fn agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
-    !call.behind
-        && i64::from(room.num_participants) == call.joined
-        && room.metadata == room_metadata(call.id, call.call_type, call.video_session.0.state)
+    !call.behind && i64::from(room.num_participants) == call.joined && metadata_agrees(call, room)
+}
+
+/// Whether the room's metadata is the call's (video state, who is live).
+fn metadata_agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
+    room.metadata == room_metadata(call.id, call.call_type, call.video_session.0.state, &call.live)
 }
 
 #[tracing::instrument(skip(app), fields(call_id = %id))]
@@ -278,7 +281,7 @@ async fn due_for_check(app: &Core) -> sqlx::Result<Vec<CallId>> {
 
 /// Compares one call's room with the database and repairs the difference.
 #[tracing::instrument(skip(app, pass), fields(call_id = %id))]
-async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<()> {
+async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut Pass) -> anyhow::Result<()> {
     let Some(room) = store::find_call(&app.db, id).await?.map(|c| c.room_name) else { return Ok(()) };
     // Whoever the database shows joined before this instant and LiveKit
     // does not list afterwards has left.
@@ -299,6 +302,8 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
         return Ok(());
     }
     let mut effects = Effects::for_call(id);
+    // What LiveKit holds is not what it was told: tell it again, rights too.
+    effects.resync = metadata_drifted;
     for person in &people {
         let rows = store::participants(&mut tx, id).await?;
         let present = rows.iter().find(|r| r.user_id == person.identity).filter(|r| r.is_present());
@@ -349,7 +354,7 @@ async fn check_call(app: &Core, id: CallId, pass: &mut Pass) -> anyhow::Result<(
         pass.livekit_requests += 1;
     }
     if !effects.is_empty() {
-        pass.livekit_requests += effects.remove.len() + effects.rights_for.len();
+        pass.livekit_requests += effects.remove.len() + effects.rights_for.len() + effects.withdraw.len();
     }
     enforce::settle(app, effects).await;
     Ok(())
@@ -381,22 +386,24 @@ async fn check_tracks_and_rights(
         };
         let mut withdraw = false;
         for track in &person.tracks {
-            match rules::judge_track(track.kind, track.source, state, row.may_share_screen) {
+            match rules::judge_track(track.label(), state, row.may_share_screen) {
                 TrackVerdict::Allowed => {}
-                TrackVerdict::Mislabelled => {
-                    pass.violations += 1;
-                    let (_, ended) =
-                        handle::on_track(app, tx, call, &person.identity, track, None, effects).await?;
+                TrackVerdict::NotNow if !settled_off => withdraw = true,
+                // Judged as a webhook would have it: a lie, or a camera while
+                // video is settled off (as if published now), which is a
+                // violation and, repeated, puts its publisher out.
+                TrackVerdict::Mislabelled | TrackVerdict::NotNow => {
+                    let published = Some(asked_at);
+                    let (violation, ended) =
+                        handle::on_track(app, tx, call, &person.identity, track, published, effects).await?;
+                    if violation {
+                        pass.violations += 1;
+                    }
                     if ended.is_some() {
                         return Ok(ended);
                     }
-                    continue 'people;
-                }
-                TrackVerdict::NotNow => {
-                    withdraw = true;
-                    if settled_off && consent::record_violation(tx, id, &person.identity, track).await? {
-                        tracing::warn!(identity = %person.identity, track = %track.sid, "video track found while video is off");
-                        pass.violations += 1;
+                    if effects.remove.contains(&person.identity) {
+                        continue 'people;
                     }
                 }
             }
@@ -407,7 +414,10 @@ async fn check_tracks_and_rights(
             // In an appointment's waiting room: no rights at all.
             false => person.waiting,
         };
-        if withdraw || !in_line {
+        if withdraw {
+            effects.withdraw.push(person.identity.clone());
+            pass.rights_fixed += 1;
+        } else if !in_line {
             effects.rights_for.push(person.identity.clone());
             pass.rights_fixed += 1;
             tracing::info!(identity = %person.identity, "putting back publish rights that drifted from the policy");

@@ -171,7 +171,7 @@ fn rsa_pair() -> (String, String) {
     key_pair(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
 }
 
-fn ec_pair() -> (String, String) {
+pub(crate) fn ec_pair() -> (String, String) {
     key_pair(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
 }
 

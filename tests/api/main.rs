@@ -31,6 +31,8 @@ mod limits;
 mod logs;
 mod media;
 mod metrics;
+mod modified_clients;
+mod oidc;
 mod openapi;
 mod outages;
 mod quality;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestUser, request, spawn_app, spawn_app_configured};
 
@@ -18,7 +18,8 @@ fn root() -> PathBuf {
 }
 
 /// Runs a command to its end; its output is shown only if it fails.
-fn run(what: &str, command: &mut Command) {
+/// Returns what it printed.
+fn run(what: &str, command: &mut Command) -> String {
     let out = command.output().unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
     assert!(
         out.status.success(),
@@ -27,7 +28,9 @@ fn run(what: &str, command: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim_end());
+    let printed = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+    eprintln!("{printed}");
+    printed
 }
 
 #[tokio::test]
@@ -83,7 +86,7 @@ fn the_typescript_client_passes_its_unit_tests() {
     run("npm test", Command::new("npm").args(["test", "--silent"]).current_dir(root().join("clients/ts")));
 }
 
-fn browser(part: &str, base: &str) {
+fn browser(part: &str, base: &str) -> String {
     let python = std::env::var("CALLGATE_PYTHON").expect("CALLGATE_PYTHON (set by deploy/local.sh test)");
     let shots = root().join("target/screenshots");
     assert!(Path::new(&root().join("web/dist/app.js")).exists(), "web/dist/app.js: built by deploy/local.sh");
@@ -94,13 +97,19 @@ fn browser(part: &str, base: &str) {
             shots.to_str().expect("path"),
             part,
         ]),
-    );
+    )
 }
 
-/// Runs a part of browser.py beside the app, failing as it fails.
-async fn in_browsers(part: &'static str, base: String) {
-    if let Err(e) = tokio::task::spawn_blocking(move || browser(part, &base)).await {
-        std::panic::resume_unwind(e.into_panic());
+/// Runs a part of browser.py beside the app, failing as it fails; the
+/// `RESULT` lines it printed, as JSON.
+pub(crate) async fn in_browsers(part: &'static str, base: String) -> Vec<Value> {
+    match tokio::task::spawn_blocking(move || browser(part, &base)).await {
+        Ok(printed) => printed
+            .lines()
+            .filter_map(|line| line.strip_prefix("RESULT "))
+            .map(|json| serde_json::from_str(json).expect("a RESULT line is JSON"))
+            .collect(),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

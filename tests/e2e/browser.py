@@ -3,14 +3,25 @@ devices) drive the reference web app (/app) of a callgate on the real stack.
 
     browser.py <callgate base url> <screenshot dir> <part>
 
-part: `call` (ring, answer, audio, consent, revoke, hang up, history) or
-`mislabel` (video published as a microphone before consent reaches nobody).
-Prints one line per step; exits non-zero with the browsers' console on failure.
+part: `call` (ring, answer, audio, consent, revoke, hang up, history),
+`mislabel` (video published as a microphone before consent reaches nobody),
+or one of the modified-client attacks, where his page is the web app with
+livekit-client's internals patched, against her honest web page and (in
+groups) a third participant's honest Python client (lkclient.py):
+`disguised` (a canvas video published under an audio declaration),
+`stale_camera` (the token LiveKit refreshed while video was on, reused to
+publish a camera after her revoke), `stale_rejoin` (the last refreshed
+token reused after he left, and after he was removed).
+Prints one line per step, and `RESULT <json>` lines for the Rust test to
+check on the server; exits non-zero with the browsers' console on failure.
 """
 
+import json
 import os
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 
 from playwright.sync_api import expect, sync_playwright
@@ -42,6 +53,59 @@ def wait_until(what, check, timeout=20.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         time.sleep(0.25)
+
+
+def result(**fields):
+    print("RESULT " + json.dumps(fields), flush=True)
+
+
+def api(method, path, token=None, body=None):
+    """The API as a client calls it; (status, JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{BASE}{path}", data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def dev_token(user_id, gender):
+    status, body = api("POST", "/app/dev-token", body={"userId": user_id, "name": user_id, "gender": gender})
+    assert status == 200, f"dev sign-in: {status} {body}"
+    return body["token"]
+
+
+class Lk:
+    """An honest Python participant (lkclient.py, `honest` mode), JSON lines."""
+
+    def __init__(self, url, token):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.log = open(os.path.join(SHOTS, f"lkclient-{uuid.uuid4().hex[:6]}.log"), "w")
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(here, "lkclient.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
+        )
+        self.n = 0
+        self.cmd("connect", url=url, token=token, subscribe="honest")
+
+    def cmd(self, cmd, **args):
+        self.n += 1
+        self.p.stdin.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
+        self.p.stdin.flush()
+        reply = json.loads(self.p.stdout.readline())
+        assert reply.get("ok"), f"lkclient {cmd}: {reply}"
+        return reply
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+        except Exception:
+            self.p.kill()
 
 
 def sign_in(browser, user_id, name, gender):
@@ -146,13 +210,234 @@ def the_mislabel(browser, tag):
     step("his video published as a microphone reaches nothing of hers, and the call ends")
 
 
+
+# ------------------------------------------------------------ attacks
+#
+# His page is the reference web app; what follows patches livekit-client in
+# it as a modified client would. LK_URL is what the app dials.
+LK_URL = os.environ.get("LIVEKIT_URL", "ws://127.0.0.1:7880")
+
+# The grants of the token LiveKit last refreshed for his connection (the
+# engine keeps it to reconnect with).
+SAVED_GRANTS = """() => {
+    const token = window.callgateApp.room()?.engine?.token;
+    if (!token) return null;
+    const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return { token, video: JSON.parse(atob(body)).video };
+}"""
+
+# A canvas video track published as a microphone, and declared as audio in
+# the AddTrackRequest (the client's own permission check passes).
+DISGUISED_PUBLISH = """async () => {
+    const { room, Track } = window.callgateApp;
+    const r = room();
+    const signal = r.engine.client;
+    const send = signal.sendAddTrack.bind(signal);
+    signal.sendAddTrack = (req) => { req.type = 0; /* TrackType.AUDIO */ return send(req); };
+    const canvas = document.createElement('canvas');
+    canvas.width = 320; canvas.height = 240;
+    const ctx = canvas.getContext('2d');
+    let n = 0;
+    window.__paint = setInterval(() => { ctx.fillStyle = `hsl(${(n++ * 37) % 360} 90% 50%)`; ctx.fillRect(0, 0, 320, 240); }, 33);
+    const track = canvas.captureStream(15).getVideoTracks()[0];
+    try {
+        await r.localParticipant.publishTrack(track, { source: Track.Source.Microphone, simulcast: false });
+        return 'published';
+    } catch (e) {
+        return 'refused: ' + e;
+    }
+}"""
+
+# A second connection with a saved token (same identity: LiveKit drops his
+# first without a leave); optionally publishes his camera at once. Watches
+# for `ms`: what it subscribed to, what it decoded, and when it was put out.
+STALE_CONNECT = """async ([url, token, ms, camera]) => {
+    const { Room, RoomEvent } = window.callgateApp;
+    const room = new Room({ adaptiveStream: false, dynacast: false });
+    window.__stale = room;
+    const out = { connected: false, subscribed: [], audioPackets: 0, videoFrames: 0, outAfterMs: null, camera: null };
+    const tracks = [];
+    let connectedAt = 0;
+    const gone = new Promise((resolve) => room.on(RoomEvent.Disconnected, (reason) => {
+        out.outAfterMs = connectedAt ? performance.now() - connectedAt : null;
+        out.reason = reason;
+        resolve();
+    }));
+    room.on(RoomEvent.TrackSubscribed, (track, pub, p) => { out.subscribed.push(`${p.identity}:${pub.source}`); tracks.push(track); });
+    const sample = async () => {
+        for (const t of tracks) {
+            if (!t.receiver) continue;
+            (await t.receiver.getStats()).forEach((s) => {
+                if (s.type !== 'inbound-rtp') return;
+                if (s.kind === 'audio') out.audioPackets = Math.max(out.audioPackets, s.packetsReceived ?? 0);
+                if (s.kind === 'video') out.videoFrames = Math.max(out.videoFrames, s.framesDecoded ?? 0);
+            });
+        }
+    };
+    try {
+        await room.connect(url, token);
+        connectedAt = performance.now();
+        out.connected = true;
+    } catch (e) {
+        out.error = String(e);
+        return out;
+    }
+    if (camera) {
+        room.localParticipant.setCameraEnabled(true).then(() => out.camera = 'published', (e) => out.camera = 'refused: ' + e);
+    }
+    const until = performance.now() + ms;
+    while (performance.now() < until && out.outAfterMs === null) {
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 100))]);
+        await sample().catch(() => null);
+    }
+    await sample().catch(() => null);
+    return out;
+}"""
+
+
+def saved_token(page, with_camera, timeout=15.0):
+    """The token LiveKit refreshed for his connection, once it carries (or not) the camera right."""
+    def check():
+        grants = page.evaluate(SAVED_GRANTS)
+        if not grants:
+            return None
+        has = "camera" in [s.lower() for s in grants["video"].get("canPublishSources", [])]
+        return grants["token"] if has == with_camera else None
+    return wait_until(f"LiveKit refreshed his token (camera: {with_camera})", check, timeout)
+
+
+def video_frames(page):
+    return receiving(page)["videoFrames"]
+
+
+def the_disguised(browser, tag):
+    she, he = connected_call(browser, tag)
+    call = she.evaluate("window.callgateApp.call().id")
+    before = video_frames(she)
+    outcome = he.evaluate(DISGUISED_PUBLISH)
+    step(f"he publishes a canvas video declared as an audio microphone: {outcome}")
+    assert outcome == "published", f"LiveKit takes it (it checks the declaration only): {outcome}"
+    expect(she.get_by_role("heading", name="Call ended")).to_be_visible(timeout=15_000)
+    assert video_frames(she) == before == 0, "her page decoded his disguised video"
+    step("her page decodes no frame of it, and the call ends (he is put out)")
+    result(call=call, him=f"he-{tag}")
+
+
+def the_stale_camera(browser, tag):
+    she, he = connected_call(browser, tag)
+    call = she.evaluate("window.callgateApp.call().id")
+    he.get_by_role("button", name="Ask for video").click()
+    expect(she.get_by_text("Bob would like to turn on video")).to_be_visible(timeout=10_000)
+    she.get_by_role("button", name="Allow").click()
+    wait_until("her page decodes his video", lambda: video_frames(she) > 0)
+    token = saved_token(he, with_camera=True)
+    step("video is on; LiveKit refreshed his token with the camera right, and he saved it")
+
+    she.get_by_role("button", name="Turn video off").click()
+    expect(he.get_by_text("Video is off.")).to_be_visible(timeout=5_000)
+    time.sleep(1.5)
+    frozen = video_frames(she)
+    no_video_for([she], 1)
+    step("she turns video off")
+
+    # His publish races callgate's withdrawal of the camera right on his
+    # join: LiveKit takes the camera when he wins, refuses it when callgate
+    # does. Either way nothing of it may play on her page.
+    rounds = []
+    for attempt in range(1, 5):
+        seen = he.evaluate(STALE_CONNECT, [LK_URL, token, 4000, True])
+        rounds.append(seen)
+        step(f"attempt {attempt}: his saved token connects again and publishes his camera: {seen}")
+        assert seen["connected"], f"LiveKit took the saved token: {seen}"
+        assert video_frames(she) == frozen, f"her page decoded his camera after her revoke (attempt {attempt})"
+        if seen["outAfterMs"] is not None:
+            break
+    taken = sum(1 for r in rounds if r["camera"] == "published")
+    step(f"nothing of his camera played on her page; LiveKit took it {taken} of {len(rounds)} times")
+    result(call=call, him=f"he-{tag}", rounds=rounds, taken=taken)
+
+
+def group_call(browser, tag):
+    """She (web page) calls him (his page, the attacker) and W2 (an honest Python client); all hear each other."""
+    she = sign_in(browser, f"she-{tag}", "Alice", "female")
+    he = sign_in(browser, f"he-{tag}", "Bob", "male")
+    w2_id = f"w2-{tag}"
+    w2_token = dev_token(w2_id, "female")
+    she.get_by_label("Whom to call (user id)").fill(f"he-{tag}, {w2_id}")
+    she.get_by_role("button", name="Call", exact=True).click()
+    expect(he.get_by_role("heading", name="Incoming call")).to_be_visible(timeout=10_000)
+    call = she.evaluate("window.callgateApp.call().id")
+    he.get_by_role("button", name="Answer").click()
+    status, accepted = api("POST", f"/api/v1/calls/{call}/accept", w2_token, {})
+    assert status == 200, f"W2 answers: {status} {accepted}"
+    w2 = Lk(accepted["join"]["url"], accepted["join"]["token"])
+    w2.cmd("publish_audio")
+    wait_until("his page hears both", lambda: receiving(he)["audioPackets"] > 0, 20)
+    w2.cmd("wait_for", event="track_subscribed", where={"identity": f"he-{tag}"}, timeout=20)
+    step("she calls him and W2 (an honest Python client); everyone hears everyone")
+    return she, he, w2, call
+
+
+def reuse_after(he, token, who):
+    seen = he.evaluate(STALE_CONNECT, [LK_URL, token, 8000, False])
+    step(f"{who}: his saved token connects again: {seen}")
+    assert not seen["subscribed"], f"he subscribed to something: {seen}"
+    assert seen["audioPackets"] == 0 and seen["videoFrames"] == 0, f"he received media: {seen}"
+    # Put out once connected, or already while his connection was being set
+    # up (LiveKit took the token; callgate removed him before media flowed).
+    assert seen["outAfterMs"] is not None or not seen["connected"], f"he is put out of the room: {seen}"
+    return seen
+
+
+def still_on(she, call):
+    state = she.evaluate("async (id) => (await window.callgateApp.client().getCall(id)).state", call)
+    assert state == "active", f"the call goes on between her and W2: {state}"
+
+
+def the_stale_rejoin(browser, tag):
+    she, he, w2, call = group_call(browser, tag)
+    try:
+        token = saved_token(he, with_camera=False)
+        he.evaluate("async (id) => { await window.callgateApp.client().leaveCall(id); }", call)
+        step("he leaves the call; it goes on between her and W2")
+        time.sleep(1)
+        left = reuse_after(he, token, "after leaving")
+        still_on(she, call)
+        step("back with the last refreshed token, he plays nothing of hers or W2's and is put out")
+    finally:
+        w2.close()
+    she.context.close()
+    he.context.close()
+
+    she, he, w2, removed_call = group_call(browser, tag + "r")
+    try:
+        token = saved_token(he, with_camera=False)
+        outcome = he.evaluate(DISGUISED_PUBLISH)
+        assert outcome == "published", outcome
+        wait_until("he is put out of the call", lambda: he.evaluate("window.callgateApp.room() === undefined"), 20)
+        step("in another call he publishes a disguised track and is put out")
+        removed = reuse_after(he, token, "after his removal")
+        still_on(she, removed_call)
+        step("back with the last refreshed token, he plays nothing of hers or W2's and is put out")
+    finally:
+        w2.close()
+    result(left_call=call, removed_call=removed_call, left=left, removed=removed)
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     tag = uuid.uuid4().hex[:10]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            {"call": the_call, "mislabel": the_mislabel}[PART](browser, tag)
+            parts = {
+                "call": the_call,
+                "mislabel": the_mislabel,
+                "disguised": the_disguised,
+                "stale_camera": the_stale_camera,
+                "stale_rejoin": the_stale_rejoin,
+            }
+            parts[PART](browser, tag)
         except Exception:
             print("---- browser console ----", file=sys.stderr)
             print("\n".join(console[-80:]), file=sys.stderr)

@@ -141,6 +141,8 @@ class Client:
         self.media: dict[str, Media] = {}
         # subscribe only to tracks whose kind matches their source (cmd_connect)
         self.by_kind = False
+        # follow the room's metadata: what to receive, and who may receive ours (cmd_connect)
+        self.honest = False
         # remote track sid -> frames received on it, and whose track it is
         self.frames: dict[str, int] = {}
         self.track_owner: dict[str, tuple[str, str]] = {}
@@ -176,6 +178,9 @@ class Client:
         @room.on("participant_connected")
         def _pc(p: rtc.RemoteParticipant) -> None:
             self.record("participant_connected", identity=p.identity, name=p.name)
+            if self.honest:
+                for pub in p.track_publications.values():
+                    self.judge(pub, p)
 
         @room.on("participant_disconnected")
         def _pd(p: rtc.RemoteParticipant) -> None:
@@ -199,7 +204,9 @@ class Client:
         @room.on("track_published")
         def _tp(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
             self.record("track_published", identity=p.identity, **publication_json(pub))
-            if self.by_kind:
+            if self.honest:
+                self.judge(pub, p)
+            elif self.by_kind:
                 self.subscribe_by_kind(pub)
 
         @room.on("track_unpublished")
@@ -209,6 +216,10 @@ class Client:
         @room.on("track_subscribed")
         def _ts(track: Any, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
             self.record("track_subscribed", identity=p.identity, **publication_json(pub))
+            if self.honest and not self.may_play(track, pub, p):
+                pub.set_subscribed(False)
+                self.record("track_refused", sid=pub.sid, kind=KIND_NAMES.get(pub.kind), source=source_name(pub.source))
+                return
             self.count_frames(track, pub, p)
 
         @room.on("track_unsubscribed")
@@ -255,6 +266,8 @@ class Client:
         @room.on("room_metadata_changed")
         def _rmc(old: str, new: str) -> None:
             self.record("room_metadata_changed", metadata=new)
+            if self.honest:
+                self.follow()
 
         @room.on("data_received")
         def _dr(packet: rtc.DataPacket) -> None:
@@ -291,6 +304,76 @@ class Client:
         else:
             self.record("track_refused", sid=pub.sid, kind=kind, source=source)
 
+    # --- the honest client: callgate's README rule --------------------------
+    #
+    # What plays and who may receive follow the room's metadata, which only
+    # callgate can write; the same rule as clients/ts/src/media.ts.
+
+    def room_state(self) -> dict[str, Any]:
+        try:
+            meta = json.loads(self.require_room().metadata or "null")
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            return {"video": "off", "live": []}
+        video = meta.get("video") if meta.get("video") in ("on", "requested") else "off"
+        live = [x for x in meta.get("live") or [] if isinstance(x, str)]
+        return {"video": video, "live": live}
+
+    def follow(self) -> None:
+        """Only those live may subscribe to our tracks (LiveKit enforces it),
+        and every publication is judged again."""
+        room = self.require_room()
+        state = self.room_state()
+        me = room.local_participant.identity
+        allowed = [
+            rtc.ParticipantTrackPermission(participant_identity=who, allow_all=True)
+            for who in state["live"]
+            if who != me
+        ]
+        room.local_participant.set_track_subscription_permissions(
+            allow_all_participants=False, participant_permissions=allowed
+        )
+        self.record("permissions_set", allowed=[a.participant_identity for a in allowed])
+        for p in room.remote_participants.values():
+            for pub in p.track_publications.values():
+                self.judge(pub, p)
+
+    @staticmethod
+    def real_kind(pub: Any) -> str | None:
+        declared = KIND_NAMES.get(pub.kind, "unknown")
+        top = (pub.mime_type or "").split("/")[0].strip().lower()
+        media = {"": None, "audio": "audio", "video": "video"}.get(top, "other")
+        if media is not None and media != declared:
+            return None
+        return declared
+
+    def may_receive(self, pub: Any, p: rtc.RemoteParticipant) -> bool:
+        state = self.room_state()
+        if p.identity not in state["live"]:
+            return False
+        kind, source = self.real_kind(pub), source_name(pub.source)
+        if kind == "audio":
+            return source == "microphone" or (source == "screen_share_audio" and state["video"] == "on")
+        if kind == "video":
+            return source in ("camera", "screen_share") and state["video"] == "on"
+        return False
+
+    def may_play(self, track: Any, pub: Any, p: rtc.RemoteParticipant) -> bool:
+        real = "video" if isinstance(track, rtc.RemoteVideoTrack) else "audio"
+        return self.may_receive(pub, p) and real == self.real_kind(pub)
+
+    def judge(self, pub: Any, p: rtc.RemoteParticipant) -> None:
+        wanted = self.may_receive(pub, p)
+        if pub.subscribed != wanted:
+            pub.set_subscribed(wanted)
+            if not wanted:
+                task = self.streams.pop(pub.sid, None)
+                if task is not None:
+                    task.cancel()
+        if not wanted:
+            self.record("track_refused", sid=pub.sid, kind=KIND_NAMES.get(pub.kind), source=source_name(pub.source))
+
     def count_frames(self, track: Any, pub: Any, p: rtc.RemoteParticipant) -> None:
         sid = pub.sid
         self.track_owner[sid] = (p.identity, source_name(pub.source))
@@ -322,20 +405,24 @@ class Client:
         return self.room
 
     async def cmd_connect(self, url: str, token: str, subscribe: str = "all") -> dict[str, Any]:
-        """`subscribe`: "all" (LiveKit's auto-subscribe), or "by_kind", the
-        rule callgate's README gives clients: subscribe to a track only when
-        its kind matches its declared source (audio as microphone or
-        screen_share_audio, video as camera or screen_share)."""
+        """`subscribe`: "all" (LiveKit's auto-subscribe); "by_kind": subscribe
+        to a track only when its kind matches its declared source (audio as
+        microphone or screen_share_audio, video as camera or screen_share);
+        "honest", the rule callgate's README gives clients: by kind, by media
+        (the codec's mime type must be the declared kind), video only while
+        the room's metadata says video is on, only from those it lists live,
+        and only those it lists live may subscribe to this client's tracks."""
         if self.room is not None:
             raise CommandError("already connected")
-        if subscribe not in ("all", "by_kind"):
+        if subscribe not in ("all", "by_kind", "honest"):
             raise CommandError(f"unknown subscribe mode {subscribe!r}")
         room = rtc.Room()
         self.by_kind = subscribe == "by_kind"
+        self.honest = subscribe == "honest"
         self.attach_handlers(room)
         try:
             await asyncio.wait_for(
-                room.connect(url, token, rtc.RoomOptions(auto_subscribe=not self.by_kind)),
+                room.connect(url, token, rtc.RoomOptions(auto_subscribe=subscribe == "all")),
                 CONNECT_TIMEOUT_S,
             )
         except asyncio.TimeoutError:
@@ -344,7 +431,10 @@ class Client:
             raise CommandError(f"ConnectError: {e.message}") from None
         self.room = room
         self.record("connected", identity=room.local_participant.identity, room=room.name)
-        if self.by_kind:
+        if self.honest:
+            # Before anything is published: who may receive it.
+            self.follow()
+        elif self.by_kind:
             for p in room.remote_participants.values():
                 for pub in p.track_publications.values():
                     self.subscribe_by_kind(pub)

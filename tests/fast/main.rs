@@ -10,6 +10,7 @@
 
 mod appointments;
 mod hardening;
+mod media;
 mod support;
 
 use callgate::clock::Clock;
@@ -60,12 +61,7 @@ async fn the_reconciler_puts_drifted_rights_back_and_records_a_camera_published_
     // Bob's rights drifted to allow a camera, and he published one.
     let drifted = Some(vec![TrackSource::Microphone, TrackSource::Camera]);
     world.rooms.join(&room, Participant { publish_sources: drifted, ..in_room(&bob, session) });
-    let camera = TrackSeen {
-        sid: "TR_cam".into(),
-        kind: TrackKind::Video,
-        source: Some(TrackSource::Camera),
-        muted: false,
-    };
+    let camera = TrackSeen::honest("TR_cam", TrackKind::Video, TrackSource::Camera);
     world.rooms.publish(&room, bob.id.as_str(), camera);
     // Video has been off for longer than LiveKit takes to remove a track.
     world.clock.advance(seconds(5));

@@ -77,6 +77,7 @@ fn config(database_url: &str) -> Config {
     let mut config = Config::from_lookup(|name| env.get(name).cloned()).expect("the .env.example settings");
     // The limits live in Redis.
     config.rate_limits.call_starts_per_minute = 0;
+    config.rate_limits.video_requests_per_call = 0;
     config.events.require_callee_online = false;
     config.database_pool_size = 4;
     config
@@ -135,13 +136,20 @@ impl World {
         CallId(started.call.id)
     }
 
-    /// `caller` rings `callees` and they all answer.
+    /// `caller` rings `callees` and they all answer; LiveKit has been told
+    /// what follows (what the answers' own background settling does).
     pub async fn answered_call(&self, caller: &AuthUser, callees: &[&AuthUser]) -> CallId {
         let call = self.ring(caller, callees).await;
         for callee in callees {
             lifecycle::accept(&self.core, callee, call, None).await.expect("the callee answers");
         }
+        self.settle(call).await;
         call
+    }
+
+    /// LiveKit is told what the call's committed state asks for.
+    pub async fn settle(&self, call: CallId) {
+        assert!(enforce::settle(&self.core, enforce::Effects::for_call(call)).await, "LiveKit confirms");
     }
 
     /// The call as `user` sees it through the API's use case.
@@ -196,6 +204,21 @@ pub fn room_started(room: &str, at: DateTime<Utc>) -> Event {
 
 pub fn joined(room: &str, who: &AuthUser, session: DateTime<Utc>, at: DateTime<Utc>) -> Event {
     Event { participant: Some(in_room(who, session)), ..event(EventKind::ParticipantJoined, room, at) }
+}
+
+/// `who` published `track` (LiveKit's `track_published`).
+pub fn published(
+    room: &str,
+    who: &AuthUser,
+    session: DateTime<Utc>,
+    at: DateTime<Utc>,
+    track: callgate::livekit::TrackSeen,
+) -> Event {
+    Event {
+        participant: Some(in_room(who, session)),
+        track: Some(track),
+        ..event(EventKind::TrackPublished, room, at)
+    }
 }
 
 pub fn left(

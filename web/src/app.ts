@@ -11,7 +11,21 @@ import {
   RoomEvent,
   Track,
 } from "livekit-client";
-import { Call, CallgateClient, CallgateError, CallgateEvent, CallWithJoin, EventStream } from "../../clients/ts/src/index";
+import {
+  allowedSubscribers,
+  Call,
+  CallgateClient,
+  CallgateError,
+  CallgateEvent,
+  CallWithJoin,
+  CLOSED,
+  EventStream,
+  mayPlay,
+  mayReceive,
+  parseRoomState,
+  Publication,
+  RoomState,
+} from "../../clients/ts/src/index";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const SCREENS = ["signin", "home", "incoming", "call", "ended", "history"] as const;
@@ -21,7 +35,16 @@ interface Session { token: string; userId: string; name: string }
 let session: Session | undefined;
 let client: CallgateClient | undefined;
 let stream: EventStream | undefined;
-let current: { call: Call; room?: Room; connected: boolean; requestId?: string } | undefined;
+let current:
+  | {
+      call: Call;
+      room?: Room;
+      connected: boolean;
+      requestId?: string;
+      // What the room's metadata (only callgate writes it) says; what plays follows it.
+      state: RoomState;
+    }
+  | undefined;
 let incoming: Call | undefined;
 let qualityTimer: ReturnType<typeof setInterval> | undefined;
 let endedCallId: string | undefined;
@@ -123,7 +146,7 @@ function onEvent(event: CallgateEvent) {
       if (mine) consentNote("Video is on."), setVideoUi(true);
       break;
     case "video.off":
-      if (mine) consentNote("Video is off."), setVideoUi(false);
+      if (mine) consentNote("Video is off."), videoOff(), setVideoUi(false);
       break;
     case "video.declined":
       if (mine) consentNote("Your request for video was declined.");
@@ -138,11 +161,15 @@ function onEvent(event: CallgateEvent) {
 
 async function placeCall(form: HTMLFormElement) {
   const data = new FormData(form);
-  const callee = String(data.get("callee")).trim();
+  // Several people: their user ids separated by commas.
+  const callees = String(data.get("callee"))
+    .split(",")
+    .map((id) => id.trim())
+    .filter(Boolean);
   const type = data.get("type") === "video" ? "video" : "audio";
   try {
-    const started = await client!.startCall([callee], type);
-    await enter(started, `Calling ${callee}…`);
+    const started = await client!.startCall(callees, type);
+    await enter(started, `Calling ${callees.join(", ")}…`);
   } catch (err) {
     $("home-status").textContent = `Could not call: ${explain(err)}`;
   }
@@ -174,50 +201,79 @@ async function decline() {
 
 async function enter(started: CallWithJoin, note: string) {
   const { call, join, iceServers } = started;
-  current = { call, connected: false };
+  current = { call, connected: false, state: CLOSED };
   title(call);
   status(note);
   consentNote("");
   setVideoUi(false);
   $("ask-video").hidden = false;
   show("call");
-  // Subscribe by kind: audio only as microphone/screen share audio, video
-  // only as camera/screen share; a mislabelled track is never received.
+  // Nothing is subscribed by itself: each publication is judged against the
+  // room's metadata (clients/ts/src/media.ts), again whenever it changes.
   const room = new Room({ adaptiveStream: false, dynacast: false });
   current.room = room;
   room
-    .on(RoomEvent.TrackPublished, (pub, participant) => subscribeByKind(pub, participant))
-    .on(RoomEvent.ParticipantConnected, (p) => p.trackPublications.forEach((pub) => subscribeByKind(pub, p)))
-    .on(RoomEvent.TrackSubscribed, (track) => attach(track))
+    .on(RoomEvent.TrackPublished, (pub, participant) => judge(pub, participant))
+    .on(RoomEvent.ParticipantConnected, (p) => p.trackPublications.forEach((pub) => judge(pub, p)))
+    .on(RoomEvent.TrackSubscribed, (track, pub, participant) => play(track, pub, participant))
     .on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el !== $("remote-video") && el.remove()))
     .on(RoomEvent.ParticipantPermissionsChanged, (_prev, participant) => {
       if (participant === room.localParticipant) void onRights();
     })
-    .on(RoomEvent.RoomMetadataChanged, (metadata) => onRoomMetadata(metadata))
-    .on(RoomEvent.DataReceived, (_payload, participant, _kind, topic) => {
-      // Only the server's messages (no sender) may speak for callgate.
-      if (topic === "callgate.video" && participant === undefined) void refreshVideo();
-    })
+    .on(RoomEvent.RoomMetadataChanged, () => follow(room))
     .on(RoomEvent.ParticipantConnected, () => {
       current!.connected = true;
       status("Connected");
     })
     .on(RoomEvent.Disconnected, () => current?.room === room && finish("Disconnected."));
   await room.connect(join.url, join.token, { autoSubscribe: false, rtcConfig: { iceServers: iceServers as RTCIceServer[] } });
-  room.remoteParticipants.forEach((p) => p.trackPublications.forEach((pub) => subscribeByKind(pub, p)));
+  // Who may receive our tracks is set before we publish any.
+  follow(room);
   if (room.remoteParticipants.size > 0) (current.connected = true), status("Connected");
   await room.localParticipant.setMicrophoneEnabled(true);
-  onRoomMetadata(room.metadata);
   qualityTimer = setInterval(() => void sampleQuality(), 5000);
 }
 
-function subscribeByKind(pub: RemoteTrackPublication, _participant: RemoteParticipant) {
-  const audio = pub.kind === Track.Kind.Audio && (pub.source === Track.Source.Microphone || pub.source === Track.Source.ScreenShareAudio);
-  const video = pub.kind === Track.Kind.Video && (pub.source === Track.Source.Camera || pub.source === Track.Source.ScreenShare);
-  if (audio || video) pub.setSubscribed(true);
+function facts(pub: RemoteTrackPublication, participant: RemoteParticipant): Publication {
+  return { publisher: participant.identity, kind: pub.kind, mimeType: pub.mimeType, source: pub.source };
 }
 
-function attach(track: RemoteTrack) {
+/** The room's metadata changed (or we just joined): follow what it says. */
+function follow(room: Room) {
+  if (current?.room !== room) return;
+  const state = parseRoomState(room.metadata);
+  current.state = state;
+  // LiveKit lets only those live in the call subscribe to what we publish:
+  // a connection made with someone's old token after they left gets nothing.
+  const allowed = allowedSubscribers(state, room.localParticipant.identity);
+  room.localParticipant.setTrackSubscriptionPermissions(
+    false,
+    allowed.map((participantIdentity) => ({ participantIdentity, allowAll: true })),
+  );
+  room.remoteParticipants.forEach((p) => p.trackPublications.forEach((pub) => judge(pub, p)));
+  setVideoUi(state.video === "on");
+}
+
+/** Video is off, whoever said so first (our own revoke, an event): stop receiving it now. */
+function videoOff() {
+  const room = current?.room;
+  if (!current || !room) return;
+  current.state = { ...current.state, video: "off" };
+  room.remoteParticipants.forEach((p) => p.trackPublications.forEach((pub) => judge(pub, p)));
+}
+
+function judge(pub: RemoteTrackPublication, participant: RemoteParticipant) {
+  if (!current) return;
+  const wanted = mayReceive(current.state, facts(pub, participant));
+  if (pub.isDesired !== wanted) pub.setSubscribed(wanted);
+}
+
+function play(track: RemoteTrack, pub: RemoteTrackPublication, participant: RemoteParticipant) {
+  if (!current || !mayPlay(current.state, facts(pub, participant), track.mediaStreamTrack.kind)) {
+    // A track whose media is not what it said, or no longer allowed.
+    pub.setSubscribed(false);
+    return;
+  }
   if (track.kind === Track.Kind.Video) track.attach($<HTMLVideoElement>("remote-video"));
   else $("audio-sink").appendChild(track.attach());
 }
@@ -316,25 +372,13 @@ async function answerRequest(requestId: string, allow: boolean) {
 
 async function revoke() {
   const call = current!.call;
+  // Nothing of anyone's video plays from the moment she asks.
+  videoOff();
   await client!.revokeVideo(call.id).then(() => (consentNote("Video is off."), setVideoUi(false)), (err) => toast(explain(err)));
 }
 
-async function refreshVideo() {
-  if (!current) return;
-  const view = await client!.videoState(current.call.id).catch(() => undefined);
-  if (view) setVideoUi(view.state === "on");
-}
-
-function onRoomMetadata(metadata: string | undefined) {
-  try {
-    const meta = JSON.parse(metadata || "{}");
-    if (meta.video) setVideoUi(meta.video === "on");
-  } catch {
-    /* not callgate's */
-  }
-}
-
-// Whether video is on, as the server says; rights come from LiveKit.
+// The buttons follow whether video is on; what plays follows the room's
+// metadata (`follow`), and rights come from LiveKit.
 function setVideoUi(on: boolean) {
   $("ask-video").hidden = on;
   $("video-off").hidden = !on;
@@ -492,6 +536,10 @@ Object.assign(window, {
   callgateApp: {
     receiving,
     room: () => current?.room,
+    call: () => current?.call,
+    client: () => client,
+    Room,
+    RoomEvent,
     Track,
     ConnectionState,
     Participant,

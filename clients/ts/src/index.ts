@@ -219,3 +219,13 @@ function safeJson(text: string): unknown {
 export { EventStream, backoffDelay } from "./events.js";
 export type { CallgateEvent, EventStreamOptions, StreamStatus } from "./events.js";
 import { EventStream, type EventStreamOptions } from "./events.js";
+export {
+  CLOSED,
+  allowedSubscribers,
+  kindOfMime,
+  mayPlay,
+  mayReceive,
+  parseRoomState,
+  realKind,
+} from "./media.js";
+export type { MediaKind, Publication, RoomState, VideoState } from "./media.js";

@@ -386,36 +386,97 @@ pub enum TrackKind {
     Other,
 }
 
+impl TrackKind {
+    /// The kind of a codec's mime type (`video/VP8` is video); `None` when
+    /// there is none.
+    pub fn of_mime(mime: &str) -> Option<TrackKind> {
+        let (top, _) = mime.split_once('/').unwrap_or((mime, ""));
+        match top.trim().to_ascii_lowercase().as_str() {
+            "" => None,
+            "video" => Some(TrackKind::Video),
+            "audio" => Some(TrackKind::Audio),
+            _ => Some(TrackKind::Other),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+            TrackKind::Other => "other",
+        }
+    }
+}
+
+/// A published track as its client labelled it and as its media is: the
+/// kind and source the client declared (LiveKit checks only these against
+/// the rights), and the kind of the media LiveKit receives (from the
+/// codec's mime type), once LiveKit knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackLabel {
+    pub declared: TrackKind,
+    /// `None` while LiveKit has not said what the media is.
+    pub media: Option<TrackKind>,
+    /// `None` for a source LiveKit calls unknown.
+    pub source: Option<TrackSource>,
+}
+
+impl TrackLabel {
+    /// What the track really is: video if its media is video or its client
+    /// says so, whatever else it says.
+    pub fn kind(&self) -> TrackKind {
+        let either = |kind| self.declared == kind || self.media == Some(kind);
+        if either(TrackKind::Video) {
+            TrackKind::Video
+        } else if either(TrackKind::Audio) {
+            TrackKind::Audio
+        } else {
+            TrackKind::Other
+        }
+    }
+
+    /// The declared kind, the media and the source do not tell the same
+    /// story: video declared as audio (or the reverse), video as a
+    /// microphone, audio as a camera.
+    pub fn is_a_lie(&self) -> bool {
+        if self.media.is_some_and(|media| media != self.declared) {
+            return true;
+        }
+        match (self.kind(), self.source) {
+            (TrackKind::Video, Some(TrackSource::Camera | TrackSource::ScreenShare)) => false,
+            (TrackKind::Video, _) => true,
+            (TrackKind::Audio, Some(TrackSource::Camera | TrackSource::ScreenShare)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// What the policy says of a published track.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackVerdict {
     Allowed,
     /// A camera or screen track while video is off (or a screen track for
     /// someone whose role may not share): the SFU refuses these itself, so
-    /// one can only come from rights that were still being withdrawn.
+    /// one can only come from rights that were still being withdrawn, or
+    /// from a token LiveKit refreshed while video was on.
     NotNow,
-    /// Video under another label (`microphone`, `screen_share_audio`,
-    /// unknown): never allowed, whatever the video state. The SFU checks only
-    /// the label, so this is a client lying about its track.
+    /// A track whose label lies (`TrackLabel::is_a_lie`): video under
+    /// another label or another declared type, never allowed, whatever the
+    /// video state. The SFU checks only the label, so this is a client
+    /// lying about its track.
     Mislabelled,
 }
 
-/// Video is video whatever its label: a track of kind video is allowed only
-/// as `camera` (or `screen_share` for those who may share), and only while
-/// video is on. `source` is `None` for a source LiveKit calls unknown.
-pub fn judge_track(
-    kind: TrackKind,
-    source: Option<TrackSource>,
-    state: VideoState,
-    may_share_screen: bool,
-) -> TrackVerdict {
-    let allowed = |source| publish_sources(state, may_share_screen).contains(&source);
-    match (kind, source) {
-        (TrackKind::Video, Some(source @ (TrackSource::Camera | TrackSource::ScreenShare))) => {
-            if allowed(source) { TrackVerdict::Allowed } else { TrackVerdict::NotNow }
-        }
-        (TrackKind::Video, _) => TrackVerdict::Mislabelled,
-        (_, Some(source)) if !allowed(source) => TrackVerdict::NotNow,
+/// Video is video whatever its label: a track whose media or declared
+/// kind is video is allowed only as `camera` (or `screen_share` for those
+/// who may share), and only while video is on; any disagreement between
+/// its declared kind, its media and its source is a lie.
+pub fn judge_track(track: TrackLabel, state: VideoState, may_share_screen: bool) -> TrackVerdict {
+    if track.is_a_lie() {
+        return TrackVerdict::Mislabelled;
+    }
+    match track.source {
+        Some(source) if !publish_sources(state, may_share_screen).contains(&source) => TrackVerdict::NotNow,
         _ => TrackVerdict::Allowed,
     }
 }

@@ -700,6 +700,11 @@ fn every_requester_consents_to_their_own_request_in_the_ledger() {
     }
 }
 
+/// A track as an honest client publishes it: the media is what it declares.
+fn honest(kind: TrackKind, source: Option<TrackSource>) -> TrackLabel {
+    TrackLabel { declared: kind, media: Some(kind), source }
+}
+
 #[test]
 fn video_is_video_whatever_its_label() {
     use TrackKind::{Audio, Video};
@@ -713,6 +718,8 @@ fn video_is_video_whatever_its_label() {
         (Audio, None, off, false, Allowed),
         (Audio, Some(ScreenShareAudio), off, true, NotNow),
         (Audio, Some(ScreenShareAudio), on, true, Allowed),
+        (Audio, Some(Camera), on, true, Mislabelled),
+        (Audio, Some(ScreenShare), on, true, Mislabelled),
         (Video, Some(Camera), on, false, Allowed),
         (Video, Some(Camera), off, true, NotNow),
         (Video, Some(Camera), VideoState::Requested, true, NotNow),
@@ -724,11 +731,48 @@ fn video_is_video_whatever_its_label() {
         (Video, Some(ScreenShareAudio), on, true, Mislabelled),
         (Video, Some(ScreenShareAudio), off, false, Mislabelled),
         (Video, None, on, true, Mislabelled),
-        (TrackKind::Other, Some(Microphone), off, false, Allowed),
     ];
     for (kind, source, state, share, verdict) in cases {
-        assert_eq!(judge_track(kind, source, state, share), verdict, "{kind:?} {source:?} {state:?} {share}");
+        let track = honest(kind, source);
+        assert_eq!(judge_track(track, state, share), verdict, "{track:?} {state:?} {share}");
     }
+    let data = TrackLabel { declared: TrackKind::Other, media: None, source: Some(Microphone) };
+    assert_eq!(judge_track(data, off, false), Allowed);
+}
+
+#[test]
+fn video_declared_as_audio_is_a_lie_whatever_its_source_and_the_video_state() {
+    for source in [Some(TrackSource::Microphone), Some(TrackSource::ScreenShareAudio), None] {
+        for state in [VideoState::Off, VideoState::Requested, VideoState::On] {
+            let track = TrackLabel { declared: TrackKind::Audio, media: Some(TrackKind::Video), source };
+            assert_eq!(track.kind(), TrackKind::Video);
+            assert_eq!(judge_track(track, state, true), TrackVerdict::Mislabelled, "{track:?} {state:?}");
+        }
+    }
+    // Even as a camera while video is on: the declared type disagrees with the media.
+    let camera = TrackLabel {
+        declared: TrackKind::Audio,
+        media: Some(TrackKind::Video),
+        source: Some(TrackSource::Camera),
+    };
+    assert_eq!(judge_track(camera, VideoState::On, true), TrackVerdict::Mislabelled);
+    let reverse = TrackLabel {
+        declared: TrackKind::Video,
+        media: Some(TrackKind::Audio),
+        source: Some(TrackSource::Camera),
+    };
+    assert_eq!(judge_track(reverse, VideoState::On, true), TrackVerdict::Mislabelled);
+}
+
+#[test]
+fn a_codecs_mime_type_tells_its_kind() {
+    assert_eq!(TrackKind::of_mime("video/VP8"), Some(TrackKind::Video));
+    assert_eq!(TrackKind::of_mime("Video/H264"), Some(TrackKind::Video));
+    assert_eq!(TrackKind::of_mime("audio/opus"), Some(TrackKind::Audio));
+    assert_eq!(TrackKind::of_mime("audio/red"), Some(TrackKind::Audio));
+    assert_eq!(TrackKind::of_mime(""), None);
+    assert_eq!(TrackKind::of_mime("application/x-thing"), Some(TrackKind::Other));
+    assert_eq!(TrackKind::of_mime("video"), Some(TrackKind::Video));
 }
 
 #[test]
@@ -1198,27 +1242,43 @@ fn video_state() -> impl Strategy<Value = VideoState> {
 
 proptest! {
     /// Video reaches others only as a camera (or a screen, for those who may
-    /// share) while video is on; under any other label it is always a lie.
+    /// share) while video is on, and only when its declared kind is its
+    /// media's; under any other label or declaration it is always a lie.
+    /// Every pair of declared and real kinds, and an unknown media.
     #[test]
     fn video_is_allowed_only_as_camera_or_screen_while_on(
-        kind in track_kind(),
+        declared in track_kind(),
+        media in prop::option::of(track_kind()),
         source in track_source(),
         state in video_state(),
         share in any::<bool>(),
     ) {
-        let verdict = judge_track(kind, source, state, share);
-        if kind == TrackKind::Video {
-            let honest = matches!(source, Some(TrackSource::Camera | TrackSource::ScreenShare));
+        let track = TrackLabel { declared, media, source };
+        let verdict = judge_track(track, state, share);
+        let is_video = declared == TrackKind::Video || media == Some(TrackKind::Video);
+        let disagree = media.is_some_and(|m| m != declared);
+        if disagree {
+            prop_assert_eq!(verdict, TrackVerdict::Mislabelled);
+        }
+        if is_video {
+            let honest = !disagree && matches!(source, Some(TrackSource::Camera | TrackSource::ScreenShare));
             prop_assert_eq!(verdict == TrackVerdict::Mislabelled, !honest);
             if verdict == TrackVerdict::Allowed {
                 prop_assert_eq!(state, VideoState::On);
                 prop_assert!(source == Some(TrackSource::Camera) || share);
+                prop_assert_eq!(media.unwrap_or(TrackKind::Video), TrackKind::Video);
             }
-        } else {
-            prop_assert!(verdict != TrackVerdict::Mislabelled);
         }
-        if let Some(source) = source && verdict == TrackVerdict::Allowed {
-            prop_assert!(publish_sources(state, share).contains(&source) || kind == TrackKind::Other);
+        if verdict == TrackVerdict::Allowed {
+            prop_assert!(!disagree);
+            if let Some(source) = source {
+                prop_assert!(publish_sources(state, share).contains(&source));
+            }
+        }
+        // Nothing is allowed that an honest client's label of the same media
+        // would not have been allowed under.
+        if verdict == TrackVerdict::Allowed && let Some(media) = media {
+            prop_assert_eq!(judge_track(TrackLabel { declared: media, media: Some(media), source }, state, share), verdict);
         }
     }
 

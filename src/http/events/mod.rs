@@ -86,7 +86,7 @@ async fn authenticate(
 ) -> Result<(UserId, DateTime<Utc>), ApiError> {
     if headers.contains_key(axum::http::header::AUTHORIZATION) {
         let token = bearer_in(headers).ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        let user = app.auth.verify(token, app.clock.now())?.id;
+        let user = app.auth.verify(token, app.clock.now()).await?.id;
         let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("the token has no exp"))?;
         return Ok((user, expires_at));
     }

@@ -181,6 +181,13 @@ impl LkClient {
         Self::connect_with(url, token, "by_kind").await
     }
 
+    /// The README's honest client: it receives by kind and by media, video
+    /// only while the room's metadata says video is on, only from those it
+    /// lists live, and lets only those subscribe to its own tracks.
+    pub async fn connect_honest(url: &str, token: &str) -> anyhow::Result<LkClient> {
+        Self::connect_with(url, token, "honest").await
+    }
+
     async fn connect_with(url: &str, token: &str, subscribe: &str) -> anyhow::Result<LkClient> {
         let python = std::env::var("CALLGATE_PYTHON").unwrap_or_else(|_| "python3".into());
         let inherit = std::env::var("LKCLIENT_STDERR").is_ok_and(|v| v == "inherit");

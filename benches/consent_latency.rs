@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("STALE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if full { 10 } else { 1 });
     let app = helpers::spawn_app_configured(|c| {
         c.rate_limits.video_requests_per_call = 100_000;
+        c.rate_limits.video_requests_per_participant = 10_000;
         c.rate_limits.requests_per_minute = 100_000;
     })
     .await;

@@ -149,6 +149,8 @@ pub struct EventsConfig {
 pub struct RateLimits {
     pub call_starts_per_minute: u32,
     pub video_requests_per_call: u32,
+    /// Of which one participant may put this many (in the same window).
+    pub video_requests_per_participant: u32,
     pub video_requests_window: Duration,
     pub requests_per_minute: u32,
     /// How long a limit waits for Redis before it fails open or closed.
@@ -165,6 +167,11 @@ pub struct Limits {
     pub quality_sample_interval: Duration,
     /// Quality samples kept per call.
     pub quality_max_samples_per_call: u32,
+    /// A participant's media changes per minute (a bucket refilling at this rate).
+    pub media_changes_per_minute: u32,
+    /// LiveKit webhooks refused for their signature per client address per
+    /// minute, in each instance; beyond them refusals are 429, unlogged.
+    pub webhook_refusals_per_minute: u32,
     /// Requests without valid credentials per client address per minute.
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
@@ -174,6 +181,20 @@ pub struct Limits {
     /// after which that caller may not ring her (0: no limit).
     pub ring_declines_limit: u32,
     pub ring_declines_window: Duration,
+}
+
+/// The HTTP server's own bounds (issue 28).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// A request's head must arrive within this (`HTTP_HEADER_TIMEOUT`); a
+    /// keep-alive connection idle this long is closed.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its head (`HTTP_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
+    /// `HSTS_MAX_AGE`: the deployment serves HTTPS only (behind its proxy),
+    /// so responses say `Strict-Transport-Security: max-age=<this>`; `None`
+    /// (0, the default) sends no such header.
+    pub hsts_max_age: Option<Duration>,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
@@ -207,7 +228,9 @@ pub struct CallAuthzConfig {
     /// Signs each request as an app webhook is signed (`CALL_AUTHZ_SECRET`).
     pub key: SigningKey,
     pub timeout: Duration,
-    /// A timeout or error lets the call ring instead of answering 503.
+    /// No answer in time or a failed connection lets the call ring instead
+    /// of answering 503 (the hook's own 4xx is a no, any other answer that
+    /// is no decision a 503, whatever this says).
     pub fail_open: bool,
     /// How long a decision is reused per (caller, callee, conversation); 0: never.
     pub cache: Duration,
@@ -262,6 +285,7 @@ pub struct Config {
     /// `None` serves neither (they are never on the public port).
     pub admin_port: Option<u16>,
     pub limits: Limits,
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -347,6 +371,7 @@ impl Config {
             },
             admin_port,
             limits: limits(&env)?,
+            http: http(&env)?,
         })
     }
 }
@@ -417,6 +442,11 @@ fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
     Ok(RateLimits {
         call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
         video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
+        video_requests_per_participant: env.bounded(
+            "RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT",
+            5,
+            0..=10_000,
+        )?,
         video_requests_window: env.bounded_seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600, 1..=86_400)?,
         requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
         redis_timeout: Duration::from_millis(env.bounded("RATE_LIMIT_REDIS_TIMEOUT_MS", 300, 10..=10_000)?),
@@ -471,6 +501,12 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
         quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
         quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
+        media_changes_per_minute: env.bounded("RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE", 60, 0..=100_000)?,
+        webhook_refusals_per_minute: env.bounded(
+            "RATE_LIMIT_WEBHOOK_REFUSALS_PER_MINUTE",
+            60,
+            0..=1_000_000,
+        )?,
         ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
         ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
         unauthenticated_per_minute: env.bounded(
@@ -479,6 +515,15 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
             0..=1_000_000,
         )?,
         trusted_proxy_header,
+    })
+}
+
+fn http(env: &Env<'_>) -> Result<HttpConfig, ConfigError> {
+    let hsts = env.bounded_seconds("HSTS_MAX_AGE", 0, 0..=63_072_000)?;
+    Ok(HttpConfig {
+        header_timeout: env.bounded_seconds("HTTP_HEADER_TIMEOUT", 30, 1..=300)?,
+        body_timeout: env.bounded_seconds("HTTP_BODY_TIMEOUT", 10, 1..=300)?,
+        hsts_max_age: Some(hsts).filter(|max_age| !max_age.is_zero()),
     })
 }
 

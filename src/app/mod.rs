@@ -24,6 +24,8 @@ use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
 
+mod serve;
+
 pub struct Application {
     listener: TcpListener,
     /// The operations listener (`ADMIN_PORT`), if configured.
@@ -135,15 +137,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application { listener, admin, state, stop } = self;
         let mut jobs = JoinSet::new();
+        let timeouts = serve::ReadTimeouts {
+            header: state.config.http.header_timeout,
+            body: state.config.http.body_timeout,
+        };
         if let Some(admin) = admin {
             let (router, stopped) = (crate::http::admin_router(state.clone()), stop.clone());
-            jobs.spawn(async move {
-                let served =
-                    axum::serve(admin, router).with_graceful_shutdown(stopped.cancelled_owned()).await;
-                if let Err(err) = served {
-                    tracing::error!(error = %err, "the operations listener failed");
-                }
-            });
+            jobs.spawn(serve::serve(admin, router, timeouts, stopped.cancelled_owned()));
         }
         // The background jobs, beside the HTTP server.
         let core = &state.core;
@@ -159,6 +159,7 @@ impl Application {
             stop.clone(),
         ));
         jobs.spawn(crate::workers::app_webhooks::run(core.clone(), stop.clone()));
+        jobs.spawn(crate::workers::purge::run(core.clone(), stop.clone()));
         if let Some(keys) = state.auth.provider_keys() {
             jobs.spawn(keys.clone().run(stop.clone()));
         }
@@ -170,13 +171,11 @@ impl Application {
         // only ever held inside a transaction, so nothing is left claimed).
         // The peer address is what requests without valid credentials are
         // counted by (crate::infra::rate_limit), when no trusted proxy says better.
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { serve_stop.cancelled().await })
-            .await;
+        serve::serve(listener, app, timeouts, async move { serve_stop.cancelled().await }).await;
         stop.cancel();
         state.events.close_sockets(Duration::from_secs(5)).await;
         while jobs.join_next().await.is_some() {}
-        served.context("HTTP server")
+        Ok(())
     }
 }
 

@@ -86,6 +86,14 @@ pub fn rules(core: &Core) -> Rules {
     }
 }
 
+/// Whose `externalRef`s a booking by `user` is among: the host
+/// application's (every token with the `service` role books as one booker),
+/// or the scheduler's own. A ref is unique per booker: nobody takes, probes,
+/// moves or cancels another booker's by booking the same ref.
+fn ref_scope(user: &AuthUser) -> String {
+    if user.roles.contains(SERVICE_ROLE) { SERVICE_ROLE.to_owned() } else { format!("user:{}", user.id) }
+}
+
 fn may_book(core: &Core, user: &AuthUser) -> bool {
     user.roles.contains(SERVICE_ROLE) || core.config.scheduler_roles.iter().any(|r| user.roles.contains(r))
 }
@@ -116,9 +124,10 @@ fn ended_conflict() -> CallError {
     CallError::conflict(Code::AppointmentEnded, "the appointment has ended")
 }
 
-/// Books an appointment; the same `externalRef` again gives back the one
-/// booked (`created: false`), or 409 `appointment_differs` if it says
-/// something else.
+/// Books an appointment; the same `externalRef` again from the same booker
+/// gives back the one booked (`created: false`), or 409
+/// `appointment_differs` if it says something else. Another booker's ref of
+/// the same name is another appointment.
 pub async fn book(
     core: &Core,
     user: &AuthUser,
@@ -138,9 +147,11 @@ pub async fn book(
         (booking.hosts.iter().map(|h| (h.clone(), AppointmentRole::Host)))
             .chain(booking.guests.iter().map(|g| (g.clone(), AppointmentRole::Guest)))
             .collect();
+    let scope = ref_scope(user);
     let mut tx = core.db.begin().await?;
     let new = NewAppointment {
         id: Uuid::new_v4(),
+        ref_scope: &scope,
         external_ref: &booking.external_ref,
         call_type: booking.call_type,
         title: booking.title.as_deref(),
@@ -151,7 +162,7 @@ pub async fn book(
         opens_at: appointment::opens_at(window, &rules),
     };
     let created = rows::insert(&mut tx, &new).await?;
-    let row = rows::find_by_ref(&mut tx, &booking.external_ref).await?.ok_or(CallError::NotFound)?;
+    let row = rows::find_by_ref(&mut tx, &scope, &booking.external_ref).await?.ok_or(CallError::NotFound)?;
     let people = rows::people(&mut tx, row.id).await?;
     tx.commit().await?;
     let shown = meeting::view(&row, &people);
@@ -191,18 +202,28 @@ pub async fn get(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentVi
     Ok(meeting::view(&row, &people))
 }
 
+/// The appointment of `external_ref` among the caller's own bookings, else
+/// among the host application's that the caller may see (its hosts and
+/// guests find it by the host's ref). Another scheduler's refs are never
+/// looked at: what is not found and what may not be seen are the same 404.
 pub async fn get_by_ref(
     core: &Core,
     user: &AuthUser,
     external_ref: &str,
 ) -> Result<AppointmentView, CallError> {
     let mut conn = core.db.acquire().await?;
-    let row = rows::find_by_ref(&mut conn, external_ref).await?.ok_or(CallError::NotFound)?;
-    let people = rows::people(&mut conn, row.id).await?;
-    if !may_see(user, &row, &people) {
-        return Err(CallError::NotFound);
+    let mut scopes = vec![ref_scope(user)];
+    if scopes[0] != SERVICE_ROLE {
+        scopes.push(SERVICE_ROLE.to_owned());
     }
-    Ok(meeting::view(&row, &people))
+    for scope in scopes {
+        let Some(row) = rows::find_by_ref(&mut conn, &scope, external_ref).await? else { continue };
+        let people = rows::people(&mut conn, row.id).await?;
+        if may_see(user, &row, &people) {
+            return Ok(meeting::view(&row, &people));
+        }
+    }
+    Err(CallError::NotFound)
 }
 
 /// A page of the caller's appointments starting in `[from, to)`, soonest
@@ -473,7 +494,7 @@ pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppoin
             Ok(JoinedAppointment {
                 appointment: meeting::view(&row, &people),
                 call: CallView::new(&call, &participants),
-                ice_servers: if join.is_some() { core.ice_servers(&user.id) } else { Vec::new() },
+                ice_servers: if join.is_some() { core.ice_servers_in(&call, &user.id) } else { Vec::new() },
                 join,
                 waiting: entered.waiting,
             })

@@ -405,7 +405,7 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
             "video can be requested once the call is answered",
         ));
     }
-    crate::calls::limits::video_request(app, id).await?;
+    crate::calls::limits::video_request(app, id, &user.id).await?;
     let request_id = Uuid::new_v4();
     let decision = apply(
         app,
@@ -417,10 +417,10 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
     .await?;
     tx.commit().await?;
     // A request that completed the consents turned video on: wait for it.
+    // Otherwise nothing LiveKit holds changed (`store::save_video_session`):
+    // nothing to settle.
     if decision.session.state == VideoState::On {
         enforce::settle_soon(app, Effects::for_call(id)).await;
-    } else {
-        enforce::settle_later(app, Effects::for_call(id));
     }
     let requested_at = app.clock.now();
     Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
@@ -451,9 +451,14 @@ pub async fn answer(
 pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
     let mut tx = app.db.begin().await?;
     let call = lock_present(&mut tx, id, &user.id).await?;
-    apply(app, &mut tx, &call, Action::Revoke { by: user.id.to_string() }, Some(user.id.as_str())).await?;
+    let action = Action::Revoke { by: user.id.to_string() };
+    let decision = apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
     tx.commit().await?;
-    let applied = enforce::settle_soon(app, Effects::for_call(id)).await;
+    // A requester withdrawing their own request changes nothing LiveKit
+    // holds (`store::save_video_session`): nothing to settle (the view says
+    // whether LiveKit is in line).
+    let turned = rules::camera_allowed(decision.session.state) != rules::camera_allowed(call.video_state());
+    let applied = turned && enforce::settle_soon(app, Effects::for_call(id)).await;
     view_after(app, user, id, applied).await
 }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::domain::UserId;
+use crate::domain::{CallState, UserId};
 use crate::infra::outage::{Dependency, Outages};
 use crate::infra::redis_link::RedisLink;
 use crate::infra::turn::{self, IceServer};
@@ -19,6 +19,7 @@ use crate::livekit::RoomService;
 use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
+use crate::store::CallRow;
 
 /// How often a dependency that is down is asked again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -59,8 +60,24 @@ impl Core {
         Core(Arc::new(parts))
     }
 
-    pub fn ice_servers(&self, user: &UserId) -> Vec<IceServer> {
-        turn::ice_servers(&self.config.turn, user.as_str(), self.clock.now())
+    /// How long TURN credentials for someone present in a call may last:
+    /// `TURN_TTL`, no longer than the call may still last, and for a call
+    /// nobody has answered no longer than until it would have connected
+    /// (`crate::infra::turn`).
+    pub fn turn_ttl_in(&self, call: &CallRow) -> Duration {
+        let (turn_ttl, timeouts, now) = (self.config.turn.ttl, &self.config.timeouts, self.clock.now());
+        if call.state == CallState::Ringing {
+            turn::ttl_unanswered(turn_ttl, timeouts.ringing + timeouts.connect, call.created_at, now)
+        } else {
+            turn::ttl_in_call(turn_ttl, timeouts.max_call_duration, call.connected_at, now)
+        }
+    }
+
+    /// The ICE servers handed with a join token for `call`: STUN, and TURN
+    /// with credentials valid for [`Core::turn_ttl_in`].
+    pub fn ice_servers_in(&self, call: &CallRow, user: &UserId) -> Vec<IceServer> {
+        let ttl = self.turn_ttl_in(call);
+        turn::ice_servers_valid_for(&self.config.turn, user.as_str(), self.clock.now(), ttl)
     }
 
     /// Reports a failure of `dependency` (a request's or a background job's):

@@ -249,8 +249,10 @@ async fn announce(app: &Core, now: &Settling, force: bool) -> Result<Announced, 
         Err(LiveKitError::NotFound) => return Ok(Announced::Done),
         Err(err) => return Err(err.into()),
     }
-    if video_of(now.announced.as_deref()) != Some(state) {
-        let payload = json!({"type": "video.state", "video": state}).to_string().into_bytes();
+    // The room hears only on or off (`room_metadata`).
+    let shown = if state == VideoState::On { VideoState::On } else { VideoState::Off };
+    if video_of(now.announced.as_deref()) != Some(shown) {
+        let payload = json!({"type": "video.state", "video": shown}).to_string().into_bytes();
         if let Err(err) = app.livekit.send_data(&row.room_name, "callgate.video", payload).await {
             tracing::debug!(error = %err, "could not tell the room of the video state");
         }

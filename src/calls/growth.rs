@@ -226,5 +226,5 @@ pub async fn join(
     tx.commit().await?;
     enforce::settle_later(app, Effects::for_call(id));
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&call, &user.id) })
 }

@@ -122,7 +122,7 @@ pub async fn start(app: &Core, user: &AuthUser, req: StartCall) -> Result<CallWi
         return Err(err.into());
     }
     let join = join_for(app, &row, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&row, &user.id) })
 }
 
 /// Who a new call rings, and who was busy.
@@ -360,7 +360,7 @@ pub async fn accept(
         app.metrics.call_answered(call.created_at, call.answered_at);
     }
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&call, &user.id) })
 }
 
 async fn token_response(
@@ -373,7 +373,7 @@ async fn token_response(
     let participants = store::participants(&mut conn, call.call_id()).await?;
     let view = CallView::new(call, &participants);
     let join = join_for(app, call, &user.id, user.name.as_deref(), share)?;
-    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers(&user.id) })
+    Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(call, &user.id) })
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
@@ -542,7 +542,7 @@ pub async fn token(app: &Core, user: &AuthUser, id: CallId) -> Result<JoinOnly, 
     let share =
         if mine.call.appointment_id.is_some() { mine.may_share_screen } else { may_share_screen(app, user) };
     let join = join_for(app, &mine.call, &user.id, user.name.as_deref(), share)?;
-    Ok(JoinOnly { join, ice_servers: app.ice_servers(&user.id) })
+    Ok(JoinOnly { join, ice_servers: app.ice_servers_in(&mine.call, &user.id) })
 }
 
 pub async fn get(app: &Core, user: &AuthUser, id: CallId) -> Result<CallView, CallError> {

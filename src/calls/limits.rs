@@ -1,5 +1,6 @@
 //! The limits a use case applies before it changes anything: calls started
-//! per user, video requests per call, quality samples per participant.
+//! per user, video requests per call and per participant, media changes and
+//! quality samples per participant.
 //! Counted in Redis (`crate::infra::rate_limit`); what a Redis outage means
 //! is decided per limit.
 
@@ -69,23 +70,60 @@ pub async fn quality_sample(core: &Core, call: CallId, user: &UserId) -> Result<
     }
 }
 
-pub async fn video_request(core: &Core, call: CallId) -> Result<(), CallError> {
-    let limits = &core.config.rate_limits;
-    if limits.video_requests_per_call == 0 {
+/// A participant's media changes: a bucket of
+/// `RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE` refilling at that rate. Each change
+/// is a client event to everyone live in the call, so this bounds what one
+/// participant writes to `user_events`. Fails open: the per-user request
+/// limit still bounds them.
+pub async fn media_change(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
+    let limit = core.config.limits.media_changes_per_minute;
+    if limit == 0 {
         return Ok(());
     }
-    let key = format!("callgate:rl:video:{call}");
+    let key = format!("callgate:rl:media:{call}:{user}");
+    match check(&core.redis, Algorithm::Bucket, key, (limit, MINUTE), core.config.rate_limits.redis_timeout)
+        .await
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(limited("media changes from you in this call", rounded_up(wait))),
+        Err(err) => {
+            core.report_outage(Dependency::Redis, &format!("{err:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// A video request by `user` in `call`: within the participant's own budget
+/// (`RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT`), then the call's
+/// (`RATE_LIMIT_VIDEO_REQUESTS_PER_CALL`), both per
+/// `RATE_LIMIT_VIDEO_REQUESTS_WINDOW`. The participant's comes first, so
+/// that one participant requesting and withdrawing over and over spends
+/// their own budget and not the others' share of the call's.
+pub async fn video_request(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
+    let limits = &core.config.rate_limits;
+    let mine = format!("callgate:rl:video:{call}:{user}");
+    video_budget(core, mine, limits.video_requests_per_participant, "video requests from you in this call")
+        .await?;
+    let call = format!("callgate:rl:video:{call}");
+    video_budget(core, call, limits.video_requests_per_call, "video requests in this call").await
+}
+
+async fn video_budget(core: &Core, key: String, limit: u32, what: &str) -> Result<(), CallError> {
+    let limits = &core.config.rate_limits;
+    if limit == 0 {
+        return Ok(());
+    }
     match check(
         &core.redis,
         Algorithm::SlidingLog,
         key,
-        (limits.video_requests_per_call, limits.video_requests_window),
+        (limit, limits.video_requests_window),
         limits.redis_timeout,
     )
     .await
     {
         Ok(None) => Ok(()),
-        Ok(Some(wait)) => Err(limited("video requests in this call", rounded_up(wait))),
+        Ok(Some(wait)) => Err(limited(what, rounded_up(wait))),
         Err(err) => {
             tracing::warn!(error = format!("{err:#}"), "video request limit unavailable; refusing");
             Err(CallError::Unavailable("rate limiter"))

@@ -1,6 +1,8 @@
 //! A participant's own media (microphone, camera, screen share): what they
 //! say is recorded, applied in LiveKit to the tracks they publish, and
-//! announced to the call as `media.updated`.
+//! announced to the call as `media.updated`. Changes are counted per
+//! participant (`RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE`): each is an event to
+//! everyone in the call; a burst of them is one row of the timeline.
 //!
 //! LiveKit hears of a change after it has committed, never under the call's
 //! lock. LiveKit can always mute a track; unmuting from the server is refused
@@ -13,11 +15,11 @@ use serde_json::json;
 use crate::calls::CallError;
 use crate::calls::Core;
 use crate::domain::AuthUser;
+use crate::domain::CallId;
 use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent as rules;
 use crate::domain::consent::TrackSource;
-use crate::domain::{CallId, EventSource};
 use crate::store;
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -55,6 +57,8 @@ pub async fn update(
     id: CallId,
     change: MediaChange,
 ) -> Result<MediaView, CallError> {
+    // Counted before the call's row is locked: no Redis round trip under it.
+    crate::calls::limits::media_change(app, id, &user.id).await?;
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(&mut tx, id).await?;
@@ -91,7 +95,7 @@ pub async fn update(
         "videoEnabled": change.video_enabled,
         "screenShareEnabled": change.screen_share_enabled,
     });
-    store::record_event(&mut tx, id, "media.updated", EventSource::Api, Some(user.id.as_str()), data).await?;
+    store::events::record_media_change(&mut tx, id, user.id.as_str(), data).await?;
     let recipients: Vec<String> =
         participants.iter().filter(|p| p.live).map(|p| p.user_id.to_string()).collect();
     store::notify(&mut tx, &recipients, ClientEvent::MediaUpdated, id, &json!({"media": view})).await?;

@@ -29,13 +29,17 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(index)).routes(routes!(file)).routes(routes!(dev_token))
 }
 
-/// The web app's page.
+/// The web app's page, with a Content-Security-Policy that lets it load its own files and dial
+/// `LIVEKIT_URL`.
 #[utoipa::path(get, path = "/app", operation_id = "webApp", tag = "development",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-async fn index() -> Result<Html<String>, ApiError> {
+async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
     let page =
         tokio::fs::read_to_string(format!("{WEB_DIR}/index.html")).await.map_err(|_| ApiError::NotFound)?;
-    Ok(Html(page))
+    let mut response = Html(page).into_response();
+    let policy = crate::http::security::app_policy(&state.config.livekit.url);
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+    Ok(response)
 }
 
 /// One of the web app's files (`app.js`, `app.js.map`, `app.css`).

@@ -31,6 +31,9 @@ pub enum ApiError {
     Conflict { code: Code, detail: String },
     #[error("{detail}")]
     TooManyRequests { code: Code, detail: String, retry_after: Duration },
+    /// 413 `body_too_large`: refused before it was read.
+    #[error("{0}")]
+    TooLarge(String),
     /// A 409 that says when it becomes possible (`opensAt`).
     #[error("{detail}")]
     NotYet { code: Code, detail: String, opens_at: chrono::DateTime<chrono::Utc> },
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::NotYet { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LiveKitUnavailable(_) | ApiError::Unavailable(_) | ApiError::DependencyDown(..) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -83,6 +87,7 @@ impl ApiError {
             | ApiError::NotYet { code, .. }
             | ApiError::TooManyRequests { code, .. } => *code,
             ApiError::Unauthorized(_) => Code::Unauthorized,
+            ApiError::TooLarge(_) => Code::BodyTooLarge,
             ApiError::NotFound => Code::NotFound,
             ApiError::LiveKitUnavailable(_) | ApiError::DependencyDown(Dependency::LiveKit, _) => {
                 Code::LivekitUnavailable

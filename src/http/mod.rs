@@ -20,6 +20,7 @@ mod quality;
 mod readiness;
 mod reports;
 mod request_metrics;
+mod security;
 pub mod state;
 mod turn;
 mod webhooks;
@@ -58,8 +59,10 @@ fn parts() -> openapi::Parts {
 pub fn admin_router(state: AppState) -> Router {
     let (routes, _) =
         OpenApiRouter::new().merge(health::admin_router()).merge(metrics::router()).split_for_parts();
+    let hsts = state.config.http.hsts_max_age;
     routes
         .fallback(|| async { crate::http::error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(hsts, crate::http::security::headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::info_span!("admin_request", method = %req.method(), path = %req.uri().path())
         }))
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     let api =
         api.layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::limits::limit_requests));
     let cors = cors(&state.config.cors_origins);
+    let hsts = state.config.http.hsts_max_age;
     // The web app and its dev sign-in exist only with the development switch.
     let dev = if state.config.dev_mode { dev_app::router().split_for_parts().0 } else { Router::new() };
     Router::new()
@@ -89,6 +93,8 @@ pub fn router(state: AppState) -> Router {
             crate::http::request_metrics::track,
         ))
         .layer(cors)
+        // Outside CORS, so that its preflight answers carry them too.
+        .layer(axum::middleware::from_fn_with_state(hsts, crate::http::security::headers))
         // 5xx are logged where they arise: a 500 with its cause, an outage
         // once (crate::infra::outage); not once more per request here.
         .layer(

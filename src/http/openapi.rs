@@ -35,8 +35,8 @@ pub const API_PREFIX: &str = "/api/v1";
     ),
     components(
         schemas(crate::http::error::ProblemDoc),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, TooManyRequests,
-            Unavailable, Internal),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, Unprocessable,
+            TooManyRequests, Unavailable, Internal),
     ),
     modifiers(&Finish),
     tags(
@@ -202,6 +202,10 @@ problem_response!(
      `video_already_on`, `video_request_pending`, `too_many_blocks`."
 );
 problem_response!(
+    PayloadTooLarge,
+    "`body_too_large`: the body is longer than this route takes; refused before it was read."
+);
+problem_response!(
     Unprocessable,
     "A field breaks a rule; `field` names it: `invalid_field`, `cannot_call_yourself`, \
      `duplicate_participants`, `too_many_participants`."
@@ -227,9 +231,9 @@ pub struct TooManyRequests;
 impl<'r> utoipa::ToResponse<'r> for TooManyRequests {
     fn response() -> (&'r str, RefOr<DocResponse>) {
         let response = problem(
-            "`rate_limited` (per-user request, call-start or quality-sample limit, or requests \
-             without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee \
-             declined the caller's last calls); `Retry-After` says when to try again.",
+            "`rate_limited` (per-user request, call-start, video-request, media-change or quality-sample \
+             limit, or requests without valid credentials from one address) `video_request_cooldown` or \
+             `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again.",
         );
         ("TooManyRequests", with_retry_after(response).into())
     }
@@ -281,9 +285,12 @@ async fn openapi_json() -> Response {
     response
 }
 
-/// A page that renders this document; it loads nothing but `/openapi.json`.
+/// A page that renders this document; it loads nothing but `/openapi.json` (its
+/// Content-Security-Policy allows nothing else).
 #[utoipa::path(get, path = "/docs", operation_id = "docs", tag = "operations",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+async fn docs() -> Response {
+    let mut response = Html(include_str!("docs.html")).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, crate::http::security::docs_policy());
+    response
 }

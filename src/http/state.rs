@@ -18,6 +18,8 @@ pub struct Inner {
     pub readiness: crate::http::readiness::Cache,
     /// Per-user request limit leases (`crate::infra::rate_limit::Leases`).
     pub request_leases: crate::infra::rate_limit::Leases,
+    /// LiveKit webhooks refused for their signature, per client address.
+    pub webhook_refusals: crate::infra::rate_limit::LocalBuckets,
 }
 
 /// The state of every handler; it derefs to the [`Core`] (`app.db`, `app.config`, ...).
@@ -50,6 +52,7 @@ impl AppState {
             webhook_inbox,
             readiness: Default::default(),
             request_leases: Default::default(),
+            webhook_refusals: Default::default(),
         }))
     }
 }

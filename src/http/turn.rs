@@ -19,17 +19,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// How long the caller's TURN credentials may last: only someone present in
-/// a live call gets any (a relay for every account would be an open relay).
+/// a live call gets any (a relay for every account would be an open relay),
+/// and no longer than that call may (`Core::turn_ttl_in`).
 async fn ttl_for(app: &AppState, user: &AuthUser) -> Result<Duration, ApiError> {
-    let (_, connected_at) = store::present_call_of(&app.db, &user.id).await?.ok_or_else(|| {
+    let call = store::present_call_of(&app.db, &user.id).await?.ok_or_else(|| {
         ApiError::conflict(Code::NotInCall, "TURN credentials are for participants of a live call")
     })?;
-    let max = app.config.timeouts.max_call_duration;
-    Ok(turn::ttl_in_call(app.config.turn.ttl, max, connected_at, app.clock.now()))
+    Ok(app.turn_ttl_in(&call))
 }
 
 /// Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
-/// initiator), valid for `TURN_TTL` and no longer than the call may still last.
+/// initiator), valid for `TURN_TTL` and no longer than the call may still last: while nobody has
+/// answered, until it would have connected (`RINGING_TIMEOUT` + `CONNECT_TIMEOUT` from its start).
 ///
 /// Errors: 409 `not_in_call` (the caller is in no live call).
 #[utoipa::path(get, path = "/turn/credentials", operation_id = "turnCredentials", tag = "turn",

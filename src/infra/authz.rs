@@ -30,13 +30,42 @@ pub struct Question<'a> {
     pub call_type: &'a str,
 }
 
-/// Asks the hook, signed per Standard Webhooks; `Ok(allow)`, or why there
-/// is no answer (a timeout, a refused request, a non-2xx, a body that is
-/// not `{"allow": bool}`).
-pub async fn ask(hook: &CallAuthzConfig, question: &Question<'_>, now: i64) -> Result<bool, String> {
-    let body = serde_json::to_vec(question).map_err(|e| e.to_string())?;
+/// The longest answer read: `{"allow": true}` and a little more.
+const MAX_ANSWER: usize = 4096;
+
+/// What asking the hook came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `{"allow": true}`.
+    Allow,
+    /// `{"allow": false}`: a decision, cached like an allow.
+    Deny,
+    /// The hook's own 4xx (403, 404 for a conversation it does not know,
+    /// ...): a no, never cached (a 429 passes).
+    Refused(u16),
+    /// The hook answered, but with nothing callgate can read as a decision:
+    /// a 5xx or a redirect, a 2xx whose body is not `{"allow": bool}` or is
+    /// over 4 KB. The call is refused (503) even with
+    /// `CALL_AUTHZ_FAIL_OPEN`: a broken hook is not an absent one.
+    Unusable(String),
+    /// No answer: a timeout, or a connection that failed. Only this may
+    /// fail open.
+    Unreachable(String),
+}
+
+fn unreachable(err: reqwest::Error) -> Answer {
+    Answer::Unreachable(format!("{:#}", anyhow::Error::new(err)))
+}
+
+/// Asks the hook, signed per Standard Webhooks, and reads at most
+/// `MAX_ANSWER` bytes of what it says.
+pub async fn ask(hook: &CallAuthzConfig, question: &Question<'_>, now: i64) -> Answer {
+    let body = match serde_json::to_vec(question) {
+        Ok(body) => body,
+        Err(err) => return Answer::Unusable(err.to_string()),
+    };
     let id = uuid::Uuid::new_v4().to_string();
-    let response = CLIENT
+    let sent = CLIENT
         .post(&hook.url)
         .timeout(hook.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -45,19 +74,41 @@ pub async fn ask(hook: &CallAuthzConfig, question: &Question<'_>, now: i64) -> R
         .header("webhook-signature", sign(hook.key.expose(), &id, now, &body))
         .body(body)
         .send()
-        .await
-        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
-    if !response.status().is_success() {
-        return Err(format!("answered HTTP {}", response.status().as_u16()));
+        .await;
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(err) => return unreachable(err),
+    };
+    let status = response.status();
+    if status.is_client_error() {
+        return Answer::Refused(status.as_u16());
     }
-    // A small answer is expected: a large one is not read.
-    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-    if bytes.len() > 4096 {
-        return Err("the answer is too large".into());
+    if !status.is_success() {
+        return Answer::Unusable(format!("answered HTTP {}", status.as_u16()));
     }
-    let answer: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| "the answer is not JSON".to_owned())?;
-    answer["allow"].as_bool().ok_or_else(|| "the answer has no boolean `allow`".to_owned())
+    if response.content_length().is_some_and(|length| length > MAX_ANSWER as u64) {
+        return Answer::Unusable("the answer is too large".into());
+    }
+    // Read a chunk at a time: a large answer is not read past the limit.
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() > MAX_ANSWER => {
+                return Answer::Unusable("the answer is too large".into());
+            }
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(err) => return unreachable(err),
+        }
+    }
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Answer::Unusable("the answer is not JSON".into());
+    };
+    match answer["allow"].as_bool() {
+        Some(true) => Answer::Allow,
+        Some(false) => Answer::Deny,
+        None => Answer::Unusable("the answer has no boolean `allow`".into()),
+    }
 }
 
 fn cache_key(caller: &str, callee: &str, conversation: Option<&str>) -> String {

@@ -6,7 +6,10 @@
 //! - Requests per user: a bucket of N that refills at N per minute (GCRA).
 //! - Requests without valid credentials per client address: the same, with
 //!   `RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE` (an IPv6 address counts by its
-//!   /64, what one subscriber usually holds).
+//!   /64, what one subscriber usually holds); tickets that open no event
+//!   stream in a bucket of their own of the same size.
+//! - LiveKit webhooks refused for their signature, per client address, in
+//!   this instance's memory (`LocalBuckets`).
 //!
 //! Requests per user go through a lease (`Leases`): an instance takes a few
 //! of the user's tokens from the shared bucket in one round trip and spends
@@ -272,11 +275,39 @@ pub fn parse_address(value: &str) -> Option<IpAddr> {
         .or_else(|| value.trim_start_matches('[').trim_end_matches(']').parse().ok())
 }
 
-/// Counts every API request: of an authenticated user against their limit
-/// (the verified user is kept in the request, so handlers do not verify
-/// the token again), and any other (no token, an invalid one, a ticket)
-/// against its client address's, before its handler refuses it or
-/// redeems the ticket.
+/// This instance's own buckets by client address (GCRA, like `BUCKET`), for
+/// a limit that must cost less than what it guards: LiveKit's webhooks
+/// refused for their signature are counted here, where a Redis round trip
+/// would cost more than checking the signature does.
+#[derive(Default)]
+pub struct LocalBuckets {
+    /// When each address's bucket is next full again (its theoretical arrival time).
+    tat: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl LocalBuckets {
+    /// Counts one from `client` against a bucket of `limit` refilling at
+    /// `limit` per `period`: `None` if allowed, else how long until one would be.
+    pub fn take(&self, client: IpAddr, (limit, period): (u32, Duration), now: Instant) -> Option<Duration> {
+        let interval = period / limit.max(1);
+        let client = counted_as(client);
+        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+        if tat.len() >= MAX_HELD && !tat.contains_key(&client) {
+            tat.retain(|_, full_at| *full_at > now);
+            if tat.len() >= MAX_HELD {
+                tat.clear();
+            }
+        }
+        let from = tat.get(&client).copied().filter(|at| *at > now).unwrap_or(now);
+        let next = from + interval;
+        if next > now + period {
+            return Some(next - period - now);
+        }
+        tat.insert(client, next);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +346,21 @@ mod tests {
             assert_eq!(leases.spend_local("u", 600, now), Ok(()));
         }
         assert_eq!(leases.spend_local("u", 600, now), Err((30, 0)));
+    }
+
+    #[test]
+    fn a_local_bucket_lets_its_size_through_then_one_per_interval_per_address() {
+        let buckets = LocalBuckets::default();
+        let (now, minute) = (Instant::now(), Duration::from_secs(60));
+        let (one, two): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        for _ in 0..3 {
+            assert_eq!(buckets.take(one, (3, minute), now), None);
+        }
+        assert_eq!(buckets.take(one, (3, minute), now), Some(Duration::from_secs(20)));
+        assert_eq!(buckets.take(two, (3, minute), now), None, "another address has its own");
+        assert_eq!(buckets.take(one, (3, minute), now + Duration::from_secs(20)), None, "refilled by one");
+        assert!(buckets.take(one, (3, minute), now + Duration::from_secs(20)).is_some());
     }
 
     #[test]

@@ -84,9 +84,22 @@ pub fn ttl_in_call(
     turn_ttl.min(remaining).max(Duration::from_secs(1))
 }
 
-/// The STUN servers, then the TURN servers with fresh credentials.
-pub fn ice_servers(config: &TurnConfig, user_id: &str, now: DateTime<Utc>) -> Vec<IceServer> {
-    ice_servers_valid_for(config, user_id, now, config.ttl)
+/// How long credentials for someone in a call nobody has answered yet may
+/// last: until the call would have connected had it been answered at the
+/// last moment (`ringing_then_connect` from its creation: `RINGING_TIMEOUT`
+/// plus `CONNECT_TIMEOUT`), and `TURN_TTL`; a second at least. Its initiator
+/// joins the room while it rings (the web app does), so they need a relay
+/// then; a call that is never answered gives them no more than that.
+pub fn ttl_unanswered(
+    turn_ttl: Duration,
+    ringing_then_connect: Duration,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Duration {
+    let until =
+        created_at + chrono::Duration::from_std(ringing_then_connect).unwrap_or(chrono::Duration::MAX);
+    let remaining = (until - now).to_std().unwrap_or_default();
+    turn_ttl.min(remaining).max(Duration::from_secs(1))
 }
 
 /// As [`ice_servers`], the TURN credentials valid for `ttl`.
@@ -141,7 +154,8 @@ mod tests {
 
     #[test]
     fn ice_servers_list_stun_then_turn_with_credentials() {
-        let servers = ice_servers(&config(), "bob", crate::clock::Clock::now(&crate::clock::SystemClock));
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let servers = ice_servers_valid_for(&config(), "bob", now, Duration::from_secs(60));
         assert_eq!(servers.len(), 2);
         assert!(servers[0].username.is_none());
         assert!(servers[1].credential.is_some());
@@ -158,5 +172,20 @@ mod tests {
         assert_eq!(ttl_in_call(hour, Duration::from_secs(600), None, now), Duration::from_secs(600));
         let creds = credentials_valid_for(&config(), "alice", now, Duration::from_secs(400));
         assert_eq!((creds.username.as_str(), creds.ttl_seconds), ("1700000400:alice", 400));
+    }
+
+    #[test]
+    fn credentials_for_a_call_nobody_answered_last_until_it_would_have_connected() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        let (hour, minute) = (Duration::from_secs(3600), Duration::from_secs(60));
+        let created = |ago: i64| now - chrono::Duration::seconds(ago);
+        assert_eq!(ttl_unanswered(hour, minute, created(0), now), minute);
+        assert_eq!(ttl_unanswered(hour, minute, created(45), now), Duration::from_secs(15));
+        assert_eq!(
+            ttl_unanswered(hour, minute, created(600), now),
+            Duration::from_secs(1),
+            "a second at least"
+        );
+        assert_eq!(ttl_unanswered(Duration::from_secs(30), minute, created(0), now), Duration::from_secs(30));
     }
 }

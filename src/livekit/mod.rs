@@ -241,8 +241,12 @@ pub trait RoomService: Send + Sync {
 /// Only callgate can set it (no participant holds `roomAdmin`), so it is
 /// what honest clients go by: they play a participant's video only while
 /// `video` is `on` and that participant is in `live`, and let only those in
-/// `live` subscribe to their own tracks. `live` is sorted.
+/// `live` subscribe to their own tracks. `live` is sorted. `video` is `on`
+/// or `off`: a pending request is no business of the room (those who may
+/// answer it hear of it on their event stream), and puts nothing to push in
+/// LiveKit.
 pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState, live: &[String]) -> String {
+    let video = if video == VideoState::On { VideoState::On } else { VideoState::Off };
     serde_json::json!({"callId": call, "type": call_type, "video": video, "live": live}).to_string()
 }
 

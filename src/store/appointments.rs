@@ -47,6 +47,8 @@ macro_rules! appointment_columns {
 
 pub struct NewAppointment<'a> {
     pub id: Uuid,
+    /// Whose refs `external_ref` is among (`'service'` or `'user:<id>'`).
+    pub ref_scope: &'a str,
     pub external_ref: &'a str,
     pub call_type: CallType,
     pub title: Option<&'a str>,
@@ -59,13 +61,14 @@ pub struct NewAppointment<'a> {
     pub opens_at: DateTime<Utc>,
 }
 
-/// Writes a booking, unless one with its `external_ref` exists (then
-/// nothing is written; a booking of the same ref being written by another
-/// transaction is waited for). Returns whether it was written.
+/// Writes a booking, unless its booker has one with its `external_ref`
+/// (then nothing is written; a booking of the same ref being written by
+/// another transaction is waited for). Returns whether it was written.
 pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
-        "insert into appointments (id, external_ref, type, title, starts_at, ends_at, booked_by, opens_at, due_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $8) on conflict (external_ref) do nothing",
+        "insert into appointments \
+         (id, ref_scope, external_ref, type, title, starts_at, ends_at, booked_by, opens_at, due_at) \
+         values ($1, $9, $2, $3, $4, $5, $6, $7, $8, $8) on conflict (ref_scope, external_ref) do nothing",
     )
     .bind(new.id)
     .bind(new.external_ref)
@@ -75,6 +78,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::
     .bind(new.ends_at)
     .bind(new.booked_by.as_str())
     .bind(new.opens_at)
+    .bind(new.ref_scope)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -99,14 +103,21 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Appo
         .await
 }
 
+/// The appointment of this booker's ref (`ref_scope` as in [`NewAppointment`]).
 pub async fn find_by_ref(
     conn: &mut PgConnection,
+    ref_scope: &str,
     external_ref: &str,
 ) -> sqlx::Result<Option<AppointmentRow>> {
-    sqlx::query_as(concat!("select ", appointment_columns!(), " from appointments where external_ref = $1"))
-        .bind(external_ref)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(concat!(
+        "select ",
+        appointment_columns!(),
+        " from appointments where ref_scope = $1 and external_ref = $2"
+    ))
+    .bind(ref_scope)
+    .bind(external_ref)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Locks the appointment's row for the rest of the transaction.

@@ -224,6 +224,10 @@ pub async fn end_call(
     .await
 }
 
+/// Stores the video session. `video_version` moves only when video turns on
+/// or off: that is all LiveKit holds of it (the rights, and the room
+/// metadata's `video`); a request put or withdrawn changes neither, so it
+/// sends nobody's rights again.
 pub async fn save_video_session(
     conn: &mut PgConnection,
     call: CallId,
@@ -231,7 +235,7 @@ pub async fn save_video_session(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "update calls set video_session = $2, video_state = $3, \
-         video_version = video_version + (video_state <> $3)::int, \
+         video_version = video_version + ((video_state = 'on') <> ($3 = 'on'))::int, \
          video_used = video_used or $3 = 'on' where id = $1",
     )
     .bind(call.0)
@@ -296,16 +300,15 @@ pub async fn history(
 
 // issue 16 A
 /// The live call `user` is present in (answered, or its initiator, and not
-/// gone), with when it became active: TURN credentials are for them alone.
-pub async fn present_call_of(
-    pool: &PgPool,
-    user: &UserId,
-) -> sqlx::Result<Option<(Uuid, Option<DateTime<Utc>>)>> {
-    sqlx::query_as(
-        "select c.id, c.connected_at from calls c join call_participants p on p.call_id = c.id \
-         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') and c.state <> 'ended' \
-         limit 1",
-    )
+/// gone): TURN credentials are for them alone, as long as it may last.
+pub async fn present_call_of(pool: &PgPool, user: &UserId) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        call_columns!(),
+        " from calls where id = (select c.id from calls c join call_participants p on p.call_id = c.id \
+         where p.user_id = $1 and p.live and p.status in ('accepted', 'joined', 'reconnecting') \
+         and c.state <> 'ended' limit 1)"
+    ))
     .bind(user.as_str())
     .fetch_optional(pool)
     .await

@@ -10,7 +10,17 @@ use uuid::Uuid;
 use crate::domain::ClientEvent;
 use crate::domain::{CallId, EventSource};
 
-/// Appends to the call's timeline.
+/// Rows a call's timeline holds at most. Beyond it only the rows of the
+/// call's own lifecycle (`call.*`, `appointment.*`, a few per participant,
+/// bounded by its state machine) are added: LiveKit's events, media changes
+/// and presence come from what participants do, as often as they do it.
+pub const MAX_TIMELINE_ROWS: i64 = 2000;
+
+/// A participant's media change merges into their previous one when that
+/// was written less than this long ago, with no row of another kind since.
+pub const MEDIA_COALESCE_SECS: f64 = 10.0;
+
+/// Appends to the call's timeline (within [`MAX_TIMELINE_ROWS`]).
 pub async fn record_event(
     conn: &mut PgConnection,
     call: CallId,
@@ -19,14 +29,53 @@ pub async fn record_event(
     actor: Option<&str>,
     data: Value,
 ) -> sqlx::Result<()> {
-    sqlx::query("insert into call_events (call_id, type, source, actor, data) values ($1, $2, $3, $4, $5)")
-        .bind(call.0)
-        .bind(kind)
-        .bind(source.as_str())
-        .bind(actor)
-        .bind(data)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "insert into call_events (call_id, type, source, actor, data) select $1, $2, $3, $4, $5 \
+         where $2 like 'call.%' or $2 like 'appointment.%' \
+         or (select count(*) from (select 1 from call_events where call_id = $1 limit $6) c) < $6",
+    )
+    .bind(call.0)
+    .bind(kind)
+    .bind(source.as_str())
+    .bind(actor)
+    .bind(data)
+    .bind(MAX_TIMELINE_ROWS)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a participant's change of their own media (`media.updated`):
+/// merged into their previous change (the net change, at the time of the
+/// first) when that is younger than [`MEDIA_COALESCE_SECS`] and only other
+/// media changes came since (everyone in a call toggling at once still
+/// leaves a row each per burst), else appended within [`MAX_TIMELINE_ROWS`].
+/// One statement.
+pub async fn record_media_change(
+    conn: &mut PgConnection,
+    call: CallId,
+    actor: &str,
+    change: Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "with mine as (select id, at from call_events \
+             where call_id = $1 and type = 'media.updated' and actor = $2 order by id desc limit 1), \
+         merged as (update call_events e set data = e.data || jsonb_strip_nulls($3) from mine \
+             where e.id = mine.id and mine.at > now() - make_interval(secs => $4) \
+             and not exists (select 1 from call_events o \
+                 where o.call_id = $1 and o.id > mine.id and o.type <> 'media.updated') \
+             returning e.id) \
+         insert into call_events (call_id, type, source, actor, data) \
+         select $1, 'media.updated', 'api', $2, $3 where not exists (select 1 from merged) \
+         and (select count(*) from (select 1 from call_events where call_id = $1 limit $5) c) < $5",
+    )
+    .bind(call.0)
+    .bind(actor)
+    .bind(change)
+    .bind(MEDIA_COALESCE_SECS)
+    .bind(MAX_TIMELINE_ROWS)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -39,7 +88,8 @@ pub struct NewEvent {
     pub data: Value,
 }
 
-/// Appends rows to the call's timeline in one statement, in their order.
+/// Appends rows to the call's timeline in one statement, in their order;
+/// those the cap counts only while there is room (see [`record_event`]).
 pub async fn record_events(conn: &mut PgConnection, call: CallId, rows: &[NewEvent]) -> sqlx::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -48,17 +98,23 @@ pub async fn record_events(conn: &mut PgConnection, call: CallId, rows: &[NewEve
     let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
     let actors: Vec<Option<&str>> = rows.iter().map(|r| r.actor.as_deref()).collect();
     let data: Vec<&Value> = rows.iter().map(|r| &r.data).collect();
-    // `with ordinality` keeps the ids (the timeline's order) in the rows' order.
+    // `with ordinality` keeps the ids (the timeline's order) in the rows' order;
+    // `nth` numbers the rows the cap counts.
     sqlx::query(
         "insert into call_events (call_id, type, source, actor, data) \
-         select $1, k, s, a, d from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) \
-         with ordinality as r(k, s, a, d, n) order by n",
+         select $1, k, s, a, d from ( \
+             select k, s, a, d, n, (k like 'call.%' or k like 'appointment.%') as always, \
+                 count(*) filter (where not (k like 'call.%' or k like 'appointment.%')) over (order by n) as nth \
+             from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality as r(k, s, a, d, n)) r \
+         where always or nth <= $6 - (select count(*) from (select 1 from call_events where call_id = $1 limit $6) c) \
+         order by n",
     )
     .bind(call.0)
     .bind(kinds)
     .bind(sources)
     .bind(actors)
     .bind(data)
+    .bind(MAX_TIMELINE_ROWS)
     .execute(conn)
     .await?;
     Ok(())

@@ -166,7 +166,6 @@ pub async fn pass(app: &Core) -> anyhow::Result<Pass> {
 
 async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
     pass.events_retried = inbox::retry_stranded(app, BATCH as i64).await?;
-    purge_old_deliveries(app).await?;
     // The calls first, then the rooms: a call whose row was visible before
     // the list was asked for had its room created already.
     let live = store::calls::live_rooms(&app.db).await?;
@@ -236,15 +235,6 @@ fn agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
 /// Whether the room's metadata is the call's (video state, who is live).
 fn metadata_agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
     room.metadata == room_metadata(call.id, call.call_type, call.video_session.0.state, &call.live)
-}
-
-/// Deliveries are kept to drop LiveKit's second sending; a day is plenty.
-/// Deletes rows that are only history, a batch of each per pass (see
-/// migrations/0005_retention.sql): handled LiveKit events and published client
-/// events after a day, settled app webhooks after a week, quality samples
-/// after 30 days.
-async fn purge_old_deliveries(app: &Core) -> sqlx::Result<()> {
-    store::housekeeping::purge_old_rows(&app.db).await
 }
 
 #[tracing::instrument(skip(app), fields(call_id = %id))]

@@ -512,3 +512,48 @@ async fn my_appointments_are_listed_soonest_first_and_nobody_elses() {
     let (status, body) = app.get("/api/v1/appointments?from=yesterday", &guest).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("from")), "{body}");
 }
+
+#[tokio::test]
+async fn an_external_ref_is_its_bookers_and_no_other_booker_can_take_probe_move_or_cancel_it() {
+    let app = app_with_practitioners().await;
+    let service = app.user_with_roles("other", &["service"]);
+    let practitioner = |gender| app.user_with_roles(gender, &["practitioner"]);
+    let (dr_a, dr_b, dr_c) = (practitioner("female"), practitioner("male"), practitioner("female"));
+    let patient = app.user("male");
+    let reference = reference();
+    let hers = booking(&reference, &dr_a, &patient);
+    let (status, mine) = app.post("/api/v1/appointments", &dr_a, hers.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    let id = mine["id"].as_str().expect("id").to_owned();
+
+    // Another scheduler booking the very same thing books an appointment of his own.
+    let (status, his) = app.post("/api/v1/appointments", &dr_b, hers.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "not hers given back: {his}");
+    assert_ne!(his["id"], mine["id"]);
+    // Nor can a third learn the ref is taken by booking it otherwise.
+    let (status, probe) = app.post("/api/v1/appointments", &dr_c, booking(&reference, &dr_c, &patient)).await;
+    assert_eq!(status, StatusCode::CREATED, "no appointment_differs for another booker's ref: {probe}");
+    // By its ref each finds their own.
+    for (who, wanted) in [(&dr_a, &mine), (&dr_b, &his), (&dr_c, &probe)] {
+        let (status, found) = app.get(&format!("/api/v1/appointments/by-ref/{reference}"), who).await;
+        assert_eq!((status, &found["id"]), (StatusCode::OK, &wanted["id"]));
+    }
+    // Hers stays hers: he can neither move nor cancel it.
+    let moved = json!({"startsAt": later(120), "endsAt": later(150)});
+    let (status, _) = app
+        .send(reqwest::Method::PATCH, &format!("/api/v1/appointments/{id}"), Some(&dr_b), Some(moved))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.post(&format!("/api/v1/appointments/{id}/cancel"), &dr_b, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // And booking it again is idempotent for her alone.
+    let (status, again) = app.post("/api/v1/appointments", &dr_a, hers.clone()).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &mine["id"]));
+
+    // The host application books under its own refs; a participant finds its booking by the host's ref.
+    let (status, hosts) = app.post("/api/v1/appointments", &service, hers).await;
+    assert_eq!(status, StatusCode::CREATED, "{hosts}");
+    let stranger = app.user("female");
+    let (status, _) = app.get(&format!("/api/v1/appointments/by-ref/{reference}"), &stranger).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nobody else finds any of them");
+}

@@ -1,7 +1,8 @@
 //! Who may call whom: the host application's hook decides before anything
 //! rings; our request is signed per Standard Webhooks; a deny reveals
-//! nothing; no answer in time fails closed unless told to fail open;
-//! decisions are reused while cached.
+//! nothing; the hook's own 4xx is a no and an answer that is no decision a
+//! 503, even when told to fail open; only no answer in time or a failed
+//! connection fails open, when told to; decisions are reused while cached.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +24,12 @@ enum Decide {
     Allow,
     Deny,
     Slow,
+    /// This status and no body.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    NotJson,
+    /// 200 with `{"allow": true}` padded past 4 KB.
+    Oversized,
 }
 
 type Asked = Arc<Mutex<Vec<Delivery>>>;
@@ -41,13 +48,19 @@ async fn hook(decide: Decide) -> (String, Asked) {
             body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
             raw: raw.to_vec(),
         });
+        let json = |v: Value| axum::response::IntoResponse::into_response(axum::Json(v));
         match decide {
-            Decide::Allow => axum::Json(json!({"allow": true})),
-            Decide::Deny => axum::Json(json!({"allow": false, "reason": "not in the conversation"})),
+            Decide::Allow => json(json!({"allow": true})),
+            Decide::Deny => json(json!({"allow": false, "reason": "not in the conversation"})),
             Decide::Slow => {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                axum::Json(json!({"allow": true}))
+                json(json!({"allow": true}))
             }
+            Decide::Status(status) => {
+                axum::response::IntoResponse::into_response(StatusCode::from_u16(status).expect("a status"))
+            }
+            Decide::NotJson => axum::response::IntoResponse::into_response("allow"),
+            Decide::Oversized => json(json!({"allow": true, "padding": "x".repeat(5000)})),
         }
     };
     let app = Router::new().route("/authz", post(answer)).with_state((asked.clone(), decide));
@@ -149,4 +162,52 @@ async fn a_cached_decision_is_reused_without_asking_again() {
     let (status, _) = app.post("/api/v1/calls", &alice, body).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(asked.lock().expect("log").len(), 2);
+}
+
+#[tokio::test]
+async fn the_hooks_own_4xx_is_a_no_even_when_told_to_fail_open() {
+    for status in [403, 404, 401, 429] {
+        let (url, asked) = hook(Decide::Status(status)).await;
+        let app = app_asking(&url, &new_secret(), true, 60).await;
+        let (alice, bob) = (app.user("female"), app.user("male"));
+        let mut bobs = EventStream::connect(&app, &bob).await;
+        let (status_now, body) = start_in_conversation(&app, &alice, &bob.id).await;
+        assert_eq!(status_now, StatusCode::FORBIDDEN, "the hook said {status}: {body}");
+        assert_eq!(body["code"], "call_not_allowed", "{status}");
+        let rung = bobs.collect(Duration::from_millis(300)).await;
+        assert!(!rung.iter().any(|e| e["type"] == "call.incoming"), "{status}: {rung:?}");
+        start_in_conversation(&app, &alice, &bob.id).await;
+        assert_eq!(asked.lock().expect("log").len(), 2, "{status}: a refusal is not cached as a decision");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_is_no_decision_is_refused_even_when_told_to_fail_open() {
+    for decide in
+        [Decide::Status(500), Decide::Status(503), Decide::Status(307), Decide::NotJson, Decide::Oversized]
+    {
+        let (url, _) = hook(decide).await;
+        let app = app_asking(&url, &new_secret(), true, 0).await;
+        let (alice, bob) = (app.user("female"), app.user("male"));
+        let (status, body) = start_in_conversation(&app, &alice, &bob.id).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "unavailable");
+        let (status, _) = app.get("/api/v1/calls/active", &alice).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_hook_nobody_listens_at_fails_open_when_told_to_and_closed_otherwise() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
+    let url = format!("http://{closed}/authz");
+    let secret = new_secret();
+    let open = app_asking(&url, &secret, true, 0).await;
+    let (alice, bob) = (open.user("female"), open.user("male"));
+    let (status, body) = start_in_conversation(&open, &alice, &bob.id).await;
+    assert_eq!(status, StatusCode::CREATED, "a failed connection fails open: {body}");
+    let shut = app_asking(&url, &secret, false, 0).await;
+    let (carol, dave) = (shut.user("female"), shut.user("male"));
+    let (status, body) = start_in_conversation(&shut, &carol, &dave.id).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }

@@ -111,6 +111,24 @@ fn turn_port(uri: &str) -> u16 {
     port.parse().unwrap_or_else(|_| panic!("{uri} names no port"))
 }
 
+/// A value as `docker compose` passes it to the container, given the
+/// variables set where it runs: `${NAME:-default}` is NAME if set and not
+/// empty, else the default; `${NAME}` is NAME or nothing.
+fn interpolated(value: &str, set: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find('}') else { break };
+        let inner = &rest[at + 2..at + end];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        out.push_str(set.get(name).copied().filter(|v| !v.is_empty()).unwrap_or(default));
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn same(problems: &mut Vec<String>, what: &str, found: &Value, wanted: &Value) {
     if found != wanted {
         problems.push(format!("{what} is {found}, wanted {wanted}"));
@@ -184,9 +202,13 @@ fn compose_env_problems(f: &Files) -> Vec<String> {
             }
             // log collectors read JSON; the image defaults to it too
             "LOG_FORMAT" => "json".to_owned(),
+            // the development secrets and sign-in only when asked for
+            // (`CALLGATE_DEV=true docker compose up`)
+            "CALLGATE_DEV" => "false".to_owned(),
             _ => dev.clone(),
         };
-        same(&mut problems, &format!("callgate's {key}"), &json!(text(value)), &json!(wanted));
+        let found = interpolated(&text(value), &BTreeMap::new());
+        same(&mut problems, &format!("callgate's {key}"), &json!(found), &json!(wanted));
     }
     let api_url = format!("http://livekit:{}", port_of(f.dev("LIVEKIT_URL")));
     same(&mut problems, "callgate's LIVEKIT_API_URL", &env["LIVEKIT_API_URL"], &json!(api_url));
@@ -454,6 +476,28 @@ fn the_compose_file_follows_the_compose_specification() {
 fn compose_and_env_example_agree_on_every_dev_value() {
     let problems = compose_env_problems(&Files::load());
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn compose_ships_with_the_development_sign_in_off_unless_started_with_it() {
+    let f = Files::load();
+    let environment = f.service("callgate")["environment"].as_object().expect("callgate's environment");
+    let switch = text(&environment["CALLGATE_DEV"]);
+    assert_eq!(interpolated(&switch, &BTreeMap::new()), "false", "docker compose up: {switch}");
+    let asked = BTreeMap::from([("CALLGATE_DEV", "true")]);
+    assert_eq!(interpolated(&switch, &asked), "true", "CALLGATE_DEV=true docker compose up turns it on");
+
+    // As compose starts callgate when nobody asked: it refuses the file's published secrets.
+    let env: BTreeMap<String, String> =
+        environment.iter().map(|(k, v)| (k.clone(), interpolated(&text(v), &BTreeMap::new()))).collect();
+    let refused = callgate::config::Config::from_lookup(|name| env.get(name).cloned())
+        .expect_err("the development secrets are refused without the switch");
+    assert!(refused.reason.contains("development"), "{refused}");
+    let mut asked_env = env.clone();
+    asked_env.insert("CALLGATE_DEV".into(), "true".into());
+    let config = callgate::config::Config::from_lookup(|name| asked_env.get(name).cloned())
+        .expect("with the switch, the file's settings start the service");
+    assert!(config.dev_mode);
 }
 
 #[test]

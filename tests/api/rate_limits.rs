@@ -133,3 +133,56 @@ async fn a_request_limit_too_high_to_count_still_answers_from_redis() {
         assert!(matches!(checked, Ok(None)), "allowed, and Redis accepted the script: {checked:?}");
     }
 }
+
+#[tokio::test]
+async fn one_participant_cannot_spend_the_calls_video_requests_by_asking_and_withdrawing() {
+    let app = spawn_app_configured(|c| {
+        c.rate_limits.video_requests_per_call = 4;
+        c.rate_limits.video_requests_per_participant = 2;
+    })
+    .await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    app.call_action(&call, "accept", &bob, json!({})).await;
+    let request = format!("/api/v1/calls/{call}/video/requests");
+    for _ in 0..2 {
+        // He is no consenter: his request waits for her; he withdraws it.
+        let (status, body, _) = send(&app, &request, &bob, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app.post(&format!("/api/v1/calls/{call}/video/revoke"), &bob, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body, retry_after) = send(&app, &request, &bob, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "his own budget is spent: {body}");
+    assert_eq!(body["code"], "rate_limited");
+    assert!(retry_after.is_some());
+    let (status, body, _) = send(&app, &request, &alice, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "hers is left, and so is the call's: {body}");
+}
+
+#[tokio::test]
+async fn junk_from_an_address_does_not_lock_the_browsers_there_out_of_their_event_streams() {
+    let app = spawn_app_configured(|c| c.limits.unauthenticated_per_minute = 3).await;
+    let alice = app.user("female");
+    // From 127.0.0.1, as the browsers below: forged tokens until refused.
+    let junk = TestUser { id: "nobody".into(), token: "not-a-token".into() };
+    let mut last = StatusCode::OK;
+    for _ in 0..5 {
+        last = send(&app, "/api/v1/calls/active", &junk, None).await.0;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "the address's budget for bad credentials is spent");
+    // Made-up tickets spend a budget of their own.
+    let made_up = format!("{}?ticket=made-up", events_url(&app));
+    let refusals: Vec<u16> = futures::future::join_all((0..5).map(|_| try_connect(&made_up, None)))
+        .await
+        .into_iter()
+        .map(refusal_status)
+        .collect();
+    assert!(refusals.contains(&401) && refusals.contains(&429), "{refusals:?}");
+    // A browser there buys a ticket with its user's token and opens its stream.
+    let (status, body, _) = send(&app, "/api/v1/events/ticket", &alice, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = format!("{}?ticket={}", events_url(&app), body["ticket"].as_str().expect("a ticket"));
+    let opened = try_connect(&url, None).await;
+    assert!(opened.is_ok(), "its stream opens: {:?}", opened.err());
+}

@@ -181,7 +181,7 @@ async fn with_two_instances_a_repair_happens_once() {
 }
 
 #[tokio::test]
-async fn a_pass_deletes_published_events_after_a_day_and_settled_app_webhooks_after_a_week() {
+async fn the_purge_deletes_published_events_after_a_day_and_settled_app_webhooks_after_a_week() {
     let app = unhooked().await;
     let user = format!("u-{}", Uuid::new_v4().simple());
     let event = |age_hours: i32, published: bool| {
@@ -228,7 +228,8 @@ async fn a_pass_deletes_published_events_after_a_day_and_settled_app_webhooks_af
     let old_pending = webhook(8, false).await;
     let recent_delivered = webhook(2, true).await;
 
-    callgate::workers::reconcile::pass(&app.state).await.expect("a pass");
+    // workers::purge, on every instance, every few seconds.
+    callgate::store::housekeeping::purge_old_rows(&app.state.db).await.expect("a purge");
 
     let events: Vec<Uuid> = sqlx::query_scalar("select id from user_events where user_id = $1")
         .bind(&user)

@@ -45,7 +45,13 @@ async fn issued_turn_credentials_allocate_on_coturn() {
     assert_eq!(status, StatusCode::OK, "{creds}");
     let username = creds["username"].as_str().expect("username");
     assert!(username.ends_with(&format!(":{}", alice.id)), "{username}");
-    assert_eq!(creds["ttlSeconds"], app.config.turn.ttl.as_secs());
+    let timeouts = &app.config.timeouts;
+    let unanswered = (timeouts.ringing + timeouts.connect).as_secs();
+    let ttl = creds["ttlSeconds"].as_u64().expect("ttlSeconds");
+    assert!(
+        (unanswered - 5..=unanswered).contains(&ttl),
+        "nobody answered: until the call would have connected, {unanswered} s from its start: {ttl}"
+    );
     assert!(creds["uris"].as_array().is_some_and(|u| !u.is_empty()));
     let allocation = allocate(username, creds["credential"].as_str().expect("credential")).await;
     assert!(allocation.succeeded, "{}", allocation.output);
@@ -120,7 +126,10 @@ async fn turn_credentials_are_only_for_those_present_in_a_live_call() {
 #[tokio::test]
 async fn turn_credentials_last_no_longer_than_the_call_may() {
     let app = spawn_app_configured(|c| c.timeouts.max_call_duration = Duration::from_secs(120)).await;
-    let alice = calling(&app).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.config.turn.ttl, Duration::from_secs(3600), "TURN_TTL of .env.example");
     let (status, creds) = app.get("/api/v1/turn/credentials", &alice).await;
     assert_eq!(status, StatusCode::OK, "{creds}");

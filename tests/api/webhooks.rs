@@ -26,7 +26,7 @@ pub async fn publish_sources(room: &str, identity: &str) -> Vec<i32> {
 use crate::helpers::lk_events::{
     left_event, participant_event, room_event, sign, sign_with, spawn_unreconciled_app,
 };
-use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app};
+use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app, spawn_app_configured};
 
 async fn answered_call(app: &TestApp, callees: &[&TestUser], caller: &TestUser) -> String {
     let (call, _) = app.ring(caller, callees, "audio").await;
@@ -378,4 +378,81 @@ async fn concurrent_deliveries_with_duplicates_are_acknowledged_and_each_recorde
             .await
             .expect("count");
     assert_eq!(recorded, EVENTS as i64, "each event recorded once");
+}
+
+/// Sends `head` and then `body` (in a task of its own: the server may
+/// answer before it has read it all) on a connection of its own, and
+/// returns the server's status line and how long it took.
+async fn raw_exchange(app: &TestApp, head: String, body: Vec<u8>) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connected");
+    let (mut reader, mut writer) = stream.into_split();
+    let started = std::time::Instant::now();
+    writer.write_all(head.as_bytes()).await.expect("the head written");
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&body).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = reader.read(&mut buf).await {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(2).any(|w| w == b"\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    sending.abort();
+    let line = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned();
+    (line, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_webhook_body_over_the_limit_is_refused_unread_and_a_signature_is_checked_before_any_body() {
+    let app = spawn_app().await;
+    let auth = sign("{}");
+    let post = |extra: &str| {
+        format!(
+            "POST /webhooks/livekit HTTP/1.1\r\nHost: callgate\r\nContent-Type: application/webhook+json\r\n{extra}\r\n"
+        )
+    };
+    // Ten megabytes announced, none sent: the answer does not wait for them.
+    let head = post(&format!("Authorization: {auth}\r\nContent-Length: 10000000\r\n"));
+    let (status, took) = raw_exchange(&app, head, Vec::new()).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(took < Duration::from_secs(2), "answered at once, not after a body: {took:?}");
+    // No length announced: read up to the limit (256 KiB), and no further.
+    let over = 256 * 1024 + 1024;
+    let mut chunked = format!("{over:x}\r\n").into_bytes();
+    chunked.extend(std::iter::repeat_n(b' ', over));
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let head = post(&format!("Authorization: {auth}\r\nTransfer-Encoding: chunked\r\n"));
+    let (status, _) = raw_exchange(&app, head, chunked).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    // Unsigned: refused on its header, its announced megabytes never awaited.
+    let (status, took) = raw_exchange(&app, post("Content-Length: 10000000\r\n"), Vec::new()).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn junk_at_the_webhook_route_is_refused_then_limited_and_livekits_own_still_get_in() {
+    let app = spawn_app_configured(|c| c.limits.webhook_refusals_per_minute = 3).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let call = answered_call(&app, &[&bob], &alice).await;
+    for _ in 0..3 {
+        assert_eq!(app.deliver_raw("{}", Some("not-a-jwt")).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(app.deliver_raw("{}", Some("not-a-jwt")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.deliver_raw("{}", None).await, StatusCode::TOO_MANY_REQUESTS);
+    let forged = sign_with("devkey", "another-secret-of-at-least-32-characters", "{}");
+    assert_eq!(app.deliver_raw("{}", Some(&forged)).await, StatusCode::TOO_MANY_REQUESTS);
+    // LiveKit itself, from the same address, is never limited.
+    let joined = participant_event("participant_joined", &app.room_name(&call), &alice.id, 1_000_000, now());
+    for _ in 0..5 {
+        assert_eq!(app.deliver(&joined).await, StatusCode::NO_CONTENT);
+    }
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod appointments;
+mod hardening;
 mod media;
 mod membership;
 mod sealed;

@@ -78,6 +78,8 @@ fn config(database_url: &str) -> Config {
     // The limits live in Redis.
     config.rate_limits.call_starts_per_minute = 0;
     config.rate_limits.video_requests_per_call = 0;
+    config.rate_limits.video_requests_per_participant = 0;
+    config.limits.media_changes_per_minute = 0;
     config.events.require_callee_online = false;
     config.database_pool_size = 4;
     config
@@ -86,6 +88,11 @@ fn config(database_url: &str) -> Config {
 impl World {
     /// A world whose clock reads the system's time now.
     pub async fn new() -> World {
+        World::configured(|_| {}).await
+    }
+
+    /// Like [`World::new`], with `change` made to .env.example's settings.
+    pub async fn configured(change: impl FnOnce(&mut Config)) -> World {
         callgate::telemetry::init_for_tests();
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL, e.g. postgres://callgate:callgate@127.0.0.1:5432/callgate_test");
@@ -99,7 +106,8 @@ impl World {
         let database = Database { admin_url: admin_url.clone(), name: name.clone() };
         let mut url = url_of(&admin_url);
         url.set_path(&name);
-        let config = config(url.as_str());
+        let mut config = config(url.as_str());
+        change(&mut config);
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(config.database_url.expose())

@@ -675,8 +675,9 @@ export interface paths {
          * The caller's event stream: a WebSocket (send `Upgrade: websocket`) carrying one JSON text
          *     message per event (`call.incoming`, `call.accepted`, `call.ended`, `video.requested`, ...; see
          *     the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
-         * @description Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
-         *     down, or the instance shutting down).
+         * @description Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 429 `rate_limited` (too
+         *     many tickets that opened nothing from one address: a budget of their own, apart from that of bad
+         *     credentials); 503 `unavailable` (Redis down, or the instance shutting down).
          *
          *     The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
          *     token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`
@@ -763,7 +764,8 @@ export interface paths {
         };
         /**
          * Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
-         *     initiator), valid for `TURN_TTL` and no longer than the call may still last.
+         *     initiator), valid for `TURN_TTL` and no longer than the call may still last: while nobody has
+         *     answered, until it would have connected (`RINGING_TIMEOUT` + `CONNECT_TIMEOUT` from its start).
          * @description Errors: 409 `not_in_call` (the caller is in no live call).
          */
         get: operations["turnCredentials"];
@@ -782,7 +784,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A page that renders this document; it loads nothing but `/openapi.json`. */
+        /**
+         * A page that renders this document; it loads nothing but `/openapi.json` (its
+         *     Content-Security-Policy allows nothing else).
+         */
         get: operations["docs"];
         put?: never;
         post?: never;
@@ -859,8 +864,10 @@ export interface paths {
          * LiveKit's webhook (`WebhookEvent` as JSON). LiveKit signs the raw body; its `Authorization`
          *     header is the bare JWT (no `Bearer`). The event is stored, answered, then handled in order per
          *     call; a repeated event id is accepted and ignored.
-         * @description Errors: 401 `unauthorized` (missing or bad signature); 400 `malformed_body`; 503 `unavailable`
-         *     when the inbox is full (LiveKit retries).
+         * @description Errors: 401 `unauthorized` (missing or bad signature, checked before the body is read); 413
+         *     `body_too_large` (over 256 KiB); 400 `malformed_body`, `body_unreadable`; 429 `rate_limited`
+         *     (too many refused requests from one address); 503 `unavailable` when the inbox is full (LiveKit
+         *     retries).
          */
         post: operations["livekitWebhook"];
         delete?: never;
@@ -1379,7 +1386,16 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `rate_limited` (per-user request, call-start or quality-sample limit, or requests without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again. */
+        /** @description `body_too_large`: the body is longer than this route takes; refused before it was read. */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `rate_limited` (per-user request, call-start, video-request, media-change or quality-sample limit, or requests without valid credentials from one address) `video_request_cooldown` or `ring_cooldown` (the callee declined the caller's last calls); `Retry-After` says when to try again. */
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait. */
@@ -2776,6 +2792,8 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

@@ -7,13 +7,14 @@ mod socket;
 mod tickets;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +26,7 @@ use crate::domain::UserId;
 use crate::http::auth::bearer_in;
 use crate::http::error::ApiError;
 use crate::http::json::ApiQuery;
+use crate::http::limits::{self, ClientAddress};
 use crate::http::openapi::BadRequest;
 use crate::http::state::AppState;
 use crate::realtime::streams;
@@ -72,11 +74,15 @@ async fn ticket(
 }
 
 /// The user and when their token expires. The header wins over a ticket;
-/// a bad header is refused, not ignored.
+/// a bad header is refused, not ignored. A ticket is counted once looked up
+/// (`crate::http::limits`): a good one as a request of its user, a bad one
+/// in the address's budget of bad tickets, apart from its budget for bad
+/// credentials.
 async fn authenticate(
     app: &AppState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
+    client: Option<IpAddr>,
 ) -> Result<(UserId, DateTime<Utc>), ApiError> {
     if headers.contains_key(axum::http::header::AUTHORIZATION) {
         let token = bearer_in(headers).ok_or(ApiError::Unauthorized("missing bearer token"))?;
@@ -84,9 +90,16 @@ async fn authenticate(
         let expires_at = streams::expiry_of(token).ok_or(ApiError::Unauthorized("the token has no exp"))?;
         return Ok((user, expires_at));
     }
-    match query.get("ticket") {
-        Some(ticket) => tickets::redeem(app, ticket).await,
-        None => Err(ApiError::Unauthorized("send a bearer token or a ticket")),
+    let Some(ticket) = query.get("ticket") else {
+        return Err(ApiError::Unauthorized("send a bearer token or a ticket"));
+    };
+    match tickets::redeem(app, ticket).await {
+        Ok((user, expires_at)) => {
+            limits::request(app, &user).await?;
+            Ok((user, expires_at))
+        }
+        Err(refused @ ApiError::Unauthorized(_)) => Err(limits::bad_ticket(app, client, refused).await),
+        Err(other) => Err(other),
     }
 }
 
@@ -94,8 +107,9 @@ async fn authenticate(
 /// message per event (`call.incoming`, `call.accepted`, `call.ended`, `video.requested`, ...; see
 /// the README). Authenticate with the bearer header or, from a browser, `?ticket=`.
 ///
-/// Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 503 `unavailable` (Redis
-/// down, or the instance shutting down).
+/// Errors: 400 `websocket_required` (not an upgrade); 401 `unauthorized`; 429 `rate_limited` (too
+/// many tickets that opened nothing from one address: a budget of their own, apart from that of bad
+/// credentials); 503 `unavailable` (Redis down, or the instance shutting down).
 ///
 /// The server closes the stream with 4001 when the token that opened it expires (for a ticket, the
 /// token that bought it) and with 4008 when the user opens more than `EVENTS_MAX_STREAMS_PER_USER`
@@ -110,10 +124,12 @@ async fn authenticate(
 async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddress>>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let (user, expires_at) = authenticate(&app, &headers, &query).await?;
+    let client = client.and_then(|Extension(ClientAddress(client))| client);
+    let (user, expires_at) = authenticate(&app, &headers, &query, client).await?;
     tracing::Span::current().record("user_id", user.as_str());
     let upgrade = upgrade.map_err(|_| ApiError::BadRequest {
         code: Code::WebsocketRequired,

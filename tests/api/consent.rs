@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::lk_client::LkClient;
-use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app, spawn_app_configured};
+use crate::helpers::{TestApp, TestUser, eventually, livekit_rooms, spawn_app};
 
 const CAMERA: i32 = proto::TrackSource::Camera as i32;
 
@@ -108,6 +108,15 @@ async fn ledger_kinds(app: &TestApp, call: &str, user: &TestUser) -> Vec<String>
         .iter()
         .filter_map(|e| e["kind"].as_str().map(str::to_owned))
         .collect()
+}
+
+fn sources_of(app: &TestApp, join: &Value) -> Vec<String> {
+    let lk = &app.config.livekit;
+    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+        .verify(join["token"].as_str().expect("token"))
+        .expect("token")
+        .video
+        .can_publish_sources
 }
 
 /// He asks, she says yes: video is on.
@@ -220,88 +229,6 @@ async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
 }
 
 #[tokio::test]
-async fn after_a_reject_the_requester_must_wait_out_the_cooldown() {
-    let app = spawn_app().await;
-    let (him, her) = (app.user("male"), app.user("female"));
-    let (call, _) = app.ring(&him, &[&her], "audio").await;
-    app.call_action(&call, "accept", &her, json!({})).await;
-    let (_, body) = request_video(&app, &call, &him).await;
-    let request = body["request"]["id"].as_str().expect("request id").to_owned();
-    let (status, body) = answer(&app, &call, &request, &him, "reject").await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(body["code"], "own_request");
-    let (status, body) = answer(&app, &call, &request, &her, "reject").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["state"], "off");
-
-    let resp = app
-        .http
-        .post(app.url(&format!("/api/v1/calls/{call}/video/requests")))
-        .bearer_auth(&him.token)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("a Retry-After header in seconds");
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
-    let body: Value = resp.json().await.expect("problem");
-    assert_eq!(body["code"], "video_request_cooldown");
-    assert!(video(&app, &call, &him).await["cooldownUntil"].is_string());
-    let declined = app
-        .db_count("select count(*) from user_events where call_id = $1 and type = 'video.declined'", &call)
-        .await;
-    assert_eq!(declined, 1, "the requester learns only that it was declined");
-}
-
-#[tokio::test]
-async fn an_unanswered_request_expires() {
-    let app = spawn_app_configured(|c| c.timeouts.video_request = Duration::from_secs(1)).await;
-    let (him, her) = (app.user("male"), app.user("female"));
-    let (call, _) = app.ring(&him, &[&her], "audio").await;
-    app.call_action(&call, "accept", &her, json!({})).await;
-    let (status, body) = request_video(&app, &call, &him).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert!(body["request"]["expiresAt"].is_string());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while video(&app, &call, &her).await["state"] != "off" {
-        assert!(Instant::now() < deadline, "the request did not expire");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ledger_kinds(&app, &call, &him).await, vec!["request", "consent", "expire"]);
-    let expired = app
-        .db_count("select count(*) from user_events where call_id = $1 and type = 'video.expired' and user_id = (select initiator_id from calls where id = $1)", &call)
-        .await;
-    assert_eq!(expired, 1);
-    let (status, _) = request_video(&app, &call, &him).await;
-    assert_eq!(status, StatusCode::CREATED, "no cooldown after an expiry");
-}
-
-fn sources_of(app: &TestApp, join: &Value) -> Vec<String> {
-    let lk = &app.config.livekit;
-    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
-        .verify(join["token"].as_str().expect("token"))
-        .expect("token")
-        .video
-        .can_publish_sources
-}
-
-#[tokio::test]
-async fn her_video_call_accepted_by_him_with_video_turns_video_on() {
-    let app = spawn_app().await;
-    let (her, him) = (app.user("female"), app.user("male"));
-    let (call, _) = app.ring(&her, &[&him], "video").await;
-    let (status, body) = app.call_action(&call, "accept", &him, json!({"video": true})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["call"]["video"], "on");
-    assert_eq!(sources_of(&app, &body["join"]), vec!["microphone"], "the camera comes once he has joined");
-}
-
-#[tokio::test]
 async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));
@@ -334,58 +261,6 @@ async fn his_video_call_answered_by_her_without_a_word_asks_her_once() {
     let events = her_events.collect(Duration::from_secs(2)).await;
     let asked = events.iter().filter(|e| e["type"] == "video.requested").count();
     assert_eq!(asked, 1, "{events:?}");
-}
-
-#[tokio::test]
-async fn his_video_call_answered_by_her_with_video_turns_video_on() {
-    let app = spawn_app().await;
-    let (him, her) = (app.user("male"), app.user("female"));
-    let (call, _) = app.ring(&him, &[&her], "video").await;
-    let (_, body) = app.call_action(&call, "accept", &her, json!({"video": true})).await;
-    assert_eq!(body["call"]["video"], "on");
-    assert_eq!(ledger_kinds(&app, &call, &her).await, vec!["request", "consent", "on"]);
-}
-
-#[tokio::test]
-async fn two_men_need_each_others_consent() {
-    let app = spawn_app().await;
-    let (m1, m2) = (app.user("male"), app.user("male"));
-    let (call, _) = app.ring(&m1, &[&m2], "audio").await;
-    app.call_action(&call, "accept", &m2, json!({})).await;
-    let (_, body) = request_video(&app, &call, &m1).await;
-    assert_eq!(video(&app, &call, &m1).await["state"], "requested", "his own request is not enough");
-    let request = body["request"]["id"].as_str().expect("id").to_owned();
-    let (status, body) = answer(&app, &call, &request, &m2, "accept").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["state"], "on");
-    let (status, body) = revoke(&app, &call, &m1).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["state"], "off");
-}
-
-#[tokio::test]
-async fn with_two_women_video_needs_both_and_either_can_turn_it_off() {
-    let app = spawn_app().await;
-    let (him, w1, w2) = (app.user("male"), app.user("female"), app.user("female"));
-    let (call, _) = app.ring(&him, &[&w1, &w2], "audio").await;
-    for w in [&w1, &w2] {
-        app.call_action(&call, "accept", w, json!({})).await;
-    }
-    let (_, body) = request_video(&app, &call, &him).await;
-    let request = body["request"]["id"].as_str().expect("id").to_owned();
-    let (_, body) = answer(&app, &call, &request, &w1, "accept").await;
-    assert_eq!(body["state"], "requested", "one of two consents");
-    let (_, body) = answer(&app, &call, &request, &w2, "accept").await;
-    assert_eq!(body["state"], "on");
-    let (status, body) = revoke(&app, &call, &him).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "he is not a consenter: {body}");
-    assert_eq!(body["code"], "not_a_consenter");
-    let (_, token) = app.call_action(&call, "token", &him, json!({})).await;
-    assert_eq!(sources_of(&app, &token["join"]), vec!["microphone"], "join tokens never carry the camera");
-    let (_, body) = revoke(&app, &call, &w2).await;
-    assert_eq!(body["state"], "off");
-    let (_, token) = app.call_action(&call, "token", &w1, json!({})).await;
-    assert_eq!(sources_of(&app, &token["join"]), vec!["microphone"], "off for everybody");
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@
 #![allow(clippy::disallowed_methods)]
 
 mod appointments;
+mod consent_api;
 mod hardening;
+mod http;
 mod media;
 mod membership;
 mod sealed;

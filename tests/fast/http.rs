@@ -40,6 +40,28 @@ impl Api {
         Api { router: callgate::http::router(state.clone()), state }
     }
 
+    pub fn config(&self) -> &callgate::config::Config {
+        &self.state.config
+    }
+
+    /// A request with a body of any content type, as a client may send it.
+    pub async fn raw_post(
+        &self,
+        path: &str,
+        who: &Caller,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {}", who.token))
+            .header("content-type", content_type)
+            .body(Body::from(body.to_owned()))
+            .expect("a request");
+        self.send(req).await
+    }
+
     /// A user with a token the API accepts; `gender` as the claim says.
     pub fn user(&self, gender: &str) -> Caller {
         self.user_with_roles(gender, &[])
@@ -85,7 +107,10 @@ impl Api {
             }
             None => Body::empty(),
         };
-        let mut req = req.body(body).expect("a request");
+        self.send(req.body(body).expect("a request")).await
+    }
+
+    async fn send(&self, mut req: axum::http::Request<Body>) -> (StatusCode, Value) {
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
         req.extensions_mut().insert(ConnectInfo(peer));
         let resp = self.router.clone().oneshot(req).await.expect("an answer");

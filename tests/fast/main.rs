@@ -11,11 +11,13 @@
 mod appointments;
 mod consent_api;
 mod hardening;
+mod history;
 mod http;
 mod media;
 mod membership;
 mod sealed;
 mod support;
+mod validation;
 
 use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackKind, TrackSource};

@@ -1,7 +1,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app};
+use crate::http::{Api as TestApp, Caller as TestUser};
+use crate::support::World;
 
 async fn calls_of(app: &TestApp, user: &TestUser) -> usize {
     let (_, history) = app.get("/api/v1/calls/history", user).await;
@@ -9,24 +10,16 @@ async fn calls_of(app: &TestApp, user: &TestUser) -> usize {
 }
 
 async fn refused(app: &TestApp, caller: &TestUser, body: Value, status: StatusCode, field: &str) -> Value {
-    let resp = app
-        .http
-        .post(app.url("/api/v1/calls"))
-        .bearer_auth(&caller.token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), status, "body {body}");
-    let problem: Value = resp.json().await.expect("problem json");
+    let (got, problem) = app.raw_post("/api/v1/calls", caller, "application/json", &body.to_string()).await;
+    assert_eq!(got, status, "body {body}");
     assert_eq!(problem["field"], field, "{problem}");
     problem
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_call_starts_are_refused_naming_the_field_and_write_nothing() {
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let (alice, bob) = (app.user("female"), app.user("male"));
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     refused(&app, &alice, json!({"type": "audio"}), unprocessable, "participantIds").await;
@@ -87,7 +80,7 @@ async fn malformed_call_starts_are_refused_naming_the_field_and_write_nothing() 
     .await;
     assert_eq!(me["code"], "cannot_call_yourself");
     let crowd: Vec<String> =
-        (0..app.config.max_call_participants).map(|i| format!("crowd-{i}-{}", alice.id)).collect();
+        (0..app.config().max_call_participants).map(|i| format!("crowd-{i}-{}", alice.id)).collect();
     let many = refused(
         &app,
         &alice,
@@ -101,32 +94,26 @@ async fn malformed_call_starts_are_refused_naming_the_field_and_write_nothing() 
     assert_eq!(calls_of(&app, &bob).await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_json_and_wrong_content_types_are_bad_requests() {
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let alice = app.user("female");
     for (content_type, body) in [
         ("application/json", "{\"participantIds\": ["),
         ("application/json", "{\"type\": \"audio\",,}"),
         ("text/plain", "{}"),
     ] {
-        let resp = app
-            .http
-            .post(app.url("/api/v1/calls"))
-            .bearer_auth(&alice.token)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{content_type} {body}");
+        let (status, _) = app.raw_post("/api/v1/calls", &alice, content_type, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{content_type} {body}");
     }
     assert_eq!(calls_of(&app, &alice).await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_history_cursor_or_limit_is_refused() {
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let alice = app.user("female");
     let (status, body) = app.get("/api/v1/calls/history?cursor=zzz", &alice).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -137,10 +124,11 @@ async fn a_bad_history_cursor_or_limit_is_refused() {
 
 /// issue 16 A: a history cursor holding a time PostgreSQL cannot store used
 /// to answer 500.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_cursor_with_an_extreme_time_is_a_bad_cursor() {
     use base64::Engine;
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let alice = app.user("female");
     for micros in [i64::MIN, -8_210_298_412_800_000_000, i64::MAX, -1] {
         let raw = format!("{micros}|{}", uuid::Uuid::new_v4());

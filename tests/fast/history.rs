@@ -4,7 +4,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, spawn_app};
+use crate::http::{Api as TestApp, Caller as TestUser};
+use crate::support::World;
 
 async fn call_in(app: &TestApp, caller: &TestUser, callee: &TestUser, conversation: Option<&str>) -> String {
     let mut body = json!({"participantIds": [callee.id], "type": "audio"});
@@ -14,7 +15,7 @@ async fn call_in(app: &TestApp, caller: &TestUser, callee: &TestUser, conversati
     let (status, started) = app.post("/api/v1/calls", caller, body).await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
     let call = started["call"]["id"].as_str().expect("id").to_owned();
-    app.call_action(&call, "end", caller, json!({})).await;
+    app.act(&call, "end", caller, json!({})).await;
     call
 }
 
@@ -29,9 +30,10 @@ async fn ids(app: &TestApp, user: &TestUser, query: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_by_conversation_and_by_person_returns_exactly_those_calls_newest_first() {
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let (alice, bob, carol) = (app.user("female"), app.user("male"), app.user("female"));
     let conv = format!("conv-{}", &alice.id[2..10]);
     let first = call_in(&app, &alice, &bob, Some(&conv)).await;
@@ -55,9 +57,10 @@ async fn history_by_conversation_and_by_person_returns_exactly_those_calls_newes
     assert_eq!(rest, [first]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_filter_is_refused_naming_it() {
-    let app = spawn_app().await;
+    let world = World::new().await;
+    let app = TestApp::new(&world);
     let alice = app.user("female");
     let long = "x".repeat(300);
     for (query, field) in

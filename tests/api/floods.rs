@@ -54,6 +54,11 @@ async fn toggle(app: Arc<TestApp>, call: String, who: TestUser, answers: Arc<Ans
     }
 }
 
+const OLD_EVENTS: &str =
+    "select count(*) from user_events where call_id = any($1) and created_at < now() - interval '1 day'";
+const OLD_TIMELINE: &str =
+    "select count(*) from call_events where call_id = any($1) and at < now() - interval '90 days'";
+
 async fn count(app: &TestApp, sql: &'static str, calls: &[Uuid]) -> i64 {
     sqlx::query_scalar(sql).bind(calls).fetch_one(&app.state.db).await.expect("a count")
 }
@@ -130,6 +135,9 @@ async fn a_media_flood_writes_bounded_rows_and_the_purge_outruns_it_many_times_o
         .execute(&app.state.db)
         .await
         .expect("aged");
+    // In one transaction: this app's own purge (every 5 s) sees all of it
+    // at once or none of it, never half while the rest is being written.
+    let mut tx = app.state.db.begin().await.expect("a transaction");
     sqlx::query(
         "insert into user_events (id, user_id, call_id, type, data, created_at, published_at) \
          select gen_random_uuid(), 'flooder-' || (n % 8), $1, 'media.updated', '{}', \
@@ -137,7 +145,7 @@ async fn a_media_flood_writes_bounded_rows_and_the_purge_outruns_it_many_times_o
     )
     .bind(calls[0])
     .bind(day_of_flood)
-    .execute(&app.state.db)
+    .execute(&mut *tx)
     .await
     .expect("a day of flood");
     sqlx::query(
@@ -147,11 +155,16 @@ async fn a_media_flood_writes_bounded_rows_and_the_purge_outruns_it_many_times_o
     )
     .bind(calls[1])
     .bind(day_of_flood / 2)
-    .execute(&app.state.db)
+    .execute(&mut *tx)
     .await
     .expect("old timelines");
-    let old_events = count(&app, "select count(*) from user_events where call_id = any($1)", &calls).await;
-    let old_timeline = count(&app, "select count(*) from call_events where call_id = any($1)", &calls).await;
+    // Only what is old counts: a burst's last row of the timeline, and its
+    // client events, may be written after the ageing above. Counted before
+    // the commit, so that no purge has taken any yet.
+    let old = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(&calls);
+    let old_events = old(OLD_EVENTS).fetch_one(&mut *tx).await.expect("a count");
+    let old_timeline = old(OLD_TIMELINE).fetch_one(&mut *tx).await.expect("a count");
+    tx.commit().await.expect("committed");
 
     // Two purges at once, as two instances' (this app's own may be a third).
     let started = Instant::now();
@@ -160,8 +173,8 @@ async fn a_media_flood_writes_bounded_rows_and_the_purge_outruns_it_many_times_o
     one.expect("a purge");
     two.expect("another purge");
     let secs = started.elapsed().as_secs_f64();
-    let left_events = count(&app, "select count(*) from user_events where call_id = any($1)", &calls).await;
-    let left_timeline = count(&app, "select count(*) from call_events where call_id = any($1)", &calls).await;
+    let left_events = count(&app, OLD_EVENTS, &calls).await;
+    let left_timeline = count(&app, OLD_TIMELINE, &calls).await;
     let purged = (old_events - left_events) + (old_timeline - left_timeline);
     eprintln!(
         "purge: {old_events} user_events and {old_timeline} call_events rows, all old, by two purges at once in {secs:.2} s \

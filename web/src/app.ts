@@ -529,7 +529,14 @@ async function answerRequest(requestId: string, allow: boolean) {
   const call = current!.call;
   try {
     const view = allow ? await client!.acceptVideoRequest(call.id, requestId) : await client!.rejectVideoRequest(call.id, requestId);
-    consentNote(view.state === "on" ? "Video is on." : "You said not now.");
+    // In a group an answer is sealed until everyone asked has answered: a
+    // yes may leave the request open, and the outcome says nothing of who.
+    const note =
+      view.state === "on" ? "Video is on."
+      : !allow ? "You said not now."
+      : view.state === "requested" ? "You allowed it — waiting for the others."
+      : "Video stays off.";
+    consentNote(note);
     setVideoUi(view.state === "on");
   } catch (err) {
     consentNote(explain(err));

@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod appointments;
+mod booking;
 mod consent_api;
 mod hardening;
 mod history;

@@ -11,6 +11,7 @@
 mod appointments;
 mod booking;
 mod consent_api;
+mod course;
 mod hardening;
 mod history;
 mod http;

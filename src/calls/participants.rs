@@ -155,7 +155,9 @@ async fn back_after_removal(
     session: Option<DateTime<Utc>>,
 ) -> Result<(), CallError> {
     let Some(session) = session else { return Ok(()) };
-    let after = |t: Option<DateTime<Utc>>| t.is_none_or(|t| session > t);
+    // To the microsecond, as PostgreSQL keeps them.
+    let after =
+        |t: Option<DateTime<Utc>>| t.is_none_or(|t| session.timestamp_micros() > t.timestamp_micros());
     if !after(me.left_at) || !after(me.lk_session_at) {
         return Ok(());
     }

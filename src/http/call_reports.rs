@@ -68,7 +68,7 @@ async fn file(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct Reports {
+struct CallReports {
     /// Oldest first.
     reports: Vec<ReportView>,
 }
@@ -78,13 +78,13 @@ struct Reports {
 #[utoipa::path(get, path = "/calls/{id}/reports", operation_id = "callReports", tag = "safety",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(
-        (status = 200, description = "The reports", body = Reports),
+        (status = 200, description = "The reports", body = CallReports),
         (status = 404, response = NotFound),
     ))]
 async fn list(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-) -> Result<Json<Reports>, ApiError> {
-    Ok(Json(Reports { reports: call_reports::list(&app, &user, id).await? }))
+) -> Result<Json<CallReports>, ApiError> {
+    Ok(Json(CallReports { reports: call_reports::list(&app, &user, id).await? }))
 }

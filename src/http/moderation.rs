@@ -34,7 +34,7 @@ fn user_in_path(raw: &str) -> Result<UserId, ApiError> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-struct Why {
+struct ModerationReason {
     /// Why, for the audit log: 1 to 1000 characters.
     #[schema(min_length = 1, max_length = 1000)]
     reason: String,
@@ -46,7 +46,7 @@ struct Why {
 /// Errors: 403 `admin_only`; 409 `call_ended`; 422 `invalid_field` (`reason`).
 #[utoipa::path(post, path = "/admin/calls/{id}/end", operation_id = "moderatorEndCall", tag = "safety",
     params(("id" = Uuid, Path, description = "The call's id")),
-    request_body = Why,
+    request_body = ModerationReason,
     responses(
         (status = 200, description = "The call, ended", body = CallOnly),
         (status = 400, response = BadRequest),
@@ -59,7 +59,7 @@ async fn end_call(
     State(app): State<AppState>,
     user: AuthUser,
     CallPath(id): CallPath,
-    ApiJson(body): ApiJson<Why>,
+    ApiJson(body): ApiJson<ModerationReason>,
 ) -> Result<Json<CallOnly>, ApiError> {
     let why = moderation::reason(&body.reason)?;
     Ok(Json(moderation::end_call(&app, &user, id, &why).await?))
@@ -160,7 +160,7 @@ async fn suspend(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct Lifted {
+struct SuspensionLifted {
     /// Whether a suspension was in force.
     lifted: bool,
 }
@@ -170,9 +170,9 @@ struct Lifted {
 /// Errors: 403 `admin_only`; 422 `invalid_field` (`userId`, `reason`).
 #[utoipa::path(post, path = "/admin/suspensions/{userId}/lift", operation_id = "liftSuspension",
     tag = "safety", params(("userId" = String, Path, description = "The user")),
-    request_body = Why,
+    request_body = ModerationReason,
     responses(
-        (status = 200, description = "Not suspended", body = Lifted),
+        (status = 200, description = "Not suspended", body = SuspensionLifted),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 422, response = Unprocessable),
@@ -181,11 +181,11 @@ async fn lift(
     State(app): State<AppState>,
     user: AuthUser,
     Path(other): Path<String>,
-    ApiJson(body): ApiJson<Why>,
-) -> Result<Json<Lifted>, ApiError> {
+    ApiJson(body): ApiJson<ModerationReason>,
+) -> Result<Json<SuspensionLifted>, ApiError> {
     let other = user_in_path(&other)?;
     let why = moderation::reason(&body.reason)?;
-    Ok(Json(Lifted { lifted: moderation::lift(&app, &user, &other, &why).await? }))
+    Ok(Json(SuspensionLifted { lifted: moderation::lift(&app, &user, &other, &why).await? }))
 }
 
 const MAX_ENTRIES: i64 = 200;
@@ -210,7 +210,7 @@ struct AuditQuery {
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Audit {
+struct AuditLog {
     /// Newest first.
     entries: Vec<AuditEntryView>,
     /// Pass as `before` for the next page, when there is one.
@@ -223,7 +223,7 @@ struct Audit {
 /// Errors: 403 `admin_only`; 422 `invalid_field` (`callId`, `userId`, `before`, `limit`).
 #[utoipa::path(get, path = "/admin/audit", operation_id = "auditLog", tag = "safety", params(AuditQuery),
     responses(
-        (status = 200, description = "A page of the audit log", body = Audit),
+        (status = 200, description = "A page of the audit log", body = AuditLog),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 422, response = Unprocessable),
@@ -232,7 +232,7 @@ async fn audit(
     State(app): State<AppState>,
     user: AuthUser,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<Audit>, ApiError> {
+) -> Result<Json<AuditLog>, ApiError> {
     let bad = |name: &str| ApiError::invalid(name, format!("{name} is not valid here"));
     let call = match q.call_id.as_deref() {
         None => None,
@@ -254,5 +254,5 @@ async fn audit(
     let more = entries.len() as i64 > limit;
     entries.truncate(limit as usize);
     let next_cursor = if more { entries.last().map(|e| e.id.to_string()) } else { None };
-    Ok(Json(Audit { entries, next_cursor }))
+    Ok(Json(AuditLog { entries, next_cursor }))
 }

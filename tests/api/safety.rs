@@ -45,8 +45,8 @@ async fn a_disguised_track_and_the_report_that_follows_reach_the_host_signed_wit
         (Some("video_under_another_label"), &json!(true))
     );
     assert_eq!(
-        (data["track"]["kind"].as_str(), data["track"]["declared"].as_str()),
-        (Some("video"), Some("audio"))
+        (data["track"]["kind"].as_str(), data["track"]["source"].as_str()),
+        (Some("video"), Some("microphone"))
     );
     no_gender(&heard[0].body);
     let ended = app.wait_for_call(&call, &her, Duration::from_secs(10), |c| c["state"] == "ended").await;

@@ -34,15 +34,19 @@ create table suspensions (
 );
 
 -- What moderators (the `admin` role) did, who, when and why; append-only.
+-- Their reads of what participants cannot read (a call's full ledger, its
+-- reports) are written too, without a reason.
 create table audit_log (
     id       bigint generated always as identity primary key,
     at       timestamptz not null,
     actor_id text not null,
-    action   text not null check (action in ('end_call', 'remove_participant', 'suspend', 'lift_suspension')),
+    action   text not null check (action in ('end_call', 'remove_participant', 'suspend', 'lift_suspension',
+                 'read_ledger', 'read_reports')),
     call_id  uuid,
     user_id  text,
-    reason   text not null check (char_length(reason) between 1 and 1000),
-    detail   jsonb not null default '{}'
+    reason   text check (char_length(reason) between 1 and 1000),
+    detail   jsonb not null default '{}',
+    check (reason is not null or action in ('read_ledger', 'read_reports'))
 );
 create index audit_log_by_call on audit_log (call_id, id desc) where call_id is not null;
 create index audit_log_by_user on audit_log (user_id, id desc) where user_id is not null;

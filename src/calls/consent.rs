@@ -522,7 +522,7 @@ impl From<store::consent_ledger::LedgerEntry> for LedgerView {
 }
 
 /// The call's ledger: in full (actors included) for `admin`, the audit
-/// role. A participant reads the rows `rules::readable` lets them (nobody
+/// role (each such read is in the audit log). A participant reads the rows `rules::readable` lets them (nobody
 /// else's answers) with the actors `rules::visible_actor` allows (requesters
 /// and the reader's own steps), numbered by their place in what they read:
 /// the ledger's own ids would count, by their gaps, the answers left out.
@@ -532,6 +532,11 @@ pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<Ledge
     let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part());
     if !takes_part && !user.is_admin() {
         return Err(CallError::NotFound);
+    }
+    if user.is_admin() {
+        // Every answer with its actor: what no participant reads, so audited.
+        let action = crate::domain::ModerationAction::ReadLedger;
+        store::audit_log::read(&mut conn, app.clock.now(), &user.id, action, id).await?;
     }
     let rows = store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from);
     if user.is_admin() {

@@ -3,7 +3,8 @@
 //! call, remove a participant from a call, suspend a user from calling and
 //! being called (for a time or until lifted) and lift it. Reading a call's
 //! full ledger and its reports is `calls::consent::ledger` and
-//! `calls::call_reports::list`, which let `admin` see everything.
+//! `calls::call_reports::list`, which let `admin` see everything and write
+//! each such read to the audit log (without a reason).
 //!
 //! The participants of a call learn only what any call tells them: it
 //! ended (`endReason` `moderator`) or someone left it; never who acted or
@@ -55,7 +56,7 @@ fn on_call<'a>(
         action,
         call: Some(call),
         user,
-        reason: why,
+        reason: Some(why),
         detail: json!({}),
     }
 }
@@ -188,7 +189,7 @@ pub async fn suspend(
         action: ModerationAction::Suspend,
         call: None,
         user: Some(user),
-        reason: why,
+        reason: Some(why),
         detail: json!({"endsAt": ends_at}),
     };
     audit_log::append(&mut tx, &entry).await?;
@@ -210,7 +211,7 @@ pub async fn lift(app: &Core, admin: &AuthUser, user: &UserId, why: &str) -> Res
         action: ModerationAction::LiftSuspension,
         call: None,
         user: Some(user),
-        reason: why,
+        reason: Some(why),
         detail: json!({"wasInForce": lifted.is_some()}),
     };
     audit_log::append(&mut tx, &entry).await?;
@@ -242,7 +243,9 @@ pub struct AuditEntryView {
     pub call_id: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    pub reason: String,
+    /// Absent for a read (`read_ledger`, `read_reports`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }

@@ -185,12 +185,15 @@ word_enum!(
 );
 
 word_enum!(
-    /// What a moderator did (the audit log's `action`).
+    /// What a moderator did or read (the audit log's `action`): the reads
+    /// are of a call's full ledger and of its reports.
     ModerationAction {
         EndCall = "end_call",
         RemoveParticipant = "remove_participant",
         Suspend = "suspend",
         LiftSuspension = "lift_suspension",
+        ReadLedger = "read_ledger",
+        ReadReports = "read_reports",
     }
 );
 

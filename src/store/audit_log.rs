@@ -15,7 +15,8 @@ pub struct NewEntry<'a> {
     pub action: ModerationAction,
     pub call: Option<CallId>,
     pub user: Option<&'a UserId>,
-    pub reason: &'a str,
+    /// `None` only for a read.
+    pub reason: Option<&'a str>,
     pub detail: Value,
 }
 
@@ -36,6 +37,27 @@ pub async fn append(conn: &mut PgConnection, entry: &NewEntry<'_>) -> sqlx::Resu
     .await
 }
 
+/// Writes that `actor` (an `admin`) read what participants cannot of the
+/// call (`action`: `read_ledger`, `read_reports`), before it is answered.
+pub async fn read(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+    actor: &UserId,
+    action: ModerationAction,
+    call: CallId,
+) -> sqlx::Result<()> {
+    let entry = NewEntry {
+        at,
+        actor,
+        action,
+        call: Some(call),
+        user: None,
+        reason: None,
+        detail: Value::Object(Default::default()),
+    };
+    append(conn, &entry).await.map(drop)
+}
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct EntryRow {
     pub id: i64,
@@ -44,7 +66,7 @@ pub struct EntryRow {
     pub action: Word<ModerationAction>,
     pub call_id: Option<Uuid>,
     pub user_id: Option<String>,
-    pub reason: String,
+    pub reason: Option<String>,
     pub detail: Value,
 }
 

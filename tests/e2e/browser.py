@@ -198,10 +198,11 @@ def the_call(browser, tag):
     step("he hangs up; her page shows the call ended")
 
     she.get_by_text("Report someone from this call").click()
-    she.get_by_label("Who").select_option(label="Bob")
-    she.get_by_label("What happened").select_option("harassment")
-    she.get_by_label("Tell us more (optional)").fill("He kept shouting at me.")
-    she.get_by_role("button", name="Report", exact=True).click()
+    form = she.locator("#report-form")
+    form.get_by_label("Whom to report").select_option(label="Bob")
+    form.get_by_label("What happened").select_option("harassment")
+    form.get_by_label("Tell us more (optional)").fill("He kept shouting at me.")
+    form.get_by_role("button", name="Report", exact=True).click()
     expect(she.get_by_text("your report was sent")).to_be_visible(timeout=5_000)
     filed = she.evaluate(
         """async () => {

@@ -129,6 +129,8 @@ async fn a_participant_reports_the_other_and_only_the_host_and_admin_hear_of_it(
     let (_, all) = api.get(&format!("/api/v1/calls/{call}/reports"), &admin).await;
     assert_eq!(all["reports"][0]["id"], filed["id"]);
     no_gender(&all);
+    let (_, log) = api.get(&format!("/api/v1/admin/audit?callId={call}"), &admin).await;
+    assert_eq!(log["entries"][0]["action"], "read_reports", "the moderator's read is audited: {log}");
 
     // Someone who took no part: not found, either way.
     let (status, _) = api.post(&format!("/api/v1/calls/{call}/reports"), &stranger, report(&bob)).await;
@@ -428,6 +430,12 @@ async fn a_moderator_removes_a_participant_for_good_and_ends_the_call_each_audit
     // And the full ledger is the moderator's to read.
     let (status, _) = api.get(&format!("/api/v1/calls/{call}/consent"), &admin).await;
     assert_eq!(status, StatusCode::OK);
+    let read = &audit(&api, &admin, &format!("callId={call}")).await[0];
+    assert_eq!(
+        (read["action"].as_str(), read["actorId"].as_str()),
+        (Some("read_ledger"), Some(admin.id.as_str()))
+    );
+    assert!(read.get("reason").is_none(), "a read has no reason: {read}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -446,7 +446,7 @@ export interface paths {
          * The call's consent ledger, oldest first: every request, answer, revocation, outcome, on/off
          *     step and violation. A participant reads nobody else's answers (consents, rejects, revokes),
          *     and actors only on requests and on their own steps, so that nothing they read tells who said
-         *     what; the `admin` role reads every row and every actor.
+         *     what; the `admin` role reads every row and every actor (each such read is in the audit log).
          */
         get: operations["consentLedger"];
         put?: never;
@@ -658,8 +658,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The call's reports: every one for `admin`; for a participant, only those they filed
-         *     (never any about them).
+         * The call's reports: every one for `admin` (each such read is in the audit log); for a
+         *     participant, only those they filed (never any about them).
          */
         get: operations["callReports"];
         put?: never;
@@ -1086,7 +1086,8 @@ export interface components {
             detail: Record<string, never>;
             /** Format: int64 */
             id: number;
-            reason: string;
+            /** @description Absent for a read (`read_ledger`, `read_reports`). */
+            reason?: string | null;
             userId?: string | null;
         };
         AuditLog: {
@@ -1285,7 +1286,7 @@ export interface components {
             videoEnabled: boolean;
         };
         /** @enum {string} */
-        ModerationAction: "end_call" | "remove_participant" | "suspend" | "lift_suspension";
+        ModerationAction: "end_call" | "remove_participant" | "suspend" | "lift_suspension" | "read_ledger" | "read_reports";
         ModerationReason: {
             /** @description Why, for the audit log: 1 to 1000 characters. */
             reason: string;

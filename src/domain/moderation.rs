@@ -113,7 +113,8 @@ pub fn suspension_ends(
             MAX_SUSPENSION.num_seconds()
         ));
     }
-    Ok(now.checked_add_signed(duration))
+    // Past the last time there is, it could only end "never": refused.
+    now.checked_add_signed(duration).map(Some).ok_or_else(|| "must end before the year 262143".to_owned())
 }
 
 #[cfg(test)]

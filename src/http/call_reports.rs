@@ -26,8 +26,8 @@ struct ReportBody {
     /// The participant reported: someone else who took part in the call.
     user_id: UserId,
     reason: ReportReason,
-    /// What happened, in the reporter's words: up to 1000 characters.
-    #[schema(min_length = 1, max_length = 1000)]
+    /// What happened, in the reporter's words: up to 1000 characters (trimmed; blank is no text).
+    #[schema(max_length = 1000)]
     text: Option<String>,
 }
 

@@ -155,7 +155,9 @@ async fn suspend(
 ) -> Result<Json<SuspensionView>, ApiError> {
     let other = user_in_path(&other)?;
     let why = moderation::reason(&body.reason)?;
-    let duration = body.duration_seconds.map(chrono::Duration::seconds);
+    // Out of chrono's range is out of the allowed one too (and would panic).
+    let duration =
+        body.duration_seconds.map(|s| chrono::Duration::try_seconds(s).unwrap_or(chrono::Duration::MAX));
     Ok(Json(moderation::suspend(&app, &user, &other, duration, &why).await?))
 }
 

@@ -332,6 +332,8 @@ async fn only_admin_moderates_and_bad_input_is_refused_naming_its_field_changing
         ("PUT", suspend.clone(), json!({"reason": " "}), "reason"),
         ("PUT", suspend.clone(), json!({"reason": "x", "durationSeconds": 59}), "durationSeconds"),
         ("PUT", suspend.clone(), json!({"reason": "x", "durationSeconds": -1}), "durationSeconds"),
+        ("PUT", suspend.clone(), json!({"reason": "x", "durationSeconds": i64::MAX}), "durationSeconds"),
+        ("PUT", suspend.clone(), json!({"reason": "x", "durationSeconds": i64::MIN}), "durationSeconds"),
         ("PUT", suspend.clone(), json!({"reason": "x", "durationSeconds": "1h"}), "durationSeconds"),
         ("PUT", "/api/v1/admin/suspensions/a%20b".to_owned(), json!({"reason": "x"}), "userId"),
         ("POST", format!("/api/v1/admin/calls/{call}/end"), json!({"reason": "r".repeat(1001)}), "reason"),

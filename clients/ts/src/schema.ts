@@ -1371,7 +1371,7 @@ export interface components {
         };
         ReportBody: {
             reason: components["schemas"]["ReportReason"];
-            /** @description What happened, in the reporter's words: up to 1000 characters. */
+            /** @description What happened, in the reporter's words: up to 1000 characters (trimmed; blank is no text). */
             text?: string | null;
             /** @description The participant reported: someone else who took part in the call. */
             userId: components["schemas"]["UserId"];

@@ -187,5 +187,7 @@ mod tests {
         assert!(suspension_ends(now, Some(Duration::seconds(59))).is_err());
         assert!(suspension_ends(now, Some(MAX_SUSPENSION + Duration::seconds(1))).is_err());
         assert!(suspension_ends(now, Some(MIN_SUSPENSION)).is_ok());
+        let last = DateTime::<Utc>::MAX_UTC - Duration::days(1);
+        assert!(suspension_ends(last, Some(MAX_SUSPENSION)).is_err(), "never \"until lifted\" by overflow");
     }
 }

@@ -162,6 +162,13 @@ async fn a_bad_report_is_refused_naming_its_field_and_changes_nothing() {
     }
     assert_eq!(count(&world, "select count(*) from call_reports").await, 0);
     assert!(hooks(&world, &call, "call.reported").await.is_empty());
+
+    // The same report, well formed, while the call goes on: taken.
+    let (status, body) =
+        api.post(&path, &alice, json!({"userId": bob.id, "reason": "other", "text": " "})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("text").is_none(), "a blank text is no text: {body}");
+    assert_eq!(hooks(&world, &call, "call.reported").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

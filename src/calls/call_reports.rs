@@ -141,9 +141,10 @@ pub async fn file(app: &Core, user: &AuthUser, id: CallId, report: Report) -> Re
     Ok(Filed { report: row.into(), created: true })
 }
 
-/// The call's reports: all of them for `admin` (the read is in the audit
-/// log); for someone who took part in it, those they filed (never those of
-/// them); 404 for anyone else.
+/// The call's reports: for `admin` all of them but those about themself
+/// (a reported moderator is the reported person too; the read is in the
+/// audit log); for someone who took part in it, those they filed (never
+/// those of them); 404 for anyone else.
 pub async fn list(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<ReportView>, CallError> {
     let mut conn = app.db.acquire().await?;
     if !user.is_admin() {
@@ -158,5 +159,6 @@ pub async fn list(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<ReportV
         store::audit_log::read(&mut conn, app.clock.now(), &user.id, action, id).await?;
     }
     let mine = (!user.is_admin()).then_some(&user.id);
-    Ok(rows::of_call(&mut conn, id, mine).await?.into_iter().map(ReportView::from).collect())
+    let reports = rows::of_call(&mut conn, id, mine).await?;
+    Ok(reports.into_iter().filter(|r| r.reported_id != user.id.as_str()).map(ReportView::from).collect())
 }

@@ -73,8 +73,8 @@ struct CallReports {
     reports: Vec<ReportView>,
 }
 
-/// The call's reports: every one for `admin` (each such read is in the audit log); for a
-/// participant, only those they filed (never any about them).
+/// The call's reports: every one for `admin` but those about themself (each such read is in
+/// the audit log); for a participant, only those they filed (never any about them).
 #[utoipa::path(get, path = "/calls/{id}/reports", operation_id = "callReports", tag = "safety",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(

@@ -140,6 +140,20 @@ async fn a_participant_reports_the_other_and_only_the_host_and_admin_hear_of_it(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_moderator_does_not_read_the_report_about_them() {
+    let world = World::new().await;
+    let api = Api::new(&world);
+    let (alice, moderator) = (api.user("female"), api.user_with_roles("male", &["admin"]));
+    let call = answered(&api, &alice, &[&moderator]).await;
+    let (status, body) = api.post(&format!("/api/v1/calls/{call}/reports"), &alice, report(&moderator)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, read) = api.get(&format!("/api/v1/calls/{call}/reports"), &moderator).await;
+
+    assert_eq!((status, &read["reports"]), (StatusCode::OK, &json!([])), "{read}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_report_is_refused_naming_its_field_and_changes_nothing() {
     let world = World::new().await;
     let api = Api::new(&world);

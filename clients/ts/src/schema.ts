@@ -658,8 +658,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The call's reports: every one for `admin` (each such read is in the audit log); for a
-         *     participant, only those they filed (never any about them).
+         * The call's reports: every one for `admin` but those about themself (each such read is in
+         *     the audit log); for a participant, only those they filed (never any about them).
          */
         get: operations["callReports"];
         put?: never;

@@ -181,6 +181,11 @@ pub struct Limits {
     /// after which that caller may not ring her (0: no limit).
     pub ring_declines_limit: u32,
     pub ring_declines_window: Duration,
+    /// How long after a call ended its participants may still report one
+    /// another (`REPORT_WINDOW`).
+    pub report_window: Duration,
+    /// Reports one user may file in 24 hours (`REPORTS_PER_DAY`).
+    pub reports_per_day: u32,
 }
 
 /// The HTTP server's own bounds (issue 28).
@@ -509,6 +514,8 @@ fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
         )?,
         ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
         ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
+        report_window: env.bounded_seconds("REPORT_WINDOW", 604_800, 3_600..=2_592_000)?,
+        reports_per_day: env.bounded("REPORTS_PER_DAY", 20, 1..=1_000)?,
         unauthenticated_per_minute: env.bounded(
             "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE",
             60,

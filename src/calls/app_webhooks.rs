@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::calls::views::CallView;
-use crate::domain::{Outcome, ParticipantStatus, UserId};
+use crate::domain::{Outcome, ParticipantStatus, UserId, Violation};
+use crate::store::call_reports::ReportRow;
 use crate::store::{CallRow, Outgoing};
 
 /// What every call webhook says about the call.
@@ -81,4 +82,64 @@ pub fn call_missed(out: &mut Outgoing, view: &CallView) {
     let mut data = call_data(view);
     data["missedBy"] = json!(missed);
     enqueue(out, "call.missed", view, data);
+}
+
+/// Someone broke the video rule, or a moderator put them out of the call.
+pub struct Offence<'a> {
+    pub user: &'a str,
+    pub violation: Violation,
+    /// Put out of the call for it (for good).
+    pub removed: bool,
+    /// The track that broke the rule: its `trackSid`, `source`, `kind` (what
+    /// it is) and `declared` (what its client said it is), as in the ledger.
+    pub track: Option<Value>,
+    /// The moderator who removed them, and the reason they gave.
+    pub moderator: Option<(&'a UserId, &'a str)>,
+}
+
+/// `consent.violation`: the host hears of every violation of the video rule
+/// and every removal, with the offender and what they did (never anyone's
+/// gender), so that it can act.
+pub fn consent_violation(out: &mut Outgoing, view: &CallView, offence: &Offence<'_>) {
+    let mut data = call_data(view);
+    data["userId"] = json!(offence.user);
+    data["violation"] = json!(offence.violation);
+    data["removed"] = json!(offence.removed);
+    if let Some(track) = &offence.track {
+        data["track"] = track.clone();
+    }
+    if let Some((moderator, reason)) = offence.moderator {
+        data["moderatorId"] = json!(moderator);
+        data["reason"] = json!(reason);
+    }
+    enqueue(out, "consent.violation", view, data);
+}
+
+/// `call.reported`: a participant reported another. What the host needs to
+/// judge it: the call (its people, state and times), the two users, the
+/// reason and text, when, and the violations of the video rule the ledger
+/// holds of the reported user in this call; never anyone's gender.
+pub fn call_reported(out: &mut Outgoing, view: &CallView, report: &ReportRow, violations: Vec<Value>) {
+    let mut data = call_data(view);
+    data["state"] = json!(view.state);
+    for (field, value) in [
+        ("outcome", json!(view.outcome)),
+        ("endReason", json!(view.end_reason)),
+        ("answeredAt", json!(view.answered_at)),
+        ("connectedAt", json!(view.connected_at)),
+        ("endedAt", json!(view.ended_at)),
+        ("durationSeconds", json!(view.duration_seconds)),
+    ] {
+        if !value.is_null() {
+            data[field] = value;
+        }
+    }
+    data["reportId"] = json!(report.id);
+    data["reporterId"] = json!(report.reporter_id);
+    data["reportedId"] = json!(report.reported_id);
+    data["reason"] = json!(report.reason.0);
+    data["text"] = json!(report.text);
+    data["reportedAt"] = json!(report.created_at);
+    data["violations"] = json!(violations);
+    enqueue(out, "call.reported", view, data);
 }

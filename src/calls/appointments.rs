@@ -439,6 +439,8 @@ fn room_spec(core: &Core, call: &CallRow, row: &AppointmentRow) -> RoomSpec {
 /// (`APPOINTMENT_AUTO_ADMIT`: as soon as a host is there). From now on the
 /// joiner is busy, as in any call.
 pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppointment, CallError> {
+    // A way into a call: refused while suspended, as a busy joiner (whatever the appointment).
+    crate::calls::gate::refuse_suspended(core, &user.id).await?;
     let mut tx = core.db.begin().await?;
     let (call, row, people) = lock_both(&mut tx, id).await?;
     let Some(role) = role_of(&people, &user.id) else { return Err(CallError::NotFound) };

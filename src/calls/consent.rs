@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::calls::CallError;
 use crate::calls::Core;
+use crate::calls::app_webhooks::{self, Offence};
 use crate::calls::enforce::{self, Effects};
+use crate::calls::views::CallView;
 use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
 use crate::domain::Code;
@@ -22,9 +24,9 @@ use crate::domain::consent::{
     self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict,
     VideoState,
 };
-use crate::domain::{CallId, CallState, ParticipantStatus, UserId};
+use crate::domain::{CallId, CallState, ParticipantStatus, UserId, Violation};
 use crate::livekit::TrackSeen;
-use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
+use crate::store::{self, CallRow, DeadlineKind, Outgoing, ParticipantRow};
 
 fn members(participants: &[ParticipantRow]) -> Vec<Member> {
     participants
@@ -223,12 +225,17 @@ pub enum PutOut {
 }
 
 impl PutOut {
+    /// The violation, as the timeline and the host's webhook name it.
+    pub fn violation(self) -> Violation {
+        match self {
+            PutOut::Mislabelled => Violation::VideoUnderAnotherLabel,
+            PutOut::RepeatedCameraWhileOff => Violation::CameraWhileVideoOffAgain,
+        }
+    }
+
     /// The reason the timeline gives.
     pub fn reason(self) -> &'static str {
-        match self {
-            PutOut::Mislabelled => "video_under_another_label",
-            PutOut::RepeatedCameraWhileOff => "camera_while_video_off_again",
-        }
+        self.violation().as_str()
     }
 }
 
@@ -236,7 +243,9 @@ impl PutOut {
 const VIOLATIONS_BEFORE_OUT: i64 = 1;
 
 /// Judges a track `identity` published (`published_at`: LiveKit's event
-/// time, whole seconds) and writes a violation to the ledger when it is one.
+/// time, whole seconds) and writes a violation to the ledger when it is one,
+/// and the host's `consent.violation` webhook with it (`removed` when it
+/// puts the publisher out: the caller does).
 pub async fn judge_track(
     tx: &mut PgConnection,
     call: &CallRow,
@@ -245,7 +254,8 @@ pub async fn judge_track(
     published_at: Option<chrono::DateTime<Utc>>,
 ) -> Result<Judgement, CallError> {
     let id = call.call_id();
-    let state = store::lock_call(tx, id).await?.map(|c| c.video_state()).unwrap_or_default();
+    let now = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
+    let state = now.video_state();
     let participants = store::participants(tx, id).await?;
     let Some(me) = participants.iter().find(|p| p.user_id == identity && p.is_present()) else {
         // Not in the call: whoever handles their join removes them.
@@ -264,10 +274,20 @@ pub async fn judge_track(
             Judgement::Withdraw { violation }
         }
     };
+    let view = CallView::new(&now, &participants);
+    let offence = |violation, removed| Offence {
+        user: identity,
+        violation,
+        removed,
+        track: Some(track_json(track)),
+        moderator: None,
+    };
     match judgement {
-        Judgement::PutOut(_) => {
+        Judgement::PutOut(why) => {
             tracing::warn!(identity, track = %track.sid, ?judgement, "video track against the policy");
-            record_violation(tx, id, identity, track).await?;
+            if record_violation(tx, id, identity, track).await? {
+                tell_host(tx, &view, &offence(why.violation(), true)).await?;
+            }
             Ok(judgement)
         }
         Judgement::Withdraw { violation: true } => {
@@ -278,12 +298,21 @@ pub async fn judge_track(
             }
             tracing::warn!(identity, track = %track.sid, before, "a camera while video is off");
             if before >= VIOLATIONS_BEFORE_OUT {
+                tell_host(tx, &view, &offence(Violation::CameraWhileVideoOffAgain, true)).await?;
                 return Ok(Judgement::PutOut(PutOut::RepeatedCameraWhileOff));
             }
+            tell_host(tx, &view, &offence(Violation::CameraWhileVideoOff, false)).await?;
             Ok(judgement)
         }
         _ => Ok(judgement),
     }
+}
+
+/// The host's `consent.violation` webhook, in this transaction.
+async fn tell_host(tx: &mut PgConnection, view: &CallView, offence: &Offence<'_>) -> sqlx::Result<()> {
+    let mut out = Outgoing::default();
+    app_webhooks::consent_violation(&mut out, view, offence);
+    out.write(tx).await
 }
 
 /// When video last turned on or off in the call; `None` if it never did.
@@ -302,13 +331,22 @@ pub async fn record_violation(
     identity: &str,
     track: &TrackSeen,
 ) -> sqlx::Result<bool> {
-    let track = store::consent_ledger::ViolatingTrack {
+    store::consent_ledger::append_violation_once(tx, call, identity, &violating(track)).await
+}
+
+fn violating(track: &TrackSeen) -> store::consent_ledger::ViolatingTrack<'_> {
+    store::consent_ledger::ViolatingTrack {
         sid: &track.sid,
         source: track.source.map_or("unknown", |s| s.as_str()),
         kind: track.kind_name(),
         declared: track.kind.as_str(),
-    };
-    store::consent_ledger::append_violation_once(tx, call, identity, &track).await
+    }
+}
+
+/// A violating track as the ledger's `detail` and the host's webhook say it.
+fn track_json(track: &TrackSeen) -> serde_json::Value {
+    let t = violating(track);
+    json!({"trackSid": t.sid, "source": t.source, "kind": t.kind, "declared": t.declared})
 }
 
 pub async fn expire(
@@ -484,7 +522,7 @@ impl From<store::consent_ledger::LedgerEntry> for LedgerView {
 }
 
 /// The call's ledger: in full (actors included) for `admin`, the audit
-/// role. A participant reads the rows `rules::readable` lets them (nobody
+/// role (each such read is in the audit log). A participant reads the rows `rules::readable` lets them (nobody
 /// else's answers) with the actors `rules::visible_actor` allows (requesters
 /// and the reader's own steps), numbered by their place in what they read:
 /// the ledger's own ids would count, by their gaps, the answers left out.
@@ -494,6 +532,11 @@ pub async fn ledger(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<Ledge
     let takes_part = participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part());
     if !takes_part && !user.is_admin() {
         return Err(CallError::NotFound);
+    }
+    if user.is_admin() {
+        // Every answer with its actor: what no participant reads, so audited.
+        let action = crate::domain::ModerationAction::ReadLedger;
+        store::audit_log::read(&mut conn, app.clock.now(), &user.id, action, id).await?;
     }
     let rows = store::consent_ledger::of_call(&mut conn, id).await?.into_iter().map(LedgerView::from);
     if user.is_admin() {

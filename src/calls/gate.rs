@@ -1,12 +1,16 @@
 //! Every way into a call passes the same gate: a start, an invitation, a
-//! late join. It checks the rate of calls of whoever rings, the host's "who
-//! may call whom" hook, the ring cooldown of each newcomer towards whoever
-//! rings them, `MAX_CALL_PARTICIPANTS`, and blocks both ways between each
-//! newcomer and everyone already in the call (its people, those being
-//! rung, whoever lets them in, and the newcomers let in before them). A
-//! blocked newcomer is answered exactly as a busy one: both are
-//! `unavailable`, and neither's status is rewritten
-//! (`participants::ring`).
+//! late join (an answer and an appointment's join ask only
+//! [`refuse_suspended`]). It checks `MAX_CALL_PARTICIPANTS`, suspensions,
+//! the rate of calls of whoever rings, the host's "who may call whom" hook,
+//! the ring cooldown of each newcomer towards whoever rings them, and
+//! blocks both ways between each newcomer and everyone already in the call
+//! (its people, those being rung, whoever lets them in, and the newcomers
+//! let in before them). A blocked or suspended newcomer is answered exactly
+//! as a busy one: all are `unavailable`, and nobody's status is rewritten
+//! (`participants::ring`); whoever rings (or joins late) while suspended
+//! finds everyone they ring unavailable, as if they were all busy: nobody
+//! rings, and nothing says why. Suspensions are read from the database at
+//! every knock, on every instance (`store::suspensions`).
 
 use crate::calls::{CallError, Core};
 use crate::domain::{CallType, Code, UserId};
@@ -47,6 +51,13 @@ pub async fn pass(app: &Core, knock: Knock<'_>) -> Result<Passed, CallError> {
             detail: format!("a call has at most {max} participants"),
         });
     }
+    let mut asking: Vec<&str> = vec![knock.by.as_str()];
+    asking.extend(knock.newcomers.iter().map(UserId::as_str));
+    let suspended = store::suspensions::in_force_among(&app.db, &asking, app.clock.now()).await?;
+    if suspended.iter().any(|s| s == knock.by.as_str()) {
+        // Nobody rings, and nobody's hook, cooldown or rate is asked.
+        return Ok(Passed { free: Vec::new(), unavailable: knock.newcomers.to_vec() });
+    }
     if knock.late {
         crate::calls::authz::may_call(app, knock.by, knock.inside, knock.conversation, knock.call_type)
             .await?;
@@ -67,7 +78,9 @@ pub async fn pass(app: &Core, knock: Knock<'_>) -> Result<Passed, CallError> {
         inside.push(knock.by.as_str());
     }
     for newcomer in knock.newcomers {
-        if inside.iter().any(|other| blocked(newcomer.as_str(), other)) {
+        let unavailable = suspended.iter().any(|s| s == newcomer.as_str())
+            || inside.iter().any(|other| blocked(newcomer.as_str(), other));
+        if unavailable {
             passed.unavailable.push(newcomer.clone());
         } else {
             inside.push(newcomer.as_str());
@@ -75,4 +88,16 @@ pub async fn pass(app: &Core, knock: Knock<'_>) -> Result<Passed, CallError> {
         }
     }
     Ok(passed)
+}
+
+/// Refuses `user` if they are suspended from calling and being called, as
+/// one already in another call is refused (an answer, an appointment's
+/// join: neither rings anybody).
+pub async fn refuse_suspended(app: &Core, user: &UserId) -> Result<(), CallError> {
+    let suspended = store::suspensions::in_force_among(&app.db, &[user.as_str()], app.clock.now()).await?;
+    if suspended.is_empty() {
+        Ok(())
+    } else {
+        Err(CallError::conflict(Code::CallerBusy, "you are already in a live call"))
+    }
 }

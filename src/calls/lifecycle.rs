@@ -306,6 +306,8 @@ pub async fn accept(
     id: CallId,
     video: Option<bool>,
 ) -> Result<CallWithJoin, CallError> {
+    // Suspended after it began to ring: answered as if in another call.
+    crate::calls::gate::refuse_suspended(app, &user.id).await?;
     let mut tx = app.db.begin().await?;
     let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
     if !call.state.is_live() {

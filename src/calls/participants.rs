@@ -3,11 +3,12 @@
 //! leave), LiveKit's webhooks (in the room, dropped, left), the reconciler
 //! (found in the room, missing from it), the deadlines (ring over, rejoin
 //! grace over), an appointment (arrive, admit, turn away), a removal for a
-//! violation — is a `domain::membership::Step` applied here, in the call's
-//! locked transaction: the pure machine says where it leads (or refuses
-//! it), this module writes the participant, tells the consent policy of an
-//! arrival or a departure, tells the others, and says what LiveKit must do
-//! after the commit (`Effects`). Nothing else writes a participant's status.
+//! violation or by a moderator — is a `domain::membership::Step` applied
+//! here, in the call's locked transaction: the pure machine says where it
+//! leads (or refuses it), this module writes the participant, tells the
+//! consent policy of an arrival or a departure, tells the others, and says
+//! what LiveKit must do after the commit (`Effects`). Nothing else writes a
+//! participant's status.
 //!
 //! What happens when Bob leaves (`depart`): his row goes `left` (not live:
 //! free for other calls), the timeline says why, the consent policy hears a
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgConnection;
 
+use crate::calls::app_webhooks::{self, Offence};
 use crate::calls::consent;
 use crate::calls::ending::{Ended, finish};
 use crate::calls::enforce::Effects;
@@ -30,10 +32,10 @@ use crate::calls::{CallError, Core};
 use crate::domain::membership::{self, Member, Refusal, Step};
 
 use crate::domain::{
-    self, AuthUser, ClientEvent, Code, EventSource, ParticipantStatus, UserId, call::Ending,
+    self, AuthUser, ClientEvent, Code, EventSource, ParticipantStatus, UserId, Violation, call::Ending,
 };
 use crate::livekit::DisconnectReason;
-use crate::store::{self, CallRow, DeadlineKind, ParticipantRow};
+use crate::store::{self, CallRow, DeadlineKind, Outgoing, ParticipantRow};
 
 /// Where a stored participant stands, as the machine sees it.
 pub fn member(row: &ParticipantRow) -> Member {
@@ -85,6 +87,9 @@ pub async fn in_room(
     if moved.out_of_room {
         tracing::info!(identity, "someone not in the call joined its room; removing them");
         effects.remove.push(identity.to_owned());
+        if let Some(me) = me.filter(|me| me.status == ParticipantStatus::Removed) {
+            back_after_removal(tx, call, &participants, me, session).await?;
+        }
         return Ok(true);
     }
     let Some(me) = me else { return Ok(false) };
@@ -137,6 +142,39 @@ pub async fn in_room(
     Ok(true)
 }
 
+/// Someone removed from the call is in its room again, in a LiveKit
+/// session begun after their removal: an old token (one refreshed before
+/// it), since callgate gives them no new one. The host hears it as
+/// `consent.violation` (`back_after_removal`), once per session; a join
+/// heard late, of the session they were removed in, is none.
+async fn back_after_removal(
+    tx: &mut PgConnection,
+    call: &CallRow,
+    participants: &[ParticipantRow],
+    me: &ParticipantRow,
+    session: Option<DateTime<Utc>>,
+) -> Result<(), CallError> {
+    let Some(session) = session else { return Ok(()) };
+    // To the microsecond, as PostgreSQL keeps them.
+    let after =
+        |t: Option<DateTime<Utc>>| t.is_none_or(|t| session.timestamp_micros() > t.timestamp_micros());
+    if !after(me.left_at) || !after(me.lk_session_at) {
+        return Ok(());
+    }
+    store::participants::remember_session(tx, call.call_id(), me.user_id.as_str(), session).await?;
+    let offence = Offence {
+        user: me.user_id.as_str(),
+        violation: Violation::BackAfterRemoval,
+        removed: true,
+        track: None,
+        moderator: None,
+    };
+    let mut out = Outgoing::default();
+    app_webhooks::consent_violation(&mut out, &CallView::new(call, participants), &offence);
+    out.write(tx).await?;
+    Ok(())
+}
+
 // ----------------------------------------------------------------- departing
 
 /// Why someone is no longer in the call or its room.
@@ -150,6 +188,8 @@ pub enum Departure {
     Missing,
     /// Put out for breaking the video rule.
     Removed,
+    /// Put out by a moderator (`calls::moderation`).
+    RemovedByModerator,
     /// `reconnecting` for all of `REJOIN_GRACE` and not back.
     GraceOver,
 }
@@ -193,7 +233,7 @@ pub async fn depart(
         Departure::LiveKit(DisconnectReason::Other) if me.status == ParticipantStatus::Reconnecting => {
             return Ok(Left::Left);
         }
-        Departure::Removed => Step::Remove,
+        Departure::Removed | Departure::RemovedByModerator => Step::Remove,
         Departure::GraceOver => Step::GraceOver,
         Departure::LiveKit(_) | Departure::Leave | Departure::Missing => Step::Leave,
     };
@@ -216,7 +256,7 @@ pub async fn depart(
     let (source, recorded) = match why {
         Departure::LiveKit(_) => (EventSource::LiveKit, None),
         Departure::Leave => (EventSource::Api, Some(json!({}))),
-        Departure::Removed => (EventSource::System, None),
+        Departure::Removed | Departure::RemovedByModerator => (EventSource::System, None),
         Departure::Missing => (EventSource::System, Some(json!({"reason": "missing_from_room"}))),
         Departure::GraceOver => (EventSource::System, Some(json!({"reason": "rejoin_grace_over"}))),
     };
@@ -226,7 +266,11 @@ pub async fn depart(
     let remaining = participants.iter().filter(|p| p.live && p.user_id != identity).count();
     let user = UserId::parse(identity).ok();
     if remaining < 2 && !meeting::holds_open(tx, call).await? {
-        let ending = if matches!(why, Departure::Removed) { Ending::Removed } else { Ending::LastLeft };
+        let ending = match why {
+            Departure::Removed => Ending::Removed,
+            Departure::RemovedByModerator => Ending::Moderator,
+            _ => Ending::LastLeft,
+        };
         let (outcome, reason) = domain::call::end(call.state, ending);
         let ended = finish(tx, call, outcome, reason, source, user.as_ref()).await?;
         return Ok(Left::CallEnded(Box::new(ended)));

@@ -68,6 +68,7 @@ codes! {
     VideoOff = "video_off",
     VideoRequestPending = "video_request_pending",
     TooManyBlocks = "too_many_blocks",
+    ReportWindowClosed = "report_window_closed",
     // 422
     InvalidField = "invalid_field",
     CannotCallYourself = "cannot_call_yourself",

@@ -115,6 +115,7 @@ word_enum!(EndReason {
     Busy = "busy",
     Error = "error",
     Violation = "violation",
+    Moderator = "moderator",
 });
 
 word_enum!(Role { Initiator = "initiator", Invitee = "invitee" });
@@ -153,6 +154,51 @@ word_enum!(AppointmentOutcome {
 });
 
 word_enum!(AppointmentRole { Host = "host", Guest = "guest" });
+
+word_enum!(
+    /// Why a participant reports another (`POST /calls/{id}/reports`).
+    ReportReason {
+        Harassment = "harassment",
+        NudityOrSexualContent = "nudity_or_sexual_content",
+        Hate = "hate",
+        ThreatsOrViolence = "threats_or_violence",
+        SpamOrScam = "spam_or_scam",
+        Underage = "underage",
+        Impersonation = "impersonation",
+        Other = "other",
+    }
+);
+
+word_enum!(
+    /// What a `consent.violation` app webhook tells the host of: a video
+    /// track under another label or declared as audio (out at once), a
+    /// camera or screen published while video is off (a stale token), the
+    /// second such in the same call (out), someone removed from the call
+    /// back in its room with an old token, or a removal by a moderator.
+    Violation {
+        VideoUnderAnotherLabel = "video_under_another_label",
+        CameraWhileVideoOff = "camera_while_video_off",
+        CameraWhileVideoOffAgain = "camera_while_video_off_again",
+        BackAfterRemoval = "back_after_removal",
+        RemovedByModerator = "removed_by_moderator",
+    }
+);
+
+word_enum!(
+    /// What a moderator did or read (the audit log's `action`): the reads
+    /// are of a call's full ledger and of its reports.
+    ModerationAction {
+        EndCall = "end_call",
+        RemoveParticipant = "remove_participant",
+        Suspend = "suspend",
+        LiftSuspension = "lift_suspension",
+        ReadLedger = "read_ledger",
+        ReadReports = "read_reports",
+    }
+);
+
+// After the words it uses: `word_enum!` is in scope only below its definition.
+pub mod moderation;
 
 word_enum!(
     /// What a user's devices are told on the event stream (`type` of each

@@ -147,7 +147,7 @@ struct Ledger {
 /// The call's consent ledger, oldest first: every request, answer, revocation, outcome, on/off
 /// step and violation. A participant reads nobody else's answers (consents, rejects, revokes),
 /// and actors only on requests and on their own steps, so that nothing they read tells who said
-/// what; the `admin` role reads every row and every actor.
+/// what; the `admin` role reads every row and every actor (each such read is in the audit log).
 #[utoipa::path(get, path = "/calls/{id}/consent", operation_id = "consentLedger", tag = "video",
     params(("id" = Uuid, Path, description = "The call's id")),
     responses(

@@ -4,6 +4,7 @@ mod appointments;
 mod auth;
 mod blocks;
 mod bounds;
+mod call_reports;
 mod calls;
 mod consent;
 mod dev_app;
@@ -14,6 +15,7 @@ pub mod json;
 mod limits;
 mod media;
 mod metrics;
+mod moderation;
 pub mod openapi;
 mod outage;
 mod quality;
@@ -48,6 +50,8 @@ fn parts() -> openapi::Parts {
         .merge(quality::router())
         .merge(reports::router())
         .merge(blocks::router())
+        .merge(call_reports::router())
+        .merge(moderation::router())
         .merge(events::router());
     let top = OpenApiRouter::new().merge(health::router()).merge(webhooks::router());
     openapi::parts(api, top)

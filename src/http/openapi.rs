@@ -47,6 +47,8 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "media", description = "A participant's own microphone, camera and screen share."),
         (name = "quality", description = "Network quality samples and ratings."),
         (name = "reports", description = "A call's timeline and aggregate statistics."),
+        (name = "safety", description = "Trust and safety: participants' reports, and what moderators \
+            (`admin`) do: end a call, remove a participant, suspend a user; the audit log."),
         (name = "events", description = "The per-user event stream (WebSocket)."),
         (name = "turn", description = "Coturn credentials and ICE servers."),
         (name = "livekit", description = "LiveKit's webhooks."),
@@ -199,7 +201,7 @@ problem_response!(
     Conflict,
     "The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, \
      `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, \
-     `video_already_on`, `video_request_pending`, `too_many_blocks`."
+     `video_already_on`, `video_request_pending`, `too_many_blocks`, `report_window_closed`."
 );
 problem_response!(
     PayloadTooLarge,

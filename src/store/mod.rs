@@ -26,7 +26,9 @@ macro_rules! participant_columns {
 }
 
 pub mod appointments;
+pub mod audit_log;
 pub mod blocks;
+pub mod call_reports;
 pub mod calls;
 pub mod consent_ledger;
 pub mod deadlines;
@@ -37,6 +39,7 @@ pub mod outbox;
 pub mod outgoing;
 pub mod participants;
 pub mod quality;
+pub mod suspensions;
 
 pub use calls::{
     CallRow, NewCall, end_call, find_call, history, insert_call, live_call_counts, live_calls_of, lock_call,

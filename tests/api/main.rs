@@ -39,6 +39,7 @@ mod rate_limits;
 mod reconcile;
 mod redis_cluster;
 mod restart;
+mod safety;
 mod stall;
 mod stats;
 mod turn;

@@ -197,6 +197,23 @@ def the_call(browser, tag):
     shot(she, "rating")
     step("he hangs up; her page shows the call ended")
 
+    she.get_by_text("Report someone from this call").click()
+    form = she.locator("#report-form")
+    form.get_by_label("Whom to report").select_option(label="Bob")
+    form.get_by_label("What happened").select_option("harassment")
+    form.get_by_label("Tell us more (optional)").fill("He kept shouting at me.")
+    form.get_by_role("button", name="Report", exact=True).click()
+    expect(she.get_by_text("your report was sent")).to_be_visible(timeout=5_000)
+    filed = she.evaluate(
+        """async () => {
+            const client = window.callgateApp.client();
+            const { calls } = await client.callHistory({ limit: 1 });
+            return (await client.callReports(calls[0].id)).reports;
+        }"""
+    )
+    assert [(r["reason"], r["text"]) for r in filed] == [("harassment", "He kept shouting at me.")], filed
+    step("she reports him from the ended call; the report is hers to read")
+
     she.get_by_role("button", name="Send rating").click()
     expect(she.get_by_role("heading", name="Call someone")).to_be_visible()
     she.get_by_role("button", name="History").click()

@@ -17,6 +17,7 @@ mod history;
 mod http;
 mod media;
 mod membership;
+mod safety;
 mod sealed;
 mod support;
 mod validation;

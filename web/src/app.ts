@@ -29,6 +29,7 @@ import {
   mayReceive,
   parseRoomState,
   Publication,
+  ReportReason,
   RoomState,
 } from "../../clients/ts/src/index";
 import { avatar, People, Quality } from "./people";
@@ -456,6 +457,7 @@ async function finish(why: string) {
   $("ended-length").textContent = lasted > 0 ? `It lasted ${duration(lasted)}.` : "";
   endedCallId = call.id;
   $("rating-form").hidden = !connected;
+  offerReport(call);
   show(connected ? "ended" : "home");
   if (!connected) toast(why);
 }
@@ -478,6 +480,37 @@ async function sendRating(callId: string, score: number) {
     if (!(err instanceof CallgateError) || err.code !== "call_not_ended") return toast(explain(err));
     waitingRating = { callId, score };
     toast("Thanks: your rating is sent when the call ends");
+  }
+}
+
+/** After a call: anyone else who was in it may be reported (never told to them). */
+function offerReport(call: Call) {
+  const who = $<HTMLSelectElement>("report-who");
+  who.replaceChildren(
+    ...others(call).map((p) => {
+      const option = document.createElement("option");
+      option.value = p.userId;
+      option.textContent = p.name ?? p.userId;
+      return option;
+    }),
+  );
+  $<HTMLFormElement>("report-form").reset();
+  $<HTMLDetailsElement>("report").open = false;
+  $("report").hidden = who.options.length === 0;
+}
+
+async function report(form: HTMLFormElement) {
+  if (!endedCallId) return;
+  const data = new FormData(form);
+  const text = String(data.get("text") ?? "").trim();
+  const reason = String(data.get("reason")) as ReportReason;
+  try {
+    await client!.reportParticipant(endedCallId, String(data.get("userId")), reason, text || undefined);
+    $<HTMLDetailsElement>("report").open = false;
+    $("report").hidden = true;
+    toast("Thank you: your report was sent");
+  } catch (err) {
+    toast(explain(err));
   }
 }
 
@@ -712,6 +745,7 @@ function onClick(id: string, handler: () => unknown) {
 onSubmit("signin-form", signIn);
 onSubmit("call-form", placeCall);
 onSubmit("rating-form", rate);
+onSubmit("report-form", report);
 onClick("answer", answer);
 onClick("decline", decline);
 onClick("hang-up", hangUp);

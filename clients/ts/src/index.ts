@@ -19,6 +19,9 @@ export type ErrorCode = Schemas["ErrorCode"];
 export type Problem = Schemas["Problem"];
 export type Appointment = Schemas["AppointmentView"];
 export type JoinedAppointment = Schemas["JoinedAppointment"];
+export type Report = Schemas["ReportView"];
+export type ReportReason = Schemas["ReportReason"];
+export type Suspension = Schemas["SuspensionView"];
 
 /** An answer of the API that was not a success, with its stable `code`. */
 export class CallgateError extends Error {
@@ -184,6 +187,46 @@ export class CallgateClient {
   }
   listBlocks() {
     return this.request<Schemas["Blocks"]>("GET", "/blocks");
+  }
+
+  // Trust and safety
+  /**
+   * Reports another participant of a call one took part in (during it or for `REPORT_WINDOW` after):
+   * sent to the host application, never shown to them. Filing it again answers the first report.
+   */
+  reportParticipant(callId: string, userId: string, reason: ReportReason, text?: string) {
+    const body: Schemas["ReportBody"] = text ? { userId, reason, text } : { userId, reason };
+    return this.request<Report>("POST", `/calls/${enc(callId)}/reports`, body);
+  }
+  /** The reports one filed in the call (`admin`: all of them). */
+  callReports(callId: string) {
+    return this.request<Schemas["CallReports"]>("GET", `/calls/${enc(callId)}/reports`);
+  }
+
+  // Moderation (`admin` only; each action is audited with its reason)
+  moderatorEndCall(callId: string, reason: string) {
+    return this.request<Schemas["CallOnly"]>("POST", `/admin/calls/${enc(callId)}/end`, { reason });
+  }
+  moderatorRemoveParticipant(callId: string, userId: string, reason: string) {
+    return this.request<Schemas["CallOnly"]>("POST", `/admin/calls/${enc(callId)}/remove`, { userId, reason });
+  }
+  /** For `durationSeconds` (60 s to ten years), or until lifted when it is left out. */
+  suspendUser(userId: string, reason: string, durationSeconds?: number) {
+    const body: Schemas["SuspendBody"] = durationSeconds === undefined ? { reason } : { reason, durationSeconds };
+    return this.request<Suspension>("PUT", `/admin/suspensions/${enc(userId)}`, body);
+  }
+  liftSuspension(userId: string, reason: string) {
+    return this.request<Schemas["SuspensionLifted"]>("POST", `/admin/suspensions/${enc(userId)}/lift`, { reason });
+  }
+  /** The suspension in force (a 404 `CallgateError` when there is none). */
+  suspension(userId: string) {
+    return this.request<Suspension>("GET", `/admin/suspensions/${enc(userId)}`);
+  }
+  auditLog(query: { callId?: string; userId?: string; before?: string; limit?: number } = {}) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const qs = params.toString();
+    return this.request<Schemas["AuditLog"]>("GET", `/admin/audit${qs ? `?${qs}` : ""}`);
   }
 
   // Network

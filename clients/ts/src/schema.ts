@@ -4,6 +4,116 @@
  */
 
 export interface paths {
+    "/api/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What moderators did: who, when, what, to which call or user, and why.
+         * @description Errors: 403 `admin_only`; 422 `invalid_field` (`callId`, `userId`, `before`, `limit`).
+         */
+        get: operations["auditLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/calls/{id}/end": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ends a live call for everyone (outcome as a hang-up would give it, end reason `moderator`;
+         *     its participants are not told who ended it or why). Audited.
+         * @description Errors: 403 `admin_only`; 409 `call_ended`; 422 `invalid_field` (`reason`).
+         */
+        post: operations["moderatorEndCall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/calls/{id}/remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Removes a participant from a live call for good: out of its room at once, never let back
+         *     in (a 1:1 call ends, end reason `moderator`). The host hears it as a `consent.violation` app
+         *     webhook (`removed_by_moderator`). Audited.
+         * @description Errors: 403 `admin_only`; 409 `call_ended`, `not_in_call` (not present in the call);
+         *     422 `invalid_field` (`userId`, `reason`).
+         */
+        post: operations["moderatorRemoveParticipant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/suspensions/{userId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The user's suspension in force, if any.
+         * @description Errors: 403 `admin_only`; 404 (none in force); 422 `invalid_field` (`userId`).
+         */
+        get: operations["suspension"];
+        /**
+         * Suspends a user from calling and being called, for a time or until lifted (replacing any
+         *     suspension they had). Their calls, and calls to them, are answered as if the other side were
+         *     busy; nobody is told why. Calls they are in go on. Audited.
+         * @description Errors: 403 `admin_only`; 422 `invalid_field` (`userId`, `reason`, `durationSeconds`).
+         */
+        put: operations["suspendUser"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/suspensions/{userId}/lift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lifts a user's suspension (whether or not one was in force). Audited.
+         * @description Errors: 403 `admin_only`; 422 `invalid_field` (`userId`, `reason`).
+         */
+        post: operations["liftSuspension"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/appointments": {
         parameters: {
             query?: never;
@@ -336,7 +446,7 @@ export interface paths {
          * The call's consent ledger, oldest first: every request, answer, revocation, outcome, on/off
          *     step and violation. A participant reads nobody else's answers (consents, rejects, revokes),
          *     and actors only on requests and on their own steps, so that nothing they read tells who said
-         *     what; the `admin` role reads every row and every actor.
+         *     what; the `admin` role reads every row and every actor (each such read is in the audit log).
          */
         get: operations["consentLedger"];
         put?: never;
@@ -534,6 +644,35 @@ export interface paths {
          */
         put: operations["rateCall"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/reports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The call's reports: every one for `admin` but those about themself (each such read is in
+         *     the audit log); for a participant, only those they filed (never any about them).
+         */
+        get: operations["callReports"];
+        put?: never;
+        /**
+         * Reports another participant of a call the caller took part in, while it lasts or for
+         *     `REPORT_WINDOW` after it ended. The report goes to the host application (`call.reported`
+         *     app webhook) and is never shown to the reported user. One report per reporter, reported
+         *     user and call: filing it again answers the first (200) unchanged. At most `REPORTS_PER_DAY`.
+         * @description Errors: 404 (a call the caller took no part in); 409 `report_window_closed`; 422
+         *     `invalid_field` (`userId`: yourself, or someone who took no part in the call; `reason`;
+         *     `text`); 429 `rate_limited`.
+         */
+        post: operations["reportParticipant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -935,6 +1074,28 @@ export interface components {
             title?: string | null;
             type: components["schemas"]["CallType"];
         };
+        /** @description An entry of the audit log. */
+        AuditEntryView: {
+            action: components["schemas"]["ModerationAction"];
+            /** @description The moderator. */
+            actorId: string;
+            /** Format: date-time */
+            at: string;
+            /** Format: uuid */
+            callId?: string | null;
+            detail: Record<string, never>;
+            /** Format: int64 */
+            id: number;
+            /** @description Absent for a read (`read_ledger`, `read_reports`). */
+            reason?: string | null;
+            userId?: string | null;
+        };
+        AuditLog: {
+            /** @description Newest first. */
+            entries: components["schemas"]["AuditEntryView"][];
+            /** @description Pass as `before` for the next page, when there is one. */
+            nextCursor?: string | null;
+        };
         BlockView: {
             /** Format: date-time */
             createdAt: string;
@@ -983,6 +1144,10 @@ export interface components {
         CallOnly: {
             call: components["schemas"]["CallView"];
         };
+        CallReports: {
+            /** @description Oldest first. */
+            reports: components["schemas"]["ReportView"][];
+        };
         /** @enum {string} */
         CallState: "ringing" | "connecting" | "active" | "ended";
         /** @enum {string} */
@@ -1025,12 +1190,12 @@ export interface components {
         /** @enum {string} */
         CheckResult: "ok" | "unavailable";
         /** @enum {string} */
-        EndReason: "hangup" | "declined" | "cancelled" | "timeout" | "max_duration" | "room_closed" | "busy" | "error" | "violation";
+        EndReason: "hangup" | "declined" | "cancelled" | "timeout" | "max_duration" | "room_closed" | "busy" | "error" | "violation" | "moderator";
         /**
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "in_waiting_room" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "in_waiting_room" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "report_window_closed" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -1120,6 +1285,12 @@ export interface components {
             userId: string;
             videoEnabled: boolean;
         };
+        /** @enum {string} */
+        ModerationAction: "end_call" | "remove_participant" | "suspend" | "lift_suspension" | "read_ledger" | "read_reports";
+        ModerationReason: {
+            /** @description Why, for the audit log: 1 to 1000 characters. */
+            reason: string;
+        };
         /**
          * @description The network types WebRTC reports, for the document.
          * @enum {string}
@@ -1191,6 +1362,34 @@ export interface components {
         };
         Readiness: {
             status: components["schemas"]["CheckResult"];
+        };
+        RemoveBody: {
+            /** @description Why, for the audit log and the host's webhook: 1 to 1000 characters. */
+            reason: string;
+            /** @description A participant present in the call. */
+            userId: components["schemas"]["UserId"];
+        };
+        ReportBody: {
+            reason: components["schemas"]["ReportReason"];
+            /** @description What happened, in the reporter's words: up to 1000 characters (trimmed; blank is no text). */
+            text?: string | null;
+            /** @description The participant reported: someone else who took part in the call. */
+            userId: components["schemas"]["UserId"];
+        };
+        /** @enum {string} */
+        ReportReason: "harassment" | "nudity_or_sexual_content" | "hate" | "threats_or_violence" | "spam_or_scam" | "underage" | "impersonation" | "other";
+        /** @description A report, as the reporter and `admin` read it. */
+        ReportView: {
+            /** Format: uuid */
+            callId: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: uuid */
+            id: string;
+            reason: components["schemas"]["ReportReason"];
+            reportedId: string;
+            reporterId: string;
+            text?: string | null;
         };
         RequestCreated: {
             request: components["schemas"]["RequestView"];
@@ -1293,6 +1492,32 @@ export interface components {
             score?: components["schemas"]["Score"] | null;
             userId?: string | null;
         };
+        SuspendBody: {
+            /**
+             * Format: int64
+             * @description For how long, 60 s to ten years; leave it out to suspend until lifted.
+             */
+            durationSeconds?: number | null;
+            /** @description Why, for the audit log: 1 to 1000 characters. */
+            reason: string;
+        };
+        SuspensionLifted: {
+            /** @description Whether a suspension was in force. */
+            lifted: boolean;
+        };
+        /** @description A suspension, as `admin` reads it. */
+        SuspensionView: {
+            /** Format: date-time */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description Absent: until lifted.
+             */
+            endsAt?: string | null;
+            reason: string;
+            suspendedBy: string;
+            userId: string;
+        };
         TicketView: {
             /** Format: date-time */
             expiresAt: string;
@@ -1350,7 +1575,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`, `too_many_blocks`. */
+        /** @description The call's state does not allow it: `caller_busy`, `callee_busy`, `callee_offline`, `already_answered`, `not_an_invitee`, `not_answered`, `call_ended`, `call_not_ended`, `not_in_call`, `video_off`, `video_already_on`, `video_request_pending`, `too_many_blocks`, `report_window_closed`. */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1443,6 +1668,212 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    auditLog: {
+        parameters: {
+            query?: {
+                /** @description Only the entries about this call. */
+                callId?: string;
+                /** @description Only the entries about this user. */
+                userId?: string;
+                /** @description `nextCursor` of the previous page: entries older than this one. */
+                before?: number;
+                /** @description Entries per page, 1 to 200 (the default). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the audit log */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditLog"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    moderatorEndCall: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModerationReason"];
+            };
+        };
+        responses: {
+            /** @description The call, ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallOnly"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    moderatorRemoveParticipant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RemoveBody"];
+            };
+        };
+        responses: {
+            /** @description The call as it now stands */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallOnly"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    suspension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description In force */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuspensionView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    suspendUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user to suspend */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SuspendBody"];
+            };
+        };
+        responses: {
+            /** @description In force */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuspensionView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    liftSuspension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModerationReason"];
+            };
+        };
+        responses: {
+            /** @description Not suspended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuspensionLifted"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listAppointments: {
         parameters: {
             query?: {
@@ -2353,6 +2784,78 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    callReports: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reports */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallReports"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reportParticipant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportBody"];
+            };
+        };
+        responses: {
+            /** @description Filed before; the first report, unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportView"];
+                };
+            };
+            /** @description Filed */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];

@@ -62,6 +62,28 @@ test("the consent steps go to their routes with the ids escaped", async () => {
   assert.equal(seen[0].headers.authorization, "Bearer fresh");
 });
 
+test("a report and the moderators' actions go to their routes with their bodies", async () => {
+  const { fetch, seen } = scripted(...Array.from({ length: 6 }, () => ({ body: {} })));
+  const client = new CallgateClient({ baseUrl: "http://h", token: "t", fetch });
+  await client.reportParticipant("c1", "bob", "harassment", "he shouted");
+  await client.reportParticipant("c1", "bob", "other");
+  await client.moderatorRemoveParticipant("c1", "b/ob", "nudity");
+  await client.suspendUser("bob", "reports");
+  await client.suspendUser("bob", "a day", 86400);
+  await client.auditLog({ userId: "bob", limit: 10 });
+  assert.deepEqual(
+    seen.map((r) => `${r.method} ${r.url} ${r.body ?? ""}`),
+    [
+      'POST http://h/api/v1/calls/c1/reports {"userId":"bob","reason":"harassment","text":"he shouted"}',
+      'POST http://h/api/v1/calls/c1/reports {"userId":"bob","reason":"other"}',
+      'POST http://h/api/v1/admin/calls/c1/remove {"userId":"b/ob","reason":"nudity"}',
+      'PUT http://h/api/v1/admin/suspensions/bob {"reason":"reports"}',
+      'PUT http://h/api/v1/admin/suspensions/bob {"reason":"a day","durationSeconds":86400}',
+      "GET http://h/api/v1/admin/audit?userId=bob&limit=10 ",
+    ],
+  );
+});
+
 test("history pages are asked for with their cursor and limit", async () => {
   const { fetch, seen } = scripted({ body: { calls: [] } }, { body: { calls: [] } });
   const client = new CallgateClient({ baseUrl: "http://h", token: "t", fetch });

@@ -47,6 +47,8 @@ pub enum Ending {
     Declined,
     /// The invitees were busy in other calls.
     Busy,
+    /// A moderator ended it, or removed one of the last two in it.
+    Moderator,
 }
 
 /// The outcome and reason of ending a call in `state`: completed if it was
@@ -71,6 +73,7 @@ pub fn end(state: CallState, ending: Ending) -> (Outcome, EndReason) {
         Ending::ConnectTimeout => (Outcome::Failed, EndReason::Timeout),
         Ending::Declined => (Outcome::Declined, EndReason::Declined),
         Ending::Busy => (Outcome::Busy, EndReason::Busy),
+        Ending::Moderator => (completed_or(Outcome::Cancelled), EndReason::Moderator),
     }
 }
 

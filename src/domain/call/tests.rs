@@ -11,6 +11,7 @@ const ENDINGS: &[Ending] = &[
     Ending::ConnectTimeout,
     Ending::Declined,
     Ending::Busy,
+    Ending::Moderator,
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -116,4 +117,12 @@ fn the_outcomes_the_lifecycle_has_always_written() {
     assert_eq!(end(Active, Ending::Removed), (Outcome::Completed, EndReason::Violation));
     assert_eq!(end(Connecting, Ending::RoomClosed), (Outcome::Failed, EndReason::RoomClosed));
     assert_eq!(end(Connecting, Ending::MaxDuration), (Outcome::Failed, EndReason::MaxDuration));
+}
+
+#[test]
+fn a_moderator_ends_a_call_as_a_hangup_would_with_a_reason_of_its_own() {
+    use CallState::*;
+    assert_eq!(end(Active, Ending::Moderator), (Outcome::Completed, EndReason::Moderator));
+    assert_eq!(end(Ringing, Ending::Moderator), (Outcome::Cancelled, EndReason::Moderator));
+    assert_eq!(end(Connecting, Ending::Moderator), (Outcome::Cancelled, EndReason::Moderator));
 }

@@ -93,8 +93,8 @@ pub enum Step {
     GraceOver,
     /// They leave (the API, their client's leave, or missing from the room).
     Leave,
-    /// Put out for breaking the video rule, or turned away from a waiting
-    /// room by a host: out for good.
+    /// Put out for breaking the video rule or by a moderator, or turned
+    /// away from a waiting room by a host: out for good.
     Remove,
     /// A host admits them from the waiting room.
     Admit,

@@ -3,10 +3,9 @@
 # any server: Debian packages (only those missing), a Go toolchain when the
 # machine has none new enough, LiveKit, helm and kubeconform (`go install`),
 # the test venv, the npm packages of clients/ts, web and deploy/oidc, and the
-# web app's bundle; oha for `bench`. The versions of LiveKit, helm,
-# kubeconform and Go are pinned here, the npm packages in their lockfiles;
-# every step first checks whether its result is already there, so a second
-# run does nothing.
+# web app's bundle; oha for `bench`. Every version is pinned in the block
+# below (or a lockfile it names); every step first checks whether its result
+# is already there, at that version, so a second run does nothing.
 # What is downloaded or built goes to $CALLGATE_CACHE (~/.cache/callgate);
 # in the clone only what git ignores: clients/ts/node_modules,
 # web/node_modules and web/dist (npm, tsc and esbuild look for packages
@@ -23,25 +22,42 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     . "$ROOT/deploy/lib/common.sh"
 fi
 
+# ---------------------------------------------------------- pinned versions ---
+# Every version the stack installs is pinned in this block or in a lockfile
+# it names; Debian's packages are whatever Debian 12 ships.
+
+# LiveKit server; docker-compose.yml and the Helm chart run the same image
+# version (tests/api/containers.rs holds them to it).
 LIVEKIT_VERSION=1.13.5
-LIVEKIT_BIN="$BIN/server"
-LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 # tests/api/cluster.rs: `helm lint`, `helm template` and kubeconform on
 # deploy/helm/callgate, against the Kubernetes schemas of kubernetes-validate
 # (PY_PACKAGES); both tools built with `go install`, like LiveKit.
 HELM_VERSION=3.22.0
-HELM_PKG="helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 KUBECONFORM_VERSION=0.8.0
-KUBECONFORM_PKG="github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
-# livekit-server v1.13.5's go.mod says `go 1.26`.
+# The Go that builds them: livekit-server v1.13.5's go.mod says `go 1.26`;
+# bootstrapped from the Go module proxy when the machine has no Go >= 1.21.
 GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
+# `bench`'s HTTP load generator (examples/api_load.rs reads its JSON).
+OHA_VERSION=1.16.0
+# The test venv: these seven, pinned with everything they pull in, in
+# deploy/venv-requirements.txt.
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
 # PyYAML: tests/api/containers.rs validates docker-compose.yml with them;
 # schemathesis: tests/api/openapi.rs fuzzes the API against /openapi.json;
 # playwright: tests/e2e/browser.py drives Debian's chromium (no browser download);
 # kubernetes-validate: the Kubernetes JSON schemas tests/api/cluster.rs validates with.
 PY_PACKAGES=(livekit livekit-api jsonschema PyYAML schemathesis playwright kubernetes-validate)
+PY_REQUIREMENTS="$ROOT/deploy/venv-requirements.txt"
+# npm: clients/ts/package-lock.json, web/package-lock.json and
+# deploy/oidc/package-lock.json (`npm ci`); Rust: Cargo.lock.
+
+# ---------------------------------------------------------------- where ---
+
+LIVEKIT_BIN="$BIN/server"
+LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
+HELM_PKG="helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+KUBECONFORM_PKG="github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
 NPM_CACHE="$CACHE/npm"
 # The sign-in tests' OpenID Connect provider: deploy/oidc/package-lock.json's
 # packages, installed outside the clone, again only when the lock changes.
@@ -179,13 +195,18 @@ ensure_cluster_tools() {
 
 # ------------------------------------------------------------- Python venv ---
 
-venv_ok() { # cheap check: distributions installed and modules present
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
-import importlib.metadata as md, importlib.util as iu
-for d in ("livekit", "livekit-api", "jsonschema", "PyYAML", "schemathesis", "playwright", "kubernetes-validate"): md.version(d)
+venv_ok() { # cheap check: every pinned distribution at its version, and the modules present
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" - "$PY_REQUIREMENTS" 2>/dev/null <<'PY'
+import importlib.metadata as md, importlib.util as iu, sys
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, version = line.split("==")
+        assert md.version(name) == version, name
 assert iu.find_spec("livekit.rtc") and iu.find_spec("livekit.api")
 assert iu.find_spec("jsonschema") and iu.find_spec("yaml") and iu.find_spec("schemathesis")
-assert iu.find_spec("playwright.sync_api") and iu.find_spec("kubernetes_validate")' 2>/dev/null
+assert iu.find_spec("playwright.sync_api") and iu.find_spec("kubernetes_validate")
+PY
 }
 
 ensure_venv() {
@@ -196,9 +217,9 @@ ensure_venv() {
         rm -rf "$VENV"
         python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
     fi
-    log "installing ${PY_PACKAGES[*]} into $VENV"
-    quietly pip-install "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PACKAGES[@]}" ||
-        die "pip install ${PY_PACKAGES[*]} failed"
+    log "installing ${PY_PACKAGES[*]} into $VENV (deploy/venv-requirements.txt)"
+    quietly pip-install "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PY_REQUIREMENTS" ||
+        die "pip install -r $PY_REQUIREMENTS failed"
     "$VENV/bin/python" -c 'import livekit.api, livekit.rtc, jsonschema, yaml, schemathesis, playwright.sync_api, kubernetes_validate' ||
         die "$VENV: ${PY_PACKAGES[*]} still not importable"
     section_done
@@ -248,11 +269,14 @@ ensure_oidc_provider() {
     section_done
 }
 
-ensure_oha() { # `bench`'s HTTP load generator; needs cargo on PATH (ensure_cargo_on_path)
-    [[ -x "$BIN/oha" ]] && return 0
-    section "cargo install oha (HTTP load generator, once)"
-    log "installing oha into $BIN"
-    cargo install oha --locked --root "$CACHE" || die "cargo install oha failed"
+oha_ok() { [[ -x "$BIN/oha" ]] && "$BIN/oha" --version 2>/dev/null | grep -qw "$OHA_VERSION"; }
+
+ensure_oha() { # needs cargo on PATH (ensure_cargo_on_path)
+    oha_ok && return 0
+    section "cargo install oha $OHA_VERSION (HTTP load generator, once)"
+    log "installing oha $OHA_VERSION into $BIN"
+    quietly cargo-install-oha cargo install oha --version "$OHA_VERSION" --locked --force --root "$CACHE" ||
+        die "cargo install oha failed"
     section_done
 }
 

@@ -37,8 +37,8 @@
 #                    where nobody else does); CALLGATE_BENCH_SKIP_CONSENT=1 skips the
 #                    consent latency bench; CALLGATE_BENCH_ONLY=api,events
 #                    runs only those steps (api, events, reconcile, consent).
-#                    oha (the load generator) is installed with
-#                    `cargo install` into bin/ when missing.
+#                    oha (the load generator, OHA_VERSION) is installed with
+#                    `cargo install` into bin/ when missing or another version.
 #
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 5434 PostgreSQL cluster "chaos" (only
 # the outage test uses it: it stops and restarts it), 6379 Redis, 3478 udp+tcp Coturn

@@ -3,7 +3,9 @@
 //! Compose specification's JSON schema (vendored in deploy/schema/, applied
 //! by tests/containers/yamlcheck.py with the `jsonschema` package of
 //! deploy/local.sh's venv) and must agree with what the loopback stack uses:
-//! .env.example, livekit.yaml, coturn/turnserver.conf and deploy/local.sh.
+//! .env.example, livekit.yaml, coturn/turnserver.conf and deploy/local.sh's
+//! pieces (the pinned LiveKit in deploy/lib/provision.sh, the ports in
+//! deploy/lib/services.sh).
 //! deploy/Dockerfile must build in stages, run as a non-root user, expose the
 //! service's port and copy only files that exist; its HEALTHCHECK command is
 //! run for real against a running service.
@@ -80,7 +82,7 @@ fn env_file(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A top-level `NAME=value` assignment of deploy/local.sh.
+/// A top-level `NAME=value` assignment of a script of deploy/local.sh's.
 fn shell_var(script: &str, name: &str) -> String {
     let prefix = format!("{name}=");
     let line = script.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {name}="));
@@ -158,7 +160,10 @@ struct Files {
     livekit: Value,
     livekit_compose: Value,
     turnserver: String,
-    local_sh: String,
+    /// deploy/lib/provision.sh: the pinned versions.
+    provision_sh: String,
+    /// deploy/lib/services.sh: the loopback stack's ports.
+    services_sh: String,
 }
 
 impl Files {
@@ -169,7 +174,8 @@ impl Files {
             livekit: yaml(&read("livekit.yaml")),
             livekit_compose: yaml(&read("deploy/livekit.compose.yaml")),
             turnserver: read("coturn/turnserver.conf"),
-            local_sh: read("deploy/local.sh"),
+            provision_sh: read("deploy/lib/provision.sh"),
+            services_sh: read("deploy/lib/services.sh"),
         }
     }
 
@@ -228,8 +234,8 @@ fn compose_env_problems(f: &Files) -> Vec<String> {
     for (service, var, port) in ports {
         same(
             &mut problems,
-            &format!("deploy/local.sh's {var}"),
-            &json!(shell_var(&f.local_sh, var)),
+            &format!("deploy/lib/services.sh's {var}"),
+            &json!(shell_var(&f.services_sh, var)),
             &json!(port.to_string()),
         );
         let mapping = format!("127.0.0.1:{port}:{port}");
@@ -250,8 +256,8 @@ fn compose_env_problems(f: &Files) -> Vec<String> {
 fn livekit_problems(f: &Files) -> Vec<String> {
     let mut problems = Vec::new();
     let service = f.service("livekit");
-    let version = shell_var(&f.local_sh, "LIVEKIT_VERSION");
-    same(&mut problems, "deploy/local.sh's LIVEKIT_VERSION", &json!(version), &json!("1.13.5"));
+    let version = shell_var(&f.provision_sh, "LIVEKIT_VERSION");
+    same(&mut problems, "deploy/lib/provision.sh's LIVEKIT_VERSION", &json!(version), &json!("1.13.5"));
     let image = format!("livekit/livekit-server:v{version}");
     same(&mut problems, "LiveKit's image", &service["image"], &json!(image));
     let source = mounted_config(service, "--config");
@@ -325,8 +331,8 @@ fn coturn_problems(f: &Files) -> Vec<String> {
     let port = conf.get("listening-port").copied().unwrap_or("3478");
     same(
         &mut problems,
-        "deploy/local.sh's TURN_PORT",
-        &json!(shell_var(&f.local_sh, "TURN_PORT")),
+        "deploy/lib/services.sh's TURN_PORT",
+        &json!(shell_var(&f.services_sh, "TURN_PORT")),
         &json!(port),
     );
     for uri in f.dev("TURN_URIS").split(',').chain(f.dev("STUN_URIS").split(',')) {

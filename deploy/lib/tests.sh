@@ -1,0 +1,120 @@
+# shellcheck shell=bash
+# deploy/lib/tests.sh - `deploy/local.sh test`: up, the environment the tests
+# read (.env.example, the test database, the tools provision.sh installed,
+# the stack's addresses), the lint steps, the build, then cargo test with its
+# output kept in $RUN/test-output.log and, on failure, a summary of what failed.
+# Sourced by deploy/local.sh after common.sh, provision.sh and services.sh.
+
+drop_test_databases() {
+    local dbs port
+    for port in "$PG_PORT" "$CHAOS_PG_PORT"; do
+        dbs="$(PGPASSWORD=callgate psql -X -qAt -h 127.0.0.1 -p "$port" -U callgate -d callgate -c \
+            "SELECT datname FROM pg_database WHERE datname LIKE 'callgate\_t\_%'")"
+        [[ -z "$dbs" ]] && continue
+        log "dropping $(wc -w <<<"$dbs") leftover test database(s) callgate_t_* on port $port"
+        PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U callgate -d callgate >/dev/null <<'SQL'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+  FROM pg_database WHERE datname LIKE 'callgate\_t\_%' \gexec
+SQL
+    done
+}
+
+run_tee() { # run_tee <file> <command...>: the command's output to the terminal and the file
+    local file="$1"
+    shift
+    set -o pipefail
+    "$@" 2>&1 | tee "$file"
+}
+
+failure_summary() { # failure_summary <test output>: the failing tests and their panics, last
+    local file="$1"
+    [[ -r "$file" ]] || return 0
+    printf '\n==== what failed ====\n' >&2
+    awk '
+        /^failures:$/ { name = ""; shown = 0; next }
+        /^---- .* stdout ----$/ { name = $2; shown = 0; next }
+        name != "" && /panicked at/ {
+            where = $0; sub(/.*panicked at /, "", where); sub(/:$/, "", where)
+            print "FAILED " name " (" where ")"; shown = 1; lines = 0; next
+        }
+        shown && (/[Ss]tack backtrace/ || /^ *[0-9]+: /) { shown = 0; next }
+        shown && lines < 6 && !/^note: run with/ && NF { print "    " $0; lines++ }
+    ' "$file" >&2 || true
+    grep -E '^test result: FAILED|^error(\[|:)' "$file" >&2 || true
+}
+
+dump_server_logs() {
+    local f
+    for f in "$RUN/livekit.log" "$RUN/turnserver.log"; do
+        [[ -r "$f" ]] || continue
+        printf '\n---- last 60 lines of %s ----\n' "$f" >&2
+        tail -n 60 "$f" >&2 || true
+    done
+}
+
+cmd_test() {
+    # Split our args: before `--` go to cargo test, after it to the test binaries.
+    local cargo_args=() bin_args=() seen_sep="" a
+    for a in "$@"; do
+        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
+        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
+    done
+    local targets=(--all-targets)
+    for a in "${cargo_args[@]}"; do
+        case "$a" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+        esac
+    done
+    local threads=(--test-threads=8)
+    for a in "${bin_args[@]}"; do
+        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
+    done
+
+    local t0=$SECONDS
+    cmd_up
+
+    load_env
+    local test_db="${CALLGATE_TEST_DB:-callgate_test}"
+    [[ "$test_db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "CALLGATE_TEST_DB must be a plain lowercase database name"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<SQL
+SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$test_db') \gexec
+SQL
+    export DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$test_db"
+    export CALLGATE_PYTHON="$VENV/bin/python"
+    export CALLGATE_CHROMIUM="$CHROMIUM"
+    # tests/api/oidc.rs: node, and the provider's packages for deploy/oidc/provider.mjs.
+    export CALLGATE_OIDC_MODULES="$OIDC_DIR/node_modules"
+    # tests/api/cluster.rs: the chart's tools, and LiveKit to parse the config it renders.
+    export CALLGATE_HELM="$BIN/helm" CALLGATE_KUBECONFORM="$BIN/kubeconform" CALLGATE_LIVEKIT_SERVER="$LIVEKIT_BIN"
+    export TEST_WEBHOOK_PORT=8089
+    # The outage test's own cluster, and how it stops and starts it.
+    export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"
+    CHAOS_PG_CTL="${SUDO:+$SUDO }pg_ctlcluster $(cat "$RUN/chaos.cluster")"
+    export CHAOS_PG_CTL
+    # tests/api/redis_cluster.rs: the Redis Cluster's seed nodes.
+    CLUSTER_REDIS_URL="$(redis_cluster_urls)"
+    export CLUSTER_REDIS_URL
+    ensure_cargo_on_path
+
+    run_step "drop leftover test databases" drop_test_databases
+    if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
+        run_step "layers: no circle, arrows point down (.ci/layers.py)" python3 .ci/layers.py
+        run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
+        run_step "cargo clippy --all-targets -- -D warnings" cargo clippy -q --all-targets -- -D warnings
+    fi
+    # A failing test shows its panic and its captured logs; backtraces only
+    # on request (TEST_BACKTRACE=1), they bury the message.
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
+    # Compiling prints a line per crate: kept in a log, shown if it fails.
+    run_step "cargo build of the tests" quietly cargo-build-tests \
+        cargo test --no-run "${targets[@]}" "${cargo_args[@]}"
+    local output="$RUN/test-output.log"
+    if ! run_step "${test_cmd[*]}" run_tee "$output" "${test_cmd[@]}"; then
+        is_ci && dump_server_logs
+        failure_summary "$output"
+        return 1
+    fi
+    log "all checks passed ($((SECONDS - t0))s)"
+}

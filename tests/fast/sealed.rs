@@ -5,7 +5,6 @@
 use callgate::calls::{consent, lifecycle};
 use callgate::domain::consent::{Gender, VideoState};
 use callgate::domain::{AuthUser, CallId, CallType, ParticipantStatus};
-use callgate::workers::deadlines;
 use chrono::Duration;
 
 use crate::support::{World, person};
@@ -39,17 +38,7 @@ async fn a_ring_that_ends_unanswered_decides_the_request_it_was_awaited_for() {
     for (wanda_says, outcome) in [(true, VideoState::On), (false, VideoState::Off)] {
         let (call, max, vera) = video_call_vera_misses(&world, wanda_says).await;
 
-        // A deadline whose call is locked (by the settling Wanda's answer
-        // spawned) waits for the next poll, as the worker's would.
-        let mut fired = 0;
-        for _ in 0..100 {
-            fired = deadlines::fire_due(&world.core).await.expect("a poll");
-            if fired >= 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(fired >= 1, "the ring is over");
+        assert!(world.fire_some_deadlines().await >= 1, "the ring is over");
 
         let view = world.call(&max, call).await;
         let rung = view.participants.iter().find(|p| p.user_id == vera.id.as_str()).expect("vera");

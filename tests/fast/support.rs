@@ -155,6 +155,20 @@ impl World {
     }
 
     /// The call as `user` sees it through the API's use case.
+    /// Fires due deadlines until at least one fired (or 100 polls passed):
+    /// one whose call the settling of a change just made still holds waits
+    /// for the next poll, as it would for the worker. How many fired.
+    pub async fn fire_some_deadlines(&self) -> usize {
+        for _ in 0..100 {
+            let fired = callgate::workers::deadlines::fire_due(&self.core).await.expect("a poll");
+            if fired >= 1 {
+                return fired;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        0
+    }
+
     pub async fn call(&self, user: &AuthUser, call: CallId) -> CallView {
         lifecycle::get(&self.core, user, call).await.expect("the call")
     }

@@ -185,12 +185,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let mislabelled = mislabelled_windows(&app, mislabel_rounds).await?;
     let rejoined = stale_rejoin_windows(&app, stale_rounds).await?;
-    let (cameras, tried) = stale_camera_windows(&app, stale_rounds).await?;
+    let stale = stale_camera_windows(&app, stale_rounds).await?;
     println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");
     println!(
-        "a camera published at once with a camera token while video is off: LiveKit took {} of {tried}",
-        cameras.len()
+        "a camera published at once with a camera token while video is off: LiveKit announced {} of {}; \
+         still listed after 10 s in rounds {:?}; decoded by her honest client in rounds {:?}",
+        stale.windows.len() + stale.stayed.len(),
+        stale.tried,
+        stale.stayed,
+        stale.seen,
     );
+    let cameras = stale.windows;
     let report = json!([
         summary("accept -> camera permission in force", to_permission),
         summary("revoke -> camera track gone", to_track_gone),
@@ -297,10 +302,44 @@ async fn stale_rejoin_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::
 /// (minted here as LiveKit refreshes it), video is off, he publishes his
 /// camera as soon as he is in. Returns the windows of the cameras LiveKit
 /// took, and how many were tried.
-async fn stale_camera_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<(Vec<f64>, usize)> {
+/// Window (e): what LiveKit took of a camera published at once with a
+/// camera token while video is off, and how long until it was gone; the
+/// rounds where it stayed, and those where her honest client decoded any of
+/// it, are counted, not aborted on (a bench prints what it found).
+struct StaleCameras {
+    windows: Vec<f64>,
+    tried: usize,
+    stayed: Vec<usize>,
+    seen: Vec<usize>,
+}
+
+/// Whether LiveKit lists no video track of `identity` in `room` within `limit`.
+async fn no_video_within(room: &str, identity: &str, limit: Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let videos = match helpers::livekit_rooms().list_participants(room).await {
+            Ok(people) => people
+                .iter()
+                .filter(|p| p.identity == identity)
+                .flat_map(|p| &p.tracks)
+                .filter(|t| t.r#type == livekit_protocol::TrackType::Video as i32)
+                .count(),
+            Err(_) => 0,
+        };
+        if videos == 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stale_camera_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<StaleCameras> {
     use callgate::domain::consent::TrackSource;
     use callgate::livekit::tokens::{JoinGrant, mint};
-    let mut windows = Vec::new();
+    let (mut windows, mut stayed, mut seen) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (him, her) = (app.user("male"), app.user("female"));
         let (call, started) = app.ring(&him, &[&her], "audio").await;
@@ -335,23 +374,37 @@ async fn stale_camera_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::
                 Duration::from_secs(5),
             )
             .await;
-        let gone = hers
-            .wait_for_matching(
-                "track_unpublished",
-                json!({"identity": him.id, "source": "camera"}),
-                since,
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("stale camera round {round}: his camera stayed: {e}"))?;
-        if let Ok(taken) = taken {
-            windows.push((gone.wall - taken.wall) * 1000.0);
+        match taken {
+            // Announced to her: the window is until it is taken back.
+            Ok(taken) => {
+                let gone = hers
+                    .wait_for_matching(
+                        "track_unpublished",
+                        json!({"identity": him.id, "source": "camera"}),
+                        since,
+                        Duration::from_secs(10),
+                    )
+                    .await;
+                match gone {
+                    Ok(gone) => windows.push((gone.wall - taken.wall) * 1000.0),
+                    // Her client missed the event, or it stayed: LiveKit says which.
+                    Err(_) if no_video_within(&room, &him.id, Duration::ZERO).await => {}
+                    Err(_) => stayed.push(round),
+                }
+            }
+            // Never announced (LiveKit dropped it while pending, or refused
+            // it): what counts is that LiveKit lists no video of his.
+            Err(_) => {
+                if !no_video_within(&room, &him.id, Duration::from_secs(10)).await {
+                    stayed.push(round);
+                }
+            }
         }
         let frames = hers.received_video_frames(&him.id).await?;
-        anyhow::ensure!(
-            frames == 0,
-            "stale camera round {round}: her honest client received {frames} frames"
-        );
+        if frames > 0 {
+            eprintln!("stale camera round {round}: her honest client received {frames} frames");
+            seen.push(round);
+        }
     }
-    Ok((windows, rounds))
+    Ok(StaleCameras { windows, tried: rounds, stayed, seen })
 }

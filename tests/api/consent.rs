@@ -351,15 +351,34 @@ async fn racing_answers_and_revokes_leave_the_ledger_and_livekit_consistent() {
     let last = answerers.get(1).copied().unwrap_or(first);
     let _ = tokio::join!(answer(&app, &call, &request, last, "accept"), revoke(&app, &call, revoker));
 
+    // Both answered; the loser's settling may still be pushing rights (it
+    // pushes until no newer change has committed): LiveKit agrees with the
+    // committed state within the two seconds a revoke promises.
     let state = video(&app, &call, &him).await["state"].as_str().expect("state").to_owned();
     let room = app.room_name(&call);
+    let started = Instant::now();
     for identity in [&him.id, &w1.id, &w2.id] {
-        assert_eq!(
-            camera_right(&room, identity).await,
-            Some(state == "on"),
-            "LiveKit agrees with `{state}` for {identity}"
-        );
+        if camera_right(&room, identity).await != Some(state == "on") {
+            eprintln!("LiveKit disagreed with `{state}` for {identity} right after the answers");
+        }
     }
+    eventually(Duration::from_secs(2), "LiveKit agrees with the committed state for everyone", || {
+        let (room, state, ids) =
+            (room.clone(), state.clone(), [him.id.clone(), w1.id.clone(), w2.id.clone()]);
+        async move {
+            for identity in &ids {
+                if camera_right(&room, identity).await != Some(state == "on") {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    eprintln!(
+        "LiveKit agreed with `{state}` {:.0} ms after the answers",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let kinds = ledger_kinds(&app, &call, &him).await;
     assert_eq!(kinds.iter().filter(|k| *k == "request").count(), 1, "{kinds:?}");
     let ons = kinds.iter().filter(|k| *k == "on").count();

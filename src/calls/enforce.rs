@@ -171,6 +171,10 @@ async fn attempt(
 ) -> Result<(), NotYet> {
     let Some(mut now) = store::calls::settling(&app.db, call).await? else { return Ok(()) };
     let mut force = effects.resync;
+    // A newer change committed while this attempt pushed: its push may have
+    // reached LiveKit after the newer one's, so it pushes the current state
+    // to everyone again (whatever `rights_version` says was confirmed).
+    let mut overtaken = false;
     for _ in 0..ROUNDS {
         let row = &now.call;
         if row.state == CallState::Ended {
@@ -196,7 +200,7 @@ async fn attempt(
         // A failed announcement holds up no withdrawal: the rights still go
         // out, and the whole attempt is retried.
         remove_all(app, &row.room_name, &mut effects.remove).await?;
-        let everyone = effects.resync || row.rights_version < row.video_version;
+        let everyone = overtaken || effects.resync || row.rights_version < row.video_version;
         if everyone || !effects.rights_for.is_empty() || !effects.withdraw.is_empty() {
             push(app, row, (!everyone).then_some(&effects.rights_for[..]), &effects.withdraw).await?;
         }
@@ -218,6 +222,7 @@ async fn attempt(
             announced?;
             return Ok(());
         }
+        overtaken = true;
         match store::calls::settling(&app.db, call).await? {
             Some(next) => now = next,
             None => return Ok(()),

@@ -607,17 +607,21 @@ async fn tell_admitted(
         .await
 }
 
-/// A host admits a guest: their rights in LiveKit at once (as the video
-/// policy says), answered once LiveKit confirmed (`sfuConfirmed`). A guest
-/// not yet arrived is let straight in when they come. Admitting one
-/// admitted is no change.
-pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Result<Admitted, CallError> {
-    let mut tx = core.db.begin().await?;
-    let (call, row, people) = lock_both(&mut tx, id).await?;
+/// What a host does to a guest starts alike: the appointment and its call
+/// locked, `user` a host of it (404 to whoever may not see it), `guest` one
+/// of its guests, the appointment open and its call there; the guest's row.
+async fn host_on_guest(
+    tx: &mut PgConnection,
+    user: &AuthUser,
+    id: Uuid,
+    guest: &UserId,
+    verb: &str,
+) -> Result<(CallRow, AppointmentRow, Vec<PersonRow>, store::ParticipantRow), CallError> {
+    let (call, row, people) = lock_both(tx, id).await?;
     match role_of(&people, &user.id) {
         None if !may_see(user, &row, &people) => return Err(CallError::NotFound),
         Some(AppointmentRole::Host) => {}
-        _ => return Err(CallError::forbidden(Code::NotAHost, "only a host admits guests")),
+        _ => return Err(CallError::forbidden(Code::NotAHost, format!("only a host {verb}"))),
     }
     if role_of(&people, guest) != Some(AppointmentRole::Guest) {
         return Err(CallError::invalid("userId", "is not a guest of this appointment"));
@@ -631,8 +635,19 @@ pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Re
             "nobody is waiting: the appointment has not opened",
         ));
     };
-    let participants = store::participants(&mut tx, call.call_id()).await?;
-    let target = participants.iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
+    let participants = store::participants(tx, call.call_id()).await?;
+    let target = participants.into_iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
+    Ok((call, row, people, target))
+}
+
+/// A host admits a guest: their rights in LiveKit at once (as the video
+/// policy says), answered once LiveKit confirmed (`sfuConfirmed`). A guest
+/// not yet arrived is let straight in when they come. Admitting one
+/// admitted is no change.
+pub async fn admit(core: &Core, user: &AuthUser, id: Uuid, guest: &UserId) -> Result<Admitted, CallError> {
+    let mut tx = core.db.begin().await?;
+    let (call, row, people, target) = host_on_guest(&mut tx, user, id, guest, "admits guests").await?;
+    let target = &target;
     let changed = members::admit(core, &mut tx, &call, target).await?.changed;
     if changed {
         tell_admitted(&mut tx, call.call_id(), &row, &people, guest).await?;
@@ -655,26 +670,8 @@ pub async fn turn_away(
     guest: &UserId,
 ) -> Result<AppointmentView, CallError> {
     let mut tx = core.db.begin().await?;
-    let (call, row, people) = lock_both(&mut tx, id).await?;
-    match role_of(&people, &user.id) {
-        None if !may_see(user, &row, &people) => return Err(CallError::NotFound),
-        Some(AppointmentRole::Host) => {}
-        _ => return Err(CallError::forbidden(Code::NotAHost, "only a host turns guests away")),
-    }
-    if role_of(&people, guest) != Some(AppointmentRole::Guest) {
-        return Err(CallError::invalid("userId", "is not a guest of this appointment"));
-    }
-    if row.state == AppointmentState::Ended {
-        return Err(ended_conflict());
-    }
-    let Some(call) = call else {
-        return Err(CallError::conflict(
-            Code::NotWaiting,
-            "nobody is waiting: the appointment has not opened",
-        ));
-    };
-    let participants = store::participants(&mut tx, call.call_id()).await?;
-    let target = participants.iter().find(|p| p.user_id == *guest).ok_or(CallError::NotFound)?;
+    let (call, row, people, target) = host_on_guest(&mut tx, user, id, guest, "turns guests away").await?;
+    let target = &target;
     members::turn_away(&mut tx, &call, target).await?;
     let shown = meeting::view(&row, &people);
     let data = json!({"appointment": shown, "userId": guest});

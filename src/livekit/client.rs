@@ -11,6 +11,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
 use livekit_api::services::{ServerError, ServiceError};
 use livekit_protocol as proto;
+use secrecy::ExposeSecret;
 
 use super::{
     DisconnectReason, LiveKitError, LiveKitResult, Participant, Room, RoomService, RoomSpec, TrackSeen,
@@ -39,9 +40,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl LiveKit {
     pub fn new(config: &LiveKitConfig, prefix: &str, metrics: LiveKitMetrics) -> Self {
-        let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
-            .with_failover(false)
-            .with_request_timeout(REQUEST_TIMEOUT);
+        let rooms =
+            RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose_secret())
+                .with_failover(false)
+                .with_request_timeout(REQUEST_TIMEOUT);
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
         Self { rooms, prefix: prefix.to_owned(), http, config: config.clone(), metrics }
     }
@@ -92,7 +94,7 @@ impl LiveKit {
         muted: bool,
     ) -> LiveKitResult<bool> {
         let grants = VideoGrants { room_admin: true, room: room.to_owned(), ..Default::default() };
-        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose())
+        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose_secret())
             .with_grants(grants)
             .with_ttl(Duration::from_secs(60))
             .to_jwt()?;

@@ -20,10 +20,11 @@ impl Document {
     }
 }
 
-pub const DOCUMENTS: [Document; 3] = [
+pub const DOCUMENTS: [Document; 4] = [
     Document { path: ".env.example", render: |_| Ok(env_example()) },
     Document { path: "README.md", render: readme },
     Document { path: "deploy/helm/callgate/values.yaml", render: helm_values },
+    Document { path: "deploy/helm/callgate/templates/_helpers.tpl", render: helm_refusals },
 ];
 
 const GENERATED: &str = "generated from src/config/schema.rs by `cargo run -- config-docs`";
@@ -122,6 +123,16 @@ fn helm_values(current: &str) -> Result<String, String> {
     splice(&text, &begin("secrets"), "# END secrets", &secrets)
 }
 
+/// The chart refuses under `config:` what it sets itself or keeps in a
+/// Secret, and its own REDIS_PASSWORD (which feeds REDIS_URL).
+fn helm_refusals(current: &str) -> Result<String, String> {
+    let names = vars().filter(|v| matches!(v.helm, Helm::Chart(_) | Helm::Secret)).map(|v| v.name);
+    let quoted: Vec<String> = names.chain(["REDIS_PASSWORD"]).map(|name| format!("\"{name}\"")).collect();
+    let line = format!("{{{{- range $name := list {} }}}}", quoted.join(" "));
+    let begin = format!("{{{{- /* BEGIN set by the chart: {GENERATED} */}}}}");
+    splice(current, &begin, "{{- /* END set by the chart */}}", &[line])
+}
+
 /// `current` with the lines between the `begin` and `end` lines (matched
 /// trimmed) replaced by `body`.
 fn splice(current: &str, begin: &str, end: &str, body: &[String]) -> Result<String, String> {
@@ -217,6 +228,7 @@ mod tests {
             include_str!("../../.env.example"),
             include_str!("../../README.md"),
             include_str!("../../deploy/helm/callgate/values.yaml"),
+            include_str!("../../deploy/helm/callgate/templates/_helpers.tpl"),
         ];
         for (document, current) in DOCUMENTS.iter().zip(files) {
             let wanted = document.render(current).unwrap_or_else(|e| panic!("{e}"));

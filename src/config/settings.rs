@@ -194,3 +194,40 @@ pub fn header_name<'de, D: Deserializer<'de>>(de: D) -> Result<Option<http::Head
 pub fn zero_is_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
     Duration::deserialize(de).map(|d| Some(d).filter(|d| !d.is_zero()))
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+
+    use super::Settings;
+    use crate::config::schema::{Rule, vars};
+    use crate::config::source::Environment;
+
+    /// A value that keeps `rule`.
+    fn sample(rule: Rule) -> String {
+        match rule {
+            Rule::Text | Rule::List => "a,b".into(),
+            Rule::Flag => "yes".into(),
+            Rule::Number(min, _) | Rule::Seconds(min, _) | Rule::Millis(min, _) => min.to_string(),
+            Rule::OneOf { words, .. } => words[0].into(),
+            Rule::Url(schemes) => format!("{}://host.example", schemes[0]),
+            Rule::Fetchable => "https://id.example/jwks".into(),
+            Rule::Secret(min) => "s".repeat(min.max(1)),
+            Rule::SigningKey => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            Rule::PublicKey => "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----".into(),
+            Rule::HeaderName => "X-Forwarded-For".into(),
+        }
+    }
+
+    #[test]
+    fn every_variable_of_the_schema_is_read_by_a_section() {
+        let lookup = |name: &str| crate::config::schema::find(name).map(|var| sample(var.rule));
+        let settings = Figment::from(Environment::new(&lookup)).extract::<Settings>();
+        assert!(
+            settings.is_ok(),
+            "a variable no field reads, or a field of no variable: {:?}",
+            settings.err()
+        );
+        assert!(vars().count() > 70);
+    }
+}

@@ -165,3 +165,90 @@ pub fn signing_key(secret: &str) -> Result<Vec<u8>, &'static str> {
         false => Err("must decode to at least 16 bytes"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::schema::{Example, vars};
+    use crate::config::{Config, JwtConfig, JwtKey};
+
+    #[test]
+    fn each_variable_is_named_once_and_its_default_and_dev_value_keep_its_rule() {
+        let mut names = BTreeSet::new();
+        for var in vars() {
+            assert!(names.insert(var.name), "{} twice", var.name);
+            assert!(
+                !var.doc.contains(['|', '\n']) && !var.chart_note.contains('\n'),
+                "{}: one line",
+                var.name
+            );
+            for value in [
+                if let Unset::Default(value) = var.unset { Some(value) } else { None },
+                if let Example::Value(value) = var.example { Some(value) } else { None },
+            ]
+            .into_iter()
+            .flatten()
+            {
+                assert!(var.rule.parse(value).is_ok(), "{}={value} breaks its rule", var.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_rule_names_what_it_wants() {
+        let words = Rule::OneOf { words: &["pretty", "json"], aliases: &[("text", "pretty")] };
+        assert_eq!(words.parse("text").expect("an alias"), Value::from("pretty"));
+        assert_eq!(words.parse("xml").unwrap_err(), "must be pretty or json");
+        let urls = Rule::Url(&["ws", "wss"]);
+        assert_eq!(urls.parse("http://lk").unwrap_err(), "must start with ws:// or wss://");
+        assert_eq!(Rule::Number(2, 100).parse("101").unwrap_err(), "must be between 2 and 100, not 101");
+        assert_eq!(Rule::Seconds(1, 5).parse("-1").unwrap_err(), "malformed value \"-1\"");
+        assert_eq!(Rule::Flag.parse("NO").expect("a flag"), Value::from(false));
+        assert_eq!(Rule::List.parse(" a, ,b ,").expect("a list"), Value::from(vec!["a", "b"]));
+    }
+
+    #[test]
+    fn the_token_command_needs_only_the_user_token_settings() {
+        let vars = HashMap::from([("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("JWT_ISSUER", "app")]);
+        let jwt =
+            JwtConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).expect("no database needed");
+        assert!(matches!(jwt.key, JwtKey::Hmac(_)));
+        assert_eq!((jwt.issuer.as_deref(), jwt.gender_claim.as_str()), (Some("app"), "gender"));
+        let err = JwtConfig::from_lookup(|_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: JWT_SECRET: missing (or set JWT_PUBLIC_KEY or JWT_JWKS_URL)"
+        );
+    }
+
+    fn any_variable() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vars().map(|var| var.name).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever the environment holds, start-up gets a configuration or
+        /// one line naming a variable of the schema; it never panics.
+        #[test]
+        fn any_value_of_any_variable_is_a_configuration_or_a_named_refusal(
+            set in proptest::collection::vec((any_variable(), ".{0,40}"), 1..6),
+        ) {
+            let mut env: HashMap<&str, String> = vars()
+                .filter_map(|var| match var.example {
+                    Example::Value(value) => Some((var.name, value.to_owned())),
+                    _ => None,
+                })
+                .collect();
+            env.extend(set.into_iter());
+            if let Err(err) = Config::from_lookup(|name| env.get(name).cloned()) {
+                prop_assert!(crate::config::schema::find(err.var).is_some(), "{err}");
+                prop_assert_eq!(err.to_string().lines().count(), 1, "{}", err);
+            }
+        }
+    }
+}

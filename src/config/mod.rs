@@ -376,24 +376,8 @@ impl JwtConfig {
 
 impl Settings {
     fn assemble(self) -> Result<Config, ConfigError> {
-        let Settings {
-            server,
-            database,
-            redis,
-            jwt,
-            livekit,
-            turn,
-            calls,
-            timeouts,
-            app_webhook,
-            call_authz,
-            events,
-            rate_limits,
-            limits,
-            appointments,
-            http,
-        } = self;
-        let jwt = jwt.assemble()?;
+        let Settings { server, database, redis, livekit, turn, calls, appointments, .. } = self;
+        let jwt = self.jwt.assemble()?;
         if !server.dev_mode {
             refuse_development_secrets(&livekit.api_secret, &turn.secret, &jwt.key, &database.url)?;
         }
@@ -424,15 +408,15 @@ impl Settings {
             },
             room_prefix: livekit.room_prefix,
             max_call_participants: calls.max_participants,
-            timeouts,
+            timeouts: self.timeouts,
             video_policy: calls.video_policy,
             screen_share_roles: Some(calls.screen_share_roles).filter(|r| !r.is_empty()),
             token_ttl: livekit.token_ttl,
             cors_origins: server.cors_origins,
-            app_webhook: app_webhook.assemble()?,
-            call_authz: call_authz.assemble()?,
-            events,
-            rate_limits,
+            app_webhook: self.app_webhook.assemble()?,
+            call_authz: self.call_authz.assemble()?,
+            events: self.events,
+            rate_limits: self.rate_limits,
             log_format: server.log_format,
             log_filter: server.log_filter,
             deadline_poll: calls.deadline_poll,
@@ -446,8 +430,8 @@ impl Settings {
                 auto_admit: appointments.auto_admit,
             },
             admin_port: server.admin_port,
-            limits,
-            http,
+            limits: self.limits,
+            http: self.http,
         })
     }
 }

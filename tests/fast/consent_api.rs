@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Api, Caller};
 use crate::support::World;
-use callgate::workers::deadlines;
+use callgate::workers::jobs;
 
 async fn request_video(api: &Api, call: &str, who: &Caller) -> (StatusCode, Value) {
     api.post(&format!("/api/v1/calls/{call}/video/requests"), who, json!({})).await
@@ -102,7 +102,7 @@ async fn an_unanswered_request_expires_once_its_deadline_is_due_and_leaves_no_co
     assert!(body["request"]["expiresAt"].is_string());
     world.clock.advance(timeout + Duration::seconds(1));
 
-    assert!(deadlines::fire_due(&world.core).await.expect("a poll") >= 1);
+    assert!(jobs::run_due(&world.core).await.expect("a run").deadlines >= 1);
     assert_eq!(video(&api, &call, &her).await["state"], "off");
     let kinds = ledger_kinds(&api, &call, &him).await;
     assert_eq!(kinds.last().map(String::as_str), Some("expire"), "{kinds:?}");

@@ -7,7 +7,7 @@ use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackKind, TrackSource, VideoState};
 use callgate::domain::{AuthUser, CallId, CallType, Code, ParticipantStatus};
 use callgate::livekit::{DisconnectReason, TrackSeen};
-use callgate::workers::deadlines;
+use callgate::workers::jobs;
 use chrono::Duration;
 use uuid::Uuid;
 
@@ -226,7 +226,7 @@ async fn an_invitation_does_not_restart_the_ringing_of_those_rung_before() {
     world.clock.advance(ringing + Duration::seconds(1));
     growth::invite(&world.core, &alice, call, vec![dave.id.clone()]).await.expect("rung");
 
-    assert!(deadlines::fire_due(&world.core).await.expect("a poll") >= 1);
+    assert!(jobs::run_due(&world.core).await.expect("a run").deadlines >= 1);
     assert_eq!(status_of(&world, call, &carol).await, ParticipantStatus::Missed, "her ring is over");
     assert_eq!(status_of(&world, call, &dave).await, ParticipantStatus::Invited, "his goes on");
 }

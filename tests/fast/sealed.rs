@@ -5,7 +5,7 @@
 use callgate::calls::{consent, lifecycle};
 use callgate::domain::consent::{Gender, VideoState};
 use callgate::domain::{AuthUser, CallId, CallType, ParticipantStatus};
-use callgate::workers::deadlines;
+use callgate::workers::jobs;
 use chrono::Duration;
 
 use crate::support::{World, person};
@@ -39,7 +39,7 @@ async fn a_ring_that_ends_unanswered_decides_the_request_it_was_awaited_for() {
     for (wanda_says, outcome) in [(true, VideoState::On), (false, VideoState::Off)] {
         let (call, max, vera) = video_call_vera_misses(&world, wanda_says).await;
 
-        assert!(deadlines::fire_due(&world.core).await.expect("a poll") >= 1, "the ring is over");
+        assert!(jobs::run_due(&world.core).await.expect("a run").deadlines >= 1, "the ring is over");
 
         let view = world.call(&max, call).await;
         let rung = view.participants.iter().find(|p| p.user_id == vera.id.as_str()).expect("vera");

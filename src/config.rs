@@ -272,7 +272,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub rate_limits: RateLimits,
     pub log_format: LogFormat,
-    /// How often each instance looks for due deadlines.
+    /// How often each instance looks for due jobs (deadlines; a job due
+    /// now is NOTIFYed at once).
     pub deadline_poll: Duration,
     /// How often live calls are compared with LiveKit's rooms (one pass per
     /// interval across all instances).

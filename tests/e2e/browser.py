@@ -32,6 +32,10 @@ import wave
 
 from playwright.sync_api import expect, sync_playwright
 
+# Assertions that wait for the page get 10 s, not Playwright's 5: two or
+# three pages of WebRTC share a two-core box with the rest of the suite.
+expect.set_options(timeout=10_000)
+
 BASE, SHOTS, PART = sys.argv[1], sys.argv[2], sys.argv[3]
 CHROMIUM = os.environ.get("CALLGATE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
@@ -720,9 +724,12 @@ def main():
                 "stale_rejoin": the_stale_rejoin,
             }
             parts[PART](browser, tag)
-        except Exception:
-            print("---- browser console ----", file=sys.stderr)
-            print("\n".join(console[-80:]), file=sys.stderr)
+        except Exception as failure:
+            # The cause first (a CI excerpt keeps the head), then the last of
+            # the browsers' console, each line cut short (signal URLs are long).
+            print(f"browser: FAILED: {type(failure).__name__}: {str(failure)[:2000]}", flush=True)
+            print("---- browser console (last 60 lines) ----", file=sys.stderr)
+            print("\n".join(line[:300] for line in console[-60:]), file=sys.stderr)
             raise
         finally:
             browser.close()

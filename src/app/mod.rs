@@ -149,7 +149,7 @@ impl Application {
         }
         // The background jobs, beside the HTTP server.
         let core = &state.core;
-        jobs.spawn(crate::workers::deadlines::run(core.clone(), stop.clone()));
+        jobs.spawn(crate::workers::jobs::run(core.clone(), stop.clone()));
         jobs.spawn(crate::workers::reconcile::run(core.clone(), stop.clone()));
         jobs.spawn(crate::ingest::inbox::run(state.webhook_inbox.clone(), stop.clone()));
         jobs.spawn(crate::workers::fanout::publish(core.clone(), stop.clone()));
@@ -169,7 +169,7 @@ impl Application {
         let serve_stop = stop.clone();
         // Graceful shutdown: stop accepting and finish requests; then close
         // the event streams with a reason; then let the jobs end (an app
-        // webhook being delivered is finished; deadlines and outbox rows are
+        // webhook or a job being run is finished; jobs and outbox rows are
         // only ever held inside a transaction, so nothing is left claimed).
         // The peer address is what requests without valid credentials are
         // counted by (crate::infra::rate_limit), when no trusted proxy says better.

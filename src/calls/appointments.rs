@@ -718,34 +718,35 @@ pub async fn end(core: &Core, user: &AuthUser, id: Uuid) -> Result<AppointmentVi
     Ok(meeting::view(&row, &people))
 }
 
-/// Fires the appointment deadlines that are due (opening, the no-show
-/// check); returns how many did something. Each is acted on in the
-/// transaction that holds its row, so it fires once across instances, and
-/// after a restart.
-pub async fn fire_due(core: &Core) -> anyhow::Result<usize> {
-    let mut fired = 0;
-    for _ in 0..32 {
-        let mut tx = core.db.begin().await?;
-        let now = core.clock.now();
-        let Some(due) = rows::take_due(&mut tx, now).await? else { break };
-        match fire(core, &mut tx, &due, now).await {
-            Ok(ended) => {
-                tx.commit().await?;
-                if let Some(ended) = ended {
-                    lifecycle::after_end(core, &ended).await;
-                }
-                fired += 1;
-            }
-            Err(err) => {
-                drop(tx);
-                tracing::warn!(appointment_id = %due.id, error = format!("{err:#}"), "an appointment deadline failed; retrying it later");
-                let mut conn = core.db.acquire().await?;
-                let later = now + Duration::seconds(5);
-                rows::set_state(&mut conn, due.id, due.state, Some(later)).await?;
-            }
-        }
+/// The appointment's next check is due (its job, `store::jobs`): acted on
+/// in the job's transaction, so it happens once across instances, and after
+/// a restart. `Err(Busy)`: its row is held elsewhere; try again later.
+pub async fn fire_due(core: &Core, tx: &mut PgConnection, id: Uuid) -> Result<Option<Ended>, Fire> {
+    let now = core.clock.now();
+    // Skipped, not waited for, if held: whoever holds it may be waiting for
+    // this job's row (rescheduling it).
+    let Some(due) = rows::lock_nowait(tx, id).await? else {
+        return match rows::find(tx, id).await? {
+            Some(_) => Err(Fire::Busy),
+            None => Ok(None),
+        };
+    };
+    Ok(fire(core, tx, &due, now).await?)
+}
+
+/// Why an appointment's check did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Fire {
+    #[error("the appointment is busy elsewhere")]
+    Busy,
+    #[error(transparent)]
+    Failed(#[from] CallError),
+}
+
+impl From<sqlx::Error> for Fire {
+    fn from(err: sqlx::Error) -> Self {
+        Fire::Failed(err.into())
     }
-    Ok(fired)
 }
 
 async fn fire(

@@ -220,7 +220,6 @@ mod tests {
             created_at: at,
             ended_at: None,
             opens_at: at,
-            due_at: None,
             started_at: started.then_some(at),
         }
     }

@@ -327,7 +327,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `RUST_LOG`: the tracing filter of the log lines.
     pub log_filter: String,
-    /// How often each instance looks for due deadlines.
+    /// How often each instance looks for due jobs (deadlines; a job due
+    /// now is NOTIFYed at once).
     pub deadline_poll: Duration,
     /// How often live calls are compared with LiveKit's rooms (one pass per
     /// interval across all instances).

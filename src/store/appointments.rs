@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{AppointmentOutcome, AppointmentRole, AppointmentState, CallType, UserId};
 use crate::store::Word;
+use crate::store::jobs::{self, Again, Job};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AppointmentRow {
@@ -24,8 +25,6 @@ pub struct AppointmentRow {
     pub ended_at: Option<DateTime<Utc>>,
     /// When it may be joined from.
     pub opens_at: DateTime<Utc>,
-    /// When its next deadline is due (opening, then the no-show check).
-    pub due_at: Option<DateTime<Utc>>,
     /// When a host and an admitted guest were first in it together.
     pub started_at: Option<DateTime<Utc>>,
 }
@@ -41,7 +40,7 @@ pub struct PersonRow {
 macro_rules! appointment_columns {
     () => {
         "id, external_ref, type, title, starts_at, ends_at, state, outcome, booked_by, created_at, ended_at, \
-         opens_at, due_at, started_at"
+         opens_at, started_at"
     };
 }
 
@@ -67,8 +66,8 @@ pub struct NewAppointment<'a> {
 pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "insert into appointments \
-         (id, ref_scope, external_ref, type, title, starts_at, ends_at, booked_by, opens_at, due_at) \
-         values ($1, $9, $2, $3, $4, $5, $6, $7, $8, $8) on conflict (ref_scope, external_ref) do nothing",
+         (id, ref_scope, external_ref, type, title, starts_at, ends_at, booked_by, opens_at) \
+         values ($1, $9, $2, $3, $4, $5, $6, $7, $8) on conflict (ref_scope, external_ref) do nothing",
     )
     .bind(new.id)
     .bind(new.external_ref)
@@ -84,6 +83,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewAppointment<'_>) -> sqlx::
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
+    check_at(conn, new.id, Some(new.opens_at)).await?;
     sqlx::query(
         "insert into appointment_people (appointment_id, user_id, role, position) \
          select $1, u, r, p::smallint from unnest($2::text[], $3::text[]) with ordinality as t(u, r, p)",
@@ -128,6 +128,19 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Appo
         .await
 }
 
+/// Locks the appointment's row, unless another transaction holds it (`None`
+/// then, as for no appointment).
+pub async fn lock_nowait(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<AppointmentRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        appointment_columns!(),
+        " from appointments where id = $1 for update skip locked"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Its hosts and guests, as booked.
 pub async fn people(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<PersonRow>> {
     sqlx::query_as("select user_id, role from appointment_people where appointment_id = $1 order by position")
@@ -138,25 +151,23 @@ pub async fn people(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Perso
 
 /// Ends it with `outcome`.
 pub async fn end(conn: &mut PgConnection, id: Uuid, outcome: AppointmentOutcome) -> sqlx::Result<()> {
-    sqlx::query("update appointments set state = 'ended', outcome = $2, ended_at = now(), due_at = null where id = $1")
+    sqlx::query("update appointments set state = 'ended', outcome = $2, ended_at = now() where id = $1")
         .bind(id)
         .bind(outcome.as_str())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    check_at(conn, id, None).await
 }
 
-/// Takes the most overdue appointment whose deadline is due at `now`,
-/// locked for this transaction and skipped by every other instance.
-pub async fn take_due(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Option<AppointmentRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        appointment_columns!(),
-        " from appointments where due_at <= $1 order by due_at limit 1 for update skip locked"
-    ))
-    .bind(now)
-    .fetch_optional(conn)
-    .await
+/// Its next check (opening, then the no-show) is due at `at` (none: `None`):
+/// a job of its own lane (`store::jobs`).
+async fn check_at(conn: &mut PgConnection, id: Uuid, at: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+    match at {
+        Some(at) => {
+            jobs::enqueue(conn, &Job::Appointment { appointment: id }, at, Again::Replace, false).await
+        }
+        None => jobs::cancel_appointment(conn, id).await,
+    }
 }
 
 /// Moves it to `state`, its next deadline due at `due_at` (none: `None`).
@@ -166,26 +177,24 @@ pub async fn set_state(
     state: AppointmentState,
     due_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
-    sqlx::query("update appointments set state = $2, due_at = $3 where id = $1")
+    sqlx::query("update appointments set state = $2 where id = $1")
         .bind(id)
         .bind(state.as_str())
-        .bind(due_at)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    check_at(conn, id, due_at).await
 }
 
 /// A host and an admitted guest are in it together: active from now.
 pub async fn mark_started(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
     sqlx::query(
-        "update appointments set state = 'active', started_at = coalesce(started_at, $2), due_at = null \
-         where id = $1",
+        "update appointments set state = 'active', started_at = coalesce(started_at, $2) where id = $1",
     )
     .bind(id)
     .bind(now)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    check_at(conn, id, None).await
 }
 
 /// Moves its window (and its opening, when its deadline is due) before it opens.
@@ -196,16 +205,14 @@ pub async fn reschedule(
     ends_at: DateTime<Utc>,
     opens_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "update appointments set starts_at = $2, ends_at = $3, opens_at = $4, due_at = $4 where id = $1",
-    )
-    .bind(id)
-    .bind(starts_at)
-    .bind(ends_at)
-    .bind(opens_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    sqlx::query("update appointments set starts_at = $2, ends_at = $3, opens_at = $4 where id = $1")
+        .bind(id)
+        .bind(starts_at)
+        .bind(ends_at)
+        .bind(opens_at)
+        .execute(&mut *conn)
+        .await?;
+    check_at(conn, id, Some(opens_at)).await
 }
 
 /// A page of `user`'s appointments starting in `[from, to)`, soonest

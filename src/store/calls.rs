@@ -212,7 +212,7 @@ pub async fn end_call(
                               when 'reconnecting' then 'left' else status end, \
          left_at = case when status = 'joined' then coalesce(left_at, now()) else left_at end \
          where call_id = $1), \
-         dropped as (delete from deadlines where call_id = $1) \
+         dropped as (delete from jobs where lane = 'call:' || $1::text and kind = 'deadline') \
          update calls set state = 'ended', outcome = $2, end_reason = $3, ended_at = now() \
          where id = $1 returning ",
         call_columns!()

@@ -34,6 +34,7 @@ pub mod consent_ledger;
 pub mod deadlines;
 pub mod events;
 pub mod housekeeping;
+pub mod jobs;
 pub mod livekit_inbox;
 pub mod outbox;
 pub mod outgoing;
@@ -45,7 +46,7 @@ pub use calls::{
     CallRow, NewCall, end_call, find_call, history, insert_call, live_call_counts, live_calls_of, lock_call,
     present_call_of, save_video_session, set_state,
 };
-pub use deadlines::{DeadlineKind, DueDeadline, cancel, schedule, take_due_deadline};
+pub use deadlines::{DeadlineKind, cancel, schedule};
 pub use events::{NewEvent, notify, record_event, record_events};
 pub use outbox::{app_webhook_backlog, enqueue_app_webhook};
 pub use outgoing::Outgoing;

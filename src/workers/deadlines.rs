@@ -1,91 +1,55 @@
-//! Durable deadlines: ringing, connecting, maximum duration, video request
-//! expiry; and appointments opening and ending as no-shows
-//! (`calls::appointments::fire_due`). Every instance polls; a deadline is
-//! acted on in the transaction that deletes it while holding its call's row
-//! lock, so it fires exactly once across instances and still fires after a
-//! restart.
+//! A call's deadlines: ringing, connecting, maximum duration, video request
+//! expiry, the end of a drop's grace. Each is a job of the call's lane
+//! (`store::deadlines`), acted on in the transaction that takes it while
+//! holding the call's row lock, so it fires exactly once across instances
+//! and still fires after a restart.
 
 use sqlx::PgConnection;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce;
-use crate::calls::lifecycle::{self, Ended, finish};
+use crate::calls::lifecycle::{Ended, finish};
 use crate::domain::membership::Step;
 use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource};
 use crate::store::{self, CallRow, DeadlineKind};
 
-pub async fn run(app: Core, stop: CancellationToken) {
-    loop {
-        let fired = match fire_due(&app).await {
-            Ok(n) => n,
-            Err(err) => {
-                match crate::infra::outage::in_chain(&err) {
-                    // Logged once per outage, not once per poll.
-                    Some(dependency) => app.report_outage(dependency, &format!("{err:#}")),
-                    None => tracing::warn!(error = format!("{err:#}"), "deadline poll failed"),
-                }
-                0
-            }
-        };
-        if fired > 0 {
-            continue;
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(app.config.deadline_poll) => {}
-        }
-    }
+/// What a deadline did, for after its transaction commits.
+pub enum Fired {
+    /// The call ended.
+    Ended(Box<Ended>),
+    /// The call changed: the room hears of it.
+    Changed(enforce::Effects),
+    /// The call's row is held elsewhere: try again shortly.
+    Busy,
 }
 
-/// A deadline whose handling failed is tried again this much later, so that
-/// it neither stops the deadlines behind it nor takes every poll.
-const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Fires the deadlines that are due; returns how many fired here. One that
-/// fails is logged and postponed, and the batch goes on; only an outage of
-/// the database (nothing else could fire either) ends the batch early.
-pub async fn fire_due(app: &Core) -> anyhow::Result<usize> {
-    let due = store::deadlines::due(&app.db, 32).await?;
-    let mut fired = crate::calls::appointments::fire_due(app).await?;
-    for (id, kind) in due {
-        let Some(kind) = DeadlineKind::parse(&kind) else { continue };
-        match fire_one(app, id, kind).await {
-            Ok(true) => fired += 1,
-            Ok(false) => {}
-            Err(err) if crate::infra::outage::in_chain(&err).is_some() => return Err(err),
-            Err(err) => {
-                let error = format!("{err:#}");
-                tracing::warn!(call_id = %id, kind = kind.as_str(), error, "a deadline failed; retrying it later");
-                store::deadlines::postpone(&app.db, id, kind, RETRY_FAILED).await?;
-            }
-        }
-    }
-    Ok(fired)
-}
-
-#[tracing::instrument(name = "deadline", skip(app, id, kind), fields(call_id = %id, kind = kind.as_str()))]
-async fn fire_one(app: &Core, id: CallId, kind: DeadlineKind) -> anyhow::Result<bool> {
-    let mut tx = app.db.begin().await?;
-    // Same lock order as the API (call row, then its deadlines); a call busy
-    // elsewhere is left for the next poll rather than waited for.
-    let call: Option<CallRow> = store::calls::lock_call_nowait(&mut tx, id).await?;
-    let Some(call) = call else { return Ok(false) };
-    let taken = store::deadlines::take_if_due(&mut tx, id, kind).await?;
-    let Some(ref_id) = taken else { return Ok(false) };
+#[tracing::instrument(name = "deadline", skip(app, tx, id, kind, ref_id), fields(call_id = %id, kind = kind.as_str()))]
+pub async fn fire(
+    app: &Core,
+    tx: &mut PgConnection,
+    id: CallId,
+    kind: DeadlineKind,
+    ref_id: Option<Uuid>,
+) -> anyhow::Result<Fired> {
+    // Skipped, not waited for: whoever holds the call may be waiting for
+    // this deadline's row (scheduling it again).
+    let Some(call) = store::calls::lock_call_nowait(tx, id).await? else {
+        return Ok(match store::find_call(&mut *tx, id).await? {
+            Some(_) => Fired::Busy,
+            // Purged with its history.
+            None => Fired::Changed(enforce::Effects::default()),
+        });
+    };
     let mut effects = enforce::Effects::for_call(id);
-    let ended = act(app, &mut tx, &call, kind, ref_id, &mut effects).await?;
-    tx.commit().await?;
+    let ended = act(app, tx, &call, kind, ref_id, &mut effects).await?;
     tracing::info!(ended = ended.is_some(), "deadline fired");
-    match ended {
-        Some(ended) => lifecycle::after_end(app, &ended).await,
-        // An expired request or a departure changed the call: the room hears of it.
-        None => enforce::settle_later(app, effects),
-    }
-    Ok(true)
+    Ok(match ended {
+        Some(ended) => Fired::Ended(Box::new(ended)),
+        None => Fired::Changed(effects),
+    })
 }
 
 /// Returns the call if it ended.

@@ -1,5 +1,5 @@
 //! The background jobs, each with a `run(.., stop)` that `crate::app` starts
-//! beside the HTTP server: deadlines, the reconciler, the delivery of app
+//! beside the HTTP server: the job runner (deadlines, appointments), the reconciler, the delivery of app
 //! webhooks, the fan-out of client events, the presence refresh and the
 //! purge of old rows.
 
@@ -7,6 +7,7 @@ pub mod app_webhooks;
 pub mod call_changes;
 pub mod deadlines;
 pub mod fanout;
+pub mod jobs;
 pub mod presence;
 pub mod purge;
 pub mod reconcile;

@@ -34,7 +34,7 @@ async fn app_with_grace(secs: u64) -> TestApp {
 }
 
 async fn rejoin_deadlines(app: &TestApp, call: &str) -> i64 {
-    app.db_count("select count(*) from deadlines where call_id = $1 and kind = 'rejoin'", call).await
+    app.db_count("select count(*) from jobs where dedupe_key = 'deadline:rejoin:' || $1::text", call).await
 }
 
 #[tokio::test]

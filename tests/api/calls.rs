@@ -237,7 +237,10 @@ async fn a_deadline_that_cannot_be_handled_does_not_hold_back_the_others() {
         .await
         .expect("insert a broken call");
         sqlx::query(
-            "insert into deadlines (call_id, kind, due_at) values ($1, 'ringing', now() - interval '1 hour')",
+            "insert into jobs (kind, lane, dedupe_key, payload, run_at) \
+             values ('deadline', 'call:' || $1::text, 'deadline:ringing:' || $1::text, \
+                     jsonb_build_object('kind', 'deadline', 'call', $1, 'deadline', 'ringing'), \
+                     now() - interval '1 hour')",
         )
         .bind(id)
         .execute(&app.state.db)
@@ -251,8 +254,8 @@ async fn a_deadline_that_cannot_be_handled_does_not_hold_back_the_others() {
     let body = app.wait_for_call(&call, &alice, Duration::from_secs(15), |c| c["state"] == "ended").await;
     assert_eq!(body["outcome"], "missed", "the good deadline fired behind the broken ones");
 
-    let kept: i64 = sqlx::query_scalar("select count(*) from deadlines where call_id = any($1)")
-        .bind(&broken)
+    let kept: i64 = sqlx::query_scalar("select count(*) from jobs where lane = any($1)")
+        .bind(broken.iter().map(|id| format!("call:{id}")).collect::<Vec<_>>())
         .fetch_one(&app.state.db)
         .await
         .expect("count");

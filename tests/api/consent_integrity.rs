@@ -506,7 +506,7 @@ async fn an_off_whose_commit_fails_is_never_enforced() {
 }
 
 #[tokio::test]
-async fn a_request_expires_by_the_databases_clock_even_if_this_instance_thinks_it_is_early() {
+async fn a_request_expires_when_its_deadline_fires_even_if_this_instance_thinks_it_is_early() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));
     let (call, _) = app.ring(&him, &[&her], "audio").await;
@@ -514,8 +514,8 @@ async fn a_request_expires_by_the_databases_clock_even_if_this_instance_thinks_i
     let (status, body) = request_video(&app, &call, &him).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // As if this instance's clock lagged: the request says it expires in 30 s
-    // by the app's clock, but its deadline is due by the database's.
-    sqlx::query("update deadlines set due_at = now() - interval '1 second' where call_id = $1 and kind = 'video_request'")
+    // by the app's clock, but its deadline (a job) is due now.
+    sqlx::query("update jobs set run_at = now() - interval '1 second' where dedupe_key = 'deadline:video_request:' || $1::text")
         .bind(Uuid::parse_str(&call).expect("uuid"))
         .execute(&app.state.db)
         .await

@@ -6,7 +6,7 @@ use callgate::calls::appointments::{self, Booking};
 use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackSource};
 use callgate::domain::{AppointmentOutcome, AppointmentState, AuthUser, CallId, CallType};
-use callgate::workers::{deadlines, reconcile};
+use callgate::workers::{jobs, reconcile};
 use chrono::Duration;
 use uuid::Uuid;
 
@@ -49,28 +49,28 @@ async fn an_appointment_opens_at_its_time_and_not_before_and_its_room_appears_th
     let (host, guest) = (person("dr", Gender::Female), person("pat", Gender::Male));
     let id = book(&world, &host, &guest).await;
     world.clock.advance(Duration::minutes(49));
-    deadlines::fire_due(&world.core).await.expect("a poll");
+    jobs::run_due(&world.core).await.expect("a run");
     assert_eq!(state(&world, id).await.0, AppointmentState::Scheduled, "11 minutes before: not yet");
     assert!(world.rooms.room_names().is_empty(), "no room before it opens");
 
     world.clock.advance(Duration::minutes(2));
-    deadlines::fire_due(&world.core).await.expect("a poll");
+    jobs::run_due(&world.core).await.expect("a run");
     assert_eq!(state(&world, id).await.0, AppointmentState::Open, "open 10 minutes before it starts");
     let call = call_of(&world, id).await.expect("its call");
     assert!(world.rooms.has_room(&world.room_of(call)), "its room exists once it opens");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nobody_comes_and_two_instances_polling_at_once_end_it_a_no_show_once() {
+async fn nobody_comes_and_two_runners_at_once_end_it_a_no_show_once() {
     let world = World::new().await;
     let (host, guest) = (person("dr", Gender::Female), person("pat", Gender::Male));
     let id = book(&world, &host, &guest).await;
     world.clock.advance(Duration::minutes(55));
-    deadlines::fire_due(&world.core).await.expect("a poll");
+    jobs::run_due(&world.core).await.expect("a run");
     let call = call_of(&world, id).await.expect("opened");
     // Past the end and the grace (15 minutes).
     world.clock.advance(Duration::minutes(5 + 30 + 16));
-    let (a, b) = tokio::join!(deadlines::fire_due(&world.core), deadlines::fire_due(&world.core));
+    let (a, b) = tokio::join!(jobs::run_due(&world.core), jobs::run_due(&world.core));
     a.expect("one poll");
     b.expect("the other");
     assert_eq!(state(&world, id).await, (AppointmentState::Ended, Some(AppointmentOutcome::NoShow)));

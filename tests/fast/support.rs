@@ -21,6 +21,7 @@ use callgate::ingest::handle;
 use callgate::livekit::fake::FakeRooms;
 use callgate::livekit::{DisconnectReason, Event, EventKind, Participant};
 use callgate::metrics::Metrics;
+use callgate::workers::jobs;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use sqlx::AssertSqlSafe;
@@ -156,21 +157,25 @@ impl World {
         assert!(enforce::settle(&self.core, enforce::Effects::for_call(call)).await, "LiveKit confirms");
     }
 
-    /// The call as `user` sees it through the API's use case.
-    /// Fires due deadlines until at least one fired (or 100 polls passed):
-    /// one whose call the settling of a change just made still holds waits
-    /// for the next poll, as it would for the worker. How many fired.
+    /// Runs the jobs due (`workers::jobs::run_due`) until a deadline fired
+    /// or none is due: one whose call the settling of a change just made
+    /// still holds comes due again a moment later, as it would for the
+    /// runner. How many fired.
     pub async fn fire_some_deadlines(&self) -> usize {
         for _ in 0..100 {
-            let fired = callgate::workers::deadlines::fire_due(&self.core).await.expect("a poll");
-            if fired >= 1 {
-                return fired;
+            let ran = jobs::run_due(&self.core).await.expect("a run");
+            if ran.deadlines >= 1 || ran.busy == 0 {
+                return ran.deadlines;
             }
+            // A settling still held the call: its job came due again
+            // `BUSY` later by the clock.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.clock.advance(chrono::Duration::from_std(jobs::BUSY).expect("a duration"));
         }
         0
     }
 
+    /// The call as `user` sees it through the API's use case.
     pub async fn call(&self, user: &AuthUser, call: CallId) -> CallView {
         lifecycle::get(&self.core, user, call).await.expect("the call")
     }

@@ -1,0 +1,316 @@
+//! The one runner of the `jobs` table (`store::jobs`): a call's deadlines,
+//! an appointment's next check, LiveKit put in line after a commit.
+//!
+//! Every instance runs it. A pass reads the lanes with a job due (by the
+//! `Clock`), then takes each lane's first due job in a transaction of its
+//! own (the lane's advisory lock, the row deleted) and does the job's work
+//! in that transaction: it commits with the work or not at all, and the
+//! jobs of one lane never run side by side. A job that fails is tried again
+//! later (`retry`, the one place for backoff and giving up); one whose call
+//! or appointment is busy elsewhere, shortly. Woken by NOTIFY for jobs due
+//! now, and polls (`DEADLINE_POLL_MS`) for those that come due. On stop, the
+//! jobs being run finish and no other is taken; a transaction holds every
+//! claim, so nothing is left claimed.
+//!
+//! Tests drive it with [`run_due`]: every job due by the clock, one at a
+//! time, until none is.
+
+use std::time::Duration;
+
+use std::collections::HashSet;
+
+use sqlx::postgres::PgListener;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::calls::Core;
+use crate::calls::appointments::{self, Fire};
+use crate::calls::enforce;
+use crate::calls::lifecycle::{self, Ended};
+use crate::domain::CallId;
+use crate::store::job_pool;
+use crate::store::jobs::{self, JOBS_NOTIFY, Job, Taken};
+use crate::workers::deadlines::{self, Fired};
+
+/// Jobs run side by side by one instance (each holds a connection of the
+/// runner's own pool while it runs).
+const CONCURRENCY: usize = 8;
+/// Lanes read per pass.
+const BATCH: i64 = 64;
+/// A job whose call or appointment is busy elsewhere is tried again this
+/// much later.
+pub const BUSY: Duration = Duration::from_millis(100);
+/// How long a lost LISTEN waits before it is tried again (polling goes on).
+const RELISTEN: Duration = Duration::from_secs(1);
+
+/// When a job that failed `attempts` times (this one included) is tried
+/// again; `None`: it is given up.
+fn retry(job: &Job, _attempts: u32) -> Option<Duration> {
+    match job {
+        // A deadline or an appointment's check must happen: tried again
+        // until it does, without holding up the ones behind it.
+        Job::Deadline { .. } | Job::Appointment { .. } => Some(Duration::from_secs(5)),
+    }
+}
+
+/// What the jobs run of one [`run_due`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Deadlines that fired (their call was not busy).
+    pub deadlines: usize,
+    /// Appointment checks that happened.
+    pub appointments: usize,
+    /// Jobs that failed (tried again later, or given up).
+    pub failed: usize,
+    /// Jobs whose call or appointment was held elsewhere (due again
+    /// `BUSY` later by the clock).
+    pub busy: usize,
+}
+
+impl Ran {
+    fn add(&mut self, other: Ran) {
+        self.deadlines += other.deadlines;
+        self.appointments += other.appointments;
+        self.failed += other.failed;
+        self.busy += other.busy;
+    }
+}
+
+/// Runs every job due by the clock, one at a time, until none is (a job
+/// busy elsewhere or failing comes due again later by the clock).
+pub async fn run_due(app: &Core) -> anyhow::Result<Ran> {
+    let mut ran = Ran::default();
+    loop {
+        let mut taken = false;
+        for lane in jobs::due_lanes(&app.db, app.clock.now(), BATCH).await? {
+            if let Some(one) = run_lane(app, &app.db, &lane).await? {
+                taken = true;
+                ran.add(one);
+            }
+        }
+        if !taken {
+            return Ok(ran);
+        }
+    }
+}
+
+/// Runs the lane's first due job, if no other runner holds the lane.
+async fn run_lane(app: &Core, db: &sqlx::PgPool, lane: &str) -> anyhow::Result<Option<Ran>> {
+    let mut tx = db.begin().await?;
+    let now = app.clock.now();
+    let Some(taken) = jobs::take(&mut tx, lane, now).await? else { return Ok(None) };
+    let job: Job = match serde_json::from_value(taken.payload.clone()) {
+        Ok(job) => job,
+        Err(err) => {
+            // Written by a newer version, or broken: kept out of the way.
+            tracing::error!(job_id = taken.id, kind = taken.kind, error = %err, "a job that cannot be read is given up");
+            tx.commit().await?;
+            return Ok(Some(Ran { failed: 1, ..Ran::default() }));
+        }
+    };
+    let outcome = run_job(app, &mut tx, &job).await;
+    let mut ran = Ran::default();
+    match outcome {
+        Ok(Outcome::Done(after)) => {
+            tx.commit().await?;
+            match &job {
+                Job::Deadline { .. } => ran.deadlines += 1,
+                Job::Appointment { .. } => ran.appointments += 1,
+            }
+            after.run(app).await;
+        }
+        Ok(Outcome::Busy) => {
+            tx.rollback().await?;
+            jobs::retry_at(db, &taken, now + BUSY, None).await?;
+            ran.busy += 1;
+        }
+        Err(err) if crate::infra::outage::in_chain(&err).is_some() => return Err(err),
+        Err(err) => {
+            tx.rollback().await?;
+            ran.failed += 1;
+            failed(app, db, &job, &taken, &err).await?;
+        }
+    }
+    Ok(Some(ran))
+}
+
+async fn failed(
+    app: &Core,
+    db: &sqlx::PgPool,
+    job: &Job,
+    taken: &Taken,
+    err: &anyhow::Error,
+) -> anyhow::Result<()> {
+    let error = format!("{err:#}");
+    let attempts = u32::try_from(taken.attempts).unwrap_or_default() + 1;
+    match retry(job, attempts) {
+        Some(wait) => {
+            tracing::warn!(
+                job_id = taken.id,
+                kind = taken.kind,
+                lane = taken.lane,
+                attempts,
+                error,
+                "a job failed; trying it again later"
+            );
+            jobs::retry_at(db, taken, app.clock.now() + wait, Some(&error)).await?;
+        }
+        None => {
+            tracing::error!(
+                job_id = taken.id,
+                kind = taken.kind,
+                lane = taken.lane,
+                attempts,
+                error,
+                "a job failed too often; given up"
+            );
+            jobs::give_up(db, taken).await?;
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Done(After),
+    /// Its call or appointment is held elsewhere.
+    Busy,
+}
+
+/// What a job leaves to do once its transaction has committed.
+enum After {
+    Nothing,
+    Ended(Box<Ended>),
+    Settle(enforce::Effects),
+}
+
+impl After {
+    async fn run(self, app: &Core) {
+        match self {
+            After::Nothing => {}
+            After::Ended(ended) => lifecycle::after_end(app, &ended).await,
+            After::Settle(effects) => enforce::settle_later(app, effects),
+        }
+    }
+}
+
+async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::Result<Outcome> {
+    match job {
+        Job::Deadline { call, deadline, ref_id } => {
+            Ok(match deadlines::fire(app, tx, CallId(*call), *deadline, *ref_id).await? {
+                Fired::Ended(ended) => Outcome::Done(After::Ended(ended)),
+                Fired::Changed(effects) => Outcome::Done(After::Settle(effects)),
+                Fired::Busy => Outcome::Busy,
+            })
+        }
+        Job::Appointment { appointment } => appointment_due(app, tx, *appointment).await,
+    }
+}
+
+async fn appointment_due(app: &Core, tx: &mut sqlx::PgConnection, id: Uuid) -> anyhow::Result<Outcome> {
+    match appointments::fire_due(app, tx, id).await {
+        Ok(Some(ended)) => Ok(Outcome::Done(After::Ended(Box::new(ended)))),
+        Ok(None) => Ok(Outcome::Done(After::Nothing)),
+        Err(Fire::Busy) => Ok(Outcome::Busy),
+        Err(Fire::Failed(err)) => Err(anyhow::Error::new(err).context(format!("appointment {id}"))),
+    }
+}
+
+/// Runs the jobs as they come due, until `stop`; then lets those being
+/// run finish.
+pub async fn run(app: Core, stop: CancellationToken) {
+    let db = job_pool(&app.db, CONCURRENCY as u32 + 1);
+    let mut running: JoinSet<(String, anyhow::Result<Option<Ran>>)> = JoinSet::new();
+    let mut lanes_running: HashSet<String> = HashSet::new();
+    let mut listener: Option<PgListener> = None;
+    let mut relisten_at = Instant::now();
+    let mut scan = true;
+    while !stop.is_cancelled() {
+        if listener.is_none() && Instant::now() >= relisten_at {
+            listener = listen(&db).await;
+            relisten_at = Instant::now() + RELISTEN;
+        }
+        if scan && running.len() < CONCURRENCY {
+            match jobs::due_lanes(&db, app.clock.now(), BATCH).await {
+                Ok(lanes) => {
+                    for lane in lanes {
+                        if running.len() >= CONCURRENCY {
+                            break;
+                        }
+                        if lanes_running.insert(lane.clone()) {
+                            let (app, db) = (app.clone(), db.clone());
+                            running.spawn(async move {
+                                let ran = run_lane(&app, &db, &lane).await;
+                                (lane, ran)
+                            });
+                        }
+                    }
+                }
+                Err(err) => trouble(&app, &err.into()),
+            }
+        }
+        scan = false;
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            Some(done) = running.join_next() => {
+                if let Ok((lane, ran)) = done {
+                    lanes_running.remove(&lane);
+                    match ran {
+                        // Its lane (or another) may have more due.
+                        Ok(Some(_)) => scan = true,
+                        // Held by another runner, or taken meanwhile.
+                        Ok(None) => {}
+                        Err(err) => trouble(&app, &err),
+                    }
+                }
+            }
+            _ = tokio::time::sleep(app.config.deadline_poll) => scan = true,
+            woken = wake(&mut listener) => match woken {
+                Ok(()) => scan = true,
+                Err(err) => {
+                    tracing::debug!(error = %err, "lost the LISTEN for jobs; polling");
+                    listener = None;
+                }
+            },
+        }
+    }
+    // The jobs being run finish; nothing else is taken.
+    while running.join_next().await.is_some() {}
+}
+
+fn trouble(app: &Core, err: &anyhow::Error) {
+    match crate::infra::outage::in_chain(err) {
+        // Logged once per outage, not once per poll.
+        Some(dependency) => app.report_outage(dependency, &format!("{err:#}")),
+        None => tracing::warn!(error = format!("{err:#}"), "the job runner failed"),
+    }
+}
+
+async fn listen(db: &sqlx::PgPool) -> Option<PgListener> {
+    let listened = async {
+        let mut listener = PgListener::connect_with(db).await?;
+        listener.listen(JOBS_NOTIFY).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match listened.await {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not LISTEN for jobs; polling");
+            None
+        }
+    }
+}
+
+/// Resolves when a job is NOTIFYed (never, without a LISTEN).
+async fn wake(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    let Some(listener) = listener else { return std::future::pending().await };
+    match listener.try_recv().await? {
+        Some(_) => {
+            // One scan serves every job NOTIFYed so far.
+            while listener.next_buffered().is_some() {}
+            Ok(())
+        }
+        None => Err(sqlx::Error::PoolClosed),
+    }
+}

@@ -342,7 +342,7 @@ pub const SECTIONS: &[Section] = &[
                 "DEADLINE_POLL_MS",
                 Rule::Millis(10, 10_000),
                 Unset::Default("200"),
-                "how often each instance looks for due deadlines",
+                "how often each instance looks for due jobs (a job due now is NOTIFYed at once)",
             )
             .dev_unset(),
         ],

@@ -137,7 +137,7 @@ pub fn call_reported(out: &mut Outgoing, view: &CallView, report: &ReportRow, vi
     data["reportId"] = json!(report.id);
     data["reporterId"] = json!(report.reporter_id);
     data["reportedId"] = json!(report.reported_id);
-    data["reason"] = json!(report.reason.0);
+    data["reason"] = json!(report.reason);
     data["text"] = json!(report.text);
     data["reportedAt"] = json!(report.created_at);
     data["violations"] = json!(violations);

@@ -64,7 +64,8 @@ pub async fn ring_cooldown(app: &Core, caller: &UserId, invitees: &[UserId]) -> 
     let limit = i64::from(limits.ring_declines_limit);
     let window = limits.ring_declines_window;
     for callee in invitees {
-        let declines = store::blocks::recent_declines(&app.db, caller, callee, window, limit).await?;
+        let declines =
+            store::blocks::recent_declines(&app.db, caller, callee, app.clock.now(), window, limit).await?;
         if declines.len() as i64 >= limit
             && let Some(oldest) = declines.last()
         {

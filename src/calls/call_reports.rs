@@ -45,7 +45,7 @@ impl From<ReportRow> for ReportView {
             call_id: r.call_id,
             reporter_id: r.reporter_id,
             reported_id: r.reported_id,
-            reason: r.reason.0,
+            reason: r.reason,
             text: r.text,
             created_at: r.created_at,
         }

@@ -400,7 +400,7 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     crate::calls::participants::decline(&mut tx, &call, &me, Step::Decline).await?;
     // The ring cooldown counts it against whoever rang them.
     let rang = me.rung_by.as_deref().unwrap_or(call.initiator_id.as_str());
-    store::blocks::record_decline(&mut tx, rang, user.id.as_str()).await?;
+    store::blocks::record_decline(&mut tx, rang, user.id.as_str(), app.clock.now()).await?;
     store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
         .await?;
     let still_invited = participants.iter().any(|p| {

@@ -61,7 +61,7 @@ pub fn view(row: &AppointmentRow, people: &[PersonRow]) -> AppointmentView {
         ends_at: row.ends_at,
         opens_at: row.opens_at,
         state: row.state,
-        outcome: row.outcome.map(|w| w.0),
+        outcome: row.outcome,
         hosts: of(AppointmentRole::Host),
         guests: of(AppointmentRole::Guest),
         started_at: row.started_at,
@@ -188,7 +188,7 @@ pub async fn ended(
         (Some(from), Some(to)) => (to - from).num_seconds().max(0),
         _ => 0,
     };
-    let outcome = row.outcome.map(|w| w.0);
+    let outcome = row.outcome;
     let extra = json!({"outcome": outcome, "durationSeconds": duration});
     let specific = match outcome {
         Some(AppointmentOutcome::NoShow) => Some(ClientEvent::AppointmentNoShow),

@@ -264,7 +264,7 @@ pub async fn audit(
             id: r.id,
             at: r.at,
             actor_id: r.actor_id,
-            action: r.action.0,
+            action: r.action,
             call_id: r.call_id,
             user_id: r.user_id,
             reason: r.reason,

@@ -385,8 +385,9 @@ pub async fn rate(
     if me.answered_at.is_none() {
         return Err(CallError::forbidden(Code::DidNotTakePart, "only those who answered the call rate it"));
     }
+    let score = i16::from(rating.score);
     let rating =
-        store::quality::upsert_rating(&mut conn, id, &user.id, i16::from(rating.score), comment.as_deref())
+        store::quality::upsert_rating(&mut conn, id, &user.id, score, comment.as_deref(), app.clock.now())
             .await?;
     let view = RatingView { score: rating.score, comment: rating.comment, rated_at: rating.rated_at };
     Ok(view)

@@ -7,7 +7,6 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::{CallId, ModerationAction, UserId};
-use crate::store::Word;
 
 pub struct NewEntry<'a> {
     pub at: DateTime<Utc>,
@@ -22,17 +21,17 @@ pub struct NewEntry<'a> {
 
 /// Writes an entry, in the transaction of what it records.
 pub async fn append(conn: &mut PgConnection, entry: &NewEntry<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into audit_log (at, actor_id, action, call_id, user_id, reason, detail) \
          values ($1, $2, $3, $4, $5, $6, $7) returning id",
+        entry.at,
+        entry.actor.as_str(),
+        entry.action.as_str(),
+        entry.call.map(|c| c.0),
+        entry.user.map(UserId::as_str),
+        entry.reason,
+        &entry.detail,
     )
-    .bind(entry.at)
-    .bind(entry.actor.as_str())
-    .bind(entry.action.as_str())
-    .bind(entry.call.map(|c| c.0))
-    .bind(entry.user.map(UserId::as_str))
-    .bind(entry.reason)
-    .bind(&entry.detail)
     .fetch_one(conn)
     .await
 }
@@ -58,12 +57,12 @@ pub async fn read(
     append(conn, &entry).await.map(drop)
 }
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct EntryRow {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor_id: String,
-    pub action: Word<ModerationAction>,
+    pub action: ModerationAction,
     pub call_id: Option<Uuid>,
     pub user_id: Option<String>,
     pub reason: Option<String>,
@@ -81,15 +80,17 @@ pub struct Filter<'a> {
 
 /// Up to `limit` entries, newest first.
 pub async fn list(db: &PgPool, filter: &Filter<'_>) -> sqlx::Result<Vec<EntryRow>> {
-    sqlx::query_as(
-        "select id, at, actor_id, action, call_id, user_id, reason, detail from audit_log \
-         where ($1::bigint is null or id < $1) and ($2::uuid is null or call_id = $2) \
-         and ($3::text is null or user_id = $3) order by id desc limit $4",
+    sqlx::query_as!(
+        EntryRow,
+        r#"select id, at, actor_id, action as "action: ModerationAction", call_id, user_id, reason, detail
+           from audit_log
+           where ($1::bigint is null or id < $1) and ($2::uuid is null or call_id = $2)
+           and ($3::text is null or user_id = $3) order by id desc limit $4"#,
+        filter.before,
+        filter.call.map(|c| c.0),
+        filter.user.map(UserId::as_str),
+        filter.limit,
     )
-    .bind(filter.before)
-    .bind(filter.call.map(|c| c.0))
-    .bind(filter.user.map(UserId::as_str))
-    .bind(filter.limit)
     .fetch_all(db)
     .await
 }

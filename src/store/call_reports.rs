@@ -6,23 +6,16 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{CallId, ReportReason, UserId};
-use crate::store::Word;
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ReportRow {
     pub id: Uuid,
     pub call_id: Uuid,
     pub reporter_id: String,
     pub reported_id: String,
-    pub reason: Word<ReportReason>,
+    pub reason: ReportReason,
     pub text: Option<String>,
     pub created_at: DateTime<Utc>,
-}
-
-macro_rules! report_columns {
-    () => {
-        "id, call_id, reporter_id, reported_id, reason, text, created_at"
-    };
 }
 
 pub struct NewReport<'a> {
@@ -37,10 +30,12 @@ pub struct NewReport<'a> {
 /// Holds the reporter's lock for the rest of the transaction, so that two
 /// reports at once cannot both pass the daily limit.
 pub async fn lock_reporter(conn: &mut PgConnection, reporter: &UserId) -> sqlx::Result<()> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('callgate:reports:' || $1, 0))")
-        .bind(reporter.as_str())
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('callgate:reports:' || $1, 0))",
+        reporter.as_str(),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -50,11 +45,11 @@ pub async fn filed_since(
     reporter: &UserId,
     since: DateTime<Utc>,
 ) -> sqlx::Result<Vec<DateTime<Utc>>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select created_at from call_reports where reporter_id = $1 and created_at > $2 order by created_at",
+        reporter.as_str(),
+        since,
     )
-    .bind(reporter.as_str())
-    .bind(since)
     .fetch_all(conn)
     .await
 }
@@ -66,14 +61,14 @@ pub async fn find(
     reporter: &UserId,
     reported: &UserId,
 ) -> sqlx::Result<Option<ReportRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        report_columns!(),
-        " from call_reports where call_id = $1 and reporter_id = $2 and reported_id = $3"
-    ))
-    .bind(call.0)
-    .bind(reporter.as_str())
-    .bind(reported.as_str())
+    sqlx::query_as!(
+        ReportRow,
+        r#"select id, call_id, reporter_id, reported_id, reason as "reason: ReportReason", text, created_at
+           from call_reports where call_id = $1 and reporter_id = $2 and reported_id = $3"#,
+        call.0,
+        reporter.as_str(),
+        reported.as_str(),
+    )
     .fetch_optional(conn)
     .await
 }
@@ -81,19 +76,19 @@ pub async fn find(
 /// Files a report; `None` if this reporter has filed one of this user in
 /// this call already (the first stands).
 pub async fn insert(conn: &mut PgConnection, report: &NewReport<'_>) -> sqlx::Result<Option<ReportRow>> {
-    sqlx::query_as(concat!(
-        "insert into call_reports (id, call_id, reporter_id, reported_id, reason, text, created_at) \
-         values ($1, $2, $3, $4, $5, $6, $7) on conflict (call_id, reporter_id, reported_id) do nothing \
-         returning ",
-        report_columns!()
-    ))
-    .bind(Uuid::new_v4())
-    .bind(report.call.0)
-    .bind(report.reporter.as_str())
-    .bind(report.reported.as_str())
-    .bind(report.reason.as_str())
-    .bind(report.text)
-    .bind(report.at)
+    sqlx::query_as!(
+        ReportRow,
+        r#"insert into call_reports (id, call_id, reporter_id, reported_id, reason, text, created_at)
+           values ($1, $2, $3, $4, $5, $6, $7) on conflict (call_id, reporter_id, reported_id) do nothing
+           returning id, call_id, reporter_id, reported_id, reason as "reason: ReportReason", text, created_at"#,
+        Uuid::new_v4(),
+        report.call.0,
+        report.reporter.as_str(),
+        report.reported.as_str(),
+        report.reason.as_str(),
+        report.text,
+        report.at,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -104,14 +99,14 @@ pub async fn of_call(
     call: CallId,
     reporter: Option<&UserId>,
 ) -> sqlx::Result<Vec<ReportRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        report_columns!(),
-        " from call_reports where call_id = $1 and ($2::text is null or reporter_id = $2) \
-         order by created_at, id"
-    ))
-    .bind(call.0)
-    .bind(reporter.map(UserId::as_str))
+    sqlx::query_as!(
+        ReportRow,
+        r#"select id, call_id, reporter_id, reported_id, reason as "reason: ReportReason", text, created_at
+           from call_reports where call_id = $1 and ($2::text is null or reporter_id = $2)
+           order by created_at, id"#,
+        call.0,
+        reporter.map(UserId::as_str),
+    )
     .fetch_all(conn)
     .await
 }
@@ -122,12 +117,13 @@ pub async fn violations_of(
     call: CallId,
     identity: &str,
 ) -> sqlx::Result<Vec<(DateTime<Utc>, Value)>> {
-    sqlx::query_as(
+    let rows = sqlx::query!(
         "select at, detail from consent_ledger where call_id = $1 and kind = 'violation' and actor = $2 \
          order by id",
+        call.0,
+        identity,
     )
-    .bind(call.0)
-    .bind(identity)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.at, r.detail)).collect())
 }

@@ -29,17 +29,17 @@ pub async fn record_event(
     actor: Option<&str>,
     data: Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into call_events (call_id, type, source, actor, data) select $1, $2, $3, $4, $5 \
          where $2 like 'call.%' or $2 like 'appointment.%' \
          or (select count(*) from (select 1 from call_events where call_id = $1 limit $6) c) < $6",
+        call.0,
+        kind,
+        source.as_str(),
+        actor,
+        data,
+        MAX_TIMELINE_ROWS,
     )
-    .bind(call.0)
-    .bind(kind)
-    .bind(source.as_str())
-    .bind(actor)
-    .bind(data)
-    .bind(MAX_TIMELINE_ROWS)
     .execute(conn)
     .await?;
     Ok(())
@@ -50,14 +50,15 @@ pub async fn record_event(
 /// first) when that is younger than [`MEDIA_COALESCE_SECS`] and only other
 /// media changes came since (everyone in a call toggling at once still
 /// leaves a row each per burst), else appended within [`MAX_TIMELINE_ROWS`].
-/// One statement.
+/// One statement. The age is by the database's clock, as the rows' `at`
+/// (written by the database, as every timeline row's) is.
 pub async fn record_media_change(
     conn: &mut PgConnection,
     call: CallId,
     actor: &str,
     change: Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "with mine as (select id, at from call_events \
              where call_id = $1 and type = 'media.updated' and actor = $2 order by id desc limit 1), \
          merged as (update call_events e set data = e.data || jsonb_strip_nulls($3) from mine \
@@ -68,12 +69,12 @@ pub async fn record_media_change(
          insert into call_events (call_id, type, source, actor, data) \
          select $1, 'media.updated', 'api', $2, $3 where not exists (select 1 from merged) \
          and (select count(*) from (select 1 from call_events where call_id = $1 limit $5) c) < $5",
+        call.0,
+        actor,
+        change,
+        MEDIA_COALESCE_SECS,
+        MAX_TIMELINE_ROWS,
     )
-    .bind(call.0)
-    .bind(actor)
-    .bind(change)
-    .bind(MEDIA_COALESCE_SECS)
-    .bind(MAX_TIMELINE_ROWS)
     .execute(conn)
     .await?;
     Ok(())
@@ -100,7 +101,7 @@ pub async fn record_events(conn: &mut PgConnection, call: CallId, rows: &[NewEve
     let data: Vec<&Value> = rows.iter().map(|r| &r.data).collect();
     // `with ordinality` keeps the ids (the timeline's order) in the rows' order;
     // `nth` numbers the rows the cap counts.
-    sqlx::query(
+    sqlx::query!(
         "insert into call_events (call_id, type, source, actor, data) \
          select $1, k, s, a, d from ( \
              select k, s, a, d, n, (k like 'call.%' or k like 'appointment.%') as always, \
@@ -108,13 +109,13 @@ pub async fn record_events(conn: &mut PgConnection, call: CallId, rows: &[NewEve
              from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality as r(k, s, a, d, n)) r \
          where always or nth <= $6 - (select count(*) from (select 1 from call_events where call_id = $1 limit $6) c) \
          order by n",
+        call.0,
+        &kinds as &[&str],
+        &sources as &[&str],
+        &actors as &[Option<&str>],
+        &data as &[&Value],
+        MAX_TIMELINE_ROWS,
     )
-    .bind(call.0)
-    .bind(kinds)
-    .bind(sources)
-    .bind(actors)
-    .bind(data)
-    .bind(MAX_TIMELINE_ROWS)
     .execute(conn)
     .await?;
     Ok(())
@@ -155,7 +156,7 @@ async fn insert_events(
     out.write(conn).await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct TimelineEvent {
     pub id: i64,
     pub kind: String,
@@ -172,24 +173,24 @@ pub async fn timeline(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<TimelineEvent>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TimelineEvent,
         "select id, type as kind, source, actor, at, data from call_events \
          where call_id = $1 and id > $2 order by id limit $3",
+        call.0,
+        after,
+        limit,
     )
-    .bind(call.0)
-    .bind(after)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
 
 /// An event queued for a user.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct UserEvent {
     pub id: Uuid,
     pub user_id: String,
     pub call_id: Option<Uuid>,
-    #[sqlx(rename = "type")]
     pub kind: String,
     pub data: Value,
     pub created_at: DateTime<Utc>,
@@ -198,12 +199,17 @@ pub struct UserEvent {
 /// Begins a transaction on the listener's connection (which has no
 /// transaction API of its own).
 pub async fn begin_on(conn: &mut PgListener) -> sqlx::Result<()> {
-    sqlx::query("begin").execute(&mut *conn).await.map(|_| ())
+    sqlx::query!("begin").execute(&mut *conn).await.map(|_| ())
 }
 
 /// Ends the transaction `begin_on` began: commits it, or rolls it back.
 pub async fn end_on(conn: &mut PgListener, commit: bool) -> sqlx::Result<()> {
-    sqlx::query(if commit { "commit" } else { "rollback" }).execute(&mut *conn).await.map(|_| ())
+    let done = if commit {
+        sqlx::query!("commit").execute(&mut *conn).await
+    } else {
+        sqlx::query!("rollback").execute(&mut *conn).await
+    };
+    done.map(|_| ())
 }
 
 /// Up to `limit` unpublished events, oldest first, of users on whom this
@@ -216,20 +222,22 @@ pub async fn lock_unpublished(
 ) -> sqlx::Result<Vec<UserEvent>> {
     // FOR UPDATE re-reads a row another publisher has just marked (and
     // then skips it), so rows are published twice only across a crash.
-    sqlx::query_as(
-        "select id, user_id, call_id, type, data, created_at from user_events \
+    sqlx::query_as!(
+        UserEvent,
+        "select id, user_id, call_id, type as kind, data, created_at from user_events \
          where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id)) \
          order by created_at, seq limit $2 for update",
+        user_locks,
+        limit,
     )
-    .bind(user_locks)
-    .bind(limit)
     .fetch_all(&mut *conn)
     .await
 }
 
+/// Marks them published, at the database's time: the time their
+/// `created_at` is written with and `store::housekeeping` purges by.
 pub async fn mark_published(conn: &mut PgListener, ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query("update user_events set published_at = now() where id = any($1)")
-        .bind(ids)
+    sqlx::query!("update user_events set published_at = now() where id = any($1)", ids)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -242,14 +250,15 @@ pub async fn published_since(
     since: DateTime<Utc>,
     limit: i64,
 ) -> sqlx::Result<Vec<UserEvent>> {
-    sqlx::query_as(
-        "select id, user_id, call_id, type, data, created_at from user_events \
+    sqlx::query_as!(
+        UserEvent,
+        "select id, user_id, call_id, type as kind, data, created_at from user_events \
          where user_id = any($1) and created_at >= $2 and published_at is not null \
          order by created_at, seq limit $3",
+        users,
+        since,
+        limit,
     )
-    .bind(users)
-    .bind(since)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

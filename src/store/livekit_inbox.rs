@@ -1,5 +1,7 @@
 //! LiveKit's webhooks as received (`livekit_webhook_events`), handled in
-//! order per call by `crate::ingest::inbox`.
+//! order per call by `crate::ingest::inbox`. Their times (`received_at`,
+//! `processed_at`) are the database's: its clock writes them, and ages
+//! them here and in `store::housekeeping`.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -20,22 +22,28 @@ pub struct NewDelivery<'a> {
 
 /// Stores a batch; returns the ids of those not stored before.
 pub async fn insert_batch(db: &PgPool, batch: &[NewDelivery<'_>]) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    let ids: Vec<&str> = batch.iter().map(|d| d.id).collect();
+    let events: Vec<&str> = batch.iter().map(|d| d.event).collect();
+    let rooms: Vec<&str> = batch.iter().map(|d| d.room).collect();
+    let created: Vec<Option<DateTime<Utc>>> = batch.iter().map(|d| d.created_at).collect();
+    let calls: Vec<Uuid> = batch.iter().map(|d| d.call.0).collect();
+    let payloads: Vec<&Value> = batch.iter().map(|d| d.payload).collect();
+    sqlx::query_scalar!(
         "insert into livekit_webhook_events (id, event, room_name, created_at, call_id, payload) \
          select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::jsonb[]) \
          on conflict (id) do nothing returning id",
+        &ids as &[&str],
+        &events as &[&str],
+        &rooms as &[&str],
+        &created as &[Option<DateTime<Utc>>],
+        &calls[..],
+        &payloads as &[&Value],
     )
-    .bind(batch.iter().map(|d| d.id).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.event).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.room).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.created_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.call.0).collect::<Vec<_>>())
-    .bind(batch.iter().map(|d| d.payload.clone()).collect::<Vec<_>>())
     .fetch_all(db)
     .await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Pending {
     pub id: String,
     pub payload: Option<Value>,
@@ -44,11 +52,12 @@ pub struct Pending {
 
 /// The call's first unhandled event, locked for this transaction.
 pub async fn lock_next_pending(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Option<Pending>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Pending,
         "select id, payload, received_at from livekit_webhook_events \
          where call_id = $1 and processed_at is null order by seq limit 1 for update",
+        call.0,
     )
-    .bind(call.0)
     .fetch_optional(conn)
     .await
 }
@@ -56,20 +65,20 @@ pub async fn lock_next_pending(conn: &mut PgConnection, call: CallId) -> sqlx::R
 /// Up to `limit` of the call's first unhandled events, in arrival order,
 /// locked for this transaction.
 pub async fn lock_pending(conn: &mut PgConnection, call: CallId, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Pending,
         "select id, payload, received_at from livekit_webhook_events \
          where call_id = $1 and processed_at is null order by seq limit $2 for update",
+        call.0,
+        limit,
     )
-    .bind(call.0)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
 
 /// Marks these events handled, in one statement.
 pub async fn mark_all_of_processed(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
-    sqlx::query("update livekit_webhook_events set processed_at = now() where id = any($1)")
-        .bind(ids)
+    sqlx::query!("update livekit_webhook_events set processed_at = now() where id = any($1)", ids)
         .execute(conn)
         .await?;
     Ok(())
@@ -78,26 +87,27 @@ pub async fn mark_all_of_processed(conn: &mut PgConnection, ids: &[String]) -> s
 /// Events not handled yet, across all instances (the partial index
 /// `livekit_webhook_events_pending` counts them).
 pub async fn backlog(db: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("select count(*) from livekit_webhook_events where processed_at is null")
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from livekit_webhook_events where processed_at is null"#
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Sets aside all of the call's unhandled events.
 pub async fn mark_all_processed(conn: &mut PgConnection, call: CallId) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update livekit_webhook_events set processed_at = now() \
          where call_id = $1 and processed_at is null",
+        call.0,
     )
-    .bind(call.0)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 pub async fn mark_processed(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
-    sqlx::query("update livekit_webhook_events set processed_at = now() where id = $1")
-        .bind(id)
+    sqlx::query!("update livekit_webhook_events set processed_at = now() where id = $1", id)
         .execute(conn)
         .await?;
     Ok(())
@@ -106,13 +116,13 @@ pub async fn mark_processed(conn: &mut PgConnection, id: &str) -> sqlx::Result<(
 /// Counts a failed handling; at `max_attempts` the event is set aside.
 /// Returns the attempts so far (`None`: no such event).
 pub async fn count_failure(db: &PgPool, id: &str, max_attempts: i32) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update livekit_webhook_events set attempts = attempts + 1, \
          processed_at = case when attempts + 1 >= $2 then now() end \
          where id = $1 returning attempts",
+        id,
+        max_attempts,
     )
-    .bind(id)
-    .bind(max_attempts)
     .fetch_optional(db)
     .await
 }
@@ -120,12 +130,12 @@ pub async fn count_failure(db: &PgPool, id: &str, max_attempts: i32) -> sqlx::Re
 /// Up to `limit` calls with events left unhandled for a while, those
 /// waiting longest first.
 pub async fn stranded_calls(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
-    let calls: Vec<Uuid> = sqlx::query_scalar(
-        "select call_id from livekit_webhook_events where processed_at is null \
-         and received_at < now() - interval '2 seconds' and call_id is not null \
-         group by call_id order by min(seq) limit $1",
+    let calls = sqlx::query_scalar!(
+        r#"select call_id as "call_id!" from livekit_webhook_events where processed_at is null
+           and received_at < now() - interval '2 seconds' and call_id is not null
+           group by call_id order by min(seq) limit $1"#,
+        limit,
     )
-    .bind(limit)
     .fetch_all(db)
     .await?;
     Ok(calls.into_iter().map(CallId).collect())

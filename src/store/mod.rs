@@ -41,6 +41,7 @@ pub mod outgoing;
 pub mod participants;
 pub mod quality;
 pub mod suspensions;
+pub mod words;
 
 pub use calls::{
     CallRow, NewCall, end_call, find_call, history, insert_call, live_call_counts, live_calls_of, lock_call,

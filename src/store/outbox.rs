@@ -1,5 +1,8 @@
 //! The app webhook outbox (`app_webhook_outbox`), delivered by
-//! `crate::workers::app_webhooks`.
+//! `crate::workers::app_webhooks`. A webhook's own times (`created_at`,
+//! `next_attempt_at`, `delivered_at`) are the database's: `store::Outgoing`
+//! writes it with the transaction's time, and its attempts are timed by the
+//! same clock.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -21,18 +24,17 @@ pub async fn enqueue_app_webhook(
 
 /// App webhooks neither delivered nor given up on.
 pub async fn app_webhook_backlog(db: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "select count(*) from app_webhook_outbox where delivered_at is null and failed_at is null",
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from app_webhook_outbox where delivered_at is null and failed_at is null"#,
     )
     .fetch_one(db)
     .await
 }
 
 /// A webhook due for an attempt.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct DueWebhook {
     pub id: Uuid,
-    #[sqlx(rename = "type")]
     pub kind: String,
     pub call_id: Option<Uuid>,
     pub payload: Value,
@@ -43,8 +45,9 @@ pub struct DueWebhook {
 /// every other; one waits while an earlier one of its call is undelivered
 /// (being sent, or waiting for a retry), so a call's webhooks arrive in order.
 pub async fn lock_next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DueWebhook>> {
-    sqlx::query_as(
-        "select id, type, call_id, payload, attempts from app_webhook_outbox o \
+    sqlx::query_as!(
+        DueWebhook,
+        "select id, type as kind, call_id, payload, attempts from app_webhook_outbox o \
          where delivered_at is null and failed_at is null and next_attempt_at <= now() \
          and not exists (select 1 from app_webhook_outbox e where e.call_id = o.call_id \
                          and e.seq < o.seq and e.delivered_at is null and e.failed_at is null) \
@@ -55,11 +58,11 @@ pub async fn lock_next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DueWe
 }
 
 pub async fn mark_delivered(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update app_webhook_outbox set delivered_at = now(), attempts = attempts + 1, \
          last_error = null where id = $1",
+        id,
     )
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(())
@@ -73,14 +76,14 @@ pub async fn mark_attempt_failed(
     error: &str,
     wait: std::time::Duration,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update app_webhook_outbox set attempts = $2, last_error = $3, \
          next_attempt_at = now() + $4 * interval '1 millisecond' where id = $1",
+        id,
+        attempts,
+        error,
+        wait.as_millis() as f64,
     )
-    .bind(id)
-    .bind(attempts)
-    .bind(error)
-    .bind(wait.as_millis() as f64)
     .execute(conn)
     .await?;
     Ok(())
@@ -93,12 +96,12 @@ pub async fn abandon_undelivered(
     now: DateTime<Utc>,
     created_before: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
-    let abandoned = sqlx::query(
+    let abandoned = sqlx::query!(
         "update app_webhook_outbox set failed_at = $1 \
          where delivered_at is null and failed_at is null and created_at < $2",
+        now,
+        created_before,
     )
-    .bind(now)
-    .bind(created_before)
     .execute(db)
     .await?;
     Ok(abandoned.rows_affected())
@@ -106,9 +109,6 @@ pub async fn abandon_undelivered(
 
 /// Deletes the webhooks written before `created_before`, whatever became of them.
 pub async fn delete_older_than(db: &PgPool, created_before: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("delete from app_webhook_outbox where created_at < $1")
-        .bind(created_before)
-        .execute(db)
-        .await?;
+    sqlx::query!("delete from app_webhook_outbox where created_at < $1", created_before).execute(db).await?;
     Ok(())
 }

@@ -34,38 +34,14 @@ struct Hooks {
     data: Vec<Value>,
 }
 
-/// The rows of `user_events`; the statement trigger wakes the publishers.
-macro_rules! events_sql {
-    () => {
-        "insert into user_events (id, user_id, call_id, type, data) \
-         select i, u, c, k, d from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[]) \
-         with ordinality as r(i, u, c, k, d, n) order by n"
-    };
-}
-/// The rows of `app_webhook_outbox`, stamped with the transaction's time.
-macro_rules! hooks_sql {
-    () => {
-        "insert into app_webhook_outbox (id, type, call_id, payload) \
-         select i, k, c, jsonb_build_object('type', k, 'timestamp', now(), 'data', d) \
-         from unnest($6::uuid[], $7::text[], $8::uuid[], $9::jsonb[]) \
-         with ordinality as r(i, k, c, d, n) order by n"
-    };
-}
-// A table without rows is named in a part that is not run, so that every
-// statement takes the same parameters.
-const EVENTS_ONLY: &str = concat!(
-    "with e as (",
-    events_sql!(),
-    "), ",
-    "h as (select $6::uuid[], $7::text[], $8::uuid[], $9::jsonb[]) select 1"
-);
-const HOOKS_ONLY: &str = concat!(
-    "with e as (select $1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[]), ",
-    "h as (",
-    hooks_sql!(),
-    ") select 1"
-);
-const BOTH: &str = concat!("with e as (", events_sql!(), "), h as (", hooks_sql!(), ") select 1");
+// The statement writes the rows of `user_events` (whose statement trigger
+// wakes the publishers) and of `app_webhook_outbox`, stamped with the
+// transaction's time, in one of three forms: a table without rows is named
+// in a part that is not run, so that every form takes the same parameters.
+// (The statement answers one row, `written`.) The query macros take one
+// literal each, so the parts are written out
+// thrice in `write`: for the events, `with e as (insert into user_events
+// ...)`; for the webhooks, `h as (insert into app_webhook_outbox ...)`.
 
 impl Outgoing {
     /// An event for each recipient's streams.
@@ -93,26 +69,69 @@ impl Outgoing {
     /// only the tables that get rows are written, so their triggers wake
     /// only the workers that have something to do.
     pub async fn write(self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        let (events, hooks) = (!self.events.ids.is_empty(), !self.hooks.ids.is_empty());
-        let sql = match (events, hooks) {
-            (false, false) => return Ok(()),
-            (true, false) => EVENTS_ONLY,
-            (false, true) => HOOKS_ONLY,
-            (true, true) => BOTH,
-        };
         let Outgoing { events, hooks } = self;
-        sqlx::query(sql)
-            .bind(events.ids)
-            .bind(events.users)
-            .bind(events.calls)
-            .bind(events.kinds)
-            .bind(events.data)
-            .bind(hooks.ids)
-            .bind(hooks.kinds)
-            .bind(hooks.calls)
-            .bind(hooks.data)
-            .execute(conn)
-            .await?;
+        let done = match (!events.ids.is_empty(), !hooks.ids.is_empty()) {
+            (false, false) => return Ok(()),
+            (true, false) => sqlx::query!(
+                "with e as (insert into user_events (id, user_id, call_id, type, data) \
+                 select i, u, c, k, d from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[]) \
+                 with ordinality as r(i, u, c, k, d, n) order by n), \
+                 h as (select $6::uuid[], $7::text[], $8::uuid[], $9::jsonb[]) select 1 as written",
+                &events.ids[..],
+                &events.users[..],
+                &events.calls as &[Option<Uuid>],
+                &events.kinds as &[&str],
+                &events.data[..],
+                &hooks.ids[..],
+                &hooks.kinds[..],
+                &hooks.calls[..],
+                &hooks.data[..],
+            )
+            .fetch_one(conn)
+            .await
+            .map(drop),
+            (false, true) => sqlx::query!(
+                "with e as (select $1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[]), \
+                 h as (insert into app_webhook_outbox (id, type, call_id, payload) \
+                 select i, k, c, jsonb_build_object('type', k, 'timestamp', now(), 'data', d) \
+                 from unnest($6::uuid[], $7::text[], $8::uuid[], $9::jsonb[]) \
+                 with ordinality as r(i, k, c, d, n) order by n) select 1 as written",
+                &events.ids[..],
+                &events.users[..],
+                &events.calls as &[Option<Uuid>],
+                &events.kinds as &[&str],
+                &events.data[..],
+                &hooks.ids[..],
+                &hooks.kinds[..],
+                &hooks.calls[..],
+                &hooks.data[..],
+            )
+            .fetch_one(conn)
+            .await
+            .map(drop),
+            (true, true) => sqlx::query!(
+                "with e as (insert into user_events (id, user_id, call_id, type, data) \
+                 select i, u, c, k, d from unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[]) \
+                 with ordinality as r(i, u, c, k, d, n) order by n), \
+                 h as (insert into app_webhook_outbox (id, type, call_id, payload) \
+                 select i, k, c, jsonb_build_object('type', k, 'timestamp', now(), 'data', d) \
+                 from unnest($6::uuid[], $7::text[], $8::uuid[], $9::jsonb[]) \
+                 with ordinality as r(i, k, c, d, n) order by n) select 1 as written",
+                &events.ids[..],
+                &events.users[..],
+                &events.calls as &[Option<Uuid>],
+                &events.kinds as &[&str],
+                &events.data[..],
+                &hooks.ids[..],
+                &hooks.kinds[..],
+                &hooks.calls[..],
+                &hooks.data[..],
+            )
+            .fetch_one(conn)
+            .await
+            .map(drop),
+        };
+        done?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::domain::UserId;
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct SuspensionRow {
     pub user_id: String,
     pub suspended_by: String,
@@ -18,11 +18,11 @@ pub struct SuspensionRow {
 
 /// Which of `users` are suspended at `now`.
 pub async fn in_force_among(db: &PgPool, users: &[&str], now: DateTime<Utc>) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select user_id from suspensions where user_id = any($1) and (ends_at is null or ends_at > $2)",
+        users as &[&str],
+        now,
     )
-    .bind(users)
-    .bind(now)
     .fetch_all(db)
     .await
 }
@@ -33,12 +33,13 @@ pub async fn in_force(
     user: &UserId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<SuspensionRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        SuspensionRow,
         "select user_id, suspended_by, reason, created_at, ends_at from suspensions \
          where user_id = $1 and (ends_at is null or ends_at > $2)",
+        user.as_str(),
+        now,
     )
-    .bind(user.as_str())
-    .bind(now)
     .fetch_optional(conn)
     .await
 }
@@ -53,18 +54,19 @@ pub async fn suspend(
     at: DateTime<Utc>,
     ends_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<SuspensionRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        SuspensionRow,
         "insert into suspensions (user_id, suspended_by, reason, created_at, ends_at) \
          values ($1, $2, $3, $4, $5) on conflict (user_id) do update set \
          suspended_by = excluded.suspended_by, reason = excluded.reason, \
          created_at = excluded.created_at, ends_at = excluded.ends_at \
          returning user_id, suspended_by, reason, created_at, ends_at",
+        user.as_str(),
+        by.as_str(),
+        reason,
+        at,
+        ends_at,
     )
-    .bind(user.as_str())
-    .bind(by.as_str())
-    .bind(reason)
-    .bind(at)
-    .bind(ends_at)
     .fetch_one(conn)
     .await
 }
@@ -75,11 +77,12 @@ pub async fn lift(
     user: &UserId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<SuspensionRow>> {
-    let gone: Option<SuspensionRow> = sqlx::query_as(
+    let gone = sqlx::query_as!(
+        SuspensionRow,
         "delete from suspensions where user_id = $1 \
          returning user_id, suspended_by, reason, created_at, ends_at",
+        user.as_str(),
     )
-    .bind(user.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(gone.filter(|s| s.ends_at.is_none_or(|ends| ends > now)))

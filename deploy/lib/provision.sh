@@ -3,7 +3,7 @@
 # any server: Debian packages (only those missing), a Go toolchain when the
 # machine has none new enough, LiveKit, helm and kubeconform (`go install`),
 # the test venv, the npm packages of clients/ts, web and deploy/oidc, and the
-# web app's bundle; oha for `bench`. Every version is pinned in the block
+# web app's bundle; oha for `bench`, sqlx-cli for `test` (cargo install). Every version is pinned in the block
 # below (or a lockfile it names); every step first checks whether its result
 # is already there, at that version, so a second run does nothing.
 # What is downloaded or built goes to $CALLGATE_CACHE (~/.cache/callgate);
@@ -40,6 +40,11 @@ GO_MIN_MINOR=26
 GO_BOOTSTRAP_VERSION=go1.26.0
 # `bench`'s HTTP load generator (examples/api_load.rs reads its JSON).
 OHA_VERSION=1.16.0
+# `test`'s check that .sqlx (the query macros' offline data) is up to date
+# (`cargo sqlx prepare --check`), and its scratch database's migrations
+# (`sqlx migrate run`): the version of the sqlx crate in Cargo.lock, which
+# the check holds it to.
+SQLX_CLI_VERSION=0.9.0
 # The test venv: these seven, pinned with everything they pull in, in
 # deploy/venv-requirements.txt.
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
@@ -280,6 +285,21 @@ ensure_oha() { # needs cargo on PATH (ensure_cargo_on_path)
     section_done
 }
 
+sqlx_cli_ok() {
+    [[ -x "$BIN/sqlx" && -x "$BIN/cargo-sqlx" ]] && "$BIN/sqlx" --version 2>/dev/null | grep -qw "$SQLX_CLI_VERSION"
+}
+
+ensure_sqlx_cli() { # needs cargo on PATH (ensure_cargo_on_path)
+    sqlx_cli_ok && return 0
+    section "cargo install sqlx-cli $SQLX_CLI_VERSION (PostgreSQL only, once)"
+    log "installing sqlx-cli $SQLX_CLI_VERSION into $BIN"
+    quietly cargo-install-sqlx-cli cargo install sqlx-cli --version "$SQLX_CLI_VERSION" --locked --force \
+        --no-default-features --features postgres,rustls --root "$CACHE" ||
+        die "cargo install sqlx-cli failed"
+    sqlx_cli_ok || die "$BIN/sqlx --version does not report $SQLX_CLI_VERSION"
+    section_done
+}
+
 # ------------------------------------------------------------------ all of it ---
 
 # What `up` installs before it starts the servers, in this order.
@@ -301,6 +321,7 @@ provision_status() { # for `status`: what is installed where
         echo "cluster tools:  missing ($BIN/helm, $BIN/kubeconform)"
     fi
     if oidc_provider_ok; then echo "oidc provider:  $OIDC_DIR (deploy/oidc, started by the sign-in tests)"; else echo "oidc provider:  missing ($OIDC_DIR)"; fi
+    if sqlx_cli_ok; then echo "sqlx-cli:       $BIN/sqlx (v$SQLX_CLI_VERSION)"; else echo "sqlx-cli:       missing ($BIN/sqlx; \`test\` installs it)"; fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -310,5 +331,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         CALLGATE_UP_LOCKED=1 exec flock -o "$CACHE/.lock" "$SELF" "$@"
     fi
     provision
+    ensure_cargo_on_path
+    ensure_sqlx_cli
     log "provisioned (state in $CACHE)"
 fi

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # deploy/lib/tests.sh - `deploy/local.sh test`: up, the environment the tests
 # read (.env.example, the test database, the tools provision.sh installed,
-# the stack's addresses), the lint steps, the build, then cargo test with its
+# the stack's addresses), the lint steps (with the check that .sqlx is up to
+# date), the build, then cargo test with its
 # output kept in $RUN/test-output.log and, on failure, a summary of what failed.
 # Sourced by deploy/local.sh after common.sh, provision.sh and services.sh.
 
@@ -17,6 +18,34 @@ SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
   FROM pg_database WHERE datname LIKE 'callgate\_t\_%' \gexec
 SQL
     done
+}
+
+# sqlx_prepare_check <database>: `cargo sqlx prepare --check`, against a
+# scratch database made afresh and migrated with migrations/: fails when
+# .sqlx (the query macros' offline data, committed) does not match the
+# statements of src/ or the schema. The check re-expands the macros by
+# touching the crate's target sources; their times are put back after it,
+# so that the build that follows does not rebuild what did not change.
+sqlx_prepare_check() {
+    local db="$1" url want stamps rc=0 i
+    want="$(awk '$0 == "name = \"sqlx\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+    if [[ "$want" != "$SQLX_CLI_VERSION" ]]; then
+        log "Cargo.lock has sqlx $want but deploy/lib/provision.sh pins sqlx-cli $SQLX_CLI_VERSION: make them agree"
+        return 1
+    fi
+    url="postgres://callgate:callgate@127.0.0.1:$PG_PORT/$db"
+    PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate \
+        -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null || return 1
+    "$BIN/sqlx" migrate run --source migrations --database-url "$url" >/dev/null || return 1
+    local sources=()
+    mapfile -t sources < <(cargo metadata -q --no-deps --format-version 1 |
+        python3 -c 'import json, sys; [print(t["src_path"]) for p in json.load(sys.stdin)["packages"] for t in p["targets"]]')
+    stamps="$(mktemp -d)"
+    for i in "${!sources[@]}"; do touch -r "${sources[$i]}" "$stamps/$i"; done
+    PATH="$BIN:$PATH" cargo sqlx prepare --check --database-url "$url" || rc=$?
+    for i in "${!sources[@]}"; do touch -r "$stamps/$i" "${sources[$i]}"; done
+    rm -rf "$stamps"
+    return "$rc"
 }
 
 run_tee() { # run_tee <file> <command...>: the command's output to the terminal and the file
@@ -95,6 +124,9 @@ SQL
     # tests/api/redis_cluster.rs: the Redis Cluster's seed nodes.
     CLUSTER_REDIS_URL="$(redis_cluster_urls)"
     export CLUSTER_REDIS_URL
+    # The query macros read .sqlx, never DATABASE_URL's database (as
+    # .cargo/config.toml says too): no build here needs one.
+    export SQLX_OFFLINE=true
     ensure_cargo_on_path
 
     run_step "drop leftover test databases" drop_test_databases
@@ -102,6 +134,9 @@ SQL
         run_step "layers: no circle, arrows point down (.ci/layers.py)" python3 .ci/layers.py
         run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
         run_step "cargo clippy --all-targets -- -D warnings" cargo clippy -q --all-targets -- -D warnings
+        ensure_sqlx_cli
+        run_step "cargo sqlx prepare --check (.sqlx against ${test_db}_sqlx, migrated)" \
+            sqlx_prepare_check "${test_db}_sqlx"
     fi
     # A failing test shows its panic and its captured logs; backtraces only
     # on request (TEST_BACKTRACE=1), they bury the message.

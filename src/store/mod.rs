@@ -88,7 +88,7 @@ pub fn job_pool(db: &sqlx::PgPool, size: u32) -> sqlx::PgPool {
 
 /// Whether the database answers.
 pub async fn ping(db: &PgPool) -> sqlx::Result<()> {
-    sqlx::query("select 1").execute(db).await.map(|_| ())
+    sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(db).await.map(drop)
 }
 
 /// A word of the domain (`Outcome`, `EndReason`, ...) in a text column,

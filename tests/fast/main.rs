@@ -17,6 +17,7 @@ mod history;
 mod http;
 mod media;
 mod membership;
+mod recorder;
 mod safety;
 mod sealed;
 mod support;

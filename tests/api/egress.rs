@@ -241,10 +241,13 @@ async fn a_call_is_recorded_to_an_opus_file_and_the_recorder_is_no_person() {
 
     let (streams, duration) = probe(&path).expect("ffprobe reads the file");
     assert_eq!(streams, vec![("audio".to_owned(), "opus".to_owned())], "one Opus audio stream");
-    // At least what was seen written; about the time from its start to the stop.
+    // At least what was seen written; about the time from its start to the
+    // stop: a little more is possible (the stop takes effect after the
+    // request), and on a loaded two-core machine up to a few seconds less
+    // (the first audio reaches egress's pipeline after it reports active).
     assert!(duration >= written - 0.1, "{duration} s, but {written} s had been written");
     assert!(
-        (duration - since_began).abs() < 1.5,
+        (since_began - 3.0..=since_began + 1.0).contains(&duration),
         "{duration} s, but {since_began:.2} s from its start to the stop"
     );
     let file = ended.files.first().expect("egress reports its file");

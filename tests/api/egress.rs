@@ -182,6 +182,8 @@ async fn a_call_is_recorded_to_an_opus_file_and_the_recorder_is_no_person() {
             on_disk = Some(asked.elapsed());
         }
         if let Some((_, seconds)) = probe(&path).filter(|(_, s)| active.is_some() && *s >= RECORD_SECS) {
+            // The file may have reached the disk since the look above.
+            on_disk.get_or_insert_with(|| asked.elapsed());
             break seconds;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -244,10 +246,11 @@ async fn a_call_is_recorded_to_an_opus_file_and_the_recorder_is_no_person() {
     // At least what was seen written; about the time from its start to the
     // stop: a little more is possible (the stop takes effect after the
     // request), and on a loaded two-core machine up to a few seconds less
-    // (the first audio reaches egress's pipeline after it reports active).
+    // (the first audio reaches egress's pipeline after it reports active:
+    // about 2 s even alone).
     assert!(duration >= written - 0.1, "{duration} s, but {written} s had been written");
     assert!(
-        (since_began - 3.0..=since_began + 1.0).contains(&duration),
+        (since_began - 4.0..=since_began + 1.0).contains(&duration),
         "{duration} s, but {since_began:.2} s from its start to the stop"
     );
     let file = ended.files.first().expect("egress reports its file");

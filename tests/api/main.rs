@@ -20,6 +20,7 @@ mod dashboard;
 mod devices;
 mod e2e;
 mod edge;
+mod egress;
 mod events;
 mod fanout;
 mod floods;

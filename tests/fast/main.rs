@@ -18,6 +18,7 @@ mod history;
 mod http;
 mod media;
 mod membership;
+mod recorder;
 mod runner;
 mod safety;
 mod sealed;

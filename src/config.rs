@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::domain::consent::VideoPolicy;
+use crate::domain::consent::{RecordingPolicy, VideoPolicy};
 
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -262,6 +262,9 @@ pub struct Config {
     pub max_call_participants: usize,
     pub timeouts: Timeouts,
     pub video_policy: VideoPolicy,
+    /// `RECORDING_POLICY`: whether calls may be recorded (`off` unless set).
+    pub recording_policy: RecordingPolicy,
+    pub recording: RecordingConfig,
     /// Roles (from the user token's `roles`) that may share their screen;
     /// `None` means everybody may.
     pub screen_share_roles: Option<Vec<String>>,
@@ -308,6 +311,10 @@ impl Config {
             Some(v) => {
                 v.parse().map_err(|_| env.error("VIDEO_POLICY", "must be female_consent, mutual or open"))?
             }
+        };
+        let recording_policy = match env.optional("RECORDING_POLICY") {
+            None => RecordingPolicy::Off,
+            Some(v) => v.parse().map_err(|_| env.error("RECORDING_POLICY", "must be off or all_party"))?,
         };
         let log_format = match env.optional("LOG_FORMAT").as_deref() {
             None | Some("pretty") | Some("text") => LogFormat::Pretty,
@@ -357,6 +364,8 @@ impl Config {
             max_call_participants,
             timeouts: timeouts(&env)?,
             video_policy,
+            recording_policy,
+            recording: recording(&env)?,
             screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
             token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
             cors_origins: env.list("CORS_ORIGINS"),
@@ -380,6 +389,35 @@ impl Config {
             http: http(&env)?,
         })
     }
+}
+
+/// Where recordings go and how long they stay.
+#[derive(Clone, Debug)]
+pub struct RecordingConfig {
+    /// `RECORDING_DIR`: where callgate reads (and deletes) the files.
+    pub dir: std::path::PathBuf,
+    /// `RECORDING_EGRESS_DIR`: the same folder as LiveKit Egress sees it
+    /// (it writes there); `RECORDING_DIR` unless set.
+    pub egress_dir: String,
+    /// `RECORDING_RETENTION`: a recording's file and row are deleted this
+    /// long after it ended.
+    pub retention: Duration,
+}
+
+fn recording(env: &Env<'_>) -> Result<RecordingConfig, ConfigError> {
+    let dir = env.optional("RECORDING_DIR").unwrap_or_else(|| "/var/lib/callgate/recordings".into());
+    if !dir.starts_with('/') {
+        return Err(env.error("RECORDING_DIR", "must be an absolute path"));
+    }
+    let egress_dir = env.optional("RECORDING_EGRESS_DIR").unwrap_or_else(|| dir.clone());
+    if !egress_dir.starts_with('/') {
+        return Err(env.error("RECORDING_EGRESS_DIR", "must be an absolute path"));
+    }
+    Ok(RecordingConfig {
+        dir: dir.into(),
+        egress_dir,
+        retention: env.bounded_seconds("RECORDING_RETENTION", 2_592_000, 3600..=315_360_000)?,
+    })
 }
 
 fn livekit(env: &Env<'_>) -> Result<LiveKitConfig, ConfigError> {

@@ -106,6 +106,11 @@ pub async fn handle(
             _ => {}
         }
     }
+    // A recording's news matters after the call too (its file is done once
+    // the room is gone).
+    if let Some(egress) = &event.egress {
+        crate::calls::recording::on_egress(app, tx, call, egress).await?;
+    }
     let mut data = json!({
         "livekitEventId": event.id,
         "identity": identity,

@@ -60,6 +60,8 @@ pub struct Event {
     pub created_at: Option<DateTime<Utc>>,
     pub participant: Option<Participant>,
     pub track: Option<TrackSeen>,
+    /// The recording an egress event is about.
+    pub egress: Option<Egress>,
 }
 
 impl From<&proto::WebhookEvent> for Event {
@@ -76,6 +78,7 @@ impl From<&proto::WebhookEvent> for Event {
                 .flatten(),
             participant: event.participant.as_ref().map(client::participant),
             track: event.track.as_ref().map(client::track),
+            egress: event.egress_info.as_ref().map(client::egress),
         }
     }
 }

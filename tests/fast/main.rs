@@ -19,6 +19,7 @@ mod http;
 mod media;
 mod membership;
 mod recorder;
+mod recording;
 mod runner;
 mod safety;
 mod sealed;

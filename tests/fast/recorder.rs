@@ -28,6 +28,7 @@ fn event(kind: EventKind, room: &str, at: DateTime<Utc>, who: Option<Participant
         created_at: Some(at),
         participant: who,
         track: None,
+        egress: None,
     }
 }
 

@@ -38,6 +38,7 @@ mod outages;
 mod quality;
 mod rate_limits;
 mod reconcile;
+mod recording;
 mod redis_cluster;
 mod restart;
 mod safety;

@@ -78,11 +78,35 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
             }
         }
     }
-    // Whatever else egress records of this room is nobody's consent.
-    for stray in app.livekit.list_recordings(&call.room_name, true).await? {
-        if !running.iter().any(|r| r.egress_id.as_deref() == Some(stray.egress_id.as_str())) {
-            tracing::warn!(call_id = %id, egress_id = %stray.egress_id, "a recording nobody consented to is stopped");
-            app.livekit.stop_recording(&stray.egress_id).await?;
+    // What egress says of this room: whatever else it records is nobody's
+    // consent; a recording of ours it no longer runs is over (its webhook
+    // may never come, or egress died).
+    let all = app.livekit.list_recordings(&call.room_name, false).await?;
+    for egress in &all {
+        let ours = running.iter().find(|r| r.egress_id.as_deref() == Some(egress.egress_id.as_str()));
+        match ours {
+            None if egress.status.is_running() => {
+                tracing::warn!(call_id = %id, egress_id = %egress.egress_id, "a recording nobody consented to is stopped");
+                app.livekit.stop_recording(&egress.egress_id).await?;
+            }
+            Some(recording) if !egress.status.is_running() => {
+                let mut out = Outgoing::default();
+                over(app, tx, &call, recording, egress, &mut out).await?;
+                out.write(tx).await?;
+            }
+            _ => {}
+        }
+    }
+    // One egress has forgotten (restarted, say) was recording.
+    let started_before = now - chrono::Duration::seconds(60);
+    for recording in running.iter().filter(|r| r.requested_at < started_before) {
+        let known = recording.egress_id.as_deref().is_some_and(|e| all.iter().any(|g| g.egress_id == e));
+        if !known
+            && recordings::set_status(tx, recording.id, status::FAILED, now, Some("egress lost it")).await?
+        {
+            let mut out = Outgoing::default();
+            failed(tx, &call, recording.id, &mut out).await?;
+            out.write(tx).await?;
         }
     }
     Ok(())
@@ -143,36 +167,51 @@ pub async fn on_egress(
         EgressStatus::Ending => {
             recordings::set_status(tx, recording.id, status::ENDING, now, None).await?;
         }
-        EgressStatus::Complete | EgressStatus::LimitReached => {
-            if recording.is_running() {
-                let file = egress.files.first();
-                let result = recordings::EgressResult {
-                    started_at: file.and_then(|f| f.started_at).or(egress.started_at),
-                    ended_at: egress.ended_at.unwrap_or(now),
-                    duration_ms: file
-                        .map_or(0, |f| i64::try_from(f.duration.as_millis()).unwrap_or(i64::MAX)),
-                };
-                recordings::set_result(tx, recording.id, &result).await?;
-                let job = Job::RecordingFile { recording: recording.id };
-                jobs::enqueue(tx, &job, now, Again::Replace, true).await?;
-            }
-        }
-        EgressStatus::Failed | EgressStatus::Aborted => {
-            let error = if egress.error.is_empty() { "egress failed" } else { egress.error.as_str() };
-            if recordings::set_status(
-                tx,
-                recording.id,
-                status::FAILED,
-                egress.ended_at.unwrap_or(now),
-                Some(error),
-            )
-            .await?
-            {
-                failed(tx, call, recording.id, &mut out).await?;
-            }
+        EgressStatus::Complete
+        | EgressStatus::LimitReached
+        | EgressStatus::Failed
+        | EgressStatus::Aborted => {
+            over(app, tx, call, &recording, egress, &mut out).await?;
         }
     }
     out.write(tx).await
+}
+
+/// Egress is done with a recording of ours: its file is checked by a job,
+/// or it failed.
+async fn over(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    recording: &RecordingRow,
+    egress: &Egress,
+    out: &mut Outgoing,
+) -> sqlx::Result<()> {
+    if !recording.is_running() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    match egress.status {
+        EgressStatus::Complete | EgressStatus::LimitReached => {
+            let file = egress.files.first();
+            let result = recordings::EgressResult {
+                started_at: file.and_then(|f| f.started_at).or(egress.started_at),
+                ended_at: egress.ended_at.unwrap_or(now),
+                duration_ms: file.map_or(0, |f| i64::try_from(f.duration.as_millis()).unwrap_or(i64::MAX)),
+            };
+            recordings::set_result(tx, recording.id, &result).await?;
+            let job = Job::RecordingFile { recording: recording.id };
+            jobs::enqueue(tx, &job, now, Again::Replace, true).await?;
+        }
+        _ => {
+            let error = if egress.error.is_empty() { "egress failed" } else { egress.error.as_str() };
+            let at = egress.ended_at.unwrap_or(now);
+            if recordings::set_status(tx, recording.id, status::FAILED, at, Some(error)).await? {
+                failed(tx, call, recording.id, out).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn failed(tx: &mut PgConnection, call: &CallRow, id: Uuid, out: &mut Outgoing) -> sqlx::Result<()> {

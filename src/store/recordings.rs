@@ -238,3 +238,15 @@ pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sql
     .fetch_all(db)
     .await
 }
+
+/// Calls with a recording still running to callgate, oldest first.
+pub async fn calls_recording(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select call_id from recordings where status in ('starting', 'recording', 'ending') \
+         group by call_id order by min(requested_at) limit $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(CallId).collect())
+}

@@ -127,8 +127,10 @@ async fn anyone_present_stops_it_and_egress_is_told_to_stop() {
     let (egress, _) = &started(&world)[0];
     let now = world.rooms.list_recordings(&world.room_of(call), false).await.expect("listed");
     assert_eq!(now[0].status, EgressStatus::Complete, "egress stopped {}", egress.egress_id);
+    // The fake's egress is over at once and wrote no file: callgate saw it
+    // over (in the same job) and found no file.
     let listed = recording::list(&world.core, &alice, call).await.expect("listed");
-    assert_eq!(listed[0].status, "ending", "egress finishes the file");
+    assert_eq!(listed[0].status, "failed", "{:?}", listed[0].status);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,4 +324,52 @@ async fn with_recording_off_a_request_is_refused_and_nothing_is_written() {
     .await
     .expect("counted");
     assert_eq!(rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_whose_egress_died_without_a_word_is_failed_by_the_reconciler() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    consented(&world, call, &alice, &[&bob]).await;
+    run_jobs(&world).await;
+    let (egress, _) = started(&world).remove(0);
+
+    world.rooms.end_recording(&egress.egress_id, EgressStatus::Failed);
+    callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+    run_jobs(&world).await;
+
+    let listed = recording::list(&world.core, &alice, call).await.expect("listed");
+    assert_eq!(listed[0].status, "failed");
+    let hooks: i64 = sqlx::query_scalar(
+        "select count(*) from app_webhook_outbox where call_id = $1 and type = 'recording.failed'",
+    )
+    .bind(call.0)
+    .fetch_one(&world.core.db)
+    .await
+    .expect("counted");
+    assert_eq!(hooks, 1, "the host hears of it once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_retention_a_recordings_file_is_deleted_and_its_row_says_so() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    consented(&world, call, &alice, &[&bob]).await;
+    run_jobs(&world).await;
+    let (egress, spec) = started(&world).remove(0);
+    std::fs::create_dir_all(std::path::Path::new(&spec.filepath).parent().expect("a folder")).expect("mkdir");
+    std::fs::write(&spec.filepath, b"OggS kept a while").expect("the file");
+    let done = Egress { status: EgressStatus::Complete, ended_at: Some(world.clock.now()), ..egress };
+    world.deliver(&egress_event(&world, call, "egress_ended", done)).await;
+    run_jobs(&world).await;
+    assert_eq!(recording::purge(&world.core).await.expect("a purge"), 0, "not old yet");
+
+    let retention = Duration::from_std(world.core.config.recording.retention).expect("a duration");
+    world.clock.advance(retention + Duration::seconds(1));
+    assert_eq!(recording::purge(&world.core).await.expect("a purge"), 1);
+
+    assert!(!std::path::Path::new(&spec.filepath).exists(), "the file is gone");
+    assert_eq!(recording::list(&world.core, &alice, call).await.expect("listed")[0].status, "deleted");
 }

@@ -94,6 +94,13 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
                 over(app, tx, &call, recording, egress, &mut out).await?;
                 out.write(tx).await?;
             }
+            Some(recording)
+                if egress.status == EgressStatus::Active && recording.status == status::STARTING =>
+            {
+                let mut out = Outgoing::default();
+                began(app, tx, &call, recording, egress, &mut out).await?;
+                out.write(tx).await?;
+            }
             _ => {}
         }
     }
@@ -154,16 +161,7 @@ pub async fn on_egress(
     let mut out = Outgoing::default();
     match egress.status {
         EgressStatus::Starting => {}
-        EgressStatus::Active => {
-            let at = egress.started_at.unwrap_or(now);
-            if recording.status == status::STARTING
-                && recordings::set_status(tx, recording.id, status::RECORDING, at, None).await?
-            {
-                let view = CallView::load(tx, call).await?;
-                let started = recordings::find(tx, recording.id).await?.unwrap_or(recording);
-                app_webhooks::recording_started(&mut out, &view, &started);
-            }
-        }
+        EgressStatus::Active => began(app, tx, call, &recording, egress, &mut out).await?,
         EgressStatus::Ending => {
             recordings::set_status(tx, recording.id, status::ENDING, now, None).await?;
         }
@@ -175,6 +173,27 @@ pub async fn on_egress(
         }
     }
     out.write(tx).await
+}
+
+/// Egress is recording one of ours: the host hears it began.
+async fn began(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    recording: &RecordingRow,
+    egress: &Egress,
+    out: &mut Outgoing,
+) -> sqlx::Result<()> {
+    let at = egress.started_at.unwrap_or(app.clock.now());
+    if recording.status == status::STARTING
+        && recordings::set_status(tx, recording.id, status::RECORDING, at, None).await?
+    {
+        let view = CallView::load(tx, call).await?;
+        if let Some(started) = recordings::find(tx, recording.id).await? {
+            app_webhooks::recording_started(out, &view, &started);
+        }
+    }
+    Ok(())
 }
 
 /// Egress is done with a recording of ours: its file is checked by a job,

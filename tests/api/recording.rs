@@ -218,3 +218,97 @@ async fn one_no_records_nothing_and_leaves_no_egress_running() {
         (StatusCode::TOO_MANY_REQUESTS, Some("recording_request_cooldown"))
     );
 }
+
+/// A request to `service` expected to succeed with `want`.
+async fn must(
+    service: &crate::helpers::binary::Service,
+    method: Method,
+    path: &str,
+    who: &TestUser,
+    body: Option<Value>,
+    want: StatusCode,
+) -> Value {
+    let (status, answer) = service.send(method, path, who, body).await;
+    assert_eq!(status, want, "{path}: {answer}");
+    answer
+}
+
+#[tokio::test]
+async fn a_recording_survives_a_kill_of_the_service_and_is_stopped_and_kept_by_the_next_one() {
+    use crate::helpers::binary::{self, free_port};
+    use crate::helpers::lk_client::LkClient;
+
+    let config = crate::helpers::base_config();
+    let (database_url, prefix) = crate::helpers::isolated_database(&config).await;
+    // An isolated database hears no LiveKit webhook: what egress does
+    // reaches this deployment through the reconciler (every second here).
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("ROOM_PREFIX", prefix.clone()),
+        ("RECORDING_DIR", crate::egress::output_dir().to_string_lossy().into_owned()),
+        ("RECONCILE_INTERVAL", "1".to_owned()),
+    ];
+    let port = free_port();
+    let service = binary::launch(port, &env).await;
+    let app = spawn_app().await; // mints the users' tokens, and reads LiveKit
+    let (alice, bob) = (app.user("female"), app.user("male"));
+
+    let body = json!({"participantIds": [bob.id], "type": "audio"});
+    let started = must(&service, Method::POST, "/api/v1/calls", &alice, Some(body), StatusCode::CREATED).await;
+    let call = started["call"]["id"].as_str().expect("a call").to_owned();
+    let accept = format!("/api/v1/calls/{call}/accept");
+    let accepted = must(&service, Method::POST, &accept, &bob, Some(json!({})), StatusCode::OK).await;
+    let url = started["join"]["url"].as_str().expect("url");
+    let mut a = LkClient::connect(url, started["join"]["token"].as_str().expect("a token")).await.expect("joins");
+    let mut b = LkClient::connect(url, accepted["join"]["token"].as_str().expect("a token")).await.expect("joins");
+    a.publish_audio().await.expect("her audio");
+    b.publish_audio().await.expect("his audio");
+
+    let ask = format!("/api/v1/calls/{call}/recording/requests");
+    let asked = must(&service, Method::POST, &ask, &alice, Some(json!({})), StatusCode::CREATED).await;
+    let request = asked["request"]["id"].as_str().expect("a request");
+    let yes = format!("/api/v1/calls/{call}/recording/requests/{request}/accept");
+    must(&service, Method::POST, &yes, &bob, Some(json!({})), StatusCode::OK).await;
+
+    // Egress records; then the service is killed, and another takes over.
+    let room = format!("{prefix}{call}");
+    let livekit = &app.state.core.livekit;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = livekit.list_recordings(&room, true).await.expect("listed");
+        if running.iter().any(|e| e.status == callgate::livekit::EgressStatus::Active) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "egress is not recording after 60 s: {running:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let killed_at = Instant::now();
+    service.kill().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let service = binary::launch(port, &env).await;
+    assert_eq!(livekit.list_recordings(&room, true).await.expect("listed").len(), 1, "it recorded on");
+
+    let stop = format!("/api/v1/calls/{call}/recording/stop");
+    let off = must(&service, Method::POST, &stop, &bob, Some(json!({})), StatusCode::OK).await;
+    assert_eq!(off["state"], "off", "{off}");
+    let recorded_across = killed_at.elapsed().as_secs_f64();
+    let list = format!("/api/v1/calls/{call}/recordings");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let listed = must(&service, Method::GET, &list, &alice, None, StatusCode::OK).await;
+        let first = listed["recordings"][0].clone();
+        if first["status"] == "ready" {
+            break first;
+        }
+        assert_ne!(first["status"], "failed", "{first}");
+        assert!(Instant::now() < deadline, "not ready within 60 s: {listed}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(livekit.list_recordings(&room, true).await.expect("listed").is_empty(), "no egress left");
+    let id = ready["id"].as_str().expect("an id");
+    let file = crate::egress::output_dir().join(&call).join(format!("{id}.ogg"));
+    let (streams, seconds) = probe(&file).expect("ffprobe reads it");
+    assert_eq!(streams, vec![("audio".to_owned(), "opus".to_owned())]);
+    assert!(seconds >= recorded_across - 1.0, "{seconds} s, but it ran {recorded_across:.1} s across the restart");
+    let _ = std::fs::remove_file(&file);
+}

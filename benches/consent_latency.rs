@@ -41,6 +41,7 @@ mod helpers;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use helpers::lk_client::LkClient;
@@ -359,7 +360,7 @@ async fn stale_camera_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::
         };
         let (token, _) = mint(
             &app.config.livekit.api_key,
-            app.config.livekit.api_secret.expose(),
+            app.config.livekit.api_secret.expose_secret(),
             &grant,
             callgate::clock::Clock::now(&callgate::clock::SystemClock),
         )?;

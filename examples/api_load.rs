@@ -45,6 +45,7 @@ use livekit_api::access_token::AccessToken;
 use livekit_api::services::room::{CreateRoomOptions, RoomClient};
 use livekit_protocol as proto;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -168,7 +169,7 @@ impl Bench {
         let body = serde_json::to_string(&event)?;
         let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes()));
         let livekit = &self.config.livekit;
-        let jwt = AccessToken::with_api_key(&livekit.api_key, livekit.api_secret.expose())
+        let jwt = AccessToken::with_api_key(&livekit.api_key, livekit.api_secret.expose_secret())
             .with_sha256(&sha)
             .to_jwt()?;
         Ok((body, jwt))
@@ -636,7 +637,7 @@ async fn token_scenario(
 /// settings, rooms of their own prefix).
 async fn livekit_floor(bench: &Arc<Bench>, load: &Load) -> anyhow::Result<Sample> {
     let lk = &bench.config.livekit;
-    let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose()));
+    let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose_secret()));
     let run = bench.run.clone();
     let sample = load
         .measure("LiveKit CreateRoom+DeleteRoom", &[], move |n| {

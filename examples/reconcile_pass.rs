@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use livekit_api::services::room::{CreateRoomOptions, RoomClient};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -42,15 +43,15 @@ async fn main() -> anyhow::Result<()> {
     let report_path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/bench/reconcile.json".into());
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.database_pool_size)
-        .connect(config.database_url.expose())
+        .connect(config.database_url.expose_secret())
         .await?;
     callgate::app::MIGRATOR.run(&db).await?;
     let metrics = Metrics::default();
     let livekit: Arc<dyn RoomService> =
         Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));
-    let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster)?;
+    let redis = RedisLink::new(config.redis_url.expose_secret(), config.redis_cluster)?;
     let lk = &config.livekit;
-    let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose()));
+    let rooms = Arc::new(RoomClient::with_api_key(&lk.api_url, &lk.api_key, lk.api_secret.expose_secret()));
     let interval = config.reconcile_interval;
     let core = callgate::app::assemble(
         config.clone(),

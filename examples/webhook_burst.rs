@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use callgate::app::Application;
-use callgate::config::{Config, Secret};
+use callgate::config::Config;
 use callgate::infra::auth::{DevToken, mint_dev_token};
 use futures::StreamExt;
 use livekit_api::access_token::AccessToken;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
@@ -45,10 +46,11 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     let tag = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let database = format!("callgate_burst_{tag}");
-    let server_url = config.database_url.expose().rsplit_once('/').context("DATABASE_URL")?.0.to_owned();
-    let mut admin = PgConnection::connect(config.database_url.expose()).await?;
+    let server_url =
+        config.database_url.expose_secret().rsplit_once('/').context("DATABASE_URL")?.0.to_owned();
+    let mut admin = PgConnection::connect(config.database_url.expose_secret()).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("create database {database}"))).execute(&mut admin).await?;
-    config.database_url = Secret::new(format!("{server_url}/{database}"));
+    config.database_url = SecretString::from(format!("{server_url}/{database}"));
     config.room_prefix = format!("burst{tag}-");
     config.port = 0;
 
@@ -102,8 +104,9 @@ async fn measure(config: Config, events: usize, calls: usize, in_flight: usize) 
         })
         .to_string();
         let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes()));
-        let auth =
-            AccessToken::with_api_key(&lk.api_key, lk.api_secret.expose()).with_sha256(&digest).to_jwt()?;
+        let auth = AccessToken::with_api_key(&lk.api_key, lk.api_secret.expose_secret())
+            .with_sha256(&digest)
+            .to_jwt()?;
         signed.push((body, auth));
     }
 

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use callgate::app::{Application, shutdown_signal};
 use callgate::config::{Config, JwtConfig, JwtKey};
 use callgate::infra::auth::{DevToken, mint_dev_token};
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(name = "callgate", version, about = "Control plane for calls on LiveKit")]
@@ -33,6 +34,14 @@ enum Command {
     },
     /// Print the OpenAPI document (as served at /openapi.json).
     Openapi,
+    /// Write .env.example, the README's configuration table and the Helm
+    /// chart's settings from the configuration schema (in the repository's
+    /// root).
+    ConfigDocs {
+        /// Only say which of them differ from the schema (exit 1 if any).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +53,7 @@ async fn main() -> ExitCode {
             print_token(&user, name.as_deref(), gender.as_deref(), &roles, ttl)
         }
         Command::Openapi => print_openapi(),
+        Command::ConfigDocs { check } => config_docs(check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,7 +71,7 @@ fn print_openapi() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    callgate::telemetry::init(config.log_format);
+    callgate::telemetry::init(config.log_format, &config.log_filter);
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), admin_port = ?app.admin_port(), "callgate listening");
     let stop = app.stop_token();
@@ -80,17 +90,36 @@ fn print_token(
     roles: &[String],
     ttl: u64,
 ) -> anyhow::Result<()> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let secret = var("JWT_SECRET").ok_or_else(|| anyhow::anyhow!("configuration: JWT_SECRET: missing"))?;
-    let config = JwtConfig {
-        key: JwtKey::Hmac(callgate::config::Secret::new(secret.clone())),
-        issuer: var("JWT_ISSUER"),
-        audience: var("JWT_AUDIENCE"),
-        gender_claim: var("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
-        max_age: None,
+    let config = JwtConfig::from_env()?;
+    let JwtKey::Hmac(secret) = &config.key else {
+        anyhow::bail!("configuration: JWT_SECRET: missing (development tokens are signed with it)");
     };
     callgate::domain::UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
     let token = DevToken { user, name, gender, roles, ttl: std::time::Duration::from_secs(ttl) };
-    println!("{}", mint_dev_token(&secret, &config, &token)?);
+    println!("{}", mint_dev_token(secret.expose_secret(), &config, &token)?);
+    Ok(())
+}
+
+fn config_docs(check: bool) -> anyhow::Result<()> {
+    let mut stale = Vec::new();
+    for document in &callgate::config::docs::DOCUMENTS {
+        let current = std::fs::read_to_string(document.path)
+            .map_err(|e| anyhow::anyhow!("{} (run in the repository's root): {e}", document.path))?;
+        let wanted = document.render(&current).map_err(anyhow::Error::msg)?;
+        if wanted == current {
+            continue;
+        }
+        stale.push(document.path);
+        if !check {
+            std::fs::write(document.path, wanted)?;
+            println!("wrote {}", document.path);
+        }
+    }
+    if check && !stale.is_empty() {
+        anyhow::bail!(
+            "{} differ from the configuration schema: run `cargo run -- config-docs`",
+            stale.join(", ")
+        );
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -96,11 +97,12 @@ impl Application {
             .max_connections(config.database_pool_size.max(2))
             .min_connections(config.database_pool_min.min(config.database_pool_size))
             .acquire_timeout(config.database_acquire_timeout)
-            .connect(config.database_url.expose())
+            .connect(config.database_url.expose_secret())
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;
         MIGRATOR.run(&db).await.context("applying database migrations")?;
-        let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster).context("REDIS_URL")?;
+        let redis =
+            RedisLink::new(config.redis_url.expose_secret(), config.redis_cluster).context("REDIS_URL")?;
         let auth = Authenticator::new(&config.jwt).context("JWT_PUBLIC_KEY")?;
         if let Some(keys) = auth.provider_keys() {
             // Not fatal: readiness says so, and the keys are fetched again

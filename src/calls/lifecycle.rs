@@ -3,6 +3,7 @@
 //! LiveKit rooms are created inside it (so a failure leaves nothing live)
 //! and deleted after it commits.
 
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::PgConnection;
 
@@ -238,7 +239,7 @@ pub fn join_with(
     };
     let lk = &app.config.livekit;
     let (token, expires_at) =
-        crate::livekit::tokens::mint(&lk.api_key, lk.api_secret.expose(), &grant, app.clock.now())
+        crate::livekit::tokens::mint(&lk.api_key, lk.api_secret.expose_secret(), &grant, app.clock.now())
             .map_err(|e| CallError::Internal(anyhow::Error::new(e).context("minting a LiveKit token")))?;
     Ok(JoinView {
         url: lk.url.clone(),

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -89,6 +90,7 @@ async fn dev_token(
         roles: &[],
         ttl: std::time::Duration::from_secs(12 * 3600),
     };
-    let token = mint_dev_token(secret.expose(), &state.config.jwt, &token).map_err(|e| anyhow::anyhow!(e))?;
+    let token =
+        mint_dev_token(secret.expose_secret(), &state.config.jwt, &token).map_err(|e| anyhow::anyhow!(e))?;
     Ok(Json(DevTokenView { token }))
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::config::{JwtConfig, JwtKey};
@@ -82,7 +83,7 @@ impl Authenticator {
             |key, algorithm| Keys::Configured { key, validation: Box::new(for_algorithm(algorithm)) };
         let keys = match &config.key {
             JwtKey::Hmac(secret) => {
-                configured(DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256)
+                configured(DecodingKey::from_secret(secret.expose_secret().as_bytes()), Algorithm::HS256)
             }
             JwtKey::Public { pem } => {
                 if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {

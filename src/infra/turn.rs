@@ -3,6 +3,7 @@
 //! `base64(HMAC-SHA1(secret, username))`.
 
 use base64::Engine;
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,7 +48,7 @@ pub fn credentials_valid_for(
     let expires_at = now + chrono::Duration::seconds(ttl as i64);
     let username = format!("{}:{}", expires_at.timestamp(), user_id);
     TurnCredentials {
-        credential: sign(config.secret.expose(), &username),
+        credential: sign(config.secret.expose_secret(), &username),
         username,
         ttl_seconds: ttl,
         expires_at,
@@ -127,13 +128,13 @@ pub fn ice_servers_valid_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use secrecy::SecretString;
 
     fn config() -> TurnConfig {
         TurnConfig {
             uris: vec!["turn:127.0.0.1:3478?transport=udp".into()],
             stun_uris: vec!["stun:127.0.0.1:3478".into()],
-            secret: Secret::new("north"),
+            secret: SecretString::from("north"),
             ttl: Duration::from_secs(3600),
         }
     }

@@ -14,6 +14,7 @@ use livekit_api::services::egress::{
 use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
 use livekit_api::services::{ServerError, ServiceError};
 use livekit_protocol as proto;
+use secrecy::ExposeSecret;
 
 use super::{
     DisconnectReason, Egress, EgressFile, EgressStatus, LiveKitError, LiveKitResult, Participant,
@@ -47,10 +48,11 @@ const EGRESS_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl LiveKit {
     pub fn new(config: &LiveKitConfig, prefix: &str, metrics: LiveKitMetrics) -> Self {
-        let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
+        let secret = config.api_secret.expose_secret();
+        let rooms = RoomClient::with_api_key(&config.api_url, &config.api_key, secret)
             .with_failover(false)
             .with_request_timeout(REQUEST_TIMEOUT);
-        let egress = EgressClient::with_api_key(&config.api_url, &config.api_key, config.api_secret.expose())
+        let egress = EgressClient::with_api_key(&config.api_url, &config.api_key, secret)
             .with_failover(false)
             .with_request_timeout(EGRESS_REQUEST_TIMEOUT);
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
@@ -103,7 +105,7 @@ impl LiveKit {
         muted: bool,
     ) -> LiveKitResult<bool> {
         let grants = VideoGrants { room_admin: true, room: room.to_owned(), ..Default::default() };
-        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose())
+        let token = AccessToken::with_api_key(&self.config.api_key, self.config.api_secret.expose_secret())
             .with_grants(grants)
             .with_ttl(Duration::from_secs(60))
             .to_jwt()?;

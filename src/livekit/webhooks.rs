@@ -3,6 +3,7 @@
 
 use livekit_api::access_token::TokenVerifier;
 use livekit_api::webhooks::WebhookReceiver;
+use secrecy::ExposeSecret;
 
 use super::Event;
 use crate::config::LiveKitConfig;
@@ -18,7 +19,7 @@ pub struct Refused(String);
 
 impl Verifier {
     pub fn new(config: &LiveKitConfig) -> Self {
-        let tokens = TokenVerifier::with_api_key(&config.api_key, config.api_secret.expose());
+        let tokens = TokenVerifier::with_api_key(&config.api_key, config.api_secret.expose_secret());
         Verifier { receiver: WebhookReceiver::new(tokens.clone()), tokens }
     }
 

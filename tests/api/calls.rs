@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -11,7 +12,7 @@ use crate::helpers::{
 
 fn decode(app: &crate::helpers::TestApp, join: &Value) -> livekit_api::access_token::Claims {
     let lk = &app.config.livekit;
-    TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+    TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose_secret())
         .verify(join["token"].as_str().expect("token"))
         .expect("a LiveKit token signed with our key")
 }
@@ -159,7 +160,7 @@ async fn ready_reports_every_dependency() {
 #[tokio::test]
 async fn ready_says_which_dependency_is_down() {
     let app =
-        spawn_app_configured(|c| c.redis_url = callgate::config::Secret::new("redis://127.0.0.1:9")).await;
+        spawn_app_configured(|c| c.redis_url = secrecy::SecretString::from("redis://127.0.0.1:9")).await;
     let resp = app.http.get(app.url("/ready")).send().await.expect("sent");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "in public, only that it is not ready");
     let resp = app.http.get(app.admin_url("/ready")).send().await.expect("sent");

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use regex::Regex;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -194,18 +193,9 @@ fn expand(text: &str, vars: &[(&str, &str)]) -> String {
     vars.iter().fold(text.to_owned(), |text, (name, value)| text.replace(&format!("$({name})"), value))
 }
 
-/// The environment variables the service reads: src/config.rs's lookups and
-/// .env.example's (which has RUST_LOG, read by the log filter).
+/// The environment variables the service reads: the configuration schema's.
 fn settings_the_service_reads() -> BTreeSet<String> {
-    let source = read("src/config.rs");
-    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
-    let lookup = Regex::new(r#"env\s*\.\s*[a-z_]+\(\s*"([A-Z][A-Z0-9_]+)""#).expect("a regex");
-    let mut names: BTreeSet<String> = lookup.captures_iter(code).map(|c| c[1].to_owned()).collect();
-    assert!(names.len() > 30, "src/config.rs reads its settings as env.<kind>(\"NAME\"): {names:?}");
-    let example = read(".env.example");
-    let assignments = example.lines().filter(|l| !l.trim_start().starts_with('#'));
-    names.extend(assignments.filter_map(|l| l.split_once('=')).map(|(k, _)| k.trim().to_owned()));
-    names
+    callgate::config::schema::vars().map(|var| var.name.to_owned()).collect()
 }
 
 /// The callgate pod's settings: ConfigMap keys and env names.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::lk_client::LkClient;
@@ -112,7 +113,7 @@ async fn ledger_kinds(app: &TestApp, call: &str, user: &TestUser) -> Vec<String>
 
 fn sources_of(app: &TestApp, join: &Value) -> Vec<String> {
     let lk = &app.config.livekit;
-    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose_secret())
         .verify(join["token"].as_str().expect("token"))
         .expect("token")
         .video

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -578,7 +579,9 @@ fn camera_token(app: &TestApp, call: &str, him: &TestUser) -> String {
         ttl: Duration::from_secs(600),
     };
     let now = callgate::clock::Clock::now(&callgate::clock::SystemClock);
-    mint(&app.config.livekit.api_key, app.config.livekit.api_secret.expose(), &grant, now).expect("a token").0
+    mint(&app.config.livekit.api_key, app.config.livekit.api_secret.expose_secret(), &grant, now)
+        .expect("a token")
+        .0
 }
 
 /// LiveKit skips a rights update equal to what it holds, and a camera that

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -279,7 +280,7 @@ async fn with_callee_online_required_only_connected_callees_are_rung() {
 async fn a_killed_instance_does_not_leave_its_users_online() {
     let config = base_config();
     let env = [
-        ("DATABASE_URL", config.database_url.expose().to_owned()),
+        ("DATABASE_URL", config.database_url.expose_secret().to_owned()),
         ("ROOM_PREFIX", config.room_prefix.clone()),
         ("PRESENCE_TTL", "2".to_owned()),
     ];

@@ -118,7 +118,7 @@ async fn send(
 async fn postgresql_stopped_and_started_under_load_answers_only_503s_and_loses_nothing() {
     let (hooks, received) = host_application().await;
     let mut chaos = base_config();
-    chaos.database_url = callgate::config::Secret::new(
+    chaos.database_url = secrecy::SecretString::from(
         std::env::var("CHAOS_DATABASE_URL").expect("CHAOS_DATABASE_URL (exported by deploy/local.sh test)"),
     );
     // A database and a room prefix of its own: LiveKit's webhooks never reach it.

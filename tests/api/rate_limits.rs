@@ -94,7 +94,7 @@ async fn video_requests_over_the_per_call_limit_are_refused() {
 #[tokio::test]
 async fn with_redis_down_calls_go_on_and_the_documented_limits_fail_closed() {
     let app =
-        spawn_app_configured(|c| c.redis_url = callgate::config::Secret::new("redis://127.0.0.1:1")).await;
+        spawn_app_configured(|c| c.redis_url = secrecy::SecretString::from("redis://127.0.0.1:1")).await;
     let (alice, bob) = (app.user("female"), app.user("male"));
 
     // Fail open: requests and call starts.

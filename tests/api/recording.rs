@@ -254,13 +254,16 @@ async fn a_recording_survives_a_kill_of_the_service_and_is_stopped_and_kept_by_t
     let (alice, bob) = (app.user("female"), app.user("male"));
 
     let body = json!({"participantIds": [bob.id], "type": "audio"});
-    let started = must(&service, Method::POST, "/api/v1/calls", &alice, Some(body), StatusCode::CREATED).await;
+    let started =
+        must(&service, Method::POST, "/api/v1/calls", &alice, Some(body), StatusCode::CREATED).await;
     let call = started["call"]["id"].as_str().expect("a call").to_owned();
     let accept = format!("/api/v1/calls/{call}/accept");
     let accepted = must(&service, Method::POST, &accept, &bob, Some(json!({})), StatusCode::OK).await;
     let url = started["join"]["url"].as_str().expect("url");
-    let mut a = LkClient::connect(url, started["join"]["token"].as_str().expect("a token")).await.expect("joins");
-    let mut b = LkClient::connect(url, accepted["join"]["token"].as_str().expect("a token")).await.expect("joins");
+    let mut a =
+        LkClient::connect(url, started["join"]["token"].as_str().expect("a token")).await.expect("joins");
+    let mut b =
+        LkClient::connect(url, accepted["join"]["token"].as_str().expect("a token")).await.expect("joins");
     a.publish_audio().await.expect("her audio");
     b.publish_audio().await.expect("his audio");
 
@@ -309,6 +312,9 @@ async fn a_recording_survives_a_kill_of_the_service_and_is_stopped_and_kept_by_t
     let file = crate::egress::output_dir().join(&call).join(format!("{id}.ogg"));
     let (streams, seconds) = probe(&file).expect("ffprobe reads it");
     assert_eq!(streams, vec![("audio".to_owned(), "opus".to_owned())]);
-    assert!(seconds >= recorded_across - 1.0, "{seconds} s, but it ran {recorded_across:.1} s across the restart");
+    assert!(
+        seconds >= recorded_across - 1.0,
+        "{seconds} s, but it ran {recorded_across:.1} s across the restart"
+    );
     let _ = std::fs::remove_file(&file);
 }

@@ -29,7 +29,7 @@ async fn on_cluster(configure: fn(&mut callgate::config::Config)) -> (TestApp, T
     let database = isolated_database(&base_config()).await;
     let instance = || {
         spawn_on(&database, move |config| {
-            config.redis_url = callgate::config::Secret::new(cluster_nodes());
+            config.redis_url = secrecy::SecretString::from(cluster_nodes());
             config.redis_cluster = true;
             configure(config);
         })

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use livekit_api::services::room::UpdateParticipantOptions;
 use livekit_protocol as proto;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::consent::{call_in_room, camera_tracks, participants};
@@ -94,7 +95,7 @@ async fn forged_tampered_and_foreign_signatures_are_refused_and_nothing_is_store
     let call = answered_call(&app, &[&bob], &alice).await;
     let event = participant_event("participant_joined", &app.room_name(&call), &alice.id, 1_000_000, now());
     let body = event.to_string();
-    let secret = app.config.livekit.api_secret.expose().to_owned();
+    let secret = app.config.livekit.api_secret.expose_secret().to_owned();
     let tampered = body.replace(&alice.id, &bob.id);
     let attempts = [
         (

@@ -5,6 +5,7 @@
 
 use chrono::Duration;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::http::{Api, Caller};
@@ -42,7 +43,7 @@ async fn ledger_kinds(api: &Api, call: &str, who: &Caller) -> Vec<String> {
 /// The sources a join token lets its holder publish.
 fn sources_of(world: &World, join: &Value) -> Vec<String> {
     let lk = &world.core.config.livekit;
-    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose())
+    livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose_secret())
         .verify(join["token"].as_str().expect("token"))
         .expect("token")
         .video

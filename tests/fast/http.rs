@@ -14,6 +14,7 @@ use callgate::infra::auth::{Authenticator, DevToken, mint_dev_token};
 use callgate::ingest::inbox::Inbox;
 use http_body_util::BodyExt;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -71,7 +72,7 @@ impl Api {
         let id = format!("u-{}", Uuid::new_v4().simple());
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let secret = match &self.state.config.jwt.key {
-            callgate::config::JwtKey::Hmac(secret) => secret.expose().to_owned(),
+            callgate::config::JwtKey::Hmac(secret) => secret.expose_secret().to_owned(),
             _ => panic!("the fast world signs with JWT_SECRET"),
         };
         let token = mint_dev_token(

@@ -23,6 +23,7 @@ use callgate::livekit::{DisconnectReason, Event, EventKind, Participant};
 use callgate::metrics::Metrics;
 use callgate::workers::jobs;
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
@@ -111,13 +112,14 @@ impl World {
         change(&mut config);
         let db = PgPoolOptions::new()
             .max_connections(4)
-            .connect(config.database_url.expose())
+            .connect(config.database_url.expose_secret())
             .await
             .expect("the test database");
         callgate::app::MIGRATOR.run(&db).await.expect("the migrations");
         let clock = FakeClock::starting_now();
         let rooms = FakeRooms::with_clock(&config.room_prefix, clock.clone());
-        let redis = RedisLink::new(config.redis_url.expose(), config.redis_cluster).expect("a Redis URL");
+        let redis =
+            RedisLink::new(config.redis_url.expose_secret(), config.redis_cluster).expect("a Redis URL");
         let core =
             callgate::app::assemble(config, db, redis, rooms.clone(), clock.clone(), Metrics::default());
         World { core, rooms, clock, _database: database }

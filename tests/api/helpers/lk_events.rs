@@ -8,6 +8,7 @@
 use base64::Engine;
 use livekit_api::access_token::AccessToken;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -22,7 +23,7 @@ pub fn sign_with(key: &str, secret: &str, body: &str) -> String {
 /// Signed with this deployment's LiveKit key, as LiveKit signs.
 pub fn sign(body: &str) -> String {
     let lk = base_config().livekit;
-    sign_with(&lk.api_key, lk.api_secret.expose(), body)
+    sign_with(&lk.api_key, lk.api_secret.expose_secret(), body)
 }
 
 pub fn event_id() -> String {
@@ -116,7 +117,7 @@ pub async fn spawn_unreconciled_app_with(configure: impl FnOnce(&mut callgate::c
     // As if a pass had just run: the next one is an interval away.
     sqlx::query("update reconciler_lease set ran_at = now()").execute(&db).await.expect("lease");
     db.close().await;
-    config.database_url = callgate::config::Secret::new(url);
+    config.database_url = secrecy::SecretString::from(url);
     config.room_prefix = prefix;
     config.reconcile_interval = std::time::Duration::from_secs(3600);
     configure(&mut config);

@@ -16,6 +16,7 @@ use callgate::http::state::AppState;
 use callgate::infra::auth::{DevToken, mint_dev_token};
 use livekit_api::services::room::RoomClient;
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -100,7 +101,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut config = base_config();
     if options.isolated {
         let (url, prefix) = isolated_database(&config).await;
-        config.database_url = callgate::config::Secret::new(url);
+        config.database_url = secrecy::SecretString::from(url);
         config.room_prefix = prefix;
     }
     (options.configure)(&mut config);
@@ -133,7 +134,7 @@ pub async fn spawn_on(
 ) -> TestApp {
     let (url, prefix) = database.clone();
     spawn_app_configured(move |config| {
-        config.database_url = callgate::config::Secret::new(url);
+        config.database_url = secrecy::SecretString::from(url);
         config.room_prefix = prefix;
         configure(config);
     })
@@ -144,7 +145,7 @@ pub async fn spawn_on(
 pub async fn isolated_database(config: &Config) -> (String, String) {
     let tag = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let name = format!("callgate_t_{tag}");
-    let base = config.database_url.expose();
+    let base = config.database_url.expose_secret();
     let mut conn = PgConnection::connect(base).await.expect("connect to PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
         .execute(&mut conn)
@@ -345,7 +346,7 @@ pub fn livekit_rooms() -> RoomClient {
     RoomClient::with_api_key(
         &config.livekit.api_url,
         &config.livekit.api_key,
-        config.livekit.api_secret.expose(),
+        config.livekit.api_secret.expose_secret(),
     )
 }
 

@@ -143,7 +143,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.redis.cluster (ne (int .Values.redis.db) 0) }}
 {{- fail "redis.db must be 0 with redis.cluster: a Redis Cluster has one database" }}
 {{- end }}
-{{- range $name := list "PORT" "ADMIN_PORT" "LIVEKIT_API_URL" "CALLGATE_DEV" "LOG_FORMAT" "DATABASE_URL" "REDIS_URL" "REDIS_CLUSTER" "REDIS_PASSWORD" "JWT_SECRET" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" }}
+{{- /* BEGIN set by the chart: generated from src/config/schema.rs by `cargo run -- config-docs` */}}
+{{- range $name := list "PORT" "ADMIN_PORT" "LOG_FORMAT" "CALLGATE_DEV" "DATABASE_URL" "REDIS_URL" "REDIS_CLUSTER" "JWT_SECRET" "LIVEKIT_API_URL" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" "REDIS_PASSWORD" }}
+{{- /* END set by the chart */}}
 {{- if hasKey $.Values.config $name }}
 {{- fail (printf "config.%s: set by the chart (ports, livekit.apiUrl) or a secret (secrets, postgres, redis), not in config" $name) }}
 {{- end }}

@@ -1,34 +1,31 @@
 //! Typed configuration read from the environment.
 //!
-//! Every variable is parsed once at start-up; a missing or malformed value
-//! stops the service with one line naming the variable.
+//! `schema` lists every variable (name, rule, default, doc); `source` reads
+//! and checks them as a figment provider; `settings` is the typed sections
+//! they land in; this module assembles the `Config` the service uses, with
+//! the rules that span variables (one key for user tokens, the development
+//! switch). A missing or malformed value stops the service with one line
+//! naming the variable and the rule. `docs` writes the documents from the
+//! schema.
+
+pub mod docs;
+pub mod schema;
+mod settings;
+mod source;
 
 use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
 use std::time::Duration;
 
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use serde::Deserialize;
+
+pub use schema::MIN_SECRET_LEN;
+pub use source::fetchable;
+
 use crate::domain::consent::{RecordingPolicy, VideoPolicy};
-
-/// A value that must never appear in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+use settings::Settings;
+use source::{Environment, FETCHABLE};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {reason}")]
@@ -37,10 +34,30 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError { var, reason: reason.into() }
+    }
+}
+
+/// figment's errors carry the variable in their path (the provider's own,
+/// and serde's for a value the schema let through but a section refused).
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let var = error.path.iter().find_map(|key| schema::find(key)).map_or("configuration", |v| v.name);
+        let reason = match error.kind {
+            figment::error::Kind::Message(message) => message,
+            figment::error::Kind::MissingField(_) => "missing".to_owned(),
+            other => other.to_string(),
+        };
+        ConfigError { var, reason }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum JwtKey {
     /// HS256 with a shared secret.
-    Hmac(Secret),
+    Hmac(SecretString),
     /// RS256 or ES256 with a PEM public key; the algorithm follows the key.
     Public { pem: String },
     /// The keys an OpenID Connect provider publishes (`JWT_JWKS_URL`, or
@@ -88,32 +105,40 @@ pub struct LiveKitConfig {
     /// What callgate calls (`http://` or `https://`).
     pub api_url: String,
     pub api_key: String,
-    pub api_secret: Secret,
+    pub api_secret: SecretString,
 }
 
 #[derive(Clone, Debug)]
 pub struct TurnConfig {
     pub uris: Vec<String>,
     pub stun_uris: Vec<String>,
-    pub secret: Secret,
+    pub secret: SecretString,
     pub ttl: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
+    #[serde(rename = "RINGING_TIMEOUT")]
     pub ringing: Duration,
+    #[serde(rename = "CONNECT_TIMEOUT")]
     pub connect: Duration,
+    #[serde(rename = "MAX_CALL_DURATION")]
     pub max_call_duration: Duration,
+    #[serde(rename = "VIDEO_REQUEST_TIMEOUT")]
     pub video_request: Duration,
+    #[serde(rename = "VIDEO_REQUEST_COOLDOWN")]
     pub video_request_cooldown: Duration,
     /// How long a participant whose connection dropped stays `reconnecting`
     /// before they are `left` (`REJOIN_GRACE`); also the rooms' departure timeout.
+    #[serde(rename = "REJOIN_GRACE")]
     pub rejoin_grace: Duration,
 }
 
@@ -130,86 +155,114 @@ pub struct AppointmentsConfig {
 }
 
 /// The real-time event stream and presence.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// A heartbeat goes to every connection this often; a connection that
     /// sends nothing (not even a pong) for two intervals is dropped.
+    #[serde(rename = "EVENTS_HEARTBEAT")]
     pub heartbeat: Duration,
     /// Lifetime of a one-time ticket for browsers.
+    #[serde(rename = "EVENTS_TICKET_TTL")]
     pub ticket_ttl: Duration,
     /// A user stays online this long after their last presence refresh, so
     /// a crashed instance does not leave its users online.
+    #[serde(rename = "PRESENCE_TTL")]
     pub presence_ttl: Duration,
     /// Refuse to ring callees who have no open event stream.
+    #[serde(rename = "REQUIRE_CALLEE_ONLINE")]
     pub require_callee_online: bool,
 }
 
 /// Limits shared by all instances (kept in Redis); 0 means no limit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimits {
+    #[serde(rename = "RATE_LIMIT_CALL_STARTS_PER_MINUTE")]
     pub call_starts_per_minute: u32,
+    #[serde(rename = "RATE_LIMIT_VIDEO_REQUESTS_PER_CALL")]
     pub video_requests_per_call: u32,
     /// Of which one participant may put this many (in the same window).
+    #[serde(rename = "RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT")]
     pub video_requests_per_participant: u32,
+    #[serde(rename = "RATE_LIMIT_VIDEO_REQUESTS_WINDOW")]
     pub video_requests_window: Duration,
+    #[serde(rename = "RATE_LIMIT_REQUESTS_PER_MINUTE")]
     pub requests_per_minute: u32,
     /// How long a limit waits for Redis before it fails open or closed.
+    #[serde(rename = "RATE_LIMIT_REDIS_TIMEOUT_MS")]
     pub redis_timeout: Duration,
 }
 
 /// Bounds per user, per call and per client address (0 = no limit).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Event streams open at once per user, across instances; one more
     /// closes the oldest.
+    #[serde(rename = "EVENTS_MAX_STREAMS_PER_USER")]
     pub max_streams_per_user: u32,
     /// A participant's quality samples are taken at most this often.
+    #[serde(rename = "QUALITY_SAMPLE_INTERVAL")]
     pub quality_sample_interval: Duration,
     /// Quality samples kept per call.
+    #[serde(rename = "QUALITY_MAX_SAMPLES_PER_CALL")]
     pub quality_max_samples_per_call: u32,
     /// A participant's media changes per minute (a bucket refilling at this rate).
+    #[serde(rename = "RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE")]
     pub media_changes_per_minute: u32,
     /// LiveKit webhooks refused for their signature per client address per
     /// minute, in each instance; beyond them refusals are 429, unlogged.
+    #[serde(rename = "RATE_LIMIT_WEBHOOK_REFUSALS_PER_MINUTE")]
     pub webhook_refusals_per_minute: u32,
     /// Requests without valid credentials per client address per minute.
+    #[serde(rename = "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE")]
     pub unauthenticated_per_minute: u32,
     /// The header a trusted reverse proxy puts the client address in
     /// (its right-most entry is used); `None`: the connection's peer.
+    #[serde(rename = "TRUSTED_PROXY_HEADER", default, deserialize_with = "settings::header_name")]
     pub trusted_proxy_header: Option<http::HeaderName>,
     /// Declines of one caller by one callee within `ring_declines_window`
     /// after which that caller may not ring her (0: no limit).
+    #[serde(rename = "RING_DECLINES_LIMIT")]
     pub ring_declines_limit: u32,
+    #[serde(rename = "RING_DECLINES_WINDOW")]
     pub ring_declines_window: Duration,
     /// How long after a call ended its participants may still report one
     /// another (`REPORT_WINDOW`).
+    #[serde(rename = "REPORT_WINDOW")]
     pub report_window: Duration,
     /// Reports one user may file in 24 hours (`REPORTS_PER_DAY`).
+    #[serde(rename = "REPORTS_PER_DAY")]
     pub reports_per_day: u32,
 }
 
 /// The HTTP server's own bounds (issue 28).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// A request's head must arrive within this (`HTTP_HEADER_TIMEOUT`); a
     /// keep-alive connection idle this long is closed.
+    #[serde(rename = "HTTP_HEADER_TIMEOUT")]
     pub header_timeout: Duration,
     /// A request's body must arrive within this of its head (`HTTP_BODY_TIMEOUT`).
+    #[serde(rename = "HTTP_BODY_TIMEOUT")]
     pub body_timeout: Duration,
     /// `HSTS_MAX_AGE`: the deployment serves HTTPS only (behind its proxy),
     /// so responses say `Strict-Transport-Security: max-age=<this>`; `None`
     /// (0, the default) sends no such header.
+    #[serde(rename = "HSTS_MAX_AGE", deserialize_with = "settings::zero_is_none")]
     pub hsts_max_age: Option<Duration>,
 }
 
 /// The key that signs app webhooks: the decoded bytes of a Standard
 /// Webhooks secret (`whsec_<base64>`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey(Vec<u8>);
+#[derive(Clone)]
+pub struct SigningKey(SecretSlice<u8>);
 
 impl SigningKey {
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -244,13 +297,13 @@ pub struct CallAuthzConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub port: u16,
-    pub database_url: Secret,
+    pub database_url: SecretString,
     pub database_pool_size: u32,
     /// Connections kept open even when idle (PostgreSQL logins are slow).
     pub database_pool_min: u32,
     /// How long a request waits for a pooled connection before failing.
     pub database_acquire_timeout: Duration,
-    pub redis_url: Secret,
+    pub redis_url: SecretString,
     /// `REDIS_URL` names the seed nodes of a Redis Cluster (comma-separated).
     pub redis_cluster: bool,
     pub jwt: JwtConfig,
@@ -275,6 +328,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub rate_limits: RateLimits,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: the tracing filter of the log lines.
+    pub log_filter: String,
     /// How often each instance looks for due jobs (deadlines; a job due
     /// now is NOTIFYed at once).
     pub deadline_poll: Duration,
@@ -304,197 +359,88 @@ impl Config {
 
     /// Builds the configuration from any variable source (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { lookup: &lookup };
-        let livekit = livekit(&env)?;
-        let video_policy = match env.optional("VIDEO_POLICY") {
-            None => VideoPolicy::FemaleConsent,
-            Some(v) => {
-                v.parse().map_err(|_| env.error("VIDEO_POLICY", "must be female_consent, mutual or open"))?
-            }
-        };
-        let recording_policy = match env.optional("RECORDING_POLICY") {
-            None => RecordingPolicy::Off,
-            Some(v) => v.parse().map_err(|_| env.error("RECORDING_POLICY", "must be off or all_party"))?,
-        };
-        let log_format = match env.optional("LOG_FORMAT").as_deref() {
-            None | Some("pretty") | Some("text") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(_) => return Err(env.error("LOG_FORMAT", "must be pretty or json")),
-        };
-        let max_call_participants: usize = env.parsed("MAX_CALL_PARTICIPANTS", 8)?;
-        if !(2..=100).contains(&max_call_participants) {
-            return Err(env.error("MAX_CALL_PARTICIPANTS", "must be between 2 and 100"));
+        let settings: Settings = Figment::from(Environment::new(&lookup)).extract()?;
+        settings.assemble()
+    }
+}
+
+impl JwtConfig {
+    /// The user-token settings alone, from the environment (`callgate
+    /// token` needs no database).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let environment = Environment::new(&lookup).section("jwt");
+        let jwt: settings::Jwt = Figment::from(environment).extract_inner("jwt")?;
+        jwt.assemble()
+    }
+}
+
+impl Settings {
+    fn assemble(self) -> Result<Config, ConfigError> {
+        let Settings { server, database, redis, livekit, turn, calls, appointments, recording, .. } = self;
+        let jwt = self.jwt.assemble()?;
+        if !server.dev_mode {
+            refuse_development_secrets(&livekit.api_secret, &turn.secret, &jwt.key, &database.url)?;
         }
-        let turn_secret = env.required("TURN_SECRET")?;
-        let dev_mode = env.flag("CALLGATE_DEV")?;
-        let database_url = env.required("DATABASE_URL")?;
-        let jwt_key = jwt_key(&env)?;
-        if !dev_mode {
-            refuse_development_secrets(&env, &livekit, &turn_secret, &jwt_key, &database_url)?;
+        if server.admin_port.is_some_and(|admin| admin == server.port && admin != 0) {
+            return Err(ConfigError::new("ADMIN_PORT", "must differ from PORT"));
         }
-        let port = env.parsed("PORT", 8080)?;
-        let admin_port: Option<u16> =
-            env.optional("ADMIN_PORT").map(|_| env.parsed("ADMIN_PORT", 0)).transpose()?;
-        if admin_port.is_some_and(|admin| admin == port && admin != 0) {
-            return Err(env.error("ADMIN_PORT", "must differ from PORT"));
-        }
+        let api_url = livekit.api_url.unwrap_or_else(|| livekit.url.replacen("ws", "http", 1));
+        let recording = recording.assemble()?;
         Ok(Config {
-            port,
-            database_url: Secret::new(database_url),
-            database_pool_size: env.bounded("DATABASE_POOL_SIZE", 32, 1..=1000)?,
-            database_pool_min: env.bounded("DATABASE_POOL_MIN", 2, 0..=1000)?,
-            database_acquire_timeout: env.bounded_seconds("DATABASE_ACQUIRE_TIMEOUT", 5, 1..=300)?,
-            redis_url: Secret::new(env.required("REDIS_URL")?),
-            redis_cluster: env.flag("REDIS_CLUSTER")?,
-            jwt: JwtConfig {
-                key: jwt_key,
-                issuer: env.optional("JWT_ISSUER"),
-                audience: env.optional("JWT_AUDIENCE"),
-                gender_claim: env.optional("GENDER_CLAIM").unwrap_or_else(|| "gender".into()),
-                max_age: env.optional_seconds("JWT_MAX_AGE", 10..=2_592_000)?,
+            port: server.port,
+            database_url: database.url,
+            database_pool_size: database.pool_size,
+            database_pool_min: database.pool_min,
+            database_acquire_timeout: database.acquire_timeout,
+            redis_url: redis.url,
+            redis_cluster: redis.cluster,
+            jwt,
+            livekit: LiveKitConfig {
+                url: livekit.url,
+                api_url,
+                api_key: livekit.api_key,
+                api_secret: livekit.api_secret,
             },
-            livekit,
             turn: TurnConfig {
-                uris: env.list("TURN_URIS"),
-                stun_uris: env.list("STUN_URIS"),
-                secret: Secret::new(turn_secret),
-                ttl: env.bounded_seconds("TURN_TTL", 3600, 60..=86_400)?,
+                uris: turn.uris,
+                stun_uris: turn.stun_uris,
+                secret: turn.secret,
+                ttl: turn.ttl,
             },
-            room_prefix: env.optional("ROOM_PREFIX").unwrap_or_else(|| "cg-".into()),
-            max_call_participants,
-            timeouts: timeouts(&env)?,
-            video_policy,
-            recording_policy,
-            recording: recording(&env)?,
-            screen_share_roles: Some(env.list("SCREEN_SHARE_ROLES")).filter(|r| !r.is_empty()),
-            token_ttl: env.bounded_seconds("TOKEN_TTL", 60, 10..=86_400)?,
-            cors_origins: env.list("CORS_ORIGINS"),
-            app_webhook: app_webhook(&env)?,
-            call_authz: call_authz(&env)?,
-            events: events(&env)?,
-            rate_limits: rate_limits(&env)?,
-            log_format,
-            deadline_poll: Duration::from_millis(env.bounded("DEADLINE_POLL_MS", 200, 10..=10_000)?),
-            reconcile_interval: env.bounded_seconds("RECONCILE_INTERVAL", 5, 1..=3600)?,
-            orphan_room_grace: env.bounded_seconds("ORPHAN_ROOM_GRACE", 30, 1..=3600)?,
-            dev_mode,
-            scheduler_roles: env.list("SCHEDULER_ROLES"),
+            room_prefix: livekit.room_prefix,
+            max_call_participants: calls.max_participants,
+            timeouts: self.timeouts,
+            video_policy: calls.video_policy,
+            recording_policy: recording.0,
+            recording: recording.1,
+            screen_share_roles: Some(calls.screen_share_roles).filter(|r| !r.is_empty()),
+            token_ttl: livekit.token_ttl,
+            cors_origins: server.cors_origins,
+            app_webhook: self.app_webhook.assemble()?,
+            call_authz: self.call_authz.assemble()?,
+            events: self.events,
+            rate_limits: self.rate_limits,
+            log_format: server.log_format,
+            log_filter: server.log_filter,
+            deadline_poll: calls.deadline_poll,
+            reconcile_interval: livekit.reconcile_interval,
+            orphan_room_grace: livekit.orphan_room_grace,
+            dev_mode: server.dev_mode,
+            scheduler_roles: appointments.scheduler_roles,
             appointments: AppointmentsConfig {
-                early_join: env.bounded_seconds("APPOINTMENT_EARLY_JOIN", 600, 0..=86_400)?,
-                grace: env.bounded_seconds("APPOINTMENT_GRACE", 900, 0..=86_400)?,
-                auto_admit: env.flag("APPOINTMENT_AUTO_ADMIT")?,
+                early_join: appointments.early_join,
+                grace: appointments.grace,
+                auto_admit: appointments.auto_admit,
             },
-            admin_port,
-            limits: limits(&env)?,
-            http: http(&env)?,
+            admin_port: server.admin_port,
+            limits: self.limits,
+            http: self.http,
         })
     }
-}
-
-/// Where recordings go and how long they stay.
-#[derive(Clone, Debug)]
-pub struct RecordingConfig {
-    /// `RECORDING_DIR`: where callgate reads (and deletes) the files.
-    pub dir: std::path::PathBuf,
-    /// `RECORDING_EGRESS_DIR`: the same folder as LiveKit Egress sees it
-    /// (it writes there); `RECORDING_DIR` unless set.
-    pub egress_dir: String,
-    /// `RECORDING_RETENTION`: a recording's file and row are deleted this
-    /// long after it ended.
-    pub retention: Duration,
-}
-
-fn recording(env: &Env<'_>) -> Result<RecordingConfig, ConfigError> {
-    let dir = env.optional("RECORDING_DIR").unwrap_or_else(|| "/var/lib/callgate/recordings".into());
-    if !dir.starts_with('/') {
-        return Err(env.error("RECORDING_DIR", "must be an absolute path"));
-    }
-    let egress_dir = env.optional("RECORDING_EGRESS_DIR").unwrap_or_else(|| dir.clone());
-    if !egress_dir.starts_with('/') {
-        return Err(env.error("RECORDING_EGRESS_DIR", "must be an absolute path"));
-    }
-    Ok(RecordingConfig {
-        dir: dir.into(),
-        egress_dir,
-        retention: env.bounded_seconds("RECORDING_RETENTION", 2_592_000, 3600..=315_360_000)?,
-    })
-}
-
-fn livekit(env: &Env<'_>) -> Result<LiveKitConfig, ConfigError> {
-    let url = env.required("LIVEKIT_URL")?;
-    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-        return Err(env.error("LIVEKIT_URL", "must start with ws:// or wss://"));
-    }
-    let api_url = match env.optional("LIVEKIT_API_URL") {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
-        Some(_) => return Err(env.error("LIVEKIT_API_URL", "must start with http:// or https://")),
-        None => url.replacen("ws", "http", 1),
-    };
-    let api_secret = env.required("LIVEKIT_API_SECRET")?;
-    if api_secret.len() < 32 {
-        return Err(env.error("LIVEKIT_API_SECRET", "must be at least 32 characters"));
-    }
-    Ok(LiveKitConfig {
-        url,
-        api_url,
-        api_key: env.required("LIVEKIT_API_KEY")?,
-        api_secret: Secret::new(api_secret),
-    })
-}
-
-/// Outside the development switch, none of the secrets is one of the
-/// repository's development values.
-fn refuse_development_secrets(
-    env: &Env<'_>,
-    livekit: &LiveKitConfig,
-    turn_secret: &str,
-    jwt_key: &JwtKey,
-    database_url: &str,
-) -> Result<(), ConfigError> {
-    let mut secrets = vec![("LIVEKIT_API_SECRET", livekit.api_secret.expose()), ("TURN_SECRET", turn_secret)];
-    if let JwtKey::Hmac(secret) = jwt_key {
-        secrets.push(("JWT_SECRET", secret.expose()));
-    }
-    refuse_dev_secrets(env, &secrets)?;
-    if database_password(database_url) == Some(DEV_DATABASE_PASSWORD) {
-        return Err(env.error("DATABASE_URL", &format!("uses the development password ({DEV_SWITCH})")));
-    }
-    Ok(())
-}
-
-fn timeouts(env: &Env<'_>) -> Result<Timeouts, ConfigError> {
-    Ok(Timeouts {
-        ringing: env.bounded_seconds("RINGING_TIMEOUT", 30, 1..=3600)?,
-        connect: env.bounded_seconds("CONNECT_TIMEOUT", 30, 1..=3600)?,
-        max_call_duration: env.bounded_seconds("MAX_CALL_DURATION", 14_400, 60..=86_400)?,
-        video_request: env.bounded_seconds("VIDEO_REQUEST_TIMEOUT", 30, 5..=600)?,
-        video_request_cooldown: env.bounded_seconds("VIDEO_REQUEST_COOLDOWN", 60, 1..=86_400)?,
-        rejoin_grace: env.bounded_seconds("REJOIN_GRACE", 20, 1..=600)?,
-    })
-}
-
-fn events(env: &Env<'_>) -> Result<EventsConfig, ConfigError> {
-    Ok(EventsConfig {
-        heartbeat: env.bounded_seconds("EVENTS_HEARTBEAT", 25, 1..=300)?,
-        ticket_ttl: env.bounded_seconds("EVENTS_TICKET_TTL", 30, 1..=600)?,
-        presence_ttl: env.bounded_seconds("PRESENCE_TTL", 30, 1..=600)?,
-        require_callee_online: env.flag("REQUIRE_CALLEE_ONLINE")?,
-    })
-}
-
-fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
-    Ok(RateLimits {
-        call_starts_per_minute: env.parsed("RATE_LIMIT_CALL_STARTS_PER_MINUTE", 20)?,
-        video_requests_per_call: env.parsed("RATE_LIMIT_VIDEO_REQUESTS_PER_CALL", 10)?,
-        video_requests_per_participant: env.bounded(
-            "RATE_LIMIT_VIDEO_REQUESTS_PER_PARTICIPANT",
-            5,
-            0..=10_000,
-        )?,
-        video_requests_window: env.bounded_seconds("RATE_LIMIT_VIDEO_REQUESTS_WINDOW", 600, 1..=86_400)?,
-        requests_per_minute: env.parsed("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)?,
-        redis_timeout: Duration::from_millis(env.bounded("RATE_LIMIT_REDIS_TIMEOUT_MS", 300, 10..=10_000)?),
-    })
 }
 
 /// The secrets of the development files (`.env.example`, `docker-compose.yml`,
@@ -507,21 +453,36 @@ pub const DEV_SECRETS: &[&str] = &[
     "callgate-dev-turn-secret-0123456789abcdef",
 ];
 const DEV_DATABASE_PASSWORD: &str = "callgate";
-/// The shortest secret accepted outside development.
-pub const MIN_SECRET_LEN: usize = 32;
 const DEV_SWITCH: &str = "generate a real one, see the README's Security section; \
                           CALLGATE_DEV=true accepts it for development";
 
-fn refuse_dev_secrets(env: &Env<'_>, secrets: &[(&'static str, &str)]) -> Result<(), ConfigError> {
-    for (var, value) in secrets {
-        if DEV_SECRETS.contains(value) {
-            return Err(env.error(var, &format!("is a published development secret ({DEV_SWITCH})")));
+/// Outside the development switch, none of the secrets is one of the
+/// repository's development values, or short.
+fn refuse_development_secrets(
+    livekit_secret: &SecretString,
+    turn_secret: &SecretString,
+    jwt_key: &JwtKey,
+    database_url: &SecretString,
+) -> Result<(), ConfigError> {
+    let mut secrets = vec![("LIVEKIT_API_SECRET", livekit_secret), ("TURN_SECRET", turn_secret)];
+    if let JwtKey::Hmac(secret) = jwt_key {
+        secrets.push(("JWT_SECRET", secret));
+    }
+    for (var, secret) in secrets {
+        let value = secret.expose_secret();
+        if DEV_SECRETS.contains(&value) {
+            return Err(ConfigError::new(var, format!("is a published development secret ({DEV_SWITCH})")));
         }
         if value.len() < MIN_SECRET_LEN {
-            return Err(
-                env.error(var, &format!("must be at least {MIN_SECRET_LEN} characters ({DEV_SWITCH})"))
-            );
+            let reason = format!("must be at least {MIN_SECRET_LEN} characters ({DEV_SWITCH})");
+            return Err(ConfigError::new(var, reason));
         }
+    }
+    if database_password(database_url.expose_secret()) == Some(DEV_DATABASE_PASSWORD) {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            format!("uses the development password ({DEV_SWITCH})"),
+        ));
     }
     Ok(())
 }
@@ -533,232 +494,136 @@ fn database_password(url: &str) -> Option<&str> {
     credentials.split_once(':').map(|(_, password)| password)
 }
 
-fn limits(env: &Env<'_>) -> Result<Limits, ConfigError> {
-    let trusted_proxy_header = match env.optional("TRUSTED_PROXY_HEADER") {
-        None => None,
-        Some(name) => Some(
-            name.parse::<http::HeaderName>()
-                .map_err(|_| env.error("TRUSTED_PROXY_HEADER", "must be an HTTP header name"))?,
-        ),
-    };
-    Ok(Limits {
-        max_streams_per_user: env.bounded("EVENTS_MAX_STREAMS_PER_USER", 5, 0..=1_000)?,
-        quality_sample_interval: env.bounded_seconds("QUALITY_SAMPLE_INTERVAL", 2, 0..=3_600)?,
-        quality_max_samples_per_call: env.bounded("QUALITY_MAX_SAMPLES_PER_CALL", 10_000, 0..=10_000_000)?,
-        media_changes_per_minute: env.bounded("RATE_LIMIT_MEDIA_CHANGES_PER_MINUTE", 60, 0..=100_000)?,
-        webhook_refusals_per_minute: env.bounded(
-            "RATE_LIMIT_WEBHOOK_REFUSALS_PER_MINUTE",
-            60,
-            0..=1_000_000,
-        )?,
-        ring_declines_limit: env.bounded("RING_DECLINES_LIMIT", 3, 0..=100)?,
-        ring_declines_window: env.bounded_seconds("RING_DECLINES_WINDOW", 600, 1..=86_400)?,
-        report_window: env.bounded_seconds("REPORT_WINDOW", 604_800, 3_600..=2_592_000)?,
-        reports_per_day: env.bounded("REPORTS_PER_DAY", 20, 1..=1_000)?,
-        unauthenticated_per_minute: env.bounded(
-            "RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE",
-            60,
-            0..=1_000_000,
-        )?,
-        trusted_proxy_header,
-    })
+impl settings::Jwt {
+    fn assemble(self) -> Result<JwtConfig, ConfigError> {
+        let key = self.key()?;
+        Ok(JwtConfig {
+            key,
+            issuer: self.issuer,
+            audience: self.audience,
+            gender_claim: self.gender_claim,
+            max_age: self.max_age,
+        })
+    }
+
+    /// One of `JWT_SECRET`, `JWT_PUBLIC_KEY` or the provider's keys.
+    fn key(&self) -> Result<JwtKey, ConfigError> {
+        if let Some(source) = self.jwks_source()? {
+            if self.secret.is_some() || self.public_key.is_some() {
+                let reason = "set one of JWT_SECRET, JWT_PUBLIC_KEY or the provider's keys (JWT_JWKS_URL, JWT_OIDC_DISCOVERY)";
+                return Err(ConfigError::new("JWT_SECRET", reason));
+            }
+            return Ok(JwtKey::Jwks(JwksConfig {
+                source,
+                refresh: self.jwks_refresh,
+                cooldown: self.jwks_cooldown,
+                timeout: self.jwks_timeout,
+            }));
+        }
+        match (&self.secret, &self.public_key) {
+            (Some(_), Some(_)) => {
+                Err(ConfigError::new("JWT_SECRET", "set JWT_SECRET or JWT_PUBLIC_KEY, not both"))
+            }
+            (Some(secret), None) => Ok(JwtKey::Hmac(secret.clone())),
+            (None, Some(pem)) => Ok(JwtKey::Public { pem: pem.clone() }),
+            (None, None) => {
+                Err(ConfigError::new("JWT_SECRET", "missing (or set JWT_PUBLIC_KEY or JWT_JWKS_URL)"))
+            }
+        }
+    }
+
+    /// `JWT_JWKS_URL`, or discovery from `JWT_ISSUER` (`JWT_OIDC_DISCOVERY`).
+    fn jwks_source(&self) -> Result<Option<JwksSource>, ConfigError> {
+        match (&self.jwks_url, self.oidc_discovery) {
+            (Some(_), true) => Err(ConfigError::new(
+                "JWT_OIDC_DISCOVERY",
+                "set JWT_JWKS_URL or JWT_OIDC_DISCOVERY, not both",
+            )),
+            (Some(url), false) => Ok(Some(JwksSource::Url(url.clone()))),
+            (None, true) => {
+                let issuer = self.issuer.clone().ok_or_else(|| {
+                    ConfigError::new(
+                        "JWT_ISSUER",
+                        "missing (JWT_OIDC_DISCOVERY reads its discovery document)",
+                    )
+                })?;
+                if !fetchable(&issuer) {
+                    return Err(ConfigError::new("JWT_ISSUER", FETCHABLE));
+                }
+                Ok(Some(JwksSource::Discovery { issuer }))
+            }
+            (None, false) => Ok(None),
+        }
+    }
 }
 
-fn http(env: &Env<'_>) -> Result<HttpConfig, ConfigError> {
-    let hsts = env.bounded_seconds("HSTS_MAX_AGE", 0, 0..=63_072_000)?;
-    Ok(HttpConfig {
-        header_timeout: env.bounded_seconds("HTTP_HEADER_TIMEOUT", 30, 1..=300)?,
-        body_timeout: env.bounded_seconds("HTTP_BODY_TIMEOUT", 10, 1..=300)?,
-        hsts_max_age: Some(hsts).filter(|max_age| !max_age.is_zero()),
-    })
+impl settings::Signed {
+    fn assemble(self) -> Result<Option<AppWebhookConfig>, ConfigError> {
+        let Some(url) = self.url else { return Ok(None) };
+        let secret = self.secret.ok_or_else(|| {
+            ConfigError::new("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)")
+        })?;
+        AppWebhookConfig::new(url, secret.expose_secret()).map(Some)
+    }
 }
 
-fn app_webhook(env: &Env<'_>) -> Result<Option<AppWebhookConfig>, ConfigError> {
-    let Some(url) = env.optional("APP_WEBHOOK_URL") else { return Ok(None) };
-    let secret = env
-        .optional("APP_WEBHOOK_SECRET")
-        .ok_or_else(|| env.error("APP_WEBHOOK_SECRET", "missing (required with APP_WEBHOOK_URL)"))?;
-    AppWebhookConfig::new(url, &secret).map(Some)
-}
-
-fn call_authz(env: &Env<'_>) -> Result<Option<CallAuthzConfig>, ConfigError> {
-    let Some(url) = env.optional("CALL_AUTHZ_URL") else { return Ok(None) };
-    let secret = env
-        .optional("CALL_AUTHZ_SECRET")
-        .ok_or_else(|| env.error("CALL_AUTHZ_SECRET", "missing (required with CALL_AUTHZ_URL)"))?;
-    let signed = AppWebhookConfig::new(url, &secret).map_err(|e| ConfigError {
-        var: if e.var == "APP_WEBHOOK_URL" { "CALL_AUTHZ_URL" } else { "CALL_AUTHZ_SECRET" },
-        reason: e.reason,
-    })?;
-    Ok(Some(CallAuthzConfig {
-        url: signed.url,
-        key: signed.key,
-        timeout: Duration::from_millis(env.bounded("CALL_AUTHZ_TIMEOUT", 800, 10..=10_000)?),
-        fail_open: env.flag("CALL_AUTHZ_FAIL_OPEN")?,
-        cache: env.bounded_seconds("CALL_AUTHZ_CACHE", 0, 0..=86_400)?,
-    }))
+impl settings::CallAuthz {
+    fn assemble(self) -> Result<Option<CallAuthzConfig>, ConfigError> {
+        let Some(url) = self.url else { return Ok(None) };
+        let secret = self
+            .secret
+            .ok_or_else(|| ConfigError::new("CALL_AUTHZ_SECRET", "missing (required with CALL_AUTHZ_URL)"))?;
+        let signed = AppWebhookConfig::new(url, secret.expose_secret()).map_err(|e| ConfigError {
+            var: if e.var == "APP_WEBHOOK_URL" { "CALL_AUTHZ_URL" } else { "CALL_AUTHZ_SECRET" },
+            reason: e.reason,
+        })?;
+        Ok(Some(CallAuthzConfig {
+            url: signed.url,
+            key: signed.key,
+            timeout: self.timeout,
+            fail_open: self.fail_open,
+            cache: self.cache,
+        }))
+    }
 }
 
 impl AppWebhookConfig {
     /// `secret` as the Standard Webhooks libraries read it: an optional
     /// `whsec_` prefix, then base64.
     pub fn new(url: String, secret: &str) -> Result<Self, ConfigError> {
-        let error = |var, reason: &str| ConfigError { var, reason: reason.to_owned() };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(error("APP_WEBHOOK_URL", "must start with http:// or https://"));
+            return Err(ConfigError::new("APP_WEBHOOK_URL", "must start with http:// or https://"));
         }
-        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
-            .map_err(|_| error("APP_WEBHOOK_SECRET", "must be whsec_ followed by base64"))?;
-        if key.len() < 16 {
-            return Err(error("APP_WEBHOOK_SECRET", "must decode to at least 16 bytes"));
-        }
-        Ok(AppWebhookConfig { url, key: SigningKey(key) })
+        let key =
+            source::signing_key(secret).map_err(|reason| ConfigError::new("APP_WEBHOOK_SECRET", reason))?;
+        Ok(AppWebhookConfig { url, key: SigningKey(SecretSlice::from(key)) })
     }
 }
 
-fn jwt_key(env: &Env<'_>) -> Result<JwtKey, ConfigError> {
-    if let Some(source) = jwks_source(env)? {
-        if env.optional("JWT_SECRET").is_some() || env.optional("JWT_PUBLIC_KEY").is_some() {
-            let reason = "set one of JWT_SECRET, JWT_PUBLIC_KEY or the provider's keys (JWT_JWKS_URL, JWT_OIDC_DISCOVERY)";
-            return Err(env.error("JWT_SECRET", reason));
-        }
-        return Ok(JwtKey::Jwks(JwksConfig {
-            source,
-            refresh: env.bounded_seconds("JWT_JWKS_REFRESH", 300, 10..=86_400)?,
-            cooldown: env.bounded_seconds("JWT_JWKS_COOLDOWN", 5, 1..=60)?,
-            timeout: env.bounded_seconds("JWT_JWKS_TIMEOUT", 5, 1..=60)?,
-        }));
-    }
-    match (env.optional("JWT_SECRET"), env.optional("JWT_PUBLIC_KEY")) {
-        (Some(_), Some(_)) => Err(env.error("JWT_SECRET", "set JWT_SECRET or JWT_PUBLIC_KEY, not both")),
-        (Some(secret), None) if secret.len() < 32 => {
-            Err(env.error("JWT_SECRET", "must be at least 32 characters"))
-        }
-        (Some(secret), None) => Ok(JwtKey::Hmac(Secret::new(secret))),
-        (None, Some(pem)) => {
-            let pem = pem.replace("\\n", "\n");
-            if !pem.contains("-----BEGIN PUBLIC KEY-----") {
-                return Err(env.error("JWT_PUBLIC_KEY", "must be a PEM public key"));
-            }
-            Ok(JwtKey::Public { pem })
-        }
-        (None, None) => Err(env.error("JWT_SECRET", "missing (or set JWT_PUBLIC_KEY or JWT_JWKS_URL)")),
-    }
+/// Where recordings go and how long they stay.
+#[derive(Clone, Debug)]
+pub struct RecordingConfig {
+    /// `RECORDING_DIR`: where callgate reads (and deletes) the files.
+    pub dir: std::path::PathBuf,
+    /// `RECORDING_EGRESS_DIR`: the same folder as LiveKit Egress sees it
+    /// (it writes there); `RECORDING_DIR` unless set.
+    pub egress_dir: String,
+    /// `RECORDING_RETENTION`: a recording's file is deleted this long
+    /// after it ended.
+    pub retention: Duration,
 }
 
-/// `JWT_JWKS_URL`, or discovery from `JWT_ISSUER` (`JWT_OIDC_DISCOVERY`).
-fn jwks_source(env: &Env<'_>) -> Result<Option<JwksSource>, ConfigError> {
-    let discovery = env.flag("JWT_OIDC_DISCOVERY")?;
-    match (env.optional("JWT_JWKS_URL"), discovery) {
-        (Some(_), true) => {
-            Err(env.error("JWT_OIDC_DISCOVERY", "set JWT_JWKS_URL or JWT_OIDC_DISCOVERY, not both"))
+impl settings::Recording {
+    fn assemble(self) -> Result<(RecordingPolicy, RecordingConfig), ConfigError> {
+        if !self.dir.starts_with('/') {
+            return Err(ConfigError::new("RECORDING_DIR", "must be an absolute path"));
         }
-        (Some(url), false) => {
-            if !fetchable(&url) {
-                return Err(env.error("JWT_JWKS_URL", FETCHABLE));
-            }
-            Ok(Some(JwksSource::Url(url)))
+        let egress_dir = self.egress_dir.unwrap_or_else(|| self.dir.clone());
+        if !egress_dir.starts_with('/') {
+            return Err(ConfigError::new("RECORDING_EGRESS_DIR", "must be an absolute path"));
         }
-        (None, true) => {
-            let issuer = env.optional("JWT_ISSUER").ok_or_else(|| {
-                env.error("JWT_ISSUER", "missing (JWT_OIDC_DISCOVERY reads its discovery document)")
-            })?;
-            if !fetchable(&issuer) {
-                return Err(env.error("JWT_ISSUER", FETCHABLE));
-            }
-            Ok(Some(JwksSource::Discovery { issuer }))
-        }
-        (None, false) => Ok(None),
-    }
-}
-
-const FETCHABLE: &str = "must be an https:// URL (http:// only to a loopback address)";
-
-/// Keys fetched in the clear could be anybody's: https, or http on loopback only.
-pub fn fetchable(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else { return false };
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" => !host.is_empty(),
-        "http" => loopback,
-        _ => false,
-    }
-}
-
-struct Env<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Env<'_> {
-    fn error(&self, var: &'static str, reason: &str) -> ConfigError {
-        ConfigError { var, reason: reason.to_owned() }
-    }
-
-    fn optional(&self, var: &str) -> Option<String> {
-        (self.lookup)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-    }
-
-    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
-        self.optional(var).ok_or_else(|| self.error(var, "missing"))
-    }
-
-    fn parsed<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
-        match self.optional(var) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| self.error(var, &format!("malformed value {v:?}"))),
-        }
-    }
-
-    /// A number of `range`, or the variable named with the range it missed.
-    fn bounded<T>(&self, var: &'static str, default: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + fmt::Display,
-    {
-        let value = self.parsed(var, default)?;
-        if !range.contains(&value) {
-            let (low, high) = (range.start(), range.end());
-            return Err(self.error(var, &format!("must be between {low} and {high}, not {value}")));
-        }
-        Ok(value)
-    }
-
-    /// Seconds within `range` (each variable documents its own).
-    fn bounded_seconds(
-        &self,
-        var: &'static str,
-        default: u64,
-        range: RangeInclusive<u64>,
-    ) -> Result<Duration, ConfigError> {
-        self.bounded(var, default, range).map(Duration::from_secs)
-    }
-
-    /// Seconds of `range`, or `None` when the variable is not set.
-    fn optional_seconds(
-        &self,
-        var: &'static str,
-        range: RangeInclusive<u64>,
-    ) -> Result<Option<Duration>, ConfigError> {
-        match self.optional(var) {
-            None => Ok(None),
-            Some(_) => self.bounded_seconds(var, *range.start(), range).map(Some),
-        }
-    }
-
-    fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
-        match self.optional(var).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("false") | Some("0") | Some("no") => Ok(false),
-            Some("true") | Some("1") | Some("yes") => Ok(true),
-            Some(_) => Err(self.error(var, "must be true or false")),
-        }
-    }
-
-    fn list(&self, var: &str) -> Vec<String> {
-        self.optional(var)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-            .unwrap_or_default()
+        let config = RecordingConfig { dir: self.dir.into(), egress_dir, retention: self.retention };
+        Ok((self.policy, config))
     }
 }
 
@@ -1018,7 +883,7 @@ mod tests {
     }
 
     fn env_example() -> HashMap<&'static str, &'static str> {
-        include_str!("../.env.example")
+        include_str!("../../.env.example")
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -1043,10 +908,10 @@ mod tests {
             assert!(DEV_SECRETS.contains(&env[var]), ".env.example's {var} is listed");
         }
         let files = [
-            ("docker-compose.yml", include_str!("../docker-compose.yml")),
-            ("livekit.yaml", include_str!("../livekit.yaml")),
-            ("deploy/livekit.compose.yaml", include_str!("../deploy/livekit.compose.yaml")),
-            ("coturn/turnserver.conf", include_str!("../coturn/turnserver.conf")),
+            ("docker-compose.yml", include_str!("../../docker-compose.yml")),
+            ("livekit.yaml", include_str!("../../livekit.yaml")),
+            ("deploy/livekit.compose.yaml", include_str!("../../deploy/livekit.compose.yaml")),
+            ("coturn/turnserver.conf", include_str!("../../coturn/turnserver.conf")),
         ];
         for (name, text) in files {
             let values = text.lines().map(str::trim).filter(|l| !l.starts_with('#')).filter_map(|l| {

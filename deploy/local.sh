@@ -2,8 +2,9 @@
 # deploy/local.sh - install and run callgate's whole stack on loopback.
 #
 #   deploy/local.sh up       install what is missing, start PostgreSQL, Redis,
-#                            Coturn and LiveKit (idempotent: reuses whatever
-#                            already answers on the ports)
+#                            Coturn, LiveKit, PulseAudio and LiveKit Egress
+#                            (under deploy/egress/supervise, which restarts it)
+#                            (idempotent: reuses whatever already answers)
 #   deploy/local.sh down     stop the servers `up` started (servers it found
 #                            already running are left alone)
 #   deploy/local.sh run      up + `cargo run --release -- serve` (foreground;
@@ -19,8 +20,10 @@
 #                            then the consent latency bench (benches/)
 #
 # Environment:
-#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, oha,
-#                    helm and kubeconform for the cluster checks), venv/ (Python
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, egress,
+#                    oha, helm and kubeconform for the cluster checks),
+#                    egress-build/ (egress's module and page, built there once
+#                    per EGRESS_VERSION), recordings/ (egress's files), venv/ (Python
 #                    LiveKit SDK for the e2e tests, jsonschema and PyYAML for the
 #                    container checks, kubernetes-validate's Kubernetes schemas
 #                    for the cluster checks), run/ (pid files, logs, Redis/Coturn
@@ -43,7 +46,8 @@
 # Ports (all 127.0.0.1): 5432 PostgreSQL, 5434 PostgreSQL cluster "chaos" (only
 # the outage test uses it: it stops and restarts it), 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
-# LiveKit WebRTC, 8080 callgate (`run`; 9090 its operations listener), 8089
+# LiveKit WebRTC, 7980 egress's room-composite page (its own chromium reads
+# it), 7985 egress's status, 8080 callgate (`run`; 9090 its operations listener), 8089
 # the test suite's webhook receiver, 18080 (or the next free port) callgate
 # under `bench`. The sign-in tests (tests/api/oidc.rs) each start their own
 # OpenID Connect provider (deploy/oidc/provider.mjs: panva/oidc-provider,

@@ -34,6 +34,13 @@ LIVEKIT_VERSION=1.13.5
 # (PY_PACKAGES); both tools built with `go install`, like LiveKit.
 HELM_VERSION=3.22.0
 KUBECONFORM_VERSION=0.8.0
+# LiveKit Egress, the recorder (issue 27): built from the module the Go
+# proxy serves (`go mod download`, not `go install`: the module's embedded
+# room-composite page is not in its zip, and newer releases are refused by
+# the proxy here) against Debian's GStreamer 1.22; its page
+# (template-default) is built with npm from deploy/egress/template/'s
+# package-lock.json (@livekit/egress-sdk 0.2.1).
+EGRESS_VERSION=1.8.6
 # The Go that builds them: livekit-server v1.13.5's go.mod says `go 1.26`;
 # bootstrapped from the Go module proxy when the machine has no Go >= 1.21.
 GO_MIN_MINOR=26
@@ -64,6 +71,11 @@ LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 HELM_PKG="helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 KUBECONFORM_PKG="github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
 NPM_CACHE="$CACHE/npm"
+EGRESS_MOD="github.com/livekit/egress@v$EGRESS_VERSION"
+EGRESS_BIN="$BIN/egress"
+# Where the module is copied out of the (read-only) module cache and built.
+EGRESS_BUILD="$CACHE/egress-build"
+EGRESS_TEMPLATE="$ROOT/deploy/egress/template"
 # The sign-in tests' OpenID Connect provider: deploy/oidc/package-lock.json's
 # packages, installed outside the clone, again only when the lock changes.
 OIDC_DIR="$CACHE/oidc-provider"
@@ -80,6 +92,19 @@ ensure_packages() {
     command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null || missing+=(coturn)
     command -v openssl >/dev/null || missing+=(openssl)
     command -v flock >/dev/null && command -v runuser >/dev/null || missing+=(util-linux)
+    # LiveKit Egress: GStreamer 1.22 to build and run it, Xvfb and PulseAudio
+    # for a room composite's page (in chromium), ffmpeg (ffprobe) to read files.
+    pkg-config --exists 'gstreamer-1.0 >= 1.22' 'gstreamer-app-1.0' 'gstreamer-pbutils-1.0' 2>/dev/null ||
+        missing+=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+    local pkg
+    for pkg in gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+        gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    command -v gcc >/dev/null && command -v pkg-config >/dev/null || missing+=(gcc pkg-config)
+    command -v Xvfb >/dev/null || missing+=(xvfb)
+    command -v pulseaudio >/dev/null && command -v pactl >/dev/null || missing+=(pulseaudio pulseaudio-utils)
+    command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || missing+=(ffmpeg)
     # The web app's build and the TypeScript client's tests; its browser tests.
     command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
     [[ -x "$CHROMIUM" ]] || missing+=(chromium)
@@ -173,6 +198,51 @@ ensure_livekit_binary() {
     quietly go-install-livekit env GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$LIVEKIT_PKG" ||
         die "go install $LIVEKIT_PKG failed"
     livekit_version_ok || die "$LIVEKIT_BIN --version does not report $LIVEKIT_VERSION"
+    section_done
+}
+
+# ------------------------------------------------------------------ Egress ---
+
+# The stamp beside the binary: the version, and the hash of the page's lock.
+egress_want() { echo "$EGRESS_VERSION $(file_hash "$EGRESS_TEMPLATE/package.json" "$EGRESS_TEMPLATE/package-lock.json")"; }
+
+egress_ok() {
+    [[ -x "$EGRESS_BIN" && "$(cat "$BIN/.egress.version" 2>/dev/null)" == "$(egress_want)" ]]
+}
+
+# Copies the module out of the module cache, builds its room-composite page
+# into cmd/server/templates/ (the binary embeds it), then the binary; about
+# five minutes on two cores, once per version.
+ensure_egress_binary() {
+    egress_ok && return 0
+    section "build LiveKit Egress v$EGRESS_VERSION (go build with GStreamer, takes minutes)"
+    local go dir src
+    go="$(find_go)"
+    dir="$(cd /tmp && GOFLAGS=-modcacherw GO111MODULE=on GOTOOLCHAIN=auto "$go" mod download -json "$EGRESS_MOD" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')" || true
+    [[ -n "$dir" && -d "$dir/cmd/server" ]] || die "go mod download $EGRESS_MOD failed"
+    src="$EGRESS_BUILD/egress-$EGRESS_VERSION"
+    log "building LiveKit Egress v$EGRESS_VERSION in $src with $go"
+    rm -rf "$src"
+    mkdir -p "$EGRESS_BUILD"
+    cp -a "$dir" "$src"
+    chmod -R u+w "$src"
+    # The page: template-default's sources, our pinned package.json and lock.
+    cp "$EGRESS_TEMPLATE/package.json" "$EGRESS_TEMPLATE/package-lock.json" "$EGRESS_TEMPLATE/.npmrc" "$src/template-default/"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    quietly egress-template bash -c 'cd "$1/template-default" && npm ci --cache "$2" --no-audit --no-fund --loglevel=error &&
+        CI=false GENERATE_SOURCEMAP=false npm run build' _ "$src" "$NPM_CACHE" ||
+        die "building egress's template-default page (npm) failed"
+    rm -rf "$src/cmd/server/templates"
+    cp -a "$src/template-default/build" "$src/cmd/server/templates"
+    find "$src/cmd/server/templates" -name '*.map' -delete
+    rm -rf "$src/template-default/node_modules"
+    mkdir -p "$BIN"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    quietly go-build-egress bash -c 'cd "$1" && CGO_ENABLED=1 GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$2" build -o "$3.tmp" ./cmd/server &&
+        mv -f "$3.tmp" "$3"' _ "$src" "$go" "$EGRESS_BIN" ||
+        die "go build of LiveKit Egress v$EGRESS_VERSION failed"
+    egress_want >"$BIN/.egress.version"
     section_done
 }
 
@@ -306,6 +376,7 @@ ensure_sqlx_cli() { # needs cargo on PATH (ensure_cargo_on_path)
 provision() {
     ensure_packages
     ensure_livekit_binary
+    ensure_egress_binary
     ensure_cluster_tools
     ensure_venv
     ensure_web
@@ -314,6 +385,7 @@ provision() {
 
 provision_status() { # for `status`: what is installed where
     if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
+    if egress_ok; then echo "egress binary:  $EGRESS_BIN (v$EGRESS_VERSION)"; else echo "egress binary:  missing ($EGRESS_BIN)"; fi
     if venv_ok; then echo "python venv:    $VENV (${PY_PACKAGES[*]})"; else echo "python venv:    missing ($VENV)"; fi
     if go_tool_ok helm "$HELM_VERSION" && go_tool_ok kubeconform "$KUBECONFORM_VERSION"; then
         echo "cluster tools:  $BIN/helm (v$HELM_VERSION), $BIN/kubeconform (v$KUBECONFORM_VERSION)"

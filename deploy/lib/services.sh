@@ -17,6 +17,12 @@ REDIS_PORT=6379
 REDIS_CLUSTER_PORTS=(7001 7002 7003)
 TURN_PORT=3478
 LK_PORT=7880
+# LiveKit Egress: its status (GET /) and the room-composite page it serves
+# its own chromium (deploy/egress/egress.yaml's health_port, template_port).
+EGRESS_HEALTH_PORT=7985
+EGRESS_CONF="$ROOT/deploy/egress/egress.yaml"
+# Where recordings are written (file outputs name a path in it).
+EGRESS_OUTPUT="$CACHE/recordings"
 
 # ---------------------------------------------------------------- processes ---
 
@@ -345,6 +351,64 @@ livekit_started() {
     livekit_ready
 }
 
+# ------------------------------------------------------ PulseAudio, Egress ---
+
+# A room composite's chromium plays into a PulseAudio sink egress makes;
+# egress starts Xvfb itself, but PulseAudio must already run (as this user).
+pulse_ready() { pactl info >/dev/null 2>&1; }
+
+ensure_pulseaudio() {
+    pulse_ready && return 0
+    section "start PulseAudio"
+    # Root's session daemon (no --system: egress's pactl talks to the
+    # per-user server); it must never exit when idle.
+    rotate_log "$RUN/pulseaudio.log"
+    pulseaudio --daemonize=yes --exit-idle-time=-1 --disallow-exit --log-target=file:"$RUN/pulseaudio.log" \
+        </dev/null >/dev/null 2>&1 || true
+    wait_for "$WAIT_SECS" "PulseAudio" "$RUN/pulseaudio.log" pulse_ready
+    touch "$RUN/pulseaudio.started"
+    section_done
+}
+
+egress_ready() { http_ok "$EGRESS_HEALTH_PORT" /; }
+
+# LiveKit Egress under deploy/egress/supervise (pid file egress.pid: the
+# supervisor; egress.child.pid: egress itself), restarted when its config or
+# binary changed. PATH starts with $BIN: egress runs `egress run-handler`
+# per recording. Its temporary files (a directory per recording) go to
+# $RUN/egress-tmp.
+ensure_egress() {
+    local hash
+    hash="$({ cat "$EGRESS_CONF" "$ROOT/deploy/egress/supervise"; stat -c '%s %Y' "$EGRESS_BIN"; } | sha256sum | cut -c1-16)"
+    mkdir -p "$EGRESS_OUTPUT" "$RUN/egress-tmp"
+    if pid_alive "$RUN/egress.pid" supervise; then
+        if [[ "$(cat "$RUN/egress.hash" 2>/dev/null)" == "$hash" ]]; then
+            return 0
+        fi
+        log "deploy/egress/ or the egress binary changed: restarting egress"
+        stop_pidfile Egress "$RUN/egress.pid" supervise
+    elif egress_ready; then
+        log "Egress: reusing the server already on 127.0.0.1:$EGRESS_HEALTH_PORT (not started by local.sh)"
+        return 0
+    fi
+    section "start LiveKit Egress (supervised)"
+    rotate_log "$RUN/egress.log"
+    spawn "$RUN/egress.pid" "$RUN/egress.log" env PATH="$BIN:$PATH" TMPDIR="$RUN/egress-tmp" \
+        "$ROOT/deploy/egress/supervise" "$EGRESS_BIN" "$EGRESS_CONF" "$RUN/egress.child.pid"
+    echo "$hash" >"$RUN/egress.hash"
+    wait_for "$WAIT_SECS" "Egress" "$RUN/egress.log" egress_started
+    section_done
+}
+
+egress_started() {
+    spawned_alive "$RUN/egress.pid" || {
+        log "the egress supervisor exited during start-up"
+        tail -n 40 "$RUN/egress.log" >&2 || true
+        exit 1
+    }
+    egress_ready
+}
+
 # ------------------------------------------------ up, down, status, run ---
 
 cmd_up() {
@@ -364,10 +428,18 @@ cmd_up() {
     ensure_redis_cluster
     ensure_coturn
     ensure_livekit
-    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT (and a cluster on ${REDIS_CLUSTER_PORTS[*]}), coturn :$TURN_PORT, livekit :$LK_PORT (state in $RUN)"
+    ensure_pulseaudio
+    ensure_egress
+    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT (and a cluster on ${REDIS_CLUSTER_PORTS[*]}), coturn :$TURN_PORT, livekit :$LK_PORT, egress (status :$EGRESS_HEALTH_PORT, files in $EGRESS_OUTPUT) (state in $RUN)"
 }
 
 cmd_down() {
+    stop_pidfile Egress "$RUN/egress.pid" supervise
+    if [[ -e "$RUN/pulseaudio.started" ]]; then
+        log "stopping PulseAudio"
+        pulseaudio --kill 2>/dev/null || true
+        rm -f "$RUN/pulseaudio.started"
+    fi
     stop_pidfile LiveKit "$RUN/livekit.pid" server
     stop_pidfile Coturn "$RUN/coturn.pid" turnserver
     stop_pidfile Redis "$RUN/redis.pid" redis-server
@@ -383,7 +455,7 @@ cmd_down() {
         $SUDO pg_ctlcluster "$ver" "$name" stop || true
         rm -f "$marker"
     done
-    rm -f "$RUN/livekit.hash" "$RUN/coturn.hash"
+    rm -f "$RUN/livekit.hash" "$RUN/coturn.hash" "$RUN/egress.hash"
     log "down (servers not started by local.sh were left running)"
 }
 
@@ -413,13 +485,22 @@ cmd_status() {
     livekit_ready && state=up || state=down
     if pid_alive "$RUN/livekit.pid" server; then owner="local.sh (pid $(cat "$RUN/livekit.pid"))"; else owner="$(ext "$state")"; fi
     status_line livekit "127.0.0.1:$LK_PORT" "$state" "$owner"
+    egress_ready && state=up || state=down
+    if pid_alive "$RUN/egress.pid" supervise; then
+        owner="local.sh (supervisor pid $(cat "$RUN/egress.pid"), egress pid $(cat "$RUN/egress.child.pid" 2>/dev/null || echo -))"
+    else owner="$(ext "$state")"; fi
+    status_line egress "127.0.0.1:$EGRESS_HEALTH_PORT" "$state" "$owner"
+    pulse_ready && state=up || state=down
+    if [[ -e "$RUN/pulseaudio.started" ]]; then owner="local.sh (for egress)"; else owner="$(ext "$state")"; fi
+    status_line pulseaudio "-" "$state" "$owner"
     tcp_open 8080 && state=up || state=down
     status_line callgate "127.0.0.1:8080" "$state" "deploy/local.sh run"
     echo
     provision_status
-    echo "logs:           $RUN/{livekit,turnserver,redis}.log"
+    echo "logs:           $RUN/{livekit,turnserver,redis,egress}.log"
+    echo "recordings:     $EGRESS_OUTPUT"
     local down=0
-    pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready || down=1
+    pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready && egress_ready || down=1
     return "$down"
 }
 

@@ -143,3 +143,47 @@ pub fn call_reported(out: &mut Outgoing, view: &CallView, report: &ReportRow, vi
     data["violations"] = json!(violations);
     enqueue(out, "call.reported", view, data);
 }
+
+/// What the recording webhooks say of a recording: never where its file
+/// is (only participants reach it, through callgate).
+fn recording_data(view: &CallView, recording: &crate::store::recordings::RecordingRow) -> Value {
+    let mut data = call_data(view);
+    data["recordingId"] = json!(recording.id);
+    data["fileType"] = json!(recording.file_type);
+    data["startedAt"] = json!(recording.started_at);
+    data
+}
+
+/// Egress began writing a recording everyone present consented to.
+pub fn recording_started(
+    out: &mut Outgoing,
+    view: &CallView,
+    recording: &crate::store::recordings::RecordingRow,
+) {
+    enqueue(out, "recording.started", view, recording_data(view, recording));
+}
+
+/// A recording's file is whole and kept: its size and duration.
+pub fn recording_ready(
+    out: &mut Outgoing,
+    view: &CallView,
+    recording: &crate::store::recordings::RecordingRow,
+) {
+    let mut data = recording_data(view, recording);
+    data["endedAt"] = json!(recording.ended_at);
+    data["durationMs"] = json!(recording.duration_ms);
+    data["sizeBytes"] = json!(recording.size_bytes);
+    data["sha256"] = json!(recording.checksum);
+    enqueue(out, "recording.ready", view, data);
+}
+
+/// A recording failed: egress died, refused it, or its file is not there.
+pub fn recording_failed(
+    out: &mut Outgoing,
+    view: &CallView,
+    recording: &crate::store::recordings::RecordingRow,
+) {
+    let mut data = recording_data(view, recording);
+    data["error"] = json!(recording.error);
+    enqueue(out, "recording.failed", view, data);
+}

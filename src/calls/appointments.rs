@@ -539,7 +539,7 @@ async fn enter(
     let how = members::Answer {
         user,
         share,
-        video: None,
+        consents: members::Consents::default(),
         step: MemberStep::Arrive { admitted },
         timeline: ("appointment.joined", json!({"role": role, "waiting": !(admitted || me.admitted)})),
     };

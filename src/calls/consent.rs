@@ -21,14 +21,14 @@ use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
 use crate::domain::Code;
 use crate::domain::consent::{
-    self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Timing, TrackVerdict,
-    VideoState,
+    self as rules, Action, Decision, LedgerKind, Member, Notice, PendingRequest, Subject, Timing,
+    TrackVerdict, VideoPolicy, VideoSession, VideoState,
 };
 use crate::domain::{CallId, CallState, ParticipantStatus, UserId, Violation};
 use crate::livekit::TrackSeen;
 use crate::store::{self, CallRow, DeadlineKind, Outgoing, ParticipantRow};
 
-fn members(participants: &[ParticipantRow]) -> Vec<Member> {
+pub(crate) fn members(participants: &[ParticipantRow]) -> Vec<Member> {
     participants
         .iter()
         .filter(|p| p.is_present())
@@ -57,7 +57,45 @@ fn timing(app: &Core) -> Timing {
     }
 }
 
-/// Decides `action`, then stores and enforces what follows.
+/// Someone's answers as they come into the call: to a pending video
+/// request (`video` in the body), and to a recording running or requested
+/// (`recording`: without `true` a running recording stops).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Consents {
+    pub video: Option<bool>,
+    pub recording: Option<bool>,
+}
+
+impl From<Option<bool>> for Consents {
+    /// An answer about video alone.
+    fn from(video: Option<bool>) -> Self {
+        Consents { video, recording: None }
+    }
+}
+
+/// The rules `subject` follows here; `None`: recording is off.
+fn rules_of(app: &Core, subject: Subject) -> Option<VideoPolicy> {
+    match subject {
+        Subject::Video => Some(app.config.video_policy),
+        Subject::Recording => app.config.recording_policy.rules(),
+    }
+}
+
+fn session_of(call: &CallRow, subject: Subject) -> &VideoSession {
+    match subject {
+        Subject::Video => &call.video_session.0,
+        Subject::Recording => &call.recording_session.0,
+    }
+}
+
+fn request_deadline(subject: Subject) -> DeadlineKind {
+    match subject {
+        Subject::Video => DeadlineKind::VideoRequest,
+        Subject::Recording => DeadlineKind::RecordingRequest,
+    }
+}
+
+/// Decides `action` about video, then stores what follows.
 async fn apply(
     app: &Core,
     tx: &mut PgConnection,
@@ -65,20 +103,26 @@ async fn apply(
     action: Action,
     actor: Option<&str>,
 ) -> Result<Decision, CallError> {
-    apply_answering(app, tx, call, action, actor, None).await
+    apply_answering(app, tx, call, Subject::Video, action, actor, None).await
 }
 
-/// Like [`apply`]; `answering`: one who is accepting the call in this very
-/// transaction, counted as still being rung (the start-of-call request is
-/// put before their answer, which then answers it whoever they are).
-async fn apply_answering(
+/// Like [`apply`], about `subject`; `answering`: one who is accepting the
+/// call in this very transaction, counted as still being rung (the
+/// start-of-call request is put before their answer, which then answers it
+/// whoever they are).
+pub(crate) async fn apply_answering(
     app: &Core,
     tx: &mut PgConnection,
     call: &CallRow,
+    subject: Subject,
     action: Action,
     actor: Option<&str>,
     answering: Option<&str>,
 ) -> Result<Decision, CallError> {
+    let Some(policy) = rules_of(app, subject) else {
+        let detail = "calls are not recorded here (RECORDING_POLICY is off)".to_owned();
+        return Err(CallError::Forbidden { code: Code::RecordingDisabled, detail });
+    };
     let id = call.call_id();
     let participants = store::participants(tx, id).await?;
     let mut members = members(&participants);
@@ -93,32 +137,58 @@ async fn apply_answering(
         Action::Leave { user } if never_present(&participants, &user) => Action::RingEnded { user },
         action => action,
     };
-    let before = store::lock_call(tx, id).await?.map(|c| c.video_session.0).unwrap_or_default();
+    let locked = store::lock_call(tx, id).await?;
+    let before = locked.as_ref().map(|c| session_of(c, subject).clone()).unwrap_or_default();
     let now = app.clock.now();
     let decision =
-        rules::decide(app.config.video_policy, &before, &members, &ringing, action, now, &timing(app))
-            .map_err(|err| CallError::of_policy(err, now))?;
-    store::save_video_session(tx, id, &decision.session).await?;
-    for entry in &decision.ledger {
-        store::consent_ledger::append(tx, id, entry.kind, entry.actor.as_deref().or(actor), entry.request_id)
-            .await?;
+        rules::decide(policy, &before, &members, &ringing, action, now, &timing(app)).map_err(|err| {
+            match subject {
+                Subject::Video => CallError::of_policy(err, now),
+                Subject::Recording => CallError::of_recording_policy(err, now),
+            }
+        })?;
+    match subject {
+        Subject::Video => store::save_video_session(tx, id, &decision.session).await?,
+        Subject::Recording => {
+            store::recordings::save_session(tx, id, &decision.session).await?;
+            if (before.state == VideoState::On) != (decision.session.state == VideoState::On) {
+                // Egress started or stopped once this commits (a job of the
+                // call's lane, after any earlier start or stop).
+                store::recordings::sync_after_commit(tx, id, now).await?;
+            }
+        }
     }
+    for entry in &decision.ledger {
+        let actor = entry.actor.as_deref().or(actor);
+        store::consent_ledger::append(tx, id, subject, entry.kind, actor, entry.request_id).await?;
+    }
+    let deadline = request_deadline(subject);
     match (&before.request, &decision.session.request) {
         (_, Some(new)) if before.request.as_ref().map(|r| r.id) != Some(new.id) => {
-            store::schedule(tx, id, DeadlineKind::VideoRequest, new.expires_at, Some(new.id)).await?;
+            store::schedule(tx, id, deadline, new.expires_at, Some(new.id)).await?;
         }
-        (Some(_), None) => store::cancel(tx, id, DeadlineKind::VideoRequest).await?,
+        (Some(_), None) => store::cancel(tx, id, deadline).await?,
         _ => {}
     }
     for notice in &decision.notices {
-        let (kind, to, data) = event_of(notice);
+        let (kind, to, data) = event_of(notice, subject);
         store::notify(tx, to, kind, id, &data).await?;
     }
     // Counted here rather than after the caller's commit, which comes in
     // many places: a commit that then fails (the database going away) has
     // counted a step that did not happen.
-    app.metrics.video_decided(&decision);
+    if subject == Subject::Video {
+        app.metrics.video_decided(&decision);
+    }
     Ok(decision)
+}
+
+/// Whether the call's recording consent has anything going on (a
+/// recording, or a request for one) that a join or a leave may change.
+fn recording_in_play(app: &Core, call: &CallRow) -> bool {
+    let session = &call.recording_session.0;
+    app.config.recording_policy.rules().is_some()
+        && (session.state != VideoState::Off || session.request.is_some())
 }
 
 fn never_present(participants: &[ParticipantRow], user: &str) -> bool {
@@ -128,28 +198,29 @@ fn never_present(participants: &[ParticipantRow], user: &str) -> bool {
         .is_some_and(|p| matches!(p.status, ParticipantStatus::Declined | ParticipantStatus::Missed))
 }
 
-fn event_of(notice: &Notice) -> (ClientEvent, &[String], serde_json::Value) {
+fn event_of(notice: &Notice, subject: Subject) -> (ClientEvent, &[String], serde_json::Value) {
     let data = match notice {
         Notice::Requested { request, .. } => json!({"request": RequestView::from(request)}),
-        Notice::On { .. } => json!({"video": VideoState::On}),
-        Notice::Off { .. } => json!({"video": VideoState::Off}),
+        Notice::On { .. } => json!({subject.as_str(): VideoState::On}),
+        Notice::Off { .. } => json!({subject.as_str(): VideoState::Off}),
         Notice::Declined { request_id, .. } | Notice::Expired { request_id, .. } => {
             json!({"requestId": request_id})
         }
     };
-    (notice.event_type(), notice.recipients(), data)
+    (notice.event_of(subject), notice.recipients(), data)
 }
 
 /// A participant answered the call. If the call was started as `video`, the
 /// initiator's request is put now, as if the one answering were still being
 /// rung; their `video` then answers it (or, without one, they are asked),
-/// whoever they are.
+/// whoever they are. A recording running or requested hears them join with
+/// their `recording` answer.
 pub async fn on_answer(
     app: &Core,
     tx: &mut PgConnection,
     call: &CallRow,
     user: &UserId,
-    video: Option<bool>,
+    consents: Consents,
 ) -> Result<(), CallError> {
     if store::calls::take_start_video_request(tx, call.call_id()).await? {
         // The initiator's request may be refused (they left meanwhile, say);
@@ -157,7 +228,9 @@ pub async fn on_answer(
         let request = Action::Request { by: call.initiator_id.clone(), id: Uuid::new_v4() };
         let mut savepoint = tx.begin().await?;
         let answering = Some(user.as_str());
-        match apply_answering(app, &mut savepoint, call, request, Some(&call.initiator_id), answering).await {
+        let initiator = Some(call.initiator_id.as_str());
+        match apply_answering(app, &mut savepoint, call, Subject::Video, request, initiator, answering).await
+        {
             Ok(_) => savepoint.commit().await?,
             Err(CallError::Internal(err)) => return Err(CallError::Internal(err)),
             Err(err) => {
@@ -166,8 +239,12 @@ pub async fn on_answer(
             }
         }
     }
-    let join = Action::Join { user: user.to_string(), consent: video };
+    let join = Action::Join { user: user.to_string(), consent: consents.video };
     apply(app, tx, call, join, Some(user.as_str())).await?;
+    if recording_in_play(app, call) {
+        let join = Action::Join { user: user.to_string(), consent: consents.recording };
+        apply_answering(app, tx, call, Subject::Recording, join, Some(user.as_str()), None).await?;
+    }
     Ok(())
 }
 
@@ -178,6 +255,10 @@ pub async fn on_leave(
     user: &UserId,
 ) -> Result<(), CallError> {
     apply(app, tx, call, Action::Leave { user: user.to_string() }, Some(user.as_str())).await?;
+    if recording_in_play(app, call) {
+        let leave = Action::Leave { user: user.to_string() };
+        apply_answering(app, tx, call, Subject::Recording, leave, Some(user.as_str()), None).await?;
+    }
     Ok(())
 }
 
@@ -190,11 +271,14 @@ pub async fn on_rings_ended(
     users: &[String],
 ) -> Result<(), CallError> {
     let Some(user) = users.first() else { return Ok(()) };
-    if call.video_session.0.request.is_none() {
-        return Ok(());
-    }
     // `ringing` is read afresh: one step covers them all.
-    apply(app, tx, call, Action::RingEnded { user: user.clone() }, None).await?;
+    if call.video_session.0.request.is_some() {
+        apply(app, tx, call, Action::RingEnded { user: user.clone() }, None).await?;
+    }
+    if recording_in_play(app, call) && call.recording_session.0.request.is_some() {
+        let ended = Action::RingEnded { user: user.clone() };
+        apply_answering(app, tx, call, Subject::Recording, ended, None, None).await?;
+    }
     Ok(())
 }
 
@@ -353,9 +437,10 @@ pub async fn expire(
     app: &Core,
     tx: &mut PgConnection,
     call: &CallRow,
+    subject: Subject,
     request: Uuid,
 ) -> Result<(), CallError> {
-    apply(app, tx, call, Action::Expire { id: request }, None).await?;
+    apply_answering(app, tx, call, subject, Action::Expire { id: request }, None, None).await?;
     Ok(())
 }
 
@@ -390,7 +475,11 @@ pub struct VideoView {
 }
 
 /// Locks a live call `user` is present in; 404 for strangers.
-async fn lock_present(tx: &mut PgConnection, id: CallId, user: &UserId) -> Result<CallRow, CallError> {
+pub(crate) async fn lock_present(
+    tx: &mut PgConnection,
+    id: CallId,
+    user: &UserId,
+) -> Result<CallRow, CallError> {
     let call = store::lock_call(tx, id).await?.ok_or(CallError::NotFound)?;
     let participants = store::participants(tx, id).await?;
     let me = participants
@@ -506,6 +595,9 @@ pub struct LedgerView {
     /// The row's id for `admin`; for a participant, its place (from 1) in
     /// what they read.
     pub id: i64,
+    /// What the step is about.
+    #[schema(value_type = crate::domain::consent::Subject)]
+    pub subject: String,
     #[schema(value_type = crate::domain::consent::LedgerKind)]
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -517,7 +609,14 @@ pub struct LedgerView {
 
 impl From<store::consent_ledger::LedgerEntry> for LedgerView {
     fn from(e: store::consent_ledger::LedgerEntry) -> Self {
-        LedgerView { id: e.id, kind: e.kind, actor: e.actor, request_id: e.request_id, at: e.at }
+        LedgerView {
+            id: e.id,
+            subject: e.subject,
+            kind: e.kind,
+            actor: e.actor,
+            request_id: e.request_id,
+            at: e.at,
+        }
     }
 }
 

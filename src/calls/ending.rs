@@ -10,6 +10,7 @@ use crate::calls::Core;
 use crate::calls::meeting;
 use crate::calls::ringing;
 use crate::calls::views::CallView;
+use crate::domain::consent::{LedgerKind, Subject, VideoSession, VideoState};
 use crate::domain::{CallState, ClientEvent, EndReason, EventSource, Outcome, RingStop, UserId};
 use crate::store::{self, CallRow, Outgoing};
 
@@ -76,13 +77,39 @@ pub async fn finish(
     out.notify(&everyone, ClientEvent::CallEnded, Some(id.0), &payload);
     out.write(conn).await?;
     meeting::on_call_end(conn, &ended, reason).await?;
+    if call.recording_session.0.state != VideoState::Off || call.recording_session.0.request.is_some() {
+        // The recording ends with the call (egress is told after the commit).
+        let closed = VideoSession::default();
+        store::recordings::save_session(conn, id, &closed).await?;
+        if call.recording_session.0.state == VideoState::On {
+            store::consent_ledger::append(conn, id, Subject::Recording, LedgerKind::Off, None, None).await?;
+        }
+    }
     Ok(Ended { call: ended, outcome, reason, view })
 }
 
-/// After the end has committed: counts the call and deletes its room.
+/// After the end has committed: counts the call, stops its recording and
+/// deletes its room (which ends any recording egress still makes of it).
 pub async fn after_end(app: &Core, ended: &Ended) {
     app.metrics.call_ended(&ended.figures());
+    if ended.call.recording_session.0.state == VideoState::On {
+        stop_recording(app, ended.call.call_id()).await;
+    }
     delete_room(app, &ended.call.room_name).await;
+}
+
+/// Egress is told the call's recording is over (a job, outside the ending
+/// transaction, which has committed). Should this fail, deleting the room
+/// ends the recording, and the reconciler deletes rooms no live call owns.
+async fn stop_recording(app: &Core, id: crate::domain::CallId) {
+    let queued = async {
+        let mut tx = app.db.begin().await?;
+        store::recordings::sync_after_commit(&mut tx, id, app.clock.now()).await?;
+        tx.commit().await
+    };
+    if let Err(err) = queued.await {
+        tracing::warn!(call_id = %id, error = %err, "could not queue the end of a recording");
+    }
 }
 
 pub async fn delete_room(app: &Core, room: &str) {

@@ -70,6 +70,32 @@ impl CallError {
     }
 }
 
+impl CallError {
+    /// A refusal of the consent policy about a recording, in its own words.
+    pub fn of_recording_policy(err: PolicyError, now: chrono::DateTime<chrono::Utc>) -> Self {
+        match err {
+            PolicyError::Cooldown { until } => {
+                let wait = (until - now).num_seconds().max(1) as u64;
+                CallError::TooManyRequests {
+                    code: Code::RecordingRequestCooldown,
+                    detail: format!("recording may not be requested again before {until}"),
+                    retry_after: Duration::from_secs(wait),
+                }
+            }
+            PolicyError::RequestPending => {
+                CallError::conflict(Code::RecordingRequestPending, "a recording request is already pending")
+            }
+            PolicyError::AlreadyOn => {
+                CallError::conflict(Code::RecordingAlreadyOn, "the call is being recorded")
+            }
+            PolicyError::VideoOff => {
+                CallError::conflict(Code::NotRecording, "the call is not being recorded")
+            }
+            other => CallError::of_policy(other, now),
+        }
+    }
+}
+
 impl From<sqlx::Error> for CallError {
     fn from(err: sqlx::Error) -> Self {
         if outage::is_database_outage(&err) {

@@ -155,8 +155,9 @@ pub async fn join(
     app: &Core,
     user: &AuthUser,
     id: CallId,
-    video: Option<bool>,
+    consents: impl Into<participants::Consents>,
 ) -> Result<CallWithJoin, CallError> {
+    let consents = consents.into();
     // The gate, as for any way in: blocks against those in the call, the
     // host's hook and the size of the call. Refused as one no longer in it.
     {
@@ -212,7 +213,7 @@ pub async fn join(
     let how = participants::Answer {
         user,
         share,
-        video,
+        consents,
         step: Step::LateJoin,
         timeline: ("call.accepted", json!({"late": true})),
     };

@@ -168,6 +168,7 @@ mod tests {
             video_version: 0,
             rights_version: 0,
             appointment_id: None,
+            recording_session: sqlx::types::Json(Default::default()),
         };
         Arc::new(CallFor {
             call,

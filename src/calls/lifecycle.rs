@@ -305,8 +305,9 @@ pub async fn accept(
     app: &Core,
     user: &AuthUser,
     id: CallId,
-    video: Option<bool>,
+    consents: impl Into<crate::calls::participants::Consents>,
 ) -> Result<CallWithJoin, CallError> {
+    let consents = consents.into();
     // Suspended after it began to ring: answered as if in another call.
     crate::calls::gate::refuse_suspended(app, &user.id).await?;
     let mut tx = app.db.begin().await?;
@@ -341,7 +342,7 @@ pub async fn accept(
     let how = crate::calls::participants::Answer {
         user,
         share,
-        video,
+        consents,
         step: Step::Answer,
         timeline: ("call.accepted", json!({})),
     };

@@ -131,8 +131,9 @@ fn wanted_mute(change: &MediaChange, source: Option<TrackSource>) -> Option<bool
 /// is recorded all the same.
 async fn apply(app: &Core, room: &str, identity: &str, change: &MediaChange) {
     let info = match app.livekit.participant(room, identity).await {
-        Ok(Some(info)) => info,
-        Ok(None) => return,
+        // A recorder (or agent) under a user's identity is not theirs to mute.
+        Ok(Some(info)) if info.is_person => info,
+        Ok(_) => return,
         Err(err) => {
             tracing::warn!(error = %err, "could not read the participant's tracks from LiveKit");
             return;

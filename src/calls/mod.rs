@@ -24,6 +24,7 @@ pub mod meeting;
 pub mod moderation;
 pub mod participants;
 pub mod quality;
+pub mod recording;
 pub mod reports;
 pub mod ringing;
 pub mod views;

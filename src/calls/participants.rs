@@ -347,13 +347,15 @@ async fn rejoin_grace(
 
 // ------------------------------------------------------- answering, declining
 
+pub use crate::calls::consent::Consents;
+
 /// How someone answers or arrives.
 pub struct Answer<'a> {
     pub user: &'a AuthUser,
     /// May share their screen (their role's, or a guest's).
     pub share: bool,
-    /// Their answer to a pending video request (`video` in the body).
-    pub video: Option<bool>,
+    /// Their answers to a pending video request and to a recording.
+    pub consents: Consents,
     /// `Answer`, `LateJoin` or `Arrive`.
     pub step: Step,
     /// The timeline's entry for it, written before the consent policy's.
@@ -388,7 +390,7 @@ pub async fn answer(
     let (kind, data) = how.timeline;
     store::record_event(tx, id, kind, EventSource::Api, Some(user.id.as_str()), data).await?;
     if moved.arrived {
-        consent::on_answer(app, tx, call, &user.id, how.video).await?;
+        consent::on_answer(app, tx, call, &user.id, how.consents).await?;
     }
     Ok(moved)
 }
@@ -422,7 +424,7 @@ pub async fn admit(
     }
     store::participants::set_admitted(tx, call.call_id(), guest.user_id.as_str(), true).await?;
     if moved.arrived {
-        consent::on_answer(app, tx, call, &guest.user_id, None).await?;
+        consent::on_answer(app, tx, call, &guest.user_id, Consents::default()).await?;
     }
     Ok(moved)
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub use schema::MIN_SECRET_LEN;
 pub use source::fetchable;
 
-use crate::domain::consent::VideoPolicy;
+use crate::domain::consent::{RecordingPolicy, VideoPolicy};
 use settings::Settings;
 use source::{Environment, FETCHABLE};
 
@@ -315,6 +315,9 @@ pub struct Config {
     pub max_call_participants: usize,
     pub timeouts: Timeouts,
     pub video_policy: VideoPolicy,
+    /// `RECORDING_POLICY`: whether calls may be recorded (`off` unless set).
+    pub recording_policy: RecordingPolicy,
+    pub recording: RecordingConfig,
     /// Roles (from the user token's `roles`) that may share their screen;
     /// `None` means everybody may.
     pub screen_share_roles: Option<Vec<String>>,
@@ -377,7 +380,7 @@ impl JwtConfig {
 
 impl Settings {
     fn assemble(self) -> Result<Config, ConfigError> {
-        let Settings { server, database, redis, livekit, turn, calls, appointments, .. } = self;
+        let Settings { server, database, redis, livekit, turn, calls, appointments, recording, .. } = self;
         let jwt = self.jwt.assemble()?;
         if !server.dev_mode {
             refuse_development_secrets(&livekit.api_secret, &turn.secret, &jwt.key, &database.url)?;
@@ -386,6 +389,7 @@ impl Settings {
             return Err(ConfigError::new("ADMIN_PORT", "must differ from PORT"));
         }
         let api_url = livekit.api_url.unwrap_or_else(|| livekit.url.replacen("ws", "http", 1));
+        let recording = recording.assemble()?;
         Ok(Config {
             port: server.port,
             database_url: database.url,
@@ -411,6 +415,8 @@ impl Settings {
             max_call_participants: calls.max_participants,
             timeouts: self.timeouts,
             video_policy: calls.video_policy,
+            recording_policy: recording.0,
+            recording: recording.1,
             screen_share_roles: Some(calls.screen_share_roles).filter(|r| !r.is_empty()),
             token_ttl: livekit.token_ttl,
             cors_origins: server.cors_origins,
@@ -591,6 +597,33 @@ impl AppWebhookConfig {
         let key =
             source::signing_key(secret).map_err(|reason| ConfigError::new("APP_WEBHOOK_SECRET", reason))?;
         Ok(AppWebhookConfig { url, key: SigningKey(SecretSlice::from(key)) })
+    }
+}
+
+/// Where recordings go and how long they stay.
+#[derive(Clone, Debug)]
+pub struct RecordingConfig {
+    /// `RECORDING_DIR`: where callgate reads (and deletes) the files.
+    pub dir: std::path::PathBuf,
+    /// `RECORDING_EGRESS_DIR`: the same folder as LiveKit Egress sees it
+    /// (it writes there); `RECORDING_DIR` unless set.
+    pub egress_dir: String,
+    /// `RECORDING_RETENTION`: a recording's file is deleted this long
+    /// after it ended.
+    pub retention: Duration,
+}
+
+impl settings::Recording {
+    fn assemble(self) -> Result<(RecordingPolicy, RecordingConfig), ConfigError> {
+        if !self.dir.starts_with('/') {
+            return Err(ConfigError::new("RECORDING_DIR", "must be an absolute path"));
+        }
+        let egress_dir = self.egress_dir.unwrap_or_else(|| self.dir.clone());
+        if !egress_dir.starts_with('/') {
+            return Err(ConfigError::new("RECORDING_EGRESS_DIR", "must be an absolute path"));
+        }
+        let config = RecordingConfig { dir: self.dir.into(), egress_dir, retention: self.retention };
+        Ok((self.policy, config))
     }
 }
 

@@ -560,6 +560,40 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        key: "recording",
+        title: "Recording",
+        vars: &[
+            Var::new(
+                "RECORDING_POLICY",
+                Rule::OneOf { words: &["off", "all_party"], aliases: &[] },
+                Unset::Default("off"),
+                "whether calls may be recorded by LiveKit Egress; all_party: while everyone present consents (README \"Recording\")",
+            )
+            .dev("all_party")
+            .chart_note("all_party needs an egress beside LiveKit and a volume both RECORDING_DIR and RECORDING_EGRESS_DIR name."),
+            Var::new(
+                "RECORDING_DIR",
+                Rule::Text,
+                Unset::Default("/var/lib/callgate/recordings"),
+                "where callgate reads (and deletes) recordings' files; an absolute path",
+            ),
+            Var::new(
+                "RECORDING_EGRESS_DIR",
+                Rule::Text,
+                Unset::Off("RECORDING_DIR"),
+                "the same folder as LiveKit Egress sees it (egress writes there); an absolute path",
+            )
+            .dev_unset(),
+            seconds(
+                "RECORDING_RETENTION",
+                3600,
+                315_360_000,
+                "2592000",
+                "a recording's file is deleted this long after it ended",
+            ),
+        ],
+    },
+    Section {
         key: "http",
         title: "HTTP server",
         vars: &[

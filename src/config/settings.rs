@@ -30,6 +30,7 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     pub limits: Limits,
     pub appointments: Appointments,
+    pub recording: Recording,
     pub http: HttpConfig,
 }
 
@@ -182,6 +183,19 @@ pub struct Appointments {
     pub grace: Duration,
     #[serde(rename = "APPOINTMENT_AUTO_ADMIT")]
     pub auto_admit: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    #[serde(rename = "RECORDING_POLICY")]
+    pub policy: crate::domain::consent::RecordingPolicy,
+    #[serde(rename = "RECORDING_DIR")]
+    pub dir: String,
+    #[serde(rename = "RECORDING_EGRESS_DIR")]
+    pub egress_dir: Option<String>,
+    #[serde(rename = "RECORDING_RETENTION")]
+    pub retention: Duration,
 }
 
 /// An HTTP header name (the schema checked it).

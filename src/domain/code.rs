@@ -44,6 +44,7 @@ codes! {
     SchedulingNotAllowed = "scheduling_not_allowed",
     CallNotAllowed = "call_not_allowed",
     NotAHost = "not_a_host",
+    RecordingDisabled = "recording_disabled",
     // 404
     NotFound = "not_found",
     // 409
@@ -67,6 +68,10 @@ codes! {
     VideoAlreadyOn = "video_already_on",
     VideoOff = "video_off",
     VideoRequestPending = "video_request_pending",
+    RecordingAlreadyOn = "recording_already_on",
+    NotRecording = "not_recording",
+    RecordingRequestPending = "recording_request_pending",
+    RecordingNotReady = "recording_not_ready",
     TooManyBlocks = "too_many_blocks",
     ReportWindowClosed = "report_window_closed",
     // 422
@@ -77,6 +82,7 @@ codes! {
     // 429
     RateLimited = "rate_limited",
     VideoRequestCooldown = "video_request_cooldown",
+    RecordingRequestCooldown = "recording_request_cooldown",
     RingCooldown = "ring_cooldown",
     // 503
     LivekitUnavailable = "livekit_unavailable",

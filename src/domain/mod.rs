@@ -194,6 +194,7 @@ word_enum!(
         LiftSuspension = "lift_suspension",
         ReadLedger = "read_ledger",
         ReadReports = "read_reports",
+        ReadRecordings = "read_recordings",
     }
 );
 
@@ -221,6 +222,13 @@ word_enum!(
         VideoOff = "video.off",
         VideoDeclined = "video.declined",
         VideoExpired = "video.expired",
+        RecordingRequested = "recording.requested",
+        RecordingOn = "recording.on",
+        RecordingOff = "recording.off",
+        RecordingDeclined = "recording.declined",
+        RecordingExpired = "recording.expired",
+        RecordingReady = "recording.ready",
+        RecordingFailed = "recording.failed",
         AppointmentOpened = "appointment.opened",
         AppointmentWaiting = "appointment.waiting",
         AppointmentAdmitted = "appointment.admitted",

@@ -161,6 +161,15 @@ async fn start(
 struct AcceptBody {
     /// For a `video` call: answers the caller's video request (true consents, false rejects).
     video: Option<bool>,
+    /// Consents (true) or not to a recording running or requested: joining a call being recorded
+    /// without `true` stops the recording.
+    recording: Option<bool>,
+}
+
+impl AcceptBody {
+    fn consents(&self) -> crate::calls::participants::Consents {
+        crate::calls::participants::Consents { video: self.video, recording: self.recording }
+    }
 }
 
 /// Answer a ringing call (an invitee); the body is optional.
@@ -182,7 +191,7 @@ async fn accept(
     CallPath(id): CallPath,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Json<CallWithJoin>, ApiError> {
-    Ok(Json(lifecycle::accept(&app, &user, id, body.video).await?))
+    Ok(Json(lifecycle::accept(&app, &user, id, body.consents()).await?))
 }
 
 /// Decline a ringing call (an invitee).
@@ -499,5 +508,5 @@ async fn join_late(
     CallPath(id): CallPath,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Json<CallWithJoin>, ApiError> {
-    Ok(Json(crate::calls::growth::join(&app, &user, id, body.video).await?))
+    Ok(Json(crate::calls::growth::join(&app, &user, id, body.consents()).await?))
 }

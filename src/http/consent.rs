@@ -64,8 +64,8 @@ async fn request(
     Ok((StatusCode::CREATED, Json(RequestCreated { request })))
 }
 
-/// A video request's id from the path.
-struct RequestPath(Uuid);
+/// A video (or recording) request's id from the path.
+pub(crate) struct RequestPath(pub(crate) Uuid);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestPath {
     type Rejection = ApiError;

@@ -20,6 +20,7 @@ pub mod openapi;
 mod outage;
 mod quality;
 mod readiness;
+mod recording;
 mod reports;
 mod request_metrics;
 mod security;
@@ -45,6 +46,7 @@ fn parts() -> openapi::Parts {
         .merge(calls::router())
         .merge(appointments::router())
         .merge(consent::router())
+        .merge(recording::router())
         .merge(turn::router())
         .merge(media::router())
         .merge(quality::router())

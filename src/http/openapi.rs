@@ -44,6 +44,8 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "appointments", description = "Calls booked ahead: booking, finding and cancelling them."),
         (name = "blocks", description = "Whom a user stops from calling them (never revealed to them)."),
         (name = "video", description = "The video consent policy: requests, answers, revocation, the ledger."),
+        (name = "recording", description = "Recording a call everyone present agreed to: requests, \
+            answers, stopping, the recordings and their files (only for those who were in the call)."),
         (name = "media", description = "A participant's own microphone, camera and screen share."),
         (name = "quality", description = "Network quality samples and ratings."),
         (name = "reports", description = "A call's timeline and aggregate statistics."),

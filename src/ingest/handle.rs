@@ -10,6 +10,14 @@
 //! from it, never in it, removed) is put out of the room at once, and a
 //! video track under another label puts its publisher out of the call.
 //!
+//! Only people count: a participant LiveKit reports of another kind (a
+//! recorder of LiveKit Egress, kind `EGRESS`, identity `EG_...`; an agent)
+//! is judged by that kind, never by its identity (a user's id may look like
+//! anything), and its joins, departures and tracks change nothing; they go
+//! into the timeline without an actor. Egress's own events
+//! (`egress_started`, `egress_updated`, `egress_ended`) are the call's by
+//! their recording's room and, for now, only go into the timeline.
+//!
 //! Events still come late, out of order or never (the reconciler repairs
 //! what never comes). A participant's LiveKit session (`joined_at_ms`)
 //! orders their joins and departures: a `participant_left` of an older
@@ -68,7 +76,7 @@ pub async fn handle(
             EventKind::ParticipantJoined if person => {
                 applied = participants::in_room(app, tx, call, &identity, session, &mut effects).await?;
             }
-            EventKind::ParticipantLeft | EventKind::ParticipantConnectionAborted => {
+            EventKind::ParticipantLeft | EventKind::ParticipantConnectionAborted if person => {
                 let reason = participant.map(|p| p.disconnect_reason).unwrap_or_default();
                 let why = Departure::LiveKit(reason);
                 match participants::depart(app, tx, call, &identity, session, why, &mut effects).await? {
@@ -98,6 +106,11 @@ pub async fn handle(
             _ => {}
         }
     }
+    // A recording's news matters after the call too (its file is done once
+    // the room is gone).
+    if let Some(egress) = &event.egress {
+        crate::calls::recording::on_egress(app, tx, call, egress).await?;
+    }
     let mut data = json!({
         "livekitEventId": event.id,
         "identity": identity,
@@ -108,10 +121,13 @@ pub async fn handle(
         data["trackSid"] = json!(track.sid);
         data["source"] = json!(track.source_name());
     }
+    if participant.is_some() && !person {
+        data["person"] = json!(false);
+    }
     let timeline = store::NewEvent {
         kind: format!("livekit.{}", event.kind.as_str()),
         source: EventSource::LiveKit,
-        actor: (!identity.is_empty()).then_some(identity),
+        actor: (person && !identity.is_empty()).then_some(identity),
         data,
     };
     Ok(Handled { ended, effects, timeline })

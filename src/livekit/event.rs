@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use livekit_protocol as proto;
 
-use super::{Participant, TrackSeen, client};
+use super::{Egress, Participant, TrackSeen, client};
 
 /// What happened, as LiveKit names it (`as_str`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,12 +53,15 @@ pub struct Event {
     /// LiveKit's id (empty if it sent none).
     pub id: String,
     pub kind: EventKind,
-    /// The room's name, when the event is about a room.
+    /// The room's name, when the event is about a room (an egress event's
+    /// is its recording's room).
     pub room: Option<String>,
     /// When LiveKit created it (whole seconds); `None` if it does not say.
     pub created_at: Option<DateTime<Utc>>,
     pub participant: Option<Participant>,
     pub track: Option<TrackSeen>,
+    /// The recording an egress event is about.
+    pub egress: Option<Egress>,
 }
 
 impl From<&proto::WebhookEvent> for Event {
@@ -66,12 +69,16 @@ impl From<&proto::WebhookEvent> for Event {
         Event {
             id: event.id.clone(),
             kind: EventKind::parse(&event.event),
-            room: event.room.as_ref().map(|r| r.name.clone()),
+            // LiveKit sends an egress event with its recording, not a room.
+            room: event.room.as_ref().map(|r| r.name.clone()).or_else(|| {
+                event.egress_info.as_ref().map(|e| e.room_name.clone()).filter(|name| !name.is_empty())
+            }),
             created_at: (event.created_at > 0)
                 .then(|| DateTime::from_timestamp(event.created_at, 0))
                 .flatten(),
             participant: event.participant.as_ref().map(client::participant),
             track: event.track.as_ref().map(client::track),
+            egress: event.egress_info.as_ref().map(client::egress),
         }
     }
 }
@@ -81,6 +88,13 @@ impl From<&proto::WebhookEvent> for Event {
 pub fn decode_event(payload: serde_json::Value) -> Option<Event> {
     let event: proto::WebhookEvent = serde_json::from_value(payload).ok()?;
     Some(Event::from(&event))
+}
+
+/// The recording an egress event (`egress_started`, `egress_updated`,
+/// `egress_ended`) is about, from its body as stored; `None` for any other.
+pub fn decode_egress(payload: serde_json::Value) -> Option<Egress> {
+    let event: proto::WebhookEvent = serde_json::from_value(payload).ok()?;
+    event.egress_info.as_ref().map(client::egress)
 }
 
 #[cfg(test)]
@@ -104,6 +118,36 @@ mod tests {
         assert!(who.is_person);
         assert_eq!(who.session, DateTime::from_timestamp_millis(1_700_000_000_123));
         assert_eq!(who.disconnect_reason, DisconnectReason::DuplicateIdentity);
+    }
+
+    #[test]
+    fn an_egress_event_is_about_its_recordings_room() {
+        let payload = serde_json::json!({
+            "event": "egress_ended", "id": "EV_3", "createdAt": "1700000000",
+            "egressInfo": {
+                "egressId": "EG_1", "roomName": "cg-r", "status": "EGRESS_COMPLETE",
+                "fileResults": [{"filename": "/rec/a.ogg", "size": "2048", "duration": "3000000000"}],
+            },
+        });
+        let event = decode_event(payload.clone()).expect("an event");
+        assert_eq!(event.kind, EventKind::Other("egress_ended".into()));
+        assert_eq!(event.room.as_deref(), Some("cg-r"));
+        assert_eq!(event.participant, None);
+        let egress = decode_egress(payload).expect("an egress");
+        assert_eq!(egress.egress_id, "EG_1");
+        assert_eq!(egress.status, crate::livekit::EgressStatus::Complete);
+        assert_eq!(egress.files[0].size, 2048);
+        assert_eq!(egress.files[0].duration, std::time::Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_egress_joining_decodes_as_no_person() {
+        let payload = serde_json::json!({
+            "event": "participant_joined", "id": "EV_4", "room": {"name": "cg-r"},
+            "participant": {"identity": "EG_1", "kind": "EGRESS", "joinedAtMs": "1700000000123"},
+        });
+        let who = decode_event(payload).and_then(|e| e.participant).expect("a participant");
+        assert!(!who.is_person);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! names nothing outside callgate). It keeps rooms, their participants
 //! with their rights and tracks, and a record of what callgate asked:
 //! rooms deleted, participants removed, rights pushed, metadata, data
-//! messages and mutes. Tests put people and tracks in rooms as LiveKit
-//! would report them, then read what callgate did.
+//! messages and mutes, and recordings (egress) started and stopped. Tests
+//! put people and tracks in rooms as LiveKit would report them, then read
+//! what callgate did.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,7 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{LiveKitError, LiveKitResult, Participant, Room, RoomService, RoomSpec, TrackSeen};
+use super::{
+    Egress, EgressStatus, LiveKitError, LiveKitResult, Participant, RecordingSpec, Room, RoomService,
+    RoomSpec, TrackSeen,
+};
 use crate::clock::SharedClock;
 use crate::domain::consent::TrackSource;
 
@@ -33,6 +37,8 @@ struct State {
     mutes: Vec<(String, String, bool)>,
     /// Every change asked of LiveKit, in order.
     asked: Vec<Asked>,
+    /// Recordings, in the order started, with what each was asked to write.
+    recordings: Vec<(Egress, RecordingSpec)>,
     down: bool,
 }
 
@@ -190,6 +196,20 @@ impl FakeRooms {
     /// `(room, track sid, muted)` of every mute request, in order.
     pub fn mutes(&self) -> Vec<(String, String, bool)> {
         self.state().mutes.clone()
+    }
+
+    /// Every recording started, in order, with what it was asked to write.
+    pub fn recordings(&self) -> Vec<(Egress, RecordingSpec)> {
+        self.state().recordings.clone()
+    }
+
+    /// A recording ends on its own (egress failed, or its limit was reached).
+    pub fn end_recording(&self, egress_id: &str, status: EgressStatus) {
+        let mut state = self.state();
+        if let Some((egress, _)) = state.recordings.iter_mut().find(|(e, _)| e.egress_id == egress_id) {
+            egress.status = status;
+            egress.ended_at = self.clock.as_ref().map(|c| c.now());
+        }
     }
 }
 
@@ -355,5 +375,75 @@ impl RoomService for FakeRooms {
 
     async fn ping(&self) -> LiveKitResult<()> {
         self.check_up()
+    }
+
+    /// As LiveKit does, a room that is not there cannot be recorded; the
+    /// recorder is not put in the room's participants (LiveKit lists it,
+    /// as a participant of kind egress: tests that need it add it).
+    async fn start_recording(&self, room: &str, spec: &RecordingSpec) -> LiveKitResult<Egress> {
+        self.check_up()?;
+        let now = self.clock.as_ref().map(|c| c.now());
+        let mut state = self.state();
+        if !state.rooms.contains_key(room) {
+            return Err(LiveKitError::NotFound);
+        }
+        let egress = Egress {
+            egress_id: format!("EG_fake{}", state.recordings.len() + 1),
+            room: room.to_owned(),
+            status: EgressStatus::Starting,
+            started_at: now,
+            ended_at: None,
+            error: String::new(),
+            files: Vec::new(),
+        };
+        state.recordings.push((egress.clone(), spec.clone()));
+        Ok(egress)
+    }
+
+    async fn stop_recording(&self, egress_id: &str) -> LiveKitResult<bool> {
+        self.check_up()?;
+        let now = self.clock.as_ref().map(|c| c.now());
+        let mut state = self.state();
+        let found = state.recordings.iter_mut().find(|(e, _)| e.egress_id == egress_id);
+        let Some((egress, _)) = found.filter(|(e, _)| e.status.is_running()) else { return Ok(false) };
+        egress.status = EgressStatus::Complete;
+        egress.ended_at = now;
+        Ok(true)
+    }
+
+    async fn list_recordings(&self, room: &str, running_only: bool) -> LiveKitResult<Vec<Egress>> {
+        self.check_up()?;
+        let state = self.state();
+        let all = state.recordings.iter().map(|(e, _)| e);
+        Ok(all.filter(|e| e.room == room && (!running_only || e.status.is_running())).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::livekit::{RecordingFile, RecordingLayout};
+
+    #[tokio::test]
+    async fn a_recording_runs_until_stopped_and_lists_by_room() {
+        let lk = FakeRooms::new("cg-");
+        lk.add_room("cg-a", None);
+        let spec = RecordingSpec {
+            layout: RecordingLayout::AudioOnly,
+            file: RecordingFile::Ogg,
+            filepath: "/r/a".into(),
+        };
+        assert!(matches!(lk.start_recording("cg-b", &spec).await, Err(LiveKitError::NotFound)));
+        let egress = lk.start_recording("cg-a", &spec).await.expect("started");
+        assert!(egress.status.is_running());
+        assert_eq!(lk.list_recordings("cg-a", true).await.expect("list").len(), 1);
+        assert!(lk.list_recordings("cg-b", false).await.expect("list").is_empty());
+        assert!(lk.stop_recording(&egress.egress_id).await.expect("stop"));
+        assert!(!lk.stop_recording(&egress.egress_id).await.expect("stop again"));
+        assert!(!lk.stop_recording("EG_unknown").await.expect("stop unknown"));
+        assert!(lk.list_recordings("cg-a", true).await.expect("list").is_empty());
+        let done = lk.list_recordings("cg-a", false).await.expect("list");
+        assert_eq!(done[0].status, EgressStatus::Complete);
+        assert_eq!(lk.recordings()[0].1, spec);
     }
 }

@@ -1,6 +1,7 @@
 //! The few things callgate asks of LiveKit, named for what they do, in
 //! callgate's own words: a [`RoomService`] of [`Room`]s and [`Participant`]s,
-//! and webhooks decoded into [`Event`]s. Only this module names the LiveKit
+//! recordings of a room by LiveKit Egress ([`Egress`]), and webhooks
+//! decoded into [`Event`]s. Only this module names the LiveKit
 //! crates; `client` is the real RoomService (every request timed, by
 //! method, in the metrics), `fake` an in-memory one for tests.
 
@@ -20,7 +21,7 @@ use crate::domain::consent::{TrackKind, TrackLabel, TrackSource, VideoState};
 use crate::domain::{CallId, CallType};
 
 pub use client::LiveKit;
-pub use event::{Event, EventKind, decode_event};
+pub use event::{Event, EventKind, decode_egress, decode_event};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveKitError {
@@ -107,6 +108,89 @@ impl Participant {
             disconnect_reason: DisconnectReason::Other,
         }
     }
+}
+
+/// What a room-composite recording captures: the room's mixed audio, or
+/// its audio and the page of LiveKit's default template in one of its
+/// layouts (`speaker`, `grid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingLayout {
+    AudioOnly,
+    Speaker,
+    Grid,
+}
+
+impl RecordingLayout {
+    /// The template's name for it (empty for audio only).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AudioOnly => "",
+            Self::Speaker => "speaker",
+            Self::Grid => "grid",
+        }
+    }
+}
+
+/// The file a recording writes. The audio is always Opus (the egress built
+/// here has no AAC encoder): an OGG file for audio only, MP4 with H.264
+/// video and Opus audio otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingFile {
+    Ogg,
+    Mp4,
+}
+
+/// A room-composite recording to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingSpec {
+    pub layout: RecordingLayout,
+    pub file: RecordingFile,
+    /// Where egress writes it: a path on egress's machine (its extension
+    /// is the file's; egress adds it when missing).
+    pub filepath: String,
+}
+
+/// Where a recording is, as LiveKit Egress reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EgressStatus {
+    Starting,
+    Active,
+    Ending,
+    Complete,
+    Failed,
+    Aborted,
+    LimitReached,
+}
+
+impl EgressStatus {
+    /// Still starting, recording or finishing its file.
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Starting | Self::Active | Self::Ending)
+    }
+}
+
+/// A file a recording wrote (as egress reports it when the file is done).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressFile {
+    pub filename: String,
+    pub size: u64,
+    pub duration: Duration,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// A recording of a room by LiveKit Egress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Egress {
+    /// LiveKit's id (`EG_...`), which is also the identity under which the
+    /// recorder is in the room, as a hidden participant of kind egress.
+    pub egress_id: String,
+    pub room: String,
+    pub status: EgressStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it failed, if it did.
+    pub error: String,
+    pub files: Vec<EgressFile>,
 }
 
 /// A published track as the policy judges it: the kind and source its
@@ -235,6 +319,19 @@ pub trait RoomService: Send + Sync {
 
     /// A cheap request that proves LiveKit answers and accepts our key.
     async fn ping(&self) -> LiveKitResult<()>;
+
+    /// Starts a room-composite recording of `room` into a file (LiveKit
+    /// Egress); egress joins the room as a hidden participant of kind
+    /// egress. Refused when no egress takes it (none running, or all busy).
+    async fn start_recording(&self, room: &str, spec: &RecordingSpec) -> LiveKitResult<Egress>;
+
+    /// Stops a recording: egress finishes its file. Returns false when
+    /// LiveKit knows no such recording or it is over already.
+    async fn stop_recording(&self, egress_id: &str) -> LiveKitResult<bool>;
+
+    /// The recordings LiveKit knows of this room (only those still running
+    /// with `running_only`).
+    async fn list_recordings(&self, room: &str, running_only: bool) -> LiveKitResult<Vec<Egress>>;
 }
 
 /// A room's metadata: what clients read of the call from LiveKit itself.

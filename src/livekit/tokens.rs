@@ -1,5 +1,9 @@
 //! LiveKit join tokens. Pure: the grants come from the consent policy's
 //! publish sources, and nothing private (gender) goes into the token.
+//! Every token is a person's: its participant kind is `standard`, never
+//! `egress` or `agent`, and it grants no `hidden`, `recorder` or `agent`
+//! (LiveKit counts a participant with any of those as no person, and so
+//! does callgate: a client must not be able to hide from the call's roster).
 
 use std::time::Duration;
 
@@ -18,6 +22,10 @@ pub struct JoinGrant<'a> {
     pub waiting: bool,
     pub ttl: Duration,
 }
+
+/// The participant kind of every token callgate mints (LiveKit's
+/// `ParticipantInfo.Kind`, by name).
+const PERSON: &str = "standard";
 
 pub fn video_grants(room: &str, sources: &[TrackSource]) -> VideoGrants {
     VideoGrants {
@@ -53,6 +61,7 @@ pub fn mint(
     now: DateTime<Utc>,
 ) -> Result<(String, DateTime<Utc>), AccessTokenError> {
     let token = AccessToken::with_api_key(api_key, api_secret)
+        .with_kind(PERSON)
         .with_identity(grant.identity)
         .with_name(grant.name.unwrap_or(grant.identity))
         .with_grants(if grant.waiting {
@@ -100,6 +109,34 @@ mod tests {
         assert_eq!(claims.video.can_publish, Some(true));
         assert_eq!(claims.video.can_subscribe, Some(true));
         assert_eq!(claims.video.can_publish_data, Some(true));
+    }
+
+    #[test]
+    fn every_token_is_a_persons_never_a_hidden_recorder_or_agent() {
+        for waiting in [false, true] {
+            let grant = JoinGrant {
+                identity: "EG_looks_like_egress",
+                name: None,
+                room: "cg-room",
+                sources: &[TrackSource::Microphone, TrackSource::Camera],
+                waiting,
+                ttl: Duration::from_secs(60),
+            };
+            let (jwt, _) =
+                mint("devkey", SECRET, &grant, crate::clock::Clock::now(&crate::clock::SystemClock))
+                    .expect("mint");
+            let claims = TokenVerifier::with_api_key("devkey", SECRET).verify(&jwt).expect("verify");
+            assert_eq!(claims.kind, "standard");
+            assert!(!claims.video.hidden && !claims.video.recorder && !claims.video.agent);
+            assert!(!claims.video.room_record);
+            // The raw claims too: nothing else names a kind.
+            let body = jwt.split('.').nth(1).expect("a payload");
+            let body = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, body)
+                .expect("base64");
+            let raw: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(raw["kind"], "standard");
+            assert!(raw.get("kindDetails").is_none());
+        }
     }
 
     #[test]

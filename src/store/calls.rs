@@ -36,6 +36,9 @@ pub struct CallRow {
     pub rights_version: i64,
     /// The appointment this call is the meeting of.
     pub appointment_id: Option<uuid::Uuid>,
+    /// Consent to record, decided by the video machine under
+    /// `RecordingPolicy::rules` (`calls::recording`).
+    pub recording_session: Json<VideoSession>,
 }
 
 impl CallRow {

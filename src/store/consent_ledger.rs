@@ -1,33 +1,37 @@
-//! The `consent_ledger` table: every step of the video consent policy, and
-//! the violations seen.
+//! The `consent_ledger` table: every step of the consent policy, about
+//! video or recording (`subject`), and the violations seen.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::CallId;
-use crate::domain::consent::LedgerKind;
+use crate::domain::consent::{LedgerKind, Subject};
 
 pub async fn append(
     tx: &mut PgConnection,
     call: CallId,
+    subject: Subject,
     kind: LedgerKind,
     actor: Option<&str>,
     request_id: Option<Uuid>,
 ) -> sqlx::Result<()> {
-    sqlx::query("insert into consent_ledger (call_id, kind, actor, request_id) values ($1, $2, $3, $4)")
-        .bind(call.0)
-        .bind(kind.as_str())
-        .bind(actor)
-        .bind(request_id)
-        .execute(tx)
-        .await?;
+    sqlx::query(
+        "insert into consent_ledger (call_id, subject, kind, actor, request_id) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(call.0)
+    .bind(subject.as_str())
+    .bind(kind.as_str())
+    .bind(actor)
+    .bind(request_id)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
 /// When video last turned on or off in the call; `None` if it never did.
 pub async fn last_video_switch(tx: &mut PgConnection, call: CallId) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select max(at) from consent_ledger where call_id = $1 and kind in ('on', 'off')")
+    sqlx::query_scalar("select max(at) from consent_ledger where call_id = $1 and subject = 'video' and kind in ('on', 'off')")
         .bind(call.0)
         .fetch_one(tx)
         .await
@@ -81,6 +85,7 @@ pub async fn violations_by(tx: &mut PgConnection, call: CallId, identity: &str) 
 #[derive(Debug, sqlx::FromRow)]
 pub struct LedgerEntry {
     pub id: i64,
+    pub subject: String,
     pub kind: String,
     pub actor: Option<String>,
     pub request_id: Option<Uuid>,
@@ -90,7 +95,7 @@ pub struct LedgerEntry {
 /// The call's ledger, in order.
 pub async fn of_call(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<LedgerEntry>> {
     sqlx::query_as(
-        "select id, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
+        "select id, subject, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
     )
     .bind(call.0)
     .fetch_all(conn)
@@ -103,7 +108,7 @@ pub async fn request_counts(db: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>)
         "select count(distinct l.request_id) filter (where l.kind = 'request'), \
          count(distinct l.request_id) filter (where l.kind = 'on') \
          from consent_ledger l join calls c on c.id = l.call_id \
-         where c.created_at >= $1 and c.created_at < $2 and l.kind in ('request', 'on')",
+         where c.created_at >= $1 and c.created_at < $2 and l.subject = 'video' and l.kind in ('request', 'on')",
     )
     .bind(from)
     .bind(to)

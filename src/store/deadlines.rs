@@ -15,6 +15,8 @@ pub enum DeadlineKind {
     Connect,
     MaxDuration,
     VideoRequest,
+    /// A pending recording request's expiry.
+    RecordingRequest,
     /// The end of `REJOIN_GRACE` for the call's oldest drop.
     Rejoin,
 }
@@ -26,6 +28,7 @@ impl DeadlineKind {
             DeadlineKind::Connect => "connect",
             DeadlineKind::MaxDuration => "max_duration",
             DeadlineKind::VideoRequest => "video_request",
+            DeadlineKind::RecordingRequest => "recording_request",
             DeadlineKind::Rejoin => "rejoin",
         }
     }

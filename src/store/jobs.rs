@@ -28,6 +28,12 @@ pub enum Job {
     },
     /// An appointment's next check: its opening, then the no-show.
     Appointment { appointment: Uuid },
+    /// LiveKit Egress put in line with the call's consent to record: a
+    /// recording started or stopped, and strays stopped
+    /// (`calls::recording::sync`).
+    Recording { call: Uuid },
+    /// A recording's file is done: checked and kept (`calls::recording::finish`).
+    RecordingFile { recording: Uuid },
 }
 
 impl Job {
@@ -35,14 +41,17 @@ impl Job {
         match self {
             Job::Deadline { .. } => "deadline",
             Job::Appointment { .. } => "appointment",
+            Job::Recording { .. } => "recording",
+            Job::RecordingFile { .. } => "recording_file",
         }
     }
 
     /// The jobs of one lane run one at a time: a call's, an appointment's.
     pub fn lane(&self) -> String {
         match self {
-            Job::Deadline { call, .. } => format!("call:{call}"),
+            Job::Deadline { call, .. } | Job::Recording { call } => format!("call:{call}"),
             Job::Appointment { appointment } => format!("appointment:{appointment}"),
+            Job::RecordingFile { recording } => format!("recording:{recording}"),
         }
     }
 
@@ -51,6 +60,8 @@ impl Job {
         match self {
             Job::Deadline { call, deadline, .. } => Some(deadline_key(CallId(*call), *deadline)),
             Job::Appointment { appointment } => Some(format!("appointment:{appointment}")),
+            Job::Recording { call } => Some(format!("recording:{call}")),
+            Job::RecordingFile { recording } => Some(format!("recording_file:{recording}")),
         }
     }
 }

@@ -13,7 +13,8 @@ macro_rules! call_columns {
     () => {
         "id, room_name, type, state, outcome, end_reason, initiator_id, \
      conversation_id, external_ref, scheduled, video_session, video_used, created_at, \
-     answered_at, connected_at, ended_at, video_version, rights_version, appointment_id"
+     answered_at, connected_at, ended_at, video_version, rights_version, appointment_id, \
+     recording_session"
     };
 }
 
@@ -40,6 +41,7 @@ pub mod outbox;
 pub mod outgoing;
 pub mod participants;
 pub mod quality;
+pub mod recordings;
 pub mod suspensions;
 pub mod words;
 

@@ -11,6 +11,7 @@ use crate::calls::Core;
 use crate::calls::consent;
 use crate::calls::enforce;
 use crate::calls::lifecycle::{Ended, finish};
+use crate::domain::consent::Subject;
 use crate::domain::membership::Step;
 use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource};
@@ -108,7 +109,13 @@ async fn act(
         }
         (DeadlineKind::VideoRequest, _) => {
             if let Some(request) = ref_id {
-                consent::expire(app, tx, call, request).await?;
+                consent::expire(app, tx, call, Subject::Video, request).await?;
+            }
+            Ok(None)
+        }
+        (DeadlineKind::RecordingRequest, _) => {
+            if let Some(request) = ref_id {
+                consent::expire(app, tx, call, Subject::Recording, request).await?;
             }
             Ok(None)
         }

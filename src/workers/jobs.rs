@@ -29,6 +29,7 @@ use crate::calls::Core;
 use crate::calls::appointments::{self, Fire};
 use crate::calls::enforce;
 use crate::calls::lifecycle::{self, Ended};
+use crate::calls::recording;
 use crate::domain::CallId;
 use crate::store::job_pool;
 use crate::store::jobs::{self, JOBS_NOTIFY, Job, Taken};
@@ -45,13 +46,27 @@ pub const BUSY: Duration = Duration::from_millis(100);
 /// How long a lost LISTEN waits before it is tried again (polling goes on).
 const RELISTEN: Duration = Duration::from_secs(1);
 
+/// Waits between tries of a recording's start, stop or file check.
+const RECORDING_BACKOFF: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
 /// When a job that failed `attempts` times (this one included) is tried
 /// again; `None`: it is given up.
-fn retry(job: &Job, _attempts: u32) -> Option<Duration> {
+fn retry(job: &Job, attempts: u32) -> Option<Duration> {
     match job {
         // A deadline or an appointment's check must happen: tried again
         // until it does, without holding up the ones behind it.
         Job::Deadline { .. } | Job::Appointment { .. } => Some(Duration::from_secs(5)),
+        // Egress refused or LiveKit did not answer: tried a few times, then
+        // left (the consent still says on; the next change tries again).
+        Job::Recording { .. } | Job::RecordingFile { .. } => {
+            RECORDING_BACKOFF.get((attempts as usize).saturating_sub(1)).copied()
+        }
     }
 }
 
@@ -62,6 +77,8 @@ pub struct Ran {
     pub deadlines: usize,
     /// Appointment checks that happened.
     pub appointments: usize,
+    /// Recordings started, stopped or checked.
+    pub recordings: usize,
     /// Jobs that failed (tried again later, or given up).
     pub failed: usize,
     /// Jobs whose call or appointment was held elsewhere (due again
@@ -73,6 +90,7 @@ impl Ran {
     fn add(&mut self, other: Ran) {
         self.deadlines += other.deadlines;
         self.appointments += other.appointments;
+        self.recordings += other.recordings;
         self.failed += other.failed;
         self.busy += other.busy;
     }
@@ -118,6 +136,7 @@ async fn run_lane(app: &Core, db: &sqlx::PgPool, lane: &str) -> anyhow::Result<O
             match &job {
                 Job::Deadline { .. } => ran.deadlines += 1,
                 Job::Appointment { .. } => ran.appointments += 1,
+                Job::Recording { .. } | Job::RecordingFile { .. } => ran.recordings += 1,
             }
             after.run(app).await;
         }
@@ -205,6 +224,14 @@ async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::
             })
         }
         Job::Appointment { appointment } => appointment_due(app, tx, *appointment).await,
+        Job::Recording { call } => {
+            recording::sync(app, tx, CallId(*call)).await?;
+            Ok(Outcome::Done(After::Nothing))
+        }
+        Job::RecordingFile { recording } => {
+            recording::finish(app, tx, *recording).await?;
+            Ok(Outcome::Done(After::Nothing))
+        }
     }
 }
 

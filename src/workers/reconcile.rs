@@ -223,6 +223,13 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
     for one in checks {
         pass.add(&one);
     }
+    // Recordings still running to callgate are compared with egress by a
+    // job of their call (a webhook lost, an egress that died).
+    for call in store::recordings::calls_recording(&app.db, BATCH as i64).await? {
+        let mut tx = app.db.begin().await?;
+        store::recordings::sync_after_commit(&mut tx, call, app.clock.now()).await?;
+        tx.commit().await?;
+    }
     Ok(())
 }
 

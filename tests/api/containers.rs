@@ -283,11 +283,20 @@ fn livekit_problems(f: &Files) -> Vec<String> {
         }
     }
 
+    // The Redis LiveKit Egress shares with LiveKit: the stack's own.
+    let redis = format!(
+        "redis:{}",
+        port_of(f.service("callgate")["environment"]["REDIS_URL"].as_str().unwrap_or(""))
+    );
+    same(&mut problems, "LiveKit's redis.address", &conf["redis"]["address"], &json!(redis));
+    let local_redis = format!("127.0.0.1:{}", port_of(f.dev("REDIS_URL")));
+    same(&mut problems, "livekit.yaml's redis.address", &f.livekit["redis"]["address"], &json!(local_redis));
+
     // Everything else as in livekit.yaml (deploy/livekit.compose.yaml's
     // header explains the differences).
     let common = |conf: &Value| {
         let mut conf = conf.clone();
-        for (section, key) in [("", "bind_addresses"), ("rtc", "ips"), ("webhook", "urls")] {
+        for (section, key) in [("", "bind_addresses"), ("", "redis"), ("rtc", "ips"), ("webhook", "urls")] {
             let map = if section.is_empty() { Some(&mut conf) } else { conf.get_mut(section) };
             if let Some(map) = map.and_then(Value::as_object_mut) {
                 map.remove(key);
@@ -509,6 +518,39 @@ fn compose_ships_with_the_development_sign_in_off_unless_started_with_it() {
 #[test]
 fn compose_runs_livekit_1_13_5_with_a_config_whose_keys_and_webhook_match() {
     let problems = livekit_problems(&Files::load());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// LiveKit Egress (deploy/egress/egress.yaml) signs with the dev key pair,
+/// dials the LiveKit clients dial, shares LiveKit's Redis, and answers its
+/// status where deploy/lib/services.sh looks.
+fn egress_problems(f: &Files) -> Vec<String> {
+    let mut problems = Vec::new();
+    let conf = yaml(&read("deploy/egress/egress.yaml"));
+    same(&mut problems, "egress's api_key", &conf["api_key"], &json!(f.dev("LIVEKIT_API_KEY")));
+    same(&mut problems, "egress's api_secret", &conf["api_secret"], &json!(f.dev("LIVEKIT_API_SECRET")));
+    same(&mut problems, "egress's ws_url", &conf["ws_url"], &json!(f.dev("LIVEKIT_URL")));
+    same(&mut problems, "egress's redis", &conf["redis"], &f.livekit["redis"]);
+    let port = shell_var(&f.services_sh, "EGRESS_HEALTH_PORT");
+    same(&mut problems, "egress's health_port", &json!(text(&conf["health_port"])), &json!(port));
+    // A room composite must fit on two cores.
+    let cost = conf["cpu_cost"]["room_composite_cpu_cost"].as_f64().unwrap_or(4.0);
+    if cost >= 2.0 {
+        problems
+            .push(format!("egress's room_composite_cpu_cost {cost} refuses a room composite on two cores"));
+    }
+    same(
+        &mut problems,
+        "egress's version",
+        &json!(shell_var(&f.provision_sh, "EGRESS_VERSION")),
+        &json!("1.8.6"),
+    );
+    problems
+}
+
+#[test]
+fn egress_uses_the_dev_keys_livekits_redis_and_fits_two_cores() {
+    let problems = egress_problems(&Files::load());
     assert!(problems.is_empty(), "{problems:#?}");
 }
 

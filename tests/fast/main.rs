@@ -18,6 +18,8 @@ mod history;
 mod http;
 mod media;
 mod membership;
+mod recorder;
+mod recording;
 mod runner;
 mod safety;
 mod sealed;

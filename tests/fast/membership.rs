@@ -302,6 +302,7 @@ async fn an_appointment_that_has_not_met_is_not_ended_when_its_room_closes() {
         created_at: Some(world.clock.now()),
         participant: None,
         track: None,
+        egress: None,
     };
     world.deliver(&finished).await;
     let view = appointments::get(&world.core, &service(), id).await.expect("the appointment");

@@ -218,6 +218,7 @@ fn event(kind: EventKind, room: &str, at: DateTime<Utc>) -> Event {
         created_at: Some(at),
         participant: None,
         track: None,
+        egress: None,
     }
 }
 

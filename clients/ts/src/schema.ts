@@ -650,6 +650,134 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/calls/{id}/recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recording in the call as the caller sees it: whether it records, a pending request, whether
+         *     the caller may answer it, the recording being made.
+         * @description Errors: 404 for anyone who did not take part.
+         */
+        get: operations["recordingState"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/recording/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask to record the call. Everyone present is asked (the requester consents by asking); it
+         *     records once all have said yes, and one no declines it. In an appointment's meeting only the
+         *     host asks.
+         * @description Errors: 403 `recording_disabled` (`RECORDING_POLICY` is off), `not_a_host`; 409
+         *     `recording_already_on`, `recording_request_pending`, `call_not_connected`, `call_ended`,
+         *     `not_in_call`; 429 `recording_request_cooldown` (after a decline).
+         */
+        post: operations["requestRecording"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/recording/requests/{request_id}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Consent to a recording request.
+         * @description Errors: 403 `recording_disabled`, `own_request`, `not_a_consenter`; 404 also for an unknown
+         *     or expired request; 409 `call_ended`, `not_in_call`.
+         */
+        post: operations["acceptRecordingRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/recording/requests/{request_id}/reject": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Say no to a recording request. Nobody learns who said no.
+         * @description Errors: 403 `recording_disabled`, `own_request`, `not_a_consenter`; 404 also for an unknown
+         *     or expired request; 409 `call_ended`, `not_in_call`.
+         */
+        post: operations["rejectRecordingRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/recording/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop the recording: anyone present, at any time (or, while it is requested, say no; the
+         *     requester withdraws). Egress finishes the file.
+         * @description Errors: 403 `recording_disabled`; 409 `not_recording`, `call_ended`, `not_in_call`.
+         */
+        post: operations["stopRecording"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/calls/{id}/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The call's recordings, oldest first, for those who were in the call and `admin` (audited).
+         * @description Errors: 404 for anyone else.
+         */
+        get: operations["listRecordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/calls/{id}/reports": {
         parameters: {
             query?: never;
@@ -872,6 +1000,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/recordings/{id}/file": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A ready recording's file (OGG audio, or MP4), for those who were in the call and `admin`.
+         * @description Errors: 404 for anyone else, or when the file is gone; 409 `recording_not_ready`.
+         */
+        get: operations["recordingFile"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a recording's file (one who was in the call, or `admin`); its row stays, `deleted`.
+         * @description Errors: 404 for anyone else; 409 `recording_not_ready` while it is still being made.
+         */
+        delete: operations["deleteRecording"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stats": {
         parameters: {
             query?: never;
@@ -1020,6 +1172,11 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AcceptBody: {
+            /**
+             * @description Consents (true) or not to a recording running or requested: joining a call being recorded
+             *     without `true` stops the recording.
+             */
+            recording?: boolean | null;
             /** @description For a `video` call: answers the caller's video request (true consents, false rejects). */
             video?: boolean | null;
         };
@@ -1195,7 +1352,7 @@ export interface components {
          * @description A stable, machine-readable error code.
          * @enum {string}
          */
-        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "in_waiting_room" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "too_many_blocks" | "report_window_closed" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
+        ErrorCode: "body_unreadable" | "body_too_large" | "malformed_json" | "malformed_body" | "unsupported_media_type" | "invalid_cursor" | "invalid_query" | "websocket_required" | "unauthorized" | "admin_only" | "did_not_take_part" | "not_a_consenter" | "own_request" | "not_initiator" | "screen_share_not_allowed" | "scheduling_not_allowed" | "call_not_allowed" | "not_a_host" | "recording_disabled" | "not_found" | "already_answered" | "call_not_connected" | "not_answered" | "call_ended" | "call_not_ended" | "appointment_differs" | "appointment_ended" | "appointment_not_open" | "appointment_opened" | "join_through_appointment" | "not_waiting" | "in_waiting_room" | "callee_busy" | "callee_offline" | "caller_busy" | "not_an_invitee" | "not_in_call" | "video_already_on" | "video_off" | "video_request_pending" | "recording_already_on" | "not_recording" | "recording_request_pending" | "recording_not_ready" | "too_many_blocks" | "report_window_closed" | "invalid_field" | "cannot_call_yourself" | "duplicate_participants" | "too_many_participants" | "rate_limited" | "video_request_cooldown" | "recording_request_cooldown" | "ring_cooldown" | "livekit_unavailable" | "unavailable" | "internal";
         /** @enum {string} */
         EventSource: "api" | "livekit" | "system";
         EventView: {
@@ -1273,6 +1430,8 @@ export interface components {
             kind: components["schemas"]["LedgerKind"];
             /** Format: uuid */
             requestId?: string | null;
+            /** @description What the step is about. */
+            subject: components["schemas"]["Subject"];
         };
         MediaChange: {
             audioEnabled?: boolean | null;
@@ -1286,7 +1445,7 @@ export interface components {
             videoEnabled: boolean;
         };
         /** @enum {string} */
-        ModerationAction: "end_call" | "remove_participant" | "suspend" | "lift_suspension" | "read_ledger" | "read_reports";
+        ModerationAction: "end_call" | "remove_participant" | "suspend" | "lift_suspension" | "read_ledger" | "read_reports" | "read_recordings";
         ModerationReason: {
             /** @description Why, for the audit log: 1 to 1000 characters. */
             reason: string;
@@ -1362,6 +1521,50 @@ export interface components {
         };
         Readiness: {
             status: components["schemas"]["CheckResult"];
+        };
+        /** @description The call's consent to record, as one participant reads it. */
+        RecordingConsentView: {
+            canAnswer: boolean;
+            /** Format: date-time */
+            cooldownUntil?: string | null;
+            recording?: components["schemas"]["RecordingView"] | null;
+            request?: components["schemas"]["RequestView"] | null;
+            /**
+             * @description `on` while everyone present consents (egress records), `requested`
+             *     while a request waits for answers.
+             */
+            state: components["schemas"]["VideoState"];
+        };
+        RecordingRequestCreated: {
+            request: components["schemas"]["RequestView"];
+        };
+        /**
+         * @description One recording of a call. Where its file is stays callgate's: it is
+         *     fetched from `GET /recordings/{id}/file`.
+         */
+        RecordingView: {
+            /** Format: uuid */
+            callId: string;
+            /** Format: int64 */
+            durationMs?: number | null;
+            /** Format: date-time */
+            endedAt?: string | null;
+            /** @description `ogg` (audio) or `mp4` (audio and video). */
+            fileType: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            requestedAt: string;
+            sha256?: string | null;
+            /** Format: int64 */
+            sizeBytes?: number | null;
+            /** Format: date-time */
+            startedAt?: string | null;
+            /** @description `starting`, `recording`, `ending`, `ready`, `failed` or `deleted`. */
+            status: string;
+        };
+        Recordings: {
+            recordings: components["schemas"]["RecordingView"][];
         };
         RemoveBody: {
             /** @description Why, for the audit log and the host's webhook: 1 to 1000 characters. */
@@ -1482,6 +1685,13 @@ export interface components {
             /** Format: double */
             p95?: number | null;
         };
+        /**
+         * @description What a consent is given to: the call's video, or its recording. One
+         *     machine ([`decide`]) decides both; only who must consent differs
+         *     ([`RecordingPolicy::rules`]).
+         * @enum {string}
+         */
+        Subject: "video" | "recording";
         Summary: {
             bitrateKbps?: components["schemas"]["QualitySpread"] | null;
             jitterMs?: components["schemas"]["QualitySpread"] | null;
@@ -2792,6 +3002,186 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    recordingState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The call's consent to record */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingConsentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    requestRecording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pending request */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingRequestCreated"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    acceptRecordingRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+                /** @description The request's id */
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The call's consent to record */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingConsentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rejectRecordingRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+                /** @description The request's id */
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The call's consent to record */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingConsentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    stopRecording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The call's consent to record */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingConsentView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listRecordings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The call's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The call's recordings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recordings"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     callReports: {
         parameters: {
             query?: never;
@@ -3113,6 +3503,65 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    recordingFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "audio/ogg": number[];
+                    "video/mp4": number[];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteRecording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recording, deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Internal"];

@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 mod reading;
 #[cfg(test)]
+mod recording_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod what_others_read;
@@ -62,6 +64,76 @@ impl FromStr for VideoPolicy {
             "mutual" => Ok(Self::Mutual),
             "open" => Ok(Self::Open),
             other => Err(UnknownVideoPolicy(other.to_owned())),
+        }
+    }
+}
+
+/// What a consent is given to: the call's video, or its recording. One
+/// machine ([`decide`]) decides both; only who must consent differs
+/// ([`RecordingPolicy::rules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Video,
+    Recording,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Video => "video",
+            Self::Recording => "recording",
+        }
+    }
+}
+
+/// `RECORDING_POLICY`: whether a call may be recorded, and on whose consent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingPolicy {
+    /// No call is recorded (the default).
+    #[default]
+    Off,
+    /// Every participant present consents, whoever they are.
+    AllParty,
+}
+
+impl RecordingPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::AllParty => "all_party",
+        }
+    }
+
+    /// The rules a recording follows, as those of video under a policy:
+    /// under `all_party`, video's `mutual`. Everyone present must consent
+    /// (the requester by asking); one no declines it, with the cooldown;
+    /// an unanswered request expires; anyone present may stop it (a revoke);
+    /// a newcomer keeps it going only by consenting as they join; a leaver
+    /// stops it only if someone who stays has not consented. Answers are
+    /// sealed as video's are, and the ledger reads the same way. `None`:
+    /// recording is off.
+    pub fn rules(self) -> Option<VideoPolicy> {
+        match self {
+            Self::Off => None,
+            Self::AllParty => Some(VideoPolicy::Mutual),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown recording policy {0:?} (expected off or all_party)")]
+pub struct UnknownRecordingPolicy(pub String);
+
+impl FromStr for RecordingPolicy {
+    type Err = UnknownRecordingPolicy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Self::Off),
+            "all_party" => Ok(Self::AllParty),
+            other => Err(UnknownRecordingPolicy(other.to_owned())),
         }
     }
 }
@@ -304,14 +376,24 @@ pub enum Notice {
 }
 
 impl Notice {
-    /// The client event's type.
+    /// The client event's type, for video.
     pub fn event_type(&self) -> ClientEvent {
-        match self {
-            Self::Requested { .. } => ClientEvent::VideoRequested,
-            Self::On { .. } => ClientEvent::VideoOn,
-            Self::Off { .. } => ClientEvent::VideoOff,
-            Self::Declined { .. } => ClientEvent::VideoDeclined,
-            Self::Expired { .. } => ClientEvent::VideoExpired,
+        self.event_of(Subject::Video)
+    }
+
+    /// The client event's type, for the subject the notice is about.
+    pub fn event_of(&self, subject: Subject) -> ClientEvent {
+        match (subject, self) {
+            (Subject::Video, Self::Requested { .. }) => ClientEvent::VideoRequested,
+            (Subject::Video, Self::On { .. }) => ClientEvent::VideoOn,
+            (Subject::Video, Self::Off { .. }) => ClientEvent::VideoOff,
+            (Subject::Video, Self::Declined { .. }) => ClientEvent::VideoDeclined,
+            (Subject::Video, Self::Expired { .. }) => ClientEvent::VideoExpired,
+            (Subject::Recording, Self::Requested { .. }) => ClientEvent::RecordingRequested,
+            (Subject::Recording, Self::On { .. }) => ClientEvent::RecordingOn,
+            (Subject::Recording, Self::Off { .. }) => ClientEvent::RecordingOff,
+            (Subject::Recording, Self::Declined { .. }) => ClientEvent::RecordingDeclined,
+            (Subject::Recording, Self::Expired { .. }) => ClientEvent::RecordingExpired,
         }
     }
 

@@ -80,6 +80,11 @@ pub fn base_config() -> Config {
     // Every test's refused requests come from 127.0.0.1 (tests/api/limits.rs
     // tests this limit with addresses of its own).
     config.limits.unauthenticated_per_minute = 1_000_000;
+    // Recordings go where the stack's egress writes (deploy/local.sh test).
+    if let Ok(dir) = std::env::var("CALLGATE_EGRESS_OUTPUT") {
+        config.recording.dir = dir.clone().into();
+        config.recording.egress_dir = dir;
+    }
     config
 }
 

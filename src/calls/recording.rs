@@ -1,0 +1,559 @@
+//! Recording a call that everyone agreed to.
+//!
+//! Consent to record is decided by the video consent machine under
+//! `RecordingPolicy::rules` (`calls::consent::apply_answering` with
+//! `Subject::Recording`): every participant present consents, one no
+//! declines, an unanswered request expires, anyone present stops it, a
+//! newcomer keeps it going only by consenting as they join. Its steps go to
+//! the consent ledger, read with the same privacy rules as video's.
+//!
+//! LiveKit Egress is told after the commit, by a job of the call's lane
+//! ([`sync`]): it starts a room-composite recording while the consent is on
+//! and the call live, stops it otherwise, and stops any recording of the
+//! room that is not the call's current one (a start whose answer was lost,
+//! a stop that failed). Being in the call's lane, a start never runs after
+//! the stop that follows it. Egress's webhooks move the recording on
+//! ([`on_egress`]); once its file is done, another job checks it on disk
+//! ([`finish`]). Files are reached only by the call's participants and
+//! `admin`, through callgate; `RECORDING_RETENTION` deletes them ([`purge`]).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::calls::consent::{self, RequestView};
+use crate::calls::views::CallView;
+use crate::calls::{CallError, Core, app_webhooks};
+use crate::domain::consent::{self as rules, Action, Subject, VideoState};
+use crate::domain::{AuthUser, CallId, CallState, CallType, ClientEvent, Code, ParticipantStatus, Role};
+use crate::livekit::{Egress, EgressStatus, RecordingFile, RecordingLayout, RecordingSpec};
+use crate::store::jobs::{self, Again, Job};
+use crate::store::recordings::{self, RecordingRow, status};
+use crate::store::{self, CallRow, Outgoing};
+
+/// Egress is told once the transaction `tx` has committed (a job of the
+/// call's lane; one pending at a time, as it reads the committed state).
+pub async fn sync_after_commit(app: &Core, tx: &mut PgConnection, id: CallId) -> sqlx::Result<()> {
+    recordings::sync_after_commit(tx, id, app.clock.now()).await
+}
+
+/// What a call records into, by its type: the room's mixed audio in an OGG
+/// file, or audio with the default template's grid (the cameras video's
+/// policy lets through at that moment, nothing else) in an MP4.
+fn file_of(call_type: CallType) -> (RecordingLayout, RecordingFile, &'static str) {
+    match call_type {
+        CallType::Audio => (RecordingLayout::AudioOnly, RecordingFile::Ogg, "ogg"),
+        CallType::Video => (RecordingLayout::Grid, RecordingFile::Mp4, "mp4"),
+    }
+}
+
+/// The job: LiveKit Egress put in line with the call's committed consent
+/// to record. Fails (to be tried again) when LiveKit does.
+pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Result<()> {
+    let Some(call) = store::find_call(&mut *tx, id).await? else { return Ok(()) };
+    let wanted = app.config.recording_policy.rules().is_some()
+        && call.state.is_live()
+        && call.recording_session.0.state == VideoState::On;
+    let mut running = recordings::running(tx, id).await?;
+    let now = app.clock.now();
+    if wanted && running.is_empty() {
+        running.push(start(app, tx, &call).await?);
+    }
+    if !wanted {
+        for recording in running.iter_mut().filter(|r| r.status != status::ENDING) {
+            match &recording.egress_id {
+                Some(egress) => {
+                    app.livekit.stop_recording(egress).await?;
+                    recordings::set_status(tx, recording.id, status::ENDING, now, None).await?;
+                    recording.status = status::ENDING.to_owned();
+                }
+                None => {
+                    recordings::set_status(tx, recording.id, status::FAILED, now, Some("never started"))
+                        .await?;
+                }
+            }
+        }
+    }
+    // What egress says of this room: whatever else it records is nobody's
+    // consent; a recording of ours it no longer runs is over (its webhook
+    // may never come, or egress died).
+    let all = app.livekit.list_recordings(&call.room_name, false).await?;
+    for egress in &all {
+        let ours = running.iter().find(|r| r.egress_id.as_deref() == Some(egress.egress_id.as_str()));
+        match ours {
+            None if egress.status.is_running() => {
+                tracing::warn!(call_id = %id, egress_id = %egress.egress_id, "a recording nobody consented to is stopped");
+                app.livekit.stop_recording(&egress.egress_id).await?;
+            }
+            Some(recording) if !egress.status.is_running() => {
+                let mut out = Outgoing::default();
+                over(app, tx, &call, recording, egress, &mut out).await?;
+                out.write(tx).await?;
+            }
+            Some(recording)
+                if egress.status == EgressStatus::Active && recording.status == status::STARTING =>
+            {
+                let mut out = Outgoing::default();
+                began(app, tx, &call, recording, egress, &mut out).await?;
+                out.write(tx).await?;
+            }
+            _ => {}
+        }
+    }
+    // One egress has forgotten (restarted, say) was recording.
+    let started_before = now - chrono::Duration::seconds(60);
+    for recording in running.iter().filter(|r| r.requested_at < started_before) {
+        let known = recording.egress_id.as_deref().is_some_and(|e| all.iter().any(|g| g.egress_id == e));
+        if !known
+            && recordings::set_status(tx, recording.id, status::FAILED, now, Some("egress lost it")).await?
+        {
+            let mut out = Outgoing::default();
+            failed(tx, &call, recording.id, &mut out).await?;
+            out.write(tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a recording of the call's room; its row, with egress's id.
+async fn start(app: &Core, tx: &mut PgConnection, call: &CallRow) -> anyhow::Result<RecordingRow> {
+    let id = Uuid::new_v4();
+    let (layout, file, extension) = file_of(call.call_type);
+    let key = format!("{}/{id}.{extension}", call.id.0);
+    let new = recordings::NewRecording {
+        id,
+        call: call.id,
+        file_type: extension,
+        storage_key: &key,
+        requested_at: app.clock.now(),
+    };
+    recordings::insert(tx, &new).await?;
+    let filepath = format!("{}/{key}", app.config.recording.egress_dir.trim_end_matches('/'));
+    let spec = RecordingSpec { layout, file, filepath };
+    let egress = app.livekit.start_recording(&call.room_name, &spec).await?;
+    recordings::set_egress(tx, id, &egress.egress_id).await?;
+    tracing::info!(call_id = %call.id, recording_id = %id, egress_id = %egress.egress_id, "recording asked of egress");
+    recordings::find(tx, id).await?.ok_or_else(|| anyhow::anyhow!("recording {id} vanished"))
+}
+
+/// Egress reported on one of its recordings of the call's room (its
+/// `egress_started`, `egress_updated` or `egress_ended`; late, twice or out
+/// of order). The call's row is locked.
+pub async fn on_egress(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    egress: &Egress,
+) -> sqlx::Result<()> {
+    let Some(recording) = recordings::by_egress(tx, &egress.egress_id).await? else {
+        // Not (yet) known: its start may not have committed. The job, after
+        // the start's, stops it if it is nobody's.
+        if egress.status.is_running() {
+            sync_after_commit(app, tx, call.id).await?;
+        }
+        return Ok(());
+    };
+    let now = app.clock.now();
+    let mut out = Outgoing::default();
+    match egress.status {
+        EgressStatus::Starting => {}
+        EgressStatus::Active => began(app, tx, call, &recording, egress, &mut out).await?,
+        EgressStatus::Ending => {
+            recordings::set_status(tx, recording.id, status::ENDING, now, None).await?;
+        }
+        EgressStatus::Complete
+        | EgressStatus::LimitReached
+        | EgressStatus::Failed
+        | EgressStatus::Aborted => {
+            over(app, tx, call, &recording, egress, &mut out).await?;
+        }
+    }
+    out.write(tx).await
+}
+
+/// Egress is recording one of ours: the host hears it began.
+async fn began(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    recording: &RecordingRow,
+    egress: &Egress,
+    out: &mut Outgoing,
+) -> sqlx::Result<()> {
+    let at = egress.started_at.unwrap_or(app.clock.now());
+    if recording.status == status::STARTING
+        && recordings::set_status(tx, recording.id, status::RECORDING, at, None).await?
+    {
+        let view = CallView::load(tx, call).await?;
+        if let Some(started) = recordings::find(tx, recording.id).await? {
+            app_webhooks::recording_started(out, &view, &started);
+        }
+    }
+    Ok(())
+}
+
+/// Egress is done with a recording of ours: its file is checked by a job,
+/// or it failed.
+async fn over(
+    app: &Core,
+    tx: &mut PgConnection,
+    call: &CallRow,
+    recording: &RecordingRow,
+    egress: &Egress,
+    out: &mut Outgoing,
+) -> sqlx::Result<()> {
+    if !recording.is_running() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    match egress.status {
+        EgressStatus::Complete | EgressStatus::LimitReached => {
+            let file = egress.files.first();
+            let result = recordings::EgressResult {
+                started_at: file.and_then(|f| f.started_at).or(egress.started_at),
+                ended_at: egress.ended_at.unwrap_or(now),
+                duration_ms: file.map_or(0, |f| i64::try_from(f.duration.as_millis()).unwrap_or(i64::MAX)),
+            };
+            recordings::set_result(tx, recording.id, &result).await?;
+            let job = Job::RecordingFile { recording: recording.id };
+            jobs::enqueue(tx, &job, now, Again::Replace, true).await?;
+        }
+        _ => {
+            let error = if egress.error.is_empty() { "egress failed" } else { egress.error.as_str() };
+            let at = egress.ended_at.unwrap_or(now);
+            if recordings::set_status(tx, recording.id, status::FAILED, at, Some(error)).await? {
+                failed(tx, call, recording.id, out).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn failed(tx: &mut PgConnection, call: &CallRow, id: Uuid, out: &mut Outgoing) -> sqlx::Result<()> {
+    let view = CallView::load(tx, call).await?;
+    if let Some(recording) = recordings::find(tx, id).await? {
+        tracing::warn!(call_id = %call.id, recording_id = %id, error = ?recording.error, "a recording failed");
+        app_webhooks::recording_failed(out, &view, &recording);
+        let to = took_part(&view);
+        out.notify(&to, ClientEvent::RecordingFailed, Some(call.id.0), &json!({"recordingId": id}));
+    }
+    Ok(())
+}
+
+/// Whether one was in the call at some point (and so maybe recorded):
+/// those who reach its recordings and hear of them.
+fn was_in(status: ParticipantStatus) -> bool {
+    use ParticipantStatus::*;
+    matches!(status, Accepted | Joined | Reconnecting | Left | Removed)
+}
+
+fn took_part(view: &CallView) -> Vec<String> {
+    view.participants.iter().filter(|p| was_in(p.status)).map(|p| p.user_id.clone()).collect()
+}
+
+/// Where a recording's file is on this instance.
+fn path_of(app: &Core, recording: &RecordingRow) -> PathBuf {
+    app.config.recording.dir.join(&recording.storage_key)
+}
+
+/// The file's size and sha256 (hex), read in a blocking thread.
+async fn checked(path: PathBuf) -> std::io::Result<(u64, String)> {
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hash = sha2::Sha256::new();
+        let size = std::io::copy(&mut file, &mut hash)?;
+        Ok((size, hex::encode(hash.finalize())))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// The job: a recording egress finished is checked on disk and kept
+/// (`ready`, with its size and checksum), or `failed` if its file is not
+/// there or empty. The host and the participants hear of it.
+pub async fn finish(app: &Core, tx: &mut PgConnection, id: Uuid) -> anyhow::Result<()> {
+    let Some(recording) = recordings::find(tx, id).await? else { return Ok(()) };
+    if !recording.is_running() {
+        return Ok(());
+    }
+    let Some(call) = store::lock_call(tx, CallId(recording.call_id)).await? else { return Ok(()) };
+    let now = app.clock.now();
+    let mut out = Outgoing::default();
+    match checked(path_of(app, &recording)).await {
+        Ok((size, checksum)) if size > 0 => {
+            let size = i64::try_from(size).unwrap_or(i64::MAX);
+            recordings::set_ready(tx, id, size, &checksum, now).await?;
+            let view = CallView::load(tx, &call).await?;
+            let ready = recordings::find(tx, id).await?.unwrap_or(recording);
+            app_webhooks::recording_ready(&mut out, &view, &ready);
+            let data =
+                json!({"recordingId": id, "durationMs": ready.duration_ms, "sizeBytes": ready.size_bytes});
+            out.notify(&took_part(&view), ClientEvent::RecordingReady, Some(call.id.0), &data);
+        }
+        outcome => {
+            let error = match outcome {
+                Ok(_) => "the file is empty".to_owned(),
+                Err(err) => format!("the file cannot be read: {err}"),
+            };
+            recordings::set_status(tx, id, status::FAILED, now, Some(&error)).await?;
+            failed(tx, &call, id, &mut out).await?;
+        }
+    }
+    out.write(tx).await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------- the API
+
+/// The call's consent to record, as one participant reads it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingConsentView {
+    /// `on` while everyone present consents (egress records), `requested`
+    /// while a request waits for answers.
+    pub state: VideoState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestView>,
+    pub can_answer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<DateTime<Utc>>,
+    /// The recording being made now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingView>,
+}
+
+/// One recording of a call. Where its file is stays callgate's: it is
+/// fetched from `GET /recordings/{id}/file`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingView {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    /// `starting`, `recording`, `ending`, `ready`, `failed` or `deleted`.
+    pub status: String,
+    /// `ogg` (audio) or `mp4` (audio and video).
+    pub file_type: String,
+    pub requested_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl From<RecordingRow> for RecordingView {
+    fn from(r: RecordingRow) -> Self {
+        RecordingView {
+            id: r.id,
+            call_id: r.call_id,
+            status: r.status,
+            file_type: r.file_type,
+            requested_at: r.requested_at,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            duration_ms: r.duration_ms,
+            size_bytes: r.size_bytes,
+            sha256: r.checksum,
+        }
+    }
+}
+
+fn enabled(app: &Core) -> Result<(), CallError> {
+    match app.config.recording_policy.rules() {
+        Some(_) => Ok(()),
+        None => Err(CallError::Forbidden {
+            code: Code::RecordingDisabled,
+            detail: "calls are not recorded here (RECORDING_POLICY is off)".into(),
+        }),
+    }
+}
+
+pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<RecordingConsentView, CallError> {
+    let mut conn = app.db.acquire().await?;
+    let call = store::find_call(&mut *conn, id).await?.ok_or(CallError::NotFound)?;
+    let participants = store::participants(&mut conn, id).await?;
+    if !participants.iter().any(|p| p.user_id == user.id.as_str() && p.member().took_part()) {
+        return Err(CallError::NotFound);
+    }
+    let session = &call.recording_session.0;
+    let members = consent::members(&participants);
+    let can_answer = app
+        .config
+        .recording_policy
+        .rules()
+        .is_some_and(|policy| rules::can_answer(policy, session, &members, user.id.as_str()));
+    let running = recordings::running(&mut conn, id).await?;
+    Ok(RecordingConsentView {
+        state: session.state,
+        request: session.request.as_ref().map(RequestView::from),
+        can_answer,
+        cooldown_until: session
+            .cooldowns
+            .get(user.id.as_str())
+            .copied()
+            .filter(|until| *until > app.clock.now()),
+        recording: running.into_iter().last().map(RecordingView::from),
+    })
+}
+
+/// Asks everyone present to consent to record the call. In an
+/// appointment's meeting only its host may ask (the guests still consent).
+pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestView, CallError> {
+    enabled(app)?;
+    let mut tx = app.db.begin().await?;
+    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    if !matches!(call.state, CallState::Connecting | CallState::Active) {
+        return Err(CallError::conflict(
+            Code::CallNotConnected,
+            "recording can be requested once the call is answered",
+        ));
+    }
+    if call.appointment_id.is_some() {
+        let participants = store::participants(&mut tx, id).await?;
+        let host = participants.iter().any(|p| p.user_id == user.id.as_str() && p.role == Role::Initiator);
+        if !host {
+            return Err(CallError::Forbidden {
+                code: Code::NotAHost,
+                detail: "only the host asks to record an appointment".into(),
+            });
+        }
+    }
+    let request_id = Uuid::new_v4();
+    let action = Action::Request { by: user.id.to_string(), id: request_id };
+    let me = Some(user.id.as_str());
+    let decision =
+        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
+    tx.commit().await?;
+    let now = app.clock.now();
+    Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
+        // Nobody else to ask: recording at once.
+        id: request_id,
+        requested_by: user.id.to_string(),
+        expires_at: now,
+    }))
+}
+
+pub async fn answer(
+    app: &Core,
+    user: &AuthUser,
+    id: CallId,
+    request: Uuid,
+    accept: bool,
+) -> Result<RecordingConsentView, CallError> {
+    enabled(app)?;
+    let mut tx = app.db.begin().await?;
+    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    let by = user.id.to_string();
+    let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
+    consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, Some(user.id.as_str()), None)
+        .await?;
+    tx.commit().await?;
+    view(app, user, id).await
+}
+
+/// Anyone present stops the recording (or says no to, or withdraws, a
+/// pending request).
+pub async fn stop(app: &Core, user: &AuthUser, id: CallId) -> Result<RecordingConsentView, CallError> {
+    enabled(app)?;
+    let mut tx = app.db.begin().await?;
+    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    let action = Action::Revoke { by: user.id.to_string() };
+    consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, Some(user.id.as_str()), None)
+        .await?;
+    tx.commit().await?;
+    view(app, user, id).await
+}
+
+/// Whether `user` may reach the call's recordings: one who took part in
+/// it, or `admin` (each such read audited). Anyone else: not found.
+async fn may_reach(
+    app: &Core,
+    conn: &mut PgConnection,
+    user: &AuthUser,
+    call: CallId,
+) -> Result<(), CallError> {
+    let participants = store::participants(&mut *conn, call).await?;
+    if participants.iter().any(|p| p.user_id == user.id.as_str() && was_in(p.status)) {
+        return Ok(());
+    }
+    if user.is_admin() {
+        let action = crate::domain::ModerationAction::ReadRecordings;
+        store::audit_log::read(conn, app.clock.now(), &user.id, action, call).await?;
+        return Ok(());
+    }
+    Err(CallError::NotFound)
+}
+
+pub async fn list(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<RecordingView>, CallError> {
+    let mut conn = app.db.acquire().await?;
+    may_reach(app, &mut conn, user, id).await?;
+    Ok(recordings::of_call(&mut conn, id).await?.into_iter().map(RecordingView::from).collect())
+}
+
+/// A recording's file to send: its row and where it is. Only a `ready` one.
+pub async fn file(app: &Core, user: &AuthUser, id: Uuid) -> Result<(RecordingRow, PathBuf), CallError> {
+    let mut conn = app.db.acquire().await?;
+    let recording = recordings::find(&mut conn, id).await?.ok_or(CallError::NotFound)?;
+    may_reach(app, &mut conn, user, CallId(recording.call_id)).await?;
+    if recording.status != status::READY {
+        return Err(CallError::conflict(
+            Code::RecordingNotReady,
+            format!("the recording is {}", recording.status),
+        ));
+    }
+    let path = path_of(app, &recording);
+    Ok((recording, path))
+}
+
+/// One who took part (or `admin`) has a recording's file deleted; the row
+/// stays, `deleted`.
+pub async fn delete(app: &Core, user: &AuthUser, id: Uuid) -> Result<RecordingView, CallError> {
+    let mut tx = app.db.begin().await?;
+    let recording = recordings::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    may_reach(app, &mut tx, user, CallId(recording.call_id)).await?;
+    if recording.is_running() {
+        return Err(CallError::conflict(Code::RecordingNotReady, "stop the recording first"));
+    }
+    if recordings::set_deleted(&mut tx, id, app.clock.now()).await? {
+        remove_file(&path_of(app, &recording)).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(recording_id = %id, by = %user.id, "a recording's file was deleted");
+    let row = recordings::find(&mut *app.db.acquire().await?, id).await?.ok_or(CallError::NotFound)?;
+    Ok(RecordingView::from(row))
+}
+
+async fn remove_file(path: &std::path::Path) -> Result<(), CallError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(CallError::Internal(anyhow::Error::new(err).context("deleting a recording"))),
+    }
+}
+
+/// `RECORDING_RETENTION`: the files of recordings that ended longer ago
+/// are deleted (their rows stay, `deleted`). How many.
+pub async fn purge(app: &Core) -> anyhow::Result<usize> {
+    let before = app.clock.now() - chrono::Duration::from_std(app.config.recording.retention)?;
+    let old = recordings::ended_before(&app.db, before, 100).await?;
+    let mut deleted = 0;
+    for recording in old {
+        let mut tx = app.db.begin().await?;
+        if recordings::set_deleted(&mut tx, recording.id, app.clock.now()).await? {
+            remove_file(&path_of(app, &recording)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            deleted += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,252 @@
+//! The `recordings` table (a call's recordings by LiveKit Egress, and where
+//! their files are) and the call's consent to record
+//! (`calls.recording_session`).
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::CallId;
+use crate::domain::consent::VideoSession;
+
+/// Where a recording is.
+pub mod status {
+    /// Asked of egress; not yet writing.
+    pub const STARTING: &str = "starting";
+    pub const RECORDING: &str = "recording";
+    /// Asked to stop; egress is finishing the file.
+    pub const ENDING: &str = "ending";
+    /// The file is whole and kept.
+    pub const READY: &str = "ready";
+    pub const FAILED: &str = "failed";
+    /// Its file was deleted (asked for, or past the retention).
+    pub const DELETED: &str = "deleted";
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RecordingRow {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub egress_id: Option<String>,
+    pub status: String,
+    pub file_type: String,
+    pub storage_key: String,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub size_bytes: Option<i64>,
+    pub checksum: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RecordingRow {
+    /// Still starting, recording or finishing its file.
+    pub fn is_running(&self) -> bool {
+        matches!(self.status.as_str(), status::STARTING | status::RECORDING | status::ENDING)
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, call_id, egress_id, status, file_type, storage_key, requested_at, started_at, \
+         ended_at, duration_ms, size_bytes, checksum, error"
+    };
+}
+
+/// Egress is put in line with the call's consent to record once `tx` has
+/// committed: a job of the call's lane (`calls::recording::sync`), one
+/// pending at a time, as it reads the committed state.
+pub async fn sync_after_commit(tx: &mut PgConnection, call: CallId, now: DateTime<Utc>) -> sqlx::Result<()> {
+    use crate::store::jobs::{self, Again, Job};
+    jobs::enqueue(tx, &Job::Recording { call: call.0 }, now, Again::Replace, true).await
+}
+
+/// Stores the call's consent to record (its row is locked).
+pub async fn save_session(conn: &mut PgConnection, call: CallId, session: &VideoSession) -> sqlx::Result<()> {
+    sqlx::query("update calls set recording_session = $2 where id = $1")
+        .bind(call.0)
+        .bind(Json(session))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct NewRecording<'a> {
+    pub id: Uuid,
+    pub call: CallId,
+    pub file_type: &'a str,
+    pub storage_key: &'a str,
+    pub requested_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewRecording<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into recordings (id, call_id, status, file_type, storage_key, requested_at) \
+         values ($1, $2, 'starting', $3, $4, $5)",
+    )
+    .bind(new.id)
+    .bind(new.call.0)
+    .bind(new.file_type)
+    .bind(new.storage_key)
+    .bind(new.requested_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Egress took the request: its id.
+pub async fn set_egress(conn: &mut PgConnection, id: Uuid, egress_id: &str) -> sqlx::Result<()> {
+    sqlx::query("update recordings set egress_id = $2 where id = $1")
+        .bind(id)
+        .bind(egress_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a running recording on (never one that is over: egress's events
+/// come late and out of order).
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    to: &str,
+    at: DateTime<Utc>,
+    error: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update recordings set status = $2, error = coalesce($4, error), \
+         started_at = case when $2 = 'recording' then coalesce(started_at, $3) else started_at end, \
+         ended_at = case when $2 in ('ready', 'failed') then coalesce(ended_at, $3) else ended_at end \
+         where id = $1 and status in ('starting', 'recording', 'ending')",
+    )
+    .bind(id)
+    .bind(to)
+    .bind(at)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What egress says of a recording it finished.
+pub struct EgressResult {
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    pub duration_ms: i64,
+}
+
+pub async fn set_result(conn: &mut PgConnection, id: Uuid, result: &EgressResult) -> sqlx::Result<()> {
+    sqlx::query(
+        "update recordings set started_at = coalesce($2, started_at), ended_at = $3, duration_ms = $4 \
+         where id = $1 and status in ('starting', 'recording', 'ending')",
+    )
+    .bind(id)
+    .bind(result.started_at)
+    .bind(result.ended_at)
+    .bind(result.duration_ms.max(0))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The file is whole and kept: its size and sha256.
+pub async fn set_ready(
+    conn: &mut PgConnection,
+    id: Uuid,
+    size_bytes: i64,
+    checksum: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let set = sqlx::query(
+        "update recordings set status = 'ready', size_bytes = $2, checksum = $3, ended_at = coalesce(ended_at, $4) \
+         where id = $1 and status in ('starting', 'recording', 'ending')",
+    )
+    .bind(id)
+    .bind(size_bytes)
+    .bind(checksum)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(set.rows_affected() == 1)
+}
+
+/// The call's recordings still running, oldest first.
+pub async fn running(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<RecordingRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from recordings where call_id = $1 \
+         and status in ('starting', 'recording', 'ending') order by requested_at"
+    ))
+    .bind(call.0)
+    .fetch_all(conn)
+    .await
+}
+
+/// The recording egress `egress_id` makes, locked.
+pub async fn by_egress(conn: &mut PgConnection, egress_id: &str) -> sqlx::Result<Option<RecordingRow>> {
+    sqlx::query_as(concat!("select ", columns!(), " from recordings where egress_id = $1 for update"))
+        .bind(egress_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<RecordingRow>> {
+    sqlx::query_as(concat!("select ", columns!(), " from recordings where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The call's recordings, oldest first (deleted ones too: that one was made
+/// stays known).
+pub async fn of_call(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<RecordingRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from recordings where call_id = $1 order by requested_at, id"
+    ))
+    .bind(call.0)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks a recording's file deleted; whether it was kept until now.
+pub async fn set_deleted(conn: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update recordings set status = 'deleted', deleted_at = $2 where id = $1 and status in ('ready', 'failed')",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Finished recordings that ended before `before` (past the retention).
+pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<RecordingRow>> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from recordings where status in ('ready', 'failed') and ended_at < $1 \
+         order by ended_at limit $2"
+    ))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Calls with a recording still running to callgate, oldest first.
+pub async fn calls_recording(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select call_id from recordings where status in ('starting', 'recording', 'ending') \
+         group by call_id order by min(requested_at) limit $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(CallId).collect())
+}

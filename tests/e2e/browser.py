@@ -3,7 +3,8 @@ devices) drive the reference web app (/app) of a callgate on the real stack.
 
     browser.py <callgate base url> <screenshot dir> <part>
 
-part: `call` (ring, answer, audio, consent, revoke, hang up, history),
+part: `call` (ring, answer, audio, consent, revoke, recording by consent,
+hang up, the recording listed and downloaded, history),
 `mislabel` (video published as a microphone before consent reaches nobody),
 `screens` (a group call driven by keyboard where a person would: every
 screen photographed at 1280x720 and 390x844, checked to fit, and audited
@@ -140,9 +141,9 @@ def sign_in(browser, user_id, name, gender, page=None, **context):
     return page
 
 
-def connected_call(browser, tag):
-    she = sign_in(browser, f"she-{tag}", "Alice", "female")
-    he = sign_in(browser, f"he-{tag}", "Bob", "male")
+def connected_call(browser, tag, **context):
+    she = sign_in(browser, f"she-{tag}", "Alice", "female", **context)
+    he = sign_in(browser, f"he-{tag}", "Bob", "male", **context)
     shot(she, "home")
     she.get_by_label("Whom to call (user id)").fill(f"he-{tag}")
     she.get_by_role("button", name="Call", exact=True).click()
@@ -166,8 +167,21 @@ def no_video_for(pages, seconds):
     assert after == before, f"video frames still arrived: {before} -> {after}"
 
 
+def recording_status(page):
+    """The status of the recording callgate is making of the page's call, if any."""
+    return page.evaluate(
+        """async () => {
+            const app = window.callgateApp;
+            const view = await app.client().recordingState(app.call().id);
+            return view.recording ? view.recording.status : null;
+        }"""
+    )
+
+
 def the_call(browser, tag):
-    she, he = connected_call(browser, tag)
+    audits = []
+    # axe-core too, for the recording's screens (see `capture`).
+    she, he = connected_call(browser, tag, init_script=AXE)
     # His camera, before any consent: LiveKit has not granted it.
     he.evaluate("window.callgateApp.room().localParticipant.setCameraEnabled(true).catch(() => null)")
     time.sleep(2)
@@ -195,11 +209,69 @@ def the_call(browser, tag):
     no_video_for([she, he], 2)
     step("she turns video off; within 2 s no video frames arrive on either side")
 
+    she.get_by_role("button", name="Record", exact=True).click()
+    expect(she.get_by_text("You asked to record")).to_be_visible()
+    he.locator("#rec-box").get_by_role("button", name="Don't allow").click()
+    expect(he.get_by_text("You didn't allow it")).to_be_visible(timeout=10_000)
+    expect(she.get_by_text("Your request to record was declined.")).to_be_visible(timeout=10_000)
+    assert "Bob" not in she.locator("#rec-box").inner_text(), "her page never says who said no"
+    expect(she.locator("#rec-indicator")).to_be_empty()
+    step("she asks to record, he does not allow it: her page says it was declined, not by whom")
+
+    he.get_by_role("button", name="Record", exact=True).click()
+    expect(he.get_by_text("You asked to record")).to_be_visible()
+    asked = she.locator("#rec-box")
+    expect(asked.get_by_text("Bob would like to record this call")).to_be_visible(timeout=10_000)
+    for page in (she, he):
+        expect(page.locator("#rec-indicator")).to_be_empty()
+    step("he asks to record; her page shows the prompt (Allow, Don't allow); nothing records yet")
+    capture(she, "recording-prompt", ".controls button, #rec-box button", audits)
+
+    asked.get_by_role("button", name="Allow", exact=True).click()
+    for page in (she, he):
+        expect(page.get_by_role("status").filter(has_text="Recording")).to_be_visible(timeout=10_000)
+        expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
+        expect(page.get_by_role("button", name="Record", exact=True)).to_be_hidden()
+    wait_until("egress records", lambda: recording_status(she) == "recording", 30)
+    step("she allows; both pages show the recording indicator (a status) and Stop recording; egress records")
+    capture(she, "recording-on", ".controls button, #rec-stop, #rec-indicator", audits)
+    time.sleep(2)
+
+    she.get_by_role("button", name="Stop recording").click()
+    for page in (she, he):
+        expect(page.locator("#rec-indicator")).to_be_empty(timeout=10_000)
+        expect(page.get_by_role("button", name="Stop recording")).to_be_hidden()
+        expect(page.get_by_role("button", name="Record", exact=True)).to_be_visible()
+    expect(he.get_by_text("Recording stopped.")).to_be_visible()
+    step("she stops it; the indicator goes on both pages")
+
     he.get_by_role("button", name="Hang up").click()
     expect(she.get_by_role("heading", name="Call ended")).to_be_visible(timeout=10_000)
     expect(he.get_by_role("heading", name="Call ended")).to_be_visible()
     shot(she, "rating")
     step("he hangs up; her page shows the call ended")
+
+    listed = she.locator("#recordings-list li")
+    expect(listed).to_have_count(1, timeout=10_000)
+    expect(listed.first).to_contain_text("Ready", timeout=60_000)
+    expect(listed.first).to_contain_text("Audio recording 1")
+    step(f"her ended screen lists the recording, ready: {listed.first.inner_text()!r}")
+    capture(she, "recordings", "#rating-form button, #recordings-list button", audits)
+    with she.expect_download() as downloading:
+        listed.first.get_by_role("button", name="Download").click()
+    saved = downloading.value
+    with open(saved.path(), "rb") as f:
+        head = f.read(4)
+        size = 4 + len(f.read())
+    assert head == b"OggS", f"the download is an Ogg file: {head!r}"
+    assert saved.suggested_filename.endswith(".ogg"), saved.suggested_filename
+    expect(she.locator("#recordings-status")).to_have_text("Downloaded.")
+    step(f"she downloads it (fetched with her token): {saved.suggested_filename}, {size} bytes, starting OggS")
+    listed.first.get_by_role("button", name="Delete").click()
+    listed.first.get_by_role("button", name="Yes, delete").click()
+    expect(listed.first).to_contain_text("Deleted", timeout=10_000)
+    expect(listed.first.get_by_role("button")).to_have_count(0)
+    step("she deletes it (asked once more): it stays listed, deleted, with nothing to download")
 
     she.get_by_text("Report someone from this call").click()
     form = she.locator("#report-form")

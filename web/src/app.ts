@@ -25,14 +25,18 @@ import {
   CallWithJoin,
   CLOSED,
   EventStream,
+  isEvent,
   mayPlay,
   mayReceive,
   parseRoomState,
   Publication,
+  Recording,
+  RecordingConsent,
   ReportReason,
   RoomState,
 } from "../../clients/ts/src/index";
 import { avatar, People, Quality } from "./people";
+import { RecordingBar, RecordingList } from "./recordings";
 import { CallNotice, Ringtone } from "./ring";
 import { CallTimer, duration } from "./timer";
 
@@ -54,6 +58,9 @@ let current:
       leaving?: string;
       // What the room's metadata (only callgate writes it) says; what plays follows it.
       state: RoomState;
+      // Whether the call records, as callgate last said; the request this page said yes to.
+      recording: RecordingConsent["state"];
+      recordingAnswered?: string;
     }
   | undefined;
 let incoming: Call | undefined;
@@ -64,6 +71,9 @@ const people = new People($("people"), $("self"), $<HTMLVideoElement>("local-vid
 const timer = new CallTimer($("call-timer"));
 const ringtone = new Ringtone();
 const notice = new CallNotice();
+const recordingBar = new RecordingBar();
+const recordingList = new RecordingList({ download, delete: deleteRecording });
+let recordingPoll: ReturnType<typeof setTimeout> | undefined;
 
 function show(screen: Screen) {
   for (const s of SCREENS) $(`screen-${s}`).hidden = s !== screen;
@@ -134,6 +144,7 @@ function signOut() {
 // changed while the stream was closed.
 function catchUp(calls: Call[]) {
   if (current && !calls.some((c) => c.id === current!.call.id)) return finish("The call ended.");
+  if (current) void syncRecording();
   const ringing = calls.find((c) => c.state === "ringing" && c.initiatorId !== session?.userId);
   if (!current && ringing) ring(ringing);
 }
@@ -200,6 +211,8 @@ function onEvent(event: CallgateEvent) {
     case "video.expired":
       if (mine) consentNote("Your request for video expired without an answer.");
       break;
+    default:
+      onRecordingEvent(event, Boolean(mine));
   }
 }
 
@@ -286,13 +299,14 @@ async function decline() {
 
 async function enter(started: CallWithJoin, note: string) {
   const { call, join, iceServers } = started;
-  current = { call, connected: false, state: CLOSED };
+  current = { call, connected: false, state: CLOSED, recording: "off" };
   people.reset(call, session!.userId);
   title(call);
   status(note);
   consentNote("");
   setVideoUi(false);
   $("ask-video").hidden = false;
+  recordingBar.clear();
   show("call");
   // Nothing is subscribed by itself: each publication is judged against the
   // room's metadata (clients/ts/src/media.ts), again whenever it changes.
@@ -368,6 +382,7 @@ async function connected() {
   const call = current?.call;
   if (!call) return;
   if (!timer.running) timer.start(Date.now());
+  void syncRecording();
   const fresh = await client!.getCall(call.id).catch(() => undefined);
   if (fresh && current?.call.id === fresh.id) noteCall(fresh);
 }
@@ -449,6 +464,8 @@ async function finish(why: string) {
   const { call, room, connected } = current;
   current = undefined;
   clearInterval(qualityTimer);
+  clearTimeout(recordingPoll);
+  recordingBar.clear();
   const lasted = timer.stop();
   await room?.disconnect();
   people.clear();
@@ -458,8 +475,10 @@ async function finish(why: string) {
   endedCallId = call.id;
   $("rating-form").hidden = !connected;
   offerReport(call);
+  recordingList.hide();
   show(connected ? "ended" : "home");
   if (!connected) toast(why);
+  else void listRecordings(call.id);
 }
 
 async function rate(form: HTMLFormElement) {
@@ -645,6 +664,168 @@ function pressed(id: string, on: boolean) {
   $(id).setAttribute("aria-pressed", String(on));
 }
 
+// ------------------------------------------------------------ recording
+//
+// Recorded only while everyone present says yes (callgate decides; the
+// page shows what it says). Whoever asks consents by asking; the others see
+// the prompt; anyone stops it. Nobody is told who said no.
+
+/** Reads where recording stands and shows it (after joining, a reconnect, an answer). */
+async function syncRecording() {
+  const call = current?.call;
+  if (!call) return;
+  try {
+    const view = await client!.recordingState(call.id);
+    if (current?.call.id === call.id) showRecording(view);
+  } catch {
+    // Recording off on this server (or the call gone): nothing to show.
+  }
+}
+
+function showRecording(view: RecordingConsent) {
+  if (!current) return;
+  const was = current.recording;
+  current.recording = view.state;
+  recordingBar.state(view.state);
+  clearTimeout(recordingPoll);
+  const request = view.request ?? undefined;
+  if (view.state === "on") {
+    recordingBar.note("");
+  } else if (view.state === "requested" && request) {
+    if (request.requestedBy === session?.userId) {
+      recordingBar.note("You asked to record — waiting for everyone to answer.", { label: "Cancel request", onClick: stopRecording });
+    } else if (current.recordingAnswered === request.id) {
+      recordingBar.note("You allowed it — waiting for the others.");
+    } else if (view.canAnswer) {
+      recordingBar.prompt(request.id, nameOf(current.call, request.requestedBy), (allow) => void answerRecording(request.id, allow));
+    }
+    // Only the one who asked hears of a no, and nobody of a request taken
+    // back: read again until it is decided.
+    if (request.requestedBy !== session?.userId) recordingPoll = setTimeout(() => void syncRecording(), 4000);
+  } else if (was !== "off") {
+    recordingBar.note(was === "on" ? "Recording stopped." : "The call is not being recorded.");
+  }
+}
+
+function onRecordingEvent(event: CallgateEvent, mine: boolean) {
+  if (isEvent(event, "recording.ready") || isEvent(event, "recording.failed")) {
+    // Those who were in the call are told; the ended screen lists it.
+    if (event.callId && event.callId === endedCallId && document.body.dataset.screen === "ended") void listRecordings(event.callId);
+    else if (mine) toast(event.type === "recording.ready" ? "A recording of this call is ready: it is listed when the call ends." : "A recording of this call failed.");
+    return;
+  }
+  if (!mine || !current) return;
+  if (isEvent(event, "recording.requested")) {
+    const { request } = event.data;
+    showRecording({ state: "requested", request, canAnswer: request.requestedBy !== session?.userId });
+  } else if (isEvent(event, "recording.on")) {
+    showRecording({ state: "on", canAnswer: false });
+  } else if (isEvent(event, "recording.off")) {
+    showRecording({ state: "off", canAnswer: false });
+  } else if (isEvent(event, "recording.declined")) {
+    current.recording = "off";
+    recordingBar.state("off");
+    recordingBar.note("Your request to record was declined.");
+  } else if (isEvent(event, "recording.expired")) {
+    current.recording = "off";
+    recordingBar.state("off");
+    recordingBar.note("The request to record expired without an answer.");
+  }
+}
+
+async function askToRecord() {
+  const call = current!.call;
+  try {
+    await client!.requestRecording(call.id);
+    const view = await client!.recordingState(call.id);
+    showRecording(view);
+  } catch (err) {
+    const cooldown = err instanceof CallgateError && err.code === "recording_request_cooldown";
+    recordingBar.note(cooldown ? "Your last request was declined: you can ask again in a little while." : `Could not ask to record: ${explain(err)}`);
+  }
+  recordingBar.focus();
+}
+
+async function answerRecording(requestId: string, allow: boolean) {
+  const call = current!.call;
+  try {
+    const view = allow ? await client!.acceptRecordingRequest(call.id, requestId) : await client!.rejectRecordingRequest(call.id, requestId);
+    if (current?.call.id !== call.id) return;
+    current.recordingAnswered = requestId;
+    // In a group an answer is sealed until everyone has answered; the outcome says nothing of who.
+    if (!allow) {
+      current.recording = view.state;
+      recordingBar.state(view.state);
+      recordingBar.note("You didn't allow it: the call is not recorded.");
+    } else {
+      showRecording(view);
+    }
+  } catch (err) {
+    recordingBar.note(explain(err));
+  }
+  recordingBar.focus();
+}
+
+/** Stops it (anyone may, at any time); while it is asked, withdraws or says no. */
+async function stopRecording() {
+  const call = current?.call;
+  if (!call) return;
+  try {
+    showRecording(await client!.stopRecording(call.id));
+  } catch (err) {
+    recordingBar.note(`Could not stop recording: ${explain(err)}`);
+  }
+  recordingBar.focus();
+}
+
+/** The ended call's recordings; read again while one is being made (and on `recording.ready`). */
+async function listRecordings(callId: string) {
+  clearTimeout(recordingPoll);
+  const stillHere = () => endedCallId === callId && document.body.dataset.screen === "ended";
+  let recordings: Recording[];
+  try {
+    ({ recordings } = await client!.listRecordings(callId));
+  } catch {
+    return;
+  }
+  if (!stillHere()) return;
+  recordingList.show(recordings);
+  if (recordings.some((r) => ["starting", "recording", "ending"].includes(r.status))) {
+    recordingPoll = setTimeout(() => stillHere() && void listRecordings(callId), 3000);
+  }
+}
+
+/** Fetched with the token (the file is no public link), then saved from an object URL. */
+async function download(recording: Recording) {
+  recordingList.say("Downloading…");
+  try {
+    const blob = await client!.downloadRecording(recording.id);
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `recording-${recording.id}.${recording.fileType === "mp4" ? "mp4" : "ogg"}`;
+    a.hidden = true;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    recordingList.say("Downloaded.");
+  } catch (err) {
+    recordingList.say(`Could not download it: ${explain(err)}`);
+  }
+}
+
+async function deleteRecording(recording: Recording) {
+  try {
+    await client!.deleteRecording(recording.id);
+    recordingList.say("The recording was deleted.");
+    await listRecordings(recording.callId);
+  } catch (err) {
+    recordingList.say(`Could not delete it: ${explain(err)}`);
+  }
+  $("recordings-title").focus();
+}
+
 // -------------------------------------------------------------- quality
 
 /** What the page receives, from the peer connections' own statistics. */
@@ -754,6 +935,8 @@ onClick("camera", toggleCamera);
 onClick("screen", toggleScreen);
 onClick("ask-video", askForVideo);
 onClick("video-off", revoke);
+onClick("record", askToRecord);
+onClick("rec-stop", stopRecording);
 onClick("skip-rating", () => show("home"));
 onClick("nav-home", () => show(current ? "call" : "home"));
 onClick("nav-history", showHistory);

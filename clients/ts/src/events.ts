@@ -2,14 +2,99 @@
 // never go in URLs), reopened with exponential backoff, events delivered at
 // most once each (the server delivers at least once), and `catchUp()` after
 // every (re)connect because events raised while closed are not replayed.
-import type { CallgateClient, CallList } from "./index.js";
+import type { CallgateClient, CallList, Schemas } from "./index.js";
+
+/** The recording events a participant's devices are told. */
+export type RecordingEventType =
+  | "recording.requested"
+  | "recording.on"
+  | "recording.off"
+  | "recording.declined"
+  | "recording.expired"
+  | "recording.ready"
+  | "recording.failed";
+
+/** What a user's devices are told on the event stream (`ClientEvent` in src/domain/mod.rs). */
+export type EventType =
+  | "call.incoming"
+  | "call.accepted"
+  | "call.declined"
+  | "call.cancelled"
+  | "call.missed"
+  | "call.ended"
+  | "call.ring_stopped"
+  | "participant.joined"
+  | "participant.reconnecting"
+  | "participant.invited"
+  | "participant.left"
+  | "media.updated"
+  | "video.requested"
+  | "video.on"
+  | "video.off"
+  | "video.declined"
+  | "video.expired"
+  | RecordingEventType
+  | "appointment.opened"
+  | "appointment.waiting"
+  | "appointment.admitted"
+  | "appointment.turned_away"
+  | "appointment.started"
+  | "appointment.ended"
+  | "appointment.cancelled"
+  | "appointment.no_show";
+
+/** The `data` of the consent events (video's and recording's). */
+export interface EventData {
+  "video.requested": { request: Schemas["RequestView"] };
+  "video.on": { video: "on" };
+  "video.off": { video: "off" };
+  "video.declined": { requestId: string };
+  "video.expired": { requestId: string };
+  /** To everyone present but the requester, who answer it. */
+  "recording.requested": { request: Schemas["RequestView"] };
+  "recording.on": { recording: "on" };
+  "recording.off": { recording: "off" };
+  /** To the requester only, never saying who said no. */
+  "recording.declined": { requestId: string };
+  "recording.expired": { requestId: string };
+  /** To everyone who was in the call: the file can be fetched. */
+  "recording.ready": { recordingId: string; durationMs: number; sizeBytes: number };
+  "recording.failed": { recordingId: string };
+}
 
 export interface CallgateEvent {
   id: string;
-  type: string;
+  /** One of {@link EventType}; a newer server may send others. */
+  type: EventType | (string & {});
   callId?: string | null;
   at: string;
   data: Record<string, unknown>;
+}
+
+/** An event whose `data` is known by its type. */
+export type TypedEvent<T extends keyof EventData> = Omit<CallgateEvent, "type" | "data"> & { type: T; data: EventData[T] };
+
+/** The recording events, as a union discriminated by `type`. */
+export type RecordingEvent = { [T in RecordingEventType]: TypedEvent<T> }[RecordingEventType];
+
+const RECORDING_EVENTS: readonly string[] = [
+  "recording.requested",
+  "recording.on",
+  "recording.off",
+  "recording.declined",
+  "recording.expired",
+  "recording.ready",
+  "recording.failed",
+] satisfies RecordingEventType[];
+
+/** Whether an event is one of recording's; a `switch` on its `type` then types its `data`. */
+export function isRecordingEvent(event: CallgateEvent): event is CallgateEvent & RecordingEvent {
+  return RECORDING_EVENTS.includes(event.type);
+}
+
+/** Narrows an event to its type, with its `data` typed (`if (isEvent(e, "recording.ready")) e.data.recordingId`). */
+export function isEvent<T extends keyof EventData>(event: CallgateEvent, type: T): event is CallgateEvent & TypedEvent<T> {
+  return event.type === type;
 }
 
 export type StreamStatus = "connecting" | "open" | "closed";

@@ -22,6 +22,10 @@ export type JoinedAppointment = Schemas["JoinedAppointment"];
 export type Report = Schemas["ReportView"];
 export type ReportReason = Schemas["ReportReason"];
 export type Suspension = Schemas["SuspensionView"];
+export type RecordingConsent = Schemas["RecordingConsentView"];
+export type Recording = Schemas["RecordingView"];
+/** A recording's `status` (the document says only `string`). */
+export type RecordingStatus = "starting" | "recording" | "ending" | "ready" | "failed" | "deleted";
 
 /** An answer of the API that was not a success, with its stable `code`. */
 export class CallgateError extends Error {
@@ -56,7 +60,8 @@ export class CallgateClient {
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** Sends a request with the bearer token; a failure answer becomes a `CallgateError`. */
+  private async send(method: string, path: string, body?: unknown): Promise<Response> {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     const headers: Record<string, string> = { authorization: `Bearer ${token}` };
     if (body !== undefined) headers["content-type"] = "application/json";
@@ -65,18 +70,33 @@ export class CallgateClient {
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    if (!response.ok) {
+      const text = await response.text();
+      throw new CallgateError(response.status, ((text ? safeJson(text) : undefined) as Partial<Problem>) ?? {});
+    }
+    return response;
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.send(method, path, body);
     const text = await response.text();
-    const json = text ? safeJson(text) : undefined;
-    if (!response.ok) throw new CallgateError(response.status, (json as Partial<Problem>) ?? {});
-    return json as T;
+    return (text ? safeJson(text) : undefined) as T;
   }
 
   // Calls
   startCall(participantIds: string[], type: CallType, extra: Omit<Schemas["StartBody"], "participantIds" | "type"> = {}) {
     return this.request<CallWithJoin>("POST", "/calls", { participantIds, type, ...extra });
   }
+  /**
+   * `video` answers the caller's video request; `recording: true` consents to a recording that
+   * is running or requested (without it, answering a call being recorded stops the recording).
+   */
   acceptCall(callId: string, body: Schemas["AcceptBody"] = {}) {
     return this.request<CallWithJoin>("POST", `/calls/${enc(callId)}/accept`, body);
+  }
+  /** Joins a live call one declined or missed the ring of (a group invitee); the body as `acceptCall`'s. */
+  joinCall(callId: string, body: Schemas["AcceptBody"] = {}) {
+    return this.request<CallWithJoin>("POST", `/calls/${enc(callId)}/join`, body);
   }
   declineCall(callId: string) {
     return this.request<Schemas["CallOnly"]>("POST", `/calls/${enc(callId)}/decline`);
@@ -165,6 +185,37 @@ export class CallgateClient {
   }
   consentLedger(callId: string) {
     return this.request<Schemas["Ledger"]>("GET", `/calls/${enc(callId)}/consent`);
+  }
+
+  // Recording (everyone present consents; anyone stops it)
+  recordingState(callId: string) {
+    return this.request<RecordingConsent>("GET", `/calls/${enc(callId)}/recording`);
+  }
+  /** Asks everyone present (asking is consenting); 429 `recording_request_cooldown` after a decline. */
+  requestRecording(callId: string) {
+    return this.request<Schemas["RecordingRequestCreated"]>("POST", `/calls/${enc(callId)}/recording/requests`);
+  }
+  acceptRecordingRequest(callId: string, requestId: string) {
+    return this.request<RecordingConsent>("POST", `/calls/${enc(callId)}/recording/requests/${enc(requestId)}/accept`);
+  }
+  rejectRecordingRequest(callId: string, requestId: string) {
+    return this.request<RecordingConsent>("POST", `/calls/${enc(callId)}/recording/requests/${enc(requestId)}/reject`);
+  }
+  /** Stops the recording (anyone present); while it is only requested, says no or withdraws. */
+  stopRecording(callId: string) {
+    return this.request<RecordingConsent>("POST", `/calls/${enc(callId)}/recording/stop`);
+  }
+  /** The call's recordings, oldest first (404 for anyone who was not in it). */
+  listRecordings(callId: string) {
+    return this.request<Schemas["Recordings"]>("GET", `/calls/${enc(callId)}/recordings`);
+  }
+  /** A ready recording's file (`audio/ogg` or `video/mp4`), fetched with the token. */
+  async downloadRecording(recordingId: string): Promise<Blob> {
+    return (await this.send("GET", `/recordings/${enc(recordingId)}/file`)).blob();
+  }
+  /** Deletes the file; the recording stays listed, `deleted`. */
+  deleteRecording(recordingId: string) {
+    return this.request<Recording>("DELETE", `/recordings/${enc(recordingId)}/file`);
   }
 
   // Quality and rating
@@ -260,7 +311,17 @@ function safeJson(text: string): unknown {
 }
 
 export { EventStream, backoffDelay } from "./events.js";
-export type { CallgateEvent, EventStreamOptions, StreamStatus } from "./events.js";
+export { isEvent, isRecordingEvent } from "./events.js";
+export type {
+  CallgateEvent,
+  EventData,
+  EventStreamOptions,
+  EventType,
+  RecordingEvent,
+  RecordingEventType,
+  StreamStatus,
+  TypedEvent,
+} from "./events.js";
 import { EventStream, type EventStreamOptions } from "./events.js";
 export {
   CLOSED,

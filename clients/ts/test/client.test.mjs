@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { CallgateClient, CallgateError, EventStream, backoffDelay } from "../dist/index.js";
+import { CallgateClient, CallgateError, EventStream, backoffDelay, isEvent, isRecordingEvent } from "../dist/index.js";
 
 // A fetch that records each request and answers with the next scripted reply.
 function scripted(...replies) {
@@ -169,3 +169,96 @@ async function waitFor(condition) {
   for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(condition(), "condition reached");
 }
+
+test("the recording steps go to their routes, the newcomer's consent in the body", async () => {
+  const view = { state: "off", canAnswer: false };
+  const { fetch, seen } = scripted(
+    { body: view },
+    { status: 201, body: { request: { id: "r1", requestedBy: "bob", expiresAt: "" } } },
+    { body: view },
+    { body: view },
+    { body: view },
+    { body: { recordings: [{ id: "rec1", status: "ready" }] } },
+    { body: { id: "rec/1", status: "deleted" } },
+    { body: { call: {}, join: {}, iceServers: [] } },
+    { body: { call: {}, join: {}, iceServers: [] } },
+  );
+  const client = new CallgateClient({ baseUrl: "http://h", token: "t", fetch });
+  assert.equal((await client.recordingState("c 1")).state, "off");
+  assert.equal((await client.requestRecording("c1")).request.id, "r1");
+  await client.acceptRecordingRequest("c1", "r/1");
+  await client.rejectRecordingRequest("c1", "r1");
+  await client.stopRecording("c1");
+  assert.equal((await client.listRecordings("c1")).recordings[0].status, "ready");
+  assert.equal((await client.deleteRecording("rec/1")).status, "deleted");
+  await client.acceptCall("c1", { recording: true });
+  await client.joinCall("c1", { video: false, recording: false });
+  assert.deepEqual(
+    seen.map((r) => `${r.method} ${r.url} ${r.body ?? ""}`),
+    [
+      "GET http://h/api/v1/calls/c%201/recording ",
+      "POST http://h/api/v1/calls/c1/recording/requests ",
+      "POST http://h/api/v1/calls/c1/recording/requests/r%2F1/accept ",
+      "POST http://h/api/v1/calls/c1/recording/requests/r1/reject ",
+      "POST http://h/api/v1/calls/c1/recording/stop ",
+      "GET http://h/api/v1/calls/c1/recordings ",
+      "DELETE http://h/api/v1/recordings/rec%2F1/file ",
+      'POST http://h/api/v1/calls/c1/accept {"recording":true}',
+      'POST http://h/api/v1/calls/c1/join {"video":false,"recording":false}',
+    ],
+  );
+  assert.ok(seen.every((r) => r.headers.authorization === "Bearer t"));
+});
+
+test("a recording downloads as a Blob with the token; a refusal is a CallgateError", async () => {
+  const bytes = new Uint8Array([0x4f, 0x67, 0x67, 0x53, 0, 2]); // "OggS"
+  const seen = [];
+  const replies = [
+    new Response(bytes, { status: 200, headers: { "content-type": "audio/ogg" } }),
+    new Response(JSON.stringify({ status: 409, code: "recording_not_ready", detail: "still being made" }), {
+      status: 409,
+      headers: { "content-type": "application/problem+json" },
+    }),
+  ];
+  const fetch = async (url, init) => (seen.push({ url, ...init }), replies.shift());
+  const client = new CallgateClient({ baseUrl: "http://h", token: async () => "tk", fetch });
+  const blob = await client.downloadRecording("rec1");
+  assert.ok(blob instanceof Blob);
+  assert.equal(blob.type, "audio/ogg");
+  assert.deepEqual(new Uint8Array(await blob.arrayBuffer()), bytes);
+  assert.equal(`${seen[0].method} ${seen[0].url}`, "GET http://h/api/v1/recordings/rec1/file");
+  assert.equal(seen[0].headers.authorization, "Bearer tk");
+  await assert.rejects(client.downloadRecording("rec2"), (err) => {
+    assert.ok(err instanceof CallgateError);
+    assert.equal(err.code, "recording_not_ready");
+    assert.equal(err.status, 409);
+    return true;
+  });
+});
+
+test("the recording events reach the handler and are told apart by type", () => {
+  const got = [];
+  const stream = new EventStream({ client: {}, onEvent: (e) => got.push(e) });
+  const events = [
+    ["recording.requested", { request: { id: "r1", requestedBy: "bob", expiresAt: "" } }],
+    ["recording.on", { recording: "on" }],
+    ["recording.off", { recording: "off" }],
+    ["recording.declined", { requestId: "r1" }],
+    ["recording.expired", { requestId: "r2" }],
+    ["recording.ready", { recordingId: "rec1", durationMs: 4200, sizeBytes: 31337 }],
+    ["recording.failed", { recordingId: "rec2" }],
+    ["video.on", { video: "on" }],
+  ];
+  events.forEach(([type, data], n) => stream.deliver({ id: `e${n}`, type, callId: "c1", at: "", data }));
+  assert.deepEqual(
+    got.map((e) => e.type),
+    events.map(([type]) => type),
+  );
+  assert.deepEqual(
+    got.map((e) => isRecordingEvent(e)),
+    [true, true, true, true, true, true, true, false],
+  );
+  const ready = got.find((e) => isEvent(e, "recording.ready"));
+  assert.deepEqual(ready.data, { recordingId: "rec1", durationMs: 4200, sizeBytes: 31337 });
+  assert.equal(got.filter((e) => isEvent(e, "recording.requested"))[0].data.request.requestedBy, "bob");
+});

@@ -33,6 +33,10 @@ pub struct CallView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appointment_id: Option<uuid::Uuid>,
     pub video: VideoState,
+    /// Whether the call is being recorded (`on`), asked to be (`requested`)
+    /// or not: one who answers or joins keeps a recording going only with
+    /// `recording: true` (README, "Recording").
+    pub recording: VideoState,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_at: Option<DateTime<Utc>>,
@@ -80,6 +84,7 @@ impl CallView {
             scheduled: call.scheduled,
             appointment_id: call.appointment_id,
             video: call.video_state(),
+            recording: call.recording_session.0.state,
             created_at: call.created_at,
             answered_at: call.answered_at,
             connected_at: call.connected_at,

@@ -373,3 +373,16 @@ async fn past_its_retention_a_recordings_file_is_deleted_and_its_row_says_so() {
     assert!(!std::path::Path::new(&spec.filepath).exists(), "the file is gone");
     assert_eq!(recording::list(&world.core, &alice, call).await.expect("listed")[0].status, "deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rung_into_a_call_being_recorded_reads_so_before_answering() {
+    let (world, _) = world().await;
+    let (alice, bob, dave) =
+        (person("alice", Gender::Female), person("bob", Gender::Male), person("dave", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    assert_eq!(world.call(&bob, call).await.recording, VideoState::Off);
+    consented(&world, call, &alice, &[&bob]).await;
+    growth::invite(&world.core, &alice, call, vec![dave.id.clone()]).await.expect("dave rung");
+
+    assert_eq!(world.call(&dave, call).await.recording, VideoState::On, "he can consent as he answers");
+}

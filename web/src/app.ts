@@ -243,6 +243,9 @@ function ring(call: Call) {
   $("incoming-who").textContent = `${caller} is calling (${call.type})`;
   const also = others(call).filter((p) => p.userId !== call.initiatorId).map((p) => p.name ?? p.userId);
   $("incoming-also").textContent = also.length ? `With ${also.join(", ")}` : "";
+  // Being recorded: answering stops it unless one consents here, as one answers.
+  ($("incoming-record-ok") as HTMLInputElement).checked = false;
+  $("incoming-recording").hidden = call.recording !== "on";
   show("incoming");
   document.title = `${caller} is calling · callgate`;
   ringtone.start();
@@ -282,7 +285,8 @@ async function answer() {
   incoming = undefined;
   stopRinging();
   try {
-    await enter(await client!.acceptCall(call.id), "Connecting…");
+    const keep = call.recording === "on" && ($("incoming-record-ok") as HTMLInputElement).checked;
+    await enter(await client!.acceptCall(call.id, keep ? { recording: true } : {}), "Connecting…");
   } catch (err) {
     show("home");
     toast(`Could not answer: ${explain(err)}`);

@@ -1333,6 +1333,12 @@ export interface components {
             initiatorId: string;
             outcome?: components["schemas"]["Outcome"] | null;
             participants: components["schemas"]["ParticipantView"][];
+            /**
+             * @description Whether the call is being recorded (`on`), asked to be (`requested`)
+             *     or not: one who answers or joins keeps a recording going only with
+             *     `recording: true` (README, "Recording").
+             */
+            recording: components["schemas"]["VideoState"];
             /** @description Booked ahead (an appointment's call): nobody rang. */
             scheduled: boolean;
             state: components["schemas"]["CallState"];

@@ -97,8 +97,10 @@ pg_cluster() {
     pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p { print $1, $2; exit }'
 }
 
-# The test suite runs many apps at once, each with its own pool.
-PG_MAX_CONNECTIONS=300
+# The test suite runs many apps at once, each with its own pools (requests,
+# and the job runner's, which every LiveKit settling now uses): 300 ran out
+# in a full run (an app could not connect at start).
+PG_MAX_CONNECTIONS=600
 
 # Returns 0 when the cluster's setting was changed (a restart applies it).
 configure_pg_cluster() {

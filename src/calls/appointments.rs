@@ -479,20 +479,15 @@ pub async fn join(core: &Core, user: &AuthUser, id: Uuid) -> Result<JoinedAppoin
         Ok(entered) => {
             let row = rows::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
             let participants = store::participants(&mut tx, call.call_id()).await?;
-            let mut effects = Effects::for_call(call.call_id());
-            effects.rights_for = entered.admitted_now.iter().map(|u| u.to_string()).collect();
-            let settled = enforce::settle_after_commit(core, &mut tx, effects).await;
-            if let Err(err) = async {
-                settled?;
-                tx.commit().await
-            }
-            .await
-            {
+            if let Err(err) = tx.commit().await {
                 if let Some(room) = created_room {
                     lifecycle::delete_room(core, &room).await;
                 }
                 return Err(err.into());
             }
+            let mut effects = Effects::for_call(call.call_id());
+            effects.rights_for = entered.admitted_now.iter().map(|u| u.to_string()).collect();
+            enforce::settle_later(core, effects);
             let join = if entered.waiting {
                 None
             } else {

@@ -1,9 +1,7 @@
 //! Puts LiveKit in line with what a committed transaction decided.
 //!
 //! No LiveKit request is made while a call's row is locked: a transaction
-//! decides and writes what LiveKit must hear as a job
-//! ([`settle_after_commit`], run by `workers::jobs` once it has committed),
-//! or commits and hands it to [`settle`] / [`settle_soon`].
+//! decides and commits, then hands what LiveKit must hear to [`settle`].
 //! So a video state that LiveKit is told about is always one that was
 //! committed (an off that fails to commit is never enforced), and a slow or
 //! stalled LiveKit holds up no lock, no API request on the call and no other
@@ -13,22 +11,19 @@
 //! until no newer change committed meanwhile: two changes racing from two
 //! instances cannot leave LiveKit on the older one. `calls.video_version`
 //! counts the changes, `calls.rights_version` is the newest that LiveKit
-//! confirmed for everyone present; a call where they differ is retried
-//! with backoff (here, or by the job runner) and looked at first by the
-//! reconciler.
+//! confirmed for everyone present; a call where they differ is retried here
+//! with backoff and looked at first by the reconciler.
 
 use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::json;
-use sqlx::PgConnection;
 use tokio::sync::oneshot;
 
 use crate::calls::Core;
 use crate::domain::consent::{self as rules, VideoState};
 use crate::domain::{CallId, CallState};
 use crate::livekit::{LiveKitError, room_metadata};
-use crate::store::jobs::{self, Again, Job};
 use crate::store::{self, CallRow, calls::Settling};
 
 /// Pushes of one sync before it gives the call to the retries: a change
@@ -51,7 +46,7 @@ pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 
 /// What LiveKit must hear about one call once the transaction has committed.
 #[derive(Debug, Default)]
-#[must_use = "hand it to enforce::settle_after_commit in the transaction"]
+#[must_use = "hand it to enforce::settle once the transaction has committed"]
 pub struct Effects {
     pub call: Option<CallId>,
     /// Participants whose rights to push again: a new LiveKit session.
@@ -147,37 +142,13 @@ pub async fn settle_soon(app: &Core, effects: Effects) -> bool {
     tokio::time::timeout(CONFIRM_WITHIN, applied).await.unwrap_or(false)
 }
 
-/// Settles once the deciding transaction `tx` has committed: a job of the
-/// call's lane (`store::jobs`), written in `tx`, so it exists if and only if
-/// the decision does, and run by any instance's job runner, tried again
-/// with backoff (`workers::jobs`) and then left to the reconciler.
-pub async fn settle_after_commit(app: &Core, tx: &mut PgConnection, effects: Effects) -> sqlx::Result<()> {
-    let Some(call) = effects.call else { return Ok(()) };
-    let job = Job::Settle(jobs::Settle {
-        call: call.0,
-        rights_for: effects.rights_for,
-        withdraw: effects.withdraw,
-        remove: effects.remove,
-        resync: effects.resync,
-    });
-    jobs::enqueue(tx, &job, app.clock.now(), Again::Replace, true).await
-}
-
-/// One try of a settlement job: LiveKit told what the committed state asks
-/// for, unless a newer change committed meanwhile (then the versions say
-/// so, and the next try or the reconciler pushes the newer one).
-pub async fn settle_job(app: &Core, job: &jobs::Settle) -> anyhow::Result<()> {
-    let call = CallId(job.call);
-    let mut effects = Effects {
-        call: Some(call),
-        rights_for: job.rights_for.clone(),
-        withdraw: job.withdraw.clone(),
-        remove: job.remove.clone(),
-        resync: job.resync,
-    };
-    attempt(app, call, &mut effects, &mut None)
-        .await
-        .map_err(|err| anyhow::Error::new(err).context("settling"))
+/// Settles in the background.
+pub fn settle_later(app: &Core, effects: Effects) {
+    if effects.call.is_none() {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move { settle(&app, effects).await });
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -224,8 +224,8 @@ pub async fn join(
     let others = participants::told(&view, &participants, user.id.as_str());
     store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;
-    enforce::settle_after_commit(app, &mut tx, Effects::for_call(id)).await?;
     tx.commit().await?;
+    enforce::settle_later(app, Effects::for_call(id));
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&call, &user.id) })
 }

@@ -358,8 +358,8 @@ pub async fn accept(
         crate::calls::app_webhooks::call_answered(&mut out, &view, &user.id);
     }
     out.write(&mut tx).await?;
-    enforce::settle_after_commit(app, &mut tx, Effects::for_call(id)).await?;
     tx.commit().await?;
+    enforce::settle_later(app, Effects::for_call(id));
     if answers_the_call.is_some() {
         app.metrics.call_answered(call.created_at, call.answered_at);
     }
@@ -433,12 +433,10 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     out.notify(&others, ClientEvent::CallDeclined, Some(id.0), &event);
     ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Declined);
     out.write(&mut tx).await?;
-    if ended.is_none() {
-        enforce::settle_after_commit(app, &mut tx, Effects::for_call(id)).await?;
-    }
     tx.commit().await?;
-    if let Some(ended) = ended {
-        after_end(app, &ended).await;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => enforce::settle_later(app, Effects::for_call(id)),
     }
     Ok(CallOnly { call: view })
 }
@@ -498,14 +496,12 @@ pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, 
         crate::calls::participants::Left::CallEnded(ended) => (ended.view.clone(), Some(*ended)),
         _ => (CallView::load(&mut tx, &call).await?, None),
     };
-    if ended.is_none() {
+    tx.commit().await?;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
         // Off the room's live list, then out of the room; coming back with
         // an old token puts them out again (`participants::in_room`).
-        enforce::settle_after_commit(app, &mut tx, effects).await?;
-    }
-    tx.commit().await?;
-    if let Some(ended) = ended {
-        after_end(app, &ended).await;
+        None => enforce::settle_later(app, effects),
     }
     Ok(CallOnly { call: view })
 }

@@ -131,14 +131,11 @@ pub async fn remove(
         Left::CallEnded(ended) => (ended.view.clone(), Some(*ended)),
         Left::Left | Left::Ignored => (CallView::load(&mut tx, &call).await?, None),
     };
-    if ended.is_none() {
-        // They are put out of the room once this commits (a job of the call).
-        enforce::settle_after_commit(app, &mut tx, effects).await?;
-    }
     tx.commit().await?;
     tracing::info!("a moderator removed a participant");
-    if let Some(ended) = ended {
-        after_end(app, &ended).await;
+    match ended {
+        Some(ended) => after_end(app, &ended).await,
+        None => enforce::settle_later(app, effects),
     }
     Ok(CallOnly { call: view })
 }

@@ -368,10 +368,10 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
     }
     store::record_events(&mut tx, call_id, &timeline).await?;
     store::livekit_inbox::mark_all_of_processed(&mut tx, &ids).await?;
-    // LiveKit is told by the job runner: a slow LiveKit holds up neither
-    // this call's next events nor other calls' events.
-    enforce::settle_after_commit(app, &mut tx, effects).await?;
     tx.commit().await?;
+    // LiveKit is told in the background: a slow LiveKit holds up neither
+    // this call's next events nor other calls' events.
+    enforce::settle_later(app, effects);
     if let Some(ended) = ended {
         let app = app.clone();
         tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
@@ -410,15 +410,13 @@ async fn drain_one_by_one(app: &Core, call_id: CallId) -> Result<usize, CallErro
             store::record_events(&mut tx, call_id, std::slice::from_ref(&handled.timeline)).await?;
         }
         store::livekit_inbox::mark_processed(&mut tx, &next.id).await?;
-        let (ended, effects) = match handled {
-            Some(handle::Handled { ended, effects, .. }) => (ended, effects),
-            None => (None, Effects::default()),
-        };
-        enforce::settle_after_commit(app, &mut tx, effects).await?;
         tx.commit().await?;
-        if let Some(ended) = ended {
-            let app = app.clone();
-            tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
+        if let Some(handle::Handled { ended, effects, .. }) = handled {
+            enforce::settle_later(app, effects);
+            if let Some(ended) = ended {
+                let app = app.clone();
+                tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
+            }
         }
         count += 1;
     }

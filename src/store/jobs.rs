@@ -34,23 +34,6 @@ pub enum Job {
     Recording { call: Uuid },
     /// A recording's file is done: checked and kept (`calls::recording::finish`).
     RecordingFile { recording: Uuid },
-    /// LiveKit put in line with the call's committed state (`calls::enforce`).
-    Settle(Settle),
-}
-
-/// What LiveKit must hear about a call beyond its committed video state
-/// (the fields of `calls::enforce::Effects`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Settle {
-    pub call: Uuid,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rights_for: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub withdraw: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub resync: bool,
 }
 
 impl Job {
@@ -60,31 +43,25 @@ impl Job {
             Job::Appointment { .. } => "appointment",
             Job::Recording { .. } => "recording",
             Job::RecordingFile { .. } => "recording_file",
-            Job::Settle(_) => "settle",
         }
     }
 
     /// The jobs of one lane run one at a time: a call's, an appointment's.
     pub fn lane(&self) -> String {
         match self {
-            Job::Deadline { call, .. } | Job::Recording { call } | Job::Settle(Settle { call, .. }) => {
-                format!("call:{call}")
-            }
+            Job::Deadline { call, .. } | Job::Recording { call } => format!("call:{call}"),
             Job::Appointment { appointment } => format!("appointment:{appointment}"),
             Job::RecordingFile { recording } => format!("recording:{recording}"),
         }
     }
 
-    /// At most one pending job per key. Settlements have none: each reads
-    /// the committed state afresh, but carries its own removals, and one
-    /// being run must never hold up the transaction writing the next.
+    /// At most one pending job per key.
     pub fn dedupe_key(&self) -> Option<String> {
         match self {
             Job::Deadline { call, deadline, .. } => Some(deadline_key(CallId(*call), *deadline)),
             Job::Appointment { appointment } => Some(format!("appointment:{appointment}")),
             Job::Recording { call } => Some(format!("recording:{call}")),
             Job::RecordingFile { recording } => Some(format!("recording_file:{recording}")),
-            Job::Settle(_) => None,
         }
     }
 }

@@ -21,9 +21,8 @@ use crate::store::{self, CallRow, DeadlineKind};
 pub enum Fired {
     /// The call ended.
     Ended(Box<Ended>),
-    /// It did what it does short of ending the call (the room hears of
-    /// it once the transaction commits).
-    Done,
+    /// The call changed: the room hears of it.
+    Changed(enforce::Effects),
     /// The call's row is held elsewhere: try again shortly.
     Busy,
 }
@@ -42,7 +41,7 @@ pub async fn fire(
         return Ok(match store::find_call(&mut *tx, id).await? {
             Some(_) => Fired::Busy,
             // Purged with its history.
-            None => Fired::Done,
+            None => Fired::Changed(enforce::Effects::default()),
         });
     };
     let mut effects = enforce::Effects::for_call(id);
@@ -50,11 +49,7 @@ pub async fn fire(
     tracing::info!(ended = ended.is_some(), "deadline fired");
     Ok(match ended {
         Some(ended) => Fired::Ended(Box::new(ended)),
-        None => {
-            // An expired request or a departure changed the call.
-            enforce::settle_after_commit(app, tx, effects).await?;
-            Fired::Done
-        }
+        None => Fired::Changed(effects),
     })
 }
 

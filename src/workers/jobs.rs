@@ -1,6 +1,5 @@
 //! The one runner of the `jobs` table (`store::jobs`): a call's deadlines,
-//! an appointment's next check, LiveKit put in line after a commit
-//! (`calls::enforce::settle_after_commit`).
+//! an appointment's next check, LiveKit put in line after a commit.
 //!
 //! Every instance runs it. A pass reads the lanes with a job due (by the
 //! `Clock`), then takes each lane's first due job in a transaction of its
@@ -56,18 +55,6 @@ const RECORDING_BACKOFF: [Duration; 5] = [
     Duration::from_secs(30),
 ];
 
-/// Waits between tries of a settlement LiveKit did not confirm: about 15 s
-/// in all, then the reconciler takes over (the versions show it the call).
-const SETTLE_BACKOFF: [Duration; 7] = [
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-];
-
 /// When a job that failed `attempts` times (this one included) is tried
 /// again; `None`: it is given up.
 fn retry(job: &Job, attempts: u32) -> Option<Duration> {
@@ -80,7 +67,6 @@ fn retry(job: &Job, attempts: u32) -> Option<Duration> {
         Job::Recording { .. } | Job::RecordingFile { .. } => {
             RECORDING_BACKOFF.get((attempts as usize).saturating_sub(1)).copied()
         }
-        Job::Settle(_) => SETTLE_BACKOFF.get((attempts as usize).saturating_sub(1)).copied(),
     }
 }
 
@@ -93,8 +79,6 @@ pub struct Ran {
     pub appointments: usize,
     /// Recordings started, stopped or checked.
     pub recordings: usize,
-    /// Settlements LiveKit confirmed.
-    pub settled: usize,
     /// Jobs that failed (tried again later, or given up).
     pub failed: usize,
     /// Jobs whose call or appointment was held elsewhere (due again
@@ -107,7 +91,6 @@ impl Ran {
         self.deadlines += other.deadlines;
         self.appointments += other.appointments;
         self.recordings += other.recordings;
-        self.settled += other.settled;
         self.failed += other.failed;
         self.busy += other.busy;
     }
@@ -154,7 +137,6 @@ async fn run_lane(app: &Core, db: &sqlx::PgPool, lane: &str) -> anyhow::Result<O
                 Job::Deadline { .. } => ran.deadlines += 1,
                 Job::Appointment { .. } => ran.appointments += 1,
                 Job::Recording { .. } | Job::RecordingFile { .. } => ran.recordings += 1,
-                Job::Settle(_) => ran.settled += 1,
             }
             after.run(app).await;
         }
@@ -219,6 +201,7 @@ enum Outcome {
 enum After {
     Nothing,
     Ended(Box<Ended>),
+    Settle(enforce::Effects),
 }
 
 impl After {
@@ -226,6 +209,7 @@ impl After {
         match self {
             After::Nothing => {}
             After::Ended(ended) => lifecycle::after_end(app, &ended).await,
+            After::Settle(effects) => enforce::settle_later(app, effects),
         }
     }
 }
@@ -235,7 +219,7 @@ async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::
         Job::Deadline { call, deadline, ref_id } => {
             Ok(match deadlines::fire(app, tx, CallId(*call), *deadline, *ref_id).await? {
                 Fired::Ended(ended) => Outcome::Done(After::Ended(ended)),
-                Fired::Done => Outcome::Done(After::Nothing),
+                Fired::Changed(effects) => Outcome::Done(After::Settle(effects)),
                 Fired::Busy => Outcome::Busy,
             })
         }
@@ -246,12 +230,6 @@ async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::
         }
         Job::RecordingFile { recording } => {
             recording::finish(app, tx, *recording).await?;
-            Ok(Outcome::Done(After::Nothing))
-        }
-        // LiveKit is told outside the job's transaction (its own reads and
-        // writes commit as they go: other instances compare versions).
-        Job::Settle(settle) => {
-            enforce::settle_job(app, settle).await?;
             Ok(Outcome::Done(After::Nothing))
         }
     }

@@ -6,7 +6,6 @@
 
 use std::time::Duration as StdDuration;
 
-use callgate::calls::enforce;
 use callgate::clock::Clock;
 use callgate::domain::consent::Gender;
 use callgate::domain::{CallId, CallState, Outcome};
@@ -186,61 +185,4 @@ async fn the_runner_is_woken_by_notify_and_stops_with_nothing_claimed() {
     .await
     .expect("the locks");
     assert_eq!(held, 0, "no lane left held");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settlement_livekit_refuses_is_tried_again_with_backoff_then_left_to_the_reconciler() {
-    let world = World::new().await;
-    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
-    let call = world.answered_call(&alice, &[&bob]).await;
-    world.rooms.set_down(true);
-    let mut tx = world.core.db.begin().await.expect("a transaction");
-    let resync = enforce::Effects { resync: true, ..enforce::Effects::for_call(call) };
-    enforce::settle_after_commit(&world.core, &mut tx, resync).await.expect("a settlement");
-    tx.commit().await.expect("committed");
-    let pending = "select count(*) from jobs where lane = $1 and kind = 'settle'";
-
-    let mut waits = Vec::new();
-    for _ in 0..8 {
-        let ran = jobs::run_due(&world.core).await.expect("a run");
-        assert_eq!((ran.settled, ran.failed), (0, 1), "{ran:?}");
-        let next: Option<f64> = sqlx::query_scalar(
-            "select extract(epoch from run_at - $2)::float8 from jobs where lane = $1 and kind = 'settle'",
-        )
-        .bind(lane(call))
-        .bind(world.clock.now())
-        .fetch_optional(&world.core.db)
-        .await
-        .expect("the job");
-        waits.push(next);
-        // Due again, and no other deadline of the call yet.
-        world.clock.advance(Duration::milliseconds((next.unwrap_or_default() * 1000.0) as i64));
-    }
-
-    let backoff = [Some(0.05), Some(0.1), Some(0.25), Some(0.5), Some(1.0), Some(4.0), Some(8.0), None];
-    assert_eq!(waits, backoff, "tried 8 times, then given up");
-    assert_eq!(scalar(&world, pending, &lane(call)).await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settlement_exists_only_if_the_transaction_that_decided_it_commits() {
-    let world = World::new().await;
-    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
-    let call = world.answered_call(&alice, &[&bob]).await;
-    let mut tx = world.core.db.begin().await.expect("a transaction");
-    enforce::settle_after_commit(&world.core, &mut tx, enforce::Effects::for_call(call))
-        .await
-        .expect("written");
-    tx.rollback().await.expect("rolled back");
-    assert_eq!(jobs::run_due(&world.core).await.expect("a run"), jobs::Ran::default(), "nothing to run");
-
-    callgate::calls::lifecycle::leave(&world.core, &bob, call).await.expect("he leaves");
-    let ran = jobs::run_due(&world.core).await.expect("a run");
-    assert_eq!(ran.settled, 0, "the call ended: its room is deleted, nothing to settle: {ran:?}");
-    let mut tx = world.core.db.begin().await.expect("a transaction");
-    enforce::settle_after_commit(&world.core, &mut tx, enforce::Effects::for_call(call))
-        .await
-        .expect("written");
-    tx.commit().await.expect("committed");
-    assert_eq!(jobs::run_due(&world.core).await.expect("a run").settled, 1);
 }

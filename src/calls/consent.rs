@@ -458,6 +458,16 @@ impl From<&PendingRequest> for RequestView {
     }
 }
 
+impl RequestView {
+    /// The answer to a request `by` made as `id`: the pending request, or,
+    /// when nobody else had to be asked (it turned on at once), one that
+    /// expired as it was made.
+    pub(crate) fn of_request(decision: &Decision, id: Uuid, by: &UserId, now: chrono::DateTime<Utc>) -> Self {
+        let at_once = || RequestView { id, requested_by: by.to_string(), expires_at: now };
+        decision.session.request.as_ref().map_or_else(at_once, RequestView::from)
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoView {
@@ -549,13 +559,7 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
     if decision.session.state == VideoState::On {
         enforce::settle_soon(app, Effects::for_call(id)).await;
     }
-    let requested_at = app.clock.now();
-    Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
-        // The request completed the consents at once: video is on.
-        id: request_id,
-        requested_by: user.id.to_string(),
-        expires_at: requested_at,
-    }))
+    Ok(RequestView::of_request(&decision, request_id, &user.id, app.clock.now()))
 }
 
 pub async fn answer(

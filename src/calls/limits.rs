@@ -108,6 +108,17 @@ pub async fn video_request(core: &Core, call: CallId, user: &UserId) -> Result<(
     video_budget(core, call, limits.video_requests_per_call, "video requests in this call").await
 }
 
+/// A recording request: the same budgets as video's (`VIDEO_REQUESTS_*`),
+/// counted apart, so that nobody floods a call with prompts to record.
+pub async fn recording_request(core: &Core, call: CallId, user: &UserId) -> Result<(), CallError> {
+    let limits = &core.config.rate_limits;
+    let mine = format!("callgate:rl:recording:{call}:{user}");
+    let what = "recording requests from you in this call";
+    video_budget(core, mine, limits.video_requests_per_participant, what).await?;
+    let call = format!("callgate:rl:recording:{call}");
+    video_budget(core, call, limits.video_requests_per_call, "recording requests in this call").await
+}
+
 async fn video_budget(core: &Core, key: String, limit: u32, what: &str) -> Result<(), CallError> {
     let limits = &core.config.rate_limits;
     if limit == 0 {

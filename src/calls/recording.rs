@@ -428,19 +428,14 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
             });
         }
     }
+    crate::calls::limits::recording_request(app, id, &user.id).await?;
     let request_id = Uuid::new_v4();
     let action = Action::Request { by: user.id.to_string(), id: request_id };
     let me = Some(user.id.as_str());
     let decision =
         consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
     tx.commit().await?;
-    let now = app.clock.now();
-    Ok(decision.session.request.as_ref().map(RequestView::from).unwrap_or(RequestView {
-        // Nobody else to ask: recording at once.
-        id: request_id,
-        requested_by: user.id.to_string(),
-        expires_at: now,
-    }))
+    Ok(RequestView::of_request(&decision, request_id, &user.id, app.clock.now()))
 }
 
 pub async fn answer(

@@ -318,3 +318,31 @@ async fn a_recording_survives_a_kill_of_the_service_and_is_stopped_and_kept_by_t
     );
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test]
+async fn asking_to_record_again_and_again_is_limited_like_video_requests() {
+    let app =
+        crate::helpers::spawn_app_configured(|c| c.rate_limits.video_requests_per_participant = 2).await;
+    let (alice, bob) = (app.user("female"), app.user("male"));
+    let (call, _a, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
+    let ask = format!("/api/v1/calls/{call}/recording/requests");
+    let stop = format!("/api/v1/calls/{call}/recording/stop");
+    for _ in 0..2 {
+        let (status, body) = app.post(&ask, &bob, json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app.post(&stop, &bob, json!({})).await; // he takes it back
+        assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("off")), "{body}");
+    }
+
+    let (status, body) = app.post(&ask, &bob, json!({})).await;
+
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{body}"
+    );
+    let prompts = app
+        .db_count("select count(*) from consent_ledger where call_id = $1 and subject = 'recording' and kind = 'request'", &call)
+        .await;
+    assert_eq!(prompts, 2, "the third was never put to Alice");
+}

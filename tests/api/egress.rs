@@ -126,6 +126,7 @@ async fn egress_webhooks(app: &TestApp, room: &str) -> HashSet<String> {
 
 #[tokio::test]
 async fn a_recording_started_behind_callgates_back_is_stopped_and_the_call_goes_on() {
+    let _media = crate::helpers::media_turn().await;
     let app = spawn_app().await;
     let (alice, bob) = (app.user("female"), app.user("male"));
     let (call, _a, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;

@@ -100,15 +100,10 @@ fn browser(part: &str, base: &str) -> String {
     )
 }
 
-/// Chromiums running at once. Each part drives two or three pages of WebRTC;
-/// six of them beside the rest of the suite on two cores starved LiveKit's
-/// updates and the pages' own timers (CI failed on two parts that pass alone).
-static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
 /// Runs a part of browser.py beside the app, failing as it fails; the
 /// `RESULT` lines it printed, as JSON.
 pub(crate) async fn in_browsers(part: &'static str, base: String) -> Vec<Value> {
-    let _turn = BROWSERS.acquire().await.expect("the semaphore is never closed");
+    let _turn = crate::helpers::media_turn().await;
     match tokio::task::spawn_blocking(move || browser(part, &base)).await {
         Ok(printed) => printed
             .lines()

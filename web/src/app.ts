@@ -151,7 +151,12 @@ function catchUp(calls: Call[]) {
 
 // ----------------------------------------------------------------- events
 
+/** The types of the last events this page received, oldest first (what a failing browser test prints). */
+const lastEvents: string[] = [];
+
 function onEvent(event: CallgateEvent) {
+  lastEvents.push(`${event.type}${event.callId ? `@${event.callId.slice(0, 8)}` : ""}`);
+  if (lastEvents.length > 30) lastEvents.shift();
   const call = (event.data.call as Call | undefined) ?? undefined;
   const mine = current && event.callId === current.call.id;
   const ringingHere = incoming !== undefined && event.callId === incoming.id;
@@ -957,6 +962,7 @@ Object.assign(window, {
     notification: () => notice.current(),
     room: () => current?.room,
     call: () => current?.call,
+    events: () => [...lastEvents],
     client: () => client,
     Room,
     RoomEvent,

@@ -25,6 +25,19 @@ use uuid::Uuid;
 /// Rooms of apps sharing the test database; the shared webhook receiver
 /// (see `ensure_webhook_receiver`) handles LiveKit's events for them.
 /// `TEST_ROOM_PREFIX` lets two test runs share one LiveKit server.
+/// Tests that run real media encoders at once: a part of browser.py (two or
+/// three Chromium pages of WebRTC) or an egress room composite (a Chromium
+/// and GStreamer). Beside the rest of the suite on two cores, more of them
+/// starved LiveKit and the pages' timers: CI saw a browser's own
+/// negotiation give up, a page answer nothing for 30 s, and egress start
+/// 9 s late. Each holds a permit for its whole run.
+pub static MEDIA: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A turn among the tests that run real media encoders ([`MEDIA`]).
+pub async fn media_turn() -> tokio::sync::SemaphorePermit<'static> {
+    MEDIA.acquire().await.expect("the semaphore is never closed")
+}
+
 pub fn shared_prefix() -> String {
     std::env::var("TEST_ROOM_PREFIX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "cgt-".into())
 }

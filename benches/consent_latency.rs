@@ -23,8 +23,9 @@
 //!
 //! Then the windows a token LiveKit refreshed leaves open (it cannot be
 //! revoked; see docs/consent.md), over `STALE_ROUNDS` fresh calls each
-//! (default 10): (d) one who left a group call comes back with his old
-//! token: from his client connected to it being put out of the room; (e)
+//! (default 10): (d) one who left a group call, or was put out of it,
+//! comes back with his old token: from his client connected to it being
+//! put out of the room; (e)
 //! one whose token carries the camera right (as LiveKit refreshes it while
 //! video is on) joins while video is off and publishes his camera at once:
 //! how often LiveKit takes it before callgate's withdrawal on his join, and
@@ -185,7 +186,8 @@ async fn main() -> anyhow::Result<()> {
         withdrawn.map_err(|e| anyhow::anyhow!("round {round}: his camera right was not withdrawn: {e}"))?;
     }
     let mislabelled = mislabelled_windows(&app, mislabel_rounds).await?;
-    let rejoined = stale_rejoin_windows(&app, stale_rounds).await?;
+    let rejoined = stale_rejoin_windows(&app, stale_rounds, Gone::Left).await?;
+    let readmitted = stale_rejoin_windows(&app, stale_rounds, Gone::Removed).await?;
     let stale = stale_camera_windows(&app, stale_rounds).await?;
     println!("consent latency over {rounds} rounds (real LiveKit, real clients, loopback)");
     println!(
@@ -202,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         summary("revoke -> camera track gone", to_track_gone),
         summary("mislabelled video -> its publisher gone", mislabelled),
         summary("old token after leaving: connected -> out", rejoined),
+        summary("old token after removal: connected -> out", readmitted),
         summary("camera token while off: camera taken -> gone", cameras),
         // Its part of (a): the answer comes once LiveKit has confirmed.
         summary("accept -> answered (LiveKit confirmed)", to_answer),
@@ -257,9 +260,18 @@ async fn mislabelled_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::R
     Ok(windows)
 }
 
+/// How he went before coming back with his old token.
+#[derive(Clone, Copy)]
+enum Gone {
+    /// He left the call himself.
+    Left,
+    /// He was put out of it (a video track labelled `microphone`).
+    Removed,
+}
+
 /// Window (d): a group call per round (so it goes on without him); he
-/// leaves, then connects again with the token he joined with.
-async fn stale_rejoin_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::Result<Vec<f64>> {
+/// leaves or is put out, then connects again with the token he joined with.
+async fn stale_rejoin_windows(app: &helpers::TestApp, rounds: usize, how: Gone) -> anyhow::Result<Vec<f64>> {
     let mut windows = Vec::new();
     for round in 0..rounds {
         let (him, her, w2) = (app.user("male"), app.user("female"), app.user("female"));
@@ -275,10 +287,22 @@ async fn stale_rejoin_windows(app: &helpers::TestApp, rounds: usize) -> anyhow::
             client.publish_audio().await?;
             clients.push(client);
         }
-        let his = LkClient::connect(&url, &token).await?;
+        let mut his = LkClient::connect(&url, &token).await?;
         app.wait_for_call(&call, &him, Duration::from_secs(15), |c| c["state"] == "active").await;
-        let (status, body) = app.call_action(&call, "leave", &him, json!({})).await;
-        anyhow::ensure!(status.is_success(), "stale round {round}: leave failed: {body}");
+        match how {
+            Gone::Left => {
+                let (status, body) = app.call_action(&call, "leave", &him, json!({})).await;
+                anyhow::ensure!(status.is_success(), "stale round {round}: leave failed: {body}");
+            }
+            Gone::Removed => {
+                his.publish_video_as("microphone")
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("stale round {round}: LiveKit refused the track: {e}"))?;
+                his.wait_for("disconnected", Duration::from_secs(10))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("stale round {round}: he was not put out: {e}"))?;
+            }
+        }
         drop(his);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut back = match LkClient::connect(&url, &token).await {

@@ -119,6 +119,13 @@ pub async fn delete_room(app: &Core, room: &str) {
     }
 }
 
+/// Those the end is told to: everyone the call rang or held, not those
+/// written `busy` (blocked, suspended or in another call), who were never
+/// told of it and must not learn it ended either.
 fn everyone_in(view: &CallView) -> Vec<String> {
-    view.participants.iter().map(|p| p.user_id.clone()).collect()
+    view.participants
+        .iter()
+        .filter(|p| p.status != crate::domain::ParticipantStatus::Busy)
+        .map(|p| p.user_id.clone())
+        .collect()
 }

@@ -145,6 +145,8 @@ class Client:
         self.honest = False
         # remote track sid -> frames received on it, and whose track it is
         self.frames: dict[str, int] = {}
+        # remote track sids read as video (whatever their source says)
+        self.video_sids: set[str] = set()
         self.track_owner: dict[str, tuple[str, str]] = {}
         # remote track sid -> task counting its frames, while subscribed
         self.streams: dict[str, asyncio.Task] = {}
@@ -379,6 +381,7 @@ class Client:
         self.track_owner[sid] = (p.identity, source_name(pub.source))
         self.frames.setdefault(sid, 0)
         if isinstance(track, rtc.RemoteVideoTrack):
+            self.video_sids.add(sid)
             stream: Any = rtc.VideoStream(track)
         elif isinstance(track, rtc.RemoteAudioTrack):
             stream = rtc.AudioStream(track)
@@ -604,6 +607,11 @@ class Client:
             "frames": sum(self.frames[sid] for sid in sids if sid in self.streams),
             "total": sum(self.frames[sid] for sid in sids),
         }
+
+    async def cmd_video_frames_from(self, identity: str) -> dict[str, Any]:
+        """Video frames ever decoded from any track of `identity`, whatever source it claimed."""
+        sids = [sid for sid, owner in self.track_owner.items() if owner[0] == identity and sid in self.video_sids]
+        return {"identity": identity, "tracks": len(sids), "frames": sum(self.frames[sid] for sid in sids)}
 
     async def cmd_received_video_frames(self, identity: str) -> dict[str, Any]:
         return await self.cmd_received_frames(identity, "camera")

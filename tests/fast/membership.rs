@@ -329,8 +329,9 @@ async fn someone_written_busy_is_told_nothing_of_the_call_and_cannot_read_it() {
     lifecycle::accept(&world.core, &bob, call, None).await.expect("bob answers");
     growth::invite(&world.core, &bob, call, vec![carol.id.clone()]).await.expect("carol rung");
     lifecycle::leave(&world.core, &bob, call).await.expect("bob leaves");
+    lifecycle::end(&world.core, &alice, call).await.expect("she hangs up");
 
-    assert_eq!(events_of(&world, call, &dave).await, 0, "no event of the call reached him");
+    assert_eq!(events_of(&world, call, &dave).await, 0, "no event of the call reached him, not even its end");
     let read = lifecycle::get(&world.core, &dave, call).await;
     assert!(matches!(read, Err(CallError::NotFound)), "404 for him");
     let ledger = consent::ledger(&world.core, &dave, call).await;

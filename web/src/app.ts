@@ -558,7 +558,8 @@ async function askForVideo() {
   const call = current!.call;
   try {
     const { request } = await client!.requestVideo(call.id);
-    current!.requestId = request.id;
+    if (current?.call.id !== call.id) return;
+    current.requestId = request.id;
     const view = await client!.videoState(call.id);
     consentNote(view.state === "on" ? "Video is on." : "Asked — waiting for an answer.");
   } catch (err) {
@@ -663,10 +664,11 @@ async function toggleMute() {
   const lp = current?.room?.localParticipant;
   if (!lp) return;
   const muted = lp.isMicrophoneEnabled;
+  const callId = current!.call.id;
   await lp.setMicrophoneEnabled(!muted);
   pressed("mute", muted);
   people.muted(lp.identity, muted);
-  await client!.updateMyMedia(current!.call.id, { audioEnabled: !muted }).catch(() => undefined);
+  await client!.updateMyMedia(callId, { audioEnabled: !muted }).catch(() => undefined);
 }
 
 function pressed(id: string, on: boolean) {
@@ -862,11 +864,13 @@ async function receiving() {
 
 async function sampleQuality() {
   if (!current?.connected) return;
+  // The call may end while its statistics are read: its id is taken first.
+  const callId = current.call.id;
   const r = await receiving();
   const total = r.audioPackets + r.lost;
   const packetLossPct = total > 0 ? Math.min(100, (100 * r.lost) / total) : 0;
   await client!
-    .recordQualitySample(current.call.id, { jitterMs: Math.min(10000, r.jitterMs), packetLossPct, rttMs: Math.min(10000, r.rttMs) })
+    .recordQualitySample(callId, { jitterMs: Math.min(10000, r.jitterMs), packetLossPct, rttMs: Math.min(10000, r.rttMs) })
     .catch(() => undefined);
 }
 

@@ -396,11 +396,41 @@ impl Model {
         Ok(())
     }
 
-    /// A compact fingerprint of a world: the members and the video session.
-    fn key(&self, w: &World) -> Vec<u8> {
-        let mut key = Vec::with_capacity(w.members.len() + 4);
-        for m in &w.members {
-            key.push(match m {
+    /// The orders of the members that change nothing the rules can see:
+    /// the initiator first, invitees of one gender in any order among
+    /// themselves (the rules never look at who was invited first).
+    fn symmetries(&self) -> Vec<Vec<usize>> {
+        let n = self.genders.len();
+        let mut orders = vec![vec![0]];
+        for _ in 1..n {
+            let mut longer = Vec::new();
+            for order in &orders {
+                for i in 1..n {
+                    if !order.contains(&i) {
+                        let mut next = order.clone();
+                        next.push(i);
+                        longer.push(next);
+                    }
+                }
+            }
+            orders = longer;
+        }
+        orders.retain(|order| order.iter().enumerate().all(|(at, &i)| self.genders[at] == self.genders[i]));
+        orders
+    }
+
+    /// A compact fingerprint of a world, the same for worlds that differ
+    /// only by an order of [`Model::symmetries`] (the smallest of theirs).
+    fn key(&self, w: &World, symmetries: &[Vec<usize>]) -> Vec<u8> {
+        symmetries.iter().map(|order| self.key_in(w, order)).min().unwrap_or_default()
+    }
+
+    /// The members (in `order`: place `at` holds member `order[at]`) and the
+    /// video session.
+    fn key_in(&self, w: &World, order: &[usize]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(order.len() + 6);
+        for &i in order {
+            key.push(match w.members[i] {
                 None => 0,
                 Some(m) => {
                     let status = Status::ALL.iter().position(|s| *s == m.status).unwrap_or(0) as u8;
@@ -412,35 +442,47 @@ impl Model {
             });
         }
         key.push(w.video.state as u8);
-        let requester = w.video.request.as_ref().map(|r| r.requested_by.clone());
-        key.push(requester.map_or(255, |r| r[1..].parse::<u8>().unwrap_or(254)));
-        let mut consents = 0u8;
-        for (i, _) in w.members.iter().enumerate() {
-            if w.video.consents.contains(&user(i)) {
-                consents |= 1 << i;
+        let place = |u: &str| order.iter().position(|&i| user(i) == u);
+        let requester = w.video.request.as_ref().and_then(|r| place(&r.requested_by));
+        key.push(requester.map_or(255, |at| at as u8));
+        // Who consented, who said no (sealed until the request is
+        // decided), who was asked as a newcomer, who is cooling down: two
+        // worlds apart in any of them are two states.
+        let video = &w.video;
+        let sets: [&dyn Fn(&String) -> bool; 4] = [
+            &|u| video.consents.contains(u),
+            &|u| video.declines.contains(u),
+            &|u| video.asked.contains(u),
+            &|u| video.cooldowns.contains_key(u),
+        ];
+        for holds in sets {
+            let mut mask = 0u8;
+            for (at, &i) in order.iter().enumerate() {
+                if holds(&user(i)) {
+                    mask |= 1 << at;
+                }
             }
+            key.push(mask);
         }
-        key.push(consents);
         key
     }
 
     /// Every state reachable from the start, each checked; the count.
     fn explore(&self) -> usize {
         let start = self.start();
-        let mut seen = HashSet::new();
+        let symmetries = self.symmetries();
+        // A state is queued once, when first reached.
+        let mut seen = HashSet::from([self.key(&start, &symmetries)]);
         let mut queue = VecDeque::from([start]);
         let moves = self.moves();
         while let Some(w) = queue.pop_front() {
-            if !seen.insert(self.key(&w)) {
-                continue;
-            }
             if let Err(broken) = self.check(&w) {
                 panic!("{broken}");
             }
             let present = self.present(&w);
             for mv in &moves {
                 if let Some(next) = self.apply(&w, &present, *mv)
-                    && !seen.contains(&self.key(&next))
+                    && seen.insert(self.key(&next, &symmetries))
                 {
                     queue.push_back(next);
                 }

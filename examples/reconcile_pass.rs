@@ -121,6 +121,7 @@ async fn measure(
                     callgate::domain::CallId(id),
                     callgate::domain::CallType::Audio,
                     callgate::domain::consent::VideoState::Off,
+                    callgate::domain::consent::VideoState::Off,
                     &live,
                 );
                 // A loaded LiveKit sometimes answers "no response from servers": once more.

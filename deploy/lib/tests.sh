@@ -117,8 +117,10 @@ SQL
     # tests/api/cluster.rs: the chart's tools, and LiveKit to parse the config it renders.
     export CALLGATE_HELM="$BIN/helm" CALLGATE_KUBECONFORM="$BIN/kubeconform" CALLGATE_LIVEKIT_SERVER="$LIVEKIT_BIN"
     export TEST_WEBHOOK_PORT=8089
-    # tests/api/egress.rs: where egress writes, and its pid (CPU and memory).
+    # tests/api/egress.rs: where egress writes, and its pid (CPU and memory);
+    # tests/api/recording_faults.rs: its status port (back after a kill).
     export CALLGATE_EGRESS_OUTPUT="$EGRESS_OUTPUT" CALLGATE_EGRESS_PID_FILE="$RUN/egress.child.pid"
+    export CALLGATE_EGRESS_HEALTH_PORT="$EGRESS_HEALTH_PORT"
     # The outage test's own cluster, and how it stops and starts it.
     export CHAOS_DATABASE_URL="postgres://callgate:callgate@127.0.0.1:$CHAOS_PG_PORT/callgate"
     CHAOS_PG_CTL="${SUDO:+$SUDO }pg_ctlcluster $(cat "$RUN/chaos.cluster")"

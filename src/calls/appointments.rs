@@ -22,7 +22,7 @@ use crate::calls::participants as members;
 use crate::calls::views::{CallView, JoinView};
 use crate::calls::{CallError, Core};
 use crate::domain::appointment::{self, Happening, Joinable, Rules, Window};
-use crate::domain::consent::VideoSession;
+use crate::domain::consent::{VideoSession, VideoState};
 use crate::domain::membership::Step as MemberStep;
 use crate::domain::{
     AppointmentRole, AppointmentState, AuthUser, CallId, CallState, CallType, ClientEvent, Code, EventSource,
@@ -392,7 +392,13 @@ async fn open(
         video_requested_at_start: false,
         rejoin_grace: None,
         // Nobody is live in it until they join.
-        room_metadata: &crate::livekit::room_metadata(call_id, row.call_type, session.state, &[]),
+        room_metadata: &crate::livekit::room_metadata(
+            call_id,
+            row.call_type,
+            session.state,
+            VideoState::Off,
+            &[],
+        ),
     };
     store::insert_call(tx, &new_call).await?;
     store::calls::link_appointment(tx, call_id, row.id).await?;
@@ -430,7 +436,13 @@ fn room_spec(core: &Core, call: &CallRow, row: &AppointmentRow) -> RoomSpec {
         empty_timeout: hold,
         departure_timeout: hold,
         max_participants: core.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call.call_id(), call.call_type, call.video_state(), &[]),
+        metadata: crate::livekit::room_metadata(
+            call.call_id(),
+            call.call_type,
+            call.video_state(),
+            call.recording_session.0.state,
+            &[],
+        ),
     }
 }
 

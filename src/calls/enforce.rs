@@ -244,7 +244,8 @@ enum Announced {
 async fn announce(app: &Core, now: &Settling, force: bool) -> Result<Announced, NotYet> {
     let row = &now.call;
     let state = row.video_state();
-    let metadata = room_metadata(row.call_id(), row.call_type, state, &now.live);
+    let recording = row.recording_session.0.state;
+    let metadata = room_metadata(row.call_id(), row.call_type, state, recording, &now.live);
     if !force && now.announced.as_deref() == Some(metadata.as_str()) {
         return Ok(Announced::Done);
     }

@@ -201,7 +201,7 @@ fn room_spec(
         empty_timeout: timeouts.ringing + timeouts.connect + std::time::Duration::from_secs(60),
         departure_timeout: timeouts.rejoin_grace,
         max_participants: app.config.max_call_participants as u32,
-        metadata: crate::livekit::room_metadata(call_id, call_type, video, live),
+        metadata: crate::livekit::room_metadata(call_id, call_type, video, rules::VideoState::Off, live),
     }
 }
 

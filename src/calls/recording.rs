@@ -26,6 +26,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::calls::consent::{self, RequestView};
+use crate::calls::enforce::{self, Effects};
 use crate::calls::views::CallView;
 use crate::calls::{CallError, Core, app_webhooks};
 use crate::domain::consent::{self as rules, Action, Subject, VideoState};
@@ -368,6 +369,17 @@ impl From<RecordingRow> for RecordingView {
     }
 }
 
+/// The room's metadata says whether the call records
+/// (`livekit::room_metadata`): once a decision that turned it on or off has
+/// committed, LiveKit is told as it is of video's (`enforce`; the
+/// reconciler puts back a room that missed it). Joins, departures and
+/// deadlines that turn it off settle the call already.
+async fn announce(app: &Core, before: &CallRow, decision: &rules::Decision) {
+    if decision.video_changed(&before.recording_session.0) {
+        enforce::settle_soon(app, Effects::for_call(before.call_id())).await;
+    }
+}
+
 fn enabled(app: &Core) -> Result<(), CallError> {
     match app.config.recording_policy.rules() {
         Some(_) => Ok(()),
@@ -435,6 +447,7 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
     let decision =
         consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
     tx.commit().await?;
+    announce(app, &call, &decision).await;
     Ok(RequestView::of_request(&decision, request_id, &user.id, app.clock.now()))
 }
 
@@ -450,9 +463,11 @@ pub async fn answer(
     let call = consent::lock_present(&mut tx, id, &user.id).await?;
     let by = user.id.to_string();
     let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
-    consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, Some(user.id.as_str()), None)
-        .await?;
+    let me = Some(user.id.as_str());
+    let decision =
+        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
     tx.commit().await?;
+    announce(app, &call, &decision).await;
     view(app, user, id).await
 }
 
@@ -463,9 +478,11 @@ pub async fn stop(app: &Core, user: &AuthUser, id: CallId) -> Result<RecordingCo
     let mut tx = app.db.begin().await?;
     let call = consent::lock_present(&mut tx, id, &user.id).await?;
     let action = Action::Revoke { by: user.id.to_string() };
-    consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, Some(user.id.as_str()), None)
-        .await?;
+    let me = Some(user.id.as_str());
+    let decision =
+        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
     tx.commit().await?;
+    announce(app, &call, &decision).await;
     view(app, user, id).await
 }
 

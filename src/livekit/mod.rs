@@ -341,16 +341,43 @@ pub trait RoomService: Send + Sync {
 /// `live` subscribe to their own tracks. `live` is sorted. `video` is `on`
 /// or `off`: a pending request is no business of the room (those who may
 /// answer it hear of it on their event stream), and puts nothing to push in
-/// LiveKit.
-pub fn room_metadata(call: CallId, call_type: CallType, video: VideoState, live: &[String]) -> String {
+/// LiveKit. `recording` is true while everyone present consents to record
+/// (egress is told to record): the indicator every client shows. Like
+/// `video`, it says nothing of a pending request nor of who answered what.
+pub fn room_metadata(
+    call: CallId,
+    call_type: CallType,
+    video: VideoState,
+    recording: VideoState,
+    live: &[String],
+) -> String {
     let video = if video == VideoState::On { VideoState::On } else { VideoState::Off };
-    serde_json::json!({"callId": call, "type": call_type, "video": video, "live": live}).to_string()
+    let recording = recording == VideoState::On;
+    serde_json::json!({"callId": call, "type": call_type, "video": video, "recording": recording, "live": live})
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::livekit::fake::FakeRooms;
+
+    #[test]
+    fn the_metadata_says_recording_only_while_it_is_on_and_nothing_of_a_request_or_its_answers() {
+        let call = CallId(Uuid::new_v4());
+        let live = ["alice".to_owned(), "bob".to_owned()];
+        for (recording, shown) in
+            [(VideoState::On, true), (VideoState::Requested, false), (VideoState::Off, false)]
+        {
+            let raw = room_metadata(call, CallType::Audio, VideoState::Off, recording, &live);
+            let meta: serde_json::Value = serde_json::from_str(&raw).expect("JSON");
+            assert_eq!(meta["recording"], shown, "{recording:?}: {raw}");
+            let mut keys: Vec<&str> =
+                meta.as_object().expect("an object").keys().map(|k| k.as_str()).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, ["callId", "live", "recording", "type", "video"], "{raw}");
+        }
+    }
 
     #[test]
     fn only_rooms_named_prefix_and_call_id_are_this_deployments() {

@@ -432,6 +432,7 @@ pub struct LiveSummary {
     #[sqlx(rename = "type", try_from = "String")]
     pub call_type: CallType,
     pub video_session: Json<VideoSession>,
+    pub recording_session: Json<VideoSession>,
     /// Rights LiveKit has not confirmed yet.
     pub behind: bool,
     /// Participants the database shows in the room.
@@ -443,7 +444,7 @@ pub struct LiveSummary {
 /// Every connecting and active call, in one read.
 pub async fn live_summaries(db: &PgPool) -> sqlx::Result<Vec<LiveSummary>> {
     sqlx::query_as(
-        "select c.id, c.room_name, c.type, c.video_session, c.rights_version < c.video_version as behind, \
+        "select c.id, c.room_name, c.type, c.video_session, c.recording_session, c.rights_version < c.video_version as behind, \
                 (select count(*) from call_participants p \
                   where p.call_id = c.id and p.live and p.status = 'joined') as joined, \
                 array(select user_id from call_participants p where p.call_id = c.id and p.live \

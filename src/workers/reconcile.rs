@@ -241,7 +241,8 @@ fn agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
 
 /// Whether the room's metadata is the call's (video state, who is live).
 fn metadata_agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
-    room.metadata == room_metadata(call.id, call.call_type, call.video_session.0.state, &call.live)
+    let (video, recording) = (call.video_session.0.state, call.recording_session.0.state);
+    room.metadata == room_metadata(call.id, call.call_type, video, recording, &call.live)
 }
 
 #[tracing::instrument(skip(app), fields(call_id = %id))]

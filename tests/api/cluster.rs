@@ -377,6 +377,115 @@ fn deployment_problems(r: &Rendered) -> Vec<String> {
             }
         }
     }
+    problems.extend(egress_problems(r));
+    problems
+}
+
+/// Egress's config as its pod reads it: EGRESS_CONFIG_BODY (with a Redis
+/// password), else the file its ConfigMap mounts.
+fn egress_config(r: &Rendered) -> Value {
+    let container = r.container("egress");
+    let env = env_of(container);
+    if let Some(body) = env.iter().find(|e| e["name"] == "EGRESS_CONFIG_BODY") {
+        return yaml_value(body["value"].as_str().unwrap_or_default());
+    }
+    let file = env.iter().find(|e| e["name"] == "EGRESS_CONFIG_FILE").map(|e| e["value"].clone());
+    let mounted = container["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+        m["mountPath"] == "/etc/egress" && pod_volume(r.pod("egress"), &m["name"])["configMap"].is_object()
+    });
+    assert!(
+        file == Some(Value::from("/etc/egress/config.yaml")) && mounted,
+        "egress reads no config: {container}"
+    );
+    yaml_value(r.get("ConfigMap", "egress")["data"]["config.yaml"].as_str().unwrap_or_default())
+}
+
+fn pod_volume<'a>(pod: &'a Value, name: &Value) -> &'a Value {
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    volumes.iter().find(|v| &v["name"] == name).unwrap_or_else(|| panic!("no volume {name}"))
+}
+
+/// The claim a container mounts at `path` (None: nothing there).
+fn claim_at(r: &Rendered, component: &str, path: &str) -> Option<String> {
+    let mounts = r.container(component)["volumeMounts"].as_array()?;
+    let mount = mounts.iter().find(|m| m["mountPath"] == path)?;
+    let claim = &pod_volume(r.pod(component), &mount["name"])["persistentVolumeClaim"]["claimName"];
+    claim.as_str().map(str::to_owned)
+}
+
+/// Where egress is enabled: it signs with callgate's LiveKit key pair,
+/// joins rooms through the chart's LiveKit, talks to LiveKit over its
+/// Redis, fits a room composite on two CPUs, is probed, and writes to the
+/// ReadWriteMany claim callgate reads at RECORDING_DIR.
+fn egress_problems(r: &Rendered) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            problems.push(what.to_owned());
+        }
+    };
+    let Some(deployment) = r.find("Deployment", "egress") else {
+        check(r.find("PersistentVolumeClaim", "egress").is_none(), "no recordings volume without egress");
+        return problems;
+    };
+    let (egress, callgate, config) = (r.container("egress"), r.container("callgate"), r.config());
+    check(
+        secret_ref(egress, "LIVEKIT_API_SECRET") == secret_ref(callgate, "LIVEKIT_API_SECRET"),
+        "egress reads LIVEKIT_API_SECRET where callgate does",
+    );
+    let key = config.get("LIVEKIT_API_KEY").cloned().unwrap_or_default();
+    check(env_entry(egress, "LIVEKIT_API_KEY")["value"] == key.as_str(), "egress signs with LIVEKIT_API_KEY");
+    let conf = egress_config(r);
+    check(conf.get("api_secret").is_none(), "no secret in egress's config");
+    let lk = yaml_value(&livekit_config(r));
+    check(
+        conf["redis"]["address"] == lk["redis"]["address"] && conf["redis"]["db"] == lk["redis"]["db"],
+        "egress uses LiveKit's Redis",
+    );
+    if env_of(callgate).iter().any(|e| e["name"] == "REDIS_PASSWORD") {
+        check(conf["redis"]["password"] == "$(REDIS_PASSWORD)", "egress has Redis's password");
+        check(
+            secret_ref(egress, "REDIS_PASSWORD") == secret_ref(callgate, "REDIS_PASSWORD"),
+            "egress reads REDIS_PASSWORD where callgate does",
+        );
+    }
+    let lk_service = r.get("Service", "livekit");
+    let ws_url = format!(
+        "ws://{}.{NAMESPACE}.svc:{}",
+        lk_service["metadata"]["name"].as_str().unwrap_or_default(),
+        lk["port"]
+    );
+    check(conf["ws_url"] == ws_url.as_str(), "egress joins rooms through LiveKit's Service");
+    let cost = conf["cpu_cost"]["room_composite_cpu_cost"].as_f64().unwrap_or(4.0);
+    check(cost < 2.0, "a room composite fits two CPUs (cpu_cost)");
+    let health = egress["ports"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "health").cloned());
+    check(
+        health.is_some_and(|p| p["containerPort"] == conf["health_port"])
+            && egress["readinessProbe"]["httpGet"]["port"] == "health",
+        "egress is probed on its health_port",
+    );
+    check(
+        egress["resources"]["requests"]["cpu"].is_string()
+            && egress["resources"]["limits"]["memory"].is_string(),
+        "egress requests CPU and has a memory limit",
+    );
+    check(
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64() >= Some(600),
+        "egress has time to finish its recordings",
+    );
+    let dir = config.get("RECORDING_DIR").cloned().unwrap_or_default();
+    let egress_dir =
+        config.get("RECORDING_EGRESS_DIR").filter(|d| !d.is_empty()).cloned().unwrap_or(dir.clone());
+    let read = claim_at(r, "callgate", &dir);
+    check(read.is_some(), "callgate mounts the recordings at RECORDING_DIR");
+    check(read.is_some() && claim_at(r, "egress", &egress_dir) == read, "egress writes where callgate reads");
+    let shared = r.docs.iter().find(|d| {
+        d["kind"] == "PersistentVolumeClaim" && read.as_deref().is_some_and(|c| d["metadata"]["name"] == c)
+    });
+    check(
+        shared.is_some_and(|c| c["spec"]["accessModes"] == serde_json::json!(["ReadWriteMany"])),
+        "the recordings claim is ReadWriteMany",
+    );
     problems
 }
 
@@ -610,6 +719,39 @@ fn a_chart_helm_cannot_read_or_values_that_cannot_work_are_caught() {
     {
         assert!(problems.iter().any(|p| p.contains(needle)), "{needle:?} not caught: {problems:#?}");
     }
+}
+
+#[test]
+fn egress_and_its_recordings_volume_come_only_with_egress_enabled_and_its_checks_catch_a_miswiring() {
+    let chart = repo(CHART);
+    let default = Rendered::of(&render(&[]));
+    assert!(default.find("Deployment", "egress").is_none(), "no egress by default (RECORDING_POLICY off)");
+    assert!(default.find("PersistentVolumeClaim", "egress").is_none());
+    assert_eq!(claim_at(&default, "callgate", "/var/lib/callgate/recordings"), None);
+    let refused = render_in(&chart, &[], &["config.RECORDING_POLICY=all_party"], NEWEST)
+        .expect_err("recording with no recorder is refused");
+    assert!(refused.contains("needs egress.enabled"), "{refused}");
+
+    // Without a Redis password egress reads its ConfigMap's file.
+    let sets = ["egress.enabled=true", "config.RECORDING_POLICY=all_party"];
+    let manifests = render_in(&chart, &[], &sets, NEWEST).unwrap_or_else(|e| panic!("{e}"));
+    kubeconform(&manifests, NEWEST).unwrap_or_else(|e| panic!("{e}"));
+    let mut r = Rendered::of(&manifests);
+    let problems = deployment_problems(&r);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(
+        egress_config(&r)["redis"],
+        serde_json::json!({"address": "redis.example.internal:6379", "db": 0})
+    );
+
+    for doc in r.docs.iter_mut().filter(|d| d["kind"] == "Deployment") {
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] == "egress" {
+            doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["mountPath"] =
+                "/elsewhere".into();
+        }
+    }
+    let problems = egress_problems(&r);
+    assert!(problems.iter().any(|p| p == "egress writes where callgate reads"), "not caught: {problems:#?}");
 }
 
 #[test]

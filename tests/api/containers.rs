@@ -554,6 +554,65 @@ fn egress_uses_the_dev_keys_livekits_redis_and_fits_two_cores() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// The volume (by name) a service mounts at `path`.
+fn volume_at(service: &Value, path: &str) -> Option<String> {
+    let mounts = service["volumes"].as_array()?;
+    mounts.iter().map(text).find_map(|m| {
+        let mut parts = m.split(':');
+        let (source, target) = (parts.next()?, parts.next()?);
+        (target == path).then(|| source.to_owned())
+    })
+}
+
+/// Compose's egress: the pinned image, the loopback stack's config (checked
+/// above) on the host network it was written for, after Redis and LiveKit,
+/// writing into a named volume callgate mounts at RECORDING_DIR.
+fn compose_egress_problems(f: &Files) -> Vec<String> {
+    let mut problems = Vec::new();
+    let egress = f.service("egress");
+    let version = shell_var(&f.provision_sh, "EGRESS_VERSION");
+    same(&mut problems, "egress's image", &egress["image"], &json!(format!("livekit/egress:v{version}")));
+    same(&mut problems, "egress's network", &egress["network_mode"], &json!("host"));
+    same(&mut problems, "egress's capabilities", &egress["cap_add"], &json!(["SYS_ADMIN"]));
+    let file = text(&egress["environment"]["EGRESS_CONFIG_FILE"]);
+    same(
+        &mut problems,
+        "egress's config",
+        &json!(volume_at(egress, &file)),
+        &json!("./deploy/egress/egress.yaml"),
+    );
+    for dependency in ["redis", "livekit"] {
+        same(
+            &mut problems,
+            &format!("egress waits for {dependency}"),
+            &egress["depends_on"][dependency]["condition"],
+            &json!("service_healthy"),
+        );
+    }
+    let dir = f.dev("RECORDING_DIR");
+    let written = volume_at(egress, dir);
+    let read = volume_at(f.service("callgate"), dir);
+    if written.is_none() || written != read {
+        problems.push(format!("egress writes {written:?} at {dir}, callgate reads {read:?} there"));
+    }
+    if let Some(name) = &written
+        && f.compose["volumes"].get(name).is_none()
+    {
+        problems.push(format!("the volume {name} is not declared"));
+    }
+    problems
+}
+
+#[test]
+fn compose_runs_egress_writing_into_the_volume_callgate_reads_recordings_from() {
+    let problems = compose_egress_problems(&Files::load());
+    assert!(problems.is_empty(), "{problems:#?}");
+    let mut broken = Files::load();
+    broken.compose["services"]["callgate"]["volumes"] = json!(["other:/var/lib/callgate/recordings"]);
+    let problems = compose_egress_problems(&broken);
+    assert!(problems.iter().any(|p| p.starts_with("egress writes")), "not caught: {problems:#?}");
+}
+
 #[test]
 fn compose_runs_coturn_with_the_repo_config_and_the_shared_secret() {
     let problems = coturn_problems(&Files::load());

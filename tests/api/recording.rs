@@ -21,13 +21,13 @@ use crate::consent::call_in_room;
 use crate::egress::{EgressLoad, probe};
 use crate::helpers::{TestApp, TestUser, spawn_app};
 
-async fn recordings(app: &TestApp, call: &str, who: &TestUser) -> (StatusCode, Vec<Value>) {
+pub(crate) async fn recordings(app: &TestApp, call: &str, who: &TestUser) -> (StatusCode, Vec<Value>) {
     let (status, body) = app.get(&format!("/api/v1/calls/{call}/recordings"), who).await;
     (status, body["recordings"].as_array().cloned().unwrap_or_default())
 }
 
 /// Polls the call's recordings until the first one is `status` (or fails).
-async fn first_recording_is(
+pub(crate) async fn first_recording_is(
     app: &TestApp,
     call: &str,
     who: &TestUser,
@@ -49,7 +49,11 @@ async fn first_recording_is(
     }
 }
 
-async fn download(app: &TestApp, id: &str, who: &TestUser) -> (StatusCode, Option<String>, Vec<u8>) {
+pub(crate) async fn download(
+    app: &TestApp,
+    id: &str,
+    who: &TestUser,
+) -> (StatusCode, Option<String>, Vec<u8>) {
     let response = app
         .http
         .request(Method::GET, app.url(&format!("/api/v1/recordings/{id}/file")))
@@ -62,7 +66,7 @@ async fn download(app: &TestApp, id: &str, who: &TestUser) -> (StatusCode, Optio
     (status, kind, response.bytes().await.expect("the body").to_vec())
 }
 
-async fn running_egress(app: &TestApp, call: &str) -> usize {
+pub(crate) async fn running_egress(app: &TestApp, call: &str) -> usize {
     let room = app.room_name(call);
     app.state.core.livekit.list_recordings(&room, true).await.expect("LiveKit lists egress").len()
 }

@@ -93,6 +93,70 @@ async fn once_everyone_present_says_yes_egress_records_the_room_into_a_file_of_t
     assert_eq!(started(&world).len(), 1, "one recording");
 }
 
+/// Whether the room's metadata (what every client reads) says it records.
+fn metadata_says_recording(world: &World, call: CallId) -> bool {
+    let raw = world.rooms.metadata_of(&world.room_of(call)).expect("the room");
+    let meta: serde_json::Value = serde_json::from_str(&raw).expect("JSON");
+    meta["recording"].as_bool().unwrap_or_else(|| panic!("a recording flag: {raw}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_metadata_says_it_records_while_everyone_consents_and_not_after_a_stop() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    assert!(!metadata_says_recording(&world, call), "nothing asked");
+
+    let request = recording::request(&world.core, &alice, call).await.expect("asked");
+    assert!(!metadata_says_recording(&world, call), "a request is no business of the room");
+    let raw = world.rooms.metadata_of(&world.room_of(call)).expect("the room");
+    assert!(!raw.contains(&request.id.to_string()), "nothing of the request: {raw}");
+
+    // No settling by the test: the answer itself has told LiveKit.
+    recording::answer(&world.core, &bob, call, request.id, true).await.expect("his yes");
+    assert!(metadata_says_recording(&world, call), "on once everyone consents");
+    run_jobs(&world).await;
+    assert!(metadata_says_recording(&world, call), "still on while egress records");
+
+    recording::stop(&world.core, &bob, call).await.expect("stopped");
+    assert!(!metadata_says_recording(&world, call), "off after the stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_who_does_not_consent_takes_the_recording_flag_off_the_room() {
+    let (world, _) = world().await;
+    let (alice, bob, dave) =
+        (person("alice", Gender::Female), person("bob", Gender::Male), person("dave", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    consented(&world, call, &alice, &[&bob]).await;
+    assert!(metadata_says_recording(&world, call));
+    growth::invite(&world.core, &alice, call, vec![dave.id.clone()]).await.expect("dave rung");
+
+    lifecycle::accept(&world.core, &dave, call, Consents::default()).await.expect("dave answers");
+    world.settle(call).await;
+
+    assert!(!metadata_says_recording(&world, call), "his answer settles the room");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_missed_the_recording_flag_is_put_back_by_the_reconciler() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let before = world.rooms.metadata_of(&room).expect("metadata");
+    consented(&world, call, &alice, &[&bob]).await;
+    let good = world.rooms.metadata_of(&room).expect("metadata");
+    // As if LiveKit lost the push (a restart) while callgate's record says it holds it.
+    RoomService::update_room_metadata(&*world.rooms, &room, before).await.expect("set");
+
+    let pass = callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+
+    assert_eq!(pass.calls_disagreeing, 1, "{pass:?}");
+    assert_eq!(world.rooms.metadata_of(&room), Some(good));
+    assert!(metadata_says_recording(&world, call));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_no_records_nothing_and_the_requester_is_cooled_down() {
     let (world, _) = world().await;

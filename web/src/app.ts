@@ -423,6 +423,12 @@ function follow(room: Room) {
   );
   room.remoteParticipants.forEach((p) => p.trackPublications.forEach((pub) => judge(pub, p)));
   setVideoUi(state.video === "on");
+  // The red dot follows the metadata too (only callgate writes it): an
+  // event lost on the way, or a newcomer's no, still shows.
+  if (state.recording !== (current.recording === "on")) {
+    if (state.recording) showRecording({ state: "on", canAnswer: false });
+    else void syncRecording();
+  }
 }
 
 /** Video is off, whoever said so first (our own revoke, an event): stop receiving it now. */

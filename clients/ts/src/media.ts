@@ -19,14 +19,21 @@ export interface RoomState {
   video: VideoState;
   /** User ids of those live in the call (present and admitted). */
   live: string[];
+  /**
+   * Whether the call is being recorded (everyone present consented): the
+   * indicator to show. Only callgate can say it; it says nothing of who
+   * answered what.
+   */
+  recording: boolean;
 }
 
 /** Nothing on and nobody live: what a room without callgate's metadata is. */
-export const CLOSED: RoomState = { video: "off", live: [] };
+export const CLOSED: RoomState = { video: "off", live: [], recording: false };
 
 /**
  * Reads the room's metadata. Anything unreadable is the closed state:
- * nobody live, video off. It never turns anything on by guessing.
+ * nobody live, video off, not recording. It never turns anything on by
+ * guessing (`recording` is true only when the metadata says `true`).
  */
 export function parseRoomState(metadata: string | undefined | null): RoomState {
   let value: unknown;
@@ -36,10 +43,10 @@ export function parseRoomState(metadata: string | undefined | null): RoomState {
     return CLOSED;
   }
   if (!value || typeof value !== "object") return CLOSED;
-  const meta = value as { video?: unknown; live?: unknown };
+  const meta = value as { video?: unknown; live?: unknown; recording?: unknown };
   const video: VideoState = meta.video === "on" ? "on" : meta.video === "requested" ? "requested" : "off";
   const live = Array.isArray(meta.live) ? meta.live.filter((x): x is string => typeof x === "string") : [];
-  return { video, live };
+  return { video, live, recording: meta.recording === true };
 }
 
 export type MediaKind = "audio" | "video" | "other";

@@ -13,7 +13,21 @@ test("the room's metadata is read strictly: anything unreadable is closed", () =
     assert.equal(state.video, "off", String(raw));
     assert.deepEqual(state.live, []);
   }
-  assert.deepEqual(parseRoomState(JSON.stringify({ video: "on", live: ["a", 7, null, "b"] })), { video: "on", live: ["a", "b"] });
+  assert.deepEqual(parseRoomState(JSON.stringify({ video: "on", live: ["a", 7, null, "b"] })), {
+    video: "on",
+    live: ["a", "b"],
+    recording: false,
+  });
+});
+
+test("the room's metadata says it records only when callgate wrote recording: true", () => {
+  const recorded = parseRoomState(JSON.stringify({ callId: "c", type: "audio", video: "off", recording: true, live: ["her"] }));
+  assert.equal(recorded.recording, true);
+  for (const recording of [false, "true", 1, null, undefined]) {
+    const raw = JSON.stringify({ callId: "c", type: "audio", video: "off", recording, live: ["her"] });
+    assert.equal(parseRoomState(raw).recording, false, raw);
+  }
+  assert.equal(parseRoomState("not json").recording, false);
 });
 
 test("a camera is received only while the metadata says video is on and its publisher is live", () => {

@@ -21,6 +21,31 @@
 {{- printf "%s-livekit" (include "callgate.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "callgate.egressName" -}}
+{{- printf "%s-egress" (include "callgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "callgate.recordingsClaim" -}}
+{{- default (printf "%s-recordings" (include "callgate.fullname" .) | trunc 63 | trimSuffix "-") .Values.recordings.existingClaim }}
+{{- end }}
+
+{{/* Where egress writes: RECORDING_EGRESS_DIR, or RECORDING_DIR (the same volume in both pods). */}}
+{{- define "callgate.egressDir" -}}
+{{- default .Values.config.RECORDING_DIR .Values.config.RECORDING_EGRESS_DIR }}
+{{- end }}
+
+{{/* LiveKit's Redis (LiveKit and egress talk over it), without its password, as JSON. */}}
+{{- define "callgate.livekitRedis" -}}
+{{- $redis := dict "address" .Values.redis.address "db" (int .Values.redis.db) }}
+{{- if .Values.redis.cluster }}
+{{- $redis = dict "cluster_addresses" (include "callgate.redisNodes" . | fromJsonArray) }}
+{{- end }}
+{{- if .Values.redis.username }}
+{{- $_ := set $redis "username" .Values.redis.username }}
+{{- end }}
+{{- toJson $redis }}
+{{- end }}
+
 {{- define "callgate.coturnName" -}}
 {{- printf "%s-coturn" (include "callgate.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -158,5 +183,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if and (not .Values.livekit.enabled) (not .Values.livekit.apiUrl) }}
 {{- fail "livekit.enabled=false needs livekit.apiUrl (your LiveKit's API URL)" }}
+{{- end }}
+{{- if and .Values.egress.enabled (not .Values.livekit.enabled) (not .Values.egress.wsUrl) }}
+{{- fail "egress.enabled with livekit.enabled=false needs egress.wsUrl (where egress joins your LiveKit's rooms)" }}
+{{- end }}
+{{- if and (eq (toString .Values.config.RECORDING_POLICY) "all_party") (not .Values.egress.enabled) (not .Values.recordings.existingClaim) }}
+{{- fail "config.RECORDING_POLICY=all_party needs egress.enabled (or recordings.existingClaim, a volume your own egress writes to)" }}
 {{- end }}
 {{- end }}

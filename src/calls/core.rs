@@ -60,24 +60,27 @@ impl Core {
         Core(Arc::new(parts))
     }
 
-    /// How long TURN credentials for someone present in a call may last:
-    /// `TURN_TTL`, no longer than the call may still last, and for a call
-    /// nobody has answered no longer than until it would have connected
-    /// (`crate::infra::turn`).
-    pub fn turn_ttl_in(&self, call: &CallRow) -> Duration {
-        let (turn_ttl, timeouts, now) = (self.config.turn.ttl, &self.config.timeouts, self.clock.now());
+    /// How long TURN credentials for someone present in `call` may last:
+    /// none while nobody has answered it (it rings: a call to anyone,
+    /// answered by nobody, is no relay); once answered, `TURN_TTL` and no
+    /// longer than the call may still last (`crate::infra::turn`).
+    pub fn turn_ttl_in(&self, call: &CallRow) -> Option<Duration> {
         if call.state == CallState::Ringing {
-            turn::ttl_unanswered(turn_ttl, timeouts.ringing + timeouts.connect, call.created_at, now)
-        } else {
-            turn::ttl_in_call(turn_ttl, timeouts.max_call_duration, call.connected_at, now)
+            return None;
         }
+        let (turn_ttl, timeouts, now) = (self.config.turn.ttl, &self.config.timeouts, self.clock.now());
+        Some(turn::ttl_in_call(turn_ttl, timeouts.max_call_duration, call.connected_at, now))
     }
 
     /// The ICE servers handed with a join token for `call`: STUN, and TURN
-    /// with credentials valid for [`Core::turn_ttl_in`].
+    /// with credentials valid for [`Core::turn_ttl_in`] once someone has
+    /// answered it. While it rings its initiator gets STUN alone, and joins
+    /// the room with a fresh token (which carries TURN) once it is answered.
     pub fn ice_servers_in(&self, call: &CallRow, user: &UserId) -> Vec<IceServer> {
-        let ttl = self.turn_ttl_in(call);
-        turn::ice_servers_valid_for(&self.config.turn, user.as_str(), self.clock.now(), ttl)
+        match self.turn_ttl_in(call) {
+            Some(ttl) => turn::ice_servers_valid_for(&self.config.turn, user.as_str(), self.clock.now(), ttl),
+            None => turn::stun_servers(&self.config.turn),
+        }
     }
 
     /// Reports a failure of `dependency` (a request's or a background job's):

@@ -133,6 +133,9 @@ pub struct JoinView {
 pub struct CallWithJoin {
     pub call: CallView,
     pub join: JoinView,
+    /// STUN, and TURN with credentials once someone has answered the call;
+    /// STUN alone while it rings (its initiator asks `POST /calls/{id}/token`
+    /// on `call.accepted` for a relay).
     pub ice_servers: Vec<IceServer>,
 }
 
@@ -140,6 +143,8 @@ pub struct CallWithJoin {
 #[serde(rename_all = "camelCase")]
 pub struct JoinOnly {
     pub join: JoinView,
+    /// STUN, and TURN with credentials once someone has answered the call;
+    /// STUN alone while it rings.
     pub ice_servers: Vec<IceServer>,
 }
 

@@ -131,7 +131,9 @@ fn validate(body: StartBody, caller: &UserId, max_participants: usize) -> Result
     })
 }
 
-/// Start a call: creates its LiveKit room and rings the invitees.
+/// Start a call: creates its LiveKit room and rings the invitees. The caller's ICE servers are STUN
+/// alone while it rings (no relay for a call nobody answers): join the room once it is answered
+/// (`call.accepted`) with a fresh token, `POST /calls/{id}/token`, which carries TURN.
 ///
 /// Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
 /// `too_many_participants` (a call booked ahead is an appointment: `POST /appointments`);
@@ -249,7 +251,9 @@ async fn leave(
     Ok(Json(lifecycle::leave(&app, &user, id).await?))
 }
 
-/// A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
+/// A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now,
+/// and the ICE servers: TURN with credentials once someone has answered the call, STUN alone while
+/// it rings.
 ///
 /// Errors: 409 `call_ended`, `not_in_call`, `join_through_appointment`, `not_answered`.
 #[utoipa::path(post, path = "/calls/{id}/token", operation_id = "callToken", tag = "calls", params(("id" = Uuid, Path, description = "The call's id")),

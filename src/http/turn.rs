@@ -19,20 +19,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// How long the caller's TURN credentials may last: only someone present in
-/// a live call gets any (a relay for every account would be an open relay),
-/// and no longer than that call may (`Core::turn_ttl_in`).
+/// a live call somebody has answered gets any (a relay for every account,
+/// or for anyone who calls anyone, would be an open relay), and no longer
+/// than that call may (`Core::turn_ttl_in`).
 async fn ttl_for(app: &AppState, user: &AuthUser) -> Result<Duration, ApiError> {
     let call = store::present_call_of(&app.db, &user.id).await?.ok_or_else(|| {
         ApiError::conflict(Code::NotInCall, "TURN credentials are for participants of a live call")
     })?;
-    Ok(app.turn_ttl_in(&call))
+    app.turn_ttl_in(&call).ok_or_else(|| {
+        ApiError::conflict(
+            Code::NotAnswered,
+            "nobody has answered the call yet: TURN credentials come once someone has (ask again on call.accepted)",
+        )
+    })
 }
 
-/// Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
-/// initiator), valid for `TURN_TTL` and no longer than the call may still last: while nobody has
-/// answered, until it would have connected (`RINGING_TIMEOUT` + `CONNECT_TIMEOUT` from its start).
+/// Coturn REST credentials (`use-auth-secret`) for a participant of a live call someone has
+/// answered, valid for `TURN_TTL` and no longer than the call may still last (`MAX_CALL_DURATION`
+/// from when it became active). None while it rings: its initiator asks again (or for a fresh
+/// token, `POST /calls/{id}/token`, which carries them) on `call.accepted`.
 ///
-/// Errors: 409 `not_in_call` (the caller is in no live call).
+/// Errors: 409 `not_in_call` (the caller is in no live call), `not_answered` (the caller's call
+/// still rings: nobody has answered it).
 #[utoipa::path(get, path = "/turn/credentials", operation_id = "turnCredentials", tag = "turn",
     responses(
         (status = 200, description = "Credentials", body = TurnCredentials),
@@ -50,9 +58,10 @@ struct IceServers {
 }
 
 /// The ICE servers to hand `RTCPeerConnection` (STUN, and TURN with fresh credentials), for a
-/// participant of a live call, as `/turn/credentials`.
+/// participant of a live call someone has answered, as `/turn/credentials`.
 ///
-/// Errors: 409 `not_in_call` (the caller is in no live call).
+/// Errors: 409 `not_in_call` (the caller is in no live call), `not_answered` (the caller's call
+/// still rings: nobody has answered it).
 #[utoipa::path(get, path = "/ice-servers", operation_id = "iceServers", tag = "turn",
     responses(
         (status = 200, description = "ICE servers", body = IceServers),

@@ -85,35 +85,23 @@ pub fn ttl_in_call(
     turn_ttl.min(remaining).max(Duration::from_secs(1))
 }
 
-/// How long credentials for someone in a call nobody has answered yet may
-/// last: until the call would have connected had it been answered at the
-/// last moment (`ringing_then_connect` from its creation: `RINGING_TIMEOUT`
-/// plus `CONNECT_TIMEOUT`), and `TURN_TTL`; a second at least. Its initiator
-/// joins the room while it rings (the web app does), so they need a relay
-/// then; a call that is never answered gives them no more than that.
-pub fn ttl_unanswered(
-    turn_ttl: Duration,
-    ringing_then_connect: Duration,
-    created_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Duration {
-    let until =
-        created_at + chrono::Duration::from_std(ringing_then_connect).unwrap_or(chrono::Duration::MAX);
-    let remaining = (until - now).to_std().unwrap_or_default();
-    turn_ttl.min(remaining).max(Duration::from_secs(1))
+/// The STUN servers alone (no credentials): what a call nobody has
+/// answered gets.
+pub fn stun_servers(config: &TurnConfig) -> Vec<IceServer> {
+    if config.stun_uris.is_empty() {
+        return Vec::new();
+    }
+    vec![IceServer { urls: config.stun_uris.clone(), username: None, credential: None }]
 }
 
-/// As [`ice_servers`], the TURN credentials valid for `ttl`.
+/// The STUN servers, then the TURN servers with credentials valid for `ttl`.
 pub fn ice_servers_valid_for(
     config: &TurnConfig,
     user_id: &str,
     now: DateTime<Utc>,
     ttl: Duration,
 ) -> Vec<IceServer> {
-    let mut servers = Vec::new();
-    if !config.stun_uris.is_empty() {
-        servers.push(IceServer { urls: config.stun_uris.clone(), username: None, credential: None });
-    }
+    let mut servers = stun_servers(config);
     if !config.uris.is_empty() {
         let creds = credentials_valid_for(config, user_id, now, ttl);
         servers.push(IceServer {
@@ -176,17 +164,13 @@ mod tests {
     }
 
     #[test]
-    fn credentials_for_a_call_nobody_answered_last_until_it_would_have_connected() {
-        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
-        let (hour, minute) = (Duration::from_secs(3600), Duration::from_secs(60));
-        let created = |ago: i64| now - chrono::Duration::seconds(ago);
-        assert_eq!(ttl_unanswered(hour, minute, created(0), now), minute);
-        assert_eq!(ttl_unanswered(hour, minute, created(45), now), Duration::from_secs(15));
+    fn stun_servers_carry_no_credentials_and_no_turn() {
+        let servers = stun_servers(&config());
         assert_eq!(
-            ttl_unanswered(hour, minute, created(600), now),
-            Duration::from_secs(1),
-            "a second at least"
+            servers,
+            [IceServer { urls: vec!["stun:127.0.0.1:3478".into()], username: None, credential: None }]
         );
-        assert_eq!(ttl_unanswered(Duration::from_secs(30), minute, created(0), now), Duration::from_secs(30));
+        let none = TurnConfig { stun_uris: Vec::new(), ..config() };
+        assert!(stun_servers(&none).is_empty());
     }
 }

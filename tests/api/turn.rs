@@ -1,5 +1,5 @@
 //! TURN credentials against the real Coturn (`use-auth-secret`), for
-//! participants of a live call only.
+//! participants of a live call someone has answered only.
 
 use std::time::Duration;
 
@@ -9,10 +9,12 @@ use tokio::process::Command;
 
 use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_configured};
 
-/// Alice, who has just called someone (the initiator is present in her call).
-async fn calling(app: &TestApp) -> TestUser {
+/// Alice, who has just called Bob, and he answered.
+async fn in_a_call(app: &TestApp) -> TestUser {
     let (alice, bob) = (app.user("female"), app.user("male"));
-    app.ring(&alice, &[&bob], "audio").await;
+    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
+    let (status, body) = app.call_action(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     alice
 }
 
@@ -40,17 +42,15 @@ async fn allocate(username: &str, password: &str) -> Allocation {
 #[tokio::test]
 async fn issued_turn_credentials_allocate_on_coturn() {
     let app = spawn_app().await;
-    let alice = calling(&app).await;
+    let alice = in_a_call(&app).await;
     let (status, creds) = app.get("/api/v1/turn/credentials", &alice).await;
     assert_eq!(status, StatusCode::OK, "{creds}");
     let username = creds["username"].as_str().expect("username");
     assert!(username.ends_with(&format!(":{}", alice.id)), "{username}");
-    let timeouts = &app.config.timeouts;
-    let unanswered = (timeouts.ringing + timeouts.connect).as_secs();
-    let ttl = creds["ttlSeconds"].as_u64().expect("ttlSeconds");
-    assert!(
-        (unanswered - 5..=unanswered).contains(&ttl),
-        "nobody answered: until the call would have connected, {unanswered} s from its start: {ttl}"
+    assert_eq!(
+        creds["ttlSeconds"],
+        app.config.turn.ttl.as_secs(),
+        "TURN_TTL, shorter than the call may last"
     );
     assert!(creds["uris"].as_array().is_some_and(|u| !u.is_empty()));
     let allocation = allocate(username, creds["credential"].as_str().expect("credential")).await;
@@ -60,7 +60,7 @@ async fn issued_turn_credentials_allocate_on_coturn() {
 #[tokio::test]
 async fn a_tampered_turn_credential_is_refused_by_coturn() {
     let app = spawn_app().await;
-    let alice = calling(&app).await;
+    let alice = in_a_call(&app).await;
     let (_, creds) = app.get("/api/v1/turn/credentials", &alice).await;
     let credential = creds["credential"].as_str().expect("credential");
     let tampered = format!("{}{}", if credential.starts_with('A') { 'B' } else { 'A' }, &credential[1..]);
@@ -82,7 +82,7 @@ async fn an_expired_turn_credential_is_refused_by_coturn() {
 #[tokio::test]
 async fn ice_servers_carry_stun_and_turn_with_credentials() {
     let app = spawn_app().await;
-    let alice = calling(&app).await;
+    let alice = in_a_call(&app).await;
     let (status, body) = app.get("/api/v1/ice-servers", &alice).await;
     assert_eq!(status, StatusCode::OK);
     let servers = body["iceServers"].as_array().expect("iceServers");
@@ -99,28 +99,78 @@ async fn ice_servers_carry_stun_and_turn_with_credentials() {
 }
 
 #[tokio::test]
-async fn turn_credentials_are_only_for_those_present_in_a_live_call() {
+async fn turn_credentials_are_only_for_those_present_in_a_live_call_someone_answered() {
     let app = spawn_app().await;
     let (alice, bob, loner) = (app.user("female"), app.user("male"), app.user("female"));
     let (call, _) = app.ring(&alice, &[&bob], "audio").await;
-    let refused = |status: StatusCode, body: &Value, who: &str| {
+    let refused = |status: StatusCode, body: &Value, code: &str, who: &str| {
         assert_eq!(status, StatusCode::CONFLICT, "{who}: {body}");
-        assert_eq!(body["code"], "not_in_call", "{who}");
+        assert_eq!(body["code"], code, "{who}");
     };
     for path in ["/api/v1/turn/credentials", "/api/v1/ice-servers"] {
         let (status, body) = app.get(path, &loner).await;
-        refused(status, &body, "someone in no call");
+        refused(status, &body, "not_in_call", "someone in no call");
         let (status, body) = app.get(path, &bob).await;
-        refused(status, &body, "an invitee who has not answered");
+        refused(status, &body, "not_in_call", "an invitee who has not answered");
         let (status, body) = app.get(path, &alice).await;
-        assert_eq!(status, StatusCode::OK, "the caller: {body}");
+        refused(status, &body, "not_answered", "the caller, while it rings");
     }
     let (status, _) = app.call_action(&call, "accept", &bob, json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.get("/api/v1/turn/credentials", &bob).await.0, StatusCode::OK, "once he answered");
+    for who in [&bob, &alice] {
+        assert_eq!(app.get("/api/v1/turn/credentials", who).await.0, StatusCode::OK, "once he answered");
+    }
     app.call_action(&call, "end", &alice, json!({})).await;
     let (status, body) = app.get("/api/v1/turn/credentials", &alice).await;
-    refused(status, &body, "after the end");
+    refused(status, &body, "not_in_call", "after the end");
+}
+
+/// The usernames and credentials among the ICE servers of an API answer.
+fn credentials_in(body: &Value) -> Vec<(String, String)> {
+    let servers = body["iceServers"].as_array().unwrap_or_else(|| panic!("iceServers: {body}"));
+    servers
+        .iter()
+        .filter(|s| !s["username"].is_null() || !s["credential"].is_null())
+        .map(|s| (s["username"].to_string(), s["credential"].to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_cancelled_at_once_hands_out_no_turn_credentials_to_try_on_coturn() {
+    let app = spawn_app().await;
+    let (alice, nobody) = (app.user("female"), app.user("male"));
+    let body = json!({"participantIds": [nobody.id], "type": "audio"});
+    let (status, started) = app.post("/api/v1/calls", &alice, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let call = started["call"]["id"].as_str().expect("an id").to_owned();
+    let (status, token) = app.call_action(&call, "token", &alice, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    for (what, body) in [("the start", &started), ("a token while it rings", &token)] {
+        assert_eq!(credentials_in(body), [], "{what} hands no credentials: {body}");
+        let servers = body["iceServers"].as_array().expect("iceServers");
+        assert!(
+            servers
+                .iter()
+                .flat_map(|s| s["urls"].as_array().expect("urls"))
+                .all(|u| u.as_str().is_some_and(|u| u.starts_with("stun:"))),
+            "{what}: STUN alone: {body}"
+        );
+    }
+    let (status, problem) = app.get("/api/v1/turn/credentials", &alice).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("not_answered")), "{problem}");
+    let (status, ended) = app.call_action(&call, "end", &alice, json!({})).await;
+    assert_eq!((status, ended["call"]["outcome"].as_str()), (StatusCode::OK, Some("cancelled")), "{ended}");
+    let (status, problem) = app.get("/api/v1/turn/credentials", &alice).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("not_in_call")), "{problem}");
+    // What she was handed still works where it should: Coturn answers STUN.
+    let stun =
+        Command::new("turnutils_stunclient").args(["-p", "3478", "127.0.0.1"]).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(10), stun)
+        .await
+        .expect("turnutils_stunclient finishes")
+        .expect("turnutils_stunclient runs (coturn package)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("reflexive addr"), "Coturn answers STUN: {said}");
 }
 
 #[tokio::test]

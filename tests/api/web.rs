@@ -129,8 +129,18 @@ async fn in_a_browser_video_published_as_a_microphone_before_consent_reaches_nob
 }
 
 /// The screens `screens` photographs and audits, at each size.
-const SCREENS: [&str; 8] =
-    ["sign-in", "home", "incoming", "in-call-audio", "consent-prompt", "in-call-video", "ended", "history"];
+const SCREENS: [&str; 10] = [
+    "sign-in",
+    "home",
+    "calling",
+    "incoming",
+    "in-call-audio",
+    "consent-prompt",
+    "in-call-video",
+    "ended",
+    "report",
+    "history",
+];
 const SIZES: [&str; 2] = ["1280x720", "390x844"];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ part: `call` (ring, answer, audio, consent, revoke, recording by consent,
 hang up, the recording listed and downloaded, history),
 `mislabel` (video published as a microphone before consent reaches nobody),
 `screens` (a group call driven by keyboard where a person would: every
-screen photographed at 1280x720 and 390x844, checked to fit, and audited
+screen, the Report form after the call among them, photographed at 1280x720 and 390x844, checked to fit, and audited
 with axe-core; the ringtone, the notification of a hidden tab, who speaks,
 who is muted, the network, the timer),
 or one of the modified-client attacks, where his page is the web app with
@@ -167,6 +167,22 @@ def sign_in(browser, user_id, name, gender, page=None, **context):
     return page
 
 
+# The ICE servers the page's room was joined with (what callgate handed it).
+ICE = """() => (window.callgateApp.room()?.connOptions?.rtcConfig?.iceServers ?? [])
+    .map((s) => ({ urls: [].concat(s.urls), credential: Boolean(s.credential) }))"""
+
+
+def relayed(page):
+    """Whether the page joined its room with a TURN server and its credential."""
+    return any(s["credential"] and any(u.startswith("turn:") for u in s["urls"]) for s in page.evaluate(ICE))
+
+
+def calling_without_a_room(page):
+    """Her call rings: her page says so and is in no room (callgate hands no relay before an answer)."""
+    expect(page.locator("#call-status")).to_contain_text("Calling")
+    assert page.evaluate("window.callgateApp.room() === undefined"), "her page joins no room while it rings"
+
+
 def connected_call(browser, tag, **context):
     she = sign_in(browser, f"she-{tag}", "Alice", "female", **context)
     he = sign_in(browser, f"he-{tag}", "Bob", "male", **context)
@@ -175,13 +191,15 @@ def connected_call(browser, tag, **context):
     she.get_by_role("button", name="Call", exact=True).click()
     expect(he.get_by_role("heading", name="Incoming call")).to_be_visible(timeout=10_000)
     expect(he.get_by_text("Alice is calling")).to_be_visible()
-    step("she calls him; his page rings")
+    calling_without_a_room(she)
+    step("she calls him; his page rings; hers says Calling… and is in no room yet")
     shot(he, "incoming")
     he.get_by_role("button", name="Answer").click()
     for page in (she, he):
         expect(page.locator("#call-status")).to_have_text("Connected", timeout=15_000)
+    assert relayed(she) and relayed(he), f"both joined with TURN: {she.evaluate(ICE)} {he.evaluate(ICE)}"
     wait_until("both hear each other", lambda: all(receiving(p)["audioPackets"] > 0 for p in (she, he)))
-    step("he answers; both are connected and receive audio packets")
+    step("he answers; she joins the room with a fresh token (TURN included); both receive audio packets")
     return she, he
 
 
@@ -489,6 +507,8 @@ def the_screens(browser, tag):
     assert notification and notification["title"] == "Alice is calling", f"his hidden tab shows a notification: {notification}"
     assert he.title().startswith("Alice is calling"), he.title()
     step(f"she calls him and Carol with the keyboard; his page rings ({rings}) and notifies: {notification}")
+    calling_without_a_room(she)
+    capture(she, "calling", "#hang-up", audits)
     he.evaluate(HIDE, False)
     tab_to(he, "#answer")
     capture(he, "incoming", "#answer, #decline", audits)
@@ -497,6 +517,7 @@ def the_screens(browser, tag):
     carol.get_by_role("button", name="Answer").click()
     for page in (she, he, carol):
         expect(page.locator("#call-status")).to_have_text("Connected", timeout=15_000)
+    assert relayed(she), f"answered, she joined with TURN: {she.evaluate(ICE)}"
     after = he.evaluate("[window.callgateApp.ringtone().playing, window.callgateApp.notification()]")
     assert after == [False, None], f"answered, nothing rings and the notification is gone: {after}"
     step("he answers with the keyboard (his ringtone and notification stop), Carol with a click")
@@ -548,9 +569,21 @@ def the_screens(browser, tag):
     for page in (he, carol):
         expect(page.locator("#call-status")).to_have_text("Connected")
     step("she hangs up with the keyboard: she leaves, the call goes on between him and Carol")
-    capture(she, "ended", "#rating-form button", audits)
+    capture(she, "ended", "#rating-form button, #report summary", audits)
 
-    tab_to(she, "input[name=score]")
+    tab_to(she, "#report summary")
+    she.keyboard.press("Enter")
+    form = she.locator("#report-form")
+    expect(form).to_be_visible()
+    expect(form.get_by_label("Whom to report")).to_contain_text("Bob")
+    expect(form.get_by_label("Whom to report")).to_contain_text("Carol")
+    tab_to(she, "#report-reason")
+    step("she opens the Report form with the keyboard: whom (Bob or Carol), what happened, a text")
+    submit = form.get_by_role("button", name="Report", exact=True)
+    capture(she, "report", "#report-form button, #report-form select", audits,
+            ready=lambda: submit.scroll_into_view_if_needed() or True)
+
+    tab_to(she, "input[name=score]", back=True)
     she.keyboard.press("ArrowLeft")
     tab_to(she, "#rating-form button[type=submit]")
     she.keyboard.press("Enter")

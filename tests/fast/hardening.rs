@@ -12,16 +12,32 @@ use callgate::domain::{CallId, EventSource};
 use callgate::infra::turn::IceServer;
 use callgate::store::{self, NewEvent, events::MAX_TIMELINE_ROWS};
 use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
+use crate::http::Api;
 use crate::support::{World, joined, person};
 
 /// Seconds from the world's clock until the TURN credential among
 /// `servers` expires (its username is `<unix expiry>:<user id>`).
 fn turn_lifetime(world: &World, servers: &[IceServer]) -> i64 {
+    assert!(
+        servers.iter().any(|s| s.urls.iter().any(|u| u.starts_with("turn:"))),
+        "a TURN server: {servers:?}"
+    );
     let turn = servers.iter().find(|s| s.credential.is_some()).expect("a TURN server with credentials");
     let username = turn.username.as_deref().expect("a username");
     let expiry: i64 = username.split(':').next().and_then(|e| e.parse().ok()).expect("an expiry");
     expiry - world.clock.now().timestamp()
+}
+
+/// STUN servers and nothing else: no TURN URI, no credential.
+fn stun_alone(servers: &[IceServer], what: &str) {
+    assert!(!servers.is_empty(), "{what}: STUN still");
+    for server in servers {
+        assert!(server.username.is_none() && server.credential.is_none(), "{what}: {servers:?}");
+        assert!(server.urls.iter().all(|u| u.starts_with("stun:")), "{what}: {servers:?}");
+    }
 }
 
 /// `got` within two seconds of `wanted`: the call's times are the
@@ -31,32 +47,33 @@ fn about(got: i64, wanted: i64, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn turn_credentials_handed_with_a_call_last_no_longer_than_the_call_may() {
+async fn turn_credentials_handed_with_a_call_are_none_while_it_rings_then_last_no_longer_than_it_may() {
     let world = World::configured(|c| c.timeouts.max_call_duration = StdDuration::from_secs(600)).await;
     let t = &world.core.config.timeouts;
     assert_eq!((t.ringing.as_secs(), t.connect.as_secs()), (30, 30), ".env.example's timeouts");
     assert_eq!(world.core.config.turn.ttl.as_secs(), 3600, ".env.example's TURN_TTL");
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
-    let carol = person("carol", Gender::Female);
+    let (carol, dave) = (person("carol", Gender::Female), person("dave", Gender::Male));
     let start = lifecycle::StartCall {
-        invitees: vec![bob.id.clone(), carol.id.clone()],
+        invitees: vec![bob.id.clone(), carol.id.clone(), dave.id.clone()],
         call_type: callgate::domain::CallType::Audio,
         conversation_id: None,
         external_ref: None,
     };
     let started = lifecycle::start(&world.core, &alice, start).await.expect("the call starts");
     let call = CallId(started.call.id);
-    about(turn_lifetime(&world, &started.ice_servers), 60, "the initiator of a call nobody answered");
-
-    world.clock.advance(Duration::seconds(20));
+    stun_alone(&started.ice_servers, "the initiator of a call nobody answered");
     let token = lifecycle::token(&world.core, &alice, call).await.expect("a token");
-    about(turn_lifetime(&world, &token.ice_servers), 40, "her token 20 s later, still unanswered");
-    // Back in step with the database, which stamps when the call connects.
-    world.clock.advance(Duration::seconds(-20));
+    stun_alone(&token.ice_servers, "her token while it rings");
 
     lifecycle::decline(&world.core, &carol, call).await.expect("Carol declines");
+    let again = growth::join(&world.core, &carol, call, None).await.expect("Carol joins while Bob rings");
+    stun_alone(&again.ice_servers, "a group invitee joining while it rings (it ends missed unless answered)");
+    lifecycle::decline(&world.core, &dave, call).await.expect("Dave declines");
     let accepted = lifecycle::accept(&world.core, &bob, call, None).await.expect("Bob answers");
     about(turn_lifetime(&world, &accepted.ice_servers), 600, "an answered call may last MAX_CALL_DURATION");
+    let token = lifecycle::token(&world.core, &alice, call).await.expect("her token once he answered");
+    about(turn_lifetime(&world, &token.ice_servers), 600, "the initiator's, once answered");
 
     let room = world.room_of(call);
     let now = world.clock.now();
@@ -66,8 +83,68 @@ async fn turn_credentials_handed_with_a_call_last_no_longer_than_the_call_may() 
     world.clock.advance(Duration::seconds(500));
     let token = lifecycle::token(&world.core, &bob, call).await.expect("a token");
     about(turn_lifetime(&world, &token.ice_servers), 100, "what is left of the active call");
-    let late = growth::join(&world.core, &carol, call, None).await.expect("Carol joins late");
+    let late = growth::join(&world.core, &dave, call, None).await.expect("Dave joins late");
     about(turn_lifetime(&world, &late.ice_servers), 100, "a late joiner, the same");
+}
+
+/// The ICE servers of an API answer (`iceServers`), typed.
+fn ice_servers_of(body: &Value) -> Vec<IceServer> {
+    let servers = body["iceServers"].as_array().unwrap_or_else(|| panic!("iceServers: {body}"));
+    servers
+        .iter()
+        .map(|s| IceServer {
+            urls: s["urls"]
+                .as_array()
+                .expect("urls")
+                .iter()
+                .map(|u| u.as_str().expect("a URI").into())
+                .collect(),
+            username: s["username"].as_str().map(str::to_owned),
+            credential: s["credential"].as_str().map(str::to_owned),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initiator_of_a_ringing_call_gets_no_relay_until_someone_answers_it() {
+    let world = World::configured(|c| c.timeouts.max_call_duration = StdDuration::from_secs(600)).await;
+    let api = Api::new(&world);
+    let (alice, bob) = (api.user("female"), api.user("male"));
+    let body = json!({"participantIds": [bob.id], "type": "audio"});
+    let (status, started) = api.post("/api/v1/calls", &alice, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    stun_alone(&ice_servers_of(&started), "her call, ringing");
+    let call = started["call"]["id"].as_str().expect("an id").to_owned();
+    let (status, token) = api.act(&call, "token", &alice, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    stun_alone(&ice_servers_of(&token), "her token while it rings");
+    for path in ["/api/v1/turn/credentials", "/api/v1/ice-servers"] {
+        let (status, problem) = api.get(path, &alice).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::CONFLICT, Some("not_answered")),
+            "{path}"
+        );
+        let (status, problem) = api.get(path, &bob).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("not_in_call")), "{path}");
+    }
+
+    let (status, accepted) = api.act(&call, "accept", &bob, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    about(turn_lifetime(&world, &ice_servers_of(&accepted)), 600, "his, once he answered");
+    let (status, token) = api.act(&call, "token", &alice, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    about(
+        turn_lifetime(&world, &ice_servers_of(&token)),
+        600,
+        "her fresh token: no longer than the call may",
+    );
+    let (status, creds) = api.get("/api/v1/turn/credentials", &alice).await;
+    assert_eq!(status, StatusCode::OK, "{creds}");
+    assert_eq!(creds["ttlSeconds"], 600, "{creds}");
+    let (status, servers) = api.get("/api/v1/ice-servers", &alice).await;
+    assert_eq!(status, StatusCode::OK, "{servers}");
+    about(turn_lifetime(&world, &ice_servers_of(&servers)), 600, "her ICE servers");
 }
 
 async fn timeline(world: &World, call: CallId) -> Vec<(String, Option<String>, serde_json::Value)> {

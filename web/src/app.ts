@@ -52,6 +52,8 @@ let current:
   | {
       call: Call;
       room?: Room;
+      // Its room is being joined (or was): while her own call rings there is no room to join yet.
+      joining: boolean;
       connected: boolean;
       requestId?: string;
       // Why the call ends here, once she hung up (callgate may put her out of the room first).
@@ -143,8 +145,11 @@ function signOut() {
 // After a (re)connect: a ringing call to us, or the call we are in, may have
 // changed while the stream was closed.
 function catchUp(calls: Call[]) {
-  if (current && !calls.some((c) => c.id === current!.call.id)) return finish("The call ended.");
+  const mine = current && calls.find((c) => c.id === current!.call.id);
+  if (current && !mine) return finish("The call ended.");
   if (current) void syncRecording();
+  // Answered while the stream was closed: her room, now.
+  if (mine && mine.state !== "ringing") void answered(mine);
   const ringing = calls.find((c) => c.state === "ringing" && c.initiatorId !== session?.userId);
   if (!current && ringing) ring(ringing);
 }
@@ -168,6 +173,7 @@ function onEvent(event: CallgateEvent) {
       if (!mine || !call) break;
       noteCall(call);
       if (!current!.connected) status("Connecting…");
+      void answered(call);
       break;
     case "call.declined": {
       if (!mine) break;
@@ -232,8 +238,14 @@ async function placeCall(form: HTMLFormElement) {
     .filter(Boolean);
   const type = data.get("type") === "video" ? "video" : "audio";
   try {
-    const started = await client!.startCall(callees, type);
-    await enter(started, `Calling ${callees.join(", ")}…`);
+    // While it rings callgate hands STUN alone (no relay for a call nobody
+    // answers): she waits on the call's screen, and joins its room with a
+    // fresh token (TURN included) once someone answers (`answered`).
+    const { call } = await client!.startCall(callees, type);
+    open(call, `Calling ${callees.join(", ")}…`);
+    // An answer whose event came before this page knew the call is read here.
+    const now = await client!.getCall(call.id).catch(() => undefined);
+    if (now && now.state !== "ringing") void answered(now);
   } catch (err) {
     $("home-status").textContent = `Could not call: ${explain(err)}`;
   }
@@ -306,9 +318,9 @@ async function decline() {
   await client!.declineCall(call.id).catch((err) => toast(explain(err)));
 }
 
-async function enter(started: CallWithJoin, note: string) {
-  const { call, join, iceServers } = started;
-  current = { call, connected: false, state: CLOSED, recording: "off" };
+/** The call's screen, before its room: whom she calls, and who answers, while it rings. */
+function open(call: Call, note: string) {
+  current = { call, joining: false, connected: false, state: CLOSED, recording: "off" };
   people.reset(call, session!.userId);
   title(call);
   status(note);
@@ -317,10 +329,35 @@ async function enter(started: CallWithJoin, note: string) {
   $("ask-video").hidden = false;
   recordingBar.clear();
   show("call");
+}
+
+/** Into a call she answered (or joined): its screen and its room at once. */
+async function enter(started: CallWithJoin, note: string) {
+  open(started.call, note);
+  current!.joining = true;
+  await connect(started.join, started.iceServers);
+}
+
+/**
+ * Her call was answered: a fresh token, whose ICE servers now carry TURN
+ * (callgate hands none for a call nobody answered), and into its room. Once.
+ */
+async function answered(call: Call) {
+  if (!current || current.call.id !== call.id || current.joining) return;
+  current.joining = true;
+  try {
+    const { join, iceServers } = await client!.callToken(call.id);
+    if (current?.call.id === call.id) await connect(join, iceServers);
+  } catch (err) {
+    if (current?.call.id === call.id) status(`Could not connect: ${explain(err)}`);
+  }
+}
+
+async function connect(join: CallWithJoin["join"], iceServers: CallWithJoin["iceServers"]) {
   // Nothing is subscribed by itself: each publication is judged against the
   // room's metadata (clients/ts/src/media.ts), again whenever it changes.
   const room = new Room({ adaptiveStream: false, dynacast: false });
-  current.room = room;
+  current!.room = room;
   room
     .on(RoomEvent.TrackPublished, (pub, participant) => judge(pub, participant))
     .on(RoomEvent.ParticipantConnected, (p) => p.trackPublications.forEach((pub) => judge(pub, p)))
@@ -337,6 +374,8 @@ async function enter(started: CallWithJoin, note: string) {
     .on(RoomEvent.Disconnected, () => current?.room === room && finish(current.leaving ?? "Disconnected."));
   watch(room);
   await room.connect(join.url, join.token, { autoSubscribe: false, rtcConfig: { iceServers: iceServers as RTCIceServer[] } });
+  // The call ended while the room was being joined.
+  if (current?.room !== room) return;
   // Who may receive our tracks is set before we publish any.
   follow(room);
   if (room.remoteParticipants.size > 0) (current.connected = true), status("Connected");

@@ -84,6 +84,11 @@ export class CallgateClient {
   }
 
   // Calls
+  /**
+   * Rings `participantIds`. Its `iceServers` are STUN alone while the call rings (no relay for a
+   * call nobody answers): join the room once it is answered (`call.accepted`) with
+   * {@link CallgateClient.callToken}, whose `iceServers` then carry TURN.
+   */
   startCall(participantIds: string[], type: CallType, extra: Omit<Schemas["StartBody"], "participantIds" | "type"> = {}) {
     return this.request<CallWithJoin>("POST", "/calls", { participantIds, type, ...extra });
   }
@@ -107,6 +112,7 @@ export class CallgateClient {
   leaveCall(callId: string) {
     return this.request<Schemas["CallOnly"]>("POST", `/calls/${enc(callId)}/leave`);
   }
+  /** A fresh join token, and the ICE servers: TURN once someone has answered the call, STUN alone while it rings. */
   callToken(callId: string) {
     return this.request<Schemas["JoinOnly"]>("POST", `/calls/${enc(callId)}/token`);
   }
@@ -281,6 +287,7 @@ export class CallgateClient {
   }
 
   // Network
+  /** STUN and TURN for someone in a call someone has answered (409 `not_answered` while it rings). */
   iceServers() {
     return this.request<Schemas["IceServers"]>("GET", "/ice-servers");
   }

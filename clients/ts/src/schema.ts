@@ -346,7 +346,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Start a call: creates its LiveKit room and rings the invitees.
+         * Start a call: creates its LiveKit room and rings the invitees. The caller's ICE servers are STUN
+         *     alone while it rings (no relay for a call nobody answers): join the room once it is answered
+         *     (`call.accepted`) with a fresh token, `POST /calls/{id}/token`, which carries TURN.
          * @description Errors: 422 `invalid_field`, `cannot_call_yourself`, `duplicate_participants`,
          *     `too_many_participants` (a call booked ahead is an appointment: `POST /appointments`);
          *     409 `caller_busy`, `callee_busy` (the call is recorded as ended,
@@ -817,7 +819,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now.
+         * A fresh LiveKit token for the call's room, with the publish rights the consent policy gives now,
+         *     and the ICE servers: TURN with credentials once someone has answered the call, STUN alone while
+         *     it rings.
          * @description Errors: 409 `call_ended`, `not_in_call`, `join_through_appointment`, `not_answered`.
          */
         post: operations["callToken"];
@@ -988,8 +992,9 @@ export interface paths {
         };
         /**
          * The ICE servers to hand `RTCPeerConnection` (STUN, and TURN with fresh credentials), for a
-         *     participant of a live call, as `/turn/credentials`.
-         * @description Errors: 409 `not_in_call` (the caller is in no live call).
+         *     participant of a live call someone has answered, as `/turn/credentials`.
+         * @description Errors: 409 `not_in_call` (the caller is in no live call), `not_answered` (the caller's call
+         *     still rings: nobody has answered it).
          */
         get: operations["iceServers"];
         put?: never;
@@ -1054,10 +1059,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Coturn REST credentials (`use-auth-secret`) for a participant of a live call (answered, or its
-         *     initiator), valid for `TURN_TTL` and no longer than the call may still last: while nobody has
-         *     answered, until it would have connected (`RINGING_TIMEOUT` + `CONNECT_TIMEOUT` from its start).
-         * @description Errors: 409 `not_in_call` (the caller is in no live call).
+         * Coturn REST credentials (`use-auth-secret`) for a participant of a live call someone has
+         *     answered, valid for `TURN_TTL` and no longer than the call may still last (`MAX_CALL_DURATION`
+         *     from when it became active). None while it rings: its initiator asks again (or for a fresh
+         *     token, `POST /calls/{id}/token`, which carries them) on `call.accepted`.
+         * @description Errors: 409 `not_in_call` (the caller is in no live call), `not_answered` (the caller's call
+         *     still rings: nobody has answered it).
          */
         get: operations["turnCredentials"];
         put?: never;
@@ -1347,6 +1354,11 @@ export interface components {
         };
         CallWithJoin: {
             call: components["schemas"]["CallView"];
+            /**
+             * @description STUN, and TURN with credentials once someone has answered the call;
+             *     STUN alone while it rings (its initiator asks `POST /calls/{id}/token`
+             *     on `call.accepted` for a relay).
+             */
             iceServers: components["schemas"]["IceServer"][];
             join: components["schemas"]["JoinView"];
         };
@@ -1395,6 +1407,10 @@ export interface components {
             rung: string[];
         };
         JoinOnly: {
+            /**
+             * @description STUN, and TURN with credentials once someone has answered the call;
+             *     STUN alone while it rings.
+             */
             iceServers: components["schemas"]["IceServer"][];
             join: components["schemas"]["JoinView"];
         };

@@ -414,6 +414,16 @@ function watch(room: Room) {
 function seen(p: RemoteParticipant) {
   people.present(p.identity, true);
   mic(p);
+  networkOf(p);
+}
+
+/**
+ * What LiveKit last said of someone's network, for their tile: it says it
+ * once as they join and then only on a change, which may come before their
+ * tile exists (they answered before callgate's view of the call arrived).
+ */
+function networkOf(p: RemoteParticipant) {
+  if (p.connectionQuality !== "unknown") people.quality(p.identity, p.connectionQuality as Quality);
 }
 
 /** Whether someone's microphone is on, as LiveKit announces it (muted, or none published). */
@@ -441,6 +451,7 @@ function noteCall(call: Call) {
   current.call = call;
   title(call);
   people.update(call);
+  current.room?.remoteParticipants.forEach(networkOf);
   if (call.connectedAt) timer.start(Date.parse(call.connectedAt));
 }
 

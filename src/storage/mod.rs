@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{RecordingConfig, RecordingStorage};
 
 pub use local::LocalDisk;
-pub use s3::S3;
+pub use s3::{PART_SIZE, S3};
 
 /// Which storage holds a file, as a recording's row says (`storage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,6 +39,7 @@ mod quality;
 mod rate_limits;
 mod reconcile;
 mod recording;
+mod recording_s3;
 mod redis_cluster;
 mod restart;
 mod safety;

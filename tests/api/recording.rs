@@ -21,13 +21,13 @@ use crate::consent::call_in_room;
 use crate::egress::{EgressLoad, probe};
 use crate::helpers::{TestApp, TestUser, spawn_app};
 
-async fn recordings(app: &TestApp, call: &str, who: &TestUser) -> (StatusCode, Vec<Value>) {
+pub(crate) async fn recordings(app: &TestApp, call: &str, who: &TestUser) -> (StatusCode, Vec<Value>) {
     let (status, body) = app.get(&format!("/api/v1/calls/{call}/recordings"), who).await;
     (status, body["recordings"].as_array().cloned().unwrap_or_default())
 }
 
 /// Polls the call's recordings until the first one is `status` (or fails).
-async fn first_recording_is(
+pub(crate) async fn first_recording_is(
     app: &TestApp,
     call: &str,
     who: &TestUser,

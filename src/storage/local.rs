@@ -40,16 +40,13 @@ impl Storage for LocalDisk {
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        // The call's folder stays: egress may be starting another
+        // recording of the call in it.
         let path = self.path(key);
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(anyhow::Error::new(err).context(format!("deleting {}", path.display()))),
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(anyhow::Error::new(err).context(format!("deleting {}", path.display()))),
         }
-        // Its call's folder (egress made it), once empty.
-        if let Some(folder) = path.parent().filter(|f| *f != self.dir) {
-            let _ = tokio::fs::remove_dir(folder).await;
-        }
-        Ok(())
     }
 }

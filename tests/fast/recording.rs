@@ -1,7 +1,8 @@
 //! Recording a call everyone agreed to, over `FakeRooms` (egress as the
 //! fake records what it was asked) and the job runner: who must consent,
 //! what starts and stops egress, what egress's events do to a recording,
-//! its file checked on disk, and who reaches it.
+//! its file checked on disk and kept (on the disk, or uploaded to a fake
+//! bucket and then deleted from the disk), who reaches it, and its deletion.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "infra": 2,
     "livekit": 3,
     "store": 3,
+    "storage": 3,
     "realtime": 3,
     "calls": 4,
     "ingest": 5,

@@ -2,8 +2,9 @@
 # deploy/local.sh - install and run callgate's whole stack on loopback.
 #
 #   deploy/local.sh up       install what is missing, start PostgreSQL, Redis,
-#                            Coturn, LiveKit, PulseAudio and LiveKit Egress
+#                            Coturn, LiveKit, PulseAudio, LiveKit Egress
 #                            (under deploy/egress/supervise, which restarts it)
+#                            and versitygw (S3-compatible storage)
 #                            (idempotent: reuses whatever already answers)
 #   deploy/local.sh down     stop the servers `up` started (servers it found
 #                            already running are left alone)
@@ -20,10 +21,11 @@
 #                            then the consent latency bench (benches/)
 #
 # Environment:
-#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, egress,
+#   CALLGATE_CACHE   cache dir (default ~/.cache/callgate): bin/ (LiveKit, egress, versitygw,
 #                    oha, helm and kubeconform for the cluster checks),
 #                    egress-build/ (egress's module and page, built there once
-#                    per EGRESS_VERSION), recordings/ (egress's files), venv/ (Python
+#                    per EGRESS_VERSION), recordings/ (egress's files), s3/
+#                    (versitygw's buckets, a folder each), venv/ (Python
 #                    LiveKit SDK for the e2e tests, jsonschema and PyYAML for the
 #                    container checks, kubernetes-validate's Kubernetes schemas
 #                    for the cluster checks), run/ (pid files, logs, Redis/Coturn
@@ -47,7 +49,7 @@
 # the outage test uses it: it stops and restarts it), 6379 Redis, 3478 udp+tcp Coturn
 # (relays 49160-49260/udp), 7880 LiveKit HTTP/WebSocket, 7881/tcp + 7882/udp
 # LiveKit WebRTC, 7980 egress's room-composite page (its own chromium reads
-# it), 7985 egress's status, 8080 callgate (`run`; 9090 its operations listener), 8089
+# it), 7985 egress's status, 7070 versitygw (S3), 8080 callgate (`run`; 9090 its operations listener), 8089
 # the test suite's webhook receiver, 18080 (or the next free port) callgate
 # under `bench`. The sign-in tests (tests/api/oidc.rs) each start their own
 # OpenID Connect provider (deploy/oidc/provider.mjs: panva/oidc-provider,

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         db.clone(),
         redis,
         livekit.clone(),
+        callgate::storage::from_config(&config.recording)?,
         callgate::clock::system(),
         metrics,
     );

@@ -8,7 +8,7 @@
 //! - `http` (the API edge) and `workers` (the background jobs);
 //! - `ingest`: LiveKit's webhooks, from acknowledgement to what they mean;
 //! - `calls`: the use cases, one transaction each;
-//! - adapters: `livekit`, `store`, `realtime`, `infra`, then `metrics`;
+//! - adapters: `livekit`, `store`, `storage`, `realtime`, `infra`, then `metrics`;
 //! - `config`, `clock`, `telemetry`, and `domain` (pure: ids, words, the
 //!   consent policy, the call state machine).
 
@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod livekit;
 pub mod metrics;
 pub mod realtime;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod workers;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # deploy/lib/provision.sh - what `deploy/local.sh up` installs before it starts
 # any server: Debian packages (only those missing), a Go toolchain when the
-# machine has none new enough, LiveKit, helm and kubeconform (`go install`),
-# the test venv, the npm packages of clients/ts, web and deploy/oidc, and the
-# web app's bundle; oha for `bench`, sqlx-cli for `test` (cargo install). Every version is pinned in the block
+# machine has none new enough, LiveKit, helm, kubeconform and versitygw (`go
+# install`), LiveKit Egress (`go build`), the test venv, the npm packages of
+# clients/ts, web and deploy/oidc, and the web app's bundle; oha for `bench`, sqlx-cli for `test` (cargo install). Every version is pinned in the block
 # below (or a lockfile it names); every step first checks whether its result
 # is already there, at that version, so a second run does nothing.
 # What is downloaded or built goes to $CALLGATE_CACHE (~/.cache/callgate);
@@ -41,6 +41,10 @@ KUBECONFORM_VERSION=0.8.0
 # (template-default) is built with npm from deploy/egress/template/'s
 # package-lock.json (@livekit/egress-sdk 0.2.1).
 EGRESS_VERSION=1.8.6
+# versitygw, the S3-compatible server recordings go to with
+# RECORDING_STORAGE=s3 (tests/api/recording_s3.rs): SigV4, multipart and
+# presigned URLs, served from a folder (`go install`, like LiveKit).
+VERSITYGW_VERSION=1.8.0
 # The Go that builds them: livekit-server v1.13.5's go.mod says `go 1.26`;
 # bootstrapped from the Go module proxy when the machine has no Go >= 1.21.
 GO_MIN_MINOR=26
@@ -70,6 +74,8 @@ LIVEKIT_BIN="$BIN/server"
 LIVEKIT_PKG="github.com/livekit/livekit-server/cmd/server@v$LIVEKIT_VERSION"
 HELM_PKG="helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 KUBECONFORM_PKG="github.com/yannh/kubeconform/cmd/kubeconform@v$KUBECONFORM_VERSION"
+VERSITYGW_PKG="github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
+VERSITYGW_BIN="$BIN/versitygw"
 NPM_CACHE="$CACHE/npm"
 EGRESS_MOD="github.com/livekit/egress@v$EGRESS_VERSION"
 EGRESS_BIN="$BIN/egress"
@@ -268,6 +274,20 @@ ensure_cluster_tools() {
     done
 }
 
+# The S3-compatible server (deploy/lib/services.sh starts it), once per
+# version, into $BIN.
+ensure_versitygw_binary() {
+    go_tool_ok versitygw "$VERSITYGW_VERSION" && return 0
+    section "go install $VERSITYGW_PKG"
+    local go
+    go="$(find_go)"
+    mkdir -p "$BIN"
+    quietly go-install-versitygw env GOBIN="$BIN" GOTOOLCHAIN=auto GOFLAGS=-modcacherw "$go" install "$VERSITYGW_PKG" ||
+        die "go install $VERSITYGW_PKG failed"
+    echo "$VERSITYGW_VERSION" >"$BIN/.versitygw.version"
+    section_done
+}
+
 # ------------------------------------------------------------- Python venv ---
 
 venv_ok() { # cheap check: every pinned distribution at its version, and the modules present
@@ -377,6 +397,7 @@ provision() {
     ensure_packages
     ensure_livekit_binary
     ensure_egress_binary
+    ensure_versitygw_binary
     ensure_cluster_tools
     ensure_venv
     ensure_web
@@ -386,6 +407,7 @@ provision() {
 provision_status() { # for `status`: what is installed where
     if livekit_version_ok; then echo "livekit binary: $LIVEKIT_BIN (v$LIVEKIT_VERSION)"; else echo "livekit binary: missing ($LIVEKIT_BIN)"; fi
     if egress_ok; then echo "egress binary:  $EGRESS_BIN (v$EGRESS_VERSION)"; else echo "egress binary:  missing ($EGRESS_BIN)"; fi
+    if go_tool_ok versitygw "$VERSITYGW_VERSION"; then echo "versitygw:      $VERSITYGW_BIN (v$VERSITYGW_VERSION)"; else echo "versitygw:      missing ($VERSITYGW_BIN)"; fi
     if venv_ok; then echo "python venv:    $VENV (${PY_PACKAGES[*]})"; else echo "python venv:    missing ($VENV)"; fi
     if go_tool_ok helm "$HELM_VERSION" && go_tool_ok kubeconform "$KUBECONFORM_VERSION"; then
         echo "cluster tools:  $BIN/helm (v$HELM_VERSION), $BIN/kubeconform (v$KUBECONFORM_VERSION)"

@@ -23,6 +23,11 @@ EGRESS_HEALTH_PORT=7985
 EGRESS_CONF="$ROOT/deploy/egress/egress.yaml"
 # Where recordings are written (file outputs name a path in it).
 EGRESS_OUTPUT="$CACHE/recordings"
+# versitygw, the S3-compatible server of RECORDING_STORAGE=s3: its buckets
+# are folders of S3_DATA (.env.example's S3_BUCKET is made by `up`); its
+# root keys are .env.example's S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY.
+S3_PORT=7070
+S3_DATA="$CACHE/s3"
 
 # ---------------------------------------------------------------- processes ---
 
@@ -411,6 +416,63 @@ egress_started() {
     egress_ready
 }
 
+# ----------------------------------------------------------------- versitygw ---
+
+s3_ready() { tcp_open "$S3_PORT"; }
+
+# env_example <NAME>: the value .env.example gives NAME.
+# shellcheck disable=SC2016 # expanded by the inner shell
+env_example() { bash -c 'set -a && . "$1" && printf "%s\n" "${!2:-}"' _ "$ROOT/.env.example" "$1"; }
+
+# Restarted when its binary or its keys changed. The bucket is made through
+# versitygw's admin API (a folder made by hand has no owner, and versitygw
+# fails the bucket's requests), once.
+ensure_versitygw() {
+    local access secret bucket hash
+    access="$(env_example S3_ACCESS_KEY_ID)" secret="$(env_example S3_SECRET_ACCESS_KEY)"
+    bucket="$(env_example S3_BUCKET)"
+    [[ -n "$access" && -n "$secret" && -n "$bucket" ]] || die ".env.example sets no S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY or S3_BUCKET"
+    mkdir -p "$S3_DATA"
+    hash="$({ echo "$access $secret"; stat -c '%s %Y' "$VERSITYGW_BIN"; } | sha256sum | cut -c1-16)"
+    if pid_alive "$RUN/versitygw.pid" versitygw; then
+        if [[ "$(cat "$RUN/versitygw.hash" 2>/dev/null)" != "$hash" ]]; then
+            log "the versitygw binary or .env.example's S3 keys changed: restarting versitygw"
+            stop_pidfile versitygw "$RUN/versitygw.pid" versitygw
+        fi
+    elif s3_ready; then
+        log "versitygw: reusing the server already on 127.0.0.1:$S3_PORT (not started by local.sh; it must take .env.example's S3 keys)"
+    fi
+    if ! s3_ready; then
+        section "start versitygw (S3-compatible storage)"
+        rotate_log "$RUN/versitygw.log"
+        spawn "$RUN/versitygw.pid" "$RUN/versitygw.log" env ROOT_ACCESS_KEY_ID="$access" ROOT_SECRET_ACCESS_KEY="$secret" \
+            "$VERSITYGW_BIN" --port "127.0.0.1:$S3_PORT" --quiet posix "$S3_DATA"
+        echo "$hash" >"$RUN/versitygw.hash"
+        wait_for "$WAIT_SECS" "versitygw" "$RUN/versitygw.log" versitygw_started
+        section_done
+    fi
+    s3_admin "$access" "$secret" list-buckets | awk -v b="$bucket" '$1 == b { found = 1 } END { exit !found }' && return 0
+    log "versitygw: creating the bucket $bucket"
+    s3_admin "$access" "$secret" create-bucket --owner "$access" --bucket "$bucket" >/dev/null ||
+        die "could not create the bucket $bucket on versitygw (see $RUN/versitygw.log)"
+}
+
+s3_admin() { # s3_admin <access> <secret> <admin command...>
+    local access="$1" secret="$2"
+    shift 2
+    ADMIN_ACCESS_KEY_ID="$access" ADMIN_SECRET_ACCESS_KEY="$secret" \
+        "$VERSITYGW_BIN" admin --endpoint-url "http://127.0.0.1:$S3_PORT" "$@"
+}
+
+versitygw_started() {
+    spawned_alive "$RUN/versitygw.pid" || {
+        log "versitygw exited during start-up"
+        tail -n 40 "$RUN/versitygw.log" >&2 || true
+        exit 1
+    }
+    s3_ready
+}
+
 # ------------------------------------------------ up, down, status, run ---
 
 cmd_up() {
@@ -432,10 +494,12 @@ cmd_up() {
     ensure_livekit
     ensure_pulseaudio
     ensure_egress
-    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT (and a cluster on ${REDIS_CLUSTER_PORTS[*]}), coturn :$TURN_PORT, livekit :$LK_PORT, egress (status :$EGRESS_HEALTH_PORT, files in $EGRESS_OUTPUT) (state in $RUN)"
+    ensure_versitygw
+    log "stack up ($((SECONDS - t0))s): postgres :$PG_PORT (and :$CHAOS_PG_PORT for the outage test), redis :$REDIS_PORT (and a cluster on ${REDIS_CLUSTER_PORTS[*]}), coturn :$TURN_PORT, livekit :$LK_PORT, egress (status :$EGRESS_HEALTH_PORT, files in $EGRESS_OUTPUT), versitygw (S3 :$S3_PORT, data in $S3_DATA) (state in $RUN)"
 }
 
 cmd_down() {
+    stop_pidfile versitygw "$RUN/versitygw.pid" versitygw
     stop_pidfile Egress "$RUN/egress.pid" supervise
     if [[ -e "$RUN/pulseaudio.started" ]]; then
         log "stopping PulseAudio"
@@ -457,7 +521,7 @@ cmd_down() {
         $SUDO pg_ctlcluster "$ver" "$name" stop || true
         rm -f "$marker"
     done
-    rm -f "$RUN/livekit.hash" "$RUN/coturn.hash" "$RUN/egress.hash"
+    rm -f "$RUN/livekit.hash" "$RUN/coturn.hash" "$RUN/egress.hash" "$RUN/versitygw.hash"
     log "down (servers not started by local.sh were left running)"
 }
 
@@ -495,14 +559,17 @@ cmd_status() {
     pulse_ready && state=up || state=down
     if [[ -e "$RUN/pulseaudio.started" ]]; then owner="local.sh (for egress)"; else owner="$(ext "$state")"; fi
     status_line pulseaudio "-" "$state" "$owner"
+    s3_ready && state=up || state=down
+    if pid_alive "$RUN/versitygw.pid" versitygw; then owner="local.sh (pid $(cat "$RUN/versitygw.pid"))"; else owner="$(ext "$state")"; fi
+    status_line versitygw "127.0.0.1:$S3_PORT" "$state" "$owner"
     tcp_open 8080 && state=up || state=down
     status_line callgate "127.0.0.1:8080" "$state" "deploy/local.sh run"
     echo
     provision_status
-    echo "logs:           $RUN/{livekit,turnserver,redis,egress}.log"
-    echo "recordings:     $EGRESS_OUTPUT"
+    echo "logs:           $RUN/{livekit,turnserver,redis,egress,versitygw}.log"
+    echo "recordings:     $EGRESS_OUTPUT (egress writes), $S3_DATA (versitygw's buckets)"
     local down=0
-    pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready && egress_ready || down=1
+    pg_ready && redis_ready && redis_cluster_ready && turn_ready && livekit_ready && egress_ready && s3_ready || down=1
     return "$down"
 }
 

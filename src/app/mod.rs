@@ -24,6 +24,7 @@ use crate::livekit::{LiveKit, RoomService};
 use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
+use crate::storage::Storage;
 
 mod serve;
 
@@ -46,6 +47,7 @@ pub fn assemble(
     db: sqlx::PgPool,
     redis: RedisLink,
     livekit: Arc<dyn RoomService>,
+    storage: Arc<dyn Storage>,
     clock: SharedClock,
     metrics: Metrics,
 ) -> Core {
@@ -57,6 +59,7 @@ pub fn assemble(
         db,
         redis,
         livekit,
+        storage,
         clock,
         metrics,
         presence,
@@ -111,7 +114,8 @@ impl Application {
         }
         let metrics = Metrics::default();
         let livekit = Arc::new(LiveKit::new(&config.livekit, &config.room_prefix, metrics.livekit()));
-        let core = assemble(config, db, redis, livekit, clock, metrics);
+        let storage = crate::storage::from_config(&config.recording).context("RECORDING_STORAGE")?;
+        let core = assemble(config, db, redis, livekit, storage, clock, metrics);
         let stop = core.stop.clone();
         let inbox = Arc::new(Inbox::new(core.clone()));
         let state = AppState::new(core, auth, inbox);

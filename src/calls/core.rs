@@ -19,6 +19,7 @@ use crate::livekit::RoomService;
 use crate::metrics::Metrics;
 use crate::realtime::Events;
 use crate::realtime::presence::Presence;
+use crate::storage::Storage;
 use crate::store::CallRow;
 
 /// How often a dependency that is down is asked again.
@@ -30,6 +31,8 @@ pub struct Parts {
     pub redis: RedisLink,
     /// LiveKit's RoomService (`crate::livekit::LiveKit`, or a fake in tests).
     pub livekit: Arc<dyn RoomService>,
+    /// Where recordings' files are kept (`RECORDING_STORAGE`, or a fake in tests).
+    pub storage: Arc<dyn Storage>,
     pub clock: SharedClock,
     /// This application's figures (not the process's: tests run many apps).
     pub metrics: Metrics,

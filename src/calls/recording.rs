@@ -14,10 +14,17 @@
 //! a stop that failed). Being in the call's lane, a start never runs after
 //! the stop that follows it. Egress's webhooks move the recording on
 //! ([`on_egress`]); once its file is done, another job checks it on disk
-//! ([`finish`]). Files are reached only by the call's participants and
-//! `admin`, through callgate; `RECORDING_RETENTION` deletes them ([`purge`]).
+//! and keeps it in the storage `RECORDING_STORAGE` names ([`finish`]: on
+//! the local disk where egress wrote it, or uploaded to a bucket and then
+//! deleted from the disk). Files are reached only by the call's
+//! participants and `admin`, through callgate (streamed, or a short-lived
+//! presigned link); `RECORDING_RETENTION` deletes them with their rows
+//! ([`purge`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -32,6 +39,7 @@ use crate::calls::{CallError, Core, app_webhooks};
 use crate::domain::consent::{self as rules, Action, Subject, VideoState};
 use crate::domain::{AuthUser, CallId, CallState, CallType, ClientEvent, Code, ParticipantStatus, Role};
 use crate::livekit::{Egress, EgressStatus, RecordingFile, RecordingLayout, RecordingSpec};
+use crate::storage::{Download, FileInfo, Kind, LocalDisk, Storage};
 use crate::store::jobs::{self, Again, Job};
 use crate::store::recordings::{self, RecordingRow, status};
 use crate::store::{self, CallRow, Outgoing};
@@ -60,6 +68,9 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
         && call.state.is_live()
         && call.recording_session.0.state == VideoState::On;
     let mut running = recordings::running(tx, id).await?;
+    // Those egress is done with only wait for their file to be kept: not
+    // stopped, not failed if egress forgets them.
+    running.retain(|r| !r.egress_done());
     let now = app.clock.now();
     if wanted && running.is_empty() {
         running.push(start(app, tx, &call).await?);
@@ -124,7 +135,7 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
 async fn start(app: &Core, tx: &mut PgConnection, call: &CallRow) -> anyhow::Result<RecordingRow> {
     let id = Uuid::new_v4();
     let (layout, file, extension) = file_of(call.call_type);
-    let key = format!("{}/{id}.{extension}", call.id.0);
+    let key = local_name(call.id.0, id, extension);
     let new = recordings::NewRecording {
         id,
         call: call.id,
@@ -207,7 +218,8 @@ async fn over(
     egress: &Egress,
     out: &mut Outgoing,
 ) -> sqlx::Result<()> {
-    if !recording.is_running() {
+    // Its end already heard (the webhook again, say): its file job is pending.
+    if !recording.is_running() || recording.egress_done() {
         return Ok(());
     }
     let now = app.clock.now();
@@ -220,6 +232,8 @@ async fn over(
                 duration_ms: file.map_or(0, |f| i64::try_from(f.duration.as_millis()).unwrap_or(i64::MAX)),
             };
             recordings::set_result(tx, recording.id, &result).await?;
+            // Its file is being finished (kept: uploaded, maybe) until `ready`.
+            recordings::set_status(tx, recording.id, status::ENDING, now, None).await?;
             let job = Job::RecordingFile { recording: recording.id };
             jobs::enqueue(tx, &job, now, Again::Replace, true).await?;
         }
@@ -256,9 +270,45 @@ fn took_part(view: &CallView) -> Vec<String> {
     view.participants.iter().filter(|p| was_in(p.status)).map(|p| p.user_id.clone()).collect()
 }
 
-/// Where a recording's file is on this instance.
-fn path_of(app: &Core, recording: &RecordingRow) -> PathBuf {
-    app.config.recording.dir.join(&recording.storage_key)
+/// The name of a recording's file, where egress writes it (under
+/// `RECORDING_EGRESS_DIR`, which callgate reads as `RECORDING_DIR`) and
+/// in every storage (`crate::storage::Storage::keep`).
+fn local_name(call: Uuid, id: Uuid, extension: &str) -> String {
+    format!("{call}/{id}.{extension}")
+}
+
+fn local_name_of(recording: &RecordingRow) -> String {
+    local_name(recording.call_id, recording.id, &recording.file_type)
+}
+
+/// The local disk, where egress writes.
+fn local(app: &Core) -> LocalDisk {
+    LocalDisk::new(app.config.recording.dir.clone())
+}
+
+/// The storage that holds a recording's file, as its row says.
+fn storage_of(app: &Core, recording: &RecordingRow) -> anyhow::Result<Arc<dyn Storage>> {
+    if recording.storage == app.storage.kind().as_str() {
+        Ok(app.storage.clone())
+    } else if recording.storage == Kind::Local.as_str() {
+        Ok(Arc::new(local(app)))
+    } else {
+        anyhow::bail!(
+            "recording {} is kept in {} storage, which RECORDING_STORAGE no longer names",
+            recording.id,
+            recording.storage
+        )
+    }
+}
+
+/// The media type of a recording's file.
+pub fn content_type(file_type: &str) -> &'static str {
+    if file_type == "mp4" { "video/mp4" } else { "audio/ogg" }
+}
+
+/// The name a recording's download is saved under.
+pub fn filename(recording: &RecordingRow) -> String {
+    format!("recording-{}.{}", recording.id, recording.file_type)
 }
 
 /// The file's size and sha256 (hex), read in a blocking thread.
@@ -275,38 +325,73 @@ async fn checked(path: PathBuf) -> std::io::Result<(u64, String)> {
 }
 
 /// The job: a recording egress finished is checked on disk and kept
-/// (`ready`, with its size and checksum), or `failed` if its file is not
-/// there or empty. The host and the participants hear of it.
+/// (`ready`, with its size and checksum, in the storage `RECORDING_STORAGE`
+/// names), or `failed` if its file is not there or empty. The host and the
+/// participants hear of it. A file the storage does not take (a bucket
+/// unreachable) fails the job, tried again later, the file still on disk.
+///
+/// Kept elsewhere than on the local disk, the file's local copy is deleted
+/// by the same job once more, after this run's commit: only once the row
+/// says where the file is, whatever stops callgate in between.
 pub async fn finish(app: &Core, tx: &mut PgConnection, id: Uuid) -> anyhow::Result<()> {
     let Some(recording) = recordings::find(tx, id).await? else { return Ok(()) };
     if !recording.is_running() {
-        return Ok(());
+        return drop_local_copy(app, &recording).await;
     }
+    let name = local_name_of(&recording);
+    let path = app.config.recording.dir.join(&name);
+    // Checked and kept before the call is locked: an upload takes a while.
+    let kept = match checked(path.clone()).await {
+        Ok((size, checksum)) if size > 0 => {
+            let filename = filename(&recording);
+            let info = FileInfo { filename: &filename, content_type: content_type(&recording.file_type) };
+            let key = app.storage.keep(&path, &name, info).await.context("keeping a recording's file")?;
+            Ok((size, checksum, key))
+        }
+        Ok(_) => Err("the file is empty".to_owned()),
+        Err(err) => Err(format!("the file cannot be read: {err}")),
+    };
     let Some(call) = store::lock_call(tx, CallId(recording.call_id)).await? else { return Ok(()) };
     let now = app.clock.now();
     let mut out = Outgoing::default();
-    match checked(path_of(app, &recording)).await {
-        Ok((size, checksum)) if size > 0 => {
-            let size = i64::try_from(size).unwrap_or(i64::MAX);
-            recordings::set_ready(tx, id, size, &checksum, now).await?;
-            let view = CallView::load(tx, &call).await?;
-            let ready = recordings::find(tx, id).await?.unwrap_or(recording);
-            app_webhooks::recording_ready(&mut out, &view, &ready);
-            let data =
-                json!({"recordingId": id, "durationMs": ready.duration_ms, "sizeBytes": ready.size_bytes});
-            out.notify(&took_part(&view), ClientEvent::RecordingReady, Some(call.id.0), &data);
-        }
-        outcome => {
-            let error = match outcome {
-                Ok(_) => "the file is empty".to_owned(),
-                Err(err) => format!("the file cannot be read: {err}"),
+    match kept {
+        Ok((size, checksum, key)) => {
+            let storage = app.storage.kind();
+            let size_bytes = i64::try_from(size).unwrap_or(i64::MAX);
+            let kept = recordings::Kept {
+                size_bytes,
+                checksum: &checksum,
+                storage: storage.as_str(),
+                storage_key: &key,
             };
+            if recordings::set_ready(tx, id, &kept, now).await? {
+                let view = CallView::load(tx, &call).await?;
+                let ready = recordings::find(tx, id).await?.unwrap_or(recording);
+                app_webhooks::recording_ready(&mut out, &view, &ready);
+                let data = json!({"recordingId": id, "durationMs": ready.duration_ms, "sizeBytes": ready.size_bytes});
+                out.notify(&took_part(&view), ClientEvent::RecordingReady, Some(call.id.0), &data);
+                if storage != Kind::Local {
+                    jobs::enqueue(tx, &Job::RecordingFile { recording: id }, now, Again::Replace, true)
+                        .await?;
+                }
+            }
+        }
+        Err(error) => {
             recordings::set_status(tx, id, status::FAILED, now, Some(&error)).await?;
             failed(tx, &call, id, &mut out).await?;
         }
     }
     out.write(tx).await?;
     Ok(())
+}
+
+/// A recording whose file is kept elsewhere: egress's copy on the local
+/// disk goes (there is none the second time).
+async fn drop_local_copy(app: &Core, recording: &RecordingRow) -> anyhow::Result<()> {
+    if recording.storage == Kind::Local.as_str() {
+        return Ok(());
+    }
+    local(app).delete(&local_name_of(recording)).await
 }
 
 // ------------------------------------------------------------------- the API
@@ -329,13 +414,15 @@ pub struct RecordingConsentView {
 }
 
 /// One recording of a call. Where its file is stays callgate's: it is
-/// fetched from `GET /recordings/{id}/file`.
+/// fetched through `GET /recordings/{id}/file` (or a short-lived link from
+/// `GET /recordings/{id}/link`).
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordingView {
     pub id: Uuid,
     pub call_id: Uuid,
-    /// `starting`, `recording`, `ending`, `ready`, `failed` or `deleted`.
+    /// `starting`, `recording`, `ending` (its file being finished and kept), `ready`, `failed` or
+    /// `deleted` (its file deleted at a participant's request).
     pub status: String,
     /// `ogg` (audio) or `mp4` (audio and video).
     pub file_type: String,
@@ -512,8 +599,9 @@ pub async fn list(app: &Core, user: &AuthUser, id: CallId) -> Result<Vec<Recordi
     Ok(recordings::of_call(&mut conn, id).await?.into_iter().map(RecordingView::from).collect())
 }
 
-/// A recording's file to send: its row and where it is. Only a `ready` one.
-pub async fn file(app: &Core, user: &AuthUser, id: Uuid) -> Result<(RecordingRow, PathBuf), CallError> {
+/// How a `ready` recording's file is fetched (streamed from the local
+/// disk, or a link to the bucket that works `RECORDING_LINK_TTL`), with its row.
+pub async fn download(app: &Core, user: &AuthUser, id: Uuid) -> Result<(RecordingRow, Download), CallError> {
     let mut conn = app.db.acquire().await?;
     let recording = recordings::find(&mut conn, id).await?.ok_or(CallError::NotFound)?;
     may_reach(app, &mut conn, user, CallId(recording.call_id)).await?;
@@ -523,12 +611,15 @@ pub async fn file(app: &Core, user: &AuthUser, id: Uuid) -> Result<(RecordingRow
             format!("the recording is {}", recording.status),
         ));
     }
-    let path = path_of(app, &recording);
-    Ok((recording, path))
+    let storage = storage_of(app, &recording)?;
+    let filename = filename(&recording);
+    let info = FileInfo { filename: &filename, content_type: content_type(&recording.file_type) };
+    let how = storage.download(&recording.storage_key, info, app.clock.now(), app.config.recording.link_ttl);
+    Ok((recording, how))
 }
 
 /// One who took part (or `admin`) has a recording's file deleted; the row
-/// stays, `deleted`.
+/// stays, `deleted` (until `RECORDING_RETENTION` removes it).
 pub async fn delete(app: &Core, user: &AuthUser, id: Uuid) -> Result<RecordingView, CallError> {
     let mut tx = app.db.begin().await?;
     let recording = recordings::find(&mut tx, id).await?.ok_or(CallError::NotFound)?;
@@ -537,7 +628,8 @@ pub async fn delete(app: &Core, user: &AuthUser, id: Uuid) -> Result<RecordingVi
         return Err(CallError::conflict(Code::RecordingNotReady, "stop the recording first"));
     }
     if recordings::set_deleted(&mut tx, id, app.clock.now()).await? {
-        remove_file(&path_of(app, &recording)).await?;
+        let storage = storage_of(app, &recording)?;
+        storage.delete(&recording.storage_key).await.context("deleting a recording's file")?;
     }
     tx.commit().await?;
     tracing::info!(recording_id = %id, by = %user.id, "a recording's file was deleted");
@@ -545,27 +637,32 @@ pub async fn delete(app: &Core, user: &AuthUser, id: Uuid) -> Result<RecordingVi
     Ok(RecordingView::from(row))
 }
 
-async fn remove_file(path: &std::path::Path) -> Result<(), CallError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(CallError::Internal(anyhow::Error::new(err).context("deleting a recording"))),
-    }
-}
-
-/// `RECORDING_RETENTION`: the files of recordings that ended longer ago
-/// are deleted (their rows stay, `deleted`). How many.
+/// `RECORDING_RETENTION`: recordings that ended longer ago are deleted,
+/// their files first, then their rows (so a file never outlives the row
+/// that says where it is). How many; one that cannot be deleted now is
+/// tried again by the next purge.
 pub async fn purge(app: &Core) -> anyhow::Result<usize> {
     let before = app.clock.now() - chrono::Duration::from_std(app.config.recording.retention)?;
     let old = recordings::ended_before(&app.db, before, 100).await?;
     let mut deleted = 0;
     for recording in old {
-        let mut tx = app.db.begin().await?;
-        if recordings::set_deleted(&mut tx, recording.id, app.clock.now()).await? {
-            remove_file(&path_of(app, &recording)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            deleted += 1;
+        match purge_one(app, &recording).await {
+            Ok(true) => deleted += 1,
+            Ok(false) => {}
+            Err(err) => tracing::warn!(
+                recording_id = %recording.id,
+                error = format!("{err:#}"),
+                "could not delete a recording past its retention; trying again later"
+            ),
         }
-        tx.commit().await?;
     }
     Ok(deleted)
+}
+
+async fn purge_one(app: &Core, recording: &RecordingRow) -> anyhow::Result<bool> {
+    if recording.status != status::DELETED {
+        storage_of(app, recording)?.delete(&recording.storage_key).await?;
+    }
+    let mut conn = app.db.acquire().await?;
+    Ok(recordings::delete(&mut conn, recording.id).await?)
 }

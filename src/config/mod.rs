@@ -384,6 +384,7 @@ impl Settings {
         let jwt = self.jwt.assemble()?;
         if !server.dev_mode {
             refuse_development_secrets(&livekit.api_secret, &turn.secret, &jwt.key, &database.url)?;
+            refuse_the_dev_s3_secret(recording.s3_secret_access_key.as_ref())?;
         }
         if server.admin_port.is_some_and(|admin| admin == server.port && admin != 0) {
             return Err(ConfigError::new("ADMIN_PORT", "must differ from PORT"));
@@ -451,6 +452,7 @@ pub const DEV_SECRETS: &[&str] = &[
     "callgate-dev-jwt-secret-change-me-0123456789",
     "callgate-dev-livekit-secret-0123456789abcdef",
     "callgate-dev-turn-secret-0123456789abcdef",
+    "callgate-dev-s3-secret-0123456789abcdef",
 ];
 const DEV_DATABASE_PASSWORD: &str = "callgate";
 const DEV_SWITCH: &str = "generate a real one, see the README's Security section; \
@@ -485,6 +487,18 @@ fn refuse_development_secrets(
         ));
     }
     Ok(())
+}
+
+/// The S3 secret is the provider's (no length of ours), but never the
+/// development stack's.
+fn refuse_the_dev_s3_secret(secret: Option<&SecretString>) -> Result<(), ConfigError> {
+    match secret {
+        Some(secret) if DEV_SECRETS.contains(&secret.expose_secret()) => Err(ConfigError::new(
+            "S3_SECRET_ACCESS_KEY",
+            format!("is a published development secret ({DEV_SWITCH})"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The password of a `postgres://user:password@host/db` URL.
@@ -608,9 +622,40 @@ pub struct RecordingConfig {
     /// `RECORDING_EGRESS_DIR`: the same folder as LiveKit Egress sees it
     /// (it writes there); `RECORDING_DIR` unless set.
     pub egress_dir: String,
-    /// `RECORDING_RETENTION`: a recording's file is deleted this long
-    /// after it ended.
+    /// `RECORDING_RETENTION`: a recording (its file and its row) is
+    /// deleted this long after it ended.
     pub retention: Duration,
+    /// `RECORDING_STORAGE`: where the files are kept once egress wrote them.
+    pub storage: RecordingStorage,
+    /// `RECORDING_LINK_TTL`: how long a download link works.
+    pub link_ttl: Duration,
+}
+
+/// `RECORDING_STORAGE`, as the variable says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// Where recordings' files are kept.
+#[derive(Clone, Debug)]
+pub enum RecordingStorage {
+    /// In `RECORDING_DIR`, where egress wrote them.
+    Local,
+    /// Uploaded to an S3-compatible bucket (`S3_*`).
+    S3(S3Config),
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// `S3_ENDPOINT`: `http(s)://host[:port]`, requests path-style.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
 }
 
 impl settings::Recording {
@@ -618,12 +663,39 @@ impl settings::Recording {
         if !self.dir.starts_with('/') {
             return Err(ConfigError::new("RECORDING_DIR", "must be an absolute path"));
         }
-        let egress_dir = self.egress_dir.unwrap_or_else(|| self.dir.clone());
+        let egress_dir = self.egress_dir.clone().unwrap_or_else(|| self.dir.clone());
         if !egress_dir.starts_with('/') {
             return Err(ConfigError::new("RECORDING_EGRESS_DIR", "must be an absolute path"));
         }
-        let config = RecordingConfig { dir: self.dir.into(), egress_dir, retention: self.retention };
+        let storage = match self.storage {
+            StorageKind::Local => RecordingStorage::Local,
+            StorageKind::S3 => RecordingStorage::S3(self.s3()?),
+        };
+        let config = RecordingConfig {
+            dir: self.dir.into(),
+            egress_dir,
+            retention: self.retention,
+            storage,
+            link_ttl: self.link_ttl,
+        };
         Ok((self.policy, config))
+    }
+
+    /// The bucket of `RECORDING_STORAGE=s3`: every `S3_*` but the region is required.
+    fn s3(&self) -> Result<S3Config, ConfigError> {
+        let required = |var: &'static str, value: &Option<String>| {
+            value
+                .clone()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError::new(var, "missing (required with RECORDING_STORAGE=s3)"))
+        };
+        let endpoint = required("S3_ENDPOINT", &self.s3_endpoint)?;
+        let bucket = required("S3_BUCKET", &self.s3_bucket)?;
+        let access_key_id = required("S3_ACCESS_KEY_ID", &self.s3_access_key_id)?;
+        let secret_access_key = self.s3_secret_access_key.clone().ok_or_else(|| {
+            ConfigError::new("S3_SECRET_ACCESS_KEY", "missing (required with RECORDING_STORAGE=s3)")
+        })?;
+        Ok(S3Config { endpoint, bucket, region: self.s3_region.clone(), access_key_id, secret_access_key })
     }
 }
 
@@ -902,9 +974,52 @@ mod tests {
     }
 
     #[test]
+    fn recordings_stay_on_the_local_disk_unless_s3_is_named_with_its_bucket_and_keys() {
+        let config = load(&dev()).expect("valid");
+        assert!(matches!(config.recording.storage, RecordingStorage::Local));
+        assert_eq!(config.recording.link_ttl, Duration::from_secs(300));
+        let mut vars = dev();
+        vars.insert("RECORDING_STORAGE", "s3");
+        for (var, value) in [
+            ("S3_ENDPOINT", "https://s3.example"),
+            ("S3_BUCKET", "recordings"),
+            ("S3_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("S3_SECRET_ACCESS_KEY", "a-secret"),
+        ] {
+            assert_eq!(load(&vars).unwrap_err().var, var, "{var} is required with s3");
+            vars.insert(var, value);
+        }
+        let RecordingStorage::S3(s3) = load(&vars).expect("valid").recording.storage else {
+            panic!("s3 storage")
+        };
+        assert_eq!(
+            (s3.endpoint.as_str(), s3.bucket.as_str(), s3.region.as_str()),
+            ("https://s3.example", "recordings", "us-east-1")
+        );
+        assert!(!format!("{s3:?}").contains("a-secret"), "the secret is never printed");
+        vars.insert("S3_ENDPOINT", "s3.example");
+        assert_eq!(load(&vars).unwrap_err().var, "S3_ENDPOINT");
+        let mut vars = dev();
+        vars.insert("RECORDING_LINK_TTL", "3601");
+        assert_eq!(load(&vars).unwrap_err().var, "RECORDING_LINK_TTL");
+        vars.insert("RECORDING_STORAGE", "disk");
+        vars.insert("RECORDING_LINK_TTL", "10");
+        assert_eq!(load(&vars).unwrap_err().var, "RECORDING_STORAGE");
+    }
+
+    #[test]
+    fn the_dev_s3_secret_does_not_start_without_the_dev_switch() {
+        let mut vars = dev();
+        vars.insert("S3_SECRET_ACCESS_KEY", DEV_SECRETS[3]);
+        assert_eq!(load(&vars).unwrap_err().var, "S3_SECRET_ACCESS_KEY");
+        vars.insert("CALLGATE_DEV", "true");
+        assert!(load(&vars).is_ok());
+    }
+
+    #[test]
     fn the_dev_files_hold_only_known_dev_secrets() {
         let env = env_example();
-        for var in ["JWT_SECRET", "LIVEKIT_API_SECRET", "TURN_SECRET"] {
+        for var in ["JWT_SECRET", "LIVEKIT_API_SECRET", "TURN_SECRET", "S3_SECRET_ACCESS_KEY"] {
             assert!(DEV_SECRETS.contains(&env[var]), ".env.example's {var} is listed");
         }
         let files = [

@@ -589,8 +589,47 @@ pub const SECTIONS: &[Section] = &[
                 3600,
                 315_360_000,
                 "2592000",
-                "a recording's file is deleted this long after it ended",
+                "a recording (its file and its row) is deleted this long after it ended",
             ),
+            Var::new(
+                "RECORDING_STORAGE",
+                Rule::OneOf { words: &["local", "s3"], aliases: &[] },
+                Unset::Default("local"),
+                "where recordings' files are kept: local (in RECORDING_DIR) or s3 (uploaded to S3_BUCKET, then deleted from RECORDING_DIR)",
+            ),
+            seconds(
+                "RECORDING_LINK_TTL",
+                10,
+                3600,
+                "300",
+                "a download link to a recording (presigned with s3) works this long",
+            ),
+            Var::new(
+                "S3_ENDPOINT",
+                Rule::Url(HTTP),
+                Unset::Off("required with RECORDING_STORAGE=s3"),
+                "the S3-compatible server (path-style requests); participants' download links point there, so they must reach it",
+            )
+            .dev("http://127.0.0.1:7070")
+            .helm(Helm::Example("https://s3.eu-west-1.amazonaws.com")),
+            Var::new("S3_BUCKET", Rule::Text, Unset::Off("required with RECORDING_STORAGE=s3"), "the bucket recordings go to")
+                .dev("callgate-recordings"),
+            Var::new("S3_REGION", Rule::Text, Unset::Default("us-east-1"), "the bucket's region (signs the requests)"),
+            Var::new(
+                "S3_ACCESS_KEY_ID",
+                Rule::Text,
+                Unset::Off("required with RECORDING_STORAGE=s3"),
+                "the access key that may put, get and delete the bucket's objects",
+            )
+            .dev("callgate-dev"),
+            Var::new(
+                "S3_SECRET_ACCESS_KEY",
+                Rule::Secret(0),
+                Unset::Off("required with RECORDING_STORAGE=s3"),
+                "the access key's secret",
+            )
+            .dev("callgate-dev-s3-secret-0123456789abcdef")
+            .helm(Helm::Secret),
         ],
     },
     Section {

@@ -196,6 +196,20 @@ pub struct Recording {
     pub egress_dir: Option<String>,
     #[serde(rename = "RECORDING_RETENTION")]
     pub retention: Duration,
+    #[serde(rename = "RECORDING_STORAGE")]
+    pub storage: super::StorageKind,
+    #[serde(rename = "RECORDING_LINK_TTL")]
+    pub link_ttl: Duration,
+    #[serde(rename = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[serde(rename = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[serde(rename = "S3_REGION")]
+    pub s3_region: String,
+    #[serde(rename = "S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[serde(rename = "S3_SECRET_ACCESS_KEY")]
+    pub s3_secret_access_key: Option<SecretString>,
 }
 
 /// An HTTP header name (the schema checked it).

@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,8 +17,9 @@ use crate::domain::AuthUser;
 use crate::http::calls::{CallPath, uuid_in_path};
 use crate::http::consent::RequestPath;
 use crate::http::error::ApiError;
-use crate::http::openapi::{Conflict, Forbidden, NotFound, TooManyRequests};
+use crate::http::openapi::{API_PREFIX, Conflict, Forbidden, NotFound, TooManyRequests};
 use crate::http::state::AppState;
+use crate::storage::Download;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stop))
         .routes(routes!(list))
         .routes(routes!(file, delete))
+        .routes(routes!(link))
 }
 
 /// A recording's id from the path.
@@ -175,6 +178,10 @@ async fn list(
 
 /// A ready recording's file (OGG audio, or MP4), for those who were in the call and `admin`.
 ///
+/// `admin`'s reads are audited. Kept on callgate's disk, the file is the answer; kept in
+/// S3-compatible storage, the answer is 303 See Other to a presigned link that works for
+/// `RECORDING_LINK_TTL` (the user's token is not sent there).
+///
 /// Errors: 404 for anyone else, or when the file is gone; 409 `recording_not_ready`.
 #[utoipa::path(get, path = "/recordings/{id}/file", operation_id = "recordingFile", tag = "recording",
     params(("id" = Uuid, Path, description = "The recording's id")),
@@ -183,6 +190,8 @@ async fn list(
             (Vec<u8> = "audio/ogg"),
             (Vec<u8> = "video/mp4"),
         )),
+        (status = 303, description = "The file is in S3-compatible storage: fetch it from the short-lived link in `Location`",
+            headers(("Location" = String, description = "A presigned link to the file"))),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
@@ -191,11 +200,18 @@ async fn file(
     user: AuthUser,
     RecordingPath(id): RecordingPath,
 ) -> Result<Response, ApiError> {
-    let (found, path) = recording::file(&app, &user, id).await?;
+    let (found, how) = recording::download(&app, &user, id).await?;
+    let path = match how {
+        Download::File(path) => path,
+        Download::Link { url, .. } => {
+            let headers = [(header::LOCATION, url), (header::CACHE_CONTROL, "private, no-store".to_owned())];
+            return Ok((StatusCode::SEE_OTHER, headers).into_response());
+        }
+    };
     let opened = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound)?;
     let size = opened.metadata().await.map(|m| m.len()).map_err(|_| ApiError::NotFound)?;
-    let content_type = if found.file_type == "mp4" { "video/mp4" } else { "audio/ogg" };
-    let name = format!("attachment; filename=\"recording-{}.{}\"", found.id, found.file_type);
+    let content_type = recording::content_type(&found.file_type);
+    let name = format!("attachment; filename=\"{}\"", recording::filename(&found));
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(opened));
     Ok((
         [
@@ -209,7 +225,54 @@ async fn file(
         .into_response())
 }
 
+/// Where a recording's file is fetched, and until when.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RecordingLink {
+    /// A presigned link to the file in S3-compatible storage (no credentials needed); with
+    /// local storage, this API's own `GET /recordings/{id}/file` path (fetched with the user's
+    /// token, as any request).
+    url: String,
+    /// The link stops working then (`RECORDING_LINK_TTL` after it was asked for); ask again
+    /// for a new one.
+    expires_at: DateTime<Utc>,
+}
+
+/// A short-lived link to a ready recording's file, for those who were in the call and `admin`.
+///
+/// `admin`'s reads are audited. With S3-compatible storage, what `GET /recordings/{id}/file`
+/// redirects to, for clients that fetch the file themselves (a media player, a download, a plain
+/// link); with local storage, that route's path.
+///
+/// Errors: 404 for anyone else; 409 `recording_not_ready`.
+#[utoipa::path(get, path = "/recordings/{id}/link", operation_id = "recordingLink", tag = "recording",
+    params(("id" = Uuid, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "The link", body = RecordingLink),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
+async fn link(
+    State(app): State<AppState>,
+    user: AuthUser,
+    RecordingPath(id): RecordingPath,
+) -> Result<(HeaderMap, Json<RecordingLink>), ApiError> {
+    let (found, how) = recording::download(&app, &user, id).await?;
+    let link = match how {
+        Download::Link { url, expires_at } => RecordingLink { url, expires_at },
+        Download::File(_) => RecordingLink {
+            url: format!("{API_PREFIX}/recordings/{}/file", found.id),
+            expires_at: app.clock.now() + app.config.recording.link_ttl,
+        },
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok((headers, Json(link)))
+}
+
 /// Delete a recording's file (one who was in the call, or `admin`); its row stays, `deleted`.
+///
+/// The row stays until `RECORDING_RETENTION` removes it.
 ///
 /// Errors: 404 for anyone else; 409 `recording_not_ready` while it is still being made.
 #[utoipa::path(delete, path = "/recordings/{id}/file", operation_id = "deleteRecording", tag = "recording",

@@ -15,12 +15,14 @@ pub mod status {
     /// Asked of egress; not yet writing.
     pub const STARTING: &str = "starting";
     pub const RECORDING: &str = "recording";
-    /// Asked to stop; egress is finishing the file.
+    /// Asked to stop; egress is finishing the file, or callgate is
+    /// keeping it (checking it, uploading it).
     pub const ENDING: &str = "ending";
     /// The file is whole and kept.
     pub const READY: &str = "ready";
     pub const FAILED: &str = "failed";
-    /// Its file was deleted (asked for, or past the retention).
+    /// Its file was deleted at a participant's request (past the
+    /// retention, the row goes too).
     pub const DELETED: &str = "deleted";
 }
 
@@ -31,6 +33,9 @@ pub struct RecordingRow {
     pub egress_id: Option<String>,
     pub status: String,
     pub file_type: String,
+    /// Which storage holds the file: `local` or `s3` (`crate::storage::Kind`).
+    pub storage: String,
+    /// The file's key in that storage.
     pub storage_key: String,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -46,11 +51,18 @@ impl RecordingRow {
     pub fn is_running(&self) -> bool {
         matches!(self.status.as_str(), status::STARTING | status::RECORDING | status::ENDING)
     }
+
+    /// Egress is done with it (it said so: its end is known), and its file
+    /// is being checked and kept (`calls::recording::finish`, which may
+    /// wait for the storage): nothing of egress's concern any more.
+    pub fn egress_done(&self) -> bool {
+        self.is_running() && self.ended_at.is_some()
+    }
 }
 
 macro_rules! columns {
     () => {
-        "id, call_id, egress_id, status, file_type, storage_key, requested_at, started_at, \
+        "id, call_id, egress_id, status, file_type, storage, storage_key, requested_at, started_at, \
          ended_at, duration_ms, size_bytes, checksum, error"
     };
 }
@@ -151,21 +163,33 @@ pub async fn set_result(conn: &mut PgConnection, id: Uuid, result: &EgressResult
     Ok(())
 }
 
-/// The file is whole and kept: its size and sha256.
+/// A whole file, kept.
+pub struct Kept<'a> {
+    pub size_bytes: i64,
+    /// sha256, hex.
+    pub checksum: &'a str,
+    /// Which storage holds it (`local`, `s3`), and its key there.
+    pub storage: &'a str,
+    pub storage_key: &'a str,
+}
+
+/// The file is whole and kept: its size, sha256 and where it is.
 pub async fn set_ready(
     conn: &mut PgConnection,
     id: Uuid,
-    size_bytes: i64,
-    checksum: &str,
+    kept: &Kept<'_>,
     at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let set = sqlx::query(
-        "update recordings set status = 'ready', size_bytes = $2, checksum = $3, ended_at = coalesce(ended_at, $4) \
+        "update recordings set status = 'ready', size_bytes = $2, checksum = $3, storage = $4, \
+         storage_key = $5, ended_at = coalesce(ended_at, $6) \
          where id = $1 and status in ('starting', 'recording', 'ending')",
     )
     .bind(id)
-    .bind(size_bytes)
-    .bind(checksum)
+    .bind(kept.size_bytes)
+    .bind(kept.checksum)
+    .bind(kept.storage)
+    .bind(kept.storage_key)
     .bind(at)
     .execute(conn)
     .await?;
@@ -225,12 +249,13 @@ pub async fn set_deleted(conn: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -
     Ok(done.rows_affected() == 1)
 }
 
-/// Finished recordings that ended before `before` (past the retention).
+/// Finished recordings that ended before `before` (past the retention),
+/// deleted ones too.
 pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<RecordingRow>> {
     sqlx::query_as(concat!(
         "select ",
         columns!(),
-        " from recordings where status in ('ready', 'failed') and ended_at < $1 \
+        " from recordings where status in ('ready', 'failed', 'deleted') and ended_at < $1 \
          order by ended_at limit $2"
     ))
     .bind(before)
@@ -239,11 +264,22 @@ pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sql
     .await
 }
 
-/// Calls with a recording still running to callgate, oldest first.
+/// Removes a finished recording's row (its file is gone); whether it was there.
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("delete from recordings where id = $1 and status in ('ready', 'failed', 'deleted')")
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Calls with a recording egress still makes (to callgate), oldest first;
+/// not those whose file only waits to be kept ([`RecordingRow::egress_done`]).
 pub async fn calls_recording(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "select call_id from recordings where status in ('starting', 'recording', 'ending') \
-         group by call_id order by min(requested_at) limit $1",
+         and ended_at is null group by call_id order by min(requested_at) limit $1",
     )
     .bind(limit)
     .fetch_all(db)

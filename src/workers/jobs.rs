@@ -55,18 +55,24 @@ const RECORDING_BACKOFF: [Duration; 5] = [
     Duration::from_secs(30),
 ];
 
+/// A recording's file waiting for its storage is tried this often once
+/// the backoff is spent.
+const RECORDING_FILE_RETRY: Duration = Duration::from_secs(60);
+
 /// When a job that failed `attempts` times (this one included) is tried
 /// again; `None`: it is given up.
 fn retry(job: &Job, attempts: u32) -> Option<Duration> {
+    let backoff = RECORDING_BACKOFF.get((attempts as usize).saturating_sub(1)).copied();
     match job {
         // A deadline or an appointment's check must happen: tried again
         // until it does, without holding up the ones behind it.
         Job::Deadline { .. } | Job::Appointment { .. } => Some(Duration::from_secs(5)),
         // Egress refused or LiveKit did not answer: tried a few times, then
         // left (the consent still says on; the next change tries again).
-        Job::Recording { .. } | Job::RecordingFile { .. } => {
-            RECORDING_BACKOFF.get((attempts as usize).saturating_sub(1)).copied()
-        }
+        Job::Recording { .. } => backoff,
+        // A file egress finished stays on disk until it is kept (a bucket
+        // that does not answer): tried until it is, however long that takes.
+        Job::RecordingFile { .. } => Some(backoff.unwrap_or(RECORDING_FILE_RETRY)),
     }
 }
 
@@ -339,5 +345,22 @@ async fn wake(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
             Ok(())
         }
         None => Err(sqlx::Error::PoolClosed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recordings_file_is_tried_until_it_is_kept_and_egress_only_a_few_times() {
+        let (file, sync) =
+            (Job::RecordingFile { recording: Uuid::nil() }, Job::Recording { call: Uuid::nil() });
+        assert_eq!(retry(&file, 1), Some(Duration::from_secs(1)));
+        assert_eq!(retry(&file, 5), Some(Duration::from_secs(30)));
+        assert_eq!(retry(&file, 6), Some(RECORDING_FILE_RETRY));
+        assert_eq!(retry(&file, 10_000), Some(RECORDING_FILE_RETRY));
+        assert_eq!(retry(&sync, 5), Some(Duration::from_secs(30)));
+        assert_eq!(retry(&sync, 6), None);
     }
 }

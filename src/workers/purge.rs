@@ -4,8 +4,8 @@
 //! event per participant each time) is worked off a day later at the rate a
 //! batch of `PURGE_BATCH` rows is deleted, far above any rate it can be
 //! written at (README, "Trust and safety"); instances purging at once split
-//! the rows. Recordings' files past `RECORDING_RETENTION` go the same way
-//! (`calls::recording::purge`).
+//! the rows. Recordings past `RECORDING_RETENTION` go the same way, their
+//! files (or objects) and then their rows (`calls::recording::purge`).
 
 use std::time::Duration;
 
@@ -34,10 +34,10 @@ pub async fn run(core: Core, stop: CancellationToken) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not delete old rows; trying again later"),
         }
-        // Recordings past RECORDING_RETENTION: their files, then their rows say so.
+        // Recordings past RECORDING_RETENTION: their files, then their rows.
         match crate::calls::recording::purge(&core).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(files = n, "deleted recordings past their retention"),
+            Ok(n) => tracing::info!(recordings = n, "deleted recordings past their retention"),
             Err(err) => tracing::warn!(error = format!("{err:#}"), "could not delete old recordings"),
         }
     }

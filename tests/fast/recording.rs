@@ -1,9 +1,11 @@
 //! Recording a call everyone agreed to, over `FakeRooms` (egress as the
 //! fake records what it was asked) and the job runner: who must consent,
 //! what starts and stops egress, what egress's events do to a recording,
-//! its file checked on disk, and who reaches it.
+//! its file checked on disk and kept (on the disk, or uploaded to a fake
+//! bucket and then deleted from the disk), who reaches it, and its deletion.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use callgate::calls::participants::Consents;
 use callgate::calls::{CallError, growth, lifecycle, recording};
@@ -14,6 +16,8 @@ use callgate::livekit::{
     Egress, EgressFile, EgressStatus, Event, EventKind, RecordingFile, RecordingLayout, RecordingSpec,
     RoomService,
 };
+use callgate::storage::Download;
+use callgate::storage::fake::FakeBucket;
 use callgate::workers::jobs;
 use chrono::Duration;
 use sha2::Digest;
@@ -256,7 +260,8 @@ async fn a_finished_file_is_checked_on_disk_kept_ready_and_the_host_and_particip
     assert_eq!(ready.status, "ready");
     assert_eq!((ready.size_bytes, ready.duration_ms), (Some(bytes.len() as i64), Some(8_500)));
     assert_eq!(ready.sha256.as_deref(), Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()));
-    let (found, path) = recording::file(&world.core, &bob, ready.id).await.expect("his to fetch");
+    let (found, how) = recording::download(&world.core, &bob, ready.id).await.expect("his to fetch");
+    let Download::File(path) = how else { panic!("the local disk's file is streamed: {how:?}") };
     assert_eq!(std::fs::read(path).expect("the file"), bytes);
     assert_eq!(found.id, ready.id);
 
@@ -309,7 +314,7 @@ async fn a_recording_whose_egress_failed_is_failed_and_one_whose_file_is_missing
     let listed = recording::list(&world.core, &alice, call).await.expect("listed");
     assert_eq!(listed.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(), ["failed", "failed"]);
     assert!(matches!(
-        recording::file(&world.core, &alice, listed[1].id).await,
+        recording::download(&world.core, &alice, listed[1].id).await,
         Err(CallError::Conflict { .. })
     ));
 }
@@ -359,7 +364,10 @@ async fn strangers_and_those_never_in_the_call_reach_no_recording_and_learn_noth
 
     for (who, what) in [(&eve, "a stranger")] {
         assert!(matches!(recording::list(&world.core, who, call).await, Err(CallError::NotFound)), "{what}");
-        assert!(matches!(recording::file(&world.core, who, id).await, Err(CallError::NotFound)), "{what}");
+        assert!(
+            matches!(recording::download(&world.core, who, id).await, Err(CallError::NotFound)),
+            "{what}"
+        );
         assert!(matches!(recording::delete(&world.core, who, id).await, Err(CallError::NotFound)), "{what}");
         assert!(matches!(recording::view(&world.core, who, call).await, Err(CallError::NotFound)), "{what}");
         assert!(
@@ -368,7 +376,7 @@ async fn strangers_and_those_never_in_the_call_reach_no_recording_and_learn_noth
         );
     }
     let unknown = Uuid::new_v4();
-    assert!(matches!(recording::file(&world.core, &alice, unknown).await, Err(CallError::NotFound)));
+    assert!(matches!(recording::download(&world.core, &alice, unknown).await, Err(CallError::NotFound)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,27 +423,145 @@ async fn a_recording_whose_egress_died_without_a_word_is_failed_by_the_reconcile
     assert_eq!(hooks, 1, "the host hears of it once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_its_retention_a_recordings_file_is_deleted_and_its_row_says_so() {
-    let (world, _) = world().await;
+/// Alice and Bob consent; egress records, writes `bytes` and says it is
+/// done. The recording's id and the file egress wrote (no job run yet).
+async fn recorded(world: &World, bytes: &[u8]) -> (CallId, AuthUser, AuthUser, Uuid, PathBuf) {
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
     let call = world.answered_call(&alice, &[&bob]).await;
-    consented(&world, call, &alice, &[&bob]).await;
-    run_jobs(&world).await;
-    let (egress, spec) = started(&world).remove(0);
-    std::fs::create_dir_all(std::path::Path::new(&spec.filepath).parent().expect("a folder")).expect("mkdir");
-    std::fs::write(&spec.filepath, b"OggS kept a while").expect("the file");
+    consented(world, call, &alice, &[&bob]).await;
+    run_jobs(world).await;
+    let (egress, spec) = started(world).pop().expect("egress was asked");
+    let file = PathBuf::from(&spec.filepath);
+    std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
+    std::fs::write(&file, bytes).expect("the file");
     let done = Egress { status: EgressStatus::Complete, ended_at: Some(world.clock.now()), ..egress };
-    world.deliver(&egress_event(&world, call, "egress_ended", done)).await;
+    world.deliver(&egress_event(world, call, "egress_ended", done)).await;
+    let id = recording::list(&world.core, &alice, call).await.expect("listed")[0].id;
+    (call, alice, bob, id, file)
+}
+
+async fn row(world: &World, id: Uuid) -> Option<(String, String, String)> {
+    sqlx::query_as("select status, storage, storage_key from recordings where id = $1")
+        .bind(id)
+        .fetch_optional(&world.core.db)
+        .await
+        .expect("read")
+}
+
+/// A world that records into a folder of its own and keeps the files in
+/// a (fake) S3 bucket.
+async fn world_with_a_bucket() -> (World, Arc<FakeBucket>) {
+    let dir = std::env::temp_dir().join(format!("callgate-recordings-{}", Uuid::new_v4().simple()));
+    let bucket = Arc::new(FakeBucket::default());
+    let world = World::storing(
+        move |c| {
+            c.recording_policy = RecordingPolicy::AllParty;
+            c.recording.dir = dir.clone();
+            c.recording.egress_dir = dir.to_string_lossy().into_owned();
+        },
+        Some(bucket.clone()),
+    )
+    .await;
+    (world, bucket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_bucket_a_finished_file_is_uploaded_then_its_local_copy_deleted_and_fetched_by_a_link() {
+    let (world, bucket) = world_with_a_bucket().await;
+    let bytes = b"OggS kept in the bucket".repeat(50);
+    let (call, alice, _, id, file) = recorded(&world, &bytes).await;
+
+    run_jobs(&world).await;
+
+    let key = format!("recordings/{}/{id}.ogg", call.0);
+    assert_eq!(bucket.uploads(), [(key.clone(), true)], "one upload, of the file egress wrote");
+    assert_eq!(bucket.object(&key).as_deref(), Some(bytes.as_slice()), "the bucket holds its bytes");
+    assert!(!file.exists(), "the local copy is gone once the bucket holds it");
+    assert_eq!(row(&world, id).await, Some(("ready".into(), "s3".into(), key.clone())));
+    let ready = &recording::list(&world.core, &alice, call).await.expect("listed")[0];
+    assert_eq!(ready.sha256.as_deref(), Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()));
+    let (_, how) = recording::download(&world.core, &alice, id).await.expect("hers to fetch");
+    let ttl = world.core.config.recording.link_ttl;
+    let expires_at = world.clock.now() + ttl;
+    assert_eq!(
+        how,
+        Download::Link {
+            url: format!("https://bucket.invalid/{key}?expires={}", expires_at.timestamp()),
+            expires_at
+        },
+        "a link to the bucket, for RECORDING_LINK_TTL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_refuses_the_upload_leaves_the_file_on_disk_until_a_later_try_succeeds() {
+    let (world, bucket) = world_with_a_bucket().await;
+    bucket.refuse_uploads(8);
+    let (call, alice, _, id, file) = recorded(&world, b"OggS worth keeping").await;
+
+    let ran = run_jobs(&world).await;
+
+    assert_eq!(ran.failed, 1, "{ran:?}");
+    assert!(file.exists(), "the file stays while the bucket does not have it");
+    assert_eq!(row(&world, id).await.map(|r| r.0), Some("ending".into()));
+    // For minutes (egress forgot it; the reconciler passes): tried again
+    // and again, never given up, never failed.
+    for _ in 0..7 {
+        world.clock.advance(Duration::minutes(1));
+        callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+        assert_eq!(run_jobs(&world).await.failed, 1, "tried again, refused again");
+        assert!(file.exists());
+        assert_eq!(recording::list(&world.core, &alice, call).await.expect("listed")[0].status, "ending");
+    }
+
+    world.clock.advance(Duration::minutes(1));
+    run_jobs(&world).await;
+
+    let key = format!("recordings/{}/{id}.ogg", call.0);
+    let tries: Vec<bool> = bucket.uploads().iter().map(|(_, kept)| *kept).collect();
+    assert_eq!(tries, [vec![false; 8], vec![true]].concat());
+    assert_eq!(bucket.object(&key).as_deref(), Some(&b"OggS worth keeping"[..]));
+    assert!(!file.exists());
+    assert_eq!(row(&world, id).await, Some(("ready".into(), "s3".into(), key)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_retention_a_recording_is_deleted_file_and_row() {
+    let (world, _) = world().await;
+    let (call, alice, _, id, file) = recorded(&world, b"OggS kept a while").await;
     run_jobs(&world).await;
     assert_eq!(recording::purge(&world.core).await.expect("a purge"), 0, "not old yet");
+    assert!(file.exists());
 
     let retention = Duration::from_std(world.core.config.recording.retention).expect("a duration");
     world.clock.advance(retention + Duration::seconds(1));
     assert_eq!(recording::purge(&world.core).await.expect("a purge"), 1);
 
-    assert!(!std::path::Path::new(&spec.filepath).exists(), "the file is gone");
-    assert_eq!(recording::list(&world.core, &alice, call).await.expect("listed")[0].status, "deleted");
+    assert!(!file.exists(), "the file is gone");
+    assert_eq!(row(&world, id).await, None, "and so is its row");
+    assert!(recording::list(&world.core, &alice, call).await.expect("listed").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_deletes_the_object_and_the_row_stays_deleted_until_the_retention_removes_it() {
+    let (world, bucket) = world_with_a_bucket().await;
+    let (call, alice, bob, id, _) = recorded(&world, b"OggS not for long").await;
+    run_jobs(&world).await;
+    let key = format!("recordings/{}/{id}.ogg", call.0);
+
+    let deleted = recording::delete(&world.core, &bob, id).await.expect("his to delete");
+
+    assert_eq!(deleted.status, "deleted");
+    assert_eq!(bucket.deleted(), std::slice::from_ref(&key));
+    assert!(bucket.keys().is_empty(), "the bucket holds nothing of it");
+    assert!(matches!(recording::download(&world.core, &alice, id).await, Err(CallError::Conflict { .. })));
+    assert_eq!(row(&world, id).await.map(|r| r.0), Some("deleted".into()), "that it was made stays known");
+
+    let retention = Duration::from_std(world.core.config.recording.retention).expect("a duration");
+    world.clock.advance(retention + Duration::seconds(1));
+    assert_eq!(recording::purge(&world.core).await.expect("a purge"), 1);
+    assert_eq!(row(&world, id).await, None);
+    assert_eq!(bucket.deleted(), [key], "nothing more to delete in the bucket");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

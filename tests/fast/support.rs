@@ -21,6 +21,7 @@ use callgate::ingest::handle;
 use callgate::livekit::fake::FakeRooms;
 use callgate::livekit::{DisconnectReason, Event, EventKind, Participant};
 use callgate::metrics::Metrics;
+use callgate::storage::Storage;
 use callgate::workers::jobs;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -95,6 +96,12 @@ impl World {
 
     /// Like [`World::new`], with `change` made to .env.example's settings.
     pub async fn configured(change: impl FnOnce(&mut Config)) -> World {
+        World::storing(change, None).await
+    }
+
+    /// Like [`World::configured`], its recordings kept in `storage` (else
+    /// where the settings say).
+    pub async fn storing(change: impl FnOnce(&mut Config), storage: Option<Arc<dyn Storage>>) -> World {
         callgate::telemetry::init_for_tests();
         let admin_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL, e.g. postgres://callgate:callgate@127.0.0.1:5432/callgate_test");
@@ -120,8 +127,19 @@ impl World {
         let rooms = FakeRooms::with_clock(&config.room_prefix, clock.clone());
         let redis =
             RedisLink::new(config.redis_url.expose_secret(), config.redis_cluster).expect("a Redis URL");
-        let core =
-            callgate::app::assemble(config, db, redis, rooms.clone(), clock.clone(), Metrics::default());
+        let storage = match storage {
+            Some(storage) => storage,
+            None => callgate::storage::from_config(&config.recording).expect("the storage of the settings"),
+        };
+        let core = callgate::app::assemble(
+            config,
+            db,
+            redis,
+            rooms.clone(),
+            storage,
+            clock.clone(),
+            Metrics::default(),
+        );
         World { core, rooms, clock, _database: database }
     }
 

@@ -24,6 +24,7 @@ export type ReportReason = Schemas["ReportReason"];
 export type Suspension = Schemas["SuspensionView"];
 export type RecordingConsent = Schemas["RecordingConsentView"];
 export type Recording = Schemas["RecordingView"];
+export type RecordingLink = Schemas["RecordingLink"];
 /** A recording's `status` (the document says only `string`). */
 export type RecordingStatus = "starting" | "recording" | "ending" | "ready" | "failed" | "deleted";
 
@@ -215,11 +216,22 @@ export class CallgateClient {
   listRecordings(callId: string) {
     return this.request<Schemas["Recordings"]>("GET", `/calls/${enc(callId)}/recordings`);
   }
-  /** A ready recording's file (`audio/ogg` or `video/mp4`), fetched with the token. */
+  /**
+   * A ready recording's file (`audio/ogg` or `video/mp4`), fetched with the token. With S3-compatible
+   * storage the answer is a redirect to the bucket, which `fetch` follows without the token (a browser
+   * reads it only if the bucket's CORS rules allow the app's origin; else use `recordingLink`).
+   */
   async downloadRecording(recordingId: string): Promise<Blob> {
     return (await this.send("GET", `/recordings/${enc(recordingId)}/file`)).blob();
   }
-  /** Deletes the file; the recording stays listed, `deleted`. */
+  /**
+   * A short-lived link to a ready recording's file and when it stops working: a presigned URL to the
+   * bucket (for a plain link, a player), or with local storage the API path of `downloadRecording`.
+   */
+  recordingLink(recordingId: string) {
+    return this.request<RecordingLink>("GET", `/recordings/${enc(recordingId)}/link`);
+  }
+  /** Deletes the file; the recording stays listed, `deleted`, until its retention is over. */
   deleteRecording(recordingId: string) {
     return this.request<Recording>("DELETE", `/recordings/${enc(recordingId)}/file`);
   }

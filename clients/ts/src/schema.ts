@@ -1014,16 +1014,46 @@ export interface paths {
         };
         /**
          * A ready recording's file (OGG audio, or MP4), for those who were in the call and `admin`.
-         * @description Errors: 404 for anyone else, or when the file is gone; 409 `recording_not_ready`.
+         * @description `admin`'s reads are audited. Kept on callgate's disk, the file is the answer; kept in
+         *     S3-compatible storage, the answer is 303 See Other to a presigned link that works for
+         *     `RECORDING_LINK_TTL` (the user's token is not sent there).
+         *
+         *     Errors: 404 for anyone else, or when the file is gone; 409 `recording_not_ready`.
          */
         get: operations["recordingFile"];
         put?: never;
         post?: never;
         /**
          * Delete a recording's file (one who was in the call, or `admin`); its row stays, `deleted`.
-         * @description Errors: 404 for anyone else; 409 `recording_not_ready` while it is still being made.
+         * @description The row stays until `RECORDING_RETENTION` removes it.
+         *
+         *     Errors: 404 for anyone else; 409 `recording_not_ready` while it is still being made.
          */
         delete: operations["deleteRecording"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/recordings/{id}/link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A short-lived link to a ready recording's file, for those who were in the call and `admin`.
+         * @description `admin`'s reads are audited. With S3-compatible storage, what `GET /recordings/{id}/file`
+         *     redirects to, for clients that fetch the file themselves (a media player, a download, a plain
+         *     link); with local storage, that route's path.
+         *
+         *     Errors: 404 for anyone else; 409 `recording_not_ready`.
+         */
+        get: operations["recordingLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1557,12 +1587,28 @@ export interface components {
              */
             state: components["schemas"]["VideoState"];
         };
+        /** @description Where a recording's file is fetched, and until when. */
+        RecordingLink: {
+            /**
+             * Format: date-time
+             * @description The link stops working then (`RECORDING_LINK_TTL` after it was asked for); ask again
+             *     for a new one.
+             */
+            expiresAt: string;
+            /**
+             * @description A presigned link to the file in S3-compatible storage (no credentials needed); with
+             *     local storage, this API's own `GET /recordings/{id}/file` path (fetched with the user's
+             *     token, as any request).
+             */
+            url: string;
+        };
         RecordingRequestCreated: {
             request: components["schemas"]["RequestView"];
         };
         /**
          * @description One recording of a call. Where its file is stays callgate's: it is
-         *     fetched from `GET /recordings/{id}/file`.
+         *     fetched through `GET /recordings/{id}/file` (or a short-lived link from
+         *     `GET /recordings/{id}/link`).
          */
         RecordingView: {
             /** Format: uuid */
@@ -1582,7 +1628,10 @@ export interface components {
             sizeBytes?: number | null;
             /** Format: date-time */
             startedAt?: string | null;
-            /** @description `starting`, `recording`, `ending`, `ready`, `failed` or `deleted`. */
+            /**
+             * @description `starting`, `recording`, `ending` (its file being finished and kept), `ready`, `failed` or
+             *     `deleted` (its file deleted at a participant's request).
+             */
             status: string;
         };
         Recordings: {
@@ -3553,6 +3602,15 @@ export interface operations {
                     "video/mp4": number[];
                 };
             };
+            /** @description The file is in S3-compatible storage: fetch it from the short-lived link in `Location` */
+            303: {
+                headers: {
+                    /** @description A presigned link to the file */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
@@ -3580,6 +3638,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RecordingView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    recordingLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The link */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingLink"];
                 };
             };
             401: components["responses"]["Unauthorized"];

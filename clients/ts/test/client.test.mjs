@@ -180,6 +180,7 @@ test("the recording steps go to their routes, the newcomer's consent in the body
     { body: view },
     { body: { recordings: [{ id: "rec1", status: "ready" }] } },
     { body: { id: "rec/1", status: "deleted" } },
+    { body: { url: "https://bucket.example/r.ogg?X-Amz-Signature=s", expiresAt: "2026-12-07T22:05:00Z" } },
     { body: { call: {}, join: {}, iceServers: [] } },
     { body: { call: {}, join: {}, iceServers: [] } },
   );
@@ -191,6 +192,7 @@ test("the recording steps go to their routes, the newcomer's consent in the body
   await client.stopRecording("c1");
   assert.equal((await client.listRecordings("c1")).recordings[0].status, "ready");
   assert.equal((await client.deleteRecording("rec/1")).status, "deleted");
+  assert.equal((await client.recordingLink("rec 2")).expiresAt, "2026-12-07T22:05:00Z");
   await client.acceptCall("c1", { recording: true });
   await client.joinCall("c1", { video: false, recording: false });
   assert.deepEqual(
@@ -203,6 +205,7 @@ test("the recording steps go to their routes, the newcomer's consent in the body
       "POST http://h/api/v1/calls/c1/recording/stop ",
       "GET http://h/api/v1/calls/c1/recordings ",
       "DELETE http://h/api/v1/recordings/rec%2F1/file ",
+      "GET http://h/api/v1/recordings/rec%202/link ",
       'POST http://h/api/v1/calls/c1/accept {"recording":true}',
       'POST http://h/api/v1/calls/c1/join {"video":false,"recording":false}',
     ],

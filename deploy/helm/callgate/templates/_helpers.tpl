@@ -169,7 +169,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "redis.db must be 0 with redis.cluster: a Redis Cluster has one database" }}
 {{- end }}
 {{- /* BEGIN set by the chart: generated from src/config/schema.rs by `cargo run -- config-docs` */}}
-{{- range $name := list "PORT" "ADMIN_PORT" "LOG_FORMAT" "CALLGATE_DEV" "DATABASE_URL" "REDIS_URL" "REDIS_CLUSTER" "JWT_SECRET" "LIVEKIT_API_URL" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" "REDIS_PASSWORD" }}
+{{- range $name := list "PORT" "ADMIN_PORT" "LOG_FORMAT" "CALLGATE_DEV" "DATABASE_URL" "REDIS_URL" "REDIS_CLUSTER" "JWT_SECRET" "LIVEKIT_API_URL" "LIVEKIT_API_SECRET" "TURN_SECRET" "APP_WEBHOOK_SECRET" "CALL_AUTHZ_SECRET" "S3_SECRET_ACCESS_KEY" "REDIS_PASSWORD" }}
 {{- /* END set by the chart */}}
 {{- if hasKey $.Values.config $name }}
 {{- fail (printf "config.%s: set by the chart (ports, livekit.apiUrl) or a secret (secrets, postgres, redis), not in config" $name) }}

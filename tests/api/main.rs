@@ -40,6 +40,7 @@ mod rate_limits;
 mod reconcile;
 mod recording;
 mod recording_faults;
+mod recording_frames;
 mod recording_s3;
 mod redis_cluster;
 mod restart;

@@ -484,16 +484,26 @@ class Client:
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         return await self.publish(track, source, lambda: feed_audio(source), options, timeout)
 
-    async def cmd_publish_camera(self, timeout: float = PUBLISH_TIMEOUT_S) -> dict[str, Any]:
-        return await self.publish_video("camera", rtc.TrackSource.SOURCE_CAMERA, False, timeout)
+    # `colour` ([r, g, b], 0-255) makes every frame of a published video that
+    # one solid colour, for tests that look for it in a recording; without it
+    # the frames cycle through shades.
 
-    async def cmd_publish_screen_share(self, timeout: float = PUBLISH_TIMEOUT_S) -> dict[str, Any]:
+    async def cmd_publish_camera(
+        self, timeout: float = PUBLISH_TIMEOUT_S, colour: list[int] | None = None
+    ) -> dict[str, Any]:
         return await self.publish_video(
-            "screen_share", rtc.TrackSource.SOURCE_SCREENSHARE, True, timeout
+            "camera", rtc.TrackSource.SOURCE_CAMERA, False, timeout, colour
+        )
+
+    async def cmd_publish_screen_share(
+        self, timeout: float = PUBLISH_TIMEOUT_S, colour: list[int] | None = None
+    ) -> dict[str, Any]:
+        return await self.publish_video(
+            "screen_share", rtc.TrackSource.SOURCE_SCREENSHARE, True, timeout, colour
         )
 
     async def cmd_publish_video_as(
-        self, source: str, timeout: float = PUBLISH_TIMEOUT_S
+        self, source: str, timeout: float = PUBLISH_TIMEOUT_S, colour: list[int] | None = None
     ) -> dict[str, Any]:
         """A video track declared as `source` (`microphone`, `screen_share_audio`,
         `unknown`, ...): what a modified client does to get video past a policy
@@ -501,15 +511,28 @@ class Client:
         by_name = {name: kind for kind, name in SOURCE_NAMES.items()}
         if source not in by_name:
             raise CommandError(f"unknown source {source!r}")
-        return await self.publish_video(f"video-as-{source}", by_name[source], False, timeout)
+        return await self.publish_video(
+            f"video-as-{source}", by_name[source], False, timeout, colour
+        )
 
     async def publish_video(
-        self, name: str, source_kind: int, screencast: bool, timeout: float
+        self,
+        name: str,
+        source_kind: int,
+        screencast: bool,
+        timeout: float,
+        colour: list[int] | None = None,
     ) -> dict[str, Any]:
+        if colour is not None and (
+            len(colour) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+        ):
+            raise CommandError(f"a colour is [r, g, b], each 0-255: {colour!r}")
         source = rtc.VideoSource(VIDEO_WIDTH, VIDEO_HEIGHT, is_screencast=screencast)
         track = rtc.LocalVideoTrack.create_video_track(name, source)
         options = rtc.TrackPublishOptions(source=source_kind, simulcast=False)
-        return await self.publish(track, source, lambda: feed_video(source), options, timeout)
+        return await self.publish(
+            track, source, lambda: feed_video(source, colour), options, timeout
+        )
 
     async def cmd_unpublish(self, sid: str) -> dict[str, Any]:
         room = self.require_room()
@@ -681,15 +704,16 @@ async def feed_audio(source: rtc.AudioSource) -> None:
         await source.capture_frame(rtc.AudioFrame(data, AUDIO_RATE, 1, samples))
 
 
-async def feed_video(source: rtc.VideoSource) -> None:
-    """Solid frames whose colour cycles, at a steady frame rate."""
+async def feed_video(source: rtc.VideoSource, colour: list[int] | None = None) -> None:
+    """Solid frames whose colour cycles (or is always `colour`), at a steady frame rate."""
     n = 0
     interval = 1.0 / VIDEO_FPS
     next_at = time.monotonic()
     pixels = VIDEO_WIDTH * VIDEO_HEIGHT
+    fixed = bytes((*colour, 255)) * pixels if colour is not None else None
     while True:
         shade = (n * 8) % 256
-        data = bytes((shade, 255 - shade, 128, 255)) * pixels
+        data = fixed if fixed is not None else bytes((shade, 255 - shade, 128, 255)) * pixels
         frame = rtc.VideoFrame(VIDEO_WIDTH, VIDEO_HEIGHT, rtc.VideoBufferType.RGBA, data)
         source.capture_frame(frame)
         n += 1

@@ -281,6 +281,27 @@ impl LkClient {
         self.publish("publish_video_as", json!({ "source": source }), REFUSED_PUBLISH).await
     }
 
+    /// Publishes a video track every frame of which is one solid `colour`
+    /// (RGB), declared as `source`: `camera` and `screen_share` as an honest
+    /// client publishes them, anything else (`microphone`, `unknown`, ...)
+    /// as [`LkClient::publish_video_as`] does. With `refusal_expected` it
+    /// waits 5 s for LiveKit's answer (see
+    /// [`LkClient::publish_camera_expecting_refusal`]), otherwise 20 s.
+    pub async fn publish_colour(
+        &mut self,
+        source: &str,
+        colour: [u8; 3],
+        refusal_expected: bool,
+    ) -> anyhow::Result<Result<String, String>> {
+        let wait = if refusal_expected { REFUSED_PUBLISH } else { ACCEPTED_PUBLISH };
+        let (cmd, args) = match source {
+            "camera" => ("publish_camera", json!({ "colour": colour })),
+            "screen_share" => ("publish_screen_share", json!({ "colour": colour })),
+            label => ("publish_video_as", json!({ "source": label, "colour": colour })),
+        };
+        self.publish(cmd, args, wait).await
+    }
+
     pub async fn unpublish(&mut self, sid: &str) -> anyhow::Result<()> {
         self.request::<Value>("unpublish", json!({ "sid": sid }), COMMAND_TIMEOUT).await.map(drop)
     }

@@ -61,9 +61,11 @@ fn file_of(call_type: CallType) -> (RecordingLayout, RecordingFile, &'static str
 }
 
 /// The job: LiveKit Egress put in line with the call's committed consent
-/// to record. Fails (to be tried again) when LiveKit does.
-pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Result<()> {
-    let Some(call) = store::find_call(&mut *tx, id).await? else { return Ok(()) };
+/// to record. Fails (to be tried again) when LiveKit does. Whether the
+/// consent lapsed (egress stopped recording on its own): the call is then
+/// settled once this commits, for the room's indicator.
+pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Result<bool> {
+    let Some(call) = store::find_call(&mut *tx, id).await? else { return Ok(false) };
     let wanted = app.config.recording_policy.rules().is_some()
         && call.state.is_live()
         && call.recording_session.0.state == VideoState::On;
@@ -125,10 +127,12 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
         {
             let mut out = Outgoing::default();
             failed(tx, &call, recording.id, &mut out).await?;
+            consent_lapses(tx, id, &mut out).await?;
             out.write(tx).await?;
         }
     }
-    Ok(())
+    let after = store::find_call(&mut *tx, id).await?;
+    Ok(after.is_some_and(|after| after.recording_session.0.state != call.recording_session.0.state))
 }
 
 /// Starts a recording of the call's room; its row, with egress's id.
@@ -245,7 +249,35 @@ async fn over(
             }
         }
     }
+    consent_lapses(tx, call.call_id(), out).await?;
     Ok(())
+}
+
+/// Egress stopped recording while everyone still consents (it failed, was
+/// killed, reached its limit, or lost the recording): nothing records, so
+/// the consent lapses as it does when the call ends — an `off` step of
+/// nobody's in the ledger, `recording.off` to those present, and the room's
+/// indicator off once the call settles (or the reconciler puts it right).
+/// It is never started again behind anyone's back: recording again is asked
+/// again. Whether it lapsed.
+async fn consent_lapses(tx: &mut PgConnection, id: CallId, out: &mut Outgoing) -> sqlx::Result<bool> {
+    let Some(call) = store::lock_call(tx, id).await? else { return Ok(false) };
+    if call.recording_session.0.state != VideoState::On
+        || recordings::running(tx, id).await?.iter().any(|r| !r.egress_done())
+    {
+        return Ok(false);
+    }
+    recordings::save_session(tx, id, &rules::VideoSession::default()).await?;
+    store::consent_ledger::append(tx, id, Subject::Recording, rules::LedgerKind::Off, None, None).await?;
+    let present: Vec<String> = store::participants(tx, id)
+        .await?
+        .into_iter()
+        .filter(|p| p.is_present())
+        .map(|p| p.user_id.to_string())
+        .collect();
+    out.notify(&present, ClientEvent::RecordingOff, Some(id.0), &json!({"recording": VideoState::Off}));
+    tracing::warn!(call_id = %id, "egress stopped recording: the consent to record lapsed");
+    Ok(true)
 }
 
 async fn failed(tx: &mut PgConnection, call: &CallRow, id: Uuid, out: &mut Outgoing) -> sqlx::Result<()> {

@@ -231,8 +231,13 @@ async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::
         }
         Job::Appointment { appointment } => appointment_due(app, tx, *appointment).await,
         Job::Recording { call } => {
-            recording::sync(app, tx, CallId(*call)).await?;
-            Ok(Outcome::Done(After::Nothing))
+            let lapsed = recording::sync(app, tx, CallId(*call)).await?;
+            let call = CallId(*call);
+            Ok(Outcome::Done(if lapsed {
+                After::Settle(enforce::Effects::for_call(call))
+            } else {
+                After::Nothing
+            }))
         }
         Job::RecordingFile { recording } => {
             recording::finish(app, tx, *recording).await?;

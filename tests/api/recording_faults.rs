@@ -124,14 +124,15 @@ async fn egress_back(dead: &str) -> bool {
 }
 
 #[tokio::test]
-async fn an_egress_killed_mid_recording_leaves_a_failed_recording_and_no_egress_running() {
+async fn an_egress_killed_mid_recording_leaves_a_failed_recording_no_egress_running_and_the_consent_lapsed() {
     // Egress stops its whole service when a recording's handler dies (the
     // supervisor starts it again): no other recording runs meanwhile.
     let _media = crate::helpers::MEDIA.acquire_many(2).await.expect("the semaphore is never closed");
     let app = spawn_app().await;
     let (alice, bob) = (app.user("female"), app.user("male"));
-    let (call, _a, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
+    let (call, mut her_client, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
     let id = recorded(&app, &call, &bob, &[&alice]).await;
+    room_says_recording(&mut her_client, true).await;
     let room = app.room_name(&call);
     let running = app.state.core.livekit.list_recordings(&room, true).await.expect("listed");
     let egress = running.first().expect("egress records the room").egress_id.clone();
@@ -174,7 +175,19 @@ async fn an_egress_killed_mid_recording_leaves_a_failed_recording_and_no_egress_
     // The call goes on.
     let view = app.call(&call, &alice).await;
     assert_eq!(view["state"], "active", "{view}");
+    // Nothing records, so nobody is told it does: the consent lapsed (an
+    // `off` of nobody's), the indicator is off, and nothing starts again
+    // until someone asks anew.
     let steps = recording_steps(&app, &call, &alice).await;
+    assert_eq!(steps.last().map(String::as_str), Some("off"), "{steps:?}");
+    let (_, seen) = app.get(&format!("/api/v1/calls/{call}/recording"), &alice).await;
+    assert_eq!(seen["state"], "off", "{seen}");
+    assert_eq!(app.call(&call, &alice).await["recording"], "off");
+    room_says_recording(&mut her_client, false).await;
+    let told = app
+        .db_count("select count(*) from user_events where call_id = $1 and type = 'recording.off'", &call)
+        .await;
+    assert_eq!(told, 2, "both present are told it is off");
     println!(
         "killed egress: recording failed {:.1} s after the kill; recording steps {steps:?}",
         to_failed.as_secs_f64()
@@ -194,12 +207,13 @@ async fn one_written_busy_when_invited_reaches_no_recording_of_the_call() {
     let app = spawn_app().await;
     let (alice, bob, dave, erin) =
         (app.user("female"), app.user("male"), app.user("male"), app.user("female"));
-    // Dave is in another call.
+    let (call, _a, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
+    let id = recorded(&app, &call, &alice, &[&bob]).await;
+    // Dave is in another call (answered just now: nobody joining its room
+    // would end it after CONNECT_TIMEOUT, and egress may take a while).
     let (other, _) = app.ring(&dave, &[&erin], "audio").await;
     let (status, body) = app.call_action(&other, "accept", &erin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (call, _a, _b) = call_in_room(&app, &alice, &bob, "audio", json!(false)).await;
-    let id = recorded(&app, &call, &alice, &[&bob]).await;
 
     let (status, body) =
         app.call_action(&call, "invitations", &alice, json!({"participantIds": [dave.id]})).await;

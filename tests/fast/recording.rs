@@ -302,9 +302,13 @@ async fn a_recording_whose_egress_failed_is_failed_and_one_whose_file_is_missing
     world.deliver(&egress_event(&world, call, "egress_ended", failed)).await;
     let listed = recording::list(&world.core, &alice, call).await.expect("listed");
     assert_eq!(listed[0].status, "failed");
+    // Nothing records, so the consent lapsed (nobody is told it records).
+    let view = recording::view(&world.core, &alice, call).await.expect("the view");
+    assert_eq!(view.state, VideoState::Off);
+    run_jobs(&world).await;
+    assert_eq!(started(&world).len(), 1, "nothing is started again behind anyone's back");
 
-    // Stopped and started again: this time egress says complete, but no file is there.
-    recording::stop(&world.core, &alice, call).await.expect("stopped");
+    // Asked again: this time egress says complete, but no file is there.
     consented(&world, call, &bob, &[&alice]).await;
     run_jobs(&world).await;
     let (second, _) = started(&world).remove(1);

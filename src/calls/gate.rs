@@ -90,6 +90,31 @@ pub async fn pass(app: &Core, knock: Knock<'_>) -> Result<Passed, CallError> {
     Ok(passed)
 }
 
+/// Those of `newcomers` blocked (either way) with someone of `inside` or
+/// with a newcomer before them, read in the caller's transaction. The gate
+/// runs before the call is locked; under the lock the caller asks again,
+/// so that two ways in at once (two invitations, an invitation and a late
+/// join) cannot each pass against the call as it was before the other.
+pub async fn blocked_now(
+    tx: &mut sqlx::PgConnection,
+    inside: &[UserId],
+    newcomers: &[UserId],
+) -> sqlx::Result<Vec<UserId>> {
+    let everyone: Vec<&str> = inside.iter().chain(newcomers).map(UserId::as_str).collect();
+    let blocks = store::blocks::among(&mut *tx, &everyone).await?;
+    let blocked = |a: &str, b: &str| blocks.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a));
+    let mut present: Vec<&str> = inside.iter().map(UserId::as_str).collect();
+    let mut out = Vec::new();
+    for newcomer in newcomers {
+        if present.iter().any(|other| blocked(newcomer.as_str(), other)) {
+            out.push(newcomer.clone());
+        } else {
+            present.push(newcomer.as_str());
+        }
+    }
+    Ok(out)
+}
+
 /// Refuses `user` if they are suspended from calling and being called, as
 /// one already in another call is refused (an answer, an appointment's
 /// join: neither rings anybody).

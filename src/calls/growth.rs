@@ -89,11 +89,16 @@ pub async fn invite(
             detail: format!("a call has at most {max} participants"),
         });
     }
+    // Blocks again, against the call as it is under the lock.
+    let mut now_inside = inside(&participants, &user.id);
+    now_inside.push(user.id.clone());
+    let free: Vec<UserId> = invitees.iter().filter(|u| passed.free.contains(u)).cloned().collect();
+    let blocked = gate::blocked_now(&mut tx, &now_inside, &free).await?;
     let until = app.clock.now()
         + chrono::Duration::from_std(app.config.timeouts.ringing).unwrap_or(chrono::Duration::MAX);
     let (mut rung, mut busy) = (Vec::new(), Vec::new());
     for invitee in &invitees {
-        let free = passed.free.contains(invitee);
+        let free = passed.free.contains(invitee) && !blocked.contains(invitee);
         match participants::ring(&mut tx, id, &participants, invitee, free, &user.id, until).await? {
             participants::Rung::Rung => rung.push(invitee.clone()),
             participants::Rung::Busy => busy.push(invitee.clone()),
@@ -208,6 +213,11 @@ pub async fn join(
     let live = participants.iter().filter(|p| p.live).count();
     if live >= app.config.max_call_participants {
         return Err(CallError::conflict(Code::TooManyParticipants, "the call is full"));
+    }
+    // Blocks again, against the call as it is under the lock.
+    let now_inside = inside(&participants, &user.id);
+    if !gate::blocked_now(&mut tx, &now_inside, std::slice::from_ref(&user.id)).await?.is_empty() {
+        return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
     }
     let share = may_share_screen(app, user);
     let how = participants::Answer {

@@ -85,7 +85,7 @@ pub async fn between(db: &PgPool, user: &UserId, others: &[UserId]) -> sqlx::Res
 }
 
 /// Every block between any two of `users`, as (blocker, blocked).
-pub async fn among(db: &PgPool, users: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn among<'c>(db: impl sqlx::PgExecutor<'c>, users: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
     let rows = sqlx::query!(
         "select blocker, blocked from blocks where blocker = any($1) and blocked = any($1)",
         users as &[&str],

@@ -150,6 +150,26 @@ async fn a_member_cannot_ring_someone_who_blocked_anyone_in_the_call_and_busy_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_invitations_at_once_never_bring_together_two_who_blocked_each_other() {
+    let world = World::new().await;
+    for round in 0..8 {
+        let (alice, bob) =
+            (person(&format!("alice{round}"), Gender::Female), person(&format!("bob{round}"), Gender::Male));
+        let (xena, yann) =
+            (person(&format!("xena{round}"), Gender::Female), person(&format!("yann{round}"), Gender::Male));
+        let call = group(&world, &alice, &[&bob]).await;
+        // Xena blocked Yann; Alice invites her while Bob invites him.
+        blocks::block(&world.core, &xena.id, &yann.id).await.expect("blocked");
+        let (by_alice, by_bob) = tokio::join!(
+            growth::invite(&world.core, &alice, call, vec![xena.id.clone()]),
+            growth::invite(&world.core, &bob, call, vec![yann.id.clone()]),
+        );
+        let rung = by_alice.expect("answered").rung.len() + by_bob.expect("answered").rung.len();
+        assert_eq!(rung, 1, "round {round}: one of the two rings, the other is answered busy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_join_checks_blocks_against_everyone_in_the_call_and_the_size_of_the_call() {
     let world = World::new().await;
     let (alice, bob, carol) =

@@ -253,6 +253,22 @@ async fn over(
     Ok(())
 }
 
+/// The job that puts egress in line was given up (egress refused to start,
+/// or LiveKit did not answer, however often it was tried): if nothing
+/// records, the consent lapses (see [`consent_lapses`]) rather than saying
+/// "recording" with nothing recording.
+pub async fn gave_up(app: &Core, id: CallId) -> anyhow::Result<()> {
+    let mut tx = app.db.begin().await?;
+    let mut out = Outgoing::default();
+    let lapsed = consent_lapses(&mut tx, id, &mut out).await?;
+    out.write(&mut tx).await?;
+    tx.commit().await?;
+    if lapsed {
+        enforce::settle_later(app, Effects::for_call(id));
+    }
+    Ok(())
+}
+
 /// Egress stopped recording while everyone still consents (it failed, was
 /// killed, reached its limit, or lost the recording): nothing records, so
 /// the consent lapses as it does when the call ends — an `off` step of

@@ -68,7 +68,7 @@ fn retry(job: &Job, attempts: u32) -> Option<Duration> {
         // until it does, without holding up the ones behind it.
         Job::Deadline { .. } | Job::Appointment { .. } => Some(Duration::from_secs(5)),
         // Egress refused or LiveKit did not answer: tried a few times, then
-        // left (the consent still says on; the next change tries again).
+        // left (the consent lapses if nothing records: `recording::gave_up`).
         Job::Recording { .. } => backoff,
         // A file egress finished stays on disk until it is kept (a bucket
         // that does not answer): tried until it is, however long that takes.
@@ -192,6 +192,9 @@ async fn failed(
                 "a job failed too often; given up"
             );
             jobs::give_up(db, taken).await?;
+            if let Job::Recording { call } = job {
+                recording::gave_up(app, CallId(*call)).await?;
+            }
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ use chrono::Duration;
 use sha2::Digest;
 use uuid::Uuid;
 
-use crate::support::{World, person};
+use crate::support::{World, in_room, joined, person};
 
 /// A world that records into a folder of its own.
 async fn world() -> (World, PathBuf) {
@@ -321,6 +321,46 @@ async fn a_recording_whose_egress_failed_is_failed_and_one_whose_file_is_missing
         recording::download(&world.core, &alice, listed[1].id).await,
         Err(CallError::Conflict { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_egress_never_starts_lets_the_consent_lapse_once_given_up() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    // Both are in the room (the call is connected, and stays so).
+    let (room, now) = (world.room_of(call), world.clock.now());
+    for who in [&alice, &bob] {
+        world.rooms.join(&room, in_room(who, now));
+        world.deliver(&joined(&room, who, now, now)).await;
+    }
+    consented(&world, call, &alice, &[&bob]).await;
+    // LiveKit (and so egress) does not answer however often it is asked.
+    world.rooms.set_down(true);
+    // Its backoff (1, 2, 5, 10 and 30 s), then it is given up.
+    for wait in [1, 2, 5, 10, 30, 1] {
+        run_jobs(&world).await;
+        world.clock.advance(Duration::seconds(wait) + Duration::milliseconds(100));
+    }
+    run_jobs(&world).await;
+    world.rooms.set_down(false);
+    assert!(started(&world).is_empty(), "nothing was recorded");
+    let view = recording::view(&world.core, &bob, call).await.expect("the view");
+    assert_eq!(view.state, VideoState::Off, "nobody is told it records");
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "select kind from consent_ledger where call_id = $1 and subject = 'recording' order by id",
+    )
+    .bind(call.0)
+    .fetch_all(&world.core.db)
+    .await
+    .expect("the ledger");
+    let state: String = sqlx::query_scalar("select state::text from calls where id = $1")
+        .bind(call.0)
+        .fetch_one(&world.core.db)
+        .await
+        .expect("its state");
+    assert_eq!(state, "active", "the call goes on");
+    assert_eq!(kinds.last().map(String::as_str), Some("off"), "{kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,8 +170,13 @@ async fn a_mislabelled_video_track_published_while_video_is_on_is_gone_after_her
     let (_, on) = answer(&app, &call, &request, &w2, "accept").await;
     assert_eq!(on["state"], "on");
     assert!(his.publish_video_as("microphone").await.expect("alive").is_ok());
+    // Her revoke races his removal for the mislabelled track (a leave turns
+    // video off too): either turns video off first, and the other finds it off.
     let (status, body) = revoke(&app, &call, &her).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        status == StatusCode::OK || (status == StatusCode::CONFLICT && body["code"] == "video_off"),
+        "{status} {body}"
+    );
     let room = app.room_name(&call);
     eventually(OUT_WITHIN * 2, "no video track of his in LiveKit", || {
         let (room, him) = (room.clone(), him.id.clone());

@@ -96,6 +96,7 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
     // consent; a recording of ours it no longer runs is over (its webhook
     // may never come, or egress died).
     let all = app.livekit.list_recordings(&call.room_name, false).await?;
+    let mut lapsed = false;
     for egress in &all {
         let ours = running.iter().find(|r| r.egress_id.as_deref() == Some(egress.egress_id.as_str()));
         match ours {
@@ -105,7 +106,7 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
             }
             Some(recording) if !egress.status.is_running() => {
                 let mut out = Outgoing::default();
-                over(app, tx, &call, recording, egress, &mut out).await?;
+                lapsed |= over(app, tx, &call, recording, egress, &mut out).await?;
                 out.write(tx).await?;
             }
             Some(recording)
@@ -127,12 +128,11 @@ pub async fn sync(app: &Core, tx: &mut PgConnection, id: CallId) -> anyhow::Resu
         {
             let mut out = Outgoing::default();
             failed(tx, &call, recording.id, &mut out).await?;
-            consent_lapses(tx, id, &mut out).await?;
+            lapsed |= consent_lapses(tx, id, &mut out).await?;
             out.write(tx).await?;
         }
     }
-    let after = store::find_call(&mut *tx, id).await?;
-    Ok(after.is_some_and(|after| after.recording_session.0.state != call.recording_session.0.state))
+    Ok(lapsed)
 }
 
 /// Starts a recording of the call's room; its row, with egress's id.
@@ -213,7 +213,7 @@ async fn began(
 }
 
 /// Egress is done with a recording of ours: its file is checked by a job,
-/// or it failed.
+/// or it failed. Whether the consent lapsed with it.
 async fn over(
     app: &Core,
     tx: &mut PgConnection,
@@ -221,10 +221,10 @@ async fn over(
     recording: &RecordingRow,
     egress: &Egress,
     out: &mut Outgoing,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     // Its end already heard (the webhook again, say): its file job is pending.
     if !recording.is_running() || recording.egress_done() {
-        return Ok(());
+        return Ok(false);
     }
     let now = app.clock.now();
     match egress.status {
@@ -249,8 +249,7 @@ async fn over(
             }
         }
     }
-    consent_lapses(tx, call.call_id(), out).await?;
-    Ok(())
+    consent_lapses(tx, call.call_id(), out).await
 }
 
 /// The job that puts egress in line was given up (egress refused to start,

@@ -760,7 +760,9 @@ def group_call(browser, tag):
     she.get_by_label("Whom to call (user id)").fill(f"he-{tag}, {w2_id}")
     she.get_by_role("button", name="Call", exact=True).click()
     expect(he.get_by_role("heading", name="Incoming call")).to_be_visible(timeout=10_000)
-    call = she.evaluate("window.callgateApp.call().id")
+    # Her page learns the call from startCall's answer, which may come
+    # after his page rings: wait for it rather than read it at once.
+    call = wait_until("her page knows the call she placed", lambda: she.evaluate("window.callgateApp.call()?.id"), 10)
     he.get_by_role("button", name="Answer").click()
     status, accepted = api("POST", f"/api/v1/calls/{call}/accept", w2_token, {})
     assert status == 200, f"W2 answers: {status} {accepted}"

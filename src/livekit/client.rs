@@ -401,6 +401,7 @@ pub(super) fn room(room: &proto::Room) -> Room {
         created_at,
         num_participants: room.num_participants,
         metadata: room.metadata.clone(),
+        active_recording: room.active_recording,
     }
 }
 

@@ -252,6 +252,10 @@ impl RoomService for FakeRooms {
                 created_at: r.created_at,
                 num_participants: r.participants.len() as u32,
                 metadata: r.metadata.clone(),
+                active_recording: state
+                    .recordings
+                    .iter()
+                    .any(|(e, _)| e.room == *name && e.status.is_running()),
             })
             .collect())
     }

@@ -54,6 +54,8 @@ pub struct Room {
     pub created_at: Option<DateTime<Utc>>,
     pub num_participants: u32,
     pub metadata: String,
+    /// A recorder (egress) is in the room, whoever asked for it.
+    pub active_recording: bool,
 }
 
 /// Why LiveKit says a participant left, as far as callgate tells reasons apart.

@@ -46,7 +46,7 @@ use crate::calls::consent;
 use crate::calls::enforce::{self, Effects};
 use crate::calls::lifecycle::{self, finish};
 use crate::calls::participants::{self, Departure, Left};
-use crate::domain::consent::{self as rules, TrackVerdict};
+use crate::domain::consent::{self as rules, TrackVerdict, VideoState};
 use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
 use crate::ingest::handle;
@@ -109,6 +109,10 @@ pub struct Pass {
     pub presence_fixed: usize,
     pub rights_fixed: usize,
     pub violations: usize,
+    /// Calls whose room has a recorder in it although the call records
+    /// nothing: their recording job compares the room with egress, and
+    /// stops what nobody consented to (its webhooks may never have come).
+    pub recorders_unasked: usize,
 }
 
 impl Pass {
@@ -196,9 +200,13 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
     let by_name: HashMap<&str, &Room> = rooms.iter().map(|r| (r.name.as_str(), r)).collect();
     // Each with whether its room's metadata drifted.
     let mut full: Vec<(CallId, bool)> = Vec::new();
+    let mut unasked = Vec::new();
     for call in store::calls::live_summaries(&app.db).await? {
         let Some(room) = by_name.get(call.room_name.as_str()) else { continue };
         pass.calls_checked += 1;
+        if room.active_recording && call.recording_session.0.state != VideoState::On {
+            unasked.push(call.id);
+        }
         if !agrees(&call, room) && full.len() < DRIFT_BATCH {
             full.push((call.id, !metadata_agrees(&call, room)));
         }
@@ -224,8 +232,11 @@ async fn repair(app: &Core, pass: &mut Pass) -> anyhow::Result<()> {
         pass.add(&one);
     }
     // Recordings still running to callgate are compared with egress by a
-    // job of their call (a webhook lost, an egress that died).
-    for call in store::recordings::calls_recording(&app.db, BATCH as i64).await? {
+    // job of their call (a webhook lost, an egress that died), and so are
+    // rooms recorded behind callgate's back.
+    pass.recorders_unasked = unasked.len();
+    let recording = store::recordings::calls_recording(&app.db, BATCH as i64).await?;
+    for call in recording.into_iter().chain(unasked.into_iter().take(BATCH)) {
         let mut tx = app.db.begin().await?;
         store::recordings::sync_after_commit(&mut tx, call, app.clock.now()).await?;
         tx.commit().await?;

@@ -382,6 +382,29 @@ async fn a_recording_of_the_room_nobody_consented_to_is_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_nobody_consented_to_whose_webhooks_never_came_is_stopped_by_the_reconciler() {
+    let (world, _) = world().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let spec =
+        RecordingSpec { layout: RecordingLayout::AudioOnly, file: RecordingFile::Ogg, filepath: "/x".into() };
+    world.rooms.start_recording(&room, &spec).await.expect("someone else's recording");
+
+    // No webhook: ListRooms says a recorder is in the room.
+    let pass = callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+    assert_eq!(pass.recorders_unasked, 1, "{pass:?}");
+    run_jobs(&world).await;
+
+    let now = world.rooms.list_recordings(&room, true).await.expect("listed");
+    assert!(now.is_empty(), "the stray was stopped: {now:?}");
+    let pass = callgate::workers::reconcile::pass(&world.core).await.expect("another pass");
+    assert_eq!(pass.recorders_unasked, 0, "{pass:?}");
+    let listed = recording::list(&world.core, &alice, call).await.expect("listed");
+    assert!(listed.is_empty(), "nothing of callgate's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_the_call_stops_its_recording() {
     let (world, _) = world().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));

@@ -380,6 +380,7 @@ async function connect(join: CallWithJoin["join"], iceServers: CallWithJoin["ice
   follow(room);
   if (room.remoteParticipants.size > 0) (current.connected = true), status("Connected");
   room.remoteParticipants.forEach((p) => seen(p));
+  networkOf(room.localParticipant);
   if (current.connected) void connected();
   await room.localParticipant.setMicrophoneEnabled(true);
   people.muted(room.localParticipant.identity, !room.localParticipant.isMicrophoneEnabled);
@@ -422,7 +423,7 @@ function seen(p: RemoteParticipant) {
  * once as they join and then only on a change, which may come before their
  * tile exists (they answered before callgate's view of the call arrived).
  */
-function networkOf(p: RemoteParticipant) {
+function networkOf(p: Participant) {
   if (p.connectionQuality !== "unknown") people.quality(p.identity, p.connectionQuality as Quality);
 }
 

@@ -16,14 +16,14 @@ pub async fn append(
     actor: Option<&str>,
     request_id: Option<Uuid>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into consent_ledger (call_id, subject, kind, actor, request_id) values ($1, $2, $3, $4, $5)",
+        call.0,
+        subject.as_str(),
+        kind.as_str(),
+        actor,
+        request_id,
     )
-    .bind(call.0)
-    .bind(subject.as_str())
-    .bind(kind.as_str())
-    .bind(actor)
-    .bind(request_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -31,10 +31,12 @@ pub async fn append(
 
 /// When video last turned on or off in the call; `None` if it never did.
 pub async fn last_video_switch(tx: &mut PgConnection, call: CallId) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select max(at) from consent_ledger where call_id = $1 and subject = 'video' and kind in ('on', 'off')")
-        .bind(call.0)
-        .fetch_one(tx)
-        .await
+    sqlx::query_scalar!(
+        "select max(at) from consent_ledger where call_id = $1 and subject = 'video' and kind in ('on', 'off')",
+        call.0,
+    )
+    .fetch_one(tx)
+    .await
 }
 
 /// A track seen against the policy, as the ledger records it.
@@ -54,18 +56,18 @@ pub async fn append_violation_once(
     identity: &str,
     track: &ViolatingTrack<'_>,
 ) -> sqlx::Result<bool> {
-    let written = sqlx::query(
+    let written = sqlx::query!(
         "insert into consent_ledger (call_id, kind, actor, detail) \
          select $1, 'violation', $2, jsonb_build_object('trackSid', $3::text, 'source', $4::text, 'kind', $5::text, 'declared', $6::text) \
          where not exists (select 1 from consent_ledger where call_id = $1 and kind = 'violation' \
                            and detail->>'trackSid' = $3)",
+        call.0,
+        identity,
+        track.sid,
+        track.source,
+        track.kind,
+        track.declared,
     )
-    .bind(call.0)
-    .bind(identity)
-    .bind(track.sid)
-    .bind(track.source)
-    .bind(track.kind)
-    .bind(track.declared)
     .execute(tx)
     .await?;
     Ok(written.rows_affected() == 1)
@@ -73,16 +75,16 @@ pub async fn append_violation_once(
 
 /// How many violations `identity` has in the call's ledger.
 pub async fn violations_by(tx: &mut PgConnection, call: CallId, identity: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "select count(*) from consent_ledger where call_id = $1 and kind = 'violation' and actor = $2",
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from consent_ledger where call_id = $1 and kind = 'violation' and actor = $2"#,
+        call.0,
+        identity,
     )
-    .bind(call.0)
-    .bind(identity)
     .fetch_one(tx)
     .await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct LedgerEntry {
     pub id: i64,
     pub subject: String,
@@ -94,24 +96,26 @@ pub struct LedgerEntry {
 
 /// The call's ledger, in order.
 pub async fn of_call(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<LedgerEntry>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        LedgerEntry,
         "select id, subject, kind, actor, request_id, at from consent_ledger where call_id = $1 order by id",
+        call.0,
     )
-    .bind(call.0)
     .fetch_all(conn)
     .await
 }
 
 /// Video requests made, and accepted, in calls created in `[from, to)`.
 pub async fn request_counts(db: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "select count(distinct l.request_id) filter (where l.kind = 'request'), \
-         count(distinct l.request_id) filter (where l.kind = 'on') \
-         from consent_ledger l join calls c on c.id = l.call_id \
-         where c.created_at >= $1 and c.created_at < $2 and l.subject = 'video' and l.kind in ('request', 'on')",
+    let counts = sqlx::query!(
+        r#"select count(distinct l.request_id) filter (where l.kind = 'request') as "requested!",
+           count(distinct l.request_id) filter (where l.kind = 'on') as "accepted!"
+           from consent_ledger l join calls c on c.id = l.call_id
+           where c.created_at >= $1 and c.created_at < $2 and l.subject = 'video' and l.kind in ('request', 'on')"#,
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((counts.requested, counts.accepted))
 }

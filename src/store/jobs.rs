@@ -89,33 +89,44 @@ pub async fn enqueue(
     wake: bool,
 ) -> sqlx::Result<()> {
     let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let conflict = match again {
-        Again::Replace => "do update set run_at = excluded.run_at, payload = excluded.payload, attempts = 0",
-        Again::Earliest => "do update set run_at = least(jobs.run_at, excluded.run_at)",
+    // One literal per (again, wake), so that each is checked; the channel
+    // notified is `JOBS_NOTIFY`.
+    macro_rules! insert {
+        ($sql:literal) => {
+            sqlx::query!($sql, job.kind(), job.lane(), job.dedupe_key(), payload, run_at)
+                .execute(conn)
+                .await?
+        };
+    }
+    match (again, wake) {
+        (Again::Replace, false) => insert!(
+            "insert into jobs (kind, lane, dedupe_key, payload, run_at) values ($1, $2, $3, $4, $5) \
+             on conflict (dedupe_key) \
+             do update set run_at = excluded.run_at, payload = excluded.payload, attempts = 0"
+        ),
+        (Again::Earliest, false) => insert!(
+            "insert into jobs (kind, lane, dedupe_key, payload, run_at) values ($1, $2, $3, $4, $5) \
+             on conflict (dedupe_key) do update set run_at = least(jobs.run_at, excluded.run_at)"
+        ),
+        (Again::Replace, true) => insert!(
+            "with queued as (insert into jobs (kind, lane, dedupe_key, payload, run_at) \
+             values ($1, $2, $3, $4, $5) on conflict (dedupe_key) \
+             do update set run_at = excluded.run_at, payload = excluded.payload, attempts = 0 returning 1) \
+             select pg_notify('callgate_jobs', '') from queued"
+        ),
+        (Again::Earliest, true) => insert!(
+            "with queued as (insert into jobs (kind, lane, dedupe_key, payload, run_at) \
+             values ($1, $2, $3, $4, $5) on conflict (dedupe_key) \
+             do update set run_at = least(jobs.run_at, excluded.run_at) returning 1) \
+             select pg_notify('callgate_jobs', '') from queued"
+        ),
     };
-    let insert = format!(
-        "insert into jobs (kind, lane, dedupe_key, payload, run_at) values ($1, $2, $3, $4, $5) \
-         on conflict (dedupe_key) {conflict}"
-    );
-    let sql = if wake {
-        format!("with queued as ({insert} returning 1) select pg_notify('{JOBS_NOTIFY}', '') from queued")
-    } else {
-        insert
-    };
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(job.kind())
-        .bind(job.lane())
-        .bind(job.dedupe_key())
-        .bind(payload)
-        .bind(run_at)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
 /// Removes the pending job of `key` (a deadline no longer wanted).
 async fn cancel(conn: &mut PgConnection, key: &str) -> sqlx::Result<()> {
-    sqlx::query("delete from jobs where dedupe_key = $1").bind(key).execute(conn).await?;
+    sqlx::query!("delete from jobs where dedupe_key = $1", key).execute(conn).await?;
     Ok(())
 }
 
@@ -130,21 +141,21 @@ pub async fn cancel_appointment(conn: &mut PgConnection, appointment: Uuid) -> s
 /// Up to `limit` lanes with a job due at `now`, the most overdue first (a
 /// plain read: a lane is taken by [`take`]).
 pub async fn due_lanes(db: &sqlx::PgPool, now: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select lane from jobs where run_at <= $1 group by lane order by min(run_at), min(id) limit $2",
+        now,
+        limit,
     )
-    .bind(now)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
 /// When the next job is due, if any.
 pub async fn next_due(db: &sqlx::PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("select min(run_at) from jobs").fetch_one(db).await
+    sqlx::query_scalar!("select min(run_at) from jobs").fetch_one(db).await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Taken {
     pub id: i64,
     pub kind: String,
@@ -160,15 +171,16 @@ pub struct Taken {
 /// the row deleted, so it is gone if the transaction commits and back if
 /// it does not. `None`: the lane is busy elsewhere or has nothing due.
 pub async fn take(conn: &mut PgConnection, lane: &str, now: DateTime<Utc>) -> sqlx::Result<Option<Taken>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Taken,
         "delete from jobs where id = (select id from jobs \
            where lane = $1 and run_at <= $2 and pg_try_advisory_xact_lock($3, hashtext($1)) \
            order by run_at, id limit 1 for update skip locked) \
          returning id, kind, lane, dedupe_key, payload, run_at, attempts",
+        lane,
+        now,
+        LANE_LOCKS,
     )
-    .bind(lane)
-    .bind(now)
-    .bind(LANE_LOCKS)
     .fetch_optional(conn)
     .await
 }
@@ -182,14 +194,14 @@ pub async fn retry_at(
     run_at: DateTime<Utc>,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update jobs set run_at = $2, attempts = attempts + $3, last_error = coalesce($4, last_error) \
          where id = $1",
+        taken.id,
+        run_at,
+        i32::from(error.is_some()),
+        error,
     )
-    .bind(taken.id)
-    .bind(run_at)
-    .bind(i32::from(error.is_some()))
-    .bind(error)
     .execute(db)
     .await?;
     Ok(())
@@ -197,6 +209,6 @@ pub async fn retry_at(
 
 /// After its transaction rolled back: the job is given up.
 pub async fn give_up(db: &sqlx::PgPool, taken: &Taken) -> sqlx::Result<()> {
-    sqlx::query("delete from jobs where id = $1").bind(taken.id).execute(db).await?;
+    sqlx::query!("delete from jobs where id = $1", taken.id).execute(db).await?;
     Ok(())
 }

@@ -26,7 +26,7 @@ pub mod status {
     pub const DELETED: &str = "deleted";
 }
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct RecordingRow {
     pub id: Uuid,
     pub call_id: Uuid,
@@ -60,10 +60,17 @@ impl RecordingRow {
     }
 }
 
-macro_rules! columns {
-    () => {
-        "id, call_id, egress_id, status, file_type, storage, storage_key, requested_at, started_at, \
-         ended_at, duration_ms, size_bytes, checksum, error"
+/// `query_as!(RecordingRow, ...)` of the statement that reads its columns
+/// `from recordings` and goes on with `$tail` (a literal, appended with the
+/// macros' `+`, so the whole is still checked).
+macro_rules! select_recordings {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            RecordingRow,
+            "select id, call_id, egress_id, status, file_type, storage, storage_key, requested_at, \
+             started_at, ended_at, duration_ms, size_bytes, checksum, error from recordings " + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -77,11 +84,13 @@ pub async fn sync_after_commit(tx: &mut PgConnection, call: CallId, now: DateTim
 
 /// Stores the call's consent to record (its row is locked).
 pub async fn save_session(conn: &mut PgConnection, call: CallId, session: &VideoSession) -> sqlx::Result<()> {
-    sqlx::query("update calls set recording_session = $2 where id = $1")
-        .bind(call.0)
-        .bind(Json(session))
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update calls set recording_session = $2 where id = $1",
+        call.0,
+        Json(session) as Json<&VideoSession>,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -94,15 +103,15 @@ pub struct NewRecording<'a> {
 }
 
 pub async fn insert(conn: &mut PgConnection, new: &NewRecording<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into recordings (id, call_id, status, file_type, storage_key, requested_at) \
          values ($1, $2, 'starting', $3, $4, $5)",
+        new.id,
+        new.call.0,
+        new.file_type,
+        new.storage_key,
+        new.requested_at,
     )
-    .bind(new.id)
-    .bind(new.call.0)
-    .bind(new.file_type)
-    .bind(new.storage_key)
-    .bind(new.requested_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -110,11 +119,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRecording<'_>) -> sqlx::Re
 
 /// Egress took the request: its id.
 pub async fn set_egress(conn: &mut PgConnection, id: Uuid, egress_id: &str) -> sqlx::Result<()> {
-    sqlx::query("update recordings set egress_id = $2 where id = $1")
-        .bind(id)
-        .bind(egress_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!("update recordings set egress_id = $2 where id = $1", id, egress_id).execute(conn).await?;
     Ok(())
 }
 
@@ -127,16 +132,16 @@ pub async fn set_status(
     at: DateTime<Utc>,
     error: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update recordings set status = $2, error = coalesce($4, error), \
          started_at = case when $2 = 'recording' then coalesce(started_at, $3) else started_at end, \
          ended_at = case when $2 in ('ready', 'failed') then coalesce(ended_at, $3) else ended_at end \
          where id = $1 and status in ('starting', 'recording', 'ending')",
+        id,
+        to,
+        at,
+        error,
     )
-    .bind(id)
-    .bind(to)
-    .bind(at)
-    .bind(error)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -150,14 +155,14 @@ pub struct EgressResult {
 }
 
 pub async fn set_result(conn: &mut PgConnection, id: Uuid, result: &EgressResult) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update recordings set started_at = coalesce($2, started_at), ended_at = $3, duration_ms = $4 \
          where id = $1 and status in ('starting', 'recording', 'ending')",
+        id,
+        result.started_at,
+        result.ended_at,
+        result.duration_ms.max(0),
     )
-    .bind(id)
-    .bind(result.started_at)
-    .bind(result.ended_at)
-    .bind(result.duration_ms.max(0))
     .execute(conn)
     .await?;
     Ok(())
@@ -180,17 +185,17 @@ pub async fn set_ready(
     kept: &Kept<'_>,
     at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let set = sqlx::query(
+    let set = sqlx::query!(
         "update recordings set status = 'ready', size_bytes = $2, checksum = $3, storage = $4, \
          storage_key = $5, ended_at = coalesce(ended_at, $6) \
          where id = $1 and status in ('starting', 'recording', 'ending')",
+        id,
+        kept.size_bytes,
+        kept.checksum,
+        kept.storage,
+        kept.storage_key,
+        at,
     )
-    .bind(id)
-    .bind(kept.size_bytes)
-    .bind(kept.checksum)
-    .bind(kept.storage)
-    .bind(kept.storage_key)
-    .bind(at)
     .execute(conn)
     .await?;
     Ok(set.rows_affected() == 1)
@@ -198,52 +203,36 @@ pub async fn set_ready(
 
 /// The call's recordings still running, oldest first.
 pub async fn running(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<RecordingRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from recordings where call_id = $1 \
-         and status in ('starting', 'recording', 'ending') order by requested_at"
-    ))
-    .bind(call.0)
+    select_recordings!(
+        "where call_id = $1 and status in ('starting', 'recording', 'ending') order by requested_at",
+        call.0,
+    )
     .fetch_all(conn)
     .await
 }
 
 /// The recording egress `egress_id` makes, locked.
 pub async fn by_egress(conn: &mut PgConnection, egress_id: &str) -> sqlx::Result<Option<RecordingRow>> {
-    sqlx::query_as(concat!("select ", columns!(), " from recordings where egress_id = $1 for update"))
-        .bind(egress_id)
-        .fetch_optional(conn)
-        .await
+    select_recordings!("where egress_id = $1 for update", egress_id).fetch_optional(conn).await
 }
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<RecordingRow>> {
-    sqlx::query_as(concat!("select ", columns!(), " from recordings where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    select_recordings!("where id = $1", id).fetch_optional(conn).await
 }
 
 /// The call's recordings, oldest first (deleted ones too: that one was made
 /// stays known).
 pub async fn of_call(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<RecordingRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from recordings where call_id = $1 order by requested_at, id"
-    ))
-    .bind(call.0)
-    .fetch_all(conn)
-    .await
+    select_recordings!("where call_id = $1 order by requested_at, id", call.0).fetch_all(conn).await
 }
 
 /// Marks a recording's file deleted; whether it was kept until now.
 pub async fn set_deleted(conn: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update recordings set status = 'deleted', deleted_at = $2 where id = $1 and status in ('ready', 'failed')",
+        id,
+        at,
     )
-    .bind(id)
-    .bind(at)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -252,14 +241,11 @@ pub async fn set_deleted(conn: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -
 /// Finished recordings that ended before `before` (past the retention),
 /// deleted ones too.
 pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<RecordingRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from recordings where status in ('ready', 'failed', 'deleted') and ended_at < $1 \
-         order by ended_at limit $2"
-    ))
-    .bind(before)
-    .bind(limit)
+    select_recordings!(
+        "where status in ('ready', 'failed', 'deleted') and ended_at < $1 order by ended_at limit $2",
+        before,
+        limit,
+    )
     .fetch_all(db)
     .await
 }
@@ -267,8 +253,7 @@ pub async fn ended_before(db: &PgPool, before: DateTime<Utc>, limit: i64) -> sql
 /// Removes a finished recording's row (its file is gone); whether it was there.
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let done =
-        sqlx::query("delete from recordings where id = $1 and status in ('ready', 'failed', 'deleted')")
-            .bind(id)
+        sqlx::query!("delete from recordings where id = $1 and status in ('ready', 'failed', 'deleted')", id)
             .execute(conn)
             .await?;
     Ok(done.rows_affected() == 1)
@@ -277,11 +262,11 @@ pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
 /// Calls with a recording egress still makes (to callgate), oldest first;
 /// not those whose file only waits to be kept ([`RecordingRow::egress_done`]).
 pub async fn calls_recording(db: &PgPool, limit: i64) -> sqlx::Result<Vec<CallId>> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids = sqlx::query_scalar!(
         "select call_id from recordings where status in ('starting', 'recording', 'ending') \
          and ended_at is null group by call_id order by min(requested_at) limit $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(db)
     .await?;
     Ok(ids.into_iter().map(CallId).collect())

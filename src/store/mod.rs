@@ -18,14 +18,6 @@ macro_rules! call_columns {
     };
 }
 
-macro_rules! participant_columns {
-    () => {
-        "user_id, name, gender, role, status, live, may_share_screen, \
-     answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled, admitted, lk_session_at, \
-     rung_by"
-    };
-}
-
 pub mod appointments;
 pub mod audit_log;
 pub mod blocks;

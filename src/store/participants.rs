@@ -7,16 +7,12 @@ use crate::domain::consent::Gender;
 use crate::domain::membership::Member;
 use crate::domain::{CallId, ParticipantStatus, Role, UserId};
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ParticipantRow {
-    #[sqlx(try_from = "String")]
     pub user_id: UserId,
     pub name: Option<String>,
-    #[sqlx(try_from = "String")]
     pub gender: StoredGender,
-    #[sqlx(try_from = "String")]
     pub role: Role,
-    #[sqlx(try_from = "String")]
     pub status: ParticipantStatus,
     pub live: bool,
     pub may_share_screen: bool,
@@ -73,14 +69,30 @@ pub fn gender_word(gender: Gender) -> &'static str {
     }
 }
 
+/// `query_as!($record, ...)` of the statement that reads `$head` (a column
+/// or nothing), the columns of a `ParticipantRow` with their types, `from
+/// call_participants` and goes on with `$tail` (literals, appended with the
+/// macros' `+`, so the whole is still checked).
+macro_rules! select_participants {
+    ($record:path, $head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $record,
+            $head + r#"user_id as "user_id: UserId", name, gender as "gender: StoredGender",
+               role as "role: Role", status as "status: ParticipantStatus", live, may_share_screen,
+               answered_at, joined_at, left_at, audio_enabled, video_enabled, screen_share_enabled,
+               admitted, lk_session_at, rung_by from call_participants "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 pub async fn participants(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Vec<ParticipantRow>> {
-    sqlx::query_as(concat!(
+    select_participants!(
+        ParticipantRow,
         "select ",
-        participant_columns!(),
-        " from call_participants where call_id = $1 \
-         order by role = 'invitee', invited_at, user_id"
-    ))
-    .bind(id.0)
+        "where call_id = $1 order by role = 'invitee', invited_at, user_id",
+        id.0,
+    )
     .fetch_all(conn)
     .await
 }
@@ -107,22 +119,22 @@ pub async fn insert_participant(
     p: &NewParticipant<'_>,
     live: bool,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into call_participants (call_id, user_id, name, gender, role, status, live, \
          may_share_screen, answered_at, rung_by, ring_until) \
          values ($1, $2, $3, $4, $5, $6, $8, $7, case when $6 = 'accepted' then now() end, $9, $10) \
          on conflict (user_id) where live do nothing",
+        call.0,
+        p.user.as_str(),
+        p.name,
+        gender_word(p.gender),
+        p.role.as_str(),
+        p.status.as_str(),
+        p.may_share_screen,
+        live,
+        p.rung.map(|(by, _)| by.as_str()),
+        p.rung.map(|(_, at)| at),
     )
-    .bind(call.0)
-    .bind(p.user.as_str())
-    .bind(p.name)
-    .bind(gender_word(p.gender))
-    .bind(p.role.as_str())
-    .bind(p.status.as_str())
-    .bind(p.may_share_screen)
-    .bind(live)
-    .bind(p.rung.map(|(by, _)| by.as_str()))
-    .bind(p.rung.map(|(_, at)| at))
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -136,16 +148,16 @@ pub async fn mark_answered(
     gender: Gender,
     may_share_screen: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update call_participants set status = 'accepted', answered_at = now(), \
          name = coalesce($3, name), gender = $4, may_share_screen = $5 \
          where call_id = $1 and user_id = $2",
+        call.0,
+        user.as_str(),
+        name,
+        gender_word(gender),
+        may_share_screen,
     )
-    .bind(call.0)
-    .bind(user.as_str())
-    .bind(name)
-    .bind(gender_word(gender))
-    .bind(may_share_screen)
     .execute(conn)
     .await?;
     Ok(())
@@ -158,26 +170,26 @@ pub async fn mark_gone(
     user: &str,
     status: ParticipantStatus,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update call_participants set status = $3, live = false, \
          left_at = case when status = 'joined' then now() else left_at end \
          where call_id = $1 and user_id = $2",
+        call.0,
+        user,
+        status.as_str(),
     )
-    .bind(call.0)
-    .bind(user)
-    .bind(status.as_str())
     .execute(conn)
     .await?;
     Ok(())
 }
 
 pub async fn mark_joined(conn: &mut PgConnection, call: CallId, user: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update call_participants set status = 'joined', joined_at = coalesce(joined_at, now()), \
          left_at = null where call_id = $1 and user_id = $2",
+        call.0,
+        user,
     )
-    .bind(call.0)
-    .bind(user)
     .execute(conn)
     .await?;
     Ok(())
@@ -186,12 +198,12 @@ pub async fn mark_joined(conn: &mut PgConnection, call: CallId, user: &str) -> s
 /// A joined participant's connection dropped: `reconnecting` since now
 /// (`left_at`), still in the call. False if they were not `joined`.
 pub async fn mark_reconnecting(conn: &mut PgConnection, call: CallId, user: &str) -> sqlx::Result<bool> {
-    let marked = sqlx::query(
+    let marked = sqlx::query!(
         "update call_participants set status = 'reconnecting', left_at = now() \
          where call_id = $1 and user_id = $2 and live and status = 'joined'",
+        call.0,
+        user,
     )
-    .bind(call.0)
-    .bind(user)
     .execute(conn)
     .await?;
     Ok(marked.rows_affected() == 1)
@@ -203,12 +215,12 @@ pub async fn reconnecting_past(
     call: CallId,
     grace: std::time::Duration,
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select user_id from call_participants where call_id = $1 and live and status = 'reconnecting' \
          and left_at <= now() - make_interval(secs => $2) order by left_at",
+        call.0,
+        grace.as_secs_f64(),
     )
-    .bind(call.0)
-    .bind(grace.as_secs_f64())
     .fetch_all(conn)
     .await
 }
@@ -218,10 +230,10 @@ pub async fn first_reconnecting_since(
     conn: &mut PgConnection,
     call: CallId,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select min(left_at) from call_participants where call_id = $1 and live and status = 'reconnecting'",
+        call.0,
     )
-    .bind(call.0)
     .fetch_one(conn)
     .await
 }
@@ -232,11 +244,13 @@ pub async fn first_reconnecting_since(
 pub async fn make_live(conn: &mut PgConnection, call: CallId, user: &UserId) -> sqlx::Result<bool> {
     use sqlx::Connection;
     let mut savepoint = conn.begin().await?;
-    let result = sqlx::query("update call_participants set live = true where call_id = $1 and user_id = $2")
-        .bind(call.0)
-        .bind(user.as_str())
-        .execute(&mut *savepoint)
-        .await;
+    let result = sqlx::query!(
+        "update call_participants set live = true where call_id = $1 and user_id = $2",
+        call.0,
+        user.as_str(),
+    )
+    .execute(&mut *savepoint)
+    .await;
     match result {
         Ok(_) => {
             savepoint.commit().await?;
@@ -263,14 +277,14 @@ pub async fn ring_again(
 ) -> sqlx::Result<bool> {
     use sqlx::Connection;
     let mut savepoint = conn.begin().await?;
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update call_participants set status = 'invited', live = true, rung_by = $3, ring_until = $4 \
          where call_id = $1 and user_id = $2 and status in ('declined', 'missed', 'left', 'busy')",
+        call.0,
+        user.as_str(),
+        by.as_str(),
+        until,
     )
-    .bind(call.0)
-    .bind(user.as_str())
-    .bind(by.as_str())
-    .bind(until)
     .execute(&mut *savepoint)
     .await;
     match result {
@@ -289,21 +303,21 @@ pub async fn ring_again(
 /// Who is still ringing and whose ringing is over (by the database's
 /// clock, as deadlines fall due), oldest first.
 pub async fn ringing_over(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select user_id from call_participants where call_id = $1 and live and status = 'invited' \
          and (ring_until is null or ring_until <= now()) order by ring_until nulls first",
+        call.0,
     )
-    .bind(call.0)
     .fetch_all(conn)
     .await
 }
 
 /// When the first ringing still going on ends, if any.
 pub async fn next_ring_end(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select min(ring_until) from call_participants where call_id = $1 and live and status = 'invited'",
+        call.0,
     )
-    .bind(call.0)
     .fetch_one(conn)
     .await
 }
@@ -315,28 +329,31 @@ pub async fn set_admitted(
     user: &str,
     admitted: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query("update call_participants set admitted = $3 where call_id = $1 and user_id = $2")
-        .bind(call.0)
-        .bind(user)
-        .bind(admitted)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update call_participants set admitted = $3 where call_id = $1 and user_id = $2",
+        call.0,
+        user,
+        admitted,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Which of these users are in a live call right now (a plain read).
 pub async fn live_users(pool: &PgPool, users: &[UserId]) -> sqlx::Result<Vec<UserId>> {
     let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    let live: Vec<String> =
-        sqlx::query_scalar("select user_id from call_participants where live and user_id = any($1)")
-            .bind(&ids)
-            .fetch_all(pool)
-            .await?;
+    let live = sqlx::query_scalar!(
+        "select user_id from call_participants where live and user_id = any($1)",
+        &ids as &[&str],
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(users.iter().filter(|u| live.iter().any(|l| l == u.as_str())).cloned().collect())
 }
 
 /// A participant's media flags.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct MediaFlags {
     pub user_id: String,
     pub audio_enabled: bool,
@@ -353,30 +370,32 @@ pub async fn update_media(
     video: Option<bool>,
     screen_share: Option<bool>,
 ) -> sqlx::Result<MediaFlags> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MediaFlags,
         "update call_participants set audio_enabled = coalesce($3, audio_enabled), \
          video_enabled = coalesce($4, video_enabled), \
          screen_share_enabled = coalesce($5, screen_share_enabled) \
          where call_id = $1 and user_id = $2 \
          returning user_id, audio_enabled, video_enabled, screen_share_enabled",
+        call.0,
+        user.as_str(),
+        audio,
+        video,
+        screen_share,
     )
-    .bind(call.0)
-    .bind(user.as_str())
-    .bind(audio)
-    .bind(video)
-    .bind(screen_share)
     .fetch_one(conn)
     .await
 }
 
 /// A participant's media flags, read without a lock.
 pub async fn media_of(db: &PgPool, call: CallId, user: &UserId) -> sqlx::Result<Option<MediaFlags>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MediaFlags,
         "select user_id, audio_enabled, video_enabled, screen_share_enabled from call_participants \
          where call_id = $1 and user_id = $2",
+        call.0,
+        user.as_str(),
     )
-    .bind(call.0)
-    .bind(user.as_str())
     .fetch_optional(db)
     .await
 }
@@ -389,13 +408,13 @@ pub async fn remember_session(
     user: &str,
     session: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update call_participants set lk_session_at = $3 \
          where call_id = $1 and user_id = $2 and (lk_session_at is null or lk_session_at < $3)",
+        call.0,
+        user,
+        session,
     )
-    .bind(call.0)
-    .bind(user)
-    .bind(session)
     .execute(conn)
     .await?;
     Ok(())
@@ -407,26 +426,55 @@ pub async fn of_calls(
     conn: &mut PgConnection,
     calls: &[CallId],
 ) -> sqlx::Result<std::collections::HashMap<CallId, Vec<ParticipantRow>>> {
-    #[derive(sqlx::FromRow)]
     struct Row {
-        call_id: uuid::Uuid,
-        #[sqlx(flatten)]
-        participant: ParticipantRow,
+        call_id: CallId,
+        user_id: UserId,
+        name: Option<String>,
+        gender: StoredGender,
+        role: Role,
+        status: ParticipantStatus,
+        live: bool,
+        may_share_screen: bool,
+        answered_at: Option<DateTime<Utc>>,
+        joined_at: Option<DateTime<Utc>>,
+        left_at: Option<DateTime<Utc>>,
+        audio_enabled: bool,
+        video_enabled: bool,
+        screen_share_enabled: bool,
+        admitted: bool,
+        lk_session_at: Option<DateTime<Utc>>,
+        rung_by: Option<String>,
     }
     let ids: Vec<uuid::Uuid> = calls.iter().map(|c| c.0).collect();
-    let rows: Vec<Row> = sqlx::query_as(concat!(
-        "select call_id, ",
-        participant_columns!(),
-        " from call_participants where call_id = any($1) \
-         order by call_id, role = 'invitee', invited_at, user_id"
-    ))
-    .bind(&ids)
+    let rows = select_participants!(
+        Row,
+        r#"select call_id as "call_id: CallId", "#,
+        "where call_id = any($1) order by call_id, role = 'invitee', invited_at, user_id",
+        &ids,
+    )
     .fetch_all(conn)
     .await?;
     let mut by_call: std::collections::HashMap<CallId, Vec<ParticipantRow>> =
         std::collections::HashMap::new();
     for row in rows {
-        by_call.entry(CallId(row.call_id)).or_default().push(row.participant);
+        by_call.entry(row.call_id).or_default().push(ParticipantRow {
+            user_id: row.user_id,
+            name: row.name,
+            gender: row.gender,
+            role: row.role,
+            status: row.status,
+            live: row.live,
+            may_share_screen: row.may_share_screen,
+            answered_at: row.answered_at,
+            joined_at: row.joined_at,
+            left_at: row.left_at,
+            audio_enabled: row.audio_enabled,
+            video_enabled: row.video_enabled,
+            screen_share_enabled: row.screen_share_enabled,
+            admitted: row.admitted,
+            lk_session_at: row.lk_session_at,
+            rung_by: row.rung_by,
+        });
     }
     Ok(by_call)
 }

@@ -9,8 +9,10 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgTypeInfo, PgValueRef};
 
 use crate::domain::{
-    AppointmentOutcome, AppointmentRole, AppointmentState, CallType, ModerationAction, ReportReason, UserId,
+    AppointmentOutcome, AppointmentRole, AppointmentState, CallId, CallState, CallType, ModerationAction,
+    ParticipantStatus, ReportReason, Role, UserId,
 };
+use crate::store::participants::StoredGender;
 
 /// A text column read through the type's `TryFrom<String>`: an unknown
 /// word (or a malformed id) is a decoding error, never a string passed on.
@@ -43,4 +45,25 @@ text_column!(
     ModerationAction,
     ReportReason,
     UserId,
+    CallState,
+    Role,
+    ParticipantStatus,
+    StoredGender,
 );
+
+/// A call's id, out of its uuid column (`id as "id: CallId"`).
+impl sqlx::Type<Postgres> for CallId {
+    fn type_info() -> PgTypeInfo {
+        <uuid::Uuid as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <uuid::Uuid as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for CallId {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(CallId(<uuid::Uuid as sqlx::Decode<Postgres>>::decode(value)?))
+    }
+}

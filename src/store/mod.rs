@@ -9,15 +9,6 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-macro_rules! call_columns {
-    () => {
-        "id, room_name, type, state, outcome, end_reason, initiator_id, \
-     conversation_id, external_ref, scheduled, video_session, video_used, created_at, \
-     answered_at, connected_at, ended_at, video_version, rights_version, appointment_id, \
-     recording_session"
-    };
-}
-
 pub mod appointments;
 pub mod audit_log;
 pub mod blocks;

@@ -293,7 +293,7 @@ pub async fn depart(
 /// `participant.reconnecting`.
 async fn dropped(app: &Core, tx: &mut PgConnection, call: &CallRow, identity: &str) -> Result<(), CallError> {
     let id = call.call_id();
-    if !store::participants::mark_reconnecting(tx, id, identity).await? {
+    if !store::participants::mark_reconnecting(tx, id, identity, app.clock.now()).await? {
         return Ok(());
     }
     let grace = rejoin_grace(app, tx, call).await?;
@@ -320,7 +320,7 @@ pub async fn rejoin_grace_over(
 ) -> Result<Option<Ended>, CallError> {
     let id = call.call_id();
     let grace = rejoin_grace(app, tx, call).await?;
-    for user in store::participants::reconnecting_past(tx, id, grace).await? {
+    for user in store::participants::reconnecting_past(tx, id, grace, app.clock.now()).await? {
         let call = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
         if let Left::CallEnded(ended) =
             depart(app, tx, &call, &user, None, Departure::GraceOver, effects).await?

@@ -195,31 +195,40 @@ pub async fn mark_joined(conn: &mut PgConnection, call: CallId, user: &str) -> s
     Ok(())
 }
 
-/// A joined participant's connection dropped: `reconnecting` since now
-/// (`left_at`), still in the call. False if they were not `joined`.
-pub async fn mark_reconnecting(conn: &mut PgConnection, call: CallId, user: &str) -> sqlx::Result<bool> {
+/// A joined participant's connection dropped: `reconnecting` since `at`
+/// (`left_at`, the Clock's, as the grace's deadline is), still in the call.
+/// False if they were not `joined`.
+pub async fn mark_reconnecting(
+    conn: &mut PgConnection,
+    call: CallId,
+    user: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let marked = sqlx::query!(
-        "update call_participants set status = 'reconnecting', left_at = now() \
+        "update call_participants set status = 'reconnecting', left_at = $3 \
          where call_id = $1 and user_id = $2 and live and status = 'joined'",
         call.0,
         user,
+        at,
     )
     .execute(conn)
     .await?;
     Ok(marked.rows_affected() == 1)
 }
 
-/// Who has been `reconnecting` for at least `grace`, by the database's clock.
+/// Who has been `reconnecting` for at least `grace` at `now` (the Clock's).
 pub async fn reconnecting_past(
     conn: &mut PgConnection,
     call: CallId,
     grace: std::time::Duration,
+    now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
         "select user_id from call_participants where call_id = $1 and live and status = 'reconnecting' \
-         and left_at <= now() - make_interval(secs => $2) order by left_at",
+         and left_at <= $3::timestamptz - make_interval(secs => $2) order by left_at",
         call.0,
         grace.as_secs_f64(),
+        now,
     )
     .fetch_all(conn)
     .await
@@ -300,13 +309,18 @@ pub async fn ring_again(
     }
 }
 
-/// Who is still ringing and whose ringing is over (by the database's
-/// clock, as deadlines fall due), oldest first.
-pub async fn ringing_over(conn: &mut PgConnection, call: CallId) -> sqlx::Result<Vec<String>> {
+/// Who is still ringing and whose ringing is over at `now` (the Clock's,
+/// as `ring_until` is and as deadlines fall due), oldest first.
+pub async fn ringing_over(
+    conn: &mut PgConnection,
+    call: CallId,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
         "select user_id from call_participants where call_id = $1 and live and status = 'invited' \
-         and (ring_until is null or ring_until <= now()) order by ring_until nulls first",
+         and (ring_until is null or ring_until <= $2) order by ring_until nulls first",
         call.0,
+        now,
     )
     .fetch_all(conn)
     .await

@@ -68,7 +68,7 @@ async fn act(
         (DeadlineKind::Ringing, state) => {
             // Each callee rings until their own end (RINGING_TIMEOUT from
             // when they were rung, `ring_until`).
-            let over = store::participants::ringing_over(tx, id).await?;
+            let over = store::participants::ringing_over(tx, id, app.clock.now()).await?;
             let participants = store::participants(tx, id).await?;
             let still = participants.iter().filter(|p| p.member().is_ringing()).count();
             if state == CallState::Ringing && still <= over.len() {

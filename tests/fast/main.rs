@@ -2,10 +2,10 @@
 //! a fresh PostgreSQL database, with `FakeRooms` for LiveKit and a
 //! `FakeClock`, and no sleeps. They need only `DATABASE_URL`.
 //!
-//! Jobs come due by the clock (`workers::jobs::run_due` runs them), but a
-//! ring's end is still compared with the database's `now()`: a ring is made
-//! over by ringing with the clock set back, and its deadline due by putting
-//! the clock forward again.
+//! Jobs come due by the clock (`workers::jobs::run_due` runs them), and a
+//! ring's end and a drop's grace are compared with the clock too: moving it
+//! forward makes them over (some tests still ring with the clock set back
+//! and put it forward again, which comes to the same).
 
 #![allow(clippy::disallowed_methods)]
 

@@ -359,3 +359,48 @@ async fn someone_written_busy_is_told_nothing_of_the_call_and_cannot_read_it() {
     let timeline = callgate::calls::reports::timeline(&world.core, &dave, call, None, 50).await;
     assert!(matches!(timeline, Err(CallError::NotFound)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dropped_is_left_once_the_rejoin_grace_has_passed_by_the_clock_and_not_before() {
+    let world = World::new().await;
+    let (alice, bob, carol) =
+        (person("alice", Gender::Female), person("bob", Gender::Male), person("carol", Gender::Female));
+    let call = group(&world, &alice, &[&bob, &carol]).await;
+    let room = world.room_of(call);
+    let now = world.clock.now();
+    world.deliver(&left(&room, &bob, now, now, DisconnectReason::Other)).await;
+    assert_eq!(status_of(&world, call, &bob).await, ParticipantStatus::Reconnecting);
+    let grace = Duration::from_std(world.core.config.timeouts.rejoin_grace).expect("a duration");
+
+    world.clock.advance(grace - Duration::seconds(1));
+    callgate::workers::jobs::run_due(&world.core).await.expect("a run");
+    assert_eq!(status_of(&world, call, &bob).await, ParticipantStatus::Reconnecting, "not yet");
+
+    world.clock.advance(Duration::seconds(1));
+    callgate::workers::jobs::run_due(&world.core).await.expect("a run");
+    assert_eq!(status_of(&world, call, &bob).await, ParticipantStatus::Left, "his grace is over");
+    assert_eq!(status_of(&world, call, &carol).await, ParticipantStatus::Joined, "the others stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_is_over_once_the_clock_passes_its_end() {
+    let world = World::new().await;
+    let (alice, bob, carol) =
+        (person("alice", Gender::Female), person("bob", Gender::Male), person("carol", Gender::Female));
+    let call = group(&world, &alice, &[&bob]).await;
+    growth::invite(&world.core, &alice, call, vec![carol.id.clone()]).await.expect("rung");
+    assert_eq!(status_of(&world, call, &carol).await, ParticipantStatus::Invited);
+    let ringing = Duration::from_std(world.core.config.timeouts.ringing).expect("a duration");
+
+    world.clock.advance(ringing - Duration::seconds(1));
+    callgate::workers::jobs::run_due(&world.core).await.expect("a run");
+    assert_eq!(status_of(&world, call, &carol).await, ParticipantStatus::Invited, "still ringing");
+
+    world.clock.advance(Duration::seconds(1));
+    let ran = callgate::workers::jobs::run_due(&world.core).await.expect("a run");
+    assert_eq!(status_of(&world, call, &carol).await, ParticipantStatus::Missed, "her ring is over");
+    assert_eq!(
+        ran.deadlines, 1,
+        "at once, by the clock (not again and again until the database's time is there)"
+    );
+}

@@ -12,6 +12,10 @@
 #                            metrics on ADMIN_PORT, 9090 unless set)
 #   deploy/local.sh test [cargo test args] [-- test binary args]
 #                            up + cargo fmt --check, clippy -D warnings, cargo test
+#   deploy/local.sh nextest [fast|stack|browser] [nextest args]
+#                            up + cargo nextest run with that profile of
+#                            .config/nextest.toml (all tests by default;
+#                            `fast` needs only PostgreSQL: seconds, not minutes)
 #   deploy/local.sh status   what runs where
 #   deploy/local.sh bench    up + callgate (release) on a spare port with a fresh
 #                            database callgate_bench: requests/s and p50/p99 of
@@ -107,6 +111,7 @@ main() {
     down) cmd_down ;;
     run) cmd_run ;;
     test) cmd_test "$@" ;;
+    nextest) cmd_nextest "$@" ;;
     status) cmd_status ;;
     bench) cmd_bench ;;
     -h | --help | help) usage 0 ;;

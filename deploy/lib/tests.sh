@@ -81,30 +81,11 @@ dump_server_logs() {
     done
 }
 
-cmd_test() {
-    # Split our args: before `--` go to cargo test, after it to the test binaries.
-    local cargo_args=() bin_args=() seen_sep="" a
-    for a in "$@"; do
-        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
-        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
-    done
-    local targets=(--all-targets)
-    for a in "${cargo_args[@]}"; do
-        case "$a" in
-        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
-            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
-        esac
-    done
-    local threads=(--test-threads=8)
-    for a in "${bin_args[@]}"; do
-        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
-    done
-
-    local t0=$SECONDS
-    cmd_up
-
+# test_environment: what the tests read (.env.example, the test database,
+# the tools provision.sh installed, the stack's addresses), exported.
+test_environment() {
     load_env
-    local test_db="${CALLGATE_TEST_DB:-callgate_test}"
+    test_db="${CALLGATE_TEST_DB:-callgate_test}"
     [[ "$test_db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "CALLGATE_TEST_DB must be a plain lowercase database name"
     PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<SQL
 SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$test_db') \gexec
@@ -132,6 +113,30 @@ SQL
     # .cargo/config.toml says too): no build here needs one.
     export SQLX_OFFLINE=true
     ensure_cargo_on_path
+}
+
+cmd_test() {
+    # Split our args: before `--` go to cargo test, after it to the test binaries.
+    local cargo_args=() bin_args=() seen_sep="" a
+    for a in "$@"; do
+        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
+        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
+    done
+    local targets=(--all-targets)
+    for a in "${cargo_args[@]}"; do
+        case "$a" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+        esac
+    done
+    local threads=(--test-threads=8)
+    for a in "${bin_args[@]}"; do
+        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
+    done
+
+    local t0=$SECONDS test_db
+    cmd_up
+    test_environment
 
     run_step "drop leftover test databases" drop_test_databases
     if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
@@ -156,4 +161,65 @@ SQL
         return 1
     fi
     log "all checks passed ($((SECONDS - t0))s)"
+}
+
+NEXTEST_VERSION=0.9.151
+
+nextest_ok() {
+    [[ -x "$BIN/cargo-nextest" ]] && "$BIN/cargo-nextest" nextest --version 2>/dev/null | grep -qw "$NEXTEST_VERSION"
+}
+
+ensure_nextest() { # needs cargo on PATH (ensure_cargo_on_path)
+    nextest_ok && return 0
+    section "cargo install cargo-nextest $NEXTEST_VERSION (once)"
+    log "installing cargo-nextest $NEXTEST_VERSION into $BIN"
+    quietly cargo-install-nextest cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --force \
+        --root "$CACHE" || die "cargo install cargo-nextest failed"
+    section_done
+}
+
+RECEIVER_PID=""
+
+stop_receiver() {
+    [[ -n "$RECEIVER_PID" ]] || return 0
+    kill -TERM "$RECEIVER_PID" 2>/dev/null || true
+    wait "$RECEIVER_PID" 2>/dev/null || true
+    RECEIVER_PID=""
+}
+
+# cmd_nextest [profile] [nextest args]: up, the tests' environment, then
+# `cargo nextest run --profile <profile>` (.config/nextest.toml: fast,
+# stack, browser; all of them by default). The api binary's tests get the
+# shared webhook receiver as a process of its own (examples/webhook_receiver.rs).
+cmd_nextest() {
+    local profile="default"
+    if [[ $# -gt 0 && "$1" != -* ]]; then profile="$1"; shift; fi
+    local t0=$SECONDS test_db
+    cmd_up
+    test_environment
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    ensure_nextest
+    run_step "drop leftover test databases" drop_test_databases
+    if [[ "$profile" != "fast" ]]; then
+        tcp_open "$TEST_WEBHOOK_PORT" && die "port $TEST_WEBHOOK_PORT (LiveKit's webhooks to the tests) is in use: is another test run going?"
+        run_step "cargo build of the webhook receiver" quietly cargo-build-receiver \
+            cargo build --example webhook_receiver
+        local log_file="$RUN/webhook-receiver.log"
+        "$ROOT/target/debug/examples/webhook_receiver" >"$log_file" 2>&1 &
+        RECEIVER_PID=$!
+        trap stop_receiver EXIT
+        local i
+        for ((i = 0; i < 300; i++)); do tcp_open "$TEST_WEBHOOK_PORT" && break; sleep 0.1; done
+        tcp_open "$TEST_WEBHOOK_PORT" || { cat "$log_file" >&2; die "the webhook receiver did not start"; }
+        export TEST_WEBHOOK_RECEIVER=external
+    fi
+    local output="$RUN/test-output.log"
+    if ! run_step "cargo nextest run --profile $profile $*" run_tee "$output" \
+        "$BIN/cargo-nextest" nextest run --profile "$profile" "$@"; then
+        stop_receiver
+        is_ci && dump_server_logs
+        return 1
+    fi
+    stop_receiver
+    log "all tests of profile $profile passed ($((SECONDS - t0))s)"
 }

@@ -501,10 +501,10 @@ impl From<RecordingRow> for RecordingView {
     }
 }
 
-/// Commits a decision on recording. The room's metadata says whether the call records
-/// (`livekit::room_metadata`): once a decision that turned it on or off has
-/// committed, LiveKit is told as it is of video's (`enforce`; the
-/// reconciler puts back a room that missed it). Joins, departures and
+/// Commits a decision about recording. The room's metadata says whether the
+/// call records (`livekit::room_metadata`): once a decision that turned it
+/// on or off has committed, LiveKit is told as it is of video's (`enforce`;
+/// the reconciler puts back a room that missed it). Joins, departures and
 /// deadlines that turn it off settle the call already.
 async fn commit_announcing(
     mut unit: Unit<'_>,

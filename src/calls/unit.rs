@@ -23,21 +23,30 @@
 //!
 //! The call's row is locked first, before any other row of the call: that
 //! is the lock order every transaction keeps. Outside this file (and
-//! `store/`) no code locks a call itself; `.ci/layers.py` checks it. The
-//! sites that still do, each for a reason (they are its allow-list):
+//! `store/`, and `enforce`) no code locks a call or settles LiveKit after
+//! its own commit; `.ci/layers.py` checks it. The sites that still do, each
+//! for a reason (its `UNIT_EXCEPTIONS`):
 //!
 //! - `ingest::inbox` (`drain_batch`, `drain_one_by_one`): one transaction
 //!   owns a batch of the call's LiveKit events, marks them processed even
 //!   when the call does not exist (yet), and after the commit spawns both
-//!   the settlement and the end of the call.
+//!   the settlement and the end of the call (a slow LiveKit holds up no
+//!   other event).
 //! - `calls::appointments`: keyed by the appointment, whose call may not
 //!   exist yet (`lock_call_of_appointment`, then the appointment's row);
 //!   `open` locks the call it has just inserted in the same transaction; the
-//!   no-show job locks the call `nowait` inside the job runner's transaction.
-//! - `workers::deadlines` and the recording jobs of `calls::recording`
-//!   (`sync`, the kept file, `consent_lapses`): the job runner
-//!   (`workers::jobs`) owns the transaction and settles after its commit.
-//! - `calls::lifecycle::start` inserts the call it creates (nothing to lock).
+//!   no-show job locks the call `nowait` inside the job runner's
+//!   transaction; `join` deletes the room it created if its commit fails,
+//!   and `admit` answers `sfuConfirmed` true when nothing changed.
+//! - The jobs: `workers::deadlines` (`nowait`) and the recording jobs of
+//!   `calls::recording` (`sync` and `consent_lapses`, the kept file) lock
+//!   the call in the transaction of the job runner (`workers::jobs`), which
+//!   commits it and settles after.
+//! - `calls::lifecycle::start` inserts the call it creates (nothing to
+//!   lock) and creates its room before the commit.
+//! - Steps that take a `&mut PgConnection` (`calls::participants`,
+//!   `calls::consent::apply`, `finish`, ...) are handed the unit's (or a
+//!   job's) connection: they never begin or commit.
 
 use sqlx::{PgConnection, Postgres, Transaction};
 

@@ -70,7 +70,6 @@ pub struct Unit<'a> {
 }
 
 /// What the commit did after it.
-#[derive(Default)]
 pub struct Committed {
     /// The call, if it ended in the unit (`after_end` has run).
     pub ended: Option<Ended>,
@@ -91,10 +90,6 @@ impl<'a> Unit<'a> {
         let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(None) };
         let unit = Unit { app, tx, call, out: Outgoing::default(), effects: None, ended: None };
         Ok(Some(unit))
-    }
-
-    pub fn id(&self) -> CallId {
-        self.call.call_id()
     }
 
     /// The call as it was locked (or last [`refreshed`](Unit::refresh)).

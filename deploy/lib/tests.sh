@@ -199,8 +199,8 @@ cmd_nextest() {
     test_environment
     export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
     ensure_nextest
-    run_step "drop leftover test databases" drop_test_databases
     if [[ "$profile" != "fast" ]]; then
+        run_step "drop leftover test databases" drop_test_databases
         tcp_open "$TEST_WEBHOOK_PORT" && die "port $TEST_WEBHOOK_PORT (LiveKit's webhooks to the tests) is in use: is another test run going?"
         run_step "cargo build of the webhook receiver" quietly cargo-build-receiver \
             cargo build --example webhook_receiver

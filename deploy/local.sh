@@ -11,7 +11,11 @@
 #   deploy/local.sh run      up + `cargo run --release -- serve` (foreground;
 #                            metrics on ADMIN_PORT, 9090 unless set)
 #   deploy/local.sh test [cargo test args] [-- test binary args]
-#                            up + cargo fmt --check, clippy -D warnings, cargo test
+#                            up + layers, cargo fmt --check, clippy -D warnings,
+#                            sqlx prepare --check, then every test: without
+#                            arguments cargo-nextest's profiles default (unit and
+#                            fast), stack and browser one after the other, and
+#                            the benches' smoke runs; with arguments cargo test
 #   deploy/local.sh nextest [fast|stack|browser] [nextest args]
 #                            up + cargo nextest run with that profile of
 #                            .config/nextest.toml (all tests by default;

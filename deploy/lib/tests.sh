@@ -150,6 +150,25 @@ cmd_test() {
     # A failing test shows its panic and its captured logs; backtraces only
     # on request (TEST_BACKTRACE=1), they bury the message.
     export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    if [[ $# -eq 0 ]]; then
+        # The whole suite (CI, the README's command): cargo-nextest, a process
+        # per test, in three runs one after the other so that browsers and
+        # egress recordings never share the two cores with the 200 other
+        # real-stack tests; then the benches' smoke runs (no libtest harness).
+        ensure_nextest
+        run_step "cargo build of the tests" quietly cargo-build-tests \
+            "$BIN/cargo-nextest" nextest run --no-run --all-targets
+        nextest_profile default -E 'kind(lib) | binary(fast)' || return 1
+        nextest_profile stack || return 1
+        nextest_profile browser || return 1
+        local output="$RUN/test-output.log"
+        if ! run_step "cargo test --benches (smoke runs)" run_tee "$output" cargo test -q --benches; then
+            is_ci && dump_server_logs
+            return 1
+        fi
+        log "all checks passed ($((SECONDS - t0))s)"
+        return 0
+    fi
     local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
     # Compiling prints a line per crate: kept in a log, shown if it fails.
     run_step "cargo build of the tests" quietly cargo-build-tests \
@@ -163,21 +182,6 @@ cmd_test() {
     log "all checks passed ($((SECONDS - t0))s)"
 }
 
-NEXTEST_VERSION=0.9.151
-
-nextest_ok() {
-    [[ -x "$BIN/cargo-nextest" ]] && "$BIN/cargo-nextest" nextest --version 2>/dev/null | grep -qw "$NEXTEST_VERSION"
-}
-
-ensure_nextest() { # needs cargo on PATH (ensure_cargo_on_path)
-    nextest_ok && return 0
-    section "cargo install cargo-nextest $NEXTEST_VERSION (once)"
-    log "installing cargo-nextest $NEXTEST_VERSION into $BIN"
-    quietly cargo-install-nextest cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --force \
-        --root "$CACHE" || die "cargo install cargo-nextest failed"
-    section_done
-}
-
 RECEIVER_PID=""
 
 stop_receiver() {
@@ -187,21 +191,15 @@ stop_receiver() {
     RECEIVER_PID=""
 }
 
-# cmd_nextest [profile] [nextest args]: up, the tests' environment, then
-# `cargo nextest run --profile <profile>` (.config/nextest.toml: fast,
-# stack, browser; all of them by default). The api binary's tests get the
-# shared webhook receiver as a process of its own (examples/webhook_receiver.rs).
-cmd_nextest() {
-    local profile="default"
-    if [[ $# -gt 0 && "$1" != -* ]]; then profile="$1"; shift; fi
-    local t0=$SECONDS test_db
-    cmd_up
-    test_environment
-    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
-    ensure_nextest
+# nextest_profile <profile> [nextest args]: `cargo nextest run` with that
+# profile of .config/nextest.toml; the api binary's tests get the shared
+# webhook receiver as a process of its own (examples/webhook_receiver.rs).
+nextest_profile() {
+    local profile="$1"
+    shift
     if [[ "$profile" != "fast" ]]; then
-        run_step "drop leftover test databases" drop_test_databases
-        tcp_open "$TEST_WEBHOOK_PORT" && die "port $TEST_WEBHOOK_PORT (LiveKit's webhooks to the tests) is in use: is another test run going?"
+        ! tcp_open "$TEST_WEBHOOK_PORT" ||
+            die "port $TEST_WEBHOOK_PORT (LiveKit's webhooks to the tests) is in use: is another test run going?"
         run_step "cargo build of the webhook receiver" quietly cargo-build-receiver \
             cargo build --example webhook_receiver
         local log_file="$RUN/webhook-receiver.log"
@@ -213,13 +211,32 @@ cmd_nextest() {
         tcp_open "$TEST_WEBHOOK_PORT" || { cat "$log_file" >&2; die "the webhook receiver did not start"; }
         export TEST_WEBHOOK_RECEIVER=external
     fi
-    local output="$RUN/test-output.log"
-    if ! run_step "cargo nextest run --profile $profile $*" run_tee "$output" \
-        "$BIN/cargo-nextest" nextest run --profile "$profile" "$@"; then
-        stop_receiver
-        is_ci && dump_server_logs
-        return 1
-    fi
+    local output="$RUN/test-output-$profile.log" rc=0
+    run_step "cargo nextest run --profile $profile $*" run_tee "$output" \
+        "$BIN/cargo-nextest" nextest run --profile "$profile" "$@" || rc=$?
     stop_receiver
+    unset TEST_WEBHOOK_RECEIVER
+    if ((rc != 0)); then
+        is_ci && dump_server_logs
+        [[ "$profile" == "fast" ]] || { printf '\n---- last 40 lines of the webhook receiver ----\n' >&2; tail -n 40 "$RUN/webhook-receiver.log" >&2 || true; }
+        return "$rc"
+    fi
+}
+
+# cmd_nextest [profile] [nextest args]: up, the tests' environment, then
+# `cargo nextest run --profile <profile>` (.config/nextest.toml: fast,
+# stack, browser; all of them by default).
+cmd_nextest() {
+    local profile="default"
+    if [[ $# -gt 0 && "$1" != -* ]]; then profile="$1"; shift; fi
+    local t0=$SECONDS test_db
+    cmd_up
+    test_environment
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    ensure_nextest
+    # A real-stack run elsewhere may be using them: only runs that use the
+    # stack themselves drop them.
+    [[ "$profile" == "fast" ]] || run_step "drop leftover test databases" drop_test_databases
+    nextest_profile "$profile" "$@" || return 1
     log "all tests of profile $profile passed ($((SECONDS - t0))s)"
 }

@@ -78,6 +78,19 @@ async fn connect(body: &Value) -> LkClient {
     LkClient::connect(url, body["join"]["token"].as_str().expect("token")).await.expect("in the room")
 }
 
+/// The host's client receives the guest's audio within 20 s.
+async fn hears(host: &mut LkClient, guest: &TestUser) {
+    let mut frames = 0;
+    for _ in 0..100 {
+        frames = host.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
+        if frames > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(frames > 0, "the host receives the guest's audio");
+}
+
 fn room_of(app: &TestApp, joined: &Value) -> String {
     app.room_name(joined["call"]["id"].as_str().expect("call id"))
 }
@@ -152,15 +165,7 @@ async fn the_guest_who_comes_first_waits_outside_the_meeting_until_the_host_admi
     assert_eq!(inside["waiting"], false, "{inside}");
     let mut guest_client = connect(&inside).await;
     guest_client.publish_audio().await.expect("admitted, the guest publishes audio");
-    let mut frames = 0;
-    for _ in 0..100 {
-        frames = host_client.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
-        if frames > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert!(frames > 0, "the host receives the guest's audio");
+    hears(&mut host_client, &guest).await;
     wait_for_state(&app, &id, &host, "active").await;
 }
 
@@ -195,15 +200,7 @@ async fn one_who_comes_and_goes_before_they_meet_neither_closes_the_room_nor_end
     let inside = joined(&app, &id, &guest).await;
     let mut guest_client = connect(&inside).await;
     guest_client.publish_audio().await.expect("the guest speaks");
-    let mut frames = 0;
-    for _ in 0..100 {
-        frames = host_client.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
-        if frames > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert!(frames > 0, "the host hears the guest");
+    hears(&mut host_client, &guest).await;
     wait_for_state(&app, &id, &host, "active").await;
 }
 

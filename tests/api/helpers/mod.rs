@@ -75,7 +75,6 @@ impl Default for Options {
     }
 }
 
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }

@@ -9,7 +9,11 @@ string literals and `#[cfg(test)]` items left out) and checks:
    modules of a lower layer, or itself (so `domain` imports nothing of the
    crate and nothing imports `app`);
 3. only `livekit` names the LiveKit crates; only `http` names axum;
-   only `store` holds SQL.
+   only `store` holds SQL;
+4. a use case changes a call through one unit of work (`calls::unit`): no
+   other module locks a call's row (`lock_call*`) or settles LiveKit after
+   its own commit (`enforce::settle*`), but the sites of `UNIT_EXCEPTIONS`,
+   each as often as listed there (why: the module doc of `calls::unit`).
 
     python3 .ci/layers.py            # check; exit 1 with the offending lines
     python3 .ci/layers.py --graph    # print the module graph (file level)
@@ -55,6 +59,25 @@ ONLY: list[tuple[str, tuple[str, ...], str]] = [
 ]
 # SQL only in store/ (a query macro or function call with a string).
 SQL = re.compile(r"\bsqlx::(query|query_as|query_scalar)(_unchecked)?!?\s*[(<:]")
+
+# Rule 4: what only `calls::unit` (and `store`, `calls::enforce`) does.
+LOCKS = re.compile(r"\block_call(?:_nowait|_of_appointment)?\s*\(")
+SETTLES = re.compile(r"\bsettle(?:_later|_soon)\s*\(|\benforce::settle\s*\(")
+UNIT_OWNERS = ("store", "calls::unit", "calls::enforce")
+# module: (locks, settles), each site with why it owns its transaction.
+UNIT_EXCEPTIONS: dict[str, tuple[int, int]] = {
+    # A batch of LiveKit events in one transaction, marked processed even
+    # when the call does not exist (yet); spawns both the settlement and the end.
+    "ingest::inbox": (2, 2),
+    # Keyed by the appointment, whose call may not exist yet: its call (if
+    # any) then its row; `open` locks the call it inserted; the no-show job
+    # locks `nowait` in the job runner's transaction.
+    "calls::appointments": (4, 2),
+    # Jobs: the runner (`workers::jobs`) owns the transaction and settles after it.
+    "workers::deadlines": (1, 0),
+    "workers::jobs": (0, 1),
+    "calls::recording": (2, 0),
+}
 
 
 def strip(text: str) -> str:
@@ -251,6 +274,16 @@ def main() -> int:
             for m in SQL.finditer(code):
                 line = code.count("\n", 0, m.start()) + 1
                 problems.append(f"{path.relative_to(ROOT)}:{line}: SQL outside store/")
+        if not any(name == o or name.startswith(o + "::") for o in UNIT_OWNERS):
+            allowed = UNIT_EXCEPTIONS.get(name, (0, 0))
+            for pattern, what, n in ((LOCKS, "locks a call", allowed[0]), (SETTLES, "settles", allowed[1])):
+                found = [code.count("\n", 0, m.start()) + 1 for m in pattern.finditer(code)]
+                if len(found) != n:
+                    lines = ", ".join(map(str, found)) or "none"
+                    problems.append(
+                        f"{path.relative_to(ROOT)} (lines {lines}): {what} {len(found)} times, {n} allowed: "
+                        "use calls::Unit, or list the site in UNIT_EXCEPTIONS with why (module doc of calls::unit)"
+                    )
 
     if "--graph" in sys.argv:
         for mod in sorted(edges):

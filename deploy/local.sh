@@ -11,7 +11,15 @@
 #   deploy/local.sh run      up + `cargo run --release -- serve` (foreground;
 #                            metrics on ADMIN_PORT, 9090 unless set)
 #   deploy/local.sh test [cargo test args] [-- test binary args]
-#                            up + cargo fmt --check, clippy -D warnings, cargo test
+#                            up + layers, cargo fmt --check, clippy -D warnings,
+#                            sqlx prepare --check, then every test: without
+#                            arguments cargo-nextest's profiles default (unit and
+#                            fast), stack and browser one after the other, and
+#                            the benches' smoke runs; with arguments cargo test
+#   deploy/local.sh nextest [fast|stack|browser] [nextest args]
+#                            up + cargo nextest run with that profile of
+#                            .config/nextest.toml (all tests by default;
+#                            `fast` needs only PostgreSQL: seconds, not minutes)
 #   deploy/local.sh status   what runs where
 #   deploy/local.sh bench    up + callgate (release) on a spare port with a fresh
 #                            database callgate_bench: requests/s and p50/p99 of
@@ -107,6 +115,7 @@ main() {
     down) cmd_down ;;
     run) cmd_run ;;
     test) cmd_test "$@" ;;
+    nextest) cmd_nextest "$@" ;;
     status) cmd_status ;;
     bench) cmd_bench ;;
     -h | --help | help) usage 0 ;;

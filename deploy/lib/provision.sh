@@ -56,6 +56,7 @@ OHA_VERSION=1.16.0
 # (`sqlx migrate run`): the version of the sqlx crate in Cargo.lock, which
 # the check holds it to.
 SQLX_CLI_VERSION=0.9.0
+NEXTEST_VERSION=0.9.151
 # The test venv: these seven, pinned with everything they pull in, in
 # deploy/venv-requirements.txt.
 # livekit, livekit-api: the end-to-end tests' WebRTC clients; jsonschema,
@@ -390,6 +391,19 @@ ensure_sqlx_cli() { # needs cargo on PATH (ensure_cargo_on_path)
     section_done
 }
 
+nextest_ok() {
+    [[ -x "$BIN/cargo-nextest" ]] && "$BIN/cargo-nextest" nextest --version 2>/dev/null | grep -qw "$NEXTEST_VERSION"
+}
+
+ensure_nextest() { # needs cargo on PATH (ensure_cargo_on_path)
+    nextest_ok && return 0
+    section "cargo install cargo-nextest $NEXTEST_VERSION (once)"
+    log "installing cargo-nextest $NEXTEST_VERSION into $BIN"
+    quietly cargo-install-nextest cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --force \
+        --root "$CACHE" || die "cargo install cargo-nextest failed"
+    section_done
+}
+
 # ------------------------------------------------------------------ all of it ---
 
 # What `up` installs before it starts the servers, in this order.
@@ -416,6 +430,7 @@ provision_status() { # for `status`: what is installed where
     fi
     if oidc_provider_ok; then echo "oidc provider:  $OIDC_DIR (deploy/oidc, started by the sign-in tests)"; else echo "oidc provider:  missing ($OIDC_DIR)"; fi
     if sqlx_cli_ok; then echo "sqlx-cli:       $BIN/sqlx (v$SQLX_CLI_VERSION)"; else echo "sqlx-cli:       missing ($BIN/sqlx; \`test\` installs it)"; fi
+    if nextest_ok; then echo "cargo-nextest:  $BIN/cargo-nextest (v$NEXTEST_VERSION)"; else echo "cargo-nextest:  missing ($BIN/cargo-nextest; \`test\` installs it)"; fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -427,5 +442,6 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     provision
     ensure_cargo_on_path
     ensure_sqlx_cli
+    ensure_nextest
     log "provisioned (state in $CACHE)"
 fi

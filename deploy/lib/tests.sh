@@ -81,30 +81,11 @@ dump_server_logs() {
     done
 }
 
-cmd_test() {
-    # Split our args: before `--` go to cargo test, after it to the test binaries.
-    local cargo_args=() bin_args=() seen_sep="" a
-    for a in "$@"; do
-        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
-        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
-    done
-    local targets=(--all-targets)
-    for a in "${cargo_args[@]}"; do
-        case "$a" in
-        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
-            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
-        esac
-    done
-    local threads=(--test-threads=8)
-    for a in "${bin_args[@]}"; do
-        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
-    done
-
-    local t0=$SECONDS
-    cmd_up
-
+# test_environment: what the tests read (.env.example, the test database,
+# the tools provision.sh installed, the stack's addresses), exported.
+test_environment() {
     load_env
-    local test_db="${CALLGATE_TEST_DB:-callgate_test}"
+    test_db="${CALLGATE_TEST_DB:-callgate_test}"
     [[ "$test_db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "CALLGATE_TEST_DB must be a plain lowercase database name"
     PGPASSWORD=callgate psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U callgate -d callgate >/dev/null <<SQL
 SELECT 'CREATE DATABASE $test_db' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$test_db') \gexec
@@ -132,6 +113,30 @@ SQL
     # .cargo/config.toml says too): no build here needs one.
     export SQLX_OFFLINE=true
     ensure_cargo_on_path
+}
+
+cmd_test() {
+    # Split our args: before `--` go to cargo test, after it to the test binaries.
+    local cargo_args=() bin_args=() seen_sep="" a
+    for a in "$@"; do
+        if [[ -z "$seen_sep" && "$a" == "--" ]]; then seen_sep=1; continue; fi
+        if [[ -n "$seen_sep" ]]; then bin_args+=("$a"); else cargo_args+=("$a"); fi
+    done
+    local targets=(--all-targets)
+    for a in "${cargo_args[@]}"; do
+        case "$a" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+        esac
+    done
+    local threads=(--test-threads=8)
+    for a in "${bin_args[@]}"; do
+        case "$a" in --test-threads | --test-threads=*) threads=() ;; esac
+    done
+
+    local t0=$SECONDS test_db
+    cmd_up
+    test_environment
 
     run_step "drop leftover test databases" drop_test_databases
     if [[ "${CALLGATE_SKIP_LINT:-}" != "1" ]]; then
@@ -145,6 +150,25 @@ SQL
     # A failing test shows its panic and its captured logs; backtraces only
     # on request (TEST_BACKTRACE=1), they bury the message.
     export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    if [[ $# -eq 0 ]]; then
+        # The whole suite (CI, the README's command): cargo-nextest, a process
+        # per test, in three runs one after the other so that browsers and
+        # egress recordings never share the two cores with the 200 other
+        # real-stack tests; then the benches' smoke runs (no libtest harness).
+        ensure_nextest
+        run_step "cargo build of the tests" quietly cargo-build-tests \
+            "$BIN/cargo-nextest" nextest run --no-run --all-targets
+        nextest_profile default -E 'kind(lib) | binary(fast)' || return 1
+        nextest_profile stack || return 1
+        nextest_profile browser || return 1
+        local output="$RUN/test-output.log"
+        if ! run_step "cargo test --benches (smoke runs)" run_tee "$output" cargo test -q --benches; then
+            is_ci && dump_server_logs
+            return 1
+        fi
+        log "all checks passed ($((SECONDS - t0))s)"
+        return 0
+    fi
     local test_cmd=(cargo test "${targets[@]}" "${cargo_args[@]}" -- "${threads[@]}" "${bin_args[@]}")
     # Compiling prints a line per crate: kept in a log, shown if it fails.
     run_step "cargo build of the tests" quietly cargo-build-tests \
@@ -156,4 +180,63 @@ SQL
         return 1
     fi
     log "all checks passed ($((SECONDS - t0))s)"
+}
+
+RECEIVER_PID=""
+
+stop_receiver() {
+    [[ -n "$RECEIVER_PID" ]] || return 0
+    kill -TERM "$RECEIVER_PID" 2>/dev/null || true
+    wait "$RECEIVER_PID" 2>/dev/null || true
+    RECEIVER_PID=""
+}
+
+# nextest_profile <profile> [nextest args]: `cargo nextest run` with that
+# profile of .config/nextest.toml; the api binary's tests get the shared
+# webhook receiver as a process of its own (examples/webhook_receiver.rs).
+nextest_profile() {
+    local profile="$1"
+    shift
+    if [[ "$profile" != "fast" ]]; then
+        ! tcp_open "$TEST_WEBHOOK_PORT" ||
+            die "port $TEST_WEBHOOK_PORT (LiveKit's webhooks to the tests) is in use: is another test run going?"
+        run_step "cargo build of the webhook receiver" quietly cargo-build-receiver \
+            cargo build --example webhook_receiver
+        local log_file="$RUN/webhook-receiver.log"
+        "$ROOT/target/debug/examples/webhook_receiver" >"$log_file" 2>&1 &
+        RECEIVER_PID=$!
+        trap stop_receiver EXIT
+        local i
+        for ((i = 0; i < 300; i++)); do tcp_open "$TEST_WEBHOOK_PORT" && break; sleep 0.1; done
+        tcp_open "$TEST_WEBHOOK_PORT" || { cat "$log_file" >&2; die "the webhook receiver did not start"; }
+        export TEST_WEBHOOK_RECEIVER=external
+    fi
+    local output="$RUN/test-output-$profile.log" rc=0
+    run_step "cargo nextest run --profile $profile $*" run_tee "$output" \
+        "$BIN/cargo-nextest" nextest run --profile "$profile" "$@" || rc=$?
+    stop_receiver
+    unset TEST_WEBHOOK_RECEIVER
+    if ((rc != 0)); then
+        is_ci && dump_server_logs
+        [[ "$profile" == "fast" ]] || { printf '\n---- last 40 lines of the webhook receiver ----\n' >&2; tail -n 40 "$RUN/webhook-receiver.log" >&2 || true; }
+        return "$rc"
+    fi
+}
+
+# cmd_nextest [profile] [nextest args]: up, the tests' environment, then
+# `cargo nextest run --profile <profile>` (.config/nextest.toml: fast,
+# stack, browser; all of them by default).
+cmd_nextest() {
+    local profile="default"
+    if [[ $# -gt 0 && "$1" != -* ]]; then profile="$1"; shift; fi
+    local t0=$SECONDS test_db
+    cmd_up
+    test_environment
+    export RUST_BACKTRACE="${TEST_BACKTRACE:-0}"
+    ensure_nextest
+    # A real-stack run elsewhere may be using them: only runs that use the
+    # stack themselves drop them.
+    [[ "$profile" == "fast" ]] || run_step "drop leftover test databases" drop_test_databases
+    nextest_profile "$profile" "$@" || return 1
+    log "all tests of profile $profile passed ($((SECONDS - t0))s)"
 }

@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use crate::calls::CallError;
 use crate::calls::Core;
+use crate::calls::Unit;
 use crate::calls::app_webhooks::{self, Offence};
-use crate::calls::enforce::{self, Effects};
+use crate::calls::enforce::Effects;
 use crate::calls::views::CallView;
 use crate::domain::AuthUser;
 use crate::domain::ClientEvent;
@@ -137,8 +138,8 @@ pub(crate) async fn apply_answering(
         Action::Leave { user } if never_present(&participants, &user) => Action::RingEnded { user },
         action => action,
     };
-    let locked = store::lock_call(tx, id).await?;
-    let before = locked.as_ref().map(|c| session_of(c, subject).clone()).unwrap_or_default();
+    // The call as the steps before in this transaction left it.
+    let before = session_of(&store::calls::reread(tx, call).await?, subject).clone();
     let now = app.clock.now();
     let decision =
         rules::decide(policy, &before, &members, &ringing, action, now, &timing(app)).map_err(|err| {
@@ -338,7 +339,7 @@ pub async fn judge_track(
     published_at: Option<chrono::DateTime<Utc>>,
 ) -> Result<Judgement, CallError> {
     let id = call.call_id();
-    let now = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
+    let now = store::calls::reread(tx, call).await?;
     let state = now.video_state();
     let participants = store::participants(tx, id).await?;
     let Some(me) = participants.iter().find(|p| p.user_id == identity && p.is_present()) else {
@@ -484,14 +485,15 @@ pub struct VideoView {
     pub sfu_confirmed: bool,
 }
 
-/// Locks a live call `user` is present in; 404 for strangers.
-pub(crate) async fn lock_present(
-    tx: &mut PgConnection,
+/// Opens the unit of a live call `user` is present in; 404 for strangers.
+pub(crate) async fn open_present<'a>(
+    app: &'a Core,
     id: CallId,
     user: &UserId,
-) -> Result<CallRow, CallError> {
-    let call = store::lock_call(tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(tx, id).await?;
+) -> Result<Unit<'a>, CallError> {
+    let mut unit = Unit::open(app, id).await?;
+    let participants = store::participants(unit.conn(), id).await?;
+    let call = unit.call();
     let me = participants
         .iter()
         .find(|p| p.user_id == user.as_str() && p.member().took_part())
@@ -502,7 +504,7 @@ pub(crate) async fn lock_present(
     if !me.is_present() {
         return Err(CallError::conflict(Code::NotInCall, "answer the call first"));
     }
-    Ok(call)
+    Ok(unit)
 }
 
 pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
@@ -534,8 +536,8 @@ async fn view_after(app: &Core, user: &AuthUser, id: CallId, applied: bool) -> R
 }
 
 pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestView, CallError> {
-    let mut tx = app.db.begin().await?;
-    let call = lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if !matches!(call.state, CallState::Connecting | CallState::Active) {
         return Err(CallError::conflict(
             Code::CallNotConnected,
@@ -546,19 +548,19 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
     let request_id = Uuid::new_v4();
     let decision = apply(
         app,
-        &mut tx,
+        unit.conn(),
         &call,
         Action::Request { by: user.id.to_string(), id: request_id },
         Some(user.id.as_str()),
     )
     .await?;
-    tx.commit().await?;
     // A request that completed the consents turned video on: wait for it.
     // Otherwise nothing LiveKit holds changed (`store::save_video_session`):
     // nothing to settle.
     if decision.session.state == VideoState::On {
-        enforce::settle_soon(app, Effects::for_call(id)).await;
+        unit.settle(Effects::for_call(id));
     }
+    unit.commit_settling_soon().await?;
     Ok(RequestView::of_request(&decision, request_id, &user.id, app.clock.now()))
 }
 
@@ -569,27 +571,29 @@ pub async fn answer(
     request: Uuid,
     accept: bool,
 ) -> Result<VideoView, CallError> {
-    let mut tx = app.db.begin().await?;
-    let call = lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     let by = user.id.to_string();
     let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
-    apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
-    tx.commit().await?;
-    let applied = enforce::settle_soon(app, Effects::for_call(id)).await;
+    apply(app, unit.conn(), &call, action, Some(user.id.as_str())).await?;
+    unit.settle(Effects::for_call(id));
+    let applied = unit.commit_settling_soon().await?.applied;
     view_after(app, user, id, applied).await
 }
 
 pub async fn revoke(app: &Core, user: &AuthUser, id: CallId) -> Result<VideoView, CallError> {
-    let mut tx = app.db.begin().await?;
-    let call = lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     let action = Action::Revoke { by: user.id.to_string() };
-    let decision = apply(app, &mut tx, &call, action, Some(user.id.as_str())).await?;
-    tx.commit().await?;
+    let decision = apply(app, unit.conn(), &call, action, Some(user.id.as_str())).await?;
     // A requester withdrawing their own request changes nothing LiveKit
     // holds (`store::save_video_session`): nothing to settle (the view says
     // whether LiveKit is in line).
     let turned = rules::camera_allowed(decision.session.state) != rules::camera_allowed(call.video_state());
-    let applied = turned && enforce::settle_soon(app, Effects::for_call(id)).await;
+    if turned {
+        unit.settle(Effects::for_call(id));
+    }
+    let applied = unit.commit_settling_soon().await?.applied;
     view_after(app, user, id, applied).await
 }
 

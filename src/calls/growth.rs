@@ -8,13 +8,13 @@
 
 use serde_json::json;
 
-use crate::calls::enforce::{self, Effects};
+use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{ended_conflict, join_for, may_share_screen, refuse_appointment_call};
 use crate::calls::views::{CallView, CallWithJoin};
-use crate::calls::{CallError, Core, gate, participants, ringing};
+use crate::calls::{CallError, Core, Unit, gate, participants, ringing};
 use crate::domain::membership::Step;
 use crate::domain::{AuthUser, CallId, ClientEvent, Code, EventSource, ParticipantStatus, Role, UserId};
-use crate::store::{self, DeadlineKind, Outgoing};
+use crate::store::{self, DeadlineKind};
 
 /// Who an invitation rang, and who was busy (or blocked: told apart from
 /// busy by nobody).
@@ -75,9 +75,9 @@ pub async fn invite(
         };
         gate::pass(app, knock).await?
     };
-    let mut tx = app.db.begin().await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut tx, id).await?;
+    let mut unit = Unit::open(app, id).await?;
+    let call = unit.call().clone();
+    let participants = store::participants(unit.conn(), id).await?;
     may_invite(&call, &participants, &user.id)?;
     refuse_those_in(&participants, &invitees)?;
     let live = participants.iter().filter(|p| p.live).count();
@@ -93,26 +93,27 @@ pub async fn invite(
     let mut now_inside = inside(&participants, &user.id);
     now_inside.push(user.id.clone());
     let free: Vec<UserId> = invitees.iter().filter(|u| passed.free.contains(u)).cloned().collect();
-    let blocked = gate::blocked_now(&mut tx, &now_inside, &free).await?;
+    let blocked = gate::blocked_now(unit.conn(), &now_inside, &free).await?;
     let until = app.clock.now()
         + chrono::Duration::from_std(app.config.timeouts.ringing).unwrap_or(chrono::Duration::MAX);
     let (mut rung, mut busy) = (Vec::new(), Vec::new());
     for invitee in &invitees {
         let free = passed.free.contains(invitee) && !blocked.contains(invitee);
-        match participants::ring(&mut tx, id, &participants, invitee, free, &user.id, until).await? {
+        match participants::ring(unit.conn(), id, &participants, invitee, free, &user.id, until).await? {
             participants::Rung::Rung => rung.push(invitee.clone()),
             participants::Rung::Busy => busy.push(invitee.clone()),
         }
     }
     if !rung.is_empty() {
-        store::deadlines::schedule_earliest(&mut tx, id, DeadlineKind::Ringing, until).await?;
+        store::deadlines::schedule_earliest(unit.conn(), id, DeadlineKind::Ringing, until).await?;
     }
     let data = json!({"invitees": rung, "busy": busy});
-    store::record_event(&mut tx, id, "call.invited", EventSource::Api, Some(user.id.as_str()), data).await?;
-    let participants = store::participants(&mut tx, id).await?;
+    let by = Some(user.id.as_str());
+    store::record_event(unit.conn(), id, "call.invited", EventSource::Api, by, data).await?;
+    let participants = store::participants(unit.conn(), id).await?;
     let view = CallView::new(&call, &participants);
-    let mut out = Outgoing::default();
-    ringing::rang(&mut out, &view, &rung);
+    let out = unit.out();
+    ringing::rang(out, &view, &rung);
     let recipients: Vec<String> = rung.iter().map(|u| u.to_string()).collect();
     out.notify(&recipients, ClientEvent::CallIncoming, Some(id.0), &json!({"call": view}));
     let others: Vec<String> = participants::told(&view, &participants, user.id.as_str())
@@ -123,8 +124,7 @@ pub async fn invite(
         let event = json!({"call": view, "by": user.id, "invitees": rung});
         out.notify(&others, ClientEvent::ParticipantInvited, Some(id.0), &event);
     }
-    out.write(&mut tx).await?;
-    tx.commit().await?;
+    unit.commit().await?;
     Ok(Invited { call: view, rung, busy })
 }
 
@@ -187,9 +187,9 @@ pub async fn join(
             return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
         }
     }
-    let mut tx = app.db.begin().await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut tx, id).await?;
+    let mut unit = Unit::open(app, id).await?;
+    let call = unit.call().clone();
+    let participants = store::participants(unit.conn(), id).await?;
     let me = participants
         .iter()
         .find(|p| p.user_id == user.id && p.member().took_part())
@@ -216,7 +216,7 @@ pub async fn join(
     }
     // Blocks again, against the call as it is under the lock.
     let now_inside = inside(&participants, &user.id);
-    if !gate::blocked_now(&mut tx, &now_inside, std::slice::from_ref(&user.id)).await?.is_empty() {
+    if !gate::blocked_now(unit.conn(), &now_inside, std::slice::from_ref(&user.id)).await?.is_empty() {
         return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
     }
     let share = may_share_screen(app, user);
@@ -227,15 +227,15 @@ pub async fn join(
         step: Step::LateJoin,
         timeline: ("call.accepted", json!({"late": true})),
     };
-    participants::answer(app, &mut tx, &call, me, how).await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut tx, id).await?;
+    participants::answer(app, unit.conn(), &call, me, how).await?;
+    let call = unit.refresh().await?.clone();
+    let participants = store::participants(unit.conn(), id).await?;
     let view = CallView::new(&call, &participants);
     let others = participants::told(&view, &participants, user.id.as_str());
-    store::notify(&mut tx, &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
+    store::notify(unit.conn(), &others, ClientEvent::CallAccepted, id, &json!({"call": view, "by": user.id}))
         .await?;
-    tx.commit().await?;
-    enforce::settle_later(app, Effects::for_call(id));
+    unit.settle(Effects::for_call(id));
+    unit.commit().await?;
     let join = join_for(app, &call, &user.id, user.name.as_deref(), share)?;
     Ok(CallWithJoin { call: view, join, ice_servers: app.ice_servers_in(&call, &user.id) })
 }

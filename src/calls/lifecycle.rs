@@ -9,9 +9,10 @@ use sqlx::PgConnection;
 
 use crate::calls::CallError;
 use crate::calls::Core;
+use crate::calls::Unit;
 use crate::calls::consent;
 pub use crate::calls::ending::{Ended, after_end, delete_room, finish};
-use crate::calls::enforce::{self, Effects};
+use crate::calls::enforce::Effects;
 use crate::calls::ringing;
 use crate::calls::views::{CallOnly, CallView, CallWithJoin, JoinOnly, JoinView};
 use crate::domain::AuthUser;
@@ -250,38 +251,38 @@ pub fn join_with(
     })
 }
 
-/// The call locked for update, if `user` takes part in it; 404 otherwise
-/// (never reveal that another user's call exists).
-async fn lock_for(
-    conn: &mut PgConnection,
+/// The call's unit, if `user` takes part in it; 404 otherwise (never
+/// reveal that another user's call exists).
+async fn open_for<'a>(
+    app: &'a Core,
     id: CallId,
     user: &UserId,
-) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), CallError> {
-    let call = store::lock_call(conn, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(conn, id).await?;
+) -> Result<(Unit<'a>, Vec<ParticipantRow>, ParticipantRow), CallError> {
+    let mut unit = Unit::open(app, id).await?;
+    let participants = store::participants(unit.conn(), id).await?;
     // Someone written busy or blocked never took part: the call is not theirs to see.
     let me = participants
         .iter()
         .find(|p| p.user_id == user.as_str() && p.member().took_part())
         .cloned()
         .ok_or(CallError::NotFound)?;
-    Ok((call, participants, me))
+    Ok((unit, participants, me))
 }
 
-/// Like `lock_for`, for someone still in a live call.
-async fn lock_as_member(
-    conn: &mut PgConnection,
+/// Like `open_for`, for someone still in a live call.
+async fn open_as_member<'a>(
+    app: &'a Core,
     id: CallId,
     user: &UserId,
-) -> Result<(CallRow, Vec<ParticipantRow>, ParticipantRow), CallError> {
-    let (call, participants, me) = lock_for(conn, id, user).await?;
-    if !call.state.is_live() {
+) -> Result<(Unit<'a>, ParticipantRow), CallError> {
+    let (unit, _, me) = open_for(app, id, user).await?;
+    if !unit.call().state.is_live() {
         return Err(ended_conflict());
     }
     if !me.live {
         return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call"));
     }
-    Ok((call, participants, me))
+    Ok((unit, me))
 }
 
 /// An appointment's call is entered through the appointment (its window,
@@ -310,8 +311,8 @@ pub async fn accept(
     let consents = consents.into();
     // Suspended after it began to ring: answered as if in another call.
     crate::calls::gate::refuse_suspended(app, &user.id).await?;
-    let mut tx = app.db.begin().await?;
-    let (call, _, me) = lock_for(&mut tx, id, &user.id).await?;
+    let (mut unit, _, me) = open_for(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
@@ -327,16 +328,16 @@ pub async fn accept(
         ParticipantStatus::Accepted | ParticipantStatus::Joined | ParticipantStatus::Reconnecting
             if me.is_present() =>
         {
-            tx.commit().await?;
+            unit.commit().await?;
             return token_response(app, &call, user, share).await;
         }
         _ => return Err(CallError::conflict(Code::NotInCall, "you are no longer in this call")),
     }
     let answers_the_call = domain::call::answered(call.state);
     if let Some(next) = answers_the_call {
-        store::set_state(&mut tx, id, next).await?;
+        store::set_state(unit.conn(), id, next).await?;
         let due = app.clock.now() + chrono_secs(app.config.timeouts.connect);
-        store::schedule(&mut tx, id, DeadlineKind::Connect, due, None).await?;
+        store::schedule(unit.conn(), id, DeadlineKind::Connect, due, None).await?;
     }
     // No word of the video answer: in a group it would tell who declined.
     let how = crate::calls::participants::Answer {
@@ -346,20 +347,19 @@ pub async fn accept(
         step: Step::Answer,
         timeline: ("call.accepted", json!({})),
     };
-    crate::calls::participants::answer(app, &mut tx, &call, &me, how).await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut tx, id).await?;
+    crate::calls::participants::answer(app, unit.conn(), &call, &me, how).await?;
+    let call = unit.refresh().await?.clone();
+    let participants = store::participants(unit.conn(), id).await?;
     let view = CallView::new(&call, &participants);
     let others = crate::calls::participants::told(&view, &participants, user.id.as_str());
-    let mut out = Outgoing::default();
+    let out = unit.out();
     out.notify(&others, ClientEvent::CallAccepted, Some(id.0), &json!({"call": view, "by": user.id}));
-    ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Answered);
+    ringing::stopped(out, &view, user.id.as_str(), RingStop::Answered);
     if answers_the_call.is_some() {
-        crate::calls::app_webhooks::call_answered(&mut out, &view, &user.id);
+        crate::calls::app_webhooks::call_answered(out, &view, &user.id);
     }
-    out.write(&mut tx).await?;
-    tx.commit().await?;
-    enforce::settle_later(app, Effects::for_call(id));
+    unit.settle(Effects::for_call(id));
+    unit.commit().await?;
     if answers_the_call.is_some() {
         app.metrics.call_answered(call.created_at, call.answered_at);
     }
@@ -382,8 +382,8 @@ async fn token_response(
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
-    let mut tx = app.db.begin().await?;
-    let (call, participants, me) = lock_for(&mut tx, id, &user.id).await?;
+    let (mut unit, participants, me) = open_for(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
@@ -398,12 +398,12 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
     if me.status != ParticipantStatus::Invited {
         return Err(CallError::conflict(Code::AlreadyAnswered, "only a ringing call can be declined"));
     }
-    crate::calls::participants::decline(&mut tx, &call, &me, Step::Decline).await?;
+    crate::calls::participants::decline(unit.conn(), &call, &me, Step::Decline).await?;
     // The ring cooldown counts it against whoever rang them.
     let rang = me.rung_by.as_deref().unwrap_or(call.initiator_id.as_str());
-    store::blocks::record_decline(&mut tx, rang, user.id.as_str(), app.clock.now()).await?;
-    store::record_event(&mut tx, id, "call.declined", EventSource::Api, Some(user.id.as_str()), json!({}))
-        .await?;
+    store::blocks::record_decline(unit.conn(), rang, user.id.as_str(), app.clock.now()).await?;
+    let (source, by) = (EventSource::Api, Some(user.id.as_str()));
+    store::record_event(unit.conn(), id, "call.declined", source, by, json!({})).await?;
     let still_invited = participants.iter().any(|p| {
         p.user_id != user.id.as_str()
             && p.role == Role::Invitee
@@ -416,39 +416,34 @@ pub async fn decline(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly
                     | ParticipantStatus::Reconnecting
             )
     });
-    let ended = if still_invited {
-        consent::on_leave(app, &mut tx, &call, &user.id).await?;
-        None
+    if still_invited {
+        consent::on_leave(app, unit.conn(), &call, &user.id).await?;
+        unit.settle(Effects::for_call(id));
     } else {
         let by = Some(&user.id);
         let (outcome, reason) = domain::call::end(call.state, Ending::Declined);
-        Some(finish(&mut tx, &call, outcome, reason, EventSource::Api, by).await?)
-    };
-    let participants = store::participants(&mut tx, id).await?;
-    let view =
-        CallView::new(&store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone()), &participants);
-    let mut out = Outgoing::default();
+        let ended = finish(unit.conn(), &call, outcome, reason, EventSource::Api, by).await?;
+        unit.ended(ended);
+    }
+    let participants = store::participants(unit.conn(), id).await?;
+    let view = CallView::new(unit.refresh().await?, &participants);
     let event = json!({"call": view, "by": user.id});
     let others = crate::calls::participants::told(&view, &participants, user.id.as_str());
+    let out = unit.out();
     out.notify(&others, ClientEvent::CallDeclined, Some(id.0), &event);
-    ringing::stopped(&mut out, &view, user.id.as_str(), RingStop::Declined);
-    out.write(&mut tx).await?;
-    tx.commit().await?;
-    match ended {
-        Some(ended) => after_end(app, &ended).await,
-        None => enforce::settle_later(app, Effects::for_call(id)),
-    }
+    ringing::stopped(out, &view, user.id.as_str(), RingStop::Declined);
+    unit.commit().await?;
     Ok(CallOnly { call: view })
 }
 
 /// Hangs up for everybody (or cancels a ringing call, for its initiator).
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
-    let mut tx = app.db.begin().await?;
-    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    let (mut unit, me) = open_as_member(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if call.appointment_id.is_some() && me.role == Role::Invitee {
         // A guest ends an appointment for themself only.
-        drop(tx);
+        drop(unit);
         return Box::pin(leave(app, user, id)).await;
     }
     let (outcome, reason) = match call.state {
@@ -468,41 +463,51 @@ pub async fn end(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, Ca
         }
         _ => domain::call::end(call.state, Ending::Hangup),
     };
-    let ended = finish(&mut tx, &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
-    tx.commit().await?;
-    after_end(app, &ended).await;
-    Ok(CallOnly { call: ended.view })
+    let ended = finish(unit.conn(), &call, outcome, reason, EventSource::Api, Some(&user.id)).await?;
+    let view = ended.view.clone();
+    unit.ended(ended);
+    unit.commit().await?;
+    Ok(CallOnly { call: view })
 }
 
 /// Leaves a call; it ends when fewer than two people remain in it.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, call_id = %id))]
 pub async fn leave(app: &Core, user: &AuthUser, id: CallId) -> Result<CallOnly, CallError> {
-    let mut tx = app.db.begin().await?;
-    let (call, _, me) = lock_as_member(&mut tx, id, &user.id).await?;
+    let (mut unit, me) = open_as_member(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if me.status == ParticipantStatus::Invited && call.appointment_id.is_none() {
-        drop(tx);
+        drop(unit);
         return decline(app, user, id).await;
     }
     if call.state == CallState::Ringing && me.role == Role::Initiator {
-        drop(tx);
+        drop(unit);
         return end(app, user, id).await;
     }
     let mut effects = Effects::for_call(id);
     let why = crate::calls::participants::Departure::Leave;
-    let left =
-        crate::calls::participants::depart(app, &mut tx, &call, user.id.as_str(), None, why, &mut effects)
-            .await?;
-    let (view, ended) = match left {
-        crate::calls::participants::Left::CallEnded(ended) => (ended.view.clone(), Some(*ended)),
-        _ => (CallView::load(&mut tx, &call).await?, None),
+    let left = crate::calls::participants::depart(
+        app,
+        unit.conn(),
+        &call,
+        user.id.as_str(),
+        None,
+        why,
+        &mut effects,
+    )
+    .await?;
+    let view = match left {
+        crate::calls::participants::Left::CallEnded(ended) => {
+            let view = ended.view.clone();
+            unit.ended(*ended);
+            view
+        }
+        _ => CallView::load(unit.conn(), &call).await?,
     };
-    tx.commit().await?;
-    match ended {
-        Some(ended) => after_end(app, &ended).await,
-        // Off the room's live list, then out of the room; coming back with
-        // an old token puts them out again (`participants::in_room`).
-        None => enforce::settle_later(app, effects),
-    }
+    // Off the room's live list, then out of the room; coming back with an
+    // old token puts them out again (`participants::in_room`). Not if the
+    // call ended: its room goes.
+    unit.settle(effects);
+    unit.commit().await?;
     Ok(CallOnly { call: view })
 }
 

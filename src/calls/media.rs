@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::calls::CallError;
 use crate::calls::Core;
+use crate::calls::Unit;
 use crate::domain::AuthUser;
 use crate::domain::CallId;
 use crate::domain::ClientEvent;
@@ -59,9 +60,9 @@ pub async fn update(
 ) -> Result<MediaView, CallError> {
     // Counted before the call's row is locked: no Redis round trip under it.
     crate::calls::limits::media_change(app, id, &user.id).await?;
-    let mut tx = app.db.begin().await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
-    let participants = store::participants(&mut tx, id).await?;
+    let mut unit = Unit::open(app, id).await?;
+    let call = unit.call().clone();
+    let participants = store::participants(unit.conn(), id).await?;
     let me = participants
         .iter()
         .find(|p| p.user_id == user.id.as_str() && p.member().took_part())
@@ -81,7 +82,7 @@ pub async fn update(
     }
     let view = MediaView::from(
         store::participants::update_media(
-            &mut tx,
+            unit.conn(),
             id,
             &user.id,
             change.audio_enabled,
@@ -95,11 +96,11 @@ pub async fn update(
         "videoEnabled": change.video_enabled,
         "screenShareEnabled": change.screen_share_enabled,
     });
-    store::events::record_media_change(&mut tx, id, user.id.as_str(), data).await?;
+    store::events::record_media_change(unit.conn(), id, user.id.as_str(), data).await?;
     let recipients: Vec<String> =
         participants.iter().filter(|p| p.live).map(|p| p.user_id.to_string()).collect();
-    store::notify(&mut tx, &recipients, ClientEvent::MediaUpdated, id, &json!({"media": view})).await?;
-    tx.commit().await?;
+    store::notify(unit.conn(), &recipients, ClientEvent::MediaUpdated, id, &json!({"media": view})).await?;
+    unit.commit().await?;
     // After the commit (no LiveKit request holds the call's lock), with the
     // flags as they now stand rather than this request's change: two changes
     // racing leave LiveKit as the later commit says, whichever arrives last.

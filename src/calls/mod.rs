@@ -27,7 +27,9 @@ pub mod quality;
 pub mod recording;
 pub mod reports;
 pub mod ringing;
+pub mod unit;
 pub mod views;
 
 pub use self::core::Core;
 pub use self::error::CallError;
+pub use self::unit::Unit;

@@ -16,16 +16,16 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::calls::app_webhooks::{self, Offence};
-use crate::calls::enforce::{self, Effects};
-use crate::calls::lifecycle::{after_end, ended_conflict, finish};
+use crate::calls::enforce::Effects;
+use crate::calls::lifecycle::{ended_conflict, finish};
 use crate::calls::participants::{self, Departure, Left};
 use crate::calls::views::{CallOnly, CallView};
-use crate::calls::{CallError, Core};
+use crate::calls::{CallError, Core, Unit};
 use crate::domain::call::Ending;
 use crate::domain::moderation::{self as rules, MAX_MODERATION_REASON};
 use crate::domain::{self, AuthUser, CallId, Code, EventSource, ModerationAction, UserId, Violation};
 use crate::store::audit_log::{self, NewEntry};
-use crate::store::{self, Outgoing, suspensions};
+use crate::store::{self, suspensions};
 
 /// Only `admin` moderates.
 fn require_admin(user: &AuthUser) -> Result<(), CallError> {
@@ -66,18 +66,19 @@ fn on_call<'a>(
 #[tracing::instrument(skip_all, fields(user_id = %admin.id, call_id = %id))]
 pub async fn end_call(app: &Core, admin: &AuthUser, id: CallId, why: &str) -> Result<CallOnly, CallError> {
     require_admin(admin)?;
-    let mut tx = app.db.begin().await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    let mut unit = Unit::open(app, id).await?;
+    let call = unit.call().clone();
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
     let (outcome, end_reason) = domain::call::end(call.state, Ending::Moderator);
-    let ended = finish(&mut tx, &call, outcome, end_reason, EventSource::System, None).await?;
-    audit_log::append(&mut tx, &on_call(app, admin, ModerationAction::EndCall, id, None, why)).await?;
-    tx.commit().await?;
+    let ended = finish(unit.conn(), &call, outcome, end_reason, EventSource::System, None).await?;
+    audit_log::append(unit.conn(), &on_call(app, admin, ModerationAction::EndCall, id, None, why)).await?;
+    let view = ended.view.clone();
+    unit.ended(ended);
+    unit.commit().await?;
     tracing::info!("a moderator ended the call");
-    after_end(app, &ended).await;
-    Ok(CallOnly { call: ended.view })
+    Ok(CallOnly { call: view })
 }
 
 /// Removes a present participant from a live call, for good: out of its
@@ -92,16 +93,15 @@ pub async fn remove(
     why: &str,
 ) -> Result<CallOnly, CallError> {
     require_admin(admin)?;
-    let mut tx = app.db.begin().await?;
-    let call = store::lock_call(&mut tx, id).await?.ok_or(CallError::NotFound)?;
+    let mut unit = Unit::open(app, id).await?;
+    let call = unit.call().clone();
     if !call.state.is_live() {
         return Err(ended_conflict());
     }
-    let before = store::participants(&mut tx, id).await?;
+    let before = store::participants(unit.conn(), id).await?;
     if !before.iter().any(|p| p.user_id == *user && p.is_present()) {
         return Err(CallError::conflict(Code::NotInCall, "that user is not in this call"));
     }
-    let mut out = Outgoing::default();
     let offence = Offence {
         user: user.as_str(),
         violation: Violation::RemovedByModerator,
@@ -109,15 +109,23 @@ pub async fn remove(
         track: None,
         moderator: Some((&admin.id, why)),
     };
-    app_webhooks::consent_violation(&mut out, &CallView::new(&call, &before), &offence);
-    out.write(&mut tx).await?;
+    app_webhooks::consent_violation(unit.out(), &CallView::new(&call, &before), &offence);
+    // Before what the departure tells.
+    unit.flush().await?;
     let data = json!({"reason": Violation::RemovedByModerator});
-    store::record_event(&mut tx, id, "participant.removed", EventSource::System, Some(user.as_str()), data)
-        .await?;
+    store::record_event(
+        unit.conn(),
+        id,
+        "participant.removed",
+        EventSource::System,
+        Some(user.as_str()),
+        data,
+    )
+    .await?;
     let mut effects = Effects::for_call(id);
     let left = participants::depart(
         app,
-        &mut tx,
+        unit.conn(),
         &call,
         user.as_str(),
         None,
@@ -126,17 +134,18 @@ pub async fn remove(
     )
     .await?;
     let entry = on_call(app, admin, ModerationAction::RemoveParticipant, id, Some(user), why);
-    audit_log::append(&mut tx, &entry).await?;
-    let (view, ended) = match left {
-        Left::CallEnded(ended) => (ended.view.clone(), Some(*ended)),
-        Left::Left | Left::Ignored => (CallView::load(&mut tx, &call).await?, None),
+    audit_log::append(unit.conn(), &entry).await?;
+    let view = match left {
+        Left::CallEnded(ended) => {
+            let view = ended.view.clone();
+            unit.ended(*ended);
+            view
+        }
+        Left::Left | Left::Ignored => CallView::load(unit.conn(), &call).await?,
     };
-    tx.commit().await?;
+    unit.settle(effects);
+    unit.commit().await?;
     tracing::info!("a moderator removed a participant");
-    match ended {
-        Some(ended) => after_end(app, &ended).await,
-        None => enforce::settle_later(app, effects),
-    }
     Ok(CallOnly { call: view })
 }
 

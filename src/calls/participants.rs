@@ -321,7 +321,7 @@ pub async fn rejoin_grace_over(
     let id = call.call_id();
     let grace = rejoin_grace(app, tx, call).await?;
     for user in store::participants::reconnecting_past(tx, id, grace, app.clock.now()).await? {
-        let call = store::lock_call(tx, id).await?.unwrap_or_else(|| call.clone());
+        let call = store::calls::reread(tx, call).await?;
         if let Left::CallEnded(ended) =
             depart(app, tx, &call, &user, None, Departure::GraceOver, effects).await?
         {

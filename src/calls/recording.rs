@@ -33,9 +33,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::calls::consent::{self, RequestView};
-use crate::calls::enforce::{self, Effects};
+use crate::calls::enforce::Effects;
 use crate::calls::views::CallView;
-use crate::calls::{CallError, Core, app_webhooks};
+use crate::calls::{CallError, Core, Unit, app_webhooks};
 use crate::domain::consent::{self as rules, Action, Subject, VideoState};
 use crate::domain::{AuthUser, CallId, CallState, CallType, ClientEvent, Code, ParticipantStatus, Role};
 use crate::livekit::{Egress, EgressStatus, RecordingFile, RecordingLayout, RecordingSpec};
@@ -257,14 +257,12 @@ async fn over(
 /// records, the consent lapses (see [`consent_lapses`]) rather than saying
 /// "recording" with nothing recording.
 pub async fn gave_up(app: &Core, id: CallId) -> anyhow::Result<()> {
-    let mut tx = app.db.begin().await?;
-    let mut out = Outgoing::default();
-    let lapsed = consent_lapses(&mut tx, id, &mut out).await?;
-    out.write(&mut tx).await?;
-    tx.commit().await?;
-    if lapsed {
-        enforce::settle_later(app, Effects::for_call(id));
+    let Some(mut unit) = Unit::open_if_any(app, id).await? else { return Ok(()) };
+    let (conn, out) = unit.parts();
+    if consent_lapses(conn, id, out).await? {
+        unit.settle(Effects::for_call(id));
     }
+    unit.commit().await?;
     Ok(())
 }
 
@@ -503,15 +501,21 @@ impl From<RecordingRow> for RecordingView {
     }
 }
 
-/// The room's metadata says whether the call records
-/// (`livekit::room_metadata`): once a decision that turned it on or off has
-/// committed, LiveKit is told as it is of video's (`enforce`; the
-/// reconciler puts back a room that missed it). Joins, departures and
+/// Commits a decision about recording. The room's metadata says whether the
+/// call records (`livekit::room_metadata`): once a decision that turned it
+/// on or off has committed, LiveKit is told as it is of video's (`enforce`;
+/// the reconciler puts back a room that missed it). Joins, departures and
 /// deadlines that turn it off settle the call already.
-async fn announce(app: &Core, before: &CallRow, decision: &rules::Decision) {
+async fn commit_announcing(
+    mut unit: Unit<'_>,
+    before: &CallRow,
+    decision: &rules::Decision,
+) -> sqlx::Result<()> {
     if decision.video_changed(&before.recording_session.0) {
-        enforce::settle_soon(app, Effects::for_call(before.call_id())).await;
+        unit.settle(Effects::for_call(before.call_id()));
     }
+    unit.commit_settling_soon().await?;
+    Ok(())
 }
 
 fn enabled(app: &Core) -> Result<(), CallError> {
@@ -556,8 +560,8 @@ pub async fn view(app: &Core, user: &AuthUser, id: CallId) -> Result<RecordingCo
 /// appointment's meeting only its host may ask (the guests still consent).
 pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestView, CallError> {
     enabled(app)?;
-    let mut tx = app.db.begin().await?;
-    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = consent::open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     if !matches!(call.state, CallState::Connecting | CallState::Active) {
         return Err(CallError::conflict(
             Code::CallNotConnected,
@@ -565,7 +569,7 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
         ));
     }
     if call.appointment_id.is_some() {
-        let participants = store::participants(&mut tx, id).await?;
+        let participants = store::participants(unit.conn(), id).await?;
         let host = participants.iter().any(|p| p.user_id == user.id.as_str() && p.role == Role::Initiator);
         if !host {
             return Err(CallError::Forbidden {
@@ -579,9 +583,8 @@ pub async fn request(app: &Core, user: &AuthUser, id: CallId) -> Result<RequestV
     let action = Action::Request { by: user.id.to_string(), id: request_id };
     let me = Some(user.id.as_str());
     let decision =
-        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
-    tx.commit().await?;
-    announce(app, &call, &decision).await;
+        consent::apply_answering(app, unit.conn(), &call, Subject::Recording, action, me, None).await?;
+    commit_announcing(unit, &call, &decision).await?;
     Ok(RequestView::of_request(&decision, request_id, &user.id, app.clock.now()))
 }
 
@@ -593,15 +596,14 @@ pub async fn answer(
     accept: bool,
 ) -> Result<RecordingConsentView, CallError> {
     enabled(app)?;
-    let mut tx = app.db.begin().await?;
-    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = consent::open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     let by = user.id.to_string();
     let action = if accept { Action::Accept { by, id: request } } else { Action::Reject { by, id: request } };
     let me = Some(user.id.as_str());
     let decision =
-        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
-    tx.commit().await?;
-    announce(app, &call, &decision).await;
+        consent::apply_answering(app, unit.conn(), &call, Subject::Recording, action, me, None).await?;
+    commit_announcing(unit, &call, &decision).await?;
     view(app, user, id).await
 }
 
@@ -609,14 +611,13 @@ pub async fn answer(
 /// pending request).
 pub async fn stop(app: &Core, user: &AuthUser, id: CallId) -> Result<RecordingConsentView, CallError> {
     enabled(app)?;
-    let mut tx = app.db.begin().await?;
-    let call = consent::lock_present(&mut tx, id, &user.id).await?;
+    let mut unit = consent::open_present(app, id, &user.id).await?;
+    let call = unit.call().clone();
     let action = Action::Revoke { by: user.id.to_string() };
     let me = Some(user.id.as_str());
     let decision =
-        consent::apply_answering(app, &mut tx, &call, Subject::Recording, action, me, None).await?;
-    tx.commit().await?;
-    announce(app, &call, &decision).await;
+        consent::apply_answering(app, unit.conn(), &call, Subject::Recording, action, me, None).await?;
+    commit_announcing(unit, &call, &decision).await?;
     view(app, user, id).await
 }
 

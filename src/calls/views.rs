@@ -96,7 +96,7 @@ impl CallView {
 
     /// Reads the call as it now stands in this transaction.
     pub async fn load(conn: &mut PgConnection, call: &CallRow) -> sqlx::Result<Self> {
-        let fresh = store::lock_call(conn, call.call_id()).await?.unwrap_or_else(|| call.clone());
+        let fresh = store::calls::reread(conn, call).await?;
         let participants = store::participants(conn, call.call_id()).await?;
         Ok(Self::new(&fresh, &participants))
     }

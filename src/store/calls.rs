@@ -120,6 +120,13 @@ pub async fn lock_call(conn: &mut PgConnection, id: CallId) -> sqlx::Result<Opti
         .await
 }
 
+/// The call as it now stands, for a step handed a connection that holds
+/// its lock (a `calls::Unit`'s, or a job's): its row read again under that
+/// lock (`call` if it is gone).
+pub async fn reread(conn: &mut PgConnection, call: &CallRow) -> sqlx::Result<CallRow> {
+    Ok(lock_call(conn, call.call_id()).await?.unwrap_or_else(|| call.clone()))
+}
+
 /// Reads a call without locking it. Pass the connection the caller already
 /// holds, if any: taking a second one from the pool while holding one
 /// deadlocks a busy pool.

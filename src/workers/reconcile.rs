@@ -41,11 +41,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::calls::Core;
 use crate::calls::consent;
-use crate::calls::enforce::{self, Effects};
-use crate::calls::lifecycle::{self, finish};
+use crate::calls::enforce::Effects;
+use crate::calls::lifecycle::finish;
 use crate::calls::participants::{self, Departure, Left};
+use crate::calls::{Core, Unit};
 use crate::domain::consent::{self as rules, TrackVerdict, VideoState};
 use crate::domain::{self, call::Ending};
 use crate::domain::{CallId, CallState, EventSource, ParticipantStatus};
@@ -258,15 +258,15 @@ fn metadata_agrees(call: &store::calls::LiveSummary, room: &Room) -> bool {
 
 #[tracing::instrument(skip(app), fields(call_id = %id))]
 async fn end_roomless_call(app: &Core, id: CallId) -> anyhow::Result<bool> {
-    let mut tx = app.db.begin().await?;
-    let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(false) };
+    let Some(mut unit) = Unit::open_if_any(app, id).await? else { return Ok(false) };
+    let call = unit.call().clone();
     if !call.state.is_live() {
         return Ok(false);
     }
     let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
-    let ended = finish(&mut tx, &call, outcome, reason, EventSource::System, None).await?;
-    tx.commit().await?;
-    // Its room is gone already.
+    let ended = finish(unit.conn(), &call, outcome, reason, EventSource::System, None).await?;
+    unit.commit().await?;
+    // Its room is gone already: no `after_end`, counted here.
     app.metrics.call_ended(&ended.figures());
     tracing::info!(call_id = %id, "ended a call whose room is gone");
     Ok(true)
@@ -316,8 +316,8 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
     pass.calls_full_checks += 1;
     let people: Vec<&Participant> = people.iter().filter(|p| p.is_person).collect();
 
-    let mut tx = app.db.begin().await?;
-    let Some(call) = store::lock_call(&mut tx, id).await? else { return Ok(()) };
+    let Some(mut unit) = Unit::open_if_any(app, id).await? else { return Ok(()) };
+    let call = unit.call().clone();
     if !matches!(call.state, CallState::Connecting | CallState::Active) {
         return Ok(());
     }
@@ -325,7 +325,7 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
     // What LiveKit holds is not what it was told: tell it again, rights too.
     effects.resync = metadata_drifted;
     for person in &people {
-        let rows = store::participants(&mut tx, id).await?;
+        let rows = store::participants(unit.conn(), id).await?;
         let present = rows.iter().find(|r| r.user_id == person.identity).filter(|r| r.is_present());
         let Some(row) = present else {
             // Gone from the call, never in it, or removed: out of the room.
@@ -335,18 +335,19 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
             continue;
         };
         if row.status != ParticipantStatus::Joined
-            && participants::in_room(app, &mut tx, &call, &person.identity, person.session, &mut effects)
+            && participants::in_room(app, unit.conn(), &call, &person.identity, person.session, &mut effects)
                 .await?
         {
             let data = json!({"reason": "found_in_room"});
             let actor = Some(person.identity.as_str());
-            store::record_event(&mut tx, id, "participant.joined", EventSource::System, actor, data).await?;
+            store::record_event(unit.conn(), id, "participant.joined", EventSource::System, actor, data)
+                .await?;
             pass.presence_fixed += 1;
         }
     }
     let listed: HashSet<&str> = people.iter().map(|p| p.identity.as_str()).collect();
     let mut ended = None;
-    for row in store::participants(&mut tx, id).await? {
+    for row in store::participants(unit.conn(), id).await? {
         let missing = row.live
             && row.status == ParticipantStatus::Joined
             && row.joined_at.is_some_and(|at| at < asked_at)
@@ -354,10 +355,10 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
         if !missing {
             continue;
         }
-        let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
+        let call = unit.refresh().await?.clone();
         match participants::depart(
             app,
-            &mut tx,
+            unit.conn(),
             &call,
             row.user_id.as_str(),
             None,
@@ -376,18 +377,21 @@ async fn check_call(app: &Core, id: CallId, metadata_drifted: bool, pass: &mut P
         }
     }
     if ended.is_none() {
-        let call = store::lock_call(&mut tx, id).await?.unwrap_or_else(|| call.clone());
-        ended = check_tracks_and_rights(app, &mut tx, &call, &people, asked_at, pass, &mut effects).await?;
+        let call = unit.refresh().await?.clone();
+        ended =
+            check_tracks_and_rights(app, unit.conn(), &call, &people, asked_at, pass, &mut effects).await?;
     }
-    tx.commit().await?;
+    // Its room deleted, and what LiveKit was asked.
+    let requests = usize::from(ended.is_some())
+        + effects.remove.len()
+        + effects.rights_for.len()
+        + effects.withdraw.len();
     if let Some(ended) = ended {
-        lifecycle::after_end(app, &ended).await;
-        pass.livekit_requests += 1;
+        unit.ended(ended);
     }
-    if !effects.is_empty() {
-        pass.livekit_requests += effects.remove.len() + effects.rights_for.len() + effects.withdraw.len();
-    }
-    enforce::settle(app, effects).await;
+    unit.settle(effects);
+    unit.commit_settling_now().await?;
+    pass.livekit_requests += requests;
     Ok(())
 }
 

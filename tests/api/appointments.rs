@@ -78,6 +78,19 @@ async fn connect(body: &Value) -> LkClient {
     LkClient::connect(url, body["join"]["token"].as_str().expect("token")).await.expect("in the room")
 }
 
+/// The host's client receives the guest's audio within 20 s.
+async fn hears(host: &mut LkClient, guest: &TestUser) {
+    let mut frames = 0;
+    for _ in 0..100 {
+        frames = host.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
+        if frames > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(frames > 0, "the host receives the guest's audio");
+}
+
 fn room_of(app: &TestApp, joined: &Value) -> String {
     app.room_name(joined["call"]["id"].as_str().expect("call id"))
 }
@@ -152,15 +165,42 @@ async fn the_guest_who_comes_first_waits_outside_the_meeting_until_the_host_admi
     assert_eq!(inside["waiting"], false, "{inside}");
     let mut guest_client = connect(&inside).await;
     guest_client.publish_audio().await.expect("admitted, the guest publishes audio");
-    let mut frames = 0;
-    for _ in 0..100 {
-        frames = host_client.received_frames(guest.id.as_str(), "microphone").await.expect("alive");
-        if frames > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert!(frames > 0, "the host receives the guest's audio");
+    hears(&mut host_client, &guest).await;
+    wait_for_state(&app, &id, &host, "active").await;
+}
+
+#[tokio::test]
+async fn one_who_comes_and_goes_before_they_meet_neither_closes_the_room_nor_ends_the_appointment() {
+    let app = spawn_app().await;
+    let (host, guest) = (app.user("female"), app.user("male"));
+    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
+    let waiting = joined(&app, &id, &guest).await;
+    assert_eq!(waiting["waiting"], true, "{waiting}");
+
+    // The host comes into the room and leaves it before admitting anyone:
+    // LiveKit's room is empty again (a room's default departure timeout is
+    // 20 s; an appointment's room is held until its no-show).
+    let entered = joined(&app, &id, &host).await;
+    let room = room_of(&app, &entered);
+    let client = connect(&entered).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    client.disconnect().await.expect("the host leaves the room");
+    tokio::time::sleep(std::time::Duration::from_secs(25)).await;
+
+    assert!(room_exists(&room).await, "its room is still there 25 s after it emptied");
+    let open = appointment(&app, &id, &host).await;
+    assert_eq!(open["state"], "open", "not ended by a coming and going: {open}");
+    // They still meet: the host is back, admits the guest, and hears him.
+    let back = joined(&app, &id, &host).await;
+    assert_eq!(room_of(&app, &back), room, "the same room");
+    let mut host_client = connect(&back).await;
+    let (status, admitted) =
+        app.post(&format!("/api/v1/appointments/{id}/admit"), &host, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::OK, "{admitted}");
+    let inside = joined(&app, &id, &guest).await;
+    let mut guest_client = connect(&inside).await;
+    guest_client.publish_audio().await.expect("the guest speaks");
+    hears(&mut host_client, &guest).await;
     wait_for_state(&app, &id, &host, "active").await;
 }
 

@@ -530,7 +530,8 @@ def the_screens(browser, tag):
     expect(tile(she, f"he-{tag}")).to_contain_text("Muted", use_inner_text=True, timeout=10_000)
     expect(he.locator("#self")).to_contain_text("Muted", use_inner_text=True)
     speaks = lambda: she.locator("#people li[data-speaking]").count() > 0  # noqa: E731
-    wait_until("her page shows someone speaking", speaks, 20)
+    # LiveKit reports speakers from audio levels; late on a loaded box.
+    wait_until("her page shows someone speaking", speaks, 45)
     # LiveKit tells a page someone's network when they enter or it changes,
     # and only for those the page already subscribes to: a participant the
     # page subscribed to after that tick stays "unknown" until it changes

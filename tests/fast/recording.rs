@@ -363,8 +363,9 @@ async fn a_recording_egress_never_starts_lets_the_consent_lapse_once_given_up() 
     assert_eq!(kinds.last().map(String::as_str), Some("off"), "{kinds:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recording_of_the_room_nobody_consented_to_is_stopped() {
+/// A call of Alice's and Bob's whose room someone with LiveKit's keys
+/// records: the world, Alice, the call, its room and egress's recording.
+async fn recorded_behind_callgates_back() -> (World, AuthUser, CallId, String, Egress) {
     let (world, _) = world().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
     let call = world.answered_call(&alice, &[&bob]).await;
@@ -372,6 +373,12 @@ async fn a_recording_of_the_room_nobody_consented_to_is_stopped() {
     let spec =
         RecordingSpec { layout: RecordingLayout::AudioOnly, file: RecordingFile::Ogg, filepath: "/x".into() };
     let stray = world.rooms.start_recording(&room, &spec).await.expect("someone else's recording");
+    (world, alice, call, room, stray)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_the_room_nobody_consented_to_is_stopped() {
+    let (world, _, call, room, stray) = recorded_behind_callgates_back().await;
     let reported = Egress { status: EgressStatus::Active, ..stray.clone() };
 
     world.deliver(&egress_event(&world, call, "egress_started", reported)).await;
@@ -383,13 +390,7 @@ async fn a_recording_of_the_room_nobody_consented_to_is_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_nobody_consented_to_whose_webhooks_never_came_is_stopped_by_the_reconciler() {
-    let (world, _) = world().await;
-    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
-    let call = world.answered_call(&alice, &[&bob]).await;
-    let room = world.room_of(call);
-    let spec =
-        RecordingSpec { layout: RecordingLayout::AudioOnly, file: RecordingFile::Ogg, filepath: "/x".into() };
-    world.rooms.start_recording(&room, &spec).await.expect("someone else's recording");
+    let (world, alice, call, room, _) = recorded_behind_callgates_back().await;
 
     // No webhook: ListRooms says a recorder is in the room.
     let pass = callgate::workers::reconcile::pass(&world.core).await.expect("a pass");

@@ -6,6 +6,9 @@ pub mod binary;
 pub mod events;
 pub mod lk_client;
 pub mod lk_events;
+pub mod settings;
+
+pub use settings::{base_config, shared_prefix, webhook_port, webhook_receiver};
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,24 +25,19 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Rooms of apps sharing the test database; the shared webhook receiver
-/// (see `ensure_webhook_receiver`) handles LiveKit's events for them.
-/// `TEST_ROOM_PREFIX` lets two test runs share one LiveKit server.
 /// Tests that run real media encoders at once: a part of browser.py (two or
 /// three Chromium pages of WebRTC) or an egress room composite (a Chromium
 /// and GStreamer). Beside the rest of the suite on two cores, more of them
 /// starved LiveKit and the pages' timers: CI saw a browser's own
 /// negotiation give up, a page answer nothing for 30 s, and egress start
-/// 9 s late. Each holds a permit for its whole run.
+/// 9 s late. Each holds a permit for its whole run. (Under cargo-nextest,
+/// a process per test, the `media` test group of .config/nextest.toml
+/// limits them the same way.)
 pub static MEDIA: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// A turn among the tests that run real media encoders ([`MEDIA`]).
 pub async fn media_turn() -> tokio::sync::SemaphorePermit<'static> {
     MEDIA.acquire().await.expect("the semaphore is never closed")
-}
-
-pub fn shared_prefix() -> String {
-    std::env::var("TEST_ROOM_PREFIX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "cgt-".into())
 }
 
 pub struct TestApp {
@@ -75,30 +73,6 @@ impl Default for Options {
     fn default() -> Self {
         Options { isolated: false, configure: Box::new(|_| {}) }
     }
-}
-
-pub fn base_config() -> Config {
-    let mut config =
-        Config::from_env().expect("the test environment is exported by deploy/local.sh test (.env.example)");
-    config.port = 0;
-    config.room_prefix = shared_prefix();
-    config.deadline_poll = Duration::from_millis(100);
-    config.database_pool_size = 16;
-    // PostgreSQL logins are slow on a loaded two-core machine.
-    config.database_acquire_timeout = Duration::from_secs(30);
-    config.admin_port = Some(0);
-    // Redis answers late on a saturated two-core machine; a limit that
-    // failed open there would let a counted request through.
-    config.rate_limits.redis_timeout = Duration::from_secs(3);
-    // Every test's refused requests come from 127.0.0.1 (tests/api/limits.rs
-    // tests this limit with addresses of its own).
-    config.limits.unauthenticated_per_minute = 1_000_000;
-    // Recordings go where the stack's egress writes (deploy/local.sh test).
-    if let Ok(dir) = std::env::var("CALLGATE_EGRESS_OUTPUT") {
-        config.recording.dir = dir.clone().into();
-        config.recording.egress_dir = dir;
-    }
-    config
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -174,25 +148,25 @@ pub async fn isolated_database(config: &Config) -> (String, String) {
 /// LiveKit posts its webhooks to one fixed address (`livekit.yaml`); one
 /// app per test process listens there, on the shared test database, so any
 /// test app's calls are followed, as with several production instances.
+/// Under cargo-nextest (a process per test) the runner starts one for the
+/// whole run instead (`examples/webhook_receiver.rs`) and says so with
+/// `TEST_WEBHOOK_RECEIVER=external`.
 fn ensure_webhook_receiver() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        let port: u16 = std::env::var("TEST_WEBHOOK_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8089);
+        if std::env::var("TEST_WEBHOOK_RECEIVER").is_ok_and(|v| v == "external") {
+            return;
+        }
+        let port = webhook_port();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async move {
-                let mut config = base_config();
-                config.port = port;
-                match Application::build(config).await {
-                    Ok(app) => {
-                        let _ = ready_tx.send(Ok(()));
-                        let _ = app.run_until_stopped().await;
-                    }
-                    Err(err) => {
-                        let _ = ready_tx.send(Err(format!("{err:#}")));
-                    }
-                }
+                let _ = webhook_receiver(port, || {
+                    let _ = ready_tx.send(Ok(()));
+                })
+                .await
+                .map_err(|err| ready_tx.send(Err(format!("{err:#}"))));
             });
         });
         match ready_rx.recv_timeout(Duration::from_secs(30)) {

@@ -156,8 +156,9 @@ cmd_test() {
         # egress recordings never share the two cores with the 200 other
         # real-stack tests; then the benches' smoke runs (no libtest harness).
         ensure_nextest
-        run_step "cargo build of the tests" quietly cargo-build-tests \
-            "$BIN/cargo-nextest" nextest run --no-run --all-targets
+        # (nextest runs the test targets: a bench has no test harness, and
+        # listing one would run it.)
+        run_step "cargo build of the tests" quietly cargo-build-tests cargo test --no-run --all-targets
         nextest_profile default -E 'kind(lib) | binary(fast)' || return 1
         nextest_profile stack || return 1
         nextest_profile browser || return 1

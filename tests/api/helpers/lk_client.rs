@@ -32,6 +32,8 @@ const REFUSED_PUBLISH: Duration = Duration::from_secs(5);
 /// Headroom over a `wait_for` timeout, which the client enforces.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `disconnect` may take (see [`LkClient::disconnect`]).
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 const STDERR_TAIL_LINES: usize = 60;
 
 /// A participant's permissions as LiveKit reports them to the client.
@@ -383,9 +385,11 @@ impl LkClient {
         self.child.kill().await.context("killing the client")
     }
 
-    /// Leaves the room and waits for the process to exit.
+    /// Leaves the room and waits for the process to exit. Closing its media
+    /// and LiveKit's leave (up to 10 s in lkclient.py) took over 20 s on a
+    /// loaded two-core box.
     pub async fn disconnect(mut self) -> anyhow::Result<()> {
-        self.request::<Value>("disconnect", json!({}), COMMAND_TIMEOUT).await?;
+        self.request::<Value>("disconnect", json!({}), DISCONNECT_TIMEOUT).await?;
         match tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await {
             Ok(status) => {
                 let status = status.context("waiting for the client to exit")?;

@@ -55,22 +55,14 @@ impl CallRow {
 /// statement's `returning` is not always inferred.
 macro_rules! with_call_columns {
     (query, $head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
-        sqlx::query!(
-            $head + r#"id as "id!: CallId", room_name as "room_name!", type as "call_type!: CallType",
-               state as "state!: CallState", outcome as "outcome?: Word<Outcome>",
-               end_reason as "end_reason?: Word<EndReason>", initiator_id as "initiator_id!",
-               conversation_id as "conversation_id?", external_ref as "external_ref?",
-               scheduled as "scheduled!", video_session as "video_session!: Json<VideoSession>",
-               video_used as "video_used!", created_at as "created_at!", answered_at as "answered_at?",
-               connected_at as "connected_at?", ended_at as "ended_at?", video_version as "video_version!",
-               rights_version as "rights_version!", appointment_id as "appointment_id?",
-               recording_session as "recording_session!: Json<VideoSession>""# + $tail
-            $(, $arg)*
-        )
+        with_call_columns!(@ query [] $head, $tail $(, $arg)*)
     };
     ($record:path, $head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
-        sqlx::query_as!(
-            $record,
+        with_call_columns!(@ query_as [$record,] $head, $tail $(, $arg)*)
+    };
+    (@ $macro:ident [$($record:tt)*] $head:literal, $tail:literal $(, $arg:expr)*) => {
+        sqlx::$macro!(
+            $($record)*
             $head + r#"id as "id!: CallId", room_name as "room_name!", type as "call_type!: CallType",
                state as "state!: CallState", outcome as "outcome?: Word<Outcome>",
                end_reason as "end_reason?: Word<EndReason>", initiator_id as "initiator_id!",

@@ -80,8 +80,9 @@ async fn a_removed_violator_invited_again_is_answered_busy_and_stays_removed() {
     assert!(lifecycle::token(&world.core, &mallory, call).await.is_err(), "and gets no token");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inviting_someone_reconnecting_is_refused_and_leaves_them_in_the_call() {
+/// Alice's group call with Bob and Carol, whose connection Bob's client
+/// just lost: he is `reconnecting`.
+async fn bob_reconnecting_in_a_group() -> (World, CallId, [AuthUser; 3]) {
     let world = World::new().await;
     let (alice, bob, carol) =
         (person("alice", Gender::Female), person("bob", Gender::Male), person("carol", Gender::Female));
@@ -90,6 +91,12 @@ async fn inviting_someone_reconnecting_is_refused_and_leaves_them_in_the_call() 
     let now = world.clock.now();
     world.deliver(&left(&room, &bob, now, now, DisconnectReason::Other)).await;
     assert_eq!(status_of(&world, call, &bob).await, ParticipantStatus::Reconnecting);
+    (world, call, [alice, bob, carol])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inviting_someone_reconnecting_is_refused_and_leaves_them_in_the_call() {
+    let (world, call, [alice, bob, _]) = bob_reconnecting_in_a_group().await;
 
     let invited = growth::invite(&world.core, &alice, call, vec![bob.id.clone()]).await;
     assert_eq!(invited.as_ref().err().and_then(code_of), Some(Code::DuplicateParticipants), "{invited:?}");
@@ -362,14 +369,7 @@ async fn someone_written_busy_is_told_nothing_of_the_call_and_cannot_read_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dropped_is_left_once_the_rejoin_grace_has_passed_by_the_clock_and_not_before() {
-    let world = World::new().await;
-    let (alice, bob, carol) =
-        (person("alice", Gender::Female), person("bob", Gender::Male), person("carol", Gender::Female));
-    let call = group(&world, &alice, &[&bob, &carol]).await;
-    let room = world.room_of(call);
-    let now = world.clock.now();
-    world.deliver(&left(&room, &bob, now, now, DisconnectReason::Other)).await;
-    assert_eq!(status_of(&world, call, &bob).await, ParticipantStatus::Reconnecting);
+    let (world, call, [_, bob, carol]) = bob_reconnecting_in_a_group().await;
     let grace = Duration::from_std(world.core.config.timeouts.rejoin_grace).expect("a duration");
 
     world.clock.advance(grace - Duration::seconds(1));

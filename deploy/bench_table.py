@@ -9,6 +9,9 @@ Reads api.json (examples/api_load.rs), events.json (benches/events.rs),
 reconcile.json (examples/reconcile_pass.rs), consent_latency.json
 (benches/consent_latency.rs) and steps.txt (each step's exit code), prints
 the table in Markdown and writes it to table.md and table.json beside them.
+With a base (CALLGATE_BENCH_BASE: api-base-N.json and api-N.json, rounds
+in turn) the table is this commit's last round, followed by old against new
+for every api row, round by round.
 A missing figure is shown as failed or not run, never left out.
 """
 
@@ -53,7 +56,8 @@ def main():
             return "not run"
         return "failed (exit %s)" % rc if rc != "0" else ""
 
-    api = load(out / "api.json") or {}
+    rounds = sorted(out.glob("api-[0-9]*.json"), key=lambda p: int(p.stem.split("-")[-1]))
+    api = load(out / "api.json") or (load(rounds[-1]) if rounds else None) or {}
     scen = {s["name"]: s for s in api.get("scenarios", [])}
     failed = {f["name"]: f["error"] for f in api.get("failed", [])}
 
@@ -93,6 +97,15 @@ def main():
             f"{fmt(r, 2)}× ({fl})", "≥ 0.7× that floor", r is not None and r >= 0.7)
     else:
         add("start + accept + end", missing("start+accept+end"), "", "≥ 0.7× LiveKit's floor", False)
+
+    work = api.get("work_per_lifecycle") or {}
+    if work.get("statements") is not None:
+        add("database work of one start + accept + end (alone)",
+            f"{fmt(work['statements'])} statements, {fmt(work['transactions'])} transactions",
+            "—", "≤ 20 statements", work["statements"] <= 20)
+    else:
+        add("database work of one start + accept + end (alone)",
+            "n/a (pg_stat_statements)" if work else missing("work per lifecycle"), "", "≤ 20 statements", False)
 
     ack, handled = row("POST /webhooks/livekit"), row("handled (after the ack)")
     if ack:
@@ -157,10 +170,51 @@ def main():
     for r in rows:
         met = "" if r["met"] is None else ("yes" if r["met"] else "no")
         lines.append(f"| {r['path']} | {r['now']} | {r['ratio']} | {r['goal']} | {met} |")
+    lines += side_by_side(out, rounds)
     text = "\n".join(lines)
     print(text)
     (out / "table.md").write_text(text + "\n")
     (out / "table.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+
+
+def side_by_side(out, rounds):
+    """Old and new, round by round: every api row's rate and p99, and the
+    work of one lifecycle, with new/old."""
+    base_rounds = [(load(out / f"api-base-{p.stem.split('-')[-1]}.json"), load(p)) for p in rounds]
+    base_rounds = [(b, n) for b, n in base_rounds if b and n]
+    if not base_rounds:
+        return []
+    try:
+        base = (out / "base.txt").read_text().strip()
+    except OSError:
+        base = "base"
+    lines = ["", f"old ({base}) against new (this commit), the same run, rounds in turn (old first):", "",
+             "| row | round | old | new | new / old |", "|---|---|---|---|---|"]
+
+    def by_name(report):
+        return {s["name"]: s for s in report.get("scenarios", [])}
+
+    names = []
+    for b, n in base_rounds:
+        for s in n.get("scenarios", []):
+            if s["name"] not in names:
+                names.append(s["name"])
+    for name in names:
+        for i, (b, n) in enumerate(base_rounds, 1):
+            ob, nb = by_name(b).get(name), by_name(n).get(name)
+            if not ob or not nb:
+                lines.append(f"| {name} | {i} | {'missing' if not ob else ''} | {'missing' if not nb else ''} | |")
+                continue
+            unit = "/s"
+            lines.append(f"| {name} | {i} | {fmt(ob['per_sec'])}{unit}, p99 {fmt(ob['p99_ms'], 1)} ms "
+                         f"| {fmt(nb['per_sec'])}{unit}, p99 {fmt(nb['p99_ms'], 1)} ms "
+                         f"| {fmt(ratio(nb['per_sec'], ob['per_sec']), 2)}× rate, "
+                         f"{fmt(ratio(nb['p99_ms'], ob['p99_ms']), 2)}× p99 |")
+    for key, what in (("statements", "statements per lifecycle"), ("transactions", "transactions per lifecycle")):
+        for i, (b, n) in enumerate(base_rounds, 1):
+            ow, nw = (b.get("work_per_lifecycle") or {}).get(key), (n.get("work_per_lifecycle") or {}).get(key)
+            lines.append(f"| {what} | {i} | {fmt(ow)} | {fmt(nw)} | {fmt(ratio(nw, ow), 2)}× |")
+    return lines
 
 
 if __name__ == "__main__":

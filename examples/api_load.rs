@@ -13,7 +13,7 @@
 //!   BENCH_DATABASE_URL the service's database (optional: how soon the
 //!                      acknowledged webhooks were handled)
 //!   BENCH_SCENARIOS    only these, comma-separated (health, token, lifecycle,
-//!                      floor, webhook; default all): to profile one
+//!                      work, floor, webhook; default all): to profile one
 //! and the service's own settings (.env.example: JWT_SECRET, the LiveKit key
 //! pair that signs webhooks).
 //!
@@ -22,6 +22,13 @@
 //!   token      POST /api/v1/calls/{id}/token for one live call (oha)
 //!   lifecycle  start -> accept -> end of a fresh call, LiveKit room created
 //!              and deleted; a row for each step too
+//!   work       the database work of one start -> accept -> end, alone
+//!              (concurrency 1, BENCH_WORK_LIFECYCLES of them, default 40):
+//!              top-level statements (pg_stat_statements, where the server
+//!              loads it and the database has the extension) and
+//!              transactions (pg_stat_database) per lifecycle, the service's
+//!              background work over the same time taken off; needs
+//!              BENCH_DATABASE_URL
 //!   webhook    POST /webhooks/livekit: participant_joined events signed as
 //!              LiveKit signs them, unique ids (no dedupe short-cut), for
 //!              connecting/active calls of this run; the service answers once
@@ -502,6 +509,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let peak = || peak_rss_kib(&pid);
     let mut rows = Vec::new();
+    let mut work_report: Option<Value> = None;
     // Every scenario runs even if one before it failed: a failure is a row
     // of its own (printed, and in the JSON) and the run goes on.
     let mut failed: Vec<(String, String)> = Vec::new();
@@ -528,6 +536,26 @@ async fn main() -> anyhow::Result<()> {
 
     if wanted("lifecycle") {
         lifecycle_scenario(&bench, &load, &peak, &mut |name, result| record(name, result, &mut rows)).await;
+    }
+
+    if wanted("work") {
+        match std::env::var("BENCH_DATABASE_URL") {
+            Ok(url) => match work_per_lifecycle(&bench, &url).await {
+                Ok(work) => {
+                    println!(
+                        "work of one lifecycle (alone, {} of them): {} statements, {:.1} transactions",
+                        work["lifecycles"],
+                        work["statements"]
+                            .as_f64()
+                            .map_or("n/a (pg_stat_statements not loaded)".into(), |s| format!("{s:.1}")),
+                        work["transactions"].as_f64().unwrap_or(f64::NAN),
+                    );
+                    work_report = Some(work);
+                }
+                Err(err) => record("work per lifecycle", Err(err), &mut rows),
+            },
+            Err(_) => println!("work of one lifecycle: not measured (no BENCH_DATABASE_URL)"),
+        }
     }
 
     // LiveKit's own floor, right after, at the same concurrency: what the
@@ -559,6 +587,7 @@ async fn main() -> anyhow::Result<()> {
             "p99_ms": r.p99_ms,
             "service_vmhwm_kib": r.peak_rss_kib,
         })).collect::<Vec<_>>(),
+        "work_per_lifecycle": work_report,
         "failed": failed.iter().map(|(name, error)| json!({"name": name, "error": error})).collect::<Vec<_>>(),
         "service_vmhwm_kib": peak_kib,
     });
@@ -607,6 +636,76 @@ async fn lifecycle_scenario(
         })
         .await;
     record("start+accept+end", Ok(rows_of(&lifecycle, peak())));
+}
+
+/// The database's counters: top-level statements of this database
+/// (`None` without pg_stat_statements) and transactions.
+async fn db_work(db: &sqlx::PgPool) -> anyhow::Result<(Option<f64>, f64)> {
+    let statements: Option<f64> = match sqlx::query_scalar::<_, Option<f64>>(
+        "select sum(calls)::float8 from pg_stat_statements
+          where dbid = (select oid from pg_database where datname = current_database())",
+    )
+    .fetch_one(db)
+    .await
+    {
+        Ok(sum) => Some(sum.unwrap_or(0.0)),
+        // No extension in this database, or the server does not load it.
+        Err(_) => None,
+    };
+    // pg_stat_database is flushed by each backend at most once a second.
+    let transactions: f64 = sqlx::query_scalar(
+        "select (xact_commit + xact_rollback)::float8 from pg_stat_database where datname = current_database()",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((statements, transactions))
+}
+
+/// What one lifecycle costs the database, alone: the counters over an idle
+/// stretch (the service's polls and housekeeping), then over `n`
+/// lifecycles one after the other (LiveKit's webhooks for their rooms
+/// included), the idle rate taken off.
+async fn work_per_lifecycle(bench: &Arc<Bench>, database_url: &str) -> anyhow::Result<Value> {
+    let n: u32 = env_or("BENCH_WORK_LIFECYCLES", 40)?;
+    ensure!((1..=10_000).contains(&n), "BENCH_WORK_LIFECYCLES must be 1..=10000");
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(database_url).await?;
+    // The counters' own reads are statements too: two per snapshot.
+    const OWN: f64 = 2.0;
+    let settle = Duration::from_millis(1500);
+    tokio::time::sleep(settle).await;
+    let (s0, t0) = db_work(&db).await?;
+    let idle_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (s1, t1) = db_work(&db).await?;
+    let idle_secs = idle_start.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..n {
+        let (caller, callee) = (bench.user()?, bench.user()?);
+        let started = bench
+            .post("/api/v1/calls", &caller, json!({"participantIds": [callee.id], "type": "audio"}))
+            .await?;
+        let id = started["call"]["id"].as_str().context("call id")?.to_owned();
+        bench.post(&format!("/api/v1/calls/{id}/accept"), &callee, json!({})).await?;
+        bench.end(&id, &caller).await?;
+    }
+    // LiveKit's webhooks for the last rooms, and the statistics' flush.
+    tokio::time::sleep(settle).await;
+    let (s2, t2) = db_work(&db).await?;
+    let busy_secs = started.elapsed().as_secs_f64();
+    let per = |a: f64, b: f64, c: f64, own: f64| {
+        let idle_rate = (b - a - own).max(0.0) / idle_secs;
+        ((c - b - own) - idle_rate * busy_secs).max(0.0) / f64::from(n)
+    };
+    let statements = match (s0, s1, s2) {
+        (Some(a), Some(b), Some(c)) => Some(per(a, b, c, OWN)),
+        _ => None,
+    };
+    Ok(json!({
+        "lifecycles": n,
+        "statements": statements,
+        "transactions": per(t0, t1, t2, OWN),
+        "idle_statements_per_sec": match (s0, s1) { (Some(a), Some(b)) => Some((b - a - OWN) / idle_secs), _ => None },
+    }))
 }
 
 /// Join tokens for one live call (made active by the two participants'

@@ -89,9 +89,36 @@ bench_step() { # bench_step <name> <command...>: runs it, records its exit code,
     return 0
 }
 
-bench_api() {
-    local target="$1" port db_url log="$RUN/bench-callgate.log"
+# Top-level statements per database for the work-per-lifecycle row: the
+# server loads pg_stat_statements (services.sh), the bench database gets the
+# extension (its creation needs a superuser).
+bench_db_statements() {
+    as_postgres psql -X -q -p "$PG_PORT" -d "$BENCH_DB" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' \
+        >/dev/null 2>&1 || log "pg_stat_statements not available: statements per lifecycle not measured"
+}
+
+# build_bench_base <ref>: that commit's release service, built in a worktree
+# of the cache; prints the binary's path.
+build_bench_base() {
+    local ref="$1" sha dir target
+    sha="$(git -C "$ROOT" rev-parse --verify "$ref^{commit}")" || die "CALLGATE_BENCH_BASE: no commit $ref"
+    dir="$CACHE/bench-base/$sha"
+    target="$CACHE/bench-base/target"
+    if [[ ! -d "$dir" ]]; then
+        git -C "$ROOT" worktree prune
+        git -C "$ROOT" worktree add -q --detach "$dir" "$sha" >&2 || die "cannot check out $ref into $dir"
+    fi
+    (cd "$dir" && SQLX_OFFLINE=true CARGO_TARGET_DIR="$target" run_step "cargo build --release (base $ref, ${sha:0:9})" \
+        cargo build --release --bin callgate) >&2 || return 1
+    cp -f "$target/release/callgate" "$CACHE/bench-base/callgate-${sha:0:12}"
+    echo "$CACHE/bench-base/callgate-${sha:0:12}"
+}
+
+bench_api() { # bench_api <service binary> <report.json> <label>
+    local service="$1" report="$2" label="$3" port db_url log="$RUN/bench-callgate.log"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
     recreate_bench_db
+    bench_db_statements
     # On 8080 if free: LiveKit posts its webhooks there (and to 8089, which
     # the sink answers), so the service handles its rooms' events as it
     # would deployed. The webhook scenario's events the driver posts itself.
@@ -106,14 +133,14 @@ bench_api() {
     DATABASE_URL="$db_url" PORT="$port" ROOM_PREFIX=cgbench- RECONCILE_INTERVAL=3600 \
         CONNECT_TIMEOUT=3600 RINGING_TIMEOUT=3600 \
         RATE_LIMIT_REQUESTS_PER_MINUTE=1000000000 LOG_FORMAT=json RUST_LOG=warn \
-        "$target/release/callgate" serve >>"$log" 2>&1 &
+        "$service" serve >>"$log" 2>&1 &
     BENCH_SERVICE_PID=$!
     local rc=0
     if (wait_for "$WAIT_SECS" "callgate (bench, port $port)" "$log" http_ok "$port" /health); then
-        section "API load"
+        section "API load ($label)"
         BENCH_URL="http://127.0.0.1:$port" BENCH_PID="$BENCH_SERVICE_PID" BENCH_OHA="$BIN/oha" BENCH_DATABASE_URL="$db_url" \
             BENCH_SECS="${CALLGATE_BENCH_SECS:-10}" BENCH_CONCURRENCY="${CALLGATE_BENCH_CONCURRENCY:-32}" \
-            BENCH_JSON="$BENCH_OUT/api.json" "$target/release/examples/api_load" || rc=$?
+            BENCH_JSON="$report" "$target/release/examples/api_load" || rc=$?
         if ((rc == 0)); then section_done; else section_fail; fi
     else
         rc=1
@@ -127,11 +154,14 @@ cmd_bench() {
     load_env
     ensure_cargo_on_path
     ensure_oha
-    local target="${CARGO_TARGET_DIR:-$ROOT/target}" db_url
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" db_url base="" round
     BENCH_OUT="$ROOT/target/bench"
     BENCH_FAILED=0
     run_step "cargo build --release --bin callgate --examples api_load, reconcile_pass" \
         cargo build --release --bin callgate --example api_load --example reconcile_pass
+    if [[ -n "${CALLGATE_BENCH_BASE:-}" ]]; then
+        base="$(build_bench_base "$CALLGATE_BENCH_BASE")" || die "the base $CALLGATE_BENCH_BASE does not build"
+    fi
     mkdir -p "$BENCH_OUT"
     # Figures of this run only.
     rm -f "$BENCH_OUT"/*.json "$BENCH_OUT/steps.txt" "$BENCH_OUT/table.md"
@@ -139,7 +169,17 @@ cmd_bench() {
 
     trap stop_bench_helpers EXIT
     start_webhook_sink 8089
-    bench_step api bench_api "$target"
+    if [[ -n "$base" ]]; then
+        # Old and new in turn, each on a fresh database: the box's drift
+        # falls on both alike.
+        for ((round = 1; round <= ${CALLGATE_BENCH_PAIRS:-2}; round++)); do
+            bench_step "api-base-$round" bench_api "$base" "$BENCH_OUT/api-base-$round.json" "base $CALLGATE_BENCH_BASE, round $round"
+            bench_step "api-$round" bench_api "$target/release/callgate" "$BENCH_OUT/api-$round.json" "this commit, round $round"
+        done
+        printf '%s\n' "$CALLGATE_BENCH_BASE" >"$BENCH_OUT/base.txt"
+    else
+        bench_step api bench_api "$target/release/callgate" "$BENCH_OUT/api.json" "this commit"
+    fi
     stop_webhook_sink
     start_webhook_sink 8080 8089
 

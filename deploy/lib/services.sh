@@ -107,13 +107,26 @@ pg_cluster() {
 # in a full run (an app could not connect at start).
 PG_MAX_CONNECTIONS=600
 
-# Returns 0 when the cluster's setting was changed (a restart applies it).
+# pg_stat_statements (loaded at start) lets the bench count the statements
+# of a call's lifecycle; its cost is a hash update per statement.
+PG_PRELOAD=pg_stat_statements
+
+# Returns 0 when one of the cluster's settings was changed (a restart applies it).
 configure_pg_cluster() {
-    local ver="$1" name="$2" cur
+    local ver="$1" name="$2" cur changed=1
     cur="$(pg_conftool "$ver" "$name" show max_connections 2>/dev/null | awk -F' = ' '{ print $2 }')"
-    [[ "$cur" == "$PG_MAX_CONNECTIONS" ]] && return 1
-    log "PostgreSQL $ver/$name: max_connections $PG_MAX_CONNECTIONS"
-    $SUDO pg_conftool "$ver" "$name" set max_connections "$PG_MAX_CONNECTIONS"
+    if [[ "$cur" != "$PG_MAX_CONNECTIONS" ]]; then
+        log "PostgreSQL $ver/$name: max_connections $PG_MAX_CONNECTIONS"
+        $SUDO pg_conftool "$ver" "$name" set max_connections "$PG_MAX_CONNECTIONS"
+        changed=0
+    fi
+    cur="$(pg_conftool "$ver" "$name" show shared_preload_libraries 2>/dev/null | awk -F' = ' '{ print $2 }' | tr -d "'")"
+    if [[ "$cur" != "$PG_PRELOAD" ]] && [[ -e "$(dirname "$(dirname "$(compgen -G "/usr/lib/postgresql/$ver/bin/postgres")")")/lib/$PG_PRELOAD.so" ]]; then
+        log "PostgreSQL $ver/$name: shared_preload_libraries $PG_PRELOAD"
+        $SUDO pg_conftool "$ver" "$name" set shared_preload_libraries "$PG_PRELOAD"
+        changed=0
+    fi
+    return "$changed"
 }
 
 ensure_postgres() {

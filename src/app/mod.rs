@@ -67,8 +67,13 @@ pub fn assemble(
         joins: Default::default(),
         outages: Default::default(),
         stop: CancellationToken::new(),
+        after_commit: Default::default(),
     })
 }
+
+/// How long shutdown waits for the work after commits: a settling retries
+/// no more once stopping, so this is the last attempts' LiveKit requests.
+const AFTER_COMMIT_GRACE: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -174,13 +179,16 @@ impl Application {
         // Graceful shutdown: stop accepting and finish requests; then close
         // the event streams with a reason; then let the jobs end (an app
         // webhook or a job being run is finished; jobs and outbox rows are
-        // only ever held inside a transaction, so nothing is left claimed).
+        // only ever held inside a transaction, so nothing is left claimed);
+        // then the work after commits (LiveKit told, a call's end carried
+        // out, a call's LiveKit events handled) finishes, within a bound.
         // The peer address is what requests without valid credentials are
         // counted by (crate::infra::rate_limit), when no trusted proxy says better.
         serve::serve(listener, app, timeouts, async move { serve_stop.cancelled().await }).await;
         stop.cancel();
         state.events.close_sockets(Duration::from_secs(5)).await;
         while jobs.join_next().await.is_some() {}
+        state.core.drain(AFTER_COMMIT_GRACE).await;
         Ok(())
     }
 }

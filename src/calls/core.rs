@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -45,6 +46,11 @@ pub struct Parts {
     pub outages: Outages,
     /// Cancelled when the application stops.
     pub stop: CancellationToken,
+    /// What runs once a transaction has committed (LiveKit settled, a
+    /// call's end carried out, a call's LiveKit events handled): started by
+    /// [`Core::after_commit`], waited for on shutdown ([`Core::drain`]) and
+    /// by tests ([`Core::quiesce`]).
+    pub after_commit: TaskTracker,
 }
 
 #[derive(Clone)]
@@ -84,6 +90,39 @@ impl Core {
             Some(ttl) => turn::ice_servers_valid_for(&self.config.turn, user.as_str(), self.clock.now(), ttl),
             None => turn::stun_servers(&self.config.turn),
         }
+    }
+
+    /// Runs `work` now, in a task of its own that shutdown waits for: what a
+    /// committed transaction leaves to do.
+    pub fn after_commit<F>(&self, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.after_commit.spawn(work);
+    }
+
+    /// Waits until the work started by [`Core::after_commit`] so far, and
+    /// what it started in turn, has finished (tests: no sleeping for it).
+    pub async fn quiesce(&self) {
+        self.after_commit.close();
+        self.after_commit.wait().await;
+        self.after_commit.reopen();
+    }
+
+    /// On shutdown: waits at most `grace` for the work after commits (its
+    /// retries stop waiting once `stop` is cancelled); what is left is the
+    /// reconciler's (`calls.video_version` against `rights_version`, the
+    /// inbox's unhandled rows). Whether all of it finished.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.after_commit.close();
+        let finished = tokio::time::timeout(grace, self.after_commit.wait()).await.is_ok();
+        if !finished {
+            tracing::warn!(
+                tasks = self.after_commit.len(),
+                "work after commits still running at shutdown; the reconciler will finish it"
+            );
+        }
+        finished
     }
 
     /// Reports a failure of `dependency` (a request's or a background job's):

@@ -114,10 +114,15 @@ async fn settle_telling(app: &Core, effects: Effects, pushed: &mut Option<onesho
             Ok(()) => return true,
             Err(err) => {
                 tracing::debug!(error = %err, call_id = %call, "LiveKit not in line yet; retrying");
-                if wait.is_zero() {
+                // Stopping: the reconciler of a running instance takes the
+                // rest (the versions show it the call).
+                if wait.is_zero() || app.stop.is_cancelled() {
                     break;
                 }
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = app.stop.cancelled() => break,
+                }
             }
         }
     }
@@ -131,24 +136,31 @@ async fn settle_telling(app: &Core, effects: Effects, pushed: &mut Option<onesho
 pub async fn settle_soon(app: &Core, effects: Effects) -> bool {
     let app = app.clone();
     let (told, pushed) = oneshot::channel();
-    let mut task = tokio::spawn(async move { settle_telling(&app, effects, &mut Some(told)).await });
+    let (settled_tx, settled) = oneshot::channel();
+    let core = app.clone();
+    core.after_commit(async move {
+        let settled = settle_telling(&app, effects, &mut Some(told)).await;
+        let _ = settled_tx.send(settled);
+    });
     let applied = async {
         tokio::select! {
             biased;
             Ok(()) = pushed => true,
-            settled = &mut task => matches!(settled, Ok(true)),
+            settled = settled => matches!(settled, Ok(true)),
         }
     };
     tokio::time::timeout(CONFIRM_WITHIN, applied).await.unwrap_or(false)
 }
 
-/// Settles in the background.
+/// Settles in the background (a task shutdown waits for: `Core::after_commit`).
 pub fn settle_later(app: &Core, effects: Effects) {
     if effects.call.is_none() {
         return;
     }
-    let app = app.clone();
-    tokio::spawn(async move { settle(&app, effects).await });
+    let core = app.clone();
+    app.after_commit(async move {
+        settle(&core, effects).await;
+    });
 }
 
 #[derive(Debug, thiserror::Error)]

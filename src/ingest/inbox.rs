@@ -262,9 +262,9 @@ pub fn kick(inbox: &Arc<Inbox>, call: CallId) {
         }
         draining.insert(call, false);
     }
-    let inbox = inbox.clone();
+    let (core, inbox) = (inbox.core.clone(), inbox.clone());
     let span = tracing::info_span!("webhook_events", call_id = %call);
-    tokio::spawn(
+    core.after_commit(
         async move {
         loop {
             let permit = inbox.drain_permits.acquire().await;
@@ -373,8 +373,8 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
     // this call's next events nor other calls' events.
     enforce::settle_later(app, effects);
     if let Some(ended) = ended {
-        let app = app.clone();
-        tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
+        let core = app.clone();
+        app.after_commit(async move { lifecycle::after_end(&core, &ended).await });
     }
     Ok(Batch::Handled(ids.len()))
 }
@@ -414,8 +414,8 @@ async fn drain_one_by_one(app: &Core, call_id: CallId) -> Result<usize, CallErro
         if let Some(handle::Handled { ended, effects, .. }) = handled {
             enforce::settle_later(app, effects);
             if let Some(ended) = ended {
-                let app = app.clone();
-                tokio::spawn(async move { lifecycle::after_end(&app, &ended).await });
+                let core = app.clone();
+                app.after_commit(async move { lifecycle::after_end(&core, &ended).await });
             }
         }
         count += 1;

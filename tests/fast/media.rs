@@ -102,12 +102,9 @@ async fn one_who_leaves_is_off_the_live_list_before_he_is_put_out_of_the_room() 
 
     callgate::calls::lifecycle::leave(&world.core, &him, call).await.expect("he leaves");
     world.settle(call).await;
-    // The leave's own settling runs in the background; give it its turn.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !world.rooms.removed().iter().any(|(_, who)| who == him.id.as_str()) {
-        assert!(std::time::Instant::now() < deadline, "he is put out of the room");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The leave's own settling runs after its commit: waited for, not slept on.
+    world.core.quiesce().await;
+    assert!(world.rooms.removed().iter().any(|(_, who)| who == him.id.as_str()), "he is put out of the room");
 
     let asked = &world.rooms.asked()[before..];
     let off_the_list = asked

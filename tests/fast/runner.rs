@@ -15,7 +15,7 @@ use chrono::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::support::{World, person};
+use crate::support::{World, in_room, person};
 
 async fn scalar(world: &World, sql: &'static str, lane: &str) -> i64 {
     sqlx::query_scalar(sql).bind(lane).fetch_one(&world.core.db).await.expect("a count")
@@ -185,4 +185,52 @@ async fn the_runner_is_woken_by_notify_and_stops_with_nothing_claimed() {
     .await
     .expect("the locks");
     assert_eq!(held, 0, "no lane left held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_commit_left_for_livekit_is_finished_before_shutdown_returns() {
+    let world = World::new().await;
+    let (her, him, w2) =
+        (person("her", Gender::Female), person("him", Gender::Male), person("w2", Gender::Female));
+    let call = world.answered_call(&her, &[&him, &w2]).await;
+
+    callgate::calls::lifecycle::leave(&world.core, &him, call).await.expect("he leaves");
+    world.core.stop.cancel();
+    let finished = world.core.drain(StdDuration::from_secs(10)).await;
+
+    assert!(finished, "the work after the commit finished within the grace");
+    assert!(
+        world.rooms.removed().iter().any(|(_, who)| who == him.id.as_str()),
+        "he was put out of the room before shutdown returned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settling_that_livekit_refuses_stops_retrying_at_shutdown_and_leaves_the_rest_to_the_reconciler() {
+    let world = World::new().await;
+    let (her, him, w2) =
+        (person("her", Gender::Female), person("him", Gender::Male), person("w2", Gender::Female));
+    let call = world.answered_call(&her, &[&him, &w2]).await;
+    world.rooms.join(&world.room_of(call), in_room(&him, world.clock.now()));
+    world.rooms.set_down(true);
+
+    callgate::calls::lifecycle::leave(&world.core, &him, call).await.expect("he leaves");
+    // Its first tries fail and it backs off (about 15 s in all if nothing stops it).
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
+    world.core.stop.cancel();
+    let finished = world.core.drain(StdDuration::from_secs(10)).await;
+
+    assert!(finished, "its retries stop waiting once the instance stops");
+    assert!(stopping.elapsed() < StdDuration::from_secs(3), "shutdown took {:?}", stopping.elapsed());
+    assert!(world.rooms.removed().is_empty(), "LiveKit refused everything");
+
+    // An instance still running (here: a pass of the same) puts him out.
+    world.rooms.set_down(false);
+    callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+    assert!(
+        world.rooms.removed().iter().any(|(_, who)| who == him.id.as_str()),
+        "the reconciler put him out: {:?}",
+        world.rooms.asked()
+    );
 }

@@ -177,17 +177,17 @@ impl World {
 
     /// Runs the jobs due (`workers::jobs::run_due`) until a deadline fired
     /// or none is due: one whose call the settling of a change just made
-    /// still holds comes due again a moment later, as it would for the
-    /// runner. How many fired.
+    /// still held comes due again once that settling is done, as it would
+    /// for the runner. How many fired.
     pub async fn fire_some_deadlines(&self) -> usize {
         for _ in 0..100 {
             let ran = jobs::run_due(&self.core).await.expect("a run");
             if ran.deadlines >= 1 || ran.busy == 0 {
                 return ran.deadlines;
             }
-            // A settling still held the call: its job came due again
-            // `BUSY` later by the clock.
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            // A settling still held the call: once the work after commits
+            // is done, its job comes due again `BUSY` later by the clock.
+            self.core.quiesce().await;
             self.clock.advance(chrono::Duration::from_std(jobs::BUSY).expect("a duration"));
         }
         0

@@ -661,6 +661,18 @@ async fn db_work(db: &sqlx::PgPool) -> anyhow::Result<(Option<f64>, f64)> {
     Ok((statements, transactions))
 }
 
+/// Each statement of this database (pg_stat_statements): its text and calls.
+async fn db_statements(db: &sqlx::PgPool) -> Option<std::collections::HashMap<i64, (String, f64)>> {
+    let rows: Vec<(i64, String, f64)> = sqlx::query_as(
+        "select queryid, query, calls::float8 from pg_stat_statements
+          where dbid = (select oid from pg_database where datname = current_database()) and queryid is not null",
+    )
+    .fetch_all(db)
+    .await
+    .ok()?;
+    Some(rows.into_iter().map(|(id, query, calls)| (id, (query, calls))).collect())
+}
+
 /// What one lifecycle costs the database, alone: the counters over an idle
 /// stretch (the service's polls and housekeeping), then over `n`
 /// lifecycles one after the other (LiveKit's webhooks for their rooms
@@ -678,6 +690,7 @@ async fn work_per_lifecycle(bench: &Arc<Bench>, database_url: &str) -> anyhow::R
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (s1, t1) = db_work(&db).await?;
     let idle_secs = idle_start.elapsed().as_secs_f64();
+    let before_top = db_statements(&db).await;
     let started = Instant::now();
     for _ in 0..n {
         let (caller, callee) = (bench.user()?, bench.user()?);
@@ -700,7 +713,26 @@ async fn work_per_lifecycle(bench: &Arc<Bench>, database_url: &str) -> anyhow::R
         (Some(a), Some(b), Some(c)) => Some(per(a, b, c, OWN)),
         _ => None,
     };
+    let top = match (&before_top, db_statements(&db).await) {
+        (Some(before), Some(after)) => {
+            let mut per: Vec<(f64, String)> = after
+                .into_iter()
+                .map(|(id, (query, calls))| {
+                    let was = before.get(&id).map_or(0.0, |b| b.1);
+                    ((calls - was) / f64::from(n), query)
+                })
+                .filter(|(per, _)| *per >= 0.5)
+                .collect();
+            per.sort_by(|a, b| b.0.total_cmp(&a.0));
+            per.into_iter()
+                .take(30)
+                .map(|(per, query)| json!({"per_lifecycle": per, "query": query.split_whitespace().collect::<Vec<_>>().join(" ")}))
+                .collect::<Vec<_>>()
+        }
+        _ => Vec::new(),
+    };
     Ok(json!({
+        "top_statements": top,
         "lifecycles": n,
         "statements": statements,
         "transactions": per(t0, t1, t2, OWN),

@@ -316,13 +316,15 @@ enum Batch {
 }
 
 /// One transaction: the call locked, up to `BATCH_PER_CALL` of its events
-/// handled and marked processed; after the commit LiveKit is told what they
-/// decided, once.
+/// taken and marked processed (one statement), handled; after the commit
+/// LiveKit is told what they decided, once. A batch that does not commit
+/// leaves them unhandled.
 async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
     let mut tx = app.db.begin().await?;
     let call = store::lock_call(&mut tx, call_id).await?;
-    let pending = store::livekit_inbox::lock_pending(&mut tx, call_id, BATCH_PER_CALL).await?;
+    let pending = store::livekit_inbox::claim_pending(&mut tx, call_id, BATCH_PER_CALL).await?;
     let Some(first) = pending.first() else { return Ok(Batch::Done) };
+    let claimed = pending.len();
     let Some(mut call) = call else {
         // The call's start may not have committed yet; wait for it, but
         // not for ever.
@@ -337,12 +339,19 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
     let mut ids = Vec::with_capacity(pending.len());
     let mut timeline = Vec::with_capacity(pending.len());
     let mut changed = false;
-    for next in pending {
+    let mut pending = pending.into_iter();
+    for next in pending.by_ref() {
         if changed {
             // The event before changed the call: the next sees it as it is now.
             match store::find_call(&mut *tx, call_id).await? {
                 Some(row) => call = row,
-                None => break,
+                None => {
+                    // Gone meanwhile: this one and the rest stay unhandled.
+                    let rest: Vec<String> =
+                        std::iter::once(next.id).chain(pending.by_ref().map(|p| p.id)).collect();
+                    store::livekit_inbox::unclaim(&mut tx, &rest).await?;
+                    break;
+                }
             }
         }
         let Some(event) = next.payload.and_then(livekit::decode_event) else {
@@ -366,8 +375,8 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
         }
         ids.push(next.id);
     }
+    debug_assert!(ids.len() <= claimed);
     store::record_events(&mut tx, call_id, &timeline).await?;
-    store::livekit_inbox::mark_all_of_processed(&mut tx, &ids).await?;
     tx.commit().await?;
     // LiveKit is told in the background: a slow LiveKit holds up neither
     // this call's next events nor other calls' events.

@@ -194,6 +194,8 @@ pub struct UserEvent {
     pub kind: String,
     pub data: Value,
     pub created_at: DateTime<Utc>,
+    /// The order of events written at the same time.
+    pub seq: i64,
 }
 
 /// Begins a transaction on the listener's connection (which has no
@@ -212,35 +214,34 @@ pub async fn end_on(conn: &mut PgListener, commit: bool) -> sqlx::Result<()> {
     done.map(|_| ())
 }
 
-/// Up to `limit` unpublished events, oldest first, of users on whom this
-/// transaction could take the advisory lock (in the namespace `user_locks`);
-/// the rows are locked. Call within `begin_on`.
-pub async fn lock_unpublished(
+/// Takes up to `limit` unpublished events, oldest first, of users on whom
+/// this transaction could take the advisory lock (in the namespace
+/// `user_locks`), and marks them published at the database's time (the time
+/// their `created_at` is written with and `store::housekeeping` purges by),
+/// in one statement: a publisher that cannot publish them rolls back and
+/// they are unpublished again. Call within `begin_on`.
+pub async fn claim_unpublished(
     conn: &mut PgListener,
     user_locks: i32,
     limit: i64,
 ) -> sqlx::Result<Vec<UserEvent>> {
     // FOR UPDATE re-reads a row another publisher has just marked (and
     // then skips it), so rows are published twice only across a crash.
-    sqlx::query_as!(
+    let mut rows = sqlx::query_as!(
         UserEvent,
-        "select id, user_id, call_id, type as kind, data, created_at from user_events \
-         where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id)) \
-         order by created_at, seq limit $2 for update",
+        r#"update user_events set published_at = now()
+            where id in (select id from user_events
+                          where published_at is null and pg_try_advisory_xact_lock($1, hashtext(user_id))
+                          order by created_at, seq limit $2 for update)
+        returning id, user_id, call_id, type as kind, data, created_at, seq"#,
         user_locks,
         limit,
     )
     .fetch_all(&mut *conn)
-    .await
-}
-
-/// Marks them published, at the database's time: the time their
-/// `created_at` is written with and `store::housekeeping` purges by.
-pub async fn mark_published(conn: &mut PgListener, ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query!("update user_events set published_at = now() where id = any($1)", ids)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    .await?;
+    // RETURNING keeps no order.
+    rows.sort_by_key(|row| (row.created_at, row.seq));
+    Ok(rows)
 }
 
 /// Up to `limit` published events of these users since `since`, oldest first.
@@ -252,7 +253,7 @@ pub async fn published_since(
 ) -> sqlx::Result<Vec<UserEvent>> {
     sqlx::query_as!(
         UserEvent,
-        "select id, user_id, call_id, type as kind, data, created_at from user_events \
+        "select id, user_id, call_id, type as kind, data, created_at, seq from user_events \
          where user_id = any($1) and created_at >= $2 and published_at is not null \
          order by created_at, seq limit $3",
         users,

@@ -62,23 +62,31 @@ pub async fn lock_next_pending(conn: &mut PgConnection, call: CallId) -> sqlx::R
     .await
 }
 
-/// Up to `limit` of the call's first unhandled events, in arrival order,
-/// locked for this transaction.
-pub async fn lock_pending(conn: &mut PgConnection, call: CallId, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as!(
-        Pending,
-        "select id, payload, received_at from livekit_webhook_events \
-         where call_id = $1 and processed_at is null order by seq limit $2 for update",
+/// Takes up to `limit` of the call's first unhandled events, in arrival
+/// order, and marks them handled, in one statement: the transaction that
+/// handles them commits the mark with what they did, or rolls both back.
+pub async fn claim_pending(conn: &mut PgConnection, call: CallId, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    let mut claimed = sqlx::query!(
+        "update livekit_webhook_events set processed_at = now() \
+          where id in (select id from livekit_webhook_events \
+                        where call_id = $1 and processed_at is null order by seq limit $2 for update) \
+         returning id, payload, received_at, seq",
         call.0,
         limit,
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    // RETURNING keeps no order.
+    claimed.sort_by_key(|row| row.seq);
+    Ok(claimed
+        .into_iter()
+        .map(|row| Pending { id: row.id, payload: row.payload, received_at: row.received_at })
+        .collect())
 }
 
-/// Marks these events handled, in one statement.
-pub async fn mark_all_of_processed(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
-    sqlx::query!("update livekit_webhook_events set processed_at = now() where id = any($1)", ids)
+/// Puts back events a transaction claimed but did not handle.
+pub async fn unclaim(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
+    sqlx::query!("update livekit_webhook_events set processed_at = null where id = any($1)", ids)
         .execute(conn)
         .await?;
     Ok(())

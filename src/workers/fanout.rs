@@ -8,7 +8,6 @@ use redis::{PushInfo, PushKind};
 use sqlx::postgres::PgListener;
 use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::calls::Core;
 use crate::infra::redis_link::user_tag;
@@ -122,9 +121,9 @@ async fn serve(app: &Core, listener: &mut PgListener, stop: &CancellationToken, 
     }
 }
 
-/// One batch: lock unpublished rows, publish, mark. If Redis fails the
-/// transaction rolls back and the rows wait for the next try; if the
-/// commit fails after publishing they go out twice.
+/// One batch: unpublished rows taken and marked (one statement), published,
+/// committed. If Redis fails the transaction rolls back and the rows wait
+/// for the next try; if the commit fails after publishing they go out twice.
 ///
 /// Every instance publishes, but a user's events only ever by one at a time:
 /// a row is taken only with a transaction-scoped advisory lock on its user
@@ -153,7 +152,7 @@ async fn publish_batch(app: &Core, conn: &mut PgListener) -> anyhow::Result<usiz
 }
 
 async fn publish_in_transaction(app: &Core, conn: &mut PgListener) -> anyhow::Result<usize> {
-    let rows = store::events::lock_unpublished(conn, USER_LOCKS, BATCH as i64).await?;
+    let rows = store::events::claim_unpublished(conn, USER_LOCKS, BATCH as i64).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -166,8 +165,6 @@ async fn publish_in_transaction(app: &Core, conn: &mut PgListener) -> anyhow::Re
     }
     let mut redis = tokio::time::timeout(REDIS_TIMEOUT, app.redis.conn()).await??;
     tokio::time::timeout(REDIS_TIMEOUT, redis.run_all(commands)).await??;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    store::events::mark_published(conn, &ids).await?;
     Ok(rows.len())
 }
 

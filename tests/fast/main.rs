@@ -25,6 +25,7 @@ mod safety;
 mod sealed;
 mod support;
 mod validation;
+mod webhooks;
 
 use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackKind, TrackSource};

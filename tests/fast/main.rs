@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod appointments;
+mod authz;
 mod blocks;
 mod booking;
 mod consent_api;

@@ -1,20 +1,17 @@
-//! Appointments' meetings on the real stack: their rooms, the waiting room,
-//! media and the no-show across a restart. Booking itself (who may, what is
-//! refused, idempotency, rescheduling, listing) is in the fast tier,
-//! tests/fast/booking.rs.
+//! Appointments' meetings on the real stack: their rooms in LiveKit, the
+//! waiting room and media. Booking itself (who may, what is refused,
+//! idempotency, rescheduling, listing) is in the fast tier,
+//! tests/fast/booking.rs; what a guest may not skip, who is busy and the
+//! no-show across a restart are in tests/fast/appointments.rs.
 
 use chrono::{Duration, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::app_webhooks::{Receiver, configure_hook, new_secret};
 use crate::consent::{participants, turn_video_on};
 use crate::helpers::events::EventStream;
 use crate::helpers::lk_client::LkClient;
-use crate::helpers::{
-    TestApp, TestUser, base_config, eventually, isolated_database, room_exists, spawn_app,
-    spawn_app_configured, spawn_on,
-};
+use crate::helpers::{TestApp, TestUser, eventually, room_exists, spawn_app, spawn_app_configured};
 
 fn reference() -> String {
     format!("appt-{}", uuid::Uuid::new_v4().simple())
@@ -228,95 +225,4 @@ async fn a_guests_screen_share_is_refused_and_the_hosts_succeeds_once_video_is_o
         }
     }
     assert!(shared.is_ok(), "the host shares their screen once video is on: {shared:?}");
-}
-
-#[tokio::test]
-async fn a_guest_cannot_skip_the_waiting_room_through_the_call_routes() {
-    let app = spawn_app().await;
-    let (host, guest) = (app.user("female"), app.user("male"));
-    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
-    let entered = joined(&app, &id, &host).await;
-    let call = entered["call"]["id"].as_str().expect("call").to_owned();
-    for action in ["accept", "token"] {
-        let (status, body) = app.call_action(&call, action, &guest, json!({})).await;
-        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
-        assert_eq!(body["code"], "join_through_appointment", "{action}: {body}");
-    }
-    let waiting = joined(&app, &id, &guest).await;
-    let (status, again) = app.call_action(&call, "token", &guest, json!({})).await;
-    assert_eq!(status, StatusCode::CONFLICT, "no token for the room while waiting: {again}");
-    assert_eq!(again["code"], "in_waiting_room", "{again}");
-    assert_eq!(waiting["waiting"], true);
-    let (status, body) =
-        app.post(&format!("/api/v1/appointments/{id}/admit"), &guest, json!({"userId": guest.id})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a guest admits nobody: {body}");
-    assert_eq!(body["code"], "not_a_host");
-    let stranger = app.user("female");
-    for action in ["join", "end"] {
-        let (status, body) =
-            app.post(&format!("/api/v1/appointments/{id}/{action}"), &stranger, json!({})).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "a stranger is told it does not exist: {action} {body}");
-    }
-    let (status, _) =
-        app.post(&format!("/api/v1/appointments/{id}/admit"), &stranger, json!({"userId": guest.id})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn one_in_an_appointment_is_busy_for_calls_and_one_who_is_not_there_yet_is_not() {
-    let app = spawn_app().await;
-    let (host, guest, friend) = (app.user("female"), app.user("male"), app.user("male"));
-    let id = book_for(&app, &host, &guest, "audio", 30, 600).await;
-    joined(&app, &id, &host).await;
-    let (status, body) = app.start_call(&friend, &[&host], "audio").await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["code"], "callee_busy");
-    let (status, body) = app.start_call(&friend, &[&guest], "audio").await;
-    assert_eq!(status, StatusCode::CREATED, "the guest has not joined: not busy: {body}");
-    let (status, body) = join(&app, &id, &guest).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["code"], "caller_busy", "busy in a call, they cannot join");
-}
-
-#[tokio::test]
-async fn nobody_comes_and_it_ends_a_no_show_once_with_its_webhook_across_a_restart() {
-    let receiver = Receiver::start(&[]).await;
-    let secret = new_secret();
-    let database = isolated_database(&base_config()).await;
-    let grace = std::time::Duration::from_secs(2);
-    fn configure(
-        receiver: &Receiver,
-        secret: &str,
-        grace: std::time::Duration,
-    ) -> impl FnOnce(&mut callgate::config::Config) + Send + 'static {
-        let hook = configure_hook(&receiver.url, secret);
-        move |c| {
-            hook(c);
-            c.appointments.grace = grace;
-        }
-    }
-    let first = spawn_on(&database, configure(&receiver, &secret, grace)).await;
-    let (host, guest) = (first.user("female"), first.user("male"));
-    let service = first.user_with_roles("other", &["service"]);
-    let body = json!({
-        "externalRef": reference(), "type": "audio", "startsAt": soon(2), "endsAt": soon(4),
-        "hosts": [host.id], "guests": [guest.id],
-    });
-    let (status, booked) = first.post("/api/v1/appointments", &service, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{booked}");
-    let id = booked["id"].as_str().expect("id").to_owned();
-    wait_for_state(&first, &id, &host, "open").await;
-    // Stopped between its opening and its no-show deadline.
-    drop(first);
-    let second = spawn_on(&database, configure(&receiver, &secret, grace)).await;
-    let ended = wait_for_state(&second, &id, &host, "ended").await;
-    assert_eq!(ended["outcome"], "no_show", "{ended}");
-    let deliveries = receiver.wait_for("appointment.no_show", 1, std::time::Duration::from_secs(20)).await;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let ids: std::collections::BTreeSet<String> =
-        receiver.of("appointment.no_show").iter().map(|d| d.id.clone()).collect();
-    assert_eq!(ids.len(), 1, "one no-show, not repeated: {deliveries:?}");
-    assert_eq!(deliveries[0].body["data"]["appointment"]["id"], id.as_str());
-    let (status, body) = join(&second, &id, &guest).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("appointment_ended")), "{body}");
 }

@@ -10,7 +10,6 @@ mod appointments;
 mod auth;
 mod authz;
 mod blips;
-mod blocks;
 mod calls;
 mod cluster;
 mod consent;

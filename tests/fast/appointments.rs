@@ -1,15 +1,22 @@
 //! Appointments' durable deadlines with a fake clock: opening at its time
-//! and not before, a no-show fired once by racing instances, and a waiting
-//! guest kept without rights in LiveKit.
+//! and not before, a no-show fired once by racing instances and across a
+//! restart, and a waiting guest kept without rights in LiveKit; and, through
+//! the API in-process, what a guest may not skip and who is busy. Moved down
+//! from the real stack where none of it needs a real SFU (rooms seen by
+//! LiveKit, the waiting room's media and a coming and going stay in
+//! tests/api/appointments.rs).
 
 use callgate::calls::appointments::{self, Booking};
 use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackSource};
 use callgate::domain::{AppointmentOutcome, AppointmentState, AuthUser, CallId, CallType};
 use callgate::workers::{jobs, reconcile};
-use chrono::Duration;
+use chrono::{Duration, SecondsFormat};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::http::{Api, Caller};
 use crate::support::{World, in_room, joined, person};
 
 fn service() -> AuthUser {
@@ -123,4 +130,128 @@ async fn a_waiting_guest_gets_no_room_and_is_put_out_of_it_until_admitted() {
         Some(vec![TrackSource::Microphone]),
         "admitted: the rights of the call"
     );
+}
+
+/// Through the API: `host` and `guest` booked by the host application from
+/// `starts` to `ends` seconds from now; its id.
+async fn book_through(
+    api: &Api,
+    world: &World,
+    host: &Caller,
+    guest: &Caller,
+    starts: i64,
+    ends: i64,
+) -> String {
+    let at = |s: i64| (world.clock.now() + Duration::seconds(s)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let service = api.user_with_roles("other", &["service"]);
+    let body = json!({
+        "externalRef": format!("appt-{}", Uuid::new_v4().simple()), "type": "audio",
+        "startsAt": at(starts), "endsAt": at(ends), "hosts": [host.id], "guests": [guest.id],
+    });
+    let (status, booked) = api.post("/api/v1/appointments", &service, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    booked["id"].as_str().expect("id").to_owned()
+}
+
+async fn join_through(api: &Api, id: &str, user: &Caller) -> (StatusCode, Value) {
+    api.post(&format!("/api/v1/appointments/{id}/join"), user, json!({})).await
+}
+
+async fn joined_through(api: &Api, id: &str, user: &Caller) -> Value {
+    let (status, body) = join_through(api, id, user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_skip_the_waiting_room_through_the_call_routes() {
+    let world = World::new().await;
+    let api = Api::new(&world);
+    let (host, guest) = (api.user("female"), api.user("male"));
+    let id = book_through(&api, &world, &host, &guest, 30, 600).await;
+    let entered = joined_through(&api, &id, &host).await;
+    let call = entered["call"]["id"].as_str().expect("call").to_owned();
+    for action in ["accept", "token"] {
+        let (status, body) = api.act(&call, action, &guest, json!({})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
+        assert_eq!(body["code"], "join_through_appointment", "{action}: {body}");
+    }
+    let waiting = joined_through(&api, &id, &guest).await;
+    let (status, again) = api.act(&call, "token", &guest, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no token for the room while waiting: {again}");
+    assert_eq!(again["code"], "in_waiting_room", "{again}");
+    assert_eq!(waiting["waiting"], true);
+    let (status, body) =
+        api.post(&format!("/api/v1/appointments/{id}/admit"), &guest, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a guest admits nobody: {body}");
+    assert_eq!(body["code"], "not_a_host");
+    let stranger = api.user("female");
+    for action in ["join", "end"] {
+        let (status, body) =
+            api.post(&format!("/api/v1/appointments/{id}/{action}"), &stranger, json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a stranger is told it does not exist: {action} {body}");
+    }
+    let (status, _) =
+        api.post(&format!("/api/v1/appointments/{id}/admit"), &stranger, json!({"userId": guest.id})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_in_an_appointment_is_busy_for_calls_and_one_who_is_not_there_yet_is_not() {
+    let world = World::new().await;
+    let api = Api::new(&world);
+    let (host, guest, friend) = (api.user("female"), api.user("male"), api.user("male"));
+    let id = book_through(&api, &world, &host, &guest, 30, 600).await;
+    joined_through(&api, &id, &host).await;
+    let start = |callee: &Caller| json!({"participantIds": [callee.id], "type": "audio"});
+    let (status, body) = api.post("/api/v1/calls", &friend, start(&host)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "callee_busy");
+    let (status, body) = api.post("/api/v1/calls", &friend, start(&guest)).await;
+    assert_eq!(status, StatusCode::CREATED, "the guest has not joined: not busy: {body}");
+    let (status, body) = join_through(&api, &id, &guest).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "caller_busy", "busy in a call, they cannot join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_comes_and_it_ends_a_no_show_once_with_its_webhook_across_a_restart() {
+    let mut world = World::new().await;
+    let api = Api::new(&world);
+    let (host, guest) = (api.user("female"), api.user("male"));
+    // An hour from now, for half an hour; it opens ten minutes before.
+    let id = book_through(&api, &world, &host, &guest, 3600, 5400).await;
+    let path = format!("/api/v1/appointments/{id}");
+    world.clock.advance(Duration::minutes(55));
+    jobs::run_due(&world.core).await.expect("a run");
+    assert_eq!(api.get(&path, &host).await.1["state"], "open");
+    let room = world.room_of(call_of(&world, Uuid::parse_str(&id).expect("uuid")).await.expect("opened"));
+    // Stopped between its opening and its no-show deadline.
+    drop(api);
+    world.restart().await;
+    let api = Api::new(&world);
+    // Past the end and the grace.
+    let grace = Duration::from_std(world.core.config.appointments.grace).expect("a duration");
+    world.clock.advance(Duration::minutes(5 + 30) + grace + Duration::seconds(1));
+    let (a, b) = tokio::join!(jobs::run_due(&world.core), jobs::run_due(&world.core));
+    a.expect("one run");
+    b.expect("another");
+    jobs::run_due(&world.core).await.expect("a later run");
+    let (status, ended) = api.get(&path, &host).await;
+    assert_eq!(status, StatusCode::OK, "{ended}");
+    assert_eq!(
+        (ended["state"].as_str(), ended["outcome"].as_str()),
+        (Some("ended"), Some("no_show")),
+        "{ended}"
+    );
+    let webhooks: Vec<Value> =
+        sqlx::query_scalar("select payload from app_webhook_outbox where type = 'appointment.no_show'")
+            .fetch_all(&world.core.db)
+            .await
+            .expect("the outbox");
+    assert_eq!(webhooks.len(), 1, "one no-show webhook, not repeated: {webhooks:?}");
+    assert_eq!(webhooks[0]["data"]["appointment"]["id"], id.as_str());
+    assert!(world.rooms.deleted().contains(&room), "its room is deleted");
+    let (status, body) = join_through(&api, &id, &guest).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("appointment_ended")), "{body}");
 }

@@ -45,6 +45,11 @@ impl Api {
         &self.state.config
     }
 
+    /// What the router serves from (its webhook inbox, say).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// A request with a body of any content type, as a client may send it.
     pub async fn raw_post(
         &self,
@@ -111,10 +116,15 @@ impl Api {
         self.send(req.body(body).expect("a request")).await
     }
 
-    async fn send(&self, mut req: axum::http::Request<Body>) -> (StatusCode, Value) {
+    /// Any request, from 127.0.0.1, answered in full (headers and all).
+    pub async fn respond(&self, mut req: axum::http::Request<Body>) -> axum::response::Response {
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
         req.extensions_mut().insert(ConnectInfo(peer));
-        let resp = self.router.clone().oneshot(req).await.expect("an answer");
+        self.router.clone().oneshot(req).await.expect("an answer")
+    }
+
+    async fn send(&self, req: axum::http::Request<Body>) -> (StatusCode, Value) {
+        let resp = self.respond(req).await;
         let status = StatusCode::from_u16(resp.status().as_u16()).expect("a status");
         let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
         let json = serde_json::from_slice(&bytes)

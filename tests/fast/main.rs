@@ -10,6 +10,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod appointments;
+mod authz;
+mod blocks;
 mod booking;
 mod consent_api;
 mod course;
@@ -25,6 +27,7 @@ mod safety;
 mod sealed;
 mod support;
 mod validation;
+mod webhooks;
 
 use callgate::clock::Clock;
 use callgate::domain::consent::{Gender, TrackKind, TrackSource};

@@ -143,6 +143,24 @@ impl World {
         World { core, rooms, clock, _database: database }
     }
 
+    /// The service restarted: a new `Core` (a pool of its own, nothing of
+    /// the old one's memory) on the same database, LiveKit and clock; the
+    /// old one's connections are closed.
+    pub async fn restart(&mut self) {
+        self.core.stop.cancel();
+        self.core.db.close().await;
+        let config = self.core.config.clone();
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(config.database_url.expose_secret())
+            .await
+            .expect("the test database");
+        let redis = self.core.redis.clone();
+        let storage = self.core.storage.clone();
+        let (rooms, clock) = (self.rooms.clone(), self.clock.clone());
+        self.core = callgate::app::assemble(config, db, redis, rooms, storage, clock, Metrics::default());
+    }
+
     pub fn room_of(&self, call: CallId) -> String {
         self.core.livekit.room_name(call)
     }

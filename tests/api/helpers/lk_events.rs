@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::helpers::{TestApp, base_config};
 
-pub fn sign_with(key: &str, secret: &str, body: &str) -> String {
+fn sign_with(key: &str, secret: &str, body: &str) -> String {
     let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes()));
     AccessToken::with_api_key(key, secret).with_sha256(&digest).to_jwt().expect("a signed webhook token")
 }
@@ -26,7 +26,7 @@ pub fn sign(body: &str) -> String {
     sign_with(&lk.api_key, lk.api_secret.expose_secret(), body)
 }
 
-pub fn event_id() -> String {
+fn event_id() -> String {
     format!("EV_{}", Uuid::new_v4().simple())
 }
 
@@ -50,14 +50,6 @@ pub fn participant_event(kind: &str, room: &str, identity: &str, session_ms: i64
         "joinedAt": (session_ms / 1000).to_string(),
         "joinedAtMs": session_ms.to_string(),
     });
-    event
-}
-
-/// A `participant_left` with LiveKit's reason, e.g. `DUPLICATE_IDENTITY`.
-pub fn left_event(room: &str, identity: &str, session_ms: i64, created_at: i64, reason: &str) -> Value {
-    let mut event = participant_event("participant_left", room, identity, session_ms, created_at);
-    event["participant"]["state"] = json!("DISCONNECTED");
-    event["participant"]["disconnectReason"] = json!(reason);
     event
 }
 

@@ -11,8 +11,17 @@
 //! until no newer change committed meanwhile: two changes racing from two
 //! instances cannot leave LiveKit on the older one. `calls.video_version`
 //! counts the changes, `calls.rights_version` is the newest that LiveKit
-//! confirmed for everyone present; a call where they differ is retried here
-//! with backoff and looked at first by the reconciler.
+//! confirmed for everyone present; a call where they differ is looked at
+//! first by the reconciler.
+//!
+//! A settling is tried once right after the commit, in this process (a task
+//! shutdown waits for: `Core::after_commit`); what LiveKit did not take is
+//! tried again by the job runner, as a `settle` job of the call's lane
+//! (`store::jobs::Settle`, its backoff and giving up in `workers::jobs`),
+//! so a retry outlives a restart of the instance that began it. Written
+//! after the commit, not in the deciding transaction: the first try costs no
+//! statement, and a crash between the commit and it is the reconciler's
+//! (the versions, a stranger in the room).
 
 use std::time::Duration;
 
@@ -24,22 +33,15 @@ use crate::calls::Core;
 use crate::domain::consent::{self as rules, VideoState};
 use crate::domain::{CallId, CallState};
 use crate::livekit::{LiveKitError, room_metadata};
+use crate::store::jobs::{self, Again, Job};
 use crate::store::{self, CallRow, calls::Settling};
 
 /// Pushes of one sync before it gives the call to the retries: a change
 /// committing during every push is a call someone is hammering.
 const ROUNDS: usize = 4;
-/// Waits between attempts when LiveKit fails; about 15 s in all, then the
-/// reconciler takes over.
-const BACKOFF: [Duration; 7] = [
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-];
+/// A settling that failed right after its commit is tried again this much
+/// later by the job runner (then with the runner's backoff).
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// How long an API request waits for LiveKit to confirm before it answers
 /// (`sfuConfirmed: false`, the retries go on).
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
@@ -97,8 +99,8 @@ impl Effects {
 }
 
 /// Carries out `effects` (and any video change of the call that LiveKit has
-/// not confirmed), retrying with backoff. Returns whether LiveKit confirmed
-/// all of it.
+/// not confirmed), once; what LiveKit did not take is left to the job
+/// runner. Returns whether LiveKit confirmed all of it.
 pub async fn settle(app: &Core, effects: Effects) -> bool {
     settle_telling(app, effects, &mut None).await
 }
@@ -109,25 +111,50 @@ pub async fn settle(app: &Core, effects: Effects) -> bool {
 async fn settle_telling(app: &Core, effects: Effects, pushed: &mut Option<oneshot::Sender<()>>) -> bool {
     let Some(call) = effects.call else { return true };
     let mut effects = effects;
-    for wait in BACKOFF.iter().copied().chain(std::iter::once(Duration::ZERO)) {
-        match attempt(app, call, &mut effects, pushed).await {
-            Ok(()) => return true,
-            Err(err) => {
-                tracing::debug!(error = %err, call_id = %call, "LiveKit not in line yet; retrying");
-                // Stopping: the reconciler of a running instance takes the
-                // rest (the versions show it the call).
-                if wait.is_zero() || app.stop.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = app.stop.cancelled() => break,
-                }
-            }
+    match attempt(app, call, &mut effects, pushed).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, call_id = %call, "LiveKit not in line yet; the job runner tries again");
+            retry_later(app, call, effects).await;
+            false
         }
     }
-    tracing::warn!(call_id = %call, "LiveKit did not confirm the call's rights; the reconciler will retry");
-    false
+}
+
+/// Writes a `settle` job for what `effects` still asks, due `FIRST_RETRY`
+/// from now.
+async fn retry_later(app: &Core, call: CallId, effects: Effects) {
+    let job = Job::Settle(jobs::Settle {
+        call: call.0,
+        rights_for: effects.rights_for,
+        withdraw: effects.withdraw,
+        remove: effects.remove,
+        resync: effects.resync,
+    });
+    let due = app.clock.now() + chrono::Duration::from_std(FIRST_RETRY).unwrap_or_default();
+    let queued = async {
+        let mut conn = app.db.acquire().await?;
+        jobs::enqueue(&mut conn, &job, due, Again::Replace, true).await
+    };
+    if let Err(err) = queued.await {
+        tracing::warn!(error = %err, call_id = %call, "could not queue the settling's retry; the reconciler will see the call");
+    }
+}
+
+/// One try of a `settle` job (by the job runner): an error is tried again
+/// with the runner's backoff, and in the end left to the reconciler.
+pub async fn settle_job(app: &Core, job: &jobs::Settle) -> anyhow::Result<()> {
+    let call = CallId(job.call);
+    let mut effects = Effects {
+        call: Some(call),
+        rights_for: job.rights_for.clone(),
+        withdraw: job.withdraw.clone(),
+        remove: job.remove.clone(),
+        resync: job.resync,
+    };
+    attempt(app, call, &mut effects, &mut None)
+        .await
+        .map_err(|err| anyhow::Error::new(err).context("LiveKit not in line"))
 }
 
 /// Settles in a task of its own and waits at most `CONFIRM_WITHIN` for

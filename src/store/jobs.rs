@@ -34,6 +34,24 @@ pub enum Job {
     Recording { call: Uuid },
     /// A recording's file is done: checked and kept (`calls::recording::finish`).
     RecordingFile { recording: Uuid },
+    /// LiveKit put in line with the call's committed state, again: the
+    /// settling right after the commit failed (`calls::enforce`).
+    Settle(Settle),
+}
+
+/// What LiveKit must still hear about a call beyond its committed video
+/// state (the fields of `calls::enforce::Effects` that were not done).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Settle {
+    pub call: Uuid,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rights_for: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdraw: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 impl Job {
@@ -43,25 +61,30 @@ impl Job {
             Job::Appointment { .. } => "appointment",
             Job::Recording { .. } => "recording",
             Job::RecordingFile { .. } => "recording_file",
+            Job::Settle(_) => "settle",
         }
     }
 
     /// The jobs of one lane run one at a time: a call's, an appointment's.
     pub fn lane(&self) -> String {
         match self {
-            Job::Deadline { call, .. } | Job::Recording { call } => format!("call:{call}"),
+            Job::Deadline { call, .. } | Job::Recording { call } | Job::Settle(Settle { call, .. }) => {
+                format!("call:{call}")
+            }
             Job::Appointment { appointment } => format!("appointment:{appointment}"),
             Job::RecordingFile { recording } => format!("recording:{recording}"),
         }
     }
 
-    /// At most one pending job per key.
+    /// At most one pending job per key. A settling's retries have none:
+    /// each reads the committed state afresh but carries its own removals.
     pub fn dedupe_key(&self) -> Option<String> {
         match self {
             Job::Deadline { call, deadline, .. } => Some(deadline_key(CallId(*call), *deadline)),
             Job::Appointment { appointment } => Some(format!("appointment:{appointment}")),
             Job::Recording { call } => Some(format!("recording:{call}")),
             Job::RecordingFile { recording } => Some(format!("recording_file:{recording}")),
+            Job::Settle(_) => None,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The one runner of the `jobs` table (`store::jobs`): a call's deadlines,
-//! an appointment's next check, LiveKit put in line after a commit.
+//! an appointment's next check, LiveKit Egress put in line with a call's
+//! consent to record, a recording's file kept, and a settling of LiveKit
+//! that failed right after its commit tried again (`calls::enforce`).
 //!
 //! Every instance runs it. A pass reads the lanes with a job due (by the
 //! `Clock`), then takes each lane's first due job in a transaction of its
@@ -59,6 +61,19 @@ const RECORDING_BACKOFF: [Duration; 5] = [
 /// the backoff is spent.
 const RECORDING_FILE_RETRY: Duration = Duration::from_secs(60);
 
+/// Waits between the runner's tries of a settling LiveKit did not take
+/// (after the first, right after the commit, and the job's first, 50 ms
+/// later): about 15 s in all, then the reconciler takes over (the versions
+/// show it the call, and a stranger in a room is put out by its pass).
+const SETTLE_BACKOFF: [Duration; 6] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
 /// When a job that failed `attempts` times (this one included) is tried
 /// again; `None`: it is given up.
 fn retry(job: &Job, attempts: u32) -> Option<Duration> {
@@ -73,6 +88,7 @@ fn retry(job: &Job, attempts: u32) -> Option<Duration> {
         // A file egress finished stays on disk until it is kept (a bucket
         // that does not answer): tried until it is, however long that takes.
         Job::RecordingFile { .. } => Some(backoff.unwrap_or(RECORDING_FILE_RETRY)),
+        Job::Settle(_) => SETTLE_BACKOFF.get((attempts as usize).saturating_sub(1)).copied(),
     }
 }
 
@@ -85,6 +101,8 @@ pub struct Ran {
     pub appointments: usize,
     /// Recordings started, stopped or checked.
     pub recordings: usize,
+    /// Settlings LiveKit took on a try of the runner's.
+    pub settled: usize,
     /// Jobs that failed (tried again later, or given up).
     pub failed: usize,
     /// Jobs whose call or appointment was held elsewhere (due again
@@ -97,6 +115,7 @@ impl Ran {
         self.deadlines += other.deadlines;
         self.appointments += other.appointments;
         self.recordings += other.recordings;
+        self.settled += other.settled;
         self.failed += other.failed;
         self.busy += other.busy;
     }
@@ -143,6 +162,7 @@ async fn run_lane(app: &Core, db: &sqlx::PgPool, lane: &str) -> anyhow::Result<O
                 Job::Deadline { .. } => ran.deadlines += 1,
                 Job::Appointment { .. } => ran.appointments += 1,
                 Job::Recording { .. } | Job::RecordingFile { .. } => ran.recordings += 1,
+                Job::Settle(_) => ran.settled += 1,
             }
             after.run(app).await;
         }
@@ -192,8 +212,13 @@ async fn failed(
                 "a job failed too often; given up"
             );
             jobs::give_up(db, taken).await?;
-            if let Job::Recording { call } = job {
-                recording::gave_up(app, CallId(*call)).await?;
+            match job {
+                Job::Recording { call } => recording::gave_up(app, CallId(*call)).await?,
+                Job::Settle(settle) => tracing::warn!(
+                    call_id = %settle.call,
+                    "LiveKit did not take the call's rights; the reconciler will retry"
+                ),
+                _ => {}
             }
         }
     }
@@ -244,6 +269,13 @@ async fn run_job(app: &Core, tx: &mut sqlx::PgConnection, job: &Job) -> anyhow::
         }
         Job::RecordingFile { recording } => {
             recording::finish(app, tx, *recording).await?;
+            Ok(Outcome::Done(After::Nothing))
+        }
+        // LiveKit is told outside the job's transaction (the settling's own
+        // reads and writes commit as they go: other instances compare
+        // versions); the transaction holds the lane and the job's row.
+        Job::Settle(settle) => {
+            enforce::settle_job(app, settle).await?;
             Ok(Outcome::Done(After::Nothing))
         }
     }
@@ -370,5 +402,14 @@ mod tests {
         assert_eq!(retry(&file, 10_000), Some(RECORDING_FILE_RETRY));
         assert_eq!(retry(&sync, 5), Some(Duration::from_secs(30)));
         assert_eq!(retry(&sync, 6), None);
+    }
+
+    #[test]
+    fn a_settling_livekit_keeps_refusing_is_tried_for_about_fifteen_seconds_then_left_to_the_reconciler() {
+        let settle = Job::Settle(crate::store::jobs::Settle { call: Uuid::nil(), ..Default::default() });
+        let waits: Vec<Duration> = (1..).map_while(|attempts| retry(&settle, attempts)).collect();
+        assert_eq!(waits.len(), SETTLE_BACKOFF.len());
+        let total: Duration = waits.iter().sum();
+        assert!((Duration::from_secs(12)..=Duration::from_secs(16)).contains(&total), "{total:?}");
     }
 }

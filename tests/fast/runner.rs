@@ -15,7 +15,7 @@ use chrono::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::support::{World, in_room, person};
+use crate::support::{World, person};
 
 async fn scalar(world: &World, sql: &'static str, lane: &str) -> i64 {
     sqlx::query_scalar(sql).bind(lane).fetch_one(&world.core.db).await.expect("a count")
@@ -206,31 +206,37 @@ async fn what_a_commit_left_for_livekit_is_finished_before_shutdown_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settling_that_livekit_refuses_stops_retrying_at_shutdown_and_leaves_the_rest_to_the_reconciler() {
-    let world = World::new().await;
+async fn a_settling_livekit_refused_is_tried_again_by_the_job_runner_even_after_a_restart() {
+    let mut world = World::new().await;
     let (her, him, w2) =
         (person("her", Gender::Female), person("him", Gender::Male), person("w2", Gender::Female));
     let call = world.answered_call(&her, &[&him, &w2]).await;
-    world.rooms.join(&world.room_of(call), in_room(&him, world.clock.now()));
     world.rooms.set_down(true);
 
     callgate::calls::lifecycle::leave(&world.core, &him, call).await.expect("he leaves");
-    // Its first tries fail and it backs off (about 15 s in all if nothing stops it).
-    tokio::time::sleep(StdDuration::from_millis(200)).await;
-    let stopping = std::time::Instant::now();
-    world.core.stop.cancel();
-    let finished = world.core.drain(StdDuration::from_secs(10)).await;
+    world.core.quiesce().await;
+    assert!(world.rooms.removed().is_empty(), "LiveKit refused the first try");
+    assert_eq!(
+        scalar(&world, "select count(*) from jobs where lane = $1 and kind = 'settle'", &lane(call)).await,
+        1,
+        "what LiveKit did not take is a job of the call's lane"
+    );
 
-    assert!(finished, "its retries stop waiting once the instance stops");
-    assert!(stopping.elapsed() < StdDuration::from_secs(3), "shutdown took {:?}", stopping.elapsed());
-    assert!(world.rooms.removed().is_empty(), "LiveKit refused everything");
-
-    // An instance still running (here: a pass of the same) puts him out.
+    // The instance that tried first is gone; LiveKit is back.
+    world.restart().await;
     world.rooms.set_down(false);
-    callgate::workers::reconcile::pass(&world.core).await.expect("a pass");
+    world.clock.advance(Duration::seconds(1));
+    let ran = jobs::run_due(&world.core).await.expect("a run");
+
+    assert_eq!(ran.settled, 1, "{ran:?}");
     assert!(
         world.rooms.removed().iter().any(|(_, who)| who == him.id.as_str()),
-        "the reconciler put him out: {:?}",
+        "the runner put him out: {:?}",
         world.rooms.asked()
+    );
+    assert_eq!(
+        scalar(&world, "select count(*) from jobs where lane = $1 and kind = 'settle'", &lane(call)).await,
+        0,
+        "nothing left to settle"
     );
 }

@@ -188,8 +188,10 @@ impl World {
         call
     }
 
-    /// LiveKit is told what the call's committed state asks for.
+    /// LiveKit is told what the call's committed state asks for (after
+    /// the work the commits before left, which it waits for).
     pub async fn settle(&self, call: CallId) {
+        self.core.quiesce().await;
         assert!(enforce::settle(&self.core, enforce::Effects::for_call(call)).await, "LiveKit confirms");
     }
 

@@ -12,6 +12,7 @@
 mod appointments;
 mod booking;
 mod consent_api;
+mod consent_reading;
 mod course;
 mod hardening;
 mod history;

@@ -21,6 +21,7 @@ mod media;
 mod membership;
 mod recorder;
 mod recording;
+mod ringing;
 mod runner;
 mod safety;
 mod sealed;

@@ -17,6 +17,7 @@ mod course;
 mod hardening;
 mod history;
 mod http;
+mod invitations;
 mod media;
 mod membership;
 mod recorder;

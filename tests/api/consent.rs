@@ -230,41 +230,6 @@ async fn when_she_revokes_the_cameras_are_gone_within_two_seconds() {
 }
 
 #[tokio::test]
-async fn his_video_call_answered_by_her_without_video_stays_audio_only() {
-    let app = spawn_app().await;
-    let (him, her) = (app.user("male"), app.user("female"));
-    let (call, started) = app.ring(&him, &[&her], "video").await;
-    assert_eq!(started["call"]["video"], "off", "no video before she answers");
-    let (status, body) = app.call_action(&call, "accept", &her, json!({"video": false})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["call"]["video"], "off");
-    assert_eq!(sources_of(&app, &body["join"]), vec!["microphone"]);
-    let mut client = LkClient::connect(
-        body["join"]["url"].as_str().expect("url"),
-        body["join"]["token"].as_str().expect("token"),
-    )
-    .await
-    .expect("she joins");
-    assert!(client.publish_camera_expecting_refusal().await.expect("alive").is_err(), "camera refused");
-    let (status, _) = request_video(&app, &call, &him).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "her `video: false` was a reject");
-}
-
-#[tokio::test]
-async fn his_video_call_answered_by_her_without_a_word_asks_her_once() {
-    let app = spawn_app().await;
-    let (him, her) = (app.user("male"), app.user("female"));
-    let mut her_events = crate::helpers::events::EventStream::connect(&app, &her).await;
-    let (call, _) = app.ring(&him, &[&her], "video").await;
-    let (status, body) = app.call_action(&call, "accept", &her, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["call"]["video"], "requested");
-    let events = her_events.collect(Duration::from_secs(2)).await;
-    let asked = events.iter().filter(|e| e["type"] == "video.requested").count();
-    assert_eq!(asked, 1, "{events:?}");
-}
-
-#[tokio::test]
 async fn a_token_minted_while_video_was_on_gives_no_camera_after_a_revoke_not_even_for_a_moment() {
     let app = spawn_app().await;
     let (him, her) = (app.user("male"), app.user("female"));

@@ -1,6 +1,7 @@
 //! A call grows: someone in a live call invites more users (they ring and
-//! join the same room), a group invitee who declined joins later, and the
-//! consent policy treats every newcomer as its rules say.
+//! join the same room), and the consent policy treats every newcomer as its
+//! rules say. Who may invite whom, and a group invitee who declined joining
+//! later, are proved in-process (tests/fast/invitations.rs).
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::consent::{call_in_room, turn_video_on, video};
 use crate::helpers::lk_client::LkClient;
-use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_configured};
+use crate::helpers::{TestApp, TestUser, spawn_app};
 
 async fn invite(app: &TestApp, call: &str, by: &TestUser, who: &[&TestUser]) -> (StatusCode, Value) {
     let ids: Vec<&str> = who.iter().map(|u| u.id.as_str()).collect();
@@ -59,53 +60,4 @@ async fn a_woman_invited_while_video_is_on_turns_it_off_unless_she_consents_as_s
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(video(&app, &call, &him).await["state"], stays, "video with her answer {consents}");
     }
-}
-
-#[tokio::test]
-async fn a_group_invitee_who_declined_joins_while_the_call_goes_on() {
-    let app = spawn_app().await;
-    let (alice, bob, carol) = (app.user("female"), app.user("male"), app.user("male"));
-    let (call, _) = app.ring(&alice, &[&bob, &carol], "audio").await;
-    let (status, body) = app.call_action(&call, "join", &carol, json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("not_answered")), "{body}");
-    let (status, body) = app.call_action(&call, "decline", &carol, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = app.call_action(&call, "accept", &bob, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, joined) = app.call_action(&call, "join", &carol, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "she changed her mind: {joined}");
-    assert_eq!(joined["join"]["roomName"], app.room_name(&call));
-    let view = app.call(&call, &alice).await;
-    let hers = view["participants"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["userId"] == carol.id.as_str()).cloned());
-    assert_eq!(hers.map(|p| p["status"].clone()), Some(json!("accepted")), "{view}");
-    let (status, body) = app.call_action(&call, "join", &carol, json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("already_answered")), "{body}");
-}
-
-#[tokio::test]
-async fn only_someone_in_the_call_invites_nobody_twice_and_within_the_limit() {
-    let app = spawn_app_configured(|c| c.max_call_participants = 3).await;
-    let (alice, bob, carol, dave, stranger) =
-        (app.user("female"), app.user("male"), app.user("male"), app.user("male"), app.user("female"));
-    let (call, _) = app.ring(&alice, &[&bob], "audio").await;
-    let (status, _) = invite(&app, &call, &stranger, &[&carol]).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a stranger is told the call does not exist");
-    let (status, body) = invite(&app, &call, &bob, &[&carol]).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("not_answered")), "{body}");
-    let (status, body) = invite(&app, &call, &alice, &[&bob]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("duplicate_participants")),
-        "{body}"
-    );
-    let (status, body) = invite(&app, &call, &alice, &[&carol, &dave]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_many_participants")),
-        "{body}"
-    );
-    let (status, body) = invite(&app, &call, &alice, &[&carol]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }

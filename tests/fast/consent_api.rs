@@ -11,25 +11,25 @@ use serde_json::{Value, json};
 use crate::http::{Api, Caller};
 use crate::support::World;
 
-async fn request_video(api: &Api, call: &str, who: &Caller) -> (StatusCode, Value) {
+pub async fn request_video(api: &Api, call: &str, who: &Caller) -> (StatusCode, Value) {
     api.post(&format!("/api/v1/calls/{call}/video/requests"), who, json!({})).await
 }
 
-async fn answer(api: &Api, call: &str, request: &str, who: &Caller, verb: &str) -> (StatusCode, Value) {
+pub async fn answer(api: &Api, call: &str, request: &str, who: &Caller, verb: &str) -> (StatusCode, Value) {
     api.post(&format!("/api/v1/calls/{call}/video/requests/{request}/{verb}"), who, json!({})).await
 }
 
-async fn revoke(api: &Api, call: &str, who: &Caller) -> (StatusCode, Value) {
+pub async fn revoke(api: &Api, call: &str, who: &Caller) -> (StatusCode, Value) {
     api.post(&format!("/api/v1/calls/{call}/video/revoke"), who, json!({})).await
 }
 
-async fn video(api: &Api, call: &str, who: &Caller) -> Value {
+pub async fn video(api: &Api, call: &str, who: &Caller) -> Value {
     let (status, body) = api.get(&format!("/api/v1/calls/{call}/video"), who).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
-async fn ledger_kinds(api: &Api, call: &str, who: &Caller) -> Vec<String> {
+pub async fn ledger_kinds(api: &Api, call: &str, who: &Caller) -> Vec<String> {
     let (status, body) = api.get(&format!("/api/v1/calls/{call}/consent"), who).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["entries"]
@@ -41,7 +41,7 @@ async fn ledger_kinds(api: &Api, call: &str, who: &Caller) -> Vec<String> {
 }
 
 /// The sources a join token lets its holder publish.
-fn sources_of(world: &World, join: &Value) -> Vec<String> {
+pub fn sources_of(world: &World, join: &Value) -> Vec<String> {
     let lk = &world.core.config.livekit;
     livekit_api::access_token::TokenVerifier::with_api_key(&lk.api_key, lk.api_secret.expose_secret())
         .verify(join["token"].as_str().expect("token"))

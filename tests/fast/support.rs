@@ -118,7 +118,7 @@ impl World {
         let mut config = config(url.as_str());
         change(&mut config);
         let db = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(config.database_pool_size)
             .connect(config.database_url.expose_secret())
             .await
             .expect("the test database");

@@ -211,15 +211,6 @@ impl TestApp {
 
     /// A user whose token carries `roles` (e.g. `admin`).
     pub fn user_with_roles(&self, gender: &str, roles: &[&str]) -> TestUser {
-        self.user_claiming(Some(gender), roles)
-    }
-
-    /// A user whose token has no gender claim at all.
-    pub fn user_without_gender(&self) -> TestUser {
-        self.user_claiming(None, &[])
-    }
-
-    fn user_claiming(&self, gender: Option<&str>, roles: &[&str]) -> TestUser {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let id = format!("u-{}", Uuid::new_v4().simple());
         let token = mint_dev_token(
@@ -228,7 +219,7 @@ impl TestApp {
             &DevToken {
                 user: &id,
                 name: Some(&format!("User {}", &id[2..8])),
-                gender,
+                gender: Some(gender),
                 roles: &roles,
                 ttl: Duration::from_secs(3600),
             },

@@ -14,8 +14,9 @@
 //! [`Unit::commit`] writes what was gathered in [`Unit::out`] (one statement,
 //! `store::Outgoing`), commits, and only then puts LiveKit in line: a call
 //! that ended is counted, its recording stopped and its room deleted
-//! (`ending::after_end`); otherwise the effects are settled in the
-//! background (`enforce::settle_later`). An API answer that says whether
+//! (`ending::after_end`); otherwise the effects are settled right after, in
+//! a task shutdown waits for (`enforce::settle_later`, `Core::after_commit`;
+//! what LiveKit does not take is retried by the job runner). An API answer that says whether
 //! LiveKit applied a change commits with [`Unit::commit_settling_soon`]
 //! (`enforce::settle_soon`); the reconciler, which counts what it asked of
 //! LiveKit, with [`Unit::commit_settling_now`]. A step that was handed the

@@ -188,7 +188,7 @@ def side_by_side(out, rounds):
         base = (out / "base.txt").read_text().strip()
     except OSError:
         base = "base"
-    lines = ["", f"old ({base}) against new (this commit), the same run, rounds in turn (old first):", "",
+    lines = ["", f"old ({base}) against new (this commit), the same run, in turn (old first in odd rounds, new first in even ones):", "",
              "| row | round | old | new | new / old |", "|---|---|---|---|---|"]
 
     def by_name(report):

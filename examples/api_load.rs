@@ -683,11 +683,14 @@ async fn work_per_lifecycle(bench: &Arc<Bench>, database_url: &str) -> anyhow::R
     let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(database_url).await?;
     // The counters' own reads are statements too: two per snapshot.
     const OWN: f64 = 2.0;
-    let settle = Duration::from_millis(1500);
+    // A backend that goes idle flushes its transaction counts to
+    // pg_stat_database within 10 s (PGSTAT_IDLE_INTERVAL): every snapshot
+    // waits that long after the work before it.
+    let settle = Duration::from_secs(11);
     tokio::time::sleep(settle).await;
     let (s0, t0) = db_work(&db).await?;
     let idle_start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(settle).await;
     let (s1, t1) = db_work(&db).await?;
     let idle_secs = idle_start.elapsed().as_secs_f64();
     let before_top = db_statements(&db).await;

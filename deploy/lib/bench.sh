@@ -172,9 +172,17 @@ cmd_bench() {
     if [[ -n "$base" ]]; then
         # Old and new in turn, each on a fresh database: the box's drift
         # falls on both alike.
+        # Odd rounds old first, even rounds new first: whatever the run
+        # before leaves behind (LiveKit's rooms, the database's files)
+        # weighs on each side alike.
         for ((round = 1; round <= ${CALLGATE_BENCH_PAIRS:-2}; round++)); do
-            bench_step "api-base-$round" bench_api "$base" "$BENCH_OUT/api-base-$round.json" "base $CALLGATE_BENCH_BASE, round $round"
-            bench_step "api-$round" bench_api "$target/release/callgate" "$BENCH_OUT/api-$round.json" "this commit, round $round"
+            if ((round % 2 == 1)); then
+                bench_step "api-base-$round" bench_api "$base" "$BENCH_OUT/api-base-$round.json" "base $CALLGATE_BENCH_BASE, round $round"
+                bench_step "api-$round" bench_api "$target/release/callgate" "$BENCH_OUT/api-$round.json" "this commit, round $round"
+            else
+                bench_step "api-$round" bench_api "$target/release/callgate" "$BENCH_OUT/api-$round.json" "this commit, round $round"
+                bench_step "api-base-$round" bench_api "$base" "$BENCH_OUT/api-base-$round.json" "base $CALLGATE_BENCH_BASE, round $round"
+            fi
         done
         printf '%s\n' "$CALLGATE_BENCH_BASE" >"$BENCH_OUT/base.txt"
     else

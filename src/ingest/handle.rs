@@ -35,8 +35,8 @@ use crate::calls::consent::{self, Judgement};
 use crate::calls::enforce::Effects;
 use crate::calls::lifecycle::{Ended, finish};
 use crate::calls::participants::{self, Departure, Left};
-use crate::domain::EventSource;
 use crate::domain::{self, call::Ending};
+use crate::domain::{CallState, EventSource};
 use crate::livekit::{Event, EventKind, TrackSeen};
 use crate::store::{self, CallRow};
 
@@ -49,6 +49,12 @@ pub struct Handled {
     /// The event's own row in the call's timeline, for the caller to write
     /// (a batch of events writes theirs in one statement).
     pub timeline: store::NewEvent,
+    /// Whether the call's own row may have changed: the next event of a
+    /// batch must then read it again. A join to a call already active (not
+    /// an appointment's) changes only its participants' rows, and an event
+    /// nothing is done for changes nothing: a burst of joins reads the call
+    /// once.
+    pub call_changed: bool,
 }
 
 /// What one event changes, in the call's locked transaction. The rows its
@@ -65,6 +71,7 @@ pub async fn handle(
     let session = participant.and_then(|p| p.session);
     let mut ended = None;
     let mut applied = false;
+    let mut call_changed = false;
     let mut effects = Effects::for_call(call.call_id());
     let person = participant.is_some_and(|p| p.is_person);
     if !call.state.is_live() && person && event.kind == EventKind::ParticipantJoined {
@@ -75,14 +82,18 @@ pub async fn handle(
         match &event.kind {
             EventKind::ParticipantJoined if person => {
                 applied = participants::in_room(app, tx, call, &identity, session, &mut effects).await?;
+                // It connects the call (`set_state`) or an appointment's
+                // meeting (`meeting::on_presence`); else only participants.
+                call_changed =
+                    applied && (call.state == CallState::Connecting || call.appointment_id.is_some());
             }
             EventKind::ParticipantLeft | EventKind::ParticipantConnectionAborted if person => {
                 let reason = participant.map(|p| p.disconnect_reason).unwrap_or_default();
                 let why = Departure::LiveKit(reason);
                 match participants::depart(app, tx, call, &identity, session, why, &mut effects).await? {
                     Left::Ignored => {}
-                    Left::Left => applied = true,
-                    Left::CallEnded(end) => (applied, ended) = (true, Some(*end)),
+                    Left::Left => (applied, call_changed) = (true, true),
+                    Left::CallEnded(end) => (applied, call_changed, ended) = (true, true, Some(*end)),
                 }
             }
             // An appointment that has not met is not ended by its room
@@ -92,7 +103,7 @@ pub async fn handle(
             EventKind::RoomFinished => {
                 let (outcome, reason) = domain::call::end(call.state, Ending::RoomClosed);
                 let end = finish(tx, call, outcome, reason, EventSource::LiveKit, None).await?;
-                (applied, ended) = (true, Some(end));
+                (applied, call_changed, ended) = (true, true, Some(end));
             }
             EventKind::TrackPublished if person => {
                 if let Some(track) = &event.track {
@@ -101,6 +112,9 @@ pub async fn handle(
                         on_track(app, tx, call, &identity, track, at, &mut effects).await?;
                     applied = violation;
                     ended = end;
+                    // Whatever it decided (a camera may mark the call's
+                    // video used), read again.
+                    call_changed = true;
                 }
             }
             _ => {}
@@ -110,6 +124,7 @@ pub async fn handle(
     // the room is gone).
     if let Some(egress) = &event.egress {
         crate::calls::recording::on_egress(app, tx, call, egress).await?;
+        call_changed = true;
     }
     let mut data = json!({
         "livekitEventId": event.id,
@@ -130,7 +145,7 @@ pub async fn handle(
         actor: (person && !identity.is_empty()).then_some(identity),
         data,
     };
-    Ok(Handled { ended, effects, timeline })
+    Ok(Handled { ended, effects, timeline, call_changed })
 }
 
 /// A track was published (a webhook says so, or the reconciler saw it):

@@ -366,7 +366,7 @@ async fn drain_batch(app: &Core, call_id: CallId) -> Result<Batch, CallError> {
                 effects.merge(handled.effects);
                 ended = ended.or(handled.ended);
                 timeline.push(handled.timeline);
-                changed = true;
+                changed = handled.call_changed;
             }
             Err(err) => {
                 tracing::debug!(error = ?err, event_id = %next.id, "an event of a batch failed; one by one");

@@ -202,6 +202,53 @@ fn joined_webhook(room: &str, who: &callgate::domain::AuthUser) -> (callgate::li
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_batch_an_event_after_the_join_that_connects_the_call_sees_it_active() {
+    use callgate::ingest::inbox::{self, Inbox};
+    use std::sync::Arc;
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+    let inbox = Arc::new(Inbox::new(world.core.clone()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(inbox::run(inbox.clone(), stop.clone()));
+
+    // While the call's row is held its events wait, so one batch takes them
+    // all: both join (the second connects the call), then he hangs up.
+    let mut holder = world.core.db.begin().await.expect("a transaction");
+    callgate::store::lock_call(&mut holder, call).await.expect("the lock");
+    let (left, left_body) = {
+        let (_, body) = joined_webhook(&room, &bob);
+        let mut value: serde_json::Value = serde_json::from_str(&body).expect("json");
+        value["event"] = serde_json::json!("participant_left");
+        value["id"] = serde_json::json!(format!("EV_{}", uuid::Uuid::new_v4().simple()));
+        value["participant"]["disconnectReason"] = serde_json::json!("CLIENT_INITIATED");
+        let body = value.to_string();
+        (callgate::livekit::decode_event(value).expect("an event"), body)
+    };
+    for (event, body) in [joined_webhook(&room, &alice), joined_webhook(&room, &bob), (left, left_body)] {
+        inbox::ingest(&inbox, &event, &body).await.expect("stored");
+    }
+    holder.rollback().await.expect("the lock released");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while inbox.backlog() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the events are handled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    world.core.quiesce().await;
+
+    let ended = world.call(&alice, call).await;
+    assert_eq!(ended.state, CallState::Ended, "{ended:?}");
+    assert_eq!(
+        ended.outcome,
+        Some(callgate::domain::Outcome::Completed),
+        "his leave was handled with the call active, as the join before it made it: {ended:?}"
+    );
+    stop.cancel();
+    writer.await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_handled_in_one_batch_are_each_in_the_timeline_in_the_order_they_arrived() {
     use callgate::ingest::inbox::{self, Inbox};
     use std::sync::Arc;

@@ -213,6 +213,8 @@ def side_by_side(out, rounds):
     for key, what in (("statements", "statements per lifecycle"), ("transactions", "transactions per lifecycle")):
         for i, (b, n) in enumerate(base_rounds, 1):
             ow, nw = (b.get("work_per_lifecycle") or {}).get(key), (n.get("work_per_lifecycle") or {}).get(key)
+            if ow is None and nw is None:
+                continue  # not measured in this run (BENCH_SCENARIOS)
             lines.append(f"| {what} | {i} | {fmt(ow)} | {fmt(nw)} | {fmt(ratio(nw, ow), 2)}× |")
     return lines
 

@@ -201,32 +201,22 @@ fn joined_webhook(room: &str, who: &callgate::domain::AuthUser) -> (callgate::li
     (event, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_one_batch_an_event_after_the_join_that_connects_the_call_sees_it_active() {
+/// Hands `events` to the webhook inbox (its writer running as the
+/// application runs it) while the call's row is held, so that one batch
+/// takes them all, and returns once they are handled.
+async fn handled_in_one_batch(
+    world: &World,
+    call: callgate::domain::CallId,
+    events: Vec<(callgate::livekit::Event, String)>,
+) {
     use callgate::ingest::inbox::{self, Inbox};
     use std::sync::Arc;
-    let world = World::new().await;
-    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
-    let call = world.answered_call(&alice, &[&bob]).await;
-    let room = world.room_of(call);
     let inbox = Arc::new(Inbox::new(world.core.clone()));
     let stop = tokio_util::sync::CancellationToken::new();
     let writer = tokio::spawn(inbox::run(inbox.clone(), stop.clone()));
-
-    // While the call's row is held its events wait, so one batch takes them
-    // all: both join (the second connects the call), then he hangs up.
     let mut holder = world.core.db.begin().await.expect("a transaction");
     callgate::store::lock_call(&mut holder, call).await.expect("the lock");
-    let (left, left_body) = {
-        let (_, body) = joined_webhook(&room, &bob);
-        let mut value: serde_json::Value = serde_json::from_str(&body).expect("json");
-        value["event"] = serde_json::json!("participant_left");
-        value["id"] = serde_json::json!(format!("EV_{}", uuid::Uuid::new_v4().simple()));
-        value["participant"]["disconnectReason"] = serde_json::json!("CLIENT_INITIATED");
-        let body = value.to_string();
-        (callgate::livekit::decode_event(value).expect("an event"), body)
-    };
-    for (event, body) in [joined_webhook(&room, &alice), joined_webhook(&room, &bob), (left, left_body)] {
+    for (event, body) in events {
         inbox::ingest(&inbox, &event, &body).await.expect("stored");
     }
     holder.rollback().await.expect("the lock released");
@@ -236,6 +226,31 @@ async fn in_one_batch_an_event_after_the_join_that_connects_the_call_sees_it_act
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     world.core.quiesce().await;
+    stop.cancel();
+    writer.await.expect("the writer stops");
+}
+
+/// `who` hangs up: LiveKit's `participant_left` of the session `joined_webhook` reports.
+fn left_webhook(room: &str, who: &callgate::domain::AuthUser) -> (callgate::livekit::Event, String) {
+    let (_, body) = joined_webhook(room, who);
+    let mut value: serde_json::Value = serde_json::from_str(&body).expect("json");
+    value["event"] = serde_json::json!("participant_left");
+    value["id"] = serde_json::json!(format!("EV_{}", uuid::Uuid::new_v4().simple()));
+    value["participant"]["disconnectReason"] = serde_json::json!("CLIENT_INITIATED");
+    let body = value.to_string();
+    (callgate::livekit::decode_event(value).expect("an event"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_batch_an_event_after_the_join_that_connects_the_call_sees_it_active() {
+    let world = World::new().await;
+    let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
+    let call = world.answered_call(&alice, &[&bob]).await;
+    let room = world.room_of(call);
+
+    // Both join (the second connects the call), then he hangs up.
+    let events = vec![joined_webhook(&room, &alice), joined_webhook(&room, &bob), left_webhook(&room, &bob)];
+    handled_in_one_batch(&world, call, events).await;
 
     let ended = world.call(&alice, call).await;
     assert_eq!(ended.state, CallState::Ended, "{ended:?}");
@@ -244,37 +259,19 @@ async fn in_one_batch_an_event_after_the_join_that_connects_the_call_sees_it_act
         Some(callgate::domain::Outcome::Completed),
         "his leave was handled with the call active, as the join before it made it: {ended:?}"
     );
-    stop.cancel();
-    writer.await.expect("the writer stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_handled_in_one_batch_are_each_in_the_timeline_in_the_order_they_arrived() {
-    use callgate::ingest::inbox::{self, Inbox};
-    use std::sync::Arc;
     let world = World::new().await;
     let (alice, bob) = (person("alice", Gender::Female), person("bob", Gender::Male));
     let call = world.answered_call(&alice, &[&bob]).await;
     let room = world.room_of(call);
-    let inbox = Arc::new(Inbox::new(world.core.clone()));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let writer = tokio::spawn(inbox::run(inbox.clone(), stop.clone()));
 
-    // While the call's row is held its events wait, so one batch takes them all.
-    let mut holder = world.core.db.begin().await.expect("a transaction");
-    callgate::store::lock_call(&mut holder, call).await.expect("the lock");
-    let mut sent = Vec::new();
-    for who in [&bob, &alice, &bob] {
-        let (event, body) = joined_webhook(&room, who);
-        inbox::ingest(&inbox, &event, &body).await.expect("stored");
-        sent.push(event.id.clone());
-    }
-    holder.rollback().await.expect("the lock released");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while inbox.backlog() > 0 {
-        assert!(std::time::Instant::now() < deadline, "the events are handled");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let events: Vec<_> = [&bob, &alice, &bob].into_iter().map(|who| joined_webhook(&room, who)).collect();
+    let sent: Vec<String> = events.iter().map(|(event, _)| event.id.clone()).collect();
+    handled_in_one_batch(&world, call, events).await;
+
     let recorded: Vec<(String, String, bool)> = sqlx::query_as(
         "select data->>'livekitEventId', actor, (data->>'applied')::bool from call_events \
          where call_id = $1 and type = 'livekit.participant_joined' order by id",
@@ -290,8 +287,6 @@ async fn events_handled_in_one_batch_are_each_in_the_timeline_in_the_order_they_
     assert!(recorded[0].2 && recorded[1].2, "the first joins changed the call: {recorded:?}");
     let view = world.call(&alice, call).await;
     assert!(view.participants.iter().all(|p| p.status == ParticipantStatus::Joined), "both joined: {view:?}");
-    stop.cancel();
-    writer.await.expect("the writer stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,8 +71,8 @@ pub fn assemble(
     })
 }
 
-/// How long shutdown waits for the work after commits: a settling retries
-/// no more once stopping, so this is the last attempts' LiveKit requests.
+/// How long shutdown waits for the work after commits: a settling's one try
+/// (its retries are jobs), a call's end, a call's events being drained.
 const AFTER_COMMIT_GRACE: Duration = Duration::from_secs(10);
 
 impl Application {

@@ -109,10 +109,11 @@ impl Core {
         self.after_commit.reopen();
     }
 
-    /// On shutdown: waits at most `grace` for the work after commits (its
-    /// retries stop waiting once `stop` is cancelled); what is left is the
-    /// reconciler's (`calls.video_version` against `rights_version`, the
-    /// inbox's unhandled rows). Whether all of it finished.
+    /// On shutdown: waits at most `grace` for the work after commits (one
+    /// try each: a settling LiveKit refuses is a job by then); what is left
+    /// is the job runner's and the reconciler's on the instances still
+    /// running (`calls.video_version` against `rights_version`, the inbox's
+    /// unhandled rows). Whether all of it finished.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.after_commit.close();
         let finished = tokio::time::timeout(grace, self.after_commit.wait()).await.is_ok();

@@ -145,13 +145,8 @@ async fn retry_later(app: &Core, call: CallId, effects: Effects) {
 /// with the runner's backoff, and in the end left to the reconciler.
 pub async fn settle_job(app: &Core, job: &jobs::Settle) -> anyhow::Result<()> {
     let call = CallId(job.call);
-    let mut effects = Effects {
-        call: Some(call),
-        rights_for: job.rights_for.clone(),
-        withdraw: job.withdraw.clone(),
-        remove: job.remove.clone(),
-        resync: job.resync,
-    };
+    let jobs::Settle { rights_for, withdraw, remove, resync, .. } = job.clone();
+    let mut effects = Effects { call: Some(call), rights_for, withdraw, remove, resync };
     attempt(app, call, &mut effects, &mut None)
         .await
         .map_err(|err| anyhow::Error::new(err).context("LiveKit not in line"))
@@ -161,12 +156,11 @@ pub async fn settle_job(app: &Core, job: &jobs::Settle) -> anyhow::Result<()> {
 /// LiveKit to apply the rights (not for what follows them); the task goes
 /// on if LiveKit is slow. Whether LiveKit applied them in time.
 pub async fn settle_soon(app: &Core, effects: Effects) -> bool {
-    let app = app.clone();
     let (told, pushed) = oneshot::channel();
     let (settled_tx, settled) = oneshot::channel();
     let core = app.clone();
-    core.after_commit(async move {
-        let settled = settle_telling(&app, effects, &mut Some(told)).await;
+    app.after_commit(async move {
+        let settled = settle_telling(&core, effects, &mut Some(told)).await;
         let _ = settled_tx.send(settled);
     });
     let applied = async {

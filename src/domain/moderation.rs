@@ -64,16 +64,17 @@ pub enum TextError {
     ControlCharacter,
 }
 
-/// A free text as stored: trimmed, at most `max` characters, no control
+/// A free text as stored: at most `max` characters as sent (the limit the
+/// API document states, whitespace included), trimmed, no control
 /// characters but line breaks and tabs. Empty is an error; the caller
 /// decides whether an empty text is no text.
 pub fn text(raw: &str, max: usize) -> Result<String, TextError> {
+    if raw.chars().count() > max {
+        return Err(TextError::TooLong(max));
+    }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(TextError::Empty);
-    }
-    if trimmed.chars().count() > max {
-        return Err(TextError::TooLong(max));
     }
     if trimmed.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(TextError::ControlCharacter);
@@ -121,6 +122,14 @@ pub fn suspension_ends(
 mod tests {
     use super::*;
     use crate::domain::{ParticipantStatus as S, Role};
+
+    #[test]
+    fn a_text_over_its_limit_as_sent_is_refused_even_when_trimming_would_bring_it_under() {
+        let padded = format!("\u{85}{}", "*".repeat(10));
+        assert_eq!(text(&padded, 10), Err(TextError::TooLong(10)));
+        assert_eq!(text(&"*".repeat(10), 10), Ok("*".repeat(10)));
+        assert_eq!(text(&format!(" {} ", "*".repeat(8)), 10), Ok("*".repeat(8)));
+    }
 
     fn member(status: S) -> Option<Member> {
         let live = matches!(status, S::Invited | S::Accepted | S::Joined | S::Reconnecting);
